@@ -1,0 +1,263 @@
+"""The ALBERT task models: pretraining (MLM + SOP), masked LM, classification, multiple choice,
+token classification and question answering.
+
+Each model holds the backbone as `albert` and its head under transformers' names, so a checkpoint
+converts by renaming. Outputs are dataclasses with transformers' field names; models return
+logits (the losses live in `albert_flax.losses`).
+
+Head parameters:
+    predictions/{dense [H, E], LayerNorm [E], bias [V]}   MLM head; its decoder is the word table
+    sop_classifier/classifier [H, 2]                       sentence-order head on the pooler
+    classifier [H, num_labels]   (sequence / token classification; [H, 1] for multiple choice)
+    qa_outputs [H, 2]                                      span start / end
+"""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import flax.struct
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from albert_flax.config import AlbertConfig
+from albert_flax.modeling import (AlbertModelOutput, AlbertModule, activation_fn, dense,
+                                  layer_norm, _zeros)
+
+Array = jax.Array
+
+
+@flax.struct.dataclass
+class AlbertForPreTrainingOutput:
+  prediction_logits: Array  # [batch, seq, V], or [batch, P, V] at `masked_positions`
+  sop_logits: Array  # [batch, 2]
+  hidden_states: tuple[Array, ...] | None = None
+
+
+@flax.struct.dataclass
+class MaskedLMOutput:
+  logits: Array  # [batch, seq, V] or [batch, P, V]
+  hidden_states: tuple[Array, ...] | None = None
+
+
+@flax.struct.dataclass
+class SequenceClassifierOutput:
+  logits: Array  # [batch, num_labels]
+  hidden_states: tuple[Array, ...] | None = None
+
+
+@flax.struct.dataclass
+class MultipleChoiceModelOutput:
+  logits: Array  # [batch, num_choices]
+  hidden_states: tuple[Array, ...] | None = None
+
+
+@flax.struct.dataclass
+class TokenClassifierOutput:
+  logits: Array  # [batch, seq, num_labels]
+  hidden_states: tuple[Array, ...] | None = None
+
+
+@flax.struct.dataclass
+class QuestionAnsweringModelOutput:
+  start_logits: Array  # [batch, seq]
+  end_logits: Array  # [batch, seq]
+  hidden_states: tuple[Array, ...] | None = None
+
+
+def gather_positions(hidden: Array, positions: Array) -> Array:
+  """hidden [batch, seq, H], positions [batch, P] -> [batch, P, H]."""
+  if positions.ndim != 2 or positions.shape[0] != hidden.shape[0]:
+    raise ValueError(f"masked_positions must be [batch, P] with batch {hidden.shape[0]}, "
+                     f"got shape {positions.shape}")
+  return jnp.take_along_axis(hidden, positions[..., None].astype(jnp.int32), axis=1)
+
+
+def _check_positions(positions, seq_len: int) -> None:
+  if positions is None or isinstance(positions, jax.core.Tracer) or np.size(positions) == 0:
+    return
+  host = np.asarray(positions)
+  if host.min() < 0 or host.max() >= seq_len:
+    raise ValueError(f"masked_positions holds values outside [0, {seq_len})")
+
+
+class AlbertMLMHead(nn.Module):
+  """dense H->E, activation, LayerNorm over E, then the tied word table E->V plus its own bias."""
+
+  config: AlbertConfig
+
+  @nn.compact
+  def __call__(self, hidden: Array, albert: AlbertModule) -> Array:
+    """hidden: [..., H] -> logits [..., V] float32."""
+    cfg = self.config
+    x = dense(cfg, cfg.embedding_size, ("hidden", "embedding"), "dense")(hidden)
+    x = layer_norm(cfg, "LayerNorm")(activation_fn(cfg.hidden_act)(x))
+    bias = self.param("bias", _zeros(("vocab",)), (cfg.vocab_size,), cfg.parameter_dtype)
+    return albert.embeddings.attend(x) + jnp.asarray(bias, jnp.float32)
+
+
+def _classifier_dropout(cfg: AlbertConfig) -> float:
+  return (cfg.classifier_dropout_prob if cfg.classifier_dropout_prob is not None
+          else cfg.hidden_dropout_prob)
+
+
+class AlbertModel(nn.Module):
+  """The bare backbone: `last_hidden_state` [batch, seq, H] and `pooler_output` [batch, H]."""
+
+  config: AlbertConfig
+  add_pooling_layer: bool = True
+
+  def setup(self):
+    self.albert = AlbertModule(self.config, self.add_pooling_layer)
+
+  def __call__(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None,
+               deterministic: bool = True, output_hidden_states: bool = False
+               ) -> AlbertModelOutput:
+    return self.albert(input_ids, attention_mask, token_type_ids, position_ids, deterministic,
+                       output_hidden_states)
+
+
+class AlbertForPreTraining(nn.Module):
+  """MLM + sentence-order prediction. Given `masked_positions` [batch, P] the MLM head runs only
+  there, so prediction_logits is [batch, P, V] instead of [batch, seq, V]."""
+
+  config: AlbertConfig
+
+  def setup(self):
+    self.albert = AlbertModule(self.config, add_pooling_layer=True)
+    self.predictions = AlbertMLMHead(self.config)
+    self.sop_dropout = nn.Dropout(_classifier_dropout(self.config))
+    self.sop_classifier = _SOPHead(self.config)
+
+  def __call__(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None,
+               masked_positions=None, deterministic: bool = True,
+               output_hidden_states: bool = False) -> AlbertForPreTrainingOutput:
+    _check_positions(masked_positions, np.shape(input_ids)[-1])
+    out = self.albert(input_ids, attention_mask, token_type_ids, position_ids, deterministic,
+                      output_hidden_states)
+    hidden = out.last_hidden_state
+    if masked_positions is not None:
+      hidden = gather_positions(hidden, masked_positions)
+    prediction_logits = self.predictions(hidden, self.albert)
+    sop_logits = self.sop_classifier(self.sop_dropout(out.pooler_output,
+                                                      deterministic=deterministic))
+    return AlbertForPreTrainingOutput(prediction_logits, sop_logits, out.hidden_states)
+
+
+class _SOPHead(nn.Module):
+  config: AlbertConfig
+
+  @nn.compact
+  def __call__(self, pooled: Array) -> Array:
+    logits = dense(self.config, 2, ("hidden", "classes"), "classifier")(pooled)
+    return logits.astype(jnp.float32)
+
+
+class AlbertForMaskedLM(nn.Module):
+  """MLM head on every position (or on `masked_positions` [batch, P] when given)."""
+
+  config: AlbertConfig
+
+  def setup(self):
+    self.albert = AlbertModule(self.config, add_pooling_layer=False)
+    self.predictions = AlbertMLMHead(self.config)
+
+  def __call__(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None,
+               masked_positions=None, deterministic: bool = True,
+               output_hidden_states: bool = False) -> MaskedLMOutput:
+    _check_positions(masked_positions, np.shape(input_ids)[-1])
+    out = self.albert(input_ids, attention_mask, token_type_ids, position_ids, deterministic,
+                      output_hidden_states)
+    hidden = out.last_hidden_state
+    if masked_positions is not None:
+      hidden = gather_positions(hidden, masked_positions)
+    return MaskedLMOutput(self.predictions(hidden, self.albert), out.hidden_states)
+
+
+class AlbertForSequenceClassification(nn.Module):
+  """Pooler -> dropout -> [H, num_labels]. num_labels == 1 is regression (see losses)."""
+
+  config: AlbertConfig
+
+  @nn.compact
+  def __call__(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None,
+               deterministic: bool = True, output_hidden_states: bool = False
+               ) -> SequenceClassifierOutput:
+    cfg = self.config
+    out = AlbertModule(cfg, name="albert")(input_ids, attention_mask, token_type_ids,
+                                           position_ids, deterministic, output_hidden_states)
+    pooled = nn.Dropout(_classifier_dropout(cfg))(out.pooler_output, deterministic=deterministic)
+    logits = dense(cfg, cfg.num_labels, ("hidden", "classes"), "classifier")(pooled)
+    return SequenceClassifierOutput(logits.astype(jnp.float32), out.hidden_states)
+
+
+class AlbertForMultipleChoice(nn.Module):
+  """Inputs [batch, choices, seq]; each choice scored by pooler -> dropout -> [H, 1]."""
+
+  config: AlbertConfig
+
+  @nn.compact
+  def __call__(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None,
+               deterministic: bool = True, output_hidden_states: bool = False
+               ) -> MultipleChoiceModelOutput:
+    cfg = self.config
+    shape = np.shape(input_ids)
+    if len(shape) != 3:
+      raise ValueError(f"AlbertForMultipleChoice takes input_ids [batch, choices, seq], got {shape}")
+
+    def flat(x):
+      if x is None:
+        return None
+      if tuple(np.shape(x)) != shape:
+        raise ValueError(f"inputs must all be [batch, choices, seq] = {shape}, got {np.shape(x)}")
+      return jnp.reshape(x, (-1, shape[-1]))
+
+    out = AlbertModule(cfg, name="albert")(flat(input_ids), flat(attention_mask),
+                                           flat(token_type_ids), flat(position_ids),
+                                           deterministic, output_hidden_states)
+    pooled = nn.Dropout(_classifier_dropout(cfg))(out.pooler_output, deterministic=deterministic)
+    logits = dense(cfg, 1, ("hidden", "classes"), "classifier")(pooled)
+    return MultipleChoiceModelOutput(logits.astype(jnp.float32).reshape(shape[0], shape[1]),
+                                     out.hidden_states)
+
+
+class AlbertForTokenClassification(nn.Module):
+  """Per-token logits [batch, seq, num_labels] (NER and the like)."""
+
+  config: AlbertConfig
+
+  @nn.compact
+  def __call__(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None,
+               deterministic: bool = True, output_hidden_states: bool = False
+               ) -> TokenClassifierOutput:
+    cfg = self.config
+    out = AlbertModule(cfg, add_pooling_layer=False, name="albert")(
+        input_ids, attention_mask, token_type_ids, position_ids, deterministic,
+        output_hidden_states)
+    hidden = nn.Dropout(_classifier_dropout(cfg))(out.last_hidden_state,
+                                                  deterministic=deterministic)
+    logits = dense(cfg, cfg.num_labels, ("hidden", "classes"), "classifier")(hidden)
+    return TokenClassifierOutput(logits.astype(jnp.float32), out.hidden_states)
+
+
+class AlbertForQuestionAnswering(nn.Module):
+  """Span start / end logits [batch, seq] from [H, 2]."""
+
+  config: AlbertConfig
+
+  @nn.compact
+  def __call__(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None,
+               deterministic: bool = True, output_hidden_states: bool = False
+               ) -> QuestionAnsweringModelOutput:
+    cfg = self.config
+    out = AlbertModule(cfg, add_pooling_layer=False, name="albert")(
+        input_ids, attention_mask, token_type_ids, position_ids, deterministic,
+        output_hidden_states)
+    logits = dense(cfg, 2, ("hidden", "classes"), "qa_outputs")(out.last_hidden_state)
+    logits = logits.astype(jnp.float32)
+    return QuestionAnsweringModelOutput(logits[..., 0], logits[..., 1], out.hidden_states)
+
+
+MODEL_CLASSES = {cls.__name__: cls for cls in (
+    AlbertModel, AlbertForPreTraining, AlbertForMaskedLM, AlbertForSequenceClassification,
+    AlbertForMultipleChoice, AlbertForTokenClassification, AlbertForQuestionAnswering)}

@@ -1,0 +1,350 @@
+"""ALBERT backbone in flax.linen: factorized embeddings and one shared layer scanned over depth.
+
+Parameter tree of `AlbertModule` (names follow transformers' so conversion is a rename):
+
+    embeddings/{word_embeddings, position_embeddings, token_type_embeddings}/embedding  [V|P|T, E]
+    embeddings/LayerNorm/{scale, bias}                                                 [E]
+    encoder/embedding_hidden_mapping_in/{kernel [E, H], bias [H]}
+    encoder/albert_layer_groups_{g}/albert_layers_{i}/
+        attention/{query, key, value}/{kernel [H, H], bias [H]}
+        attention/dense/{kernel [H, H], bias [H]}, attention/LayerNorm/{scale, bias} [H]
+        ffn/{kernel [H, I], bias [I]}, ffn_output/{kernel [I, H], bias [H]}
+        full_layer_layer_norm/{scale, bias} [H]
+    pooler/{kernel [H, H], bias [H]}                     (only with add_pooling_layer)
+
+Kernels are [in, out] (the transpose of PyTorch's Linear.weight). Exactly one copy of each group's
+layers exists whatever `num_hidden_layers` is: the group is applied with `nn.scan` and
+`variable_broadcast="params"`, so depth costs activations, not weights, and compiles once.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable
+
+import flax.linen as nn
+import flax.struct
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from albert_flax.config import AlbertConfig
+
+Array = jax.Array
+
+# --------------------------------------------------------------------------- outputs
+
+
+@flax.struct.dataclass
+class AlbertModelOutput:
+  last_hidden_state: Array  # [batch, seq, hidden]
+  pooler_output: Array | None = None  # [batch, hidden]
+  # (embedding output after the E->H projection, then each of the L steps), each [batch, seq, hidden]
+  hidden_states: tuple[Array, ...] | None = None
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def activation_fn(name: str) -> Callable[[Array], Array]:
+  """transformers' ACT2FN names as JAX functions."""
+  table = {
+      "gelu": functools.partial(jax.nn.gelu, approximate=False),
+      # The tanh approximation: the original ALBERT's gelu, transformers' "gelu_new".
+      "gelu_new": functools.partial(jax.nn.gelu, approximate=True),
+      "gelu_pytorch_tanh": functools.partial(jax.nn.gelu, approximate=True),
+      "gelu_fast": lambda x: 0.5 * x * (1.0 + jnp.tanh(x * 0.7978845608 * (1.0 + 0.044715 * x * x))),
+      "quick_gelu": lambda x: x * jax.nn.sigmoid(1.702 * x),
+      "relu": jax.nn.relu,
+      "silu": jax.nn.silu,
+      "swish": jax.nn.silu,
+      "tanh": jnp.tanh,
+      "sigmoid": jax.nn.sigmoid,
+      "linear": lambda x: x,
+      "mish": lambda x: x * jnp.tanh(jax.nn.softplus(x)),
+  }
+  if name not in table:
+    raise ValueError(f"Unknown activation {name!r}; choose one of {sorted(table)}")
+  return table[name]
+
+
+def _normal(config: AlbertConfig, axes: tuple[str | None, ...]):
+  return nn.with_logical_partitioning(nn.initializers.normal(config.initializer_range), axes)
+
+
+def _zeros(axes: tuple[str | None, ...]):
+  return nn.with_logical_partitioning(nn.initializers.zeros_init(), axes)
+
+
+def dense(config: AlbertConfig, features: int, axes: tuple[str | None, str | None],
+          name: str) -> nn.Dense:
+  """A Dense layer with ALBERT's init, the config's dtypes and logical axis names [in, out]."""
+  return nn.Dense(features, dtype=config.compute_dtype, param_dtype=config.parameter_dtype,
+                  kernel_init=_normal(config, axes), bias_init=_zeros((axes[1],)), name=name)
+
+
+def layer_norm(config: AlbertConfig, name: str) -> nn.LayerNorm:
+  # LayerNorm statistics in float32 whatever the compute dtype.
+  return nn.LayerNorm(epsilon=config.layer_norm_eps, dtype=jnp.float32,
+                      param_dtype=config.parameter_dtype,
+                      scale_init=nn.with_logical_partitioning(nn.initializers.ones_init(), ("norm",)),
+                      bias_init=_zeros(("norm",)), name=name)
+
+
+def constrain(x: Array, axes: tuple[str | None, ...]) -> Array:
+  """Sharding hint for activations (a no-op outside a mesh / axis-rules context)."""
+  return nn.with_logical_constraint(x, axes)
+
+
+def _is_traced(x: Any) -> bool:
+  return isinstance(x, jax.core.Tracer)
+
+
+def validate_inputs(config: AlbertConfig, input_ids: Any, attention_mask: Any = None,
+                    token_type_ids: Any = None, position_ids: Any = None) -> None:
+  """Raise ValueError on inputs XLA would otherwise accept silently.
+
+  Shapes are always checked. Values (ids in [0, vocab_size), token types in [0, type_vocab_size),
+  positions in [0, max_position_embeddings)) are checked whenever the arrays are concrete, i.e.
+  outside `jax.jit`; a jitted program should call this on its host batch before the step
+  (the training programs do), since an out-of-range gather on device is clamped, not reported.
+
+  Args:
+    input_ids: [batch, seq] token ids.
+    attention_mask, token_type_ids, position_ids: [batch, seq] or None.
+  """
+  shape = tuple(np.shape(input_ids))
+  if len(shape) != 2:
+    raise ValueError(f"input_ids must be [batch, seq], got shape {shape}")
+  if shape[1] > config.max_position_embeddings:
+    raise ValueError(f"sequence length {shape[1]} exceeds max_position_embeddings "
+                     f"{config.max_position_embeddings}; truncate the input")
+  for name, value in (("attention_mask", attention_mask), ("token_type_ids", token_type_ids),
+                      ("position_ids", position_ids)):
+    if value is not None and tuple(np.shape(value)) != shape:
+      raise ValueError(f"{name} has shape {tuple(np.shape(value))} but input_ids has {shape}")
+  for name, value, upper in (("input_ids", input_ids, config.vocab_size),
+                             ("token_type_ids", token_type_ids, config.type_vocab_size),
+                             ("position_ids", position_ids, config.max_position_embeddings)):
+    if value is None or _is_traced(value) or np.size(value) == 0:
+      continue
+    host = np.asarray(value)
+    if not np.issubdtype(host.dtype, np.integer):
+      raise ValueError(f"{name} must hold integers, got dtype {host.dtype}")
+    low, high = int(host.min()), int(host.max())
+    if low < 0 or high >= upper:
+      bad = host[(host < 0) | (host >= upper)]
+      raise ValueError(f"{name} holds values outside [0, {upper}): e.g. {bad[:5].tolist()}"
+                       + (" (vocab_size of the config)" if name == "input_ids" else ""))
+
+
+# --------------------------------------------------------------------------- embeddings
+
+
+class AlbertEmbeddings(nn.Module):
+  """Word + position + token-type embeddings of size E, LayerNorm over E, dropout.
+
+  Returns [batch, seq, embedding_size] in float32 (the E->H projection lives in the encoder, as
+  in transformers). The word table is also the MLM decoder (`attend`).
+  """
+
+  config: AlbertConfig
+
+  def setup(self):
+    cfg = self.config
+    self.word_embeddings = nn.Embed(cfg.vocab_size, cfg.embedding_size, dtype=jnp.float32,
+                                    param_dtype=cfg.parameter_dtype,
+                                    embedding_init=_normal(cfg, ("vocab", "embedding")))
+    self.position_embeddings = nn.Embed(cfg.max_position_embeddings, cfg.embedding_size,
+                                        dtype=jnp.float32, param_dtype=cfg.parameter_dtype,
+                                        embedding_init=_normal(cfg, ("positions", "embedding")))
+    self.token_type_embeddings = nn.Embed(cfg.type_vocab_size, cfg.embedding_size,
+                                          dtype=jnp.float32, param_dtype=cfg.parameter_dtype,
+                                          embedding_init=_normal(cfg, ("token_types", "embedding")))
+    self.LayerNorm = layer_norm(cfg, "LayerNorm")
+    self.dropout = nn.Dropout(cfg.hidden_dropout_prob)
+
+  def __call__(self, input_ids: Array, token_type_ids: Array, position_ids: Array,
+               deterministic: bool = True) -> Array:
+    x = (self.word_embeddings(input_ids) + self.position_embeddings(position_ids)
+         + self.token_type_embeddings(token_type_ids))
+    x = self.LayerNorm(x)
+    return self.dropout(x, deterministic=deterministic)
+
+  def attend(self, x: Array) -> Array:
+    """Tied decoder: [..., E] -> [..., V] logits in float32 (matmul in the compute dtype)."""
+    table = jnp.asarray(self.word_embeddings.embedding, self.config.compute_dtype)
+    return jnp.einsum("...e,ve->...v", x.astype(self.config.compute_dtype), table,
+                      preferred_element_type=jnp.float32)
+
+
+# --------------------------------------------------------------------------- the shared layer
+
+
+class AlbertAttention(nn.Module):
+  """Multi-head self-attention, output projection, dropout, residual and post-LayerNorm."""
+
+  config: AlbertConfig
+
+  @nn.compact
+  def __call__(self, hidden: Array, mask: Array, deterministic: bool) -> Array:
+    """hidden: [batch, seq, H]; mask: [batch, 1, 1, seq] bool (True = attend). -> [batch, seq, H]."""
+    cfg = self.config
+    batch, seq, _ = hidden.shape
+    heads, head_dim = cfg.num_attention_heads, cfg.head_dim
+
+    def project(name):
+      y = dense(cfg, cfg.hidden_size, ("hidden", "joined_kv"), name)(hidden)
+      return y.reshape(batch, seq, heads, head_dim)
+
+    query, key, value = project("query"), project("key"), project("value")
+    dropout_active = cfg.attention_probs_dropout_prob > 0.0 and not deterministic
+    impl = cfg.attention_implementation
+    if impl == "einsum" or (impl == "auto" and dropout_active):
+      # Scores and softmax in float32; probabilities back to the compute dtype for the PV matmul.
+      scores = jnp.einsum("bqnd,bknd->bnqk", query, key, preferred_element_type=jnp.float32)
+      scores = scores / np.sqrt(head_dim).astype(np.float32)
+      scores = jnp.where(mask, scores, jnp.finfo(jnp.float32).min)
+      probs = jax.nn.softmax(scores, axis=-1)
+      probs = nn.Dropout(cfg.attention_probs_dropout_prob)(probs, deterministic=deterministic)
+      context = jnp.einsum("bnqk,bknd->bqnd", probs.astype(value.dtype), value)
+    else:
+      if dropout_active:
+        raise ValueError(f"attention_implementation={impl!r} has no attention-probability "
+                         "dropout; use 'auto' or 'einsum' when attention_probs_dropout_prob > 0")
+      context = jax.nn.dot_product_attention(
+          query, key, value, mask=mask, implementation=None if impl in ("auto", "xla") else impl)
+    context = context.reshape(batch, seq, cfg.hidden_size)
+    projected = dense(cfg, cfg.hidden_size, ("joined_kv", "hidden"), "dense")(context)
+    projected = nn.Dropout(cfg.hidden_dropout_prob)(projected, deterministic=deterministic)
+    return layer_norm(cfg, "LayerNorm")(hidden.astype(jnp.float32) + projected.astype(jnp.float32))
+
+
+class AlbertLayer(nn.Module):
+  """One post-LN transformer block: attention, then FFN with residual and LayerNorm."""
+
+  config: AlbertConfig
+
+  @nn.compact
+  def __call__(self, hidden: Array, mask: Array, deterministic: bool) -> Array:
+    """[batch, seq, H] (compute dtype) -> [batch, seq, H] (compute dtype)."""
+    cfg = self.config
+    attention_out = AlbertAttention(cfg, name="attention")(hidden, mask, deterministic)
+    x = dense(cfg, cfg.intermediate_size, ("hidden", "mlp"), "ffn")(attention_out)
+    x = constrain(activation_fn(cfg.hidden_act)(x), ("activation_batch", "activation_length",
+                                                     "activation_mlp"))
+    x = dense(cfg, cfg.hidden_size, ("mlp", "hidden"), "ffn_output")(x)
+    x = nn.Dropout(cfg.hidden_dropout_prob)(x, deterministic=deterministic)
+    out = layer_norm(cfg, "full_layer_layer_norm")(x.astype(jnp.float32) + attention_out)
+    return out.astype(cfg.compute_dtype)
+
+
+class AlbertLayerGroup(nn.Module):
+  """`inner_group_num` distinct layers applied in order: one step of the encoder.
+
+  Its signature is a scan body: (carry, *broadcast) -> (carry, per-step output).
+  """
+
+  config: AlbertConfig
+  emit_hidden_states: bool = False
+
+  @nn.compact
+  def __call__(self, hidden: Array, mask: Array, deterministic: bool):
+    for i in range(self.config.inner_group_num):
+      hidden = AlbertLayer(self.config, name=f"albert_layers_{i}")(hidden, mask, deterministic)
+    hidden = constrain(hidden, ("activation_batch", "activation_length", "activation_hidden"))
+    return hidden, (hidden if self.emit_hidden_states else None)
+
+
+def remat_policy(name: str):
+  """Config name -> jax.checkpoint policy (None = save nothing, recompute all)."""
+  policies = {
+      "full": None,
+      "dots": jax.checkpoint_policies.checkpoint_dots,
+      "dots_with_no_batch_dims": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
+  }
+  if name not in policies:
+    raise ValueError(f"Unknown remat policy {name!r}; choose 'none' or one of {sorted(policies)}")
+  return policies[name]
+
+
+class AlbertTransformer(nn.Module):
+  """E->H projection, then L steps; step l runs group int(l * G / L).
+
+  With `scan_layers` each group is one `nn.scan` over its run of steps with broadcast (not
+  stacked) parameters and per-step dropout RNGs; `remat` wraps the scanned body.
+  """
+
+  config: AlbertConfig
+
+  @nn.compact
+  def __call__(self, embeddings: Array, mask: Array, deterministic: bool,
+               output_hidden_states: bool = False) -> tuple[Array, tuple[Array, ...] | None]:
+    """embeddings: [batch, seq, E]; mask: [batch, 1, 1, seq] -> ([batch, seq, H], hidden states)."""
+    cfg = self.config
+    hidden = dense(cfg, cfg.hidden_size, ("embedding", "hidden"),
+                   "embedding_hidden_mapping_in")(embeddings)
+    hidden = constrain(hidden, ("activation_batch", "activation_length", "activation_hidden"))
+    all_hidden = [hidden] if output_hidden_states else None
+
+    group_cls = AlbertLayerGroup
+    if cfg.remat != "none":
+      # static_argnums counts `self`: (self, hidden, mask, deterministic) -> deterministic is 3.
+      group_cls = nn.remat(AlbertLayerGroup, prevent_cse=not cfg.scan_layers,
+                           static_argnums=(3,), policy=remat_policy(cfg.remat))
+    for group, steps in cfg.group_runs():
+      name = f"albert_layer_groups_{group}"
+      if cfg.scan_layers:
+        scanned = nn.scan(group_cls, variable_broadcast="params",
+                          split_rngs={"params": False, "dropout": True},
+                          in_axes=(nn.broadcast, nn.broadcast), length=steps)
+        hidden, per_step = scanned(cfg, output_hidden_states, name=name)(hidden, mask,
+                                                                         deterministic)
+        if output_hidden_states:
+          all_hidden.extend(per_step[i] for i in range(steps))
+      else:
+        # Python unrolling, kept only to compare compile time against in benchmarks.
+        layer_group = group_cls(cfg, output_hidden_states, name=name)
+        for _ in range(steps):
+          hidden, _ = layer_group(hidden, mask, deterministic)
+          if output_hidden_states:
+            all_hidden.append(hidden)
+    return hidden, (tuple(all_hidden) if output_hidden_states else None)
+
+
+# --------------------------------------------------------------------------- the backbone
+
+
+class AlbertModule(nn.Module):
+  """Embeddings + shared-layer encoder (+ pooler). The `albert` submodule of every model."""
+
+  config: AlbertConfig
+  add_pooling_layer: bool = True
+
+  def setup(self):
+    cfg = self.config
+    self.embeddings = AlbertEmbeddings(cfg)
+    self.encoder = AlbertTransformer(cfg)
+    if self.add_pooling_layer:
+      self.pooler = dense(cfg, cfg.hidden_size, ("hidden", "pooler_out"), "pooler")
+
+  def __call__(self, input_ids: Array, attention_mask: Array | None = None,
+               token_type_ids: Array | None = None, position_ids: Array | None = None,
+               deterministic: bool = True, output_hidden_states: bool = False
+               ) -> AlbertModelOutput:
+    """input_ids, attention_mask (1 = token, 0 = padding), token_type_ids: [batch, seq]."""
+    validate_inputs(self.config, input_ids, attention_mask, token_type_ids, position_ids)
+    if attention_mask is None:
+      attention_mask = jnp.ones_like(input_ids)
+    if token_type_ids is None:
+      token_type_ids = jnp.zeros_like(input_ids)
+    if position_ids is None:
+      position_ids = jnp.broadcast_to(jnp.arange(input_ids.shape[-1]), input_ids.shape)
+    embedded = self.embeddings(input_ids, token_type_ids, position_ids, deterministic)
+    mask = (jnp.asarray(attention_mask) > 0)[:, None, None, :]
+    hidden, all_hidden = self.encoder(embedded, mask, deterministic, output_hidden_states)
+    pooled = None
+    if self.add_pooling_layer:
+      pooled = jnp.tanh(self.pooler(hidden[:, 0]).astype(jnp.float32))
+    return AlbertModelOutput(last_hidden_state=hidden, pooler_output=pooled,
+                             hidden_states=all_hidden)
