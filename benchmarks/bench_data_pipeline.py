@@ -1,0 +1,154 @@
+"""Throughput and memory of the pretraining data pipeline (pretrain.data.make_pretraining_batches).
+
+    PYTHONPATH=. python benchmarks/bench_data_pipeline.py [--workdir /tmp/bench_data] [--quick]
+
+Corpus: the built-in corpus (Python standard library docstrings, ~0.4M tokens), its documents
+grouped by 4 into Wikipedia-sized articles (~1k tokens); the "4x" corpus is four such copies with
+different groupings (new documents, same text statistics). Tokenizer: a SentencePiece unigram
+model of 8k pieces trained on it (the pipeline's cost barely depends on the vocabulary size).
+
+Prints, for max_seq_length 128 and 512 (P = 20) and num_workers 0 and 2: examples/s (wall clock)
+and examples per CPU-second (main process and workers; the figure that holds when the machine is
+shared), and where the CPU time goes for one window (tokenize / pairs + packing / masking). Then
+the peak RSS of a process that reads one full epoch of the small and of the 4x corpus with windows
+of 128 documents (it should not grow with the corpus).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+from pretrain import builtin_corpus, corpus, data  # noqa: E402
+from pretrain.examples import ExampleConfig, make_examples, tokenize_documents  # noqa: E402
+
+
+def build_corpora(workdir: str) -> tuple[str, str, str]:
+  """(small corpus, 4x corpus, spm model), written once into workdir."""
+  os.makedirs(workdir, exist_ok=True)
+  small, large = os.path.join(workdir, "small.txt"), os.path.join(workdir, "large.txt")
+  src = builtin_corpus.builtin_source()
+  docs = [d for d, _ in src.documents(0, None, 0, 1)]
+  if not os.path.exists(large):
+    for path, copies in ((small, 1), (large, 4)):
+      with open(path, "w", encoding="utf-8") as f:
+        for c in range(copies):
+          shifted = docs[c:] + docs[:c]  # a different grouping in every copy
+          for i in range(0, len(shifted), 4):
+            f.write("\n".join(s for d in shifted[i:i + 4] for s in d) + "\n\n")
+  model = os.path.join(workdir, "spm8k.model")
+  if not os.path.exists(model):
+    from albert_flax.tokenization import train_tokenizer
+    train_tokenizer(small, 8000, model[:-len(".model")], seed=0, hard_vocab_limit=False)
+  return small, large, model
+
+
+def _cpu(pids: list[int]) -> float:
+  """CPU seconds of this process and of the live processes `pids` (workers)."""
+  s = resource.getrusage(resource.RUSAGE_SELF)
+  total = s.ru_utime + s.ru_stime
+  tick = os.sysconf("SC_CLK_TCK")
+  for pid in pids:
+    with open(f"/proc/{pid}/stat") as f:
+      fields = f.read().rsplit(")", 1)[1].split()
+    total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+  return total
+
+
+def throughput(files: str, model: str, seq: int, workers: int, min_examples: int) -> dict:
+  """Steady state: after worker start-up and `min_examples // 4` examples, over windows of 256
+  documents (~300k tokens each)."""
+  from albert_flax.tokenization import AlbertTokenizer
+  tok = AlbertTokenizer(model)
+  it = data.make_pretraining_batches(files, tok, 64, seq, 20, 0, process_index=0, process_count=1,
+                                     num_workers=workers, shuffle_buffer=256)
+  with it:
+    n = 0
+    while n < min_examples // 4:
+      n += len(next(it)["input_ids"])
+    pids = [p.pid for p in it._pool._pool] if it._pool is not None else []
+    n, t0, c0 = 0, time.perf_counter(), _cpu(pids)
+    while n < min_examples:
+      n += len(next(it)["input_ids"])
+    wall, cpu = time.perf_counter() - t0, _cpu(pids) - c0
+  return {"examples": n, "examples_per_s": n / wall, "examples_per_cpu_s": n / cpu}
+
+
+def breakdown(files: str, model: str, seq: int) -> dict:
+  """CPU seconds per 1000 examples of each stage, on one window of (up to) 1024 documents."""
+  from albert_flax.tokenization import AlbertTokenizer
+  tok = AlbertTokenizer(model, num_threads=1)
+  docs = [d for _, (d, _) in zip(range(1024), corpus.TextFileSource(files).documents(0, None, 0, 1))]
+  cfg = ExampleConfig(seq, 20)
+  t0 = time.process_time()
+  t = tokenize_documents(docs, tok)
+  t1 = time.process_time()
+  ex = make_examples(t, cfg, tok, (0,), mask=False)
+  t2 = time.process_time()
+  make_examples(t, cfg, tok, (0,), mask=True)
+  t3 = time.process_time()
+  k = 1000 / len(ex["length"])
+  return {"examples": len(ex["length"]), "tokens": len(t.tokens),
+          "tokenize_s_per_1k": (t1 - t0) * k, "pairs_pack_s_per_1k": (t2 - t1) * k,
+          "masking_s_per_1k": (t3 - t2 - (t2 - t1)) * k}
+
+
+def _peak_rss_child(files: str, model: str, seq: int) -> None:
+  from albert_flax.tokenization import AlbertTokenizer
+  tok = AlbertTokenizer(model)
+  n = 0
+  # Windows of 128 documents: fewer than either corpus has, so a flat figure means what it says.
+  for b in data.make_pretraining_batches(files, tok, 64, seq, 20, 0, process_index=0,
+                                         process_count=1, num_epochs=1, shuffle_buffer=128):
+    n += len(b["input_ids"])
+  print(json.dumps({"examples": n,
+                    "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+
+
+def peak_rss(files: str, model: str, seq: int) -> dict:
+  out = subprocess.run([sys.executable, __file__, "--_rss_child", files, model, str(seq)],
+                       check=True, capture_output=True, text=True).stdout
+  return json.loads(out.strip().splitlines()[-1])
+
+
+def main() -> None:
+  p = argparse.ArgumentParser()
+  p.add_argument("--workdir", default="/tmp/bench_data_pipeline")
+  p.add_argument("--quick", action="store_true", help="fewer examples per measurement")
+  p.add_argument("--_rss_child", nargs=3, help=argparse.SUPPRESS)
+  args = p.parse_args()
+  if args._rss_child:
+    _peak_rss_child(args._rss_child[0], args._rss_child[1], int(args._rss_child[2]))
+    return
+  small, large, model = build_corpora(args.workdir)
+  print(f"corpus: small {os.path.getsize(small) / 2**20:.1f} MiB, "
+        f"4x {os.path.getsize(large) / 2**20:.1f} MiB; {os.cpu_count()} CPUs, "
+        f"load average {os.getloadavg()[0]:.1f}")
+  for seq in (128, 512):
+    b = breakdown(small, model, seq)
+    print(f"S={seq}: one window of 1024 docs -> {b['examples']} examples ({b['tokens']} tokens); "
+          f"per 1000 examples: tokenize {b['tokenize_s_per_1k']:.3f}s, pairs+pack "
+          f"{b['pairs_pack_s_per_1k']:.3f}s, masking {b['masking_s_per_1k']:.3f}s (CPU, 1 thread)")
+  for seq in (128, 512):
+    need = (2 if args.quick else 6) * (4000 if seq == 128 else 1500)
+    for workers in (0, 2):
+      r = throughput(large, model, seq, workers, need)
+      print(f"S={seq} num_workers={workers}: {r['examples_per_s']:.0f} examples/s wall, "
+            f"{r['examples_per_cpu_s']:.0f} examples per CPU-second ({r['examples']} examples)")
+  for seq in (512,):
+    for name, path in (("small", small), ("4x", large)):
+      r = peak_rss(path, model, seq)
+      print(f"peak RSS, one epoch of the {name} corpus at S={seq}: {r['peak_rss_mib']:.0f} MiB "
+            f"({r['examples']} examples)")
+
+
+if __name__ == "__main__":
+  main()
