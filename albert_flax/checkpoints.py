@@ -1,0 +1,472 @@
+"""from_pretrained / save_pretrained: orbax, transformers (safetensors / .bin) and original TF1.
+
+    model, params = af.from_pretrained("albert/albert-base-v2", af.AlbertForSequenceClassification,
+                                       num_labels=3)
+    af.save_pretrained("out/", model, params, format="hf")     # or "orbax" (default), "tf"
+
+Checkpoint layouts read by `from_pretrained(path)`, tried in this order:
+  orbax      path/config.json + path/params/         (what save_pretrained(format="orbax") writes)
+  workdir    path/config.json + path/checkpoints/<step>/state/   (a pretraining workdir: an orbax
+             CheckpointManager directory whose item "state" is a pytree with a "params" key holding
+             the unboxed parameter tree; the largest <step> is read, params only)
+  hf         path/config.json + model.safetensors | pytorch_model.bin | their sharded *.index.json
+  tf         path/albert_config.json + path/model.ckpt-<step>.{index,data-*}, or the prefix itself
+  hub id     anything else that looks like "owner/name": huggingface_hub.snapshot_download, then hf
+
+Loading rules (every source goes through `_assemble`, in our parameter names):
+  - Known ALBERT parts the target model does not have (pooler, MLM head, SOP head, another task's
+    head) are dropped and listed in one INFO log line.
+  - Parts the target needs that the checkpoint lacks (a new task head, a pooler) are initialized
+    from `rng` and listed in one WARNING log line. A missing backbone tensor is an error.
+  - A task head (`classifier`) saved by a different architecture (config.json "architectures")
+    is another task's head: dropped, and the target's head is initialized fresh.
+  - A head tensor whose shape differs from the target's is re-initialized (and logged) when you
+    asked for a different head size (`num_labels=` different from the checkpoint's) or passed
+    `ignore_mismatched_heads=True`; otherwise it is an error, as in transformers.
+  - Names that are not ALBERT parameters, and backbone tensors whose shape does not match the
+    config, raise one ValueError naming each tensor with expected and found shapes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import logging
+import os
+import re
+import shutil
+import zlib
+from typing import Any, Mapping
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import traverse_util
+
+from albert_flax import convert_hf, convert_tf
+from albert_flax.config import AlbertConfig
+from albert_flax.heads import MODEL_CLASSES, AlbertForPreTraining
+
+logger = logging.getLogger(__name__)
+
+CONFIG_NAME = "config.json"
+ORBAX_PARAMS_DIR = "params"  # save_pretrained(format="orbax"): path/params/
+WORKDIR_CHECKPOINTS = "checkpoints"  # pretraining workdir: path/checkpoints/<step>/state/
+STATE_ITEM = "state"
+TOKENIZER_FILE = "spiece.model"
+# Heads whose meaning depends on the task (architecture), not just on their name.
+_TASK_HEADS = ("classifier/",)
+# Models whose head size transformers takes from num_labels but ours fixes at 2.
+_FIXED_TWO_LABELS = ("AlbertForPreTraining", "AlbertForQuestionAnswering")
+
+
+@dataclasses.dataclass
+class _Source:
+  """A checkpoint opened and renamed into our paths, before it meets a model."""
+  description: str  # for messages: the file(s) read
+  config: AlbertConfig
+  tensors: dict[str, tuple[str, np.ndarray, bool]]  # our path -> (source name, array ours, transposed)
+  unknown: list[tuple[str, tuple[int, ...]]]  # source names that are not ALBERT parameters
+  architecture: str | None = None
+
+
+# =============================================================================== loading
+
+
+def from_pretrained(path: str | os.PathLike, ModelClass: type[nn.Module] | str = AlbertForPreTraining,
+                    *, dtype: str | None = None, param_dtype: str | None = None,
+                    rng: jax.Array | int = 0, ignore_mismatched_heads: bool = False,
+                    **head_kwargs: Any) -> tuple[nn.Module, dict]:
+  """Load a checkpoint (see the module docstring for layouts) into `ModelClass`.
+
+  Args:
+    path: a directory, a TF checkpoint prefix, or a Hugging Face Hub id ("albert/albert-base-v2").
+    ModelClass: one of the model classes (or its name).
+    dtype, param_dtype: compute / parameter dtype ("float32", "bfloat16"); parameters are cast.
+    rng: key or seed for heads the checkpoint lacks.
+    ignore_mismatched_heads: re-initialize head tensors whose shape differs from the target's.
+    **head_kwargs: AlbertConfig fields overriding the checkpoint's config (num_labels=3, remat=...).
+  Returns:
+    (model, params): the flax module and its plain (unboxed) parameter tree.
+  """
+  model_cls = _model_class(ModelClass)
+  overrides = dict(head_kwargs)
+  if dtype is not None:
+    overrides["dtype"] = dtype
+  if param_dtype is not None:
+    overrides["param_dtype"] = param_dtype
+  source = _open(os.fspath(path))
+  config = source.config.replace(**overrides)
+  model = model_cls(config)
+  resized = "num_labels" in head_kwargs and head_kwargs["num_labels"] != source.config.num_labels
+  params = _assemble(source, model, rng, reinit_mismatched=ignore_mismatched_heads or resized)
+  return model, params
+
+
+def _model_class(model_class) -> type[nn.Module]:
+  if isinstance(model_class, str):
+    if model_class not in MODEL_CLASSES:
+      raise ValueError(f"Unknown model class {model_class!r}; choose one of {sorted(MODEL_CLASSES)}")
+    return MODEL_CLASSES[model_class]
+  if model_class not in MODEL_CLASSES.values():
+    raise ValueError(f"{model_class!r} is not an ALBERT model class; choose one of "
+                     f"{sorted(MODEL_CLASSES)}")
+  return model_class
+
+
+def _open(path: str) -> _Source:
+  """Find out which layout `path` is and read it."""
+  if os.path.isdir(path):
+    has_config = os.path.isfile(os.path.join(path, CONFIG_NAME))
+    if has_config and os.path.isdir(os.path.join(path, ORBAX_PARAMS_DIR)):
+      return _open_orbax(path, os.path.join(path, ORBAX_PARAMS_DIR), subtree=None)
+    if has_config and os.path.isdir(os.path.join(path, WORKDIR_CHECKPOINTS)):
+      return _open_orbax(path, _newest_state(os.path.join(path, WORKDIR_CHECKPOINTS)),
+                         subtree="params")
+    files = convert_hf.weight_files(path)
+    if files:
+      if not has_config:
+        raise FileNotFoundError(f"{path} holds weights {files} but no {CONFIG_NAME}")
+      return _open_hf(path, files)
+  found = convert_tf.find_checkpoint(path)
+  if found is not None:
+    return _open_tf(*found)
+  if os.path.exists(path):
+    raise FileNotFoundError(
+        f"No ALBERT checkpoint found at {path}: expected {CONFIG_NAME} with {ORBAX_PARAMS_DIR}/ "
+        f"(orbax), {WORKDIR_CHECKPOINTS}/<step>/{STATE_ITEM}/ (pretraining workdir), "
+        "model.safetensors or pytorch_model.bin (transformers), or albert_config.json with "
+        "model.ckpt-*.index (original TF)")
+  if re.fullmatch(r"[A-Za-z0-9][\w.\-]*(/[\w.\-]+)?", path) and ".." not in path:
+    return _open_hf_path(_download(path))
+  raise FileNotFoundError(f"No such file or directory: {path}")
+
+
+def _open_hf_path(directory: str) -> _Source:
+  files = convert_hf.weight_files(directory)
+  if not files or not os.path.isfile(os.path.join(directory, CONFIG_NAME)):
+    raise FileNotFoundError(f"{directory} has no {CONFIG_NAME} with model.safetensors or "
+                            "pytorch_model.bin: not a transformers ALBERT checkpoint")
+  return _open_hf(directory, files)
+
+
+def _download(repo_id: str) -> str:
+  """snapshot_download of config, weights and tokenizer; offline or failing -> clear OSError."""
+  import huggingface_hub
+  from huggingface_hub import constants
+  offline = (os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in {"1", "ON", "YES", "TRUE"}
+             or bool(constants.HF_HUB_OFFLINE))
+  try:
+    directory = huggingface_hub.snapshot_download(
+        repo_id, allow_patterns=[CONFIG_NAME, "model.safetensors*", TOKENIZER_FILE],
+        local_files_only=offline)
+    if not convert_hf.weight_files(directory):  # an older repository: PyTorch pickles only
+      directory = huggingface_hub.snapshot_download(
+          repo_id, allow_patterns=[CONFIG_NAME, "pytorch_model.bin*", TOKENIZER_FILE],
+          local_files_only=offline)
+  except Exception as e:  # offline, unknown repo, no network: all mean "could not get it"
+    hint = (" HF_HUB_OFFLINE is set and the model is not in the local Hugging Face cache: "
+            "download it while online (`huggingface-cli download " + repo_id + "`) or pass a "
+            "local directory." if offline else
+            " Check the id and your network, or pass a local directory.")
+    raise OSError(f"{repo_id!r} is not a local path, and getting it from the Hugging Face Hub "
+                  f"failed ({type(e).__name__}: {e}).{hint}") from None
+  return directory
+
+
+# ------------------------------------------------------------------------ the formats
+
+
+def _open_hf(directory: str, files: list[str]) -> _Source:
+  config_path = os.path.join(directory, CONFIG_NAME)
+  config = AlbertConfig.from_json_file(config_path)
+  architecture = _architecture(config_path)
+  state = convert_hf.read_weight_files(files)
+  # The decoder is tied to the word table and to predictions.bias; keep ours, check theirs.
+  decoder_weight = state.pop(convert_hf.TIED_DECODER_WEIGHT, None)
+  decoder_bias = state.pop(convert_hf.TIED_DECODER_BIAS, None)
+  word = state.get("albert.embeddings.word_embeddings.weight",
+                   state.get("embeddings.word_embeddings.weight"))
+  if decoder_weight is not None and word is not None and not np.array_equal(decoder_weight, word):
+    logger.warning("%s: predictions.decoder.weight differs from the word embeddings; ALBERT ties "
+                   "them, the word embeddings are used", directory)
+  if decoder_bias is not None:
+    if "predictions.bias" not in state:
+      state["predictions.bias"] = decoder_bias
+    elif not np.array_equal(decoder_bias, state["predictions.bias"]):
+      logger.warning("%s: predictions.decoder.bias differs from predictions.bias; the latter is "
+                     "used", directory)
+  tensors, unknown = {}, []
+  for name, array in state.items():
+    if convert_hf.is_ignored(name):
+      continue
+    mapped = convert_hf.hf_name_to_path(name)
+    if mapped is None:
+      unknown.append((name, tuple(array.shape)))
+      continue
+    our_path, transpose = mapped
+    tensors[our_path] = (name, array.T if transpose else array, transpose)
+  return _Source(", ".join(files), config, tensors, unknown, architecture)
+
+
+def _open_tf(prefix: str, config_path: str) -> _Source:
+  config = AlbertConfig.from_json_file(config_path)
+  tensors, unknown = {}, []
+  for name, array in convert_tf.read_checkpoint(prefix).items():
+    mapped = convert_tf.tf_name_to_path(name)
+    if mapped is None:
+      unknown.append((name, tuple(array.shape)))
+      continue
+    our_path, transpose = mapped
+    tensors[our_path] = (name, array.T if transpose else array, transpose)
+  if "classifier/kernel" in tensors:
+    # albert_config.json stores no num_labels: the classifier's width is the only record of it.
+    config = config.replace(num_labels=int(tensors["classifier/kernel"][1].shape[-1]))
+  return _Source(prefix, config, tensors, unknown, architecture=None)
+
+
+def _newest_state(checkpoints_dir: str) -> str:
+  steps = [int(d) for d in os.listdir(checkpoints_dir)
+           if d.isdigit() and os.path.isdir(os.path.join(checkpoints_dir, d, STATE_ITEM))]
+  if not steps:
+    raise FileNotFoundError(f"{checkpoints_dir} holds no <step>/{STATE_ITEM}/ checkpoint")
+  return os.path.join(checkpoints_dir, str(max(steps)), STATE_ITEM)
+
+
+def _open_orbax(directory: str, item_dir: str, subtree: str | None) -> _Source:
+  """Our own parameter names: restore (only the params of a train state) as numpy arrays."""
+  import orbax.checkpoint as ocp
+  config_path = os.path.join(directory, CONFIG_NAME)
+  config = AlbertConfig.from_json_file(config_path)
+  item_dir = os.path.abspath(item_dir)
+  checkpointer = ocp.PyTreeCheckpointer()
+  try:
+    tree = checkpointer.metadata(item_dir).item_metadata.tree
+    if subtree is not None:
+      if not isinstance(tree, Mapping) or subtree not in tree:
+        raise ValueError(f"the saved state has no {subtree!r} entry (keys: "
+                         f"{sorted(tree) if isinstance(tree, Mapping) else type(tree).__name__})")
+      tree = {subtree: tree[subtree]}
+    item = jax.tree.map(lambda m: np.zeros(m.shape, m.dtype), tree)
+    restore_args = jax.tree.map(lambda m: ocp.RestoreArgs(restore_type=np.ndarray), tree)
+    restored = checkpointer.restore(item_dir, args=ocp.args.PyTreeRestore(
+        item=item, restore_args=restore_args, partial_restore=subtree is not None))
+  except Exception as e:
+    raise ValueError(f"Could not read the orbax checkpoint {item_dir}: it is corrupt, incomplete "
+                     f"or not a parameter tree ({type(e).__name__}: {e})") from None
+  if subtree is not None:
+    restored = restored[subtree]
+  tensors, unknown = {}, []
+  for key, array in traverse_util.flatten_dict(_unwrap_boxes(restored)).items():
+    our_path = "/".join(str(k) for k in key)
+    if convert_hf.is_albert_path(our_path):
+      tensors[our_path] = (our_path, np.asarray(array), False)
+    else:
+      unknown.append((our_path, tuple(np.shape(array))))
+  return _Source(item_dir, config, tensors, unknown, _architecture(config_path))
+
+
+def _unwrap_boxes(tree):
+  """A saved nn.Partitioned box is {"value": array}: keep the array."""
+  if isinstance(tree, Mapping):
+    if set(tree) == {"value"} and not isinstance(tree["value"], Mapping):
+      return tree["value"]
+    return {k: _unwrap_boxes(v) for k, v in tree.items()}
+  return tree
+
+
+def _architecture(config_path: str) -> str | None:
+  with open(config_path, encoding="utf-8") as f:
+    architectures = json.load(f).get("architectures") or [None]
+  return architectures[0]
+
+
+# --------------------------------------------------------------- meeting the model
+
+
+def _dummy_inputs(model: nn.Module) -> jax.Array:
+  shape = (1, 1, 1) if type(model).__name__ == "AlbertForMultipleChoice" else (1, 1)
+  return jnp.zeros(shape, jnp.int32)
+
+
+def expected_shapes(model: nn.Module) -> dict[str, jax.ShapeDtypeStruct]:
+  """{'/'-joined path: shape/dtype} of the model's parameters, without allocating them."""
+  try:
+    return dict(_expected_shapes_cached(model))
+  except TypeError:  # an unhashable (bound) module: trace it again
+    return _expected_shapes(model)
+
+
+def _expected_shapes(model: nn.Module) -> dict[str, jax.ShapeDtypeStruct]:
+  variables = jax.eval_shape(model.init, jax.random.key(0), _dummy_inputs(model))
+  flat = traverse_util.flatten_dict(nn.meta.unbox(variables["params"]))
+  return {"/".join(k): v for k, v in flat.items()}
+
+
+# Tracing a model costs seconds at large sizes; a model (module + frozen config) is hashable.
+_expected_shapes_cached = functools.lru_cache(maxsize=16)(_expected_shapes)
+
+
+def _is_head(path: str) -> bool:
+  return not path.startswith("albert/")
+
+
+def _optional(path: str) -> bool:
+  """Parts a checkpoint may lack and the model can initialize: heads and the pooler."""
+  return _is_head(path) or path.startswith("albert/pooler/")
+
+
+def _assemble(source: _Source, model: nn.Module, rng, reinit_mismatched: bool) -> dict:
+  expected = expected_shapes(model)
+  target = type(model).__name__
+  problems = [f"{name} {list(shape)}: not an ALBERT parameter" for name, shape in source.unknown]
+  loaded, dropped, fresh, reinit, failed = {}, [], [], set(), set()
+  other_task = source.architecture is not None and source.architecture != target
+  for path, (name, array, transposed) in sorted(source.tensors.items()):
+    if other_task and path.startswith(_TASK_HEADS):
+      dropped.append(f"{name} (head of {source.architecture})")
+      continue
+    if path not in expected:
+      if _optional(path):
+        dropped.append(name)
+      else:
+        problems.append(f"{name} {list(np.shape(array))}: a model with this config has no such "
+                        "parameter (num_hidden_groups / inner_group_num differ?)")
+      continue
+    want = tuple(expected[path].shape)
+    if tuple(array.shape) != want:
+      def layout(shape):  # shapes as the source stores them
+        return list(shape[::-1] if transposed else shape)
+      if _is_head(path) and reinit_mismatched:
+        fresh.append(f"{path} (checkpoint {name} is {layout(array.shape)}, model needs "
+                     f"{layout(want)})")
+        reinit.add(path)
+        continue
+      hint = (" (a head of another size: pass num_labels= or ignore_mismatched_heads=True to "
+              "re-initialize it)" if _is_head(path) else "")
+      problems.append(f"{name}: expected shape {layout(want)}, found {layout(array.shape)}{hint}")
+      failed.add(path)
+      continue
+    loaded[path] = array
+  for path in [p for p in expected if p not in loaded and p not in reinit and p not in failed]:
+    if _optional(path):
+      fresh.append(path)
+    else:
+      problems.append(f"{path} {list(expected[path].shape)}: missing from the checkpoint")
+  if problems:
+    raise ValueError(f"Cannot load {source.description} into {target} "
+                     f"({len(problems)} problem(s)):\n  " + "\n  ".join(problems))
+  if dropped:
+    logger.info("from_pretrained: %s does not use these checkpoint tensors: %s", target,
+                ", ".join(dropped))
+  params = {p: jnp.asarray(a, dtype=expected[p].dtype) for p, a in loaded.items()}
+  if fresh:
+    logger.warning("from_pretrained: %s parameters not in the checkpoint were freshly initialized "
+                   "(train them before use): %s", target, ", ".join(fresh))
+    key = jax.random.key(rng) if isinstance(rng, int) else rng
+    for path in expected:
+      if path not in params:
+        params[path] = _fresh_parameter(path, expected[path], model.config, key)
+  return traverse_util.unflatten_dict({tuple(p.split("/")): a for p, a in params.items()})
+
+
+def _fresh_parameter(path: str, like: jax.ShapeDtypeStruct, config: AlbertConfig,
+                     key: jax.Array) -> jax.Array:
+  """A new parameter as the model's initializers make it (modeling.dense / layer_norm / embed):
+  kernels and tables ~ N(0, initializer_range), biases 0, LayerNorm scales 1.
+
+  Done per tensor rather than with `model.init`, which would compile the whole model and
+  allocate every parameter (0.9 GB for xxlarge) to obtain one small head.
+  """
+  leaf = path.rsplit("/", 1)[-1]
+  if leaf in ("kernel", "embedding"):
+    key = jax.random.fold_in(key, zlib.crc32(path.encode()))  # independent of the others
+    return (config.initializer_range * jax.random.normal(key, like.shape)).astype(like.dtype)
+  if leaf == "scale":
+    return jnp.ones(like.shape, like.dtype)
+  if leaf == "bias":
+    return jnp.zeros(like.shape, like.dtype)
+  raise ValueError(f"No initializer known for parameter {path}")
+
+
+# =============================================================================== saving
+
+
+def save_pretrained(path: str | os.PathLike, model: nn.Module, params: Mapping,
+                    format: str = "orbax", *, tokenizer: Any = None) -> str:
+  """Write `params` of `model` to the directory `path`.
+
+  format: "orbax" (config.json + params/), "hf" (config.json + model.safetensors, loadable by
+  transformers' AlbertFor*.from_pretrained) or "tf" (albert_config.json + model.ckpt-0, the
+  original google-research/albert layout). `tokenizer`: a spiece.model path or an
+  AlbertTokenizer, copied as spiece.model. Returns `path`. "hf"/"tf" gather the arrays to host.
+  """
+  if format not in ("orbax", "hf", "tf"):
+    raise ValueError(f"format must be 'orbax', 'hf' or 'tf', got {format!r}")
+  path = os.path.abspath(os.fspath(path))
+  model_cls = _model_class(type(model))
+  config: AlbertConfig = model.config
+  if isinstance(params, Mapping) and set(params) == {"params"}:  # a variables dict
+    params = params["params"]
+  flat = {"/".join(k): v for k, v in traverse_util.flatten_dict(nn.meta.unbox(dict(params))).items()}
+  _check_tree(flat, expected_shapes(model), model_cls.__name__)
+  os.makedirs(path, exist_ok=True)
+  architecture = model_cls.__name__
+  if format == "orbax":
+    import orbax.checkpoint as ocp
+    config.to_json_file(os.path.join(path, CONFIG_NAME), architecture)
+    checkpointer = ocp.StandardCheckpointer()
+    checkpointer.save(os.path.join(path, ORBAX_PARAMS_DIR), nn.meta.unbox(dict(params)), force=True)
+    checkpointer.wait_until_finished()
+  elif format == "hf":
+    if architecture in _FIXED_TWO_LABELS:  # transformers sizes these heads by num_labels
+      config = config.replace(num_labels=2, label_names=None, problem_type=None)
+    config.to_json_file(os.path.join(path, CONFIG_NAME), architecture)
+    bare = architecture == "AlbertModel"
+    tensors = {}
+    for our_path, value in flat.items():
+      name, transpose = convert_hf.path_to_hf_name(our_path, bare=bare)
+      array = np.asarray(jax.device_get(value))
+      tensors[name] = array.T if transpose else array
+    if "predictions.bias" in tensors:  # the tied decoder, as transformers lays it out
+      tensors[convert_hf.TIED_DECODER_WEIGHT] = tensors["albert.embeddings.word_embeddings.weight"]
+      tensors[convert_hf.TIED_DECODER_BIAS] = tensors["predictions.bias"]
+    convert_hf.write_safetensors(os.path.join(path, "model.safetensors"), tensors)
+  else:
+    with open(os.path.join(path, "albert_config.json"), "w", encoding="utf-8") as f:
+      json.dump(convert_tf.original_config_dict(config), f, indent=2)
+      f.write("\n")
+    tensors = {}
+    for our_path, value in flat.items():
+      name, transpose = convert_tf.path_to_tf_name(our_path)
+      array = np.asarray(jax.device_get(value), dtype=np.float32)  # the original reads float32
+      tensors[name] = array.T if transpose else array
+    convert_tf.write_checkpoint(path, tensors)
+  if tokenizer is not None:
+    _save_tokenizer(tokenizer, path)
+  return path
+
+
+def _check_tree(flat: dict, expected: dict, target: str) -> None:
+  problems = [f"{p}: not a parameter of {target}" for p in flat if p not in expected]
+  problems += [f"{p}: missing" for p in expected if p not in flat]
+  problems += [f"{p}: shape {list(np.shape(flat[p]))}, the model needs {list(expected[p].shape)}"
+               for p in flat if p in expected and tuple(np.shape(flat[p])) != expected[p].shape]
+  if problems:
+    raise ValueError(f"params do not belong to this {target}:\n  " + "\n  ".join(problems))
+
+
+def _save_tokenizer(tokenizer: Any, directory: str) -> None:
+  if isinstance(tokenizer, (str, os.PathLike)):
+    if not os.path.isfile(tokenizer):
+      raise FileNotFoundError(f"tokenizer file {tokenizer} does not exist")
+    target = os.path.join(directory, TOKENIZER_FILE)
+    if os.path.abspath(tokenizer) != target:
+      shutil.copyfile(tokenizer, target)
+  elif hasattr(tokenizer, "save_vocabulary"):
+    tokenizer.save_vocabulary(directory)
+  else:
+    raise TypeError(f"tokenizer must be a spiece.model path or an AlbertTokenizer, got "
+                    f"{type(tokenizer).__name__}")

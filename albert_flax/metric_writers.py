@@ -1,0 +1,122 @@
+"""Metric output of a training loop: metrics.jsonl, TensorBoard event files and a tqdm progress bar.
+
+Only process 0 writes (every process may call). One JSON object per logged step:
+{"step": 100, "loss": ..., ...}; evaluation rows carry "split": "eval". A resumed run drops the rows
+after the step it resumed from, so the file of a run interrupted and resumed reads like the file
+of a run never interrupted.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from typing import Any, Mapping
+
+import jax
+import numpy as np
+
+METRICS_FILE = "metrics.jsonl"
+TENSORBOARD_DIR = "tensorboard"
+
+
+def _to_python(value: Any) -> Any:
+  if isinstance(value, (np.generic, np.ndarray, jax.Array)) and np.ndim(value) == 0:
+    value = value.item()
+  if isinstance(value, float) and not math.isfinite(value):
+    return str(value)  # JSON has no NaN / inf: write "nan", "inf"
+  return value
+
+
+def truncate_rows_after(path: str, step: int) -> None:
+  """Keep only the rows of `path` (a metrics.jsonl) with "step" <= step."""
+  if not os.path.exists(path):
+    return
+  with open(path, encoding="utf-8") as f:
+    lines = f.readlines()
+  kept = []
+  for line in lines:
+    try:
+      row = json.loads(line)
+    except json.JSONDecodeError:  # a line cut short by a kill: drop it
+      continue
+    if int(row.get("step", 0)) <= step:
+      kept.append(json.dumps(row) + "\n")
+  tmp = path + ".tmp"
+  with open(tmp, "w", encoding="utf-8") as f:
+    f.writelines(kept)
+  os.replace(tmp, path)
+
+
+class MetricWriter:
+  """metrics.jsonl + TensorBoard + progress bar (rate and ETA) for a run of `total_steps`.
+
+  Args:
+    workdir: where metrics.jsonl and tensorboard/ go.
+    total_steps: the step the run ends at (the progress bar's total).
+    initial_step: the step the run starts (or resumes) from; later rows already in the file
+      are dropped.
+    enabled: default: only on process 0.
+    progress: show the tqdm bar (stderr).
+    tensorboard: write TensorBoard event files (tensorboardX).
+  """
+
+  def __init__(self, workdir: str, total_steps: int, initial_step: int = 0,
+               enabled: bool | None = None, progress: bool = True, tensorboard: bool = True):
+    self.enabled = jax.process_index() == 0 if enabled is None else enabled
+    self.path = os.path.join(workdir, METRICS_FILE)
+    self._tb = self._bar = None
+    self._file = None
+    if not self.enabled:
+      return
+    os.makedirs(workdir, exist_ok=True)
+    truncate_rows_after(self.path, initial_step)
+    self._file = open(self.path, "a", encoding="utf-8")
+    if tensorboard:
+      from tensorboardX import SummaryWriter
+      self._tb = SummaryWriter(os.path.join(workdir, TENSORBOARD_DIR))
+    if progress:
+      from tqdm import tqdm
+      self._bar = tqdm(total=total_steps, initial=initial_step, unit="step", dynamic_ncols=True,
+                       smoothing=0.1)
+
+  def write(self, step: int, metrics: Mapping[str, Any], split: str | None = None) -> None:
+    """One row {"step", **metrics (, "split")} to metrics.jsonl and scalars to TensorBoard."""
+    if not self.enabled:
+      return
+    row = {"step": int(step)}
+    row.update({k: _to_python(v) for k, v in metrics.items()})
+    if split is not None:
+      row["split"] = split
+    self._file.write(json.dumps(row) + "\n")
+    self._file.flush()
+    if self._tb is not None:
+      prefix = split or "train"
+      for name, value in row.items():
+        if name not in ("step", "split") and isinstance(value, (int, float)):
+          self._tb.add_scalar(f"{prefix}/{name}", value, int(step))
+      self._tb.flush()
+    if self._bar is not None and split is None and "loss" in row:
+      self._bar.set_postfix({k: row[k] for k in ("loss", "masked_lm_accuracy",
+                                                  "sentence_order_accuracy") if k in row},
+                            refresh=False)
+
+  def advance(self, step: int) -> None:
+    """Move the progress bar to `step`."""
+    if self._bar is not None and step > self._bar.n:
+      self._bar.update(step - self._bar.n)
+
+  def close(self) -> None:
+    if self._bar is not None:
+      self._bar.close()
+    if self._tb is not None:
+      self._tb.close()
+    if self._file is not None:
+      self._file.close()
+    self._tb = self._bar = self._file = None
+
+  def __enter__(self) -> "MetricWriter":
+    return self
+
+  def __exit__(self, *exc) -> None:
+    self.close()

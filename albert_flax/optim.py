@@ -1,0 +1,152 @@
+"""Optimizers and the learning-rate schedule of ALBERT pretraining.
+
+LAMB exactly as google-research/albert's `lamb_optimizer.py`, for each parameter w with gradient g
+(already clipped to global norm 1.0):
+
+    m <- b1 m + (1 - b1) g                  (no bias correction: the original has none)
+    v <- b2 v + (1 - b2) g^2
+    u  = m / (sqrt(v) + eps) + wd * w       (wd only where decayed)
+    r  = ||w|| / ||u||, or 1 when either norm is 0, or when w is excluded
+    w <- w - lr * r * u
+
+with LayerNorm parameters and biases excluded from both decay and the trust ratio (names
+containing "LayerNorm", "layer_norm" or "bias", as the original's exclude lists).
+
+`optax.lamb` differs: its Adam moments are bias-corrected and it applies the trust ratio to every
+parameter, so only its pieces that match are used here (global-norm clipping, decoupled decay,
+trust ratio under a mask, learning-rate scaling); the moments are our own.
+
+Schedule (the original's `optimization.py`): lr * step / warmup while step < warmup, then
+polynomial decay (power 1.0) from lr at step 0 towards 0 at `total_steps`; the decay runs from
+step 0, the warm-up merely overrides its start.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple, Sequence
+
+import jax
+import jax.numpy as jnp
+import optax
+
+Schedule = Callable[[jax.Array], jax.Array]
+
+# Substrings of parameter names kept out of weight decay and the trust ratio (the original's list).
+EXCLUDE_FROM_DECAY = ("LayerNorm", "layer_norm", "bias")
+OPTIMIZERS = ("lamb", "adamw")
+
+
+# ------------------------------------------------------------------------------------ schedule
+
+
+def warmup_polynomial_decay(learning_rate: float, total_steps: int, warmup_steps: int,
+                            power: float = 1.0, end_learning_rate: float = 0.0) -> Schedule:
+  """ALBERT's schedule as a function of the update count (0 for the first update)."""
+  if total_steps <= 0:
+    raise ValueError(f"total_steps must be positive, got {total_steps}")
+  if warmup_steps < 0:
+    raise ValueError(f"warmup_steps must be >= 0, got {warmup_steps}")
+  decay = optax.polynomial_schedule(learning_rate, end_learning_rate, power, total_steps)
+  if warmup_steps == 0:
+    return decay
+  warmup = optax.linear_schedule(0.0, learning_rate, warmup_steps)
+
+  def schedule(count):
+    return jnp.where(count < warmup_steps, warmup(count), decay(count))
+
+  return schedule
+
+
+# --------------------------------------------------------------------------------- masking
+
+
+def _key_name(key: Any) -> str | None:
+  if isinstance(key, jax.tree_util.DictKey):
+    return str(key.key)
+  if isinstance(key, jax.tree_util.GetAttrKey):
+    return key.name
+  return None
+
+
+def decay_mask(params: Any, exclude: Sequence[str] = EXCLUDE_FROM_DECAY) -> Any:
+  """Tree of bools over `params`: True where weight decay and the trust ratio apply.
+
+  A leaf is excluded when any name on its path contains one of `exclude` (the original matches
+  the same substrings against TF variable names such as .../LayerNorm/gamma and output_bias).
+  """
+
+  def keep(path, _):
+    names = [n for n in map(_key_name, path) if n is not None]
+    return not any(word in name for name in names for word in exclude)
+
+  return jax.tree_util.tree_map_with_path(keep, params)
+
+
+# --------------------------------------------------------------------------------- LAMB
+
+
+class LambMomentsState(NamedTuple):
+  mu: Any
+  nu: Any
+
+
+def scale_by_lamb_moments(b1: float = 0.9, b2: float = 0.999,
+                          eps: float = 1e-6) -> optax.GradientTransformation:
+  """g -> m / (sqrt(v) + eps) with Adam's moments and no bias correction (original LAMB)."""
+
+  def init_fn(params):
+    zeros = lambda p: jnp.zeros_like(p, dtype=jnp.float32)
+    return LambMomentsState(mu=jax.tree.map(zeros, params), nu=jax.tree.map(zeros, params))
+
+  def update_fn(updates, state, params=None):
+    del params
+    mu = jax.tree.map(lambda m, g: b1 * m + (1.0 - b1) * g.astype(jnp.float32), state.mu, updates)
+    nu = jax.tree.map(lambda v, g: b2 * v + (1.0 - b2) * jnp.square(g.astype(jnp.float32)),
+                      state.nu, updates)
+    out = jax.tree.map(lambda m, v, g: (m / (jnp.sqrt(v) + eps)).astype(g.dtype), mu, nu, updates)
+    return out, LambMomentsState(mu=mu, nu=nu)
+
+  return optax.GradientTransformation(init_fn, update_fn)
+
+
+def lamb(learning_rate: float | Schedule, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-6,
+         weight_decay: float = 0.01,
+         exclude_from_decay: Sequence[str] = EXCLUDE_FROM_DECAY) -> optax.GradientTransformation:
+  """The original ALBERT LAMB (see the module docstring); excluded leaves get trust ratio 1."""
+  mask = lambda params: decay_mask(params, exclude_from_decay)
+  return optax.chain(
+      scale_by_lamb_moments(b1, b2, eps),
+      optax.add_decayed_weights(weight_decay, mask=mask),
+      # ||w|| / ||u||, 1 when either is zero: optax's trust ratio matches the original here.
+      optax.masked(optax.scale_by_trust_ratio(), mask),
+      optax.scale_by_learning_rate(learning_rate),
+  )
+
+
+def adamw(learning_rate: float | Schedule, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-6,
+          weight_decay: float = 0.01,
+          exclude_from_decay: Sequence[str] = EXCLUDE_FROM_DECAY) -> optax.GradientTransformation:
+  """AdamW: bias-corrected Adam, decoupled decay lr * wd * w, same exclusions as LAMB."""
+  return optax.adamw(learning_rate, b1=b1, b2=b2, eps=eps, weight_decay=weight_decay,
+                     mask=lambda params: decay_mask(params, exclude_from_decay))
+
+
+def create_optimizer(name: str, learning_rate: float, total_steps: int, warmup_steps: int,
+                     weight_decay: float = 0.01, grad_clip_norm: float | None = 1.0,
+                     b1: float = 0.9, b2: float = 0.999, eps: float = 1e-6,
+                     power: float = 1.0) -> tuple[optax.GradientTransformation, Schedule]:
+  """Global-norm clipping, then LAMB or AdamW on ALBERT's schedule.
+
+  Returns (optimizer, schedule); the schedule maps the update count to the learning rate (for
+  logging). grad_clip_norm None or <= 0 disables clipping.
+  """
+  if name not in OPTIMIZERS:
+    raise ValueError(f"optimizer {name!r} is not one of {OPTIMIZERS}")
+  schedule = warmup_polynomial_decay(learning_rate, total_steps, warmup_steps, power)
+  build = lamb if name == "lamb" else adamw
+  parts = []
+  if grad_clip_norm is not None and grad_clip_norm > 0:
+    # g * clip / max(||g||, clip), as tf.clip_by_global_norm.
+    parts.append(optax.clip_by_global_norm(grad_clip_norm))
+  parts.append(build(schedule, b1=b1, b2=b2, eps=eps, weight_decay=weight_decay))
+  return optax.chain(*parts), schedule

@@ -1,0 +1,178 @@
+"""Losses of the task heads, computed as transformers' PyTorch `AlbertFor*` models compute them.
+
+As `albert_flax.losses`, every function returns a `(weighted sum, weight)` pair of float32
+scalars, so sums from devices, micro-batches and eval batches add up before the one division
+(`albert_flax.training` relies on this); `mean_loss` turns the pairs into the loss transformers
+reports (torch's `reduction="mean"`). Each takes an optional `weights` [batch] (1 = real example,
+0 = padding added to fill a batch) so that padding never counts; with all weights 1 the mean is
+transformers' loss exactly.
+
+    sequence_classification_loss   dispatch on problem_type as AlbertForSequenceClassification
+    classification_loss            softmax cross-entropy, integer labels          [B, C], [B]
+    regression_loss                mean squared error (num_labels == 1)           [B, 1], [B]
+    multi_label_loss               sigmoid binary cross-entropy                   [B, C], [B, C]
+    multiple_choice_loss           cross-entropy over the choices                 [B, C], [B]
+    token_classification_loss      cross-entropy, label -100 ignored              [B, S, C], [B, S]
+    span_loss                      (start, end) CE pairs; mean = their average    [B, S] x2, [B] x2
+
+Logits are cast to float32 first (the heads already return float32; bf16 callers are covered).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from albert_flax.losses import Stat, ratio
+
+Array = jax.Array
+
+IGNORE_INDEX = -100  # torch.nn.CrossEntropyLoss's default ignore_index, used by transformers
+
+
+def _weights(weights: Array | None, batch_shape: tuple[int, ...]) -> Array:
+  if weights is None:
+    return jnp.ones(batch_shape, jnp.float32)
+  weights = jnp.asarray(weights, jnp.float32)
+  if weights.shape != batch_shape:
+    raise ValueError(f"weights must have shape {batch_shape}, got {weights.shape}")
+  return weights
+
+
+def _stat(values: Array, weights: Array) -> Stat:
+  return jnp.sum(values * weights), jnp.sum(weights)
+
+
+def mean_loss(*stats: Stat) -> Array:
+  """The loss transformers reports: the mean of each (sum, weight) pair, averaged over pairs
+  (one pair for most heads; start and end for `span_loss`). 0 where a weight is 0 (torch: nan)."""
+  return sum(ratio(s, w) for s, w in stats) / len(stats)
+
+
+def _check_labels(logits: Array, labels: Array, name: str) -> None:
+  if jnp.asarray(labels).shape != logits.shape[:-1]:
+    raise ValueError(f"{name}: labels must have shape {logits.shape[:-1]} for logits "
+                     f"{logits.shape}, got {jnp.asarray(labels).shape}")
+
+
+def classification_loss(logits: Array, labels: Array, weights: Array | None = None) -> Stat:
+  """Softmax cross-entropy. logits [batch, num_labels], labels [batch] int in [0, num_labels)."""
+  logits = jnp.asarray(logits, jnp.float32)
+  _check_labels(logits, labels, "classification_loss")
+  per_example = optax.softmax_cross_entropy_with_integer_labels(logits, jnp.asarray(labels,
+                                                                                    jnp.int32))
+  return _stat(per_example, _weights(weights, per_example.shape))
+
+
+def regression_loss(logits: Array, labels: Array, weights: Array | None = None) -> Stat:
+  """Mean squared error. logits [batch, 1] (or [batch]), labels [batch] float.
+
+  transformers squeezes both sides for num_labels == 1: MSELoss(logits.squeeze(), labels.squeeze()).
+  With num_labels > 1 (labels [batch, num_labels]) the mean runs over every element.
+  """
+  logits = jnp.asarray(logits, jnp.float32)
+  labels = jnp.asarray(labels, jnp.float32)
+  if logits.ndim == 2 and logits.shape[-1] == 1:
+    logits = logits[:, 0]
+  if labels.ndim == 2 and labels.shape[-1] == 1:
+    labels = labels[:, 0]
+  if logits.shape != labels.shape:
+    raise ValueError(f"regression_loss: logits {logits.shape} and labels {labels.shape} differ")
+  per_item = jnp.square(logits - labels)
+  if per_item.ndim == 2:
+    per_item = jnp.mean(per_item, axis=-1)  # equal weight to every element of a real row
+  return _stat(per_item, _weights(weights, per_item.shape))
+
+
+def multi_label_loss(logits: Array, labels: Array, weights: Array | None = None) -> Stat:
+  """Sigmoid binary cross-entropy averaged over every label of every example (BCEWithLogitsLoss).
+
+  logits [batch, num_labels], labels [batch, num_labels] in {0, 1} (or soft targets in [0, 1]).
+  """
+  logits = jnp.asarray(logits, jnp.float32)
+  labels = jnp.asarray(labels, jnp.float32)
+  if logits.shape != labels.shape:
+    raise ValueError(f"multi_label_loss: labels must have the logits' shape {logits.shape}, "
+                     f"got {labels.shape}")
+  per_example = jnp.mean(optax.sigmoid_binary_cross_entropy(logits, labels), axis=-1)
+  return _stat(per_example, _weights(weights, per_example.shape))
+
+
+def sequence_classification_loss(logits: Array, labels: Array, problem_type: str | None = None,
+                                 weights: Array | None = None) -> Stat:
+  """The loss AlbertForSequenceClassification computes: logits [batch, num_labels].
+
+  problem_type None is inferred as transformers does: num_labels == 1 -> regression; integer
+  labels -> single-label classification; otherwise multi-label.
+  """
+  logits = jnp.asarray(logits)
+  labels = jnp.asarray(labels)
+  if problem_type is None:
+    if logits.shape[-1] == 1:
+      problem_type = "regression"
+    elif jnp.issubdtype(labels.dtype, jnp.integer):
+      problem_type = "single_label_classification"
+    else:
+      problem_type = "multi_label_classification"
+  if problem_type == "regression":
+    return regression_loss(logits, labels, weights)
+  if problem_type == "single_label_classification":
+    return classification_loss(logits, labels, weights)
+  if problem_type == "multi_label_classification":
+    return multi_label_loss(logits, labels, weights)
+  raise ValueError(f"Unknown problem_type {problem_type!r}")
+
+
+def multiple_choice_loss(logits: Array, labels: Array, weights: Array | None = None) -> Stat:
+  """Cross-entropy over choices. logits [batch, num_choices], labels [batch] (the right choice)."""
+  return classification_loss(logits, labels, weights)
+
+
+def token_classification_loss(logits: Array, labels: Array, weights: Array | None = None,
+                              ignore_index: int = IGNORE_INDEX) -> Stat:
+  """Cross-entropy over the tokens whose label is not `ignore_index`.
+
+  logits [batch, seq, num_labels], labels [batch, seq] (-100 on padding, special tokens and
+  continuation pieces). As torch's CrossEntropyLoss(ignore_index=-100) on the flattened tokens,
+  the mean runs over all counted tokens of the batch (not per example); `weights` [batch] drops
+  whole padding rows.
+  """
+  logits = jnp.asarray(logits, jnp.float32)
+  _check_labels(logits, labels, "token_classification_loss")
+  labels = jnp.asarray(labels, jnp.int32)
+  counted = labels != ignore_index
+  per_token = optax.softmax_cross_entropy_with_integer_labels(logits, jnp.where(counted, labels, 0))
+  token_weights = counted.astype(jnp.float32) * _weights(weights, labels.shape[:1])[:, None]
+  return _stat(per_token, token_weights)
+
+
+def span_loss(start_logits: Array, end_logits: Array, start_positions: Array,
+              end_positions: Array, weights: Array | None = None) -> tuple[Stat, Stat]:
+  """AlbertForQuestionAnswering's loss as (start, end) cross-entropy pairs; the loss itself is
+  `mean_loss(start, end)` = (mean start CE + mean end CE) / 2.
+
+  start_logits, end_logits [batch, seq]; start_positions, end_positions [batch]. As transformers
+  does, positions are clamped to [0, seq] and position `seq` (outside the sequence) is ignored, so
+  a span that fell outside the window costs nothing; each side is averaged over its own counted
+  examples.
+  """
+  start_logits = jnp.asarray(start_logits, jnp.float32)
+  end_logits = jnp.asarray(end_logits, jnp.float32)
+  if start_logits.shape != end_logits.shape or start_logits.ndim != 2:
+    raise ValueError(f"span_loss: start_logits {start_logits.shape} and end_logits "
+                     f"{end_logits.shape} must both be [batch, seq]")
+  seq = start_logits.shape[1]
+  base = _weights(weights, start_logits.shape[:1])
+
+  def one_side(logits, positions):
+    positions = jnp.clip(jnp.asarray(positions, jnp.int32).reshape(-1), 0, seq)
+    if positions.shape != logits.shape[:1]:
+      raise ValueError(f"span_loss: positions must be [batch] = {logits.shape[:1]}, got "
+                       f"{positions.shape}")
+    counted = positions != seq
+    per_example = optax.softmax_cross_entropy_with_integer_labels(
+        logits, jnp.where(counted, positions, 0))
+    return _stat(per_example, counted.astype(jnp.float32) * base)
+
+  return one_side(start_logits, start_positions), one_side(end_logits, end_positions)

@@ -1,0 +1,207 @@
+"""Resumable training: orbax checkpoints of the train state with the data position, and SIGTERM.
+
+`TrainCheckpointManager` keeps the last `max_to_keep` checkpoints of a run under one directory;
+each holds the train state (sharded arrays, written by every process in parallel, asynchronously)
+and, as JSON, the data iterator state of every process, so a resumed run sees the batches the
+interrupted one would have seen. Restoring takes the newest checkpoint that reads back; a corrupt
+newest one is moved aside with a warning and the previous one is used.
+
+A checkpoint cut short (the process killed while writing) is never taken for a complete one:
+orbax writes into a temporary directory and renames it only once everything is written (on
+filesystems without atomic rename, e.g. GCS, it writes a commit marker instead).
+
+`PreemptionGuard` turns SIGTERM (how TPU VMs and most schedulers announce preemption) into a
+request to save and stop at the next step boundary; with several processes they agree on the
+step through JAX's preemption sync service.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import signal
+from typing import Any
+
+import jax
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+STATE_ITEM, DATA_ITEM = "state", "data"
+
+
+def _allgather_json(obj: Any) -> list[Any]:
+  """Every process's `obj` (JSON-serializable), in process order, on every process."""
+  if jax.process_count() == 1:
+    return [obj]
+  from jax.experimental import multihost_utils
+  raw = np.frombuffer(json.dumps(obj).encode("utf-8"), np.uint8)
+  lengths = multihost_utils.process_allgather(np.array([raw.size], np.int32))
+  padded = np.zeros(int(np.max(lengths)), np.uint8)
+  padded[:raw.size] = raw
+  gathered = multihost_utils.process_allgather(padded)
+  return [json.loads(bytes(row[:int(n)]).decode("utf-8"))
+          for row, n in zip(np.asarray(gathered), np.asarray(lengths).reshape(-1))]
+
+
+def _all_processes_agree(ok: bool) -> bool:
+  if jax.process_count() == 1:
+    return ok
+  from jax.experimental import multihost_utils
+  return bool(np.all(multihost_utils.process_allgather(np.array([ok], np.int32))))
+
+
+class TrainCheckpointManager:
+  """Orbax CheckpointManager for (train state, per-process data iterator state).
+
+  Args:
+    directory: the checkpoints directory (created); one subdirectory per saved step.
+    max_to_keep: older checkpoints are deleted (after the newer one is complete).
+    async_save: write in a background thread; the step loop goes on once arrays are copied
+      off the devices.
+  All methods must be called by every process (they synchronize).
+  """
+
+  def __init__(self, directory: str, max_to_keep: int = 3, async_save: bool = True):
+    import orbax.checkpoint as ocp
+    self._ocp = ocp
+    self.directory = os.path.abspath(directory)
+    options = ocp.CheckpointManagerOptions(
+        max_to_keep=max_to_keep, create=True, enable_async_checkpointing=async_save,
+        cleanup_tmp_directories=True)
+    self._manager = ocp.CheckpointManager(self.directory, options=options,
+                                          item_names=(STATE_ITEM, DATA_ITEM))
+
+  # ------------------------------------------------------------------------------ queries
+  def all_steps(self) -> list[int]:
+    return sorted(self._manager.all_steps())
+
+  def latest_step(self) -> int | None:
+    return self._manager.latest_step()
+
+  # ------------------------------------------------------------------------------- save
+  def save(self, step: int, state: Any, data_state: Any = None, force: bool = False) -> bool:
+    """Start saving `state` and this process's `data_state` (JSON-serializable) as `step`.
+
+    Returns False when a checkpoint of that step exists already.
+    """
+    if step in self._manager.all_steps():
+      return False
+    states = _allgather_json(data_state)
+    args = self._ocp.args.Composite(**{
+        STATE_ITEM: self._ocp.args.StandardSave(state),
+        DATA_ITEM: self._ocp.args.JsonSave({"process_count": len(states), "processes": states}),
+    })
+    return self._manager.save(step, args=args, force=force)
+
+  def wait_until_finished(self) -> None:
+    self._manager.wait_until_finished()
+
+  # ---------------------------------------------------------------------------- restore
+  def restore(self, abstract_state: Any) -> tuple[Any, Any, int] | None:
+    """(state, this process's data state, step) of the newest readable checkpoint, or None.
+
+    Args:
+      abstract_state: the state's tree of `jax.ShapeDtypeStruct`s with shardings
+        (`training.abstract_with_shardings`); arrays come back in those shardings.
+    A checkpoint that fails to read is moved to `<directory>.corrupt/` with a warning and the
+    next older one is tried; if checkpoints exist but none reads, RuntimeError.
+    The data state is None when the checkpoint was written by a different number of processes
+    (the data position cannot be carried over; a warning says so).
+    """
+    self._manager.reload()
+    steps = sorted(self._manager.all_steps(), reverse=True)
+    failures = []
+    for step in steps:
+      try:
+        restored = self._manager.restore(step, args=self._ocp.args.Composite(**{
+            STATE_ITEM: self._ocp.args.StandardRestore(abstract_state),
+            DATA_ITEM: self._ocp.args.JsonRestore(),
+        }))
+        error = None
+      except Exception as e:  # orbax raises many types for unreadable files
+        error = f"{type(e).__name__}: {str(e)[:300]}"
+      if _all_processes_agree(error is None):
+        if failures:
+          self._set_aside(failures)
+        return restored[STATE_ITEM], self._own_data_state(restored[DATA_ITEM], step), step
+      log.warning("checkpoint at step %d in %s cannot be restored (%s); falling back to the "
+                  "previous one", step, self.directory, error or "failed on another process")
+      failures.append(step)
+    if failures:
+      raise RuntimeError(f"no checkpoint in {self.directory} can be restored (tried steps "
+                         f"{failures}); move the directory away to start afresh")
+    return None
+
+  def _own_data_state(self, saved: Any, step: int) -> Any:
+    if not saved or saved.get("process_count") != jax.process_count():
+      log.warning("checkpoint at step %d holds the data position of %s processes, this run has "
+                  "%d: the data starts afresh", step, (saved or {}).get("process_count"),
+                  jax.process_count())
+      return None
+    return saved["processes"][jax.process_index()]
+
+  def _set_aside(self, steps: list[int]) -> None:
+    """Move unreadable step directories out of the way (kept for inspection)."""
+    if jax.process_index() == 0:
+      aside = self.directory.rstrip("/") + ".corrupt"
+      os.makedirs(aside, exist_ok=True)
+      for step in steps:
+        for name in os.listdir(self.directory):
+          if name.isdigit() and int(name) == step:
+            target = os.path.join(aside, name)
+            if os.path.exists(target):
+              shutil.rmtree(target)
+            shutil.move(os.path.join(self.directory, name), target)
+            log.warning("moved unreadable checkpoint %s to %s", name, aside)
+    if jax.process_count() > 1:
+      from jax.experimental import multihost_utils
+      multihost_utils.sync_global_devices("albert_flax_checkpoint_set_aside")
+    self._manager.reload()
+
+  def close(self) -> None:
+    self._manager.wait_until_finished()
+    self._manager.close()
+
+  def __enter__(self) -> "TrainCheckpointManager":
+    return self
+
+  def __exit__(self, *exc) -> None:
+    self.close()
+
+
+class PreemptionGuard:
+  """`with PreemptionGuard() as guard: ... if guard.should_stop(step): save; break`.
+
+  One process: a SIGTERM handler sets a flag (the previous handler is restored on exit).
+  Several processes: `jax.experimental.multihost_utils.reached_preemption_sync_point`, which
+  JAX's distributed runtime drives from SIGTERM on any process, so all stop at the same step.
+  """
+
+  def __init__(self):
+    self.requested = False
+    self._previous = None
+
+  def _handler(self, signum, frame):
+    del frame
+    log.warning("received signal %d: saving a checkpoint and stopping at the next step", signum)
+    self.requested = True
+
+  def __enter__(self) -> "PreemptionGuard":
+    if jax.process_count() == 1:
+      self._previous = signal.signal(signal.SIGTERM, self._handler)
+    return self
+
+  def should_stop(self, step: int) -> bool:
+    if jax.process_count() == 1:
+      return self.requested
+    from jax.experimental import multihost_utils
+    self.requested = self.requested or multihost_utils.reached_preemption_sync_point(step)
+    return self.requested
+
+  def __exit__(self, *exc) -> None:
+    if self._previous is not None:
+      signal.signal(signal.SIGTERM, self._previous)
+      self._previous = None

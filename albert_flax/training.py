@@ -1,0 +1,286 @@
+"""The generic training machinery: train state, sharded init, the jitted train and eval steps.
+
+Shared by the pretraining and fine-tuning programs. A task contributes two functions:
+
+    stats_fn(params, batch, rng, train) -> {name: (weighted sum, weight)}
+        every loss and metric of one (micro-)batch as sums (see `albert_flax.losses`);
+    loss_weights_fn(batch) -> {name: total weight}
+        for each loss term, its denominator over the WHOLE batch; it depends on the data only.
+
+The objective is  sum over loss terms of  sum_over_batch / total_weight.  Because the denominators
+are known before any forward pass, each micro-batch's gradient is already scaled by the global
+denominators, and accumulating micro-batch gradients (a `lax.scan` inside the step) gives exactly
+the gradient of one big batch. All sums run over the global batch (the batch is one global
+`jax.Array`), so the result is independent of how many devices or processes hold it.
+
+The checkpoint manager (`TrainCheckpointManager`, `PreemptionGuard`: albert_flax/
+train_checkpoints.py) and metric output (`MetricWriter`: albert_flax/metric_writers.py) live in
+their own files and are re-exported here.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Mapping, Sequence
+
+import flax.linen as nn
+import flax.struct
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from albert_flax import losses, sharding
+# Re-exported: the rest of the machinery a training loop uses.
+from albert_flax.metric_writers import MetricWriter  # noqa: F401
+from albert_flax.train_checkpoints import PreemptionGuard, TrainCheckpointManager  # noqa: F401
+
+Array = jax.Array
+Batch = Mapping[str, Array]
+Stats = dict[str, tuple[Array, Array]]
+StatsFn = Callable[[Any, Batch, Array, bool], Stats]
+LossWeightsFn = Callable[[Batch], Mapping[str, Array]]
+
+
+@flax.struct.dataclass
+class TrainState:
+  """Everything a checkpoint must hold to resume training exactly (the data position aside)."""
+
+  step: Array  # int32 scalar: number of updates applied so far
+  params: Any
+  opt_state: Any
+
+
+# ------------------------------------------------------------------------------ sharded init
+
+
+def _boxed_state_fn(init_params_fn: Callable[[Array], Any],
+                    optimizer: optax.GradientTransformation) -> Callable[[Array], TrainState]:
+  def boxed_state(rng):
+    params = init_params_fn(rng)
+    # The optimizer moments mirror the boxed params, so they inherit the params' axis names.
+    return TrainState(step=jnp.zeros((), jnp.int32), params=params,
+                      opt_state=optimizer.init(params))
+  return boxed_state
+
+
+def abstract_train_state(init_params_fn: Callable[[Array], Any],
+                         optimizer: optax.GradientTransformation, mesh: Mesh, rng: Array,
+                         rules: Sequence[tuple[str, Any]] = sharding.LOGICAL_RULES
+                         ) -> tuple[TrainState, TrainState]:
+  """(shapes, shardings) of the train state, computing nothing: a checkpoint's restore target
+  is `abstract_with_shardings(*abstract_train_state(...))`."""
+  abstract_boxed = jax.eval_shape(_boxed_state_fn(init_params_fn, optimizer), rng)
+  return sharding.unbox(abstract_boxed), sharding.tree_shardings(abstract_boxed, mesh, rules)
+
+
+def init_train_state(init_params_fn: Callable[[Array], Any], optimizer: optax.GradientTransformation,
+                     mesh: Mesh, rng: Array, params: Any = None,
+                     rules: Sequence[tuple[str, Any]] = sharding.LOGICAL_RULES
+                     ) -> tuple[TrainState, TrainState]:
+  """A TrainState created directly in its shardings, and the shardings.
+
+  Args:
+    init_params_fn: rng -> params carrying flax logical-partitioning boxes (e.g.
+      `lambda r: model.init(r, dummy_ids)["params"]`); only traced, for shapes and axis names,
+      when `params` is given.
+    params: optional existing (unboxed) params, e.g. from `af.from_pretrained`, to start from;
+      they must have the structure and shapes `init_params_fn` gives.
+  Returns:
+    (state, state_shardings), both TrainState pytrees.
+  """
+  abstract, shardings = abstract_train_state(init_params_fn, optimizer, mesh, rng, rules)
+  if params is None:
+    boxed_state = _boxed_state_fn(init_params_fn, optimizer)
+    with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
+      state = jax.jit(lambda r: sharding.unbox(boxed_state(r)), out_shardings=shardings)(rng)
+    return state, shardings
+
+  _check_same_shapes(abstract.params, params)
+  params = jax.device_put(params, shardings.params)
+
+  def from_params(p):
+    return TrainState(step=jnp.zeros((), jnp.int32), params=p, opt_state=optimizer.init(p))
+
+  with jax.set_mesh(mesh):
+    state = jax.jit(from_params, in_shardings=(shardings.params,), out_shardings=shardings)(params)
+  return state, shardings
+
+
+def _check_same_shapes(expected: Any, given: Any) -> None:
+  flat_e = {jax.tree_util.keystr(k): v for k, v in jax.tree_util.tree_leaves_with_path(expected)}
+  flat_g = {jax.tree_util.keystr(k): v for k, v in jax.tree_util.tree_leaves_with_path(given)}
+  missing, extra = sorted(set(flat_e) - set(flat_g)), sorted(set(flat_g) - set(flat_e))
+  wrong = [f"{k}: {tuple(np.shape(flat_g[k]))} != {tuple(flat_e[k].shape)}"
+           for k in sorted(set(flat_e) & set(flat_g)) if np.shape(flat_g[k]) != flat_e[k].shape]
+  if missing or extra or wrong:
+    raise ValueError("initial params do not match the model: "
+                     + "; ".join(filter(None, [f"missing {missing[:5]}" if missing else "",
+                                               f"unexpected {extra[:5]}" if extra else "",
+                                               f"shape {wrong[:5]}" if wrong else ""])))
+
+
+def abstract_with_shardings(tree: Any, shardings: Any) -> Any:
+  """ShapeDtypeStructs carrying shardings: the restore target of a checkpoint."""
+  return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
+                      tree, shardings)
+
+
+# ----------------------------------------------------------------------------- jitted steps
+
+
+class MeshFunction:
+  """A jitted function that is traced and run under its mesh and logical axis rules.
+
+  Flax's `with_logical_constraint` reads both from context at trace time; wrapping every call
+  keeps callers free of that detail. `.lower(...)` exposes the compiled cost / memory analyses.
+  """
+
+  def __init__(self, jitted: Callable, mesh: Mesh, rules: Sequence[tuple[str, Any]]):
+    self._jitted, self.mesh, self.rules = jitted, mesh, rules
+
+  def __call__(self, *args):
+    with jax.set_mesh(self.mesh), nn.logical_axis_rules(self.rules):
+      return self._jitted(*args)
+
+  def lower(self, *args):
+    with jax.set_mesh(self.mesh), nn.logical_axis_rules(self.rules):
+      return self._jitted.lower(*args)
+
+
+def _split_micro_batches(batch: Batch, num: int, mesh: Mesh) -> Batch:
+  """[B, ...] -> [num, B // num, ...] with micro-batch k = rows k, k + num, ...
+
+  Interleaving (not contiguous chunks) keeps every micro-batch spread over all batch shards:
+  each device's own rows split into `num` parts, so no data moves between devices.
+  """
+
+  def split(x):
+    y = x.reshape((x.shape[0] // num, num) + x.shape[1:]).swapaxes(0, 1)
+    spec = PartitionSpec(None, sharding.BATCH_AXES, *([None] * (x.ndim - 1)))
+    return jax.lax.with_sharding_constraint(y, NamedSharding(mesh, spec))
+
+  return {k: split(v) for k, v in batch.items()}
+
+
+def _objective(stats: Stats, totals: Mapping[str, Array]) -> Array:
+  return sum(stats[name][0] / jnp.maximum(totals[name], 1e-30) for name in totals)
+
+
+def make_train_step(stats_fn: StatsFn, loss_weights_fn: LossWeightsFn,
+                    optimizer: optax.GradientTransformation, state_shardings: TrainState,
+                    mesh: Mesh, *, grad_accum_steps: int = 1, seed: int = 0,
+                    learning_rate_fn: Callable[[Array], Array] | None = None,
+                    rules: Sequence[tuple[str, Any]] = sharding.LOGICAL_RULES) -> MeshFunction:
+  """The jitted `(state, batch) -> (state, metrics)` train step; `state` is donated.
+
+  Args:
+    stats_fn, loss_weights_fn: the task (see the module docstring).
+    state_shardings: from `init_train_state`.
+    grad_accum_steps: micro-batches per step; the batch's leading dim must be divisible by
+      grad_accum_steps * (data * fsdp) so every micro-batch is split evenly over devices.
+    seed: base of the dropout RNG, folded with the step (and the micro-batch) so a resumed run
+      draws the same masks.
+    learning_rate_fn: optional schedule, to report "learning_rate".
+  Returns:
+    A MeshFunction; metrics (replicated float32 scalars) hold every stat as sum / weight,
+    "loss" (the objective), "grad_norm" (before clipping) and "learning_rate".
+  """
+  if grad_accum_steps < 1:
+    raise ValueError(f"grad_accum_steps must be >= 1, got {grad_accum_steps}")
+  base_key = jax.random.key(seed)
+
+  def step(state: TrainState, batch: Batch):
+    rng = jax.random.fold_in(base_key, state.step)
+    totals = loss_weights_fn(batch)
+
+    def micro_loss(params, micro, k):
+      stats = stats_fn(params, micro, jax.random.fold_in(rng, k), True)
+      missing = set(totals) - set(stats)
+      if missing:
+        raise ValueError(f"stats_fn returned no {sorted(missing)} named by loss_weights_fn")
+      return _objective(stats, totals), stats
+
+    grad_fn = jax.value_and_grad(micro_loss, has_aux=True)
+    if grad_accum_steps == 1:
+      (loss, stats), grads = grad_fn(state.params, batch, 0)
+    else:
+      batch_rows = jax.tree.leaves(batch)[0].shape[0]
+      if batch_rows % (grad_accum_steps * sharding.batch_split(mesh)):
+        raise ValueError(f"batch of {batch_rows} rows cannot be split into {grad_accum_steps} "
+                         f"micro-batches over {sharding.batch_split(mesh)} batch shards")
+      micro_batches = _split_micro_batches(batch, grad_accum_steps, mesh)
+      zero_grads = jax.lax.with_sharding_constraint(
+          jax.tree.map(lambda p: jnp.zeros(p.shape, jnp.float32), state.params),
+          state_shardings.params)
+      first = jax.tree.map(lambda x: x[0], micro_batches)
+      zero_stats = jax.tree.map(lambda s: jnp.zeros(s.shape, jnp.float32),
+                                jax.eval_shape(lambda: micro_loss(state.params, first, 0)[1]))
+
+      def body(carry, xs):
+        grads_acc, loss_acc, stats_acc = carry
+        micro, k = xs
+        (loss_k, stats_k), grads_k = grad_fn(state.params, micro, k)
+        return (jax.tree.map(jnp.add, grads_acc, grads_k), loss_acc + loss_k,
+                jax.tree.map(jnp.add, stats_acc, stats_k)), None
+
+      (grads, loss, stats), _ = jax.lax.scan(
+          body, (zero_grads, jnp.zeros((), jnp.float32), zero_stats),
+          (micro_batches, jnp.arange(grad_accum_steps)))
+
+    updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    metrics = {name: losses.ratio(s, w) for name, (s, w) in stats.items()}
+    metrics["loss"] = loss
+    metrics["grad_norm"] = optax.global_norm(grads)
+    if learning_rate_fn is not None:
+      metrics["learning_rate"] = jnp.asarray(learning_rate_fn(state.step), jnp.float32)
+    new_state = TrainState(step=state.step + 1, params=params, opt_state=opt_state)
+    return new_state, metrics
+
+  replicated = NamedSharding(mesh, PartitionSpec())
+  jitted = jax.jit(step, in_shardings=(state_shardings, sharding.batch_sharding(mesh)),
+                   out_shardings=(state_shardings, replicated), donate_argnums=0)
+  return MeshFunction(jitted, mesh, rules)
+
+
+def make_eval_step(stats_fn: StatsFn, params_shardings: Any, mesh: Mesh,
+                   rules: Sequence[tuple[str, Any]] = sharding.LOGICAL_RULES) -> MeshFunction:
+  """The jitted `(params, batch) -> stats` eval step (deterministic; sums, not means).
+
+  Add the stats of several batches with `add_stats` and turn them into metrics with
+  `stats_to_metrics`, so an eval over many batches weighs every example once.
+  """
+
+  def step(params, batch):
+    return stats_fn(params, batch, jax.random.key(0), False)
+
+  replicated = NamedSharding(mesh, PartitionSpec())
+  jitted = jax.jit(step, in_shardings=(params_shardings, sharding.batch_sharding(mesh)),
+                   out_shardings=replicated)
+  return MeshFunction(jitted, mesh, rules)
+
+
+def add_stats(total: Stats | None, stats: Stats) -> Stats:
+  """Element-wise sum of two stats dicts (host numpy float64, to add many batches exactly)."""
+  stats = {k: (np.float64(s), np.float64(w)) for k, (s, w) in jax.device_get(stats).items()}
+  if total is None:
+    return stats
+  return {k: (total[k][0] + s, total[k][1] + w) for k, (s, w) in stats.items()}
+
+
+def stats_to_metrics(stats: Stats, loss_names: Sequence[str] = ()) -> dict[str, float]:
+  """{name: sum / weight}; plus "loss" = the sum of the `loss_names` terms when given."""
+  metrics = {k: float(s / w) if w > 0 else 0.0 for k, (s, w) in stats.items()}
+  if loss_names:
+    metrics["loss"] = float(sum(metrics[n] for n in loss_names))
+  return metrics
+
+
+def check_finite(metrics: Mapping[str, Any], step: int) -> None:
+  """Raise FloatingPointError naming the step and values when the loss is NaN or infinite."""
+  loss = float(metrics["loss"])
+  if not np.isfinite(loss):
+    shown = {k: float(v) for k, v in metrics.items() if np.ndim(v) == 0}
+    raise FloatingPointError(f"loss is {loss} at step {step}; stopping (checkpoints are kept). "
+                             f"Metrics of that step: {shown}")

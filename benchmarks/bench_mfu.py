@@ -1,0 +1,148 @@
+"""Model FLOPs utilization of our training step against the measured matmul peak of this machine.
+
+    MFU = model FLOPs per step / step time / peak,   model FLOPs per token (common.py):
+          6*L*(4H^2 + 2*H*I) + 12*L*S*H + 6*E*H + 6*(H*E + E*V)*P/S
+
+The peak is measured, not taken from a data sheet: the best rate of a large square jnp.dot in the
+same dtype (inputs in that dtype, float32 accumulation, as our model's matmuls), taken before and
+after the model runs (the higher of the two). The step is ours (benchmarks/impls.py OursJax:
+albert_flax.training.make_train_step, LAMB, MLM on P gathered positions + SOP).
+
+    python benchmarks/bench_mfu.py                       # CPU: base 8 x 128, float32 and bfloat16
+    python benchmarks/bench_mfu.py --runs base-v2:8:128 --dtypes float32 --remat none,dots
+
+With a GPU (jax.default_backend() == "gpu") the default runs are base, large and xxlarge at
+sequence 512 in bfloat16, each with attention_implementation "xla" and "cudnn":
+
+    python benchmarks/bench_mfu.py --gpu                 # or just run it on a GPU machine
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import common  # noqa: E402
+
+CPU_RUNS = "base-v2:8:128"
+GPU_RUNS = "base-v2:32:512,large-v2:16:512,xxlarge-v2:8:512"
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+  p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  p.add_argument("--gpu", action="store_true", help="the GPU set of runs (default when on a GPU)")
+  p.add_argument("--runs", default=None, help="comma list of preset:batch:seq")
+  p.add_argument("--dtypes", default=None, help="default float32,bfloat16 (CPU), bfloat16 (GPU)")
+  p.add_argument("--attention", default=None,
+                 help="attention_implementation values; default auto (CPU), xla,cudnn (GPU)")
+  p.add_argument("--remat", default="none", help="comma list of remat policies")
+  p.add_argument("--predictions", type=int, default=20)
+  p.add_argument("--steps", type=int, default=5, help="timed steps per run (median)")
+  p.add_argument("--peak-size", type=int, default=None, help="side of the square matmul")
+  p.add_argument("--json", default=None)
+  return p.parse_args(argv)
+
+
+def measure_peak(dtype: str, n: int, calls: int = 5) -> float:
+  """Best FLOP/s of an n x n x n jnp.dot with `dtype` inputs and float32 accumulation."""
+  import jax
+  import jax.numpy as jnp
+
+  key_a, key_b = jax.random.split(jax.random.key(0))
+  a = jax.random.normal(key_a, (n, n), jnp.float32).astype(dtype)
+  b = jax.random.normal(key_b, (n, n), jnp.float32).astype(dtype)
+  dot = jax.jit(lambda x, y: jnp.dot(x, y, preferred_element_type=jnp.float32))
+  jax.block_until_ready(dot(a, b))
+  best = float("inf")
+  for _ in range(calls):
+    start = time.perf_counter()
+    jax.block_until_ready(dot(a, b))
+    best = min(best, time.perf_counter() - start)
+  return 2 * n**3 / best
+
+
+def main(argv=None) -> dict:
+  args = parse_args(argv)
+  import jax
+
+  import albert_flax as af
+  import impls
+
+  on_gpu = args.gpu or jax.default_backend() == "gpu"
+  if args.gpu and jax.default_backend() != "gpu":
+    raise SystemExit(f"--gpu given but JAX's backend is {jax.default_backend()!r}")
+  runs = (args.runs or (GPU_RUNS if on_gpu else CPU_RUNS)).split(",")
+  dtypes = (args.dtypes or ("bfloat16" if on_gpu else "float32,bfloat16")).split(",")
+  attentions = (args.attention or ("xla,cudnn" if on_gpu else "auto")).split(",")
+  remats = args.remat.split(",")
+  peak_n = args.peak_size or (8192 if on_gpu else 2048)
+
+  info = common.machine_info()
+  common.print_machine(info)
+  peaks = {d: measure_peak(d, peak_n) for d in dtypes}
+  for d, f in peaks.items():
+    print(f"# matmul peak {d} ({peak_n}^3 jnp.dot, f32 accumulation): {f / 1e9:.1f} GFLOP/s")
+  rows = []
+  for run in runs:
+    try:
+      size, batch_size, seq = run.split(":")
+      batch_size, seq = int(batch_size), int(seq)
+    except ValueError:
+      raise SystemExit(f"--runs entries are preset:batch:seq, got {run!r}") from None
+    for dtype in dtypes:
+      for attention in attentions:
+        for remat in remats:
+          cfg = af.AlbertConfig.preset(size, dtype=dtype, attention_implementation=attention,
+                                       remat=remat)
+          batch = common.pretraining_batch(batch_size, seq, cfg.vocab_size, args.predictions)
+          side = impls.OursJax(cfg, batch)
+          side.train_step()  # compile
+          side.train_step()
+          times = []
+          for _ in range(args.steps):
+            start = time.perf_counter()
+            side.train_step()
+            times.append(time.perf_counter() - start)
+          step_s = common.Spread.of(times)
+          flops = common.model_flops_per_token(
+              cfg.num_hidden_layers, cfg.hidden_size, cfg.intermediate_size, seq,
+              cfg.embedding_size, cfg.vocab_size, args.predictions) * batch_size * seq
+          row = {"size": size, "batch": batch_size, "seq": seq, "dtype": dtype,
+                 "attention": attention, "remat": remat, "step_s": step_s.__dict__,
+                 "model_tflop_per_step": flops / 1e12,
+                 "achieved_gflops": flops / step_s.median / 1e9,
+                 "peak_gflops": peaks[dtype] / 1e9,
+                 "mfu": flops / step_s.median / peaks[dtype],
+                 "tokens_per_s": batch_size * seq / step_s.median,
+                 "load": common.load_average()[0]}
+          rows.append(row)
+          print(f"{size:10s} B={batch_size:<3d} S={seq:<4d} {dtype:8s} attn={attention:5s} "
+                f"remat={remat:5s} step {step_s.fmt(3)} s  {row['tokens_per_s']:8.0f} tok/s  "
+                f"{row['achieved_gflops']:8.1f} GFLOP/s  MFU {row['mfu']:.3f}  "
+                f"load {row['load']:.1f}", flush=True)
+          del side
+  # The peak again: a machine that got busier since the start must not inflate the MFU.
+  for d in dtypes:
+    again = measure_peak(d, peak_n)
+    if again > peaks[d]:
+      print(f"# matmul peak {d} measured again higher: {again / 1e9:.1f} GFLOP/s; MFU rescaled")
+      for row in rows:
+        if row["dtype"] == d:
+          row["mfu"] *= peaks[d] / again
+          row["peak_gflops"] = again / 1e9
+      peaks[d] = again
+  for row in rows:
+    print(f"MFU {row['size']} {row['dtype']} attn={row['attention']} remat={row['remat']}: "
+          f"{row['mfu']:.3f} of the measured {row['dtype']} peak {row['peak_gflops']:.1f} GFLOP/s")
+  out = {"machine": info, "args": vars(args), "peaks_gflops": {d: p / 1e9 for d, p in peaks.items()},
+         "rows": rows}
+  common.write_json(args.json, out)
+  return out
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,125 @@
+"""albert-flax against transformers (Flax 4.x and PyTorch), side by side in one process.
+
+For each compute dtype, builds the three sides of benchmarks/impls.py on the same random batch
+(ALBERT pretraining: B x S tokens, P = 20 masked positions, SOP labels), then times
+
+  forward     the pretraining model's forward (ours: MLM head on the P gathered positions;
+              transformers: on all S positions, which is what its model does);
+  train       one LAMB update of MLM (P positions) + SOP loss, clipping included;
+
+interleaving the sides repeat by repeat (rotating order), and reports tokens/s with median and
+[min, max] over repeats and the per-repeat ratios ours / theirs (> 1: ours is faster).
+
+    python benchmarks/bench_vs_transformers.py                       # base, 8 x 128, f32 + bf16
+    python benchmarks/bench_vs_transformers.py --size large --modes forward --repeats 3
+    python benchmarks/bench_vs_transformers.py --sides ours,hf_flax --dtypes bfloat16
+
+transformers 4.57 still ships FlaxAlbertForPreTraining, and it runs under this environment's
+jax/flax (checked at start-up); all sides therefore share one process and one timing loop.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import common  # noqa: E402
+
+GOALS = {  # issue 6: train-step speed ratios ours / theirs on this CPU
+    ("train", "bfloat16", "hf_flax"): 1.3,
+    ("train", "float32", "hf_flax"): 1.1,
+    ("train", "bfloat16", "hf_torch"): 2.0,
+    ("train", "float32", "hf_torch"): 2.0,
+}
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+  p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  p.add_argument("--size", default="base-v2", help="AlbertConfig preset (tiny, base-v2, large-v2, ...)")
+  p.add_argument("--layers", type=int, default=None, help="override num_hidden_layers")
+  p.add_argument("--batch", type=int, default=8)
+  p.add_argument("--seq", type=int, default=128)
+  p.add_argument("--predictions", type=int, default=20, help="masked positions per sequence")
+  p.add_argument("--dtypes", default="float32,bfloat16")
+  p.add_argument("--modes", default="forward,train")
+  p.add_argument("--sides", default="ours,hf_flax,hf_torch")
+  p.add_argument("--repeats", type=int, default=5, help="interleaved repeats per mode")
+  p.add_argument("--forward-calls", type=int, default=2, help="calls timed per forward repeat")
+  p.add_argument("--json", default=None, help="also write the figures here")
+  args = p.parse_args(argv)
+  args.dtypes = args.dtypes.split(",")
+  args.modes = args.modes.split(",")
+  args.sides = args.sides.split(",")
+  for mode in args.modes:
+    if mode not in ("forward", "train"):
+      raise SystemExit(f"unknown mode {mode!r}: use forward and/or train")
+  return args
+
+
+def main(argv=None) -> dict:
+  args = parse_args(argv)
+  import albert_flax as af
+  import impls
+
+  unknown = [s for s in args.sides if s not in impls.SIDES]
+  if unknown:
+    raise SystemExit(f"unknown sides {unknown}; choose from {sorted(impls.SIDES)}")
+  if "hf_flax" in args.sides:
+    problem = impls.hf_flax_problem()
+    if problem:
+      raise SystemExit(f"transformers' FlaxAlbertForPreTraining does not run here: {problem}")
+  info = common.machine_info()
+  common.print_machine(info)
+  tokens = args.batch * args.seq
+  results = {"machine": info, "args": vars(args), "rows": []}
+  for dtype in args.dtypes:
+    overrides = {"dtype": dtype}
+    if args.layers:
+      overrides["num_hidden_layers"] = args.layers
+    cfg = af.AlbertConfig.preset(args.size, **overrides)
+    batch = common.pretraining_batch(args.batch, args.seq, cfg.vocab_size, args.predictions)
+    sides = {}
+    for name in args.sides:
+      start = time.perf_counter()
+      sides[name] = impls.SIDES[name](cfg, batch)
+      print(f"# {dtype} {name}: built in {time.perf_counter() - start:.1f}s", flush=True)
+    if "hf_torch" in sides:
+      print(f"# hf_torch attention: {sides['hf_torch'].attn_implementation}, "
+            f"bf16 via torch.autocast" if dtype == "bfloat16" else
+            f"# hf_torch attention: {sides['hf_torch'].attn_implementation}")
+    for mode in args.modes:
+      calls = args.forward_calls if mode == "forward" else 1
+      print(f"## {args.size} L={cfg.num_hidden_layers} {dtype} {mode} B={args.batch} "
+            f"S={args.seq}: warm-up (compiles) then {args.repeats} interleaved repeats", flush=True)
+      runners = {n: getattr(s, "forward" if mode == "forward" else "train_step")
+                 for n, s in sides.items()}
+      load_before = common.load_average()[0]
+      times = common.interleave(runners, args.repeats, calls=calls)
+      load_after = common.load_average()[0]
+      for name in sides:
+        rate = common.Spread.of([tokens / t for t in times[name]])
+        row = {"size": args.size, "layers": cfg.num_hidden_layers, "dtype": dtype, "mode": mode,
+               "side": name, "batch": args.batch, "seq": args.seq,
+               "ms": common.Spread.of([t * 1e3 for t in times[name]]).__dict__,
+               "tokens_per_s": rate.__dict__, "load": [load_before, load_after]}
+        line = f"  {name:9s} {rate.fmt(0):>26s} tokens/s"
+        if name != "ours" and "ours" in times:
+          ratio = common.paired_ratios(times["ours"], times[name])
+          row["ratio_ours_over"] = ratio.__dict__
+          goal = GOALS.get((mode, dtype, name))
+          line += f"   ours/{name} = {ratio.fmt()}"
+          if goal:
+            line += f"  (goal >= {goal}: {'met' if ratio.median >= goal else 'NOT met'})"
+        print(line, flush=True)
+        results["rows"].append(row)
+    del sides
+  common.write_json(args.json, results)
+  return results
+
+
+if __name__ == "__main__":
+  main()

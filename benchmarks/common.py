@@ -1,0 +1,206 @@
+"""Shared pieces of the benchmark scripts: machine description, interleaved timing, statistics,
+synthetic pretraining batches and the model-FLOPs formula.
+
+Every script prints its figures and, with `--json PATH`, writes them with `machine_info()` so a
+row of RESULTS.md can be traced to the run (date, CPU, load, versions) that produced it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import importlib.metadata
+import json
+import os
+import platform
+import statistics
+import time
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+# --------------------------------------------------------------------------- the machine
+
+
+def cpu_model() -> str:
+  """The CPU model name from /proc/cpuinfo (platform.processor() elsewhere)."""
+  try:
+    with open("/proc/cpuinfo", encoding="utf-8") as f:
+      for line in f:
+        if line.startswith("model name"):
+          return line.split(":", 1)[1].strip()
+  except OSError:
+    pass
+  return platform.processor() or "unknown"
+
+
+def load_average() -> tuple[float, float, float]:
+  """1, 5 and 15 minute load averages (what `uptime` prints)."""
+  return os.getloadavg()
+
+
+def _version(dist: str) -> str | None:
+  try:
+    return importlib.metadata.version(dist)
+  except importlib.metadata.PackageNotFoundError:
+    return None
+
+
+def machine_info() -> dict[str, Any]:
+  """Date, CPU, core count, load and the versions that matter for these figures."""
+  import jax  # imported here so `--help` stays fast
+
+  devices = jax.devices()
+  return {
+      "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+      "cpu": cpu_model(),
+      "cores": os.cpu_count(),
+      "load_avg": [round(x, 2) for x in load_average()],
+      "jax_backend": jax.default_backend(),
+      "device": devices[0].device_kind if devices else "none",
+      "python": platform.python_version(),
+      "versions": {d: _version(d) for d in ("jax", "jaxlib", "flax", "optax", "transformers",
+                                          "torch", "numpy")},
+      "xla_flags": os.environ.get("XLA_FLAGS", ""),
+  }
+
+
+def print_machine(info: Mapping[str, Any]) -> None:
+  v = info["versions"]
+  print(f"# {info['date']}  cpu={info['cpu']} cores={info['cores']} backend={info['jax_backend']} "
+        f"({info['device']}) load={info['load_avg']}")
+  print("# " + " ".join(f"{k}={v[k]}" for k in v if v[k]))
+
+
+# --------------------------------------------------------------------------- timing
+
+
+def block(tree: Any) -> Any:
+  """Wait for every array in `tree` (JAX arrays; other leaves pass through)."""
+  import jax
+
+  return jax.block_until_ready(tree)
+
+
+def time_call(fn: Callable[[], Any], calls: int = 1) -> float:
+  """Seconds per call of `fn` averaged over `calls` back-to-back calls (fn must block)."""
+  start = time.perf_counter()
+  for _ in range(calls):
+    fn()
+  return (time.perf_counter() - start) / calls
+
+
+def interleave(runners: Mapping[str, Callable[[], Any]], repeats: int, calls: int = 1,
+               warmup: int = 1, verbose: bool = True) -> dict[str, list[float]]:
+  """Time several implementations in turns: repeat r runs each of them `calls` times.
+
+  The order rotates from one repeat to the next, so a burst of load from another process hits
+  the implementations evenly and the per-repeat ratios stay meaningful. Each runner must block
+  until its result is ready. Returns {name: [seconds per call, one per repeat]}.
+  """
+  if repeats < 1 or calls < 1:
+    raise ValueError(f"repeats and calls must be >= 1, got {repeats}, {calls}")
+  names = list(runners)
+  for name in names:
+    for _ in range(warmup):
+      runners[name]()
+  out: dict[str, list[float]] = {n: [] for n in names}
+  for r in range(repeats):
+    order = names[r % len(names):] + names[:r % len(names)]
+    for name in order:
+      out[name].append(time_call(runners[name], calls))
+    if verbose:
+      print(f"  repeat {r + 1}/{repeats}: " + "  ".join(
+          f"{n}={out[n][-1] * 1e3:.0f}ms" for n in names) + f"  load={load_average()[0]:.2f}",
+            flush=True)
+  return out
+
+
+@dataclasses.dataclass(frozen=True)
+class Spread:
+  """Median and range of a sample (ratios or rates)."""
+
+  median: float
+  low: float
+  high: float
+
+  @classmethod
+  def of(cls, values: Sequence[float]) -> "Spread":
+    if not values:
+      raise ValueError("no values to summarize")
+    return cls(statistics.median(values), min(values), max(values))
+
+  def fmt(self, digits: int = 2) -> str:
+    return f"{self.median:.{digits}f} [{self.low:.{digits}f}, {self.high:.{digits}f}]"
+
+
+def paired_ratios(ours: Sequence[float], theirs: Sequence[float]) -> Spread:
+  """Speed ratio ours/theirs (= their time / our time) per repeat, summarized."""
+  if len(ours) != len(theirs):
+    raise ValueError("paired samples must have the same length")
+  return Spread.of([t / o for o, t in zip(ours, theirs)])
+
+
+# --------------------------------------------------------------------------- workloads
+
+
+def pretraining_batch(batch: int, seq: int, vocab_size: int, num_predictions: int = 20,
+                      seed: int = 0) -> dict[str, np.ndarray]:
+  """A random MLM + SOP batch with the shapes the pretraining program feeds.
+
+  Field names are the pretraining program's: input_ids, attention_mask, token_type_ids
+  [batch, seq] int32; masked_lm_positions, masked_lm_ids [batch, P] int32 and masked_lm_weights
+  [batch, P] float32; sentence_order_label [batch] int32. The last eighth of each row is padding,
+  so masks matter.
+  """
+  if num_predictions > seq:
+    raise ValueError(f"num_predictions {num_predictions} > seq {seq}")
+  rng = np.random.default_rng(seed)
+  input_ids = rng.integers(5, vocab_size, size=(batch, seq), dtype=np.int32)
+  valid = seq - seq // 8
+  attention_mask = np.zeros((batch, seq), np.int32)
+  attention_mask[:, :valid] = 1
+  input_ids[:, valid:] = 0
+  token_type_ids = np.zeros((batch, seq), np.int32)
+  token_type_ids[:, valid // 2:valid] = 1
+  positions = np.stack([np.sort(rng.choice(np.arange(1, valid), num_predictions, replace=False))
+                        for _ in range(batch)]).astype(np.int32)
+  masked_ids = np.take_along_axis(input_ids, positions, axis=1).astype(np.int32)
+  input_ids[np.arange(batch)[:, None], positions] = 4  # [MASK]
+  return {
+      "input_ids": input_ids,
+      "attention_mask": attention_mask,
+      "token_type_ids": token_type_ids,
+      "masked_lm_positions": positions,
+      "masked_lm_ids": masked_ids,
+      "masked_lm_weights": np.ones((batch, num_predictions), np.float32),
+      "sentence_order_label": rng.integers(0, 2, size=(batch,), dtype=np.int32),
+  }
+
+
+def model_flops_per_token(num_layers: int, hidden: int, intermediate: int, seq: int,
+                          embedding: int, vocab: int, num_predictions: int,
+                          training: bool = True) -> float:
+  """Matmul FLOPs per token of ALBERT pretraining (multiply-add = 2 FLOPs).
+
+  training: 6*L*(4H^2 + 2*H*I) + 12*L*S*H + 6*E*H + 6*(H*E + E*V)*P/S, i.e. 3x the forward
+  (forward + two backward matmuls) of: the QKVO and FFN matmuls, the attention scores and
+  context (QK^T and PV: 2*S*H each, forward), the E->H projection, and the MLM head
+  (H->E dense and the tied E->V decoder) on the P gathered positions of every S. The pooler and
+  SOP head (per sequence, not per token) are left out. forward only: one third of it.
+  """
+  per_token = (6 * num_layers * (4 * hidden**2 + 2 * hidden * intermediate)
+               + 12 * num_layers * seq * hidden + 6 * embedding * hidden
+               + 6 * (hidden * embedding + embedding * vocab) * num_predictions / seq)
+  return per_token if training else per_token / 3
+
+
+# --------------------------------------------------------------------------- output
+
+
+def write_json(path: str | None, payload: Mapping[str, Any]) -> None:
+  if path:
+    with open(path, "w", encoding="utf-8") as f:
+      json.dump(payload, f, indent=2, default=str)
+      f.write("\n")
+    print(f"# wrote {path}")

@@ -1,0 +1,71 @@
+"""Fields every fine-tuning config shares (imported by glue.py, squad.py, race.py, ner.py).
+
+Fields set to a typed placeholder (None) take the task's published value from
+`config.per_task[<value of config.per_task_key>]` at start-up, unless given on the command line:
+learning_rate, batch_size, train_steps, warmup_steps, hidden_dropout_prob, max_seq_length.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+from ml_collections import config_dict
+
+# The fields a row of `per_task` may fill.
+PER_TASK_FIELDS = ("learning_rate", "batch_size", "train_steps", "warmup_steps",
+                   "hidden_dropout_prob", "max_seq_length")
+
+
+def base_config() -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  c.family = ""  # glue | squad | race | ner (set by each config file)
+
+  # --- model and data
+  c.init_from = ""  # required: any path af.from_pretrained takes (orbax, HF dir, TF, hub id)
+  c.spm_model = ""  # default: spiece.model next to the checkpoint
+  c.data_dir = ""  # original files; empty: tensorflow-datasets
+  c.tfds_data_dir = ""  # tfds data_dir (empty: tfds' default)
+  c.tfds_download = True
+  c.max_train_examples = 0  # 0 = all; a prefix of the data for quick runs
+  c.max_eval_examples = 0
+
+  # --- optimization (filled per task when left None; see PER_TASK_FIELDS)
+  c.learning_rate = config_dict.placeholder(float)
+  c.batch_size = config_dict.placeholder(int)
+  c.train_steps = config_dict.placeholder(int)
+  c.warmup_steps = config_dict.placeholder(int)
+  c.max_seq_length = config_dict.placeholder(int)
+  # ALBERT fine-tuning dropout ("ALBERT DR" of the paper's table 15) on hidden states and
+  # attention probabilities; the classifier's dropout is separate (0.1 for every task there).
+  c.hidden_dropout_prob = config_dict.placeholder(float)
+  c.classifier_dropout_prob = 0.1
+  # The original run_classifier / run_squad / run_race optimizer: AdamW, weight decay 0.01 with
+  # LayerNorm and biases excluded, beta 0.9 / 0.999, epsilon 1e-6, gradients clipped to global
+  # norm 1.0, linear warm-up then linear decay to 0 (google-research/albert optimization.py).
+  c.optimizer = "adamw"
+  c.weight_decay = 0.01
+  c.adam_b1 = 0.9
+  c.adam_b2 = 0.999
+  c.adam_eps = 1e-6
+  c.grad_clip_norm = 1.0
+  c.grad_accum_steps = 1
+
+  # --- loop
+  c.seed = 0
+  c.eval_batch_size = 32
+  c.eval_every_steps = 0  # 0: ten evaluations per run (train_steps // 10)
+  c.log_every_steps = 50
+  c.progress_bar = True  # tqdm on the first process
+  c.tensorboard = True  # TensorBoard events in workdir/tensorboard (besides metrics.jsonl)
+
+  # --- devices and numerics
+  c.mesh = ml_collections.ConfigDict({"data": -1, "fsdp": 1, "tensor": 1})
+  c.dtype = "float32"  # compute dtype (bfloat16 on TPU)
+  c.param_dtype = "float32"
+  c.remat = "none"
+
+  # --- output
+  c.export_hf = False  # also write the fine-tuned model in transformers' format (workdir/hf)
+
+  c.per_task_key = ""  # the config field whose value selects the row of per_task
+  c.per_task = ml_collections.ConfigDict()
+  return c

@@ -1,0 +1,30 @@
+r"""RACE fine-tuning (multiple choice).
+
+    python -m finetune --config=finetune/configs/race.py --workdir=/tmp/race \
+        --config.init_from=albert-base-v2/ [--config.data_dir=RACE/] [--config.levels=middle,high]
+
+data_dir holds train|dev|test/high|middle/*.txt; without it, tensorflow-datasets race/high and
+race/middle.
+"""
+
+from finetune.configs.common import base_config
+
+# google-research/albert README, run_race: --learning_rate=1e-5 --train_batch_size=32
+# --train_step=12000 --warmup_step=1000 --max_seq_length=512 --max_qa_length=128. (The paper's
+# table 15 lists LR 2e-5 with the same batch, steps and warm-up, ALBERT dropout 0.1.)
+PER_TASK = {
+    "race": {"learning_rate": 1e-5, "batch_size": 32, "train_steps": 12000, "warmup_steps": 1000,
+             "hidden_dropout_prob": 0.1, "max_seq_length": 512},
+}
+
+
+def get_config():
+  c = base_config()
+  c.family = "race"
+  c.name = "race"
+  c.levels = "middle,high"
+  c.max_qa_length = 128
+  c.eval_batch_size = 8
+  c.per_task_key = "name"
+  c.per_task = PER_TASK
+  return c

@@ -1,0 +1,39 @@
+r"""SQuAD v1.1 / v2.0 fine-tuning.
+
+    python -m finetune --config=finetune/configs/squad.py --workdir=/tmp/squad2 \
+        --config.init_from=albert-base-v2/ --config.version=2.0 [--config.data_dir=squad/]
+
+data_dir holds train-v{version}.json and dev-v{version}.json; without it, tensorflow-datasets
+squad/v1.1 or squad/v2.0.
+"""
+
+from ml_collections import config_dict
+
+from finetune.configs.common import base_config
+
+# Lan et al. (2019), table 15: SQuAD v1.1 LR 5e-5, BSZ 48, 3649 steps, 365 warm-up, MSL 384;
+# SQuAD v2.0 LR 3e-5, BSZ 48, 8144 steps, 814 warm-up, MSL 512; ALBERT dropout 0, classifier 0.1.
+# (google-research/albert's README runs run_squad_v1/v2 with lr 5e-5, batch 48, 2 epochs,
+# warm-up 10%, doc_stride 128, max_query_length 64, n_best_size 20, max_answer_length 30.)
+PER_TASK = {
+    "1_1": {"learning_rate": 5e-5, "batch_size": 48, "train_steps": 3649, "warmup_steps": 365,
+            "hidden_dropout_prob": 0.0, "max_seq_length": 384},
+    "2_0": {"learning_rate": 3e-5, "batch_size": 48, "train_steps": 8144, "warmup_steps": 814,
+            "hidden_dropout_prob": 0.0, "max_seq_length": 512},
+}
+
+
+def get_config():
+  c = base_config()
+  c.family = "squad"
+  c.version = "1.1"
+  c.doc_stride = 128
+  c.max_query_length = 64
+  c.n_best_size = 20
+  c.max_answer_length = 30
+  # v2.0: answer "" when null score - best span score > this; None: the official best_f1_thresh
+  # found on dev.
+  c.null_score_diff_threshold = config_dict.placeholder(float)
+  c.per_task_key = "version"
+  c.per_task = PER_TASK
+  return c

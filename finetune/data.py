@@ -1,0 +1,155 @@
+"""What every task shares: data errors that name file and line, atomic writes, feature arrays
+and their batching.
+
+A task turns examples into `Features`: a dict of equally long numpy arrays (the model inputs
+`input_ids`, `token_type_ids`, `attention_mask` [N, seq] or [N, choices, seq] and the targets),
+which `train_batches` shuffles and cuts into full batches and `eval_batches` cuts in order, padding
+the last batch with weight-0 rows.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import numpy as np
+
+Features = dict[str, np.ndarray]
+MODEL_INPUTS = ("input_ids", "token_type_ids", "attention_mask")
+
+
+class DataError(ValueError):
+  """Bad input data; the message starts with "file:line:" when the place is known."""
+
+  def __init__(self, path: str | os.PathLike | None, line: int | None, problem: str):
+    where = os.fspath(path) if path is not None else "<data>"
+    if line is not None:
+      where += f":{line}"
+    super().__init__(f"{where}: {problem}")
+    self.path, self.line, self.problem = path, line, problem
+
+
+# --------------------------------------------------------------------- atomic output
+
+
+@contextlib.contextmanager
+def atomic_open(path: str | os.PathLike, mode: str = "w") -> Iterator[Any]:
+  """Open a temporary file next to `path`; it replaces `path` only when the block succeeds, so
+  a crash never leaves a half-written file under the final name."""
+  path = os.fspath(path)
+  directory = os.path.dirname(path) or "."
+  os.makedirs(directory, exist_ok=True)
+  fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp",
+                             dir=directory)
+  try:
+    with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
+      yield f
+    os.replace(tmp, path)
+  except BaseException:
+    with contextlib.suppress(FileNotFoundError):
+      os.remove(tmp)
+    raise
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> None:
+  """JSON with sorted keys, written atomically."""
+  with atomic_open(path) as f:
+    json.dump(obj, f, indent=2, sort_keys=True, ensure_ascii=False)
+    f.write("\n")
+
+
+def write_tsv(path: str | os.PathLike, header: list[str], rows: list[list[Any]]) -> None:
+  with atomic_open(path) as f:
+    f.write("\t".join(header) + "\n")
+    for row in rows:
+      f.write("\t".join(str(v) for v in row) + "\n")
+
+
+# --------------------------------------------------------------------- features
+
+
+def num_rows(features: Mapping[str, np.ndarray]) -> int:
+  lengths = {k: len(v) for k, v in features.items()}
+  if len(set(lengths.values())) != 1:
+    raise ValueError(f"feature arrays differ in length: {lengths}")
+  return next(iter(lengths.values()))
+
+
+def pad_sequences(rows: list[list[int]], length: int, value: int = 0) -> np.ndarray:
+  """[N][<= length] ragged ints -> int32 [N, length], right-padded with `value`."""
+  out = np.full((len(rows), length), value, np.int32)
+  for i, row in enumerate(rows):
+    if len(row) > length:
+      raise ValueError(f"row {i} has {len(row)} tokens, more than {length}")
+    out[i, :len(row)] = row
+  return out
+
+
+def encode_pairs(first: list[list[int]], second: list[list[int]] | None, max_length: int,
+                 cls_id: int, sep_id: int) -> Features:
+  """`[CLS] a [SEP] (b [SEP])` for token-id lists, truncated longest-first (the original
+  run_classifier's `_truncate_seq_pair`: drop the last token of the longer side), right-padded.
+
+  Returns input_ids, token_type_ids, attention_mask: int32 [N, max_length].
+  """
+  specials = 3 if second is not None else 2
+  if max_length <= specials:
+    raise ValueError(f"max_seq_length {max_length} leaves no room for text")
+  ids, types = [], []
+  for i, a in enumerate(first):
+    b = second[i] if second is not None else None
+    a = list(a)
+    if b is None:
+      a = a[:max_length - specials]
+      ids.append([cls_id] + a + [sep_id])
+      types.append([0] * (len(a) + 2))
+      continue
+    b = list(b)
+    while len(a) + len(b) > max_length - specials:
+      (a if len(a) > len(b) else b).pop()
+    ids.append([cls_id] + a + [sep_id] + b + [sep_id])
+    types.append([0] * (len(a) + 2) + [1] * (len(b) + 1))
+  input_ids = pad_sequences(ids, max_length)
+  return {"input_ids": input_ids, "token_type_ids": pad_sequences(types, max_length),
+          "attention_mask": (np.arange(max_length)[None, :]
+                             < np.array([len(r) for r in ids])[:, None]).astype(np.int32)}
+
+
+def train_batches(features: Features, batch_size: int, seed: int, start_step: int = 0
+                  ) -> Iterator[Features]:
+  """Endless full batches: each epoch a fresh permutation (seeded by seed and epoch), rows that
+  do not fill the epoch's last batch carried into the next epoch. Starting at `start_step`
+  reproduces the batches a run from step 0 would have seen from there on (for resumption)."""
+  n = num_rows(features)
+  if n == 0:
+    raise ValueError("no training examples")
+  step = 0
+  epoch = 0
+  pending = np.zeros((0,), np.int64)
+  while True:
+    order = np.random.default_rng([seed, epoch]).permutation(n)
+    pending = np.concatenate([pending, order])
+    epoch += 1
+    while len(pending) >= batch_size:
+      take, pending = pending[:batch_size], pending[batch_size:]
+      if step >= start_step:
+        yield {k: v[take] for k, v in features.items()}
+      step += 1
+
+
+def eval_batches(features: Features, batch_size: int) -> Iterator[Features]:
+  """Batches in order; the last one padded by repeating row 0 with `weights` 0 ([batch] float32,
+  1 on real rows), so every batch has the same shape and compiles once."""
+  n = num_rows(features)
+  for start in range(0, n, batch_size):
+    idx = np.arange(start, min(start + batch_size, n))
+    real = len(idx)
+    if real < batch_size:
+      idx = np.concatenate([idx, np.zeros(batch_size - real, np.int64)])
+    batch = {k: v[idx] for k, v in features.items()}
+    batch["weights"] = (np.arange(batch_size) < real).astype(np.float32)
+    yield batch

@@ -1,0 +1,158 @@
+"""Token ids of a text together with the character span of each token in the ORIGINAL text.
+
+SQuAD needs to map an answer given in characters of the raw context to tokens, and a predicted
+token span back to raw characters. ALBERT's tokenizer first normalizes the text (lower-casing,
+whitespace collapsing, `` / '' -> ", NFKD with accents dropped), which changes lengths ("ﬁ" ->
+"fi", "é" -> "e" + a dropped mark, runs of spaces -> one), then sentencepiece cuts the normalized
+text. So:
+
+1. `normalize_with_origin` redoes the tokenizer's normalization one character at a time,
+   remembering for every normalized character the raw character it came from, and checks that
+   the result equals `albert_flax.tokenization.normalize_text` (the tokenizer's own function);
+2. sentencepiece's proto output gives each piece's byte span in the normalized text;
+3. the spans go back to raw characters through step 1's map; the space a piece starts with
+   ("▁the") is not part of its span.
+
+Pieces that end in a digit followed by "," are split as the tokenizer splits them ("▁9," ->
+"▁9" ","), so the ids equal `AlbertTokenizer.encode_as_ids` for text without literal special
+tokens ([CLS], <pad>, ...; those are plain text here).
+"""
+
+from __future__ import annotations
+
+import unicodedata
+
+import numpy as np
+
+from albert_flax.tokenization import SPIECE_UNDERLINE, normalize_text
+
+
+def _lower(ch: str) -> str:
+  # The tokenizer maps capital sigma to the non-final sigma before lower-casing, which makes
+  # lower-casing independent of the neighbouring characters.
+  return "\u03c3" if ch == "\u03a3" else ch.lower()
+
+
+def normalize_with_origin(text: str, *, do_lower_case: bool = True, remove_space: bool = True,
+                          keep_accents: bool = False) -> tuple[str, np.ndarray]:
+  """(normalized text, origin): origin[i] is the index in `text` of the character that
+  normalized character i comes from (int64 [len(normalized)])."""
+  chars: list[tuple[str, int]] = [(c, i) for i, c in enumerate(text)]
+
+  def per_char(fn):
+    nonlocal chars
+    chars = [(out, origin) for c, origin in chars for out in fn(c)]
+
+  if do_lower_case:
+    per_char(_lower)
+  if remove_space:
+    # " ".join(text.strip().split()): a run of whitespace becomes one space (from its first char).
+    collapsed: list[tuple[str, int]] = []
+    for c, origin in chars:
+      if c.isspace():
+        if collapsed and collapsed[-1][0] != " ":
+          collapsed.append((" ", origin))
+      else:
+        collapsed.append((c, origin))
+    if collapsed and collapsed[-1][0] == " ":
+      collapsed.pop()
+    chars = collapsed
+  for pair in ("``", "''"):  # str.replace: left to right, non-overlapping, one pattern at a time
+    replaced: list[tuple[str, int]] = []
+    i = 0
+    while i < len(chars):
+      if i + 1 < len(chars) and chars[i][0] + chars[i + 1][0] == pair:
+        replaced.append(('"', chars[i][1]))
+        i += 2
+      else:
+        replaced.append(chars[i])
+        i += 1
+    chars = replaced
+  if not keep_accents:
+    # NFKD per character equals NFKD of the string up to the order of combining marks, and
+    # every combining mark is dropped.
+    per_char(lambda c: [d for d in unicodedata.normalize("NFKD", c)
+                        if not unicodedata.combining(d)])
+  if do_lower_case:
+    per_char(lambda c: c.lower())
+  normalized = "".join(c for c, _ in chars)
+  expected = normalize_text(text, do_lower_case=do_lower_case, remove_space=remove_space,
+                            keep_accents=keep_accents)
+  if normalized != expected:
+    raise RuntimeError("character-level normalization disagrees with the tokenizer's for "
+                       f"{text[:80]!r}: {normalized[:80]!r} vs {expected[:80]!r}")
+  return normalized, np.array([o for _, o in chars], np.int64)
+
+
+def _needs_split(piece: str) -> bool:
+  return len(piece) > 1 and piece[-1] == "," and piece[-2].isdigit()
+
+
+def _split_digit_comma(sp_model, piece: str) -> list[str]:
+  # The original ALBERT rule (tokenization.encode_pieces): re-encode the piece without its
+  # comma; when the piece continued a word, drop the "▁" the re-encoding starts with.
+  pieces = sp_model.EncodeAsPieces(piece[:-1].replace(SPIECE_UNDERLINE, ""))
+  if piece[0] != SPIECE_UNDERLINE and pieces and pieces[0][0] == SPIECE_UNDERLINE:
+    pieces = pieces[1:] if len(pieces[0]) == 1 else [pieces[0][1:]] + pieces[1:]
+  return pieces + [piece[-1]]
+
+
+def tokenize_with_offsets(tokenizer, text: str) -> tuple[list[int], np.ndarray]:
+  """Ids of `text` (no special tokens) and each token's raw character span.
+
+  Args:
+    tokenizer: an `albert_flax.AlbertTokenizer`.
+    text: the raw text.
+
+  Returns:
+    (ids [T], spans int64 [T, 2]): token t covers text[spans[t, 0]:spans[t, 1]]; a token that
+    stands for whitespace only (a lone "▁") has an empty span at the next raw character.
+  """
+  normalized, origin = normalize_with_origin(
+      text, do_lower_case=tokenizer.do_lower_case, remove_space=tokenizer.remove_space,
+      keep_accents=tokenizer.keep_accents)
+  sp = tokenizer.sp_model
+  proto = sp.encode(normalized, return_type="proto")
+  encoded = normalized.encode("utf-8")
+  # byte offset -> char offset in `normalized`
+  char_of_byte = np.zeros(len(encoded) + 1, np.int64)
+  byte = 0
+  for i, ch in enumerate(normalized):
+    width = len(ch.encode("utf-8"))
+    char_of_byte[byte:byte + width] = i
+    byte += width
+  char_of_byte[len(encoded)] = len(normalized)
+  # raw position of normalized char i, and one past the end for spans that reach the end
+  origin_end = np.append(origin, len(text))
+
+  def raw_span(begin: int, end: int) -> tuple[int, int]:
+    while begin < end and normalized[begin] == " ":
+      begin += 1
+    if begin >= end:
+      return int(origin_end[begin]), int(origin_end[begin])
+    start = int(origin[begin])
+    # Up to where the next normalized character comes from, so that raw characters the
+    # normalization dropped (a combining accent, the second ` of ``) stay inside the span;
+    # never past trailing raw whitespace, never less than the last character itself.
+    stop = int(origin_end[end])
+    while stop > start and text[stop - 1].isspace():
+      stop -= 1
+    return start, max(stop, int(origin[end - 1]) + 1)
+
+  ids: list[int] = []
+  spans: list[tuple[int, int]] = []
+  for piece in proto.pieces:
+    begin, end = int(char_of_byte[piece.begin]), int(char_of_byte[piece.end])
+    if not _needs_split(piece.piece):
+      ids.append(piece.id)
+      spans.append(raw_span(begin, end))
+      continue
+    parts = _split_digit_comma(sp, piece.piece)
+    # the comma is the last normalized char; the rest covers the digits before it
+    body = raw_span(begin, end - 1)
+    for part in parts[:-1]:
+      ids.append(sp.PieceToId(part))
+      spans.append(body)
+    ids.append(sp.PieceToId(parts[-1]))
+    spans.append(raw_span(end - 1, end))
+  return ids, np.array(spans, np.int64).reshape(-1, 2)

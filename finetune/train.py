@@ -1,0 +1,313 @@
+"""The fine-tuning loop: `train_and_evaluate(config, workdir)` for every task.
+
+    checkpoint + tokenizer -> task features -> sharded TrainState -> jitted steps (AdamW,
+    warm-up + linear decay) -> evaluation every N steps (best checkpoint kept) -> final
+    evaluation with the best parameters -> eval_results.json, predictions, the model.
+
+The machinery is the library's (`albert_flax.sharding`, `optim`, `training`); a task
+(`finetune.tasks`) brings its data, loss and metrics. Outputs in `workdir`:
+
+    metrics.jsonl          one JSON object per log / evaluation line
+    tensorboard/           the same scalars for TensorBoard
+    checkpoints/latest/    the full train state at the last evaluation (a rerun resumes there)
+    checkpoints/best/      the parameters with the best `task.best_metric`
+    eval_results.json      final metrics of every evaluation set ("<set>/<metric>")
+    predictions/           per-task prediction files (GLUE TSVs, SQuAD predictions.json, ...)
+    model/                 the fine-tuned model (orbax, config.json, spiece.model)
+    hf/                    the same in transformers' format, with --config.export_hf=True
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+import albert_flax as af
+from albert_flax import optim, sharding, training
+from finetune.configs.common import PER_TASK_FIELDS
+from finetune.data import MODEL_INPUTS, Features, eval_batches, num_rows, train_batches, write_json
+from finetune.tasks import EvalSet, Task, get_task
+from finetune.writers import CheckpointKeeper, MetricWriter
+
+log = logging.getLogger(__name__)
+
+# ============================================================================ configuration
+
+
+def resolve_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """A copy with the per-task defaults filled in (fields still None) and the settings checked."""
+  config = ml_collections.ConfigDict(config.to_dict())
+  key = str(config.get(config.get("per_task_key") or "", "")).replace(".", "_")
+  row = config.per_task.get(key) if config.get("per_task") else None
+  for field in PER_TASK_FIELDS:
+    if config.get(field) is None:
+      if row is None or row.get(field) is None:
+        raise ValueError(f"config.{field} is not set and config.per_task has no default for "
+                         f"{config.get('per_task_key')}={key!r}")
+      config[field] = row[field]
+  if not config.get("init_from"):
+    raise ValueError("--config.init_from is required: a checkpoint to fine-tune (any path "
+                     "af.from_pretrained reads, or a Hugging Face Hub id)")
+  for field in ("batch_size", "train_steps", "eval_batch_size", "max_seq_length"):
+    if int(config[field]) < 1:
+      raise ValueError(f"config.{field} must be positive, got {config[field]}")
+  if not 0 <= config.warmup_steps <= config.train_steps:
+    raise ValueError(f"warmup_steps {config.warmup_steps} must be in [0, train_steps "
+                     f"{config.train_steps}]")
+  if config.eval_every_steps <= 0:
+    config.eval_every_steps = max(1, config.train_steps // 10)
+  return config
+
+
+def load_tokenizer(config: ml_collections.ConfigDict) -> Any:
+  """config.spm_model, else spiece.model (or the original release's 30k-clean.model) next to
+  the checkpoint, or in its Hugging Face Hub repository."""
+  path = config.get("spm_model")
+  if not path:
+    init = config.init_from
+    directory = init if os.path.isdir(init) else os.path.dirname(init)
+    candidates = [os.path.join(directory, name) for name in ("spiece.model", "30k-clean.model")]
+    found = [c for c in candidates if os.path.isfile(c)]
+    if found:
+      path = found[0]
+    elif not os.path.exists(init) and init.count("/") == 1:
+      import huggingface_hub  # a Hub id: the tokenizer lives in the same repository
+      path = huggingface_hub.hf_hub_download(init, "spiece.model")
+    else:
+      raise FileNotFoundError(f"no spiece.model next to {init}; pass --config.spm_model")
+  return af.AlbertTokenizer(path)
+
+
+# ============================================================================ data checks
+
+
+def _check_features(features: Features, model_config, where: str) -> None:
+  """Token ids inside the vocabulary and lengths inside the position table: XLA would clamp
+  an out-of-range gather silently."""
+  ids = features["input_ids"]
+  flat = {k: features[k].reshape(-1, ids.shape[-1]) for k in MODEL_INPUTS}
+  try:
+    af.validate_inputs(model_config, flat["input_ids"], flat["attention_mask"],
+                       flat["token_type_ids"])
+  except ValueError as e:
+    raise ValueError(f"{where} features do not fit the model: {e}") from None
+
+
+# ============================================================================ steps
+
+
+def make_stats_fn(model, task: Task):
+  """stats_fn(params, batch, rng, train) for `training.make_train_step`."""
+
+  def stats_fn(params, batch, rng, train):
+    outputs = model.apply({"params": params}, batch["input_ids"],
+                          attention_mask=batch["attention_mask"],
+                          token_type_ids=batch["token_type_ids"], deterministic=not train,
+                          rngs={"dropout": rng} if train else {})
+    return task.stats(outputs, batch)
+
+  return stats_fn
+
+
+def make_predict_fn(model, task: Task, params_shardings, mesh) -> training.MeshFunction:
+  """Jitted (params, inputs) -> task.head_outputs, batch-sharded in and out."""
+
+  def predict(params, batch):
+    outputs = model.apply({"params": params}, batch["input_ids"],
+                          attention_mask=batch["attention_mask"],
+                          token_type_ids=batch["token_type_ids"], deterministic=True)
+    return task.head_outputs(outputs)
+
+  jitted = jax.jit(predict, in_shardings=(params_shardings, sharding.batch_sharding(mesh)))
+  return training.MeshFunction(jitted, mesh, sharding.LOGICAL_RULES)
+
+
+def _local_rows(batch: Features, mesh, global_size: int) -> Features:
+  """This process's rows of a batch every process built in full."""
+  index, count = sharding.process_batch_share(mesh, global_size)
+  local = global_size // count
+  return {k: v[index * local:(index + 1) * local] for k, v in batch.items()}
+
+
+def _to_host(tree) -> dict[str, np.ndarray]:
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils
+    tree = multihost_utils.process_allgather(tree, tiled=True)
+  return {k: np.asarray(v) for k, v in jax.device_get(tree).items()}
+
+
+def predict_set(predict_fn, params, eval_set: EvalSet, batch_size: int, mesh
+                ) -> dict[str, np.ndarray]:
+  """head_outputs over a whole set, [N, ...] each, in the set's order."""
+  inputs = {k: eval_set.features[k] for k in MODEL_INPUTS}
+  n = num_rows(inputs)
+  parts: list[dict[str, np.ndarray]] = []
+  for batch in eval_batches(inputs, batch_size):
+    real = int(batch.pop("weights").sum())
+    device_batch = sharding.global_batch(_local_rows(batch, mesh, batch_size), mesh, batch_size)
+    out = _to_host(predict_fn(params, device_batch))
+    parts.append({k: v[:real] for k, v in out.items()})
+  if not parts:
+    return {}
+  merged = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+  assert all(len(v) == n for v in merged.values())
+  return merged
+
+
+def evaluate(task: Task, predict_fn, params, sets: list[EvalSet], config, mesh
+             ) -> tuple[dict[str, float], dict[str, Any]]:
+  """("<set>/<metric>" -> value, set name -> predictions)."""
+  results, predictions = {}, {}
+  for eval_set in sets:
+    outputs = predict_set(predict_fn, params, eval_set, config.eval_batch_size, mesh)
+    scores, predictions[eval_set.name] = task.score(eval_set, outputs)
+    results.update({f"{eval_set.name}/{k}": float(v) for k, v in scores.items()})
+  return results, predictions
+
+
+# ============================================================================ the loop
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
+  """Fine-tune `config.init_from` on the config's task; returns the final metrics.
+
+  Rerunning with the same workdir resumes from checkpoints/latest (the same batches follow).
+  """
+  config = resolve_config(config)
+  workdir = os.path.abspath(workdir)
+  os.makedirs(workdir, exist_ok=True)
+  lead = jax.process_index() == 0
+
+  # ---------------------------------------------------------------- data, then the model
+  tokenizer = load_tokenizer(config)
+  task = get_task(config, tokenizer)
+  # The data first: bad data fails in seconds, before the checkpoint is loaded.
+  train_features = task.train_features()
+  dev_sets = task.eval_sets(final=False)
+  dropout = float(config.hidden_dropout_prob)
+  model, params = af.from_pretrained(
+      config.init_from, task.model_class, dtype=config.dtype, param_dtype=config.param_dtype,
+      rng=config.seed, hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout,
+      classifier_dropout_prob=float(config.classifier_dropout_prob), remat=config.remat,
+      **task.model_overrides())
+  if tokenizer.vocab_size > model.config.vocab_size:
+    raise ValueError(f"the tokenizer has {tokenizer.vocab_size} pieces but the model only "
+                     f"{model.config.vocab_size} embeddings: wrong spiece.model?")
+  if config.max_seq_length > model.config.max_position_embeddings:
+    raise ValueError(f"max_seq_length {config.max_seq_length} exceeds the model's "
+                     f"max_position_embeddings {model.config.max_position_embeddings}")
+  _check_features(train_features, model.config, "training")
+  for s in dev_sets:
+    _check_features(s.features, model.config, s.name)
+  log.info("%s: %d training rows; evaluation on %s", config.family, num_rows(train_features),
+           {s.name: num_rows(s.features) for s in dev_sets})
+
+  # ---------------------------------------------------------------- state and steps
+  mesh = sharding.make_mesh(config.mesh.data, config.mesh.fsdp, config.mesh.tensor)
+  split = sharding.batch_split(mesh)
+  if config.batch_size % (split * config.grad_accum_steps):
+    raise ValueError(f"batch_size {config.batch_size} must be a multiple of grad_accum_steps "
+                     f"{config.grad_accum_steps} x {split} batch shards")
+  if config.eval_batch_size % split:
+    raise ValueError(f"eval_batch_size {config.eval_batch_size} must be a multiple of the "
+                     f"{split} batch shards")
+  optimizer, schedule = optim.create_optimizer(
+      config.optimizer, config.learning_rate, config.train_steps, config.warmup_steps,
+      weight_decay=config.weight_decay, grad_clip_norm=config.grad_clip_norm, b1=config.adam_b1,
+      b2=config.adam_b2, eps=config.adam_eps)
+  dummy = {k: jnp.asarray(v[:1]) for k, v in train_features.items() if k in MODEL_INPUTS}
+
+  def init_params(rng):
+    return model.init(rng, dummy["input_ids"], attention_mask=dummy["attention_mask"],
+                      token_type_ids=dummy["token_type_ids"])["params"]
+
+  state, state_shardings = training.init_train_state(init_params, optimizer, mesh,
+                                                     jax.random.key(config.seed), params=params)
+  del params
+  train_step = training.make_train_step(
+      make_stats_fn(model, task), task.loss_weights, optimizer, state_shardings, mesh,
+      grad_accum_steps=config.grad_accum_steps, seed=config.seed, learning_rate_fn=schedule)
+  predict_fn = make_predict_fn(model, task, state_shardings.params, mesh)
+
+  keeper = CheckpointKeeper(os.path.join(workdir, "checkpoints"), task.best_metric)
+  state = keeper.restore_latest(state, state_shardings)
+  start = int(jax.device_get(state.step))
+  writer = MetricWriter(workdir, enabled=lead, tensorboard=config.tensorboard)
+  if start:
+    log.info("resuming at step %d from %s", start, keeper.directory)
+
+  # ---------------------------------------------------------------- training
+  targets = [k for k in train_features if k not in MODEL_INPUTS]
+  batches = train_batches({k: train_features[k] for k in list(MODEL_INPUTS) + targets},
+                          config.batch_size, seed=config.seed, start_step=start)
+  progress = writer.progress(config.train_steps, start, enabled=config.progress_bar)
+  for step in range(start, config.train_steps):
+    batch = next(batches)
+    batch["weights"] = np.ones((config.batch_size,), np.float32)
+    device_batch = sharding.global_batch(_local_rows(batch, mesh, config.batch_size), mesh,
+                                         config.batch_size)
+    state, metrics = train_step(state, device_batch)
+    done = step + 1
+    progress.update(1)
+    if done % config.log_every_steps == 0 or done == config.train_steps:
+      metrics = {f"train/{k}": float(v) for k, v in jax.device_get(metrics).items()}
+      training.check_finite({"loss": metrics["train/loss"]}, done)
+      writer.write(done, metrics)
+      progress.set_postfix(loss=f"{metrics['train/loss']:.4f}")
+    if done % config.eval_every_steps == 0 or done == config.train_steps:
+      results, _ = evaluate(task, predict_fn, state.params, dev_sets, config, mesh)
+      writer.write(done, results)
+      keeper.save(done, state, results)
+  progress.close()
+  keeper.wait()
+
+  # ---------------------------------------------------------------- final evaluation
+  best_params = keeper.restore_best(state.params, state_shardings.params)
+  final_sets = task.eval_sets(final=True)
+  for s in final_sets:
+    _check_features(s.features, model.config, s.name)
+  results, predictions = evaluate(task, predict_fn, best_params, final_sets, config, mesh)
+  results["best_step"] = float(keeper.best_step or config.train_steps)
+  writer.write(config.train_steps, {f"final/{k}": v for k, v in results.items()})
+  host_params = _gather(best_params)  # every process takes part; the lead writes
+  if lead:
+    prediction_dir = os.path.join(workdir, "predictions")
+    for s in final_sets:
+      task.write_predictions(s, predictions[s.name], prediction_dir)
+    write_json(os.path.join(workdir, "eval_results.json"), results)
+    _export(model, host_params, tokenizer, os.path.join(workdir, "model"), "orbax")
+    if config.export_hf:
+      _export(model, host_params, tokenizer, os.path.join(workdir, "hf"), "hf")
+  keeper.close()
+  writer.close()
+  return results
+
+
+def _gather(tree):
+  """Global arrays -> numpy on every process."""
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils
+    return multihost_utils.process_allgather(tree, tiled=True)
+  return jax.device_get(tree)
+
+
+def _export(model, params, tokenizer, path: str, format: str) -> None:
+  """save_pretrained into a temporary sibling, then one rename: no half-written model."""
+  parent = os.path.dirname(path)
+  tmp = tempfile.mkdtemp(prefix="." + os.path.basename(path) + ".", dir=parent)
+  try:
+    af.save_pretrained(tmp, model, params, format=format, tokenizer=tokenizer)
+    if os.path.isdir(path):
+      shutil.rmtree(path)
+    os.replace(tmp, path)
+  except BaseException:
+    shutil.rmtree(tmp, ignore_errors=True)
+    raise

@@ -1,0 +1,52 @@
+"""`python -m pretrain [--config=pretrain/configs/<size>.py] [--workdir=DIR] [--config.KEY=VALUE]`
+
+With no flags: the tiny config (pretrain/configs/tiny.py) in ./runs/tiny. Rerunning the same
+command resumes from the newest checkpoint in the workdir.
+
+Several processes: `--jax_distributed` calls `jax.distributed.initialize()` (auto-detected on TPU
+pods and SLURM); `--coordinator_address=HOST:PORT --num_processes=N --process_id=I` set it up by
+hand (on CPU the processes talk through gloo). See pretrain/README.md.
+"""
+
+import logging
+import os
+
+from absl import app, flags
+from absl import logging as absl_logging
+from ml_collections import config_flags
+
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", os.path.join(os.path.dirname(__file__), "configs", "tiny.py"),
+    "Pretraining config file.", lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", "./runs/tiny", "Where checkpoints, metrics and the "
+                               "final model go; a rerun resumes from here.")
+_DISTRIBUTED = flags.DEFINE_bool("jax_distributed", False,
+                                 "Call jax.distributed.initialize() with auto-detection.")
+_COORDINATOR = flags.DEFINE_string("coordinator_address", None, "HOST:PORT of process 0.")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Number of processes.")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index.")
+
+
+def main(argv):
+  del argv
+  import jax
+  if _COORDINATOR.value:
+    # CPU processes need a collectives backend; harmless on accelerators.
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(_COORDINATOR.value, num_processes=_NUM_PROCESSES.value,
+                               process_id=_PROCESS_ID.value)
+  elif _DISTRIBUTED.value:
+    jax.distributed.initialize()
+  # Our progress at INFO on process 0; orbax's per-save chatter (absl logging) only at WARNING.
+  logging.getLogger().setLevel(logging.INFO if jax.process_index() == 0 else logging.WARNING)
+  absl_logging.set_verbosity(absl_logging.WARNING)
+  for name in ("pretrain", "albert_flax"):
+    logging.getLogger(name).setLevel(logging.INFO if jax.process_index() == 0 else logging.WARNING)
+  from pretrain import train
+  result = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+  if jax.process_index() == 0:
+    print({"step": result["step"], "train": result["train"], "eval": result["eval"]})
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,76 @@
+"""Every key of a pretraining config, with the paper's recipe as defaults (see base.py etc.).
+
+Not meant to be run directly; the per-size files start from `get_config()` here.
+"""
+
+import ml_collections
+
+
+def get_config() -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+
+  # --- model: a preset of albert_flax.AlbertConfig plus overrides of any of its fields.
+  # vocab_size always comes from the tokenizer.
+  c.model = "base-v2"
+  c.model_overrides = ml_collections.ConfigDict()
+  c.dtype = "bfloat16"  # compute dtype of the matmuls; params, LayerNorm, softmax, losses: float32
+  c.param_dtype = "float32"
+  c.remat = "none"  # "none" | "full" | "dots" | "dots_with_no_batch_dims"
+  # Continue pretraining from any checkpoint af.from_pretrained reads (a workdir, an orbax or HF
+  # directory, a TF checkpoint, a hub id). Empty: start from scratch.
+  c.init_from = ""
+
+  # --- data (pretrain.data.make_pretraining_batches)
+  c.data = ml_collections.ConfigDict()
+  # Text files in the original format (globs, comma-separated), "builtin" (the Python standard
+  # library's docstrings: no download), or .array_record static shards from pretrain.create_data.
+  c.data.train_files = "builtin"
+  # Held-back text for evaluation. Empty: the `eval_fraction` of the training documents that the
+  # training stream skips (chosen by a hash of each document's first sentence).
+  c.data.eval_files = ""
+  c.data.eval_fraction = 0.02
+  c.data.tfds_name = ""  # a tensorflow-datasets text data set instead of train_files
+  c.data.tfds_split = "train"
+  c.data.tfds_data_dir = ""
+  c.data.tfds_field = "text"
+  c.data.masked_lm_prob = 0.15
+  c.data.short_seq_prob = 0.1
+  c.data.max_ngram = 3
+  c.data.shuffle_buffer = 0  # 0: the pipeline's default
+  c.data.num_workers = 0  # worker processes making examples per host
+
+  # --- tokenizer
+  c.tokenizer = ml_collections.ConfigDict()
+  # A SentencePiece model. Empty: train one on the training documents (kept in the workdir as
+  # spiece.model), or take spiece.model from `init_from`'s directory when continuing.
+  c.tokenizer.spm_model = ""
+  c.tokenizer.vocab_size = 30000
+  c.tokenizer.do_lower_case = True
+  c.tokenizer.max_training_sentences = 5_000_000  # lines streamed to the tokenizer trainer
+
+  # --- optimization (Lan et al., section 4.1)
+  c.num_train_steps = 125_000
+  c.batch_size = 4096  # global: all processes together
+  c.max_seq_length = 512
+  c.max_predictions_per_seq = 20
+  c.optimizer = "lamb"  # "lamb" | "adamw"
+  c.learning_rate = 0.00176
+  c.warmup_steps = 3125
+  c.weight_decay = 0.01
+  c.grad_clip_norm = 1.0
+  c.grad_accum_steps = 1  # micro-batches per step (the result equals one big batch)
+  c.seed = 0
+
+  # --- loop
+  c.log_every_steps = 100
+  c.checkpoint_every_steps = 5000
+  c.checkpoint_max_to_keep = 3
+  c.eval_every_steps = 5000
+  c.eval_steps = 10  # batches of batch_size held-back examples per evaluation
+
+  # --- device mesh: data x fsdp x tensor over all devices of all processes; -1 = the rest
+  c.mesh = ml_collections.ConfigDict()
+  c.mesh.data = -1
+  c.mesh.fsdp = 1
+  c.mesh.tensor = 1
+  return c

@@ -1,0 +1,107 @@
+"""Shared test helpers: a tiny ALBERT, transformers reference models, one jitted forward per model.
+
+Sizes are tiny (V=99, E=16, H=32, 4 heads, I=37, batch 3, seq 9) and each (model, config) is
+compiled once per session (`forward`), so parity tests cost little compilation.
+"""
+
+from __future__ import annotations
+
+import os
+os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")  # before jax
+
+import functools
+
+import jax
+import numpy as np
+import pytest
+
+# L=4 steps over G=2 groups of 2 distinct layers, E != H. (transformers' AlbertLayerGroup slices
+# its head mask by L // G layers, so it needs L // G >= inner_group_num.) initializer_range 0.2
+# makes attention far from uniform, so a wrong mask or head split shows in the outputs.
+TINY = dict(vocab_size=99, embedding_size=16, hidden_size=32, num_hidden_layers=4,
+            num_hidden_groups=2, inner_group_num=2, num_attention_heads=4, intermediate_size=37,
+            hidden_act="gelu_new", max_position_embeddings=24, initializer_range=0.2)
+BATCH, SEQ = 3, 9
+
+
+def make_inputs(choices: int | None = None, seed: int = 0):
+  """input_ids, attention_mask (rows padded on the right), token_type_ids: [BATCH, (choices,) SEQ]."""
+  rng = np.random.default_rng(seed)
+  shape = (BATCH, SEQ) if choices is None else (BATCH, choices, SEQ)
+  ids = rng.integers(5, TINY["vocab_size"], shape)
+  mask = np.ones(shape, np.int64)
+  mask[1, ..., 6:] = 0
+  mask[2, ..., 4:] = 0
+  ids[mask == 0] = 0
+  types = np.zeros(shape, np.int64)
+  types[..., 3:] = 1
+  types[mask == 0] = 0
+  return ids, mask, types
+
+
+def torch_reference(class_name: str, seed: int = 0, **overrides):
+  """transformers' AlbertFor* (eager attention, eval mode) with every bias and LayerNorm
+  parameter perturbed, so no zero bias or unit scale can hide a mix-up."""
+  import torch
+  import transformers
+  config = transformers.AlbertConfig(**{**TINY, **overrides}, attn_implementation="eager")
+  torch.manual_seed(seed)
+  model = getattr(transformers, class_name)(config).eval()
+  with torch.no_grad():
+    for name, p in model.named_parameters():
+      if name.endswith("bias") or "LayerNorm" in name or "layer_norm" in name:
+        p.add_(0.2 * torch.randn_like(p))
+  return model
+
+
+def torch_outputs(model, ids, mask, types) -> dict[str, np.ndarray | tuple]:
+  import torch
+  with torch.no_grad():
+    out = model(torch.tensor(ids), attention_mask=torch.tensor(mask),
+                token_type_ids=torch.tensor(types), output_hidden_states=True)
+  return {k: (tuple(h.numpy() for h in v) if isinstance(v, tuple) else v.numpy())
+          for k, v in out.items() if v is not None}
+
+
+@functools.lru_cache(maxsize=None)
+def _jitted(model, output_hidden_states: bool):
+  def run(params, ids, mask, types, masked_positions):
+    extra = {} if masked_positions is None else {"masked_positions": masked_positions}
+    return model.apply({"params": params}, ids, attention_mask=mask, token_type_ids=types,
+                       output_hidden_states=output_hidden_states, **extra)
+  return jax.jit(run)
+
+
+def forward(model, params, ids, mask=None, types=None, *, output_hidden_states=True,
+            masked_positions=None):
+  """model.apply, jitted once per (model, config, flag) for the whole session."""
+  return _jitted(model, output_hidden_states)(params, ids, mask, types, masked_positions)
+
+
+def assert_outputs_match(ours, theirs: dict, rtol=1e-5, atol=1e-5) -> int:
+  """Compare every output transformers returned (a dict) with ours (an output dataclass, or a
+  dict); same field names. Returns how many fields were compared."""
+  checked = 0
+  for name, expected in theirs.items():
+    if name == "loss":
+      continue
+    got = ours[name] if isinstance(ours, dict) else getattr(ours, name)
+    if name == "hidden_states":
+      assert len(got) == len(expected), (len(got), len(expected))
+      for i, (g, e) in enumerate(zip(got, expected)):
+        np.testing.assert_allclose(np.asarray(g), e, rtol=rtol, atol=atol,
+                                   err_msg=f"hidden_states[{i}]")
+    else:
+      np.testing.assert_allclose(np.asarray(got), expected, rtol=rtol, atol=atol, err_msg=name)
+    checked += 1
+  return checked
+
+
+@pytest.fixture(scope="session")
+def pretraining_checkpoint(tmp_path_factory):
+  """(directory saved by transformers, torch AlbertForPreTraining, inputs, torch outputs)."""
+  model = torch_reference("AlbertForPreTraining")
+  directory = tmp_path_factory.mktemp("hf_pretraining")
+  model.save_pretrained(directory)
+  inputs = make_inputs()
+  return directory, model, inputs, torch_outputs(model, *inputs)

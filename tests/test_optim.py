@@ -1,0 +1,139 @@
+"""LAMB, AdamW and the schedule against hand computations of their formulas (numpy, float64)."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from albert_flax import optim
+
+
+def _tree(rs):
+  return {
+      "encoder": {
+          "dense": {"kernel": rs.randn(3, 4), "bias": rs.randn(4)},
+          "LayerNorm": {"scale": rs.rand(4) + 0.5, "bias": rs.randn(4)},
+          "full_layer_layer_norm": {"scale": rs.rand(4) + 0.5},
+      },
+      "zeros": {"kernel": np.zeros((2, 2))},  # ||w|| = 0: trust ratio 1
+      "predictions": {"bias": rs.randn(5)},
+  }
+
+
+def _decayed(path: str) -> bool:
+  return not any(word in path for word in ("LayerNorm", "layer_norm", "bias"))
+
+
+def _paths(tree, prefix=""):
+  for k, v in tree.items():
+    if isinstance(v, dict):
+      yield from _paths(v, f"{prefix}{k}/")
+    else:
+      yield f"{prefix}{k}", v
+
+
+def test_decay_mask_follows_the_original_exclude_list():
+  rs = np.random.RandomState(0)
+  mask = optim.decay_mask(_tree(rs))
+  flat = dict(_paths(mask))
+  assert flat == {p: _decayed(p) for p in flat}
+  assert flat["encoder/dense/kernel"] and flat["zeros/kernel"]
+  assert not flat["encoder/full_layer_layer_norm/scale"] and not flat["predictions/bias"]
+
+
+def test_lamb_matches_the_papers_formula_by_hand():
+  """Two steps of the original ALBERT LAMB: no bias correction, decay and trust ratio masked."""
+  rs = np.random.RandomState(0)
+  params = _tree(rs)
+  grads = [_tree(rs) for _ in range(2)]
+  lr, b1, b2, eps, wd = 0.01, 0.9, 0.999, 1e-6, 0.01
+  tx = optim.lamb(lr, b1=b1, b2=b2, eps=eps, weight_decay=wd)
+  p = jax.tree.map(jnp.asarray, params)
+  state = tx.init(p)
+  for g in grads:
+    updates, state = tx.update(jax.tree.map(jnp.asarray, g), state, p)
+    p = optax.apply_updates(p, updates)
+
+  expected = {}
+  for path, w in _paths(params):
+    w = w.astype(np.float64)
+    m = np.zeros_like(w)
+    v = np.zeros_like(w)
+    for g_tree in grads:
+      g = dict(_paths(g_tree))[path]
+      m = b1 * m + (1 - b1) * g
+      v = b2 * v + (1 - b2) * g * g
+      u = m / (np.sqrt(v) + eps)
+      ratio = 1.0
+      if _decayed(path):
+        u = u + wd * w
+        w_norm, u_norm = np.linalg.norm(w), np.linalg.norm(u)
+        ratio = w_norm / u_norm if w_norm > 0 and u_norm > 0 else 1.0
+      w = w - lr * ratio * u
+    expected[path] = w
+  for path, got in _paths(jax.device_get(p)):
+    np.testing.assert_allclose(got, expected[path], rtol=2e-5, atol=1e-6, err_msg=path)
+
+
+def test_lamb_moments_have_no_bias_correction_unlike_optax():
+  """The original's first update direction is 0.1 g / (sqrt(0.001) |g| + eps), about 3.16 sign(g);
+  optax's Adam moments (used by optax.lamb) are bias-corrected to about sign(g)."""
+  rs = np.random.RandomState(1)
+  grads = {"dense": {"kernel": jnp.asarray(rs.randn(3, 4))}}
+  g = np.asarray(grads["dense"]["kernel"], np.float64)
+  moments = optim.scale_by_lamb_moments()
+  ours, _ = moments.update(grads, moments.init(grads))
+  np.testing.assert_allclose(ours["dense"]["kernel"],
+                             0.1 * g / (np.sqrt(0.001) * np.abs(g) + 1e-6), rtol=1e-5)
+  adam = optax.scale_by_adam(eps=1e-6)
+  theirs, _ = adam.update(grads, adam.init(grads))
+  np.testing.assert_allclose(theirs["dense"]["kernel"], g / (np.abs(g) + 1e-6), rtol=1e-5)
+  assert not np.allclose(ours["dense"]["kernel"], theirs["dense"]["kernel"])
+
+
+def test_adamw_matches_decoupled_adam_with_bias_correction():
+  rs = np.random.RandomState(2)
+  params = _tree(rs)
+  grad = _tree(rs)
+  lr, wd, eps = 0.01, 0.1, 1e-6
+  tx = optim.adamw(lr, weight_decay=wd, eps=eps)
+  p = jax.tree.map(jnp.asarray, params)
+  updates, _ = tx.update(jax.tree.map(jnp.asarray, grad), tx.init(p), p)
+  new = jax.device_get(optax.apply_updates(p, updates))
+  g_flat = dict(_paths(grad))
+  for path, w in _paths(params):
+    g = g_flat[path]
+    m_hat = (0.1 * g) / (1 - 0.9)
+    v_hat = (0.001 * g * g) / (1 - 0.999)
+    u = m_hat / (np.sqrt(v_hat) + eps) + (wd * w if _decayed(path) else 0.0)
+    np.testing.assert_allclose(dict(_paths(new))[path], w - lr * u, rtol=1e-5, atol=1e-6,
+                               err_msg=path)
+
+
+def test_schedule_is_linear_warmup_then_polynomial_decay_from_step_zero():
+  lr, total, warmup = 0.00176, 1000, 100
+  schedule = optim.warmup_polynomial_decay(lr, total, warmup)
+  for step in (0, 1, 50, 99):
+    np.testing.assert_allclose(schedule(step), lr * step / warmup, rtol=1e-6)
+  for step in (100, 500, 999, 1000, 2000):
+    # tf.train.polynomial_decay(lr, step, total, end=0, power=1): the decay counts from step 0.
+    np.testing.assert_allclose(schedule(step), lr * (1 - min(step, total) / total), rtol=1e-4,
+                               atol=1e-12)
+  with pytest.raises(ValueError, match="total_steps"):
+    optim.warmup_polynomial_decay(lr, 0, 0)
+
+
+def test_create_optimizer_clips_to_global_norm_first():
+  params = {"w": jnp.ones((4,)), "LayerNorm": {"scale": jnp.ones((4,))}}
+  grads = {"w": jnp.full((4,), 3.0), "LayerNorm": {"scale": jnp.full((4,), 4.0)}}
+  clipped_tx, _ = optim.create_optimizer("adamw", 0.1, 10, 0, weight_decay=0.0,
+                                         grad_clip_norm=1.0)
+  reference = optim.adamw(optim.warmup_polynomial_decay(0.1, 10, 0), weight_decay=0.0)
+  norm = 10.0  # sqrt(4 * 3^2 + 4 * 4^2)
+  scaled = jax.tree.map(lambda g: g / norm, grads)
+  got, _ = clipped_tx.update(grads, clipped_tx.init(params), params)
+  want, _ = reference.update(scaled, reference.init(params), params)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6), got, want)
+  with pytest.raises(ValueError, match="optimizer"):
+    optim.create_optimizer("sgd", 0.1, 10, 0)

@@ -1,0 +1,291 @@
+"""The pretraining program: outputs, resumption after SIGKILL and SIGTERM, checkpoint fallback,
+NaN detection, and (a shortened) default run learning on held-back text.
+
+Runs that must survive a kill are subprocesses of `python -m pretrain`; they share a persistent
+XLA compilation cache (in the test's tmp dir), so only the first one compiles.
+"""
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import albert_flax as af
+from albert_flax import training
+from albert_flax.train_checkpoints import TrainCheckpointManager
+from pretrain import train as pretrain_train
+from pretrain.configs import tiny
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+WORDS = ("the a module function returns value list object class method string file data name "
+         "type error default argument number path system time call set new first test line "
+         "key item result can is are be when if this that of to in for with by on").split()
+
+
+def _write_corpus(path, docs=120, seed=0):
+  """Documents of random sentences, in the original format (blank line between documents)."""
+  rs = np.random.RandomState(seed)
+  with open(path, "w", encoding="utf-8") as f:
+    for _ in range(docs):
+      for _ in range(rs.randint(3, 9)):
+        words = rs.choice(WORDS, size=rs.randint(4, 12))
+        f.write(" ".join(words).capitalize() + ".\n")
+      f.write("\n")
+  return str(path)
+
+
+def _small_overrides(corpus, steps):
+  """A small model and short run (flags for `python -m pretrain`)."""
+  return [f"--config.data.train_files={corpus}", "--config.tokenizer.vocab_size=120",
+          "--config.model_overrides.hidden_size=32", "--config.model_overrides.embedding_size=16",
+          "--config.model_overrides.num_attention_heads=2",
+          "--config.model_overrides.intermediate_size=64",
+          "--config.model_overrides.num_hidden_layers=2",
+          f"--config.num_train_steps={steps}", "--config.batch_size=8",
+          "--config.max_seq_length=32", "--config.max_predictions_per_seq=5",
+          "--config.warmup_steps=2", "--config.log_every_steps=1",
+          "--config.checkpoint_every_steps=2", "--config.eval_every_steps=6",
+          "--config.eval_steps=1", "--config.data.eval_fraction=0.2"]
+
+
+def _env(cache_dir):
+  env = dict(os.environ)
+  env.pop("XLA_FLAGS", None)  # one CPU device, as a plain `python -m pretrain`
+  env.update(JAX_COMPILATION_CACHE_DIR=str(cache_dir),
+             JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+             JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0",
+             PYTHONPATH=REPO + os.pathsep + env.get("PYTHONPATH", ""))
+  return env
+
+
+def _launch(workdir, flags, env, log_path):
+  log = open(log_path, "a")
+  return subprocess.Popen([sys.executable, "-m", "pretrain", f"--workdir={workdir}", *flags],
+                          cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT), log
+
+
+def _run(workdir, flags, env, log_path, timeout=900):
+  proc, log = _launch(workdir, flags, env, log_path)
+  try:
+    proc.wait(timeout=timeout)
+  finally:
+    if proc.poll() is None:
+      proc.kill()
+    log.close()
+  assert proc.returncode == 0, open(log_path).read()[-4000:]
+
+
+def _wait_for(predicate, proc, log_path, timeout=600):
+  deadline = time.time() + timeout
+  while time.time() < deadline:
+    if predicate():
+      return
+    if proc.poll() is not None:
+      pytest.fail(f"run ended early (code {proc.returncode}):\n{open(log_path).read()[-4000:]}")
+    time.sleep(0.2)
+  proc.kill()
+  pytest.fail(f"timed out:\n{open(log_path).read()[-4000:]}")
+
+
+def _rows(workdir):
+  with open(os.path.join(workdir, "metrics.jsonl")) as f:
+    return [json.loads(line) for line in f]
+
+
+def _complete_steps(workdir):
+  directory = os.path.join(workdir, "checkpoints")
+  if not os.path.isdir(directory):
+    return []
+  return sorted(int(d) for d in os.listdir(directory) if d.isdigit())
+
+
+def _comparable(rows):
+  return [{k: v for k, v in r.items() if k != "examples_per_second"} for r in rows]
+
+
+def test_killed_and_preempted_runs_resume_to_the_uninterrupted_result(tmp_path):
+  corpus = _write_corpus(tmp_path / "corpus.txt")
+  flags = _small_overrides(corpus, steps=12)
+  env = _env(tmp_path / "xla_cache")
+  log_path = tmp_path / "log.txt"
+
+  reference = tmp_path / "reference"
+  _run(reference, flags, env, log_path)
+
+  resumed = tmp_path / "resumed"
+  # 1) SIGKILL right after the checkpoint of step 4 is complete.
+  proc, log = _launch(resumed, flags, env, log_path)
+  _wait_for(lambda: any(s >= 4 for s in _complete_steps(resumed)), proc, log_path)
+  proc.send_signal(signal.SIGKILL)
+  proc.wait()
+  log.close()
+  killed_at = max(_complete_steps(resumed))
+  assert killed_at < 12
+  # 2) Resume, then SIGTERM once it has trained past the checkpoint: it saves and exits cleanly.
+  proc, log = _launch(resumed, flags, env, log_path)
+  _wait_for(lambda: os.path.exists(os.path.join(resumed, "metrics.jsonl")) and any(
+      r["step"] > killed_at + 1 for r in _rows(resumed)), proc, log_path)
+  proc.send_signal(signal.SIGTERM)
+  assert proc.wait(timeout=300) == 0, open(log_path).read()[-4000:]
+  log.close()
+  stopped_at = max(_complete_steps(resumed))
+  assert killed_at < stopped_at < 12, (killed_at, stopped_at)
+  assert "SIGTERM" in open(log_path).read()
+  assert not os.path.exists(os.path.join(resumed, "params"))  # no final model yet
+  # 3) Resume to the end.
+  _run(resumed, flags, env, log_path)
+
+  ref_rows, got_rows = _rows(reference), _rows(resumed)
+  assert [r["step"] for r in got_rows] == [r["step"] for r in ref_rows]
+  for ref, got in zip(_comparable(ref_rows), _comparable(got_rows)):
+    assert ref.keys() == got.keys()
+    for key in ref:
+      if isinstance(ref[key], float):
+        assert abs(ref[key] - got[key]) <= 1e-5 * max(1.0, abs(ref[key])), (ref["step"], key)
+      else:
+        assert ref[key] == got[key], (ref["step"], key)
+
+  # The workdir holds what the program promises, and the final model loads.
+  train_rows = [r for r in ref_rows if "split" not in r]
+  eval_rows = [r for r in ref_rows if r.get("split") == "eval"]
+  assert [r["step"] for r in train_rows] == list(range(1, 13))
+  assert [r["step"] for r in eval_rows] == [6, 12]
+  for key in ("loss", "masked_lm_loss", "masked_lm_accuracy", "sentence_order_loss",
+              "sentence_order_accuracy", "learning_rate", "examples_per_second"):
+    assert key in train_rows[-1]
+  for name in ("spiece.model", "config.json", "train_config.json", "params", "tensorboard"):
+    assert os.path.exists(os.path.join(reference, name)), name
+  assert any(f.startswith("events") for f in os.listdir(os.path.join(reference, "tensorboard")))
+  _, ref_params = af.from_pretrained(str(reference))
+  model, got_params = af.from_pretrained(str(resumed))
+  assert model.config.hidden_size == 32 and model.config.vocab_size <= 120
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
+               ref_params, got_params)
+
+
+# ------------------------------------------------------------------------------ checkpoints
+
+
+def _tiny_state(value):
+  return training.TrainState(step=jnp.asarray(value, jnp.int32),
+                             params={"w": jnp.full((4, 3), float(value))},
+                             opt_state={"mu": jnp.full((4, 3), -float(value))})
+
+
+def _abstract():
+  mesh_sharding = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+  return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=mesh_sharding),
+                      _tiny_state(0))
+
+
+def test_corrupt_newest_checkpoint_falls_back_to_the_previous(tmp_path, caplog):
+  directory = str(tmp_path / "checkpoints")
+  with TrainCheckpointManager(directory, max_to_keep=3) as manager:
+    for step in (2, 4):
+      manager.save(step, _tiny_state(step), {"window": step})
+  # Damage every file of the newest checkpoint's state (as a crash mid-copy or bad disk would).
+  state_dir = os.path.join(directory, "4", "state")
+  for root, _, files in os.walk(state_dir):
+    for name in files:
+      with open(os.path.join(root, name), "wb") as f:
+        f.write(b"\0garbage")
+  with TrainCheckpointManager(directory) as manager, caplog.at_level(logging.WARNING):
+    state, data_state, step = manager.restore(_abstract())
+  assert step == 2 and data_state == {"window": 2}
+  np.testing.assert_array_equal(state.params["w"], np.full((4, 3), 2.0))
+  assert "step 4" in caplog.text and "falling back" in caplog.text
+  assert os.path.isdir(directory + ".corrupt/4")  # kept for inspection, out of the way
+  # A checkpoint directory being written when the process died (orbax's tmp dir) is ignored.
+  os.makedirs(os.path.join(directory, "6.orbax-checkpoint-tmp-123", "state"))
+  with TrainCheckpointManager(directory) as manager:
+    assert manager.all_steps() == [2]
+    assert manager.restore(_abstract())[2] == 2
+
+
+def test_no_readable_checkpoint_is_an_error(tmp_path):
+  directory = str(tmp_path / "checkpoints")
+  with TrainCheckpointManager(directory) as manager:
+    assert manager.restore(_abstract()) is None  # nothing saved yet: start afresh
+    manager.save(2, _tiny_state(2), None)
+  for root, _, files in os.walk(os.path.join(directory, "2")):
+    for name in files:
+      os.remove(os.path.join(root, name))
+  with TrainCheckpointManager(directory) as manager:
+    with pytest.raises(RuntimeError, match="no checkpoint"):
+      manager.restore(_abstract())
+
+
+# ------------------------------------------------------------------------------ in-process
+
+
+def _small_config(corpus, steps, **changes):
+  c = tiny.get_config()
+  c.data.train_files = corpus
+  c.data.eval_fraction = 0.2
+  c.tokenizer.vocab_size = 120
+  c.model_overrides.hidden_size = 32
+  c.model_overrides.embedding_size = 16
+  c.model_overrides.num_attention_heads = 2
+  c.model_overrides.intermediate_size = 64
+  c.model_overrides.num_hidden_layers = 2
+  c.num_train_steps = steps
+  c.batch_size = 8
+  c.max_seq_length = 32
+  c.max_predictions_per_seq = 5
+  c.log_every_steps = 1
+  c.eval_steps = 0
+  for key, value in changes.items():
+    c[key] = value
+  return c
+
+
+def test_nan_loss_stops_with_a_message_and_keeps_checkpoints(tmp_path):
+  """A learning rate of 1e6 makes LAMB multiply the weights by ~1e6 per step: the loss turns
+  inf/NaN within a few steps, and the run must stop there, never saving the diverged state."""
+  corpus = _write_corpus(tmp_path / "corpus.txt")
+  config = _small_config(corpus, steps=30, learning_rate=1e6, warmup_steps=0,
+                         checkpoint_every_steps=1)
+  workdir = str(tmp_path / "run")
+  with pytest.raises(FloatingPointError, match=r"loss is (nan|inf|-inf) at step (\d+)") as info:
+    pretrain_train.train_and_evaluate(config, workdir)
+  bad_step = int(str(info.value).split(" at step ")[1].split(";")[0])
+  steps = _complete_steps(workdir)
+  assert steps and max(steps) < bad_step, (steps, bad_step)
+  rows = _rows(workdir)
+  assert all(np.isfinite(r["loss"]) for r in rows if isinstance(r["loss"], float))
+
+
+def test_config_errors_are_named():
+  config = tiny.get_config()
+  config.optimizer = "sgd"
+  config.batch_size = 0
+  with pytest.raises(ValueError, match="optimizer.*batch_size|batch_size.*optimizer"):
+    pretrain_train.validate_config(config)
+
+
+# ------------------------------------------------------------------------------ learning
+
+
+def test_default_command_learns_on_held_back_text(tmp_path):
+  """`python -m pretrain` (the tiny config), shortened: held-back MLM and SOP accuracy end
+  well above chance (1/V and 1/2)."""
+  workdir = tmp_path / "tiny"
+  log_path = tmp_path / "log.txt"
+  _run(workdir, LEARNING_RUN_FLAGS, _env(tmp_path / "xla_cache"), log_path, timeout=1200)
+  eval_rows = [r for r in _rows(workdir) if r.get("split") == "eval"]
+  final = eval_rows[-1]
+  assert final["masked_lm_accuracy"] > 0.05, eval_rows
+  assert final["sentence_order_accuracy"] > 0.56, eval_rows
+
+
+# The default config, cut short (see pretrain/configs/tiny.py for the full run's figures).
+LEARNING_RUN_FLAGS = ["--config.num_train_steps=300", "--config.eval_every_steps=300",
+                      "--config.checkpoint_every_steps=300"]
