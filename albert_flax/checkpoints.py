@@ -67,7 +67,8 @@ class _Source:
   """A checkpoint opened and renamed into our paths, before it meets a model."""
   description: str  # for messages: the file(s) read
   config: AlbertConfig
-  tensors: dict[str, tuple[str, np.ndarray, bool]]  # our path -> (source name, array ours, transposed)
+  # our path -> (source name, array in our layout, whether it was transposed)
+  tensors: dict[str, tuple[str, np.ndarray, bool]]
   unknown: list[tuple[str, tuple[int, ...]]]  # source names that are not ALBERT parameters
   architecture: str | None = None
 
@@ -75,8 +76,8 @@ class _Source:
 # =============================================================================== loading
 
 
-def from_pretrained(path: str | os.PathLike, ModelClass: type[nn.Module] | str = AlbertForPreTraining,
-                    *, dtype: str | None = None, param_dtype: str | None = None,
+def from_pretrained(path: str | os.PathLike,
+                    ModelClass: type[nn.Module] | str = AlbertForPreTraining, *, dtype: str | None = None, param_dtype: str | None = None,
                     rng: jax.Array | int = 0, ignore_mismatched_heads: bool = False,
                     **head_kwargs: Any) -> tuple[nn.Module, dict]:
   """Load a checkpoint (see the module docstring for layouts) into `ModelClass`.
@@ -108,7 +109,8 @@ def from_pretrained(path: str | os.PathLike, ModelClass: type[nn.Module] | str =
 def _model_class(model_class) -> type[nn.Module]:
   if isinstance(model_class, str):
     if model_class not in MODEL_CLASSES:
-      raise ValueError(f"Unknown model class {model_class!r}; choose one of {sorted(MODEL_CLASSES)}")
+      raise ValueError(f"Unknown model class {model_class!r}; choose one of "
+                       f"{sorted(MODEL_CLASSES)}")
     return MODEL_CLASSES[model_class]
   if model_class not in MODEL_CLASSES.values():
     raise ValueError(f"{model_class!r} is not an ALBERT model class; choose one of "
@@ -410,7 +412,8 @@ def save_pretrained(path: str | os.PathLike, model: nn.Module, params: Mapping,
   config: AlbertConfig = model.config
   if isinstance(params, Mapping) and set(params) == {"params"}:  # a variables dict
     params = params["params"]
-  flat = {"/".join(k): v for k, v in traverse_util.flatten_dict(nn.meta.unbox(dict(params))).items()}
+  flat = {"/".join(k): v
+          for k, v in traverse_util.flatten_dict(nn.meta.unbox(dict(params))).items()}
   _check_tree(flat, expected_shapes(model), model_cls.__name__)
   os.makedirs(path, exist_ok=True)
   architecture = model_cls.__name__

@@ -12,7 +12,8 @@ variables as below; `transformers.load_tf_weights_in_albert` reads the same name
         ffn_1/intermediate/dense/{kernel,bias}, ffn_1/intermediate/output/dense/{kernel,bias}
         LayerNorm_1/{gamma,beta}                        (after the FFN)
     bert/pooler/dense/{kernel,bias}
-    cls/predictions/transform/{dense/{kernel,bias}, LayerNorm/{gamma,beta}}, cls/predictions/output_bias
+    cls/predictions/transform/{dense/{kernel,bias}, LayerNorm/{gamma,beta}}
+    cls/predictions/output_bias
     cls/seq_relationship/output_{weights [2, H], bias}  (SOP)
     output_{weights [labels, H], bias}                  (classifier_utils / RACE heads)
     cls/squad/output_{weights [2, H], bias}             (the SQuAD v1 head)

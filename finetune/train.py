@@ -32,10 +32,11 @@ import numpy as np
 
 import albert_flax as af
 from albert_flax import optim, sharding, training
+from albert_flax.metric_writers import MetricWriter
+from albert_flax.train_checkpoints import PreemptionGuard, TrainCheckpointManager
 from finetune.configs.common import PER_TASK_FIELDS
 from finetune.data import MODEL_INPUTS, Features, eval_batches, num_rows, train_batches, write_json
 from finetune.tasks import EvalSet, Task, get_task
-from finetune.writers import CheckpointKeeper, MetricWriter
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,9 @@ def resolve_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDi
   config = ml_collections.ConfigDict(config.to_dict())
   key = str(config.get(config.get("per_task_key") or "", "")).replace(".", "_")
   row = config.per_task.get(key) if config.get("per_task") else None
+  if config.get("warmup_steps") is None and config.get("train_steps") is not None and row:
+    # Steps given, warm-up not: keep the published warm-up fraction of training.
+    config.warmup_steps = int(round(config.train_steps * row.warmup_steps / row.train_steps))
   for field in PER_TASK_FIELDS:
     if config.get(field) is None:
       if row is None or row.get(field) is None:
@@ -104,8 +108,9 @@ def _check_features(features: Features, model_config, where: str) -> None:
 # ============================================================================ steps
 
 
-def make_stats_fn(model, task: Task):
-  """stats_fn(params, batch, rng, train) for `training.make_train_step`."""
+def make_stats_fn(model, task: Task) -> training.StatsFn:
+  """stats_fn(params, batch, rng, train) for `training.make_train_step`: the model in training
+  (dropout on) or inference mode, then the task's loss terms as (sum, weight) pairs."""
 
   def stats_fn(params, batch, rng, train):
     outputs = model.apply({"params": params}, batch["input_ids"],
@@ -118,7 +123,8 @@ def make_stats_fn(model, task: Task):
 
 
 def make_predict_fn(model, task: Task, params_shardings, mesh) -> training.MeshFunction:
-  """Jitted (params, inputs) -> task.head_outputs, batch-sharded in and out."""
+  """Jitted (params, inputs [batch, ...]) -> task.head_outputs, inputs split over the batch
+  axes of the mesh (the outputs' layout is left to the compiler; `_to_host` gathers them)."""
 
   def predict(params, batch):
     outputs = model.apply({"params": params}, batch["input_ids"],
@@ -138,6 +144,7 @@ def _local_rows(batch: Features, mesh, global_size: int) -> Features:
 
 
 def _to_host(tree) -> dict[str, np.ndarray]:
+  """Global output arrays -> whole numpy arrays on every process."""
   if jax.process_count() > 1:
     from jax.experimental import multihost_utils
     tree = multihost_utils.process_allgather(tree, tiled=True)
@@ -158,7 +165,9 @@ def predict_set(predict_fn, params, eval_set: EvalSet, batch_size: int, mesh
   if not parts:
     return {}
   merged = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-  assert all(len(v) == n for v in merged.values())
+  if any(len(v) != n for v in merged.values()):
+    raise RuntimeError(f"predicted {({k: len(v) for k, v in merged.items()})} rows for "
+                       f"{n} inputs of {eval_set.name}")
   return merged
 
 
@@ -237,58 +246,114 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       grad_accum_steps=config.grad_accum_steps, seed=config.seed, learning_rate_fn=schedule)
   predict_fn = make_predict_fn(model, task, state_shardings.params, mesh)
 
-  keeper = CheckpointKeeper(os.path.join(workdir, "checkpoints"), task.best_metric)
-  state = keeper.restore_latest(state, state_shardings)
-  start = int(jax.device_get(state.step))
-  writer = MetricWriter(workdir, enabled=lead, tensorboard=config.tensorboard)
-  if start:
-    log.info("resuming at step %d from %s", start, keeper.directory)
+  checkpoints = os.path.join(workdir, "checkpoints")
+  latest = TrainCheckpointManager(os.path.join(checkpoints, "latest"), max_to_keep=1)
+  best = BestParams(os.path.join(checkpoints, "best"), task.best_metric,
+                    training.abstract_with_shardings(state.params, state_shardings.params))
+  restored = latest.restore(training.abstract_with_shardings(state, state_shardings))
+  start = 0
+  if restored is not None:
+    state, _, start = restored
+    log.info("resuming at step %d from %s", start, latest.directory)
+  writer = MetricWriter(workdir, config.train_steps, initial_step=start,
+                        progress=config.progress_bar, tensorboard=config.tensorboard)
 
   # ---------------------------------------------------------------- training
   targets = [k for k in train_features if k not in MODEL_INPUTS]
+  # The batches are a function of (seed, step): resuming at `start` replays the same sequence.
   batches = train_batches({k: train_features[k] for k in list(MODEL_INPUTS) + targets},
                           config.batch_size, seed=config.seed, start_step=start)
-  progress = writer.progress(config.train_steps, start, enabled=config.progress_bar)
-  for step in range(start, config.train_steps):
-    batch = next(batches)
-    batch["weights"] = np.ones((config.batch_size,), np.float32)
-    device_batch = sharding.global_batch(_local_rows(batch, mesh, config.batch_size), mesh,
-                                         config.batch_size)
-    state, metrics = train_step(state, device_batch)
-    done = step + 1
-    progress.update(1)
-    if done % config.log_every_steps == 0 or done == config.train_steps:
-      metrics = {f"train/{k}": float(v) for k, v in jax.device_get(metrics).items()}
-      training.check_finite({"loss": metrics["train/loss"]}, done)
-      writer.write(done, metrics)
-      progress.set_postfix(loss=f"{metrics['train/loss']:.4f}")
-    if done % config.eval_every_steps == 0 or done == config.train_steps:
-      results, _ = evaluate(task, predict_fn, state.params, dev_sets, config, mesh)
-      writer.write(done, results)
-      keeper.save(done, state, results)
-  progress.close()
-  keeper.wait()
+  with PreemptionGuard() as guard:
+    for step in range(start, config.train_steps):
+      batch = next(batches)
+      batch["weights"] = np.ones((config.batch_size,), np.float32)
+      device_batch = sharding.global_batch(_local_rows(batch, mesh, config.batch_size), mesh,
+                                           config.batch_size)
+      state, metrics = train_step(state, device_batch)
+      done = step + 1
+      writer.advance(done)
+      if done % config.log_every_steps == 0 or done == config.train_steps:
+        metrics = jax.device_get(metrics)
+        training.check_finite(metrics, done)
+        writer.write(done, metrics)
+      if done % config.eval_every_steps == 0 or done == config.train_steps:
+        results, _ = evaluate(task, predict_fn, state.params, dev_sets, config, mesh)
+        writer.write(done, results, split="eval")
+        latest.save(done, state, {"next_batch": done})
+        best.offer(done, state.params, results)
+      if guard.should_stop(done) and done < config.train_steps:  # SIGTERM: save, then stop
+        latest.save(done, state, {"next_batch": done})  # a no-op if this step was just saved
+        latest.close()
+        best.close()
+        writer.close()
+        log.warning("stopped at step %d on request; rerun the same command to resume", done)
+        return {}
+  latest.close()
 
   # ---------------------------------------------------------------- final evaluation
-  best_params = keeper.restore_best(state.params, state_shardings.params)
+  best_params, best_step = best.restore(state.params)
   final_sets = task.eval_sets(final=True)
   for s in final_sets:
     _check_features(s.features, model.config, s.name)
   results, predictions = evaluate(task, predict_fn, best_params, final_sets, config, mesh)
-  results["best_step"] = float(keeper.best_step or config.train_steps)
-  writer.write(config.train_steps, {f"final/{k}": v for k, v in results.items()})
-  host_params = _gather(best_params)  # every process takes part; the lead writes
+  results["best_step"] = float(best_step)
+  writer.write(config.train_steps, results, split="final")
+  log.info("final results (best step %d): %s", best_step, results)
   if lead:
     prediction_dir = os.path.join(workdir, "predictions")
     for s in final_sets:
       task.write_predictions(s, predictions[s.name], prediction_dir)
-    write_json(os.path.join(workdir, "eval_results.json"), results)
-    _export(model, host_params, tokenizer, os.path.join(workdir, "model"), "orbax")
-    if config.export_hf:
+  if jax.process_count() == 1:
+    _export(model, jax.device_get(best_params), tokenizer, os.path.join(workdir, "model"), "orbax")
+  else:
+    # Every process writes its shards; orbax commits the directory only once all are written.
+    af.save_pretrained(os.path.join(workdir, "model"), model, best_params, format="orbax",
+                       tokenizer=tokenizer)
+  if config.export_hf:
+    host_params = _gather(best_params)  # every process takes part; the lead writes
+    if lead:
       _export(model, host_params, tokenizer, os.path.join(workdir, "hf"), "hf")
-  keeper.close()
+  if lead:  # last: its presence says the run completed
+    write_json(os.path.join(workdir, "eval_results.json"), results)
+  best.close()
   writer.close()
   return results
+
+
+class BestParams:
+  """The parameters of the best evaluation so far (highest `metric`), one checkpoint kept in
+  `directory`; the metric value travels with it, so a resumed run compares against it."""
+
+  def __init__(self, directory: str, metric: str, abstract_params: Any):
+    self.metric = metric
+    self._abstract = abstract_params
+    self._manager = TrainCheckpointManager(directory, max_to_keep=1)
+    self.step, self.value = None, -float("inf")
+    restored = self._manager.restore(abstract_params) if self._manager.latest_step() else None
+    if restored is not None:
+      _, record, self.step = restored
+      self.value = float((record or {}).get("value", -float("inf")))
+
+  def offer(self, step: int, params: Any, results: dict[str, float]) -> None:
+    """Keep `params` if results[metric] beats the best so far (ties keep the earlier one)."""
+    if self.metric not in results:
+      raise KeyError(f"evaluation gave no {self.metric!r} (the best-checkpoint metric), only "
+                     f"{sorted(results)}")
+    value = float(results[self.metric])
+    if self.step is None or value > self.value:
+      self._manager.save(step, params, {"metric": self.metric, "value": value})
+      self.step, self.value = step, value
+
+  def restore(self, params: Any) -> tuple[Any, int]:
+    """(best params, their step); (`params`, -1) when nothing was kept."""
+    self._manager.wait_until_finished()
+    restored = self._manager.restore(self._abstract)
+    if restored is None:
+      return params, -1
+    return restored[0], restored[2]
+
+  def close(self) -> None:
+    self._manager.close()
 
 
 def _gather(tree):

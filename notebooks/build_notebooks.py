@@ -437,6 +437,9 @@ def pretrain_tpu() -> nbformat.NotebookNode:
       for noisy in ("absl", "jax", "orbax", "etils"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
+      # Compiled programs are cached on disk: a rerun, or the resumed run below, skips compiling.
+      jax.config.update("jax_compilation_cache_dir", os.path.abspath("jax_cache"))
+
       BACKEND = jax.default_backend()
       ON_ACCELERATOR = BACKEND in ("tpu", "gpu")
       print(f"backend {BACKEND}: {jax.device_count()} devices, {jax.local_device_count()} on this "
@@ -497,7 +500,7 @@ def pretrain_tpu() -> nbformat.NotebookNode:
       config.mesh.data, config.mesh.fsdp, config.mesh.tensor = MESH["data"], MESH["fsdp"], MESH["tensor"]
       if not ON_ACCELERATOR:  # a smaller vocabulary, trained on fewer sentences: seconds, not minutes
         config.tokenizer.vocab_size = 2000
-        config.tokenizer.max_training_sentences = 20000
+        config.tokenizer.max_training_sentences = 5000
 
       result = train.train_and_evaluate(config, WORKDIR)
       print("step", result["step"])

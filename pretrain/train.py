@@ -145,7 +145,7 @@ def _barrier(name: str) -> None:
 
 def build_model(config, vocab_size: int):
   """(model, initial params or None): a preset with overrides, or the `init_from` checkpoint."""
-  overrides = dict(config.model_overrides.to_dict())
+  overrides = {k: v for k, v in config.model_overrides.to_dict().items() if v is not None}
   overrides.update(dtype=config.dtype, param_dtype=config.param_dtype, remat=config.remat)
   if config.init_from:
     model, params = af.from_pretrained(config.init_from, af.AlbertForPreTraining, **overrides)

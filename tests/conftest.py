@@ -25,7 +25,9 @@ BATCH, SEQ = 3, 9
 
 
 def make_inputs(choices: int | None = None, seed: int = 0):
-  """input_ids, attention_mask (rows padded on the right), token_type_ids: [BATCH, (choices,) SEQ]."""
+  """input_ids, attention_mask (rows padded on the right), token_type_ids.
+
+  Each [BATCH, SEQ], or [BATCH, choices, SEQ] when `choices` is given."""
   rng = np.random.default_rng(seed)
   shape = (BATCH, SEQ) if choices is None else (BATCH, choices, SEQ)
   ids = rng.integers(5, TINY["vocab_size"], shape)

@@ -41,6 +41,19 @@ def test_offsets_match_tokenizer_and_cover_text(tok, text):
   assert all(covered[i] or text[i].isspace() for i in range(len(text)))
 
 
+def test_offsets_on_random_unicode(tok):
+  """Random mixes of the characters normalization changes: the character map must reproduce
+  the tokenizer's normalization (it checks itself) and the ids must equal the tokenizer's."""
+  alphabet = list("abcXYZ 019,.`'\"-") + ["  ", "\t", "\n", "\u00a0", "\u3000", "é", "e\u0301",
+                                          "ﬁ", "½", "Σ", "İ", "ß", "Å", "한", "``", "''", "9,"]
+  rng = random.Random(7)
+  for _ in range(200):
+    text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 30)))
+    ids, spans = tokenize_with_offsets(tok, text)
+    assert ids == tok.encode_as_ids(text), text
+    assert len(spans) == len(ids) and (spans[:, 1] <= len(text)).all()
+
+
 def test_offsets_keep_raw_characters(tok):
   text = "Cafe\u0301 ``Quoted'' ﬁsh"
   ids, spans = tokenize_with_offsets(tok, text)
@@ -136,6 +149,8 @@ def test_glue_bad_data_names_file_and_line(tmp_path):
       ["index", "sentence1", "sentence2", "label"], ["0", "a", "b", "entailment"], ["1", "a"]))
   with pytest.raises(DataError, match=r"train\.tsv:3: 2 columns"):
     glue.read_glue_file(_spec("rte"), path, labeled=True)
+  kept = glue.read_glue_file(_spec("rte"), path, labeled=True, skip_malformed=True)
+  assert kept.ids == ["0"] and kept.labels.tolist() == [0]
   path = td.write(str(tmp_path / "x.tsv"), td.tsv(["index", "sentence"], ["0", "a"]))
   with pytest.raises(DataError, match=r"x\.tsv:1: no column \['sentence1', 'sentence2'"):
     glue.read_glue_file(_spec("rte"), path, labeled=False)
@@ -363,10 +378,10 @@ def test_race_scores_per_level():
 def test_ner_predictions_use_first_pieces(tok):
   from finetune.configs import ner as ner_config
   from finetune.tasks.base import EvalSet
-  task = ner.NerTask(_resolved(ner_config, max_seq_length=8), tok)
+  task = ner.NerTask(_resolved(ner_config, max_seq_length=6), tok)
   sentences = [ner.Sentence(["John", "went", "to", "Paris", "and", "London"],
                             ["B-PER", "O", "O", "B-LOC", "O", "B-LOC"])]
-  features = ner.ner_features(sentences, tok, 8, task.labels)
+  features = ner.ner_features(sentences, tok, 6, task.labels)
   assert len(features["input_ids"]) >= 2  # cut into windows of whole words
   # logits that put each gold tag on the first piece and "B-MISC" everywhere else
   logits = np.zeros(features["labels"].shape + (len(task.labels),), np.float32)
@@ -375,3 +390,41 @@ def test_ner_predictions_use_first_pieces(tok):
   logits[rows, cols, features["labels"][rows, cols]] = 5.0
   scores, predictions = task.score(EvalSet("dev", features, True, sentences), {"logits": logits})
   assert predictions == [sentences[0].tags] and scores["f1"] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("version", ["1.1", "2.0"])
+def test_squad_task_scores_and_no_answer_threshold(tok, version, tmp_path):
+  from finetune.configs import squad as squad_config
+  from finetune.tasks.base import EvalSet
+  task = squad.SquadTask(_resolved(squad_config, version=version, max_seq_length=64), tok)
+  context = "The big river went north to Paris and London."
+  at = context.index("Paris")
+  examples = [squad_data.SquadExample("a", "Where?", context, [("Paris", at)]),
+              squad_data.SquadExample("b", "Who?", context, [("London", context.index("London"))])]
+  if version == "2.0":
+    examples.append(squad_data.SquadExample("c", "What?", context, [], is_impossible=True))
+  features = squad_data.squad_features(examples, tok, 64, 128, 16, training=False)
+  start = np.full(features["input_ids"].shape, -5.0)
+  end = np.full(features["input_ids"].shape, -5.0)
+  for f, example in enumerate(examples):
+    spans = features["char_spans"][f]
+    inside = [t for t in range(64) if spans[t, 0] >= at and 0 < spans[t, 1] <= at + 5
+              and spans[t, 1] > spans[t, 0]]
+    start[f, inside[0]], end[f, inside[-1]] = 3.0, 3.0  # every question answers "Paris"
+    start[f, 0] = end[f, 0] = {"a": 0.0, "b": 1.0, "c": 2.5}[example.qid]  # null score 2x this
+  scores, predictions = task.score(EvalSet("dev", features, True, examples),
+                                   {"start_logits": start, "end_logits": end})
+  if version == "1.1":
+    assert predictions.final == {"a": "Paris", "b": "Paris"}
+    assert scores == {"exact_match": pytest.approx(50.0), "f1": pytest.approx(50.0)}
+  else:
+    # null - best: a -6, b -4, c -1; answering a only (threshold -6) scores a and c right
+    assert scores["best_f1"] == pytest.approx(100 * 2 / 3)
+    assert scores["best_f1_thresh"] == pytest.approx(-6.0)
+    assert predictions.final == {"a": "Paris", "b": "", "c": ""}
+    assert scores["f1"] == pytest.approx(scores["best_f1"])
+    assert scores["NoAns_f1"] == pytest.approx(100.0) and scores["HasAns_f1"] == pytest.approx(50)
+  paths = task.write_predictions(EvalSet("dev", features, True, examples), predictions,
+                                 str(tmp_path))
+  with open(paths[0]) as f:
+    assert json.load(f) == predictions.final

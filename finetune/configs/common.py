@@ -3,6 +3,7 @@
 Fields set to a typed placeholder (None) take the task's published value from
 `config.per_task[<value of config.per_task_key>]` at start-up, unless given on the command line:
 learning_rate, batch_size, train_steps, warmup_steps, hidden_dropout_prob, max_seq_length.
+When train_steps is given and warmup_steps is not, the warm-up keeps the published fraction.
 """
 
 from __future__ import annotations

@@ -37,6 +37,9 @@ def get_config():
   c.family = "glue"
   c.task = "mnli"
   c.ax_file = ""  # AX diagnostic.tsv; default: data_dir/diagnostic.tsv or ../diagnostic/
+  # Rows with missing columns or labels outside the task's set are errors (naming file and
+  # line); True drops them with a count in the log instead (QQP's few broken rows).
+  c.skip_malformed_rows = False
   c.per_task_key = "task"
   c.per_task = PER_TASK
   return c

@@ -137,8 +137,13 @@ def _parse_label(spec: GlueSpec, value: str, path: str, line: int) -> float | in
 
 
 def read_glue_file(spec: GlueSpec, path: str, labeled: bool, text_columns=None,
-                   index_column: str | None = None) -> GlueExamples:
-  """Read one GLUE TSV; errors name the file and line."""
+                   index_column: str | None = None, skip_malformed: bool = False
+                   ) -> GlueExamples:
+  """Read one GLUE TSV; errors name the file and line.
+
+  skip_malformed: drop (and count in a log line) rows with missing columns or a bad label
+  instead of failing, as the original run_classifier does for QQP's few broken rows.
+  """
   rows = read_tsv(path)
   text_columns = text_columns or spec.text_columns
   headerless = (spec.headerless_columns is not None and labeled
@@ -156,16 +161,28 @@ def read_glue_file(spec: GlueSpec, path: str, labeled: bool, text_columns=None,
   where = [columns.index(c) for c in wanted]
   index_at = columns.index(index_column) if index_column and index_column in columns else None
   texts: tuple[list[str], ...] = tuple([] for _ in text_columns)
-  labels, ids = [], []
+  labels, ids, skipped = [], [], []
   for line, fields in body:
-    if len(fields) <= max(where):
-      raise DataError(path, line, f"{len(fields)} columns, expected at least {max(where) + 1} "
-                      f"({wanted[int(np.argmax(where))]!r} is column {max(where) + 1})")
+    try:
+      if len(fields) <= max(where):
+        raise DataError(path, line, f"{len(fields)} columns, expected at least "
+                        f"{max(where) + 1} ({wanted[int(np.argmax(where))]!r} is column "
+                        f"{max(where) + 1})")
+      label = _parse_label(spec, fields[where[-1]], path, line) if labeled else None
+    except DataError as e:
+      if not skip_malformed:
+        raise DataError(e.path, e.line, e.problem + " (--config.skip_malformed_rows=True "
+                        "drops such rows)") from None
+      skipped.append(line)
+      continue
     for i, col in enumerate(where[:len(text_columns)]):
       texts[i].append(fields[col])
     if labeled:
-      labels.append(_parse_label(spec, fields[where[-1]], path, line))
+      labels.append(label)
     ids.append(fields[index_at] if index_at is not None else str(len(ids)))
+  if skipped:
+    log.warning("%s: skipped %d malformed rows (lines %s%s)", path, len(skipped),
+                skipped[:10], "..." if len(skipped) > 10 else "")
   label_array = None
   if labeled:
     label_array = np.asarray(labels, np.float32 if spec.labels is None else np.int32)
@@ -253,7 +270,8 @@ class GlueTask(Task):
       log.info("no %s; its predictions are skipped", path)
       return None
     return read_glue_file(spec, path, labeled,
-                          index_column=None if labeled else spec.test_index_column)
+                          index_column=None if labeled else spec.test_index_column,
+                          skip_malformed=bool(self.config.get("skip_malformed_rows", False)))
 
   def _ax_path(self) -> str | None:
     if self.config.get("ax_file"):

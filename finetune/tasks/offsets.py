@@ -20,6 +20,8 @@ tokens ([CLS], <pad>, ...; those are plain text here).
 
 from __future__ import annotations
 
+import functools
+import re
 import unicodedata
 
 import numpy as np
@@ -27,61 +29,77 @@ import numpy as np
 from albert_flax.tokenization import SPIECE_UNDERLINE, normalize_text
 
 
-def _lower(ch: str) -> str:
+def _lower(text: str) -> str:
   # The tokenizer maps capital sigma to the non-final sigma before lower-casing, which makes
   # lower-casing independent of the neighbouring characters.
-  return "\u03c3" if ch == "\u03a3" else ch.lower()
+  return text.replace("\u03a3", "\u03c3").lower()
+
+
+@functools.lru_cache(maxsize=65536)
+def _strip_accents(ch: str) -> str:
+  # NFKD per character equals NFKD of the string up to the order of combining marks, and
+  # every combining mark is dropped.
+  return "".join(d for d in unicodedata.normalize("NFKD", ch) if not unicodedata.combining(d))
+
+
+def _substitute(text: str, origin: list[int], pattern: re.Pattern[str], repl
+                ) -> tuple[str, list[int]]:
+  """re.sub with origins: every character of a replacement keeps the origin of the first
+  character of its match; untouched stretches are copied whole (fast on long texts)."""
+  pieces, where, last = [], [], 0
+  for m in pattern.finditer(text):
+    start, end = m.span()
+    replacement = repl(m.group())
+    pieces += [text[last:start], replacement]
+    where += origin[last:start]
+    where += [origin[start]] * len(replacement)
+    last = end
+  if not pieces:
+    return text, origin
+  pieces.append(text[last:])
+  where += origin[last:]
+  return "".join(pieces), where
+
+
+_EVERY_CHAR = re.compile(".", re.DOTALL)
+# A run of whitespace that is not a single plain space (str.split's whitespace is regex \s).
+_SPACE_RUN = re.compile(r"\s{2,}|[^\S ]")
+_NON_ASCII = re.compile(r"[^\x00-\x7f]")
+
+
+def _lower_with_origin(text: str, origin: list[int]) -> tuple[str, list[int]]:
+  lowered = _lower(text)
+  if len(lowered) == len(text):  # one character each (the usual case): origins unchanged
+    return lowered, origin
+  return _substitute(text, origin, _EVERY_CHAR, _lower)
 
 
 def normalize_with_origin(text: str, *, do_lower_case: bool = True, remove_space: bool = True,
                           keep_accents: bool = False) -> tuple[str, np.ndarray]:
   """(normalized text, origin): origin[i] is the index in `text` of the character that
   normalized character i comes from (int64 [len(normalized)])."""
-  chars: list[tuple[str, int]] = [(c, i) for i, c in enumerate(text)]
-
-  def per_char(fn):
-    nonlocal chars
-    chars = [(out, origin) for c, origin in chars for out in fn(c)]
-
+  current, origin = text, list(range(len(text)))
   if do_lower_case:
-    per_char(_lower)
+    current, origin = _lower_with_origin(current, origin)
   if remove_space:
-    # " ".join(text.strip().split()): a run of whitespace becomes one space (from its first char).
-    collapsed: list[tuple[str, int]] = []
-    for c, origin in chars:
-      if c.isspace():
-        if collapsed and collapsed[-1][0] != " ":
-          collapsed.append((" ", origin))
-      else:
-        collapsed.append((c, origin))
-    if collapsed and collapsed[-1][0] == " ":
-      collapsed.pop()
-    chars = collapsed
-  for pair in ("``", "''"):  # str.replace: left to right, non-overlapping, one pattern at a time
-    replaced: list[tuple[str, int]] = []
-    i = 0
-    while i < len(chars):
-      if i + 1 < len(chars) and chars[i][0] + chars[i + 1][0] == pair:
-        replaced.append(('"', chars[i][1]))
-        i += 2
-      else:
-        replaced.append(chars[i])
-        i += 1
-    chars = replaced
+    # " ".join(text.strip().split()): strip, then each run of whitespace becomes one space
+    # (with the origin of the run's first character).
+    begin = len(current) - len(current.lstrip())
+    stop = len(current.rstrip())
+    current, origin = current[begin:stop], origin[begin:stop]
+    current, origin = _substitute(current, origin, _SPACE_RUN, lambda _: " ")
+  for pair in ("``", "''"):  # str.replace: left to right, non-overlapping, one after the other
+    current, origin = _substitute(current, origin, re.compile(pair), lambda _: '"')
   if not keep_accents:
-    # NFKD per character equals NFKD of the string up to the order of combining marks, and
-    # every combining mark is dropped.
-    per_char(lambda c: [d for d in unicodedata.normalize("NFKD", c)
-                        if not unicodedata.combining(d)])
+    current, origin = _substitute(current, origin, _NON_ASCII, _strip_accents)
   if do_lower_case:
-    per_char(lambda c: c.lower())
-  normalized = "".join(c for c, _ in chars)
+    current, origin = _lower_with_origin(current, origin)
   expected = normalize_text(text, do_lower_case=do_lower_case, remove_space=remove_space,
                             keep_accents=keep_accents)
-  if normalized != expected:
+  if current != expected:
     raise RuntimeError("character-level normalization disagrees with the tokenizer's for "
-                       f"{text[:80]!r}: {normalized[:80]!r} vs {expected[:80]!r}")
-  return normalized, np.array([o for _, o in chars], np.int64)
+                       f"{text[:80]!r}: {current[:80]!r} vs {expected[:80]!r}")
+  return current, np.asarray(origin, np.int64)
 
 
 def _needs_split(piece: str) -> bool:

@@ -15,11 +15,9 @@ the windows; a question is answered "" when null score - best span score exceeds
 from __future__ import annotations
 
 import dataclasses
-import logging
 import os
 from typing import Any, Mapping
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -31,7 +29,6 @@ from finetune.tasks.base import EvalSet, Task, load_tfds, use_tfds
 from finetune.tasks.squad_data import (SquadExample, read_squad_json, squad_features,
                                        squad_from_tfds)
 
-log = logging.getLogger(__name__)
 
 # No span candidate at all (every window too short): the score difference written for it.
 NO_CANDIDATE_DIFF = 1e9

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import logging
 import os
 
 import numpy as np
@@ -20,7 +19,6 @@ import numpy as np
 from finetune.data import DataError, pad_sequences
 from finetune.tasks.offsets import tokenize_with_offsets
 
-log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass

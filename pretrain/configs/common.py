@@ -3,7 +3,28 @@
 Not meant to be run directly; the per-size files start from `get_config()` here.
 """
 
+import dataclasses
+
 import ml_collections
+from ml_collections import config_dict
+
+# Set by the run itself (vocab_size from the tokenizer; dtype, param_dtype, remat are top-level
+# keys) or meaningless for pretraining (fine-tuning head settings).
+_NOT_OVERRIDABLE = ("vocab_size", "dtype", "param_dtype", "remat", "num_labels", "problem_type",
+                    "label_names")
+_TYPES = {"int": int, "float": float, "str": str, "bool": bool, "float | None": float,
+          "str | None": str}
+
+
+def model_overrides() -> ml_collections.ConfigDict:
+  """Every AlbertConfig field as an unset placeholder, so `--config.model_overrides.X=V` works
+  for any of them; unset ones keep the preset's value."""
+  from albert_flax.config import AlbertConfig
+  c = ml_collections.ConfigDict()
+  for field in dataclasses.fields(AlbertConfig):
+    if field.name not in _NOT_OVERRIDABLE and field.type in _TYPES:
+      c[field.name] = config_dict.placeholder(_TYPES[field.type])
+  return c
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -12,7 +33,7 @@ def get_config() -> ml_collections.ConfigDict:
   # --- model: a preset of albert_flax.AlbertConfig plus overrides of any of its fields.
   # vocab_size always comes from the tokenizer.
   c.model = "base-v2"
-  c.model_overrides = ml_collections.ConfigDict()
+  c.model_overrides = model_overrides()
   c.dtype = "bfloat16"  # compute dtype of the matmuls; params, LayerNorm, softmax, losses: float32
   c.param_dtype = "float32"
   c.remat = "none"  # "none" | "full" | "dots" | "dots_with_no_batch_dims"

@@ -1,0 +1,133 @@
+"""Training throughput and MFU of the pretraining step; the effect of remat on memory and speed.
+
+    python benchmarks/bench_train_step.py                       # tiny and base, length 128
+    python benchmarks/bench_train_step.py --models=tiny --dtypes=float32 --remat=none,full
+
+For each (model, dtype, remat): the full jitted train step of the pretraining program (MLM at the
+masked positions + SOP, LAMB, clipping) on synthetic batches; examples/s over `--steps` timed
+steps after one warm-up step; MFU = model FLOPs per second / the measured matmul peak of this
+machine in the same dtype (a large jnp.dot, timed). Model FLOPs count the matmuls of forward and
+backward (3x forward) without remat's recomputation (XLA's cost analysis is not used: it counts
+a scanned layer once, not L times). Memory: XLA's temp bytes of the compiled step.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import albert_flax as af
+from albert_flax import losses, optim, sharding, training
+from pretrain.train import pretraining_stats_fn
+
+
+def matmul_peak(dtype: str, n: int = 2048, repeats: int = 5) -> float:
+  """FLOP/s of an n x n x n matmul in `dtype` (best of `repeats`)."""
+  a = jnp.ones((n, n), dtype)
+  b = jnp.ones((n, n), dtype)
+  f = jax.jit(lambda x, y: jnp.dot(x, y, preferred_element_type=dtype))
+  f(a, b).block_until_ready()
+  best = float("inf")
+  for _ in range(repeats):
+    start = time.perf_counter()
+    f(a, b).block_until_ready()
+    best = min(best, time.perf_counter() - start)
+  return 2 * n ** 3 / best
+
+
+def model_flops_per_example(cfg: af.AlbertConfig, seq: int, predictions: int) -> float:
+  """Matmul FLOPs of forward + backward (3 x forward) for one example of `seq` tokens."""
+  e, h, i, v, layers = (cfg.embedding_size, cfg.hidden_size, cfg.intermediate_size,
+                        cfg.vocab_size, cfg.num_hidden_layers)
+  per_token = e * h + layers * (4 * h * h + 2 * h * i + 2 * seq * h)  # projections + QK^T, PV
+  forward = 2 * (seq * per_token + predictions * (h * e + e * v) + h * h + 2 * h)
+  return 3.0 * forward
+
+
+def synthetic_batch(cfg, batch, seq, predictions, rs):
+  return dict(
+      input_ids=rs.randint(5, cfg.vocab_size, size=(batch, seq)).astype(np.int32),
+      attention_mask=np.ones((batch, seq), np.int32),
+      token_type_ids=(np.arange(seq)[None] >= seq // 2).repeat(batch, 0).astype(np.int32),
+      masked_lm_positions=np.sort(rs.choice(seq, size=(batch, predictions)), axis=1).astype(
+          np.int32),
+      masked_lm_ids=rs.randint(5, cfg.vocab_size, size=(batch, predictions)).astype(np.int32),
+      masked_lm_weights=np.ones((batch, predictions), np.float32),
+      sentence_order_label=rs.randint(0, 2, size=(batch,)).astype(np.int32))
+
+
+def bench(preset: str, dtype: str, remat: str, batch: int, seq: int, predictions: int,
+          steps: int) -> dict:
+  vocab = 8000 if preset == "tiny" else 30000
+  cfg = af.AlbertConfig.preset(preset, vocab_size=vocab, dtype=dtype, remat=remat)
+  model = af.AlbertForPreTraining(cfg)
+  mesh = sharding.make_mesh(-1, 1, 1)
+  tx, schedule = optim.create_optimizer("lamb", 1e-3, 1000, 10)
+
+  def init_params(rng):
+    return model.init(rng, jnp.zeros((1, seq), jnp.int32),
+                      masked_positions=jnp.zeros((1, predictions), jnp.int32))["params"]
+
+  state, shardings = training.init_train_state(init_params, tx, mesh, jax.random.key(0))
+  step = training.make_train_step(pretraining_stats_fn(model), losses.pretraining_loss_weights,
+                                  tx, shardings, mesh, learning_rate_fn=schedule)
+  rs = np.random.RandomState(0)
+  batches = [sharding.global_batch(synthetic_batch(cfg, batch, seq, predictions, rs), mesh, batch)
+             for _ in range(2)]
+  start = time.perf_counter()
+  compiled = step.lower(state, batches[0]).compile()
+  compile_s = time.perf_counter() - start
+  memory = compiled.memory_analysis()
+  state, metrics = step(state, batches[0])  # warm-up
+  jax.block_until_ready(metrics)
+  start = time.perf_counter()
+  for k in range(steps):
+    state, metrics = step(state, batches[k % 2])
+  jax.block_until_ready(metrics)
+  seconds = (time.perf_counter() - start) / steps
+  return dict(model=preset, dtype=dtype, remat=remat, batch=batch, step_s=seconds,
+              examples_per_s=batch / seconds, compile_s=compile_s,
+              model_flops=model_flops_per_example(cfg, seq, predictions) * batch,
+              temp_mib=memory.temp_size_in_bytes / 2 ** 20 if memory else float("nan"),
+              loss=float(metrics["loss"]))
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("--models", default="tiny,base-v2")
+  parser.add_argument("--dtypes", default="float32,bfloat16")
+  parser.add_argument("--remat", default="none,full", help="remat policies to compare")
+  parser.add_argument("--seq", type=int, default=128)
+  parser.add_argument("--predictions", type=int, default=20)
+  parser.add_argument("--batch", default="tiny=64,base-v2=8",
+                      help="batch size per model, e.g. tiny=64,base-v2=8")
+  parser.add_argument("--steps", type=int, default=3)
+  args = parser.parse_args()
+  batches = dict(kv.split("=") for kv in args.batch.split(","))
+  dtypes = args.dtypes.split(",")
+
+  print(f"devices: {jax.devices()}")
+  peaks = {d: matmul_peak(d) for d in dtypes}
+  for d, p in peaks.items():
+    print(f"matmul peak {d}: {p / 1e9:.1f} GFLOP/s (2048^3 jnp.dot)")
+  header = (f"{'model':8} {'dtype':9} {'remat':5} {'batch':>5} {'step s':>8} {'ex/s':>8} "
+            f"{'MFU %':>6} {'GFLOP/step':>10} {'temp MiB':>9} {'compile s':>9}")
+  print(header)
+  for preset in args.models.split(","):
+    for dtype in dtypes:
+      for remat in args.remat.split(","):
+        r = bench(preset, dtype, remat, int(batches.get(preset, 8)), args.seq, args.predictions,
+                  args.steps)
+        mfu = 100 * r["model_flops"] / r["step_s"] / peaks[dtype]
+        print(f"{r['model']:8} {r['dtype']:9} {r['remat']:5} {r['batch']:5d} {r['step_s']:8.3f} "
+              f"{r['examples_per_s']:8.1f} {mfu:6.1f} {r['model_flops'] / 1e9:10.1f} "
+              f"{r['temp_mib']:9.1f} {r['compile_s']:9.1f}",
+              flush=True)
+
+
+if __name__ == "__main__":
+  main()
