@@ -597,7 +597,7 @@ def pretrain_tpu() -> nbformat.NotebookNode:
                  f"--workdir={SHARED_WORKDIR} --jax_distributed "
                  + " ".join(f"--config.{k}={v}" for k, v in overrides.items()))
       ssh = f"gcloud compute tpus tpu-vm ssh {TPU_NAME} --zone={ZONE} --worker=all"
-      install = "pip install -U 'jax[tpu]' && pip install -e ~/albert-flax"
+      install = "cd ~/albert-flax && pip install -e '.[tpu]'"
       # 1. this checkout onto every worker; 2. install; 3. the job (the same command resumes it).
       print(f"gcloud compute tpus tpu-vm scp --recurse {CHECKOUT} {TPU_NAME}:~/albert-flax "
             f"--zone={ZONE} --worker=all\\n")
