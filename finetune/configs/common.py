@@ -42,6 +42,8 @@ def base_config() -> ml_collections.ConfigDict:
   # The original run_classifier / run_squad / run_race optimizer: AdamW, weight decay 0.01 with
   # LayerNorm and biases excluded, beta 0.9 / 0.999, epsilon 1e-6, gradients clipped to global
   # norm 1.0, linear warm-up then linear decay to 0 (google-research/albert optimization.py).
+  # One difference: albert_flax.optim's AdamW bias-corrects its moments, the original's
+  # AdamWeightDecayOptimizer does not (it matters only in the first steps, under warm-up).
   c.optimizer = "adamw"
   c.weight_decay = 0.01
   c.adam_b1 = 0.9
