@@ -82,21 +82,32 @@ def block(tree: Any) -> Any:
   return jax.block_until_ready(tree)
 
 
-def time_call(fn: Callable[[], Any], calls: int = 1) -> float:
-  """Seconds per call of `fn` averaged over `calls` back-to-back calls (fn must block)."""
-  start = time.perf_counter()
+def time_call(fn: Callable[[], Any], calls: int = 1) -> tuple[float, float]:
+  """(wall seconds, process CPU seconds) per call of `fn`, averaged over `calls` back-to-back
+  calls (fn must block). CPU time sums all threads of this process: under load from other
+  processes it stays near the work done, where wall time grows, so it is reported beside it."""
+  wall, cpu = time.perf_counter(), time.process_time()
   for _ in range(calls):
     fn()
-  return (time.perf_counter() - start) / calls
+  return (time.perf_counter() - wall) / calls, (time.process_time() - cpu) / calls
+
+
+@dataclasses.dataclass
+class Timings:
+  """Per-repeat seconds per call: wall[name] and cpu[name] lists, one entry per repeat."""
+
+  wall: dict[str, list[float]]
+  cpu: dict[str, list[float]]
+  load: list[float]  # 1-minute load average after each repeat
 
 
 def interleave(runners: Mapping[str, Callable[[], Any]], repeats: int, calls: int = 1,
-               warmup: int = 1, verbose: bool = True) -> dict[str, list[float]]:
+               warmup: int = 1, verbose: bool = True) -> Timings:
   """Time several implementations in turns: repeat r runs each of them `calls` times.
 
   The order rotates from one repeat to the next, so a burst of load from another process hits
   the implementations evenly and the per-repeat ratios stay meaningful. Each runner must block
-  until its result is ready. Returns {name: [seconds per call, one per repeat]}.
+  until its result is ready; `warmup` untimed calls each come first (compilation).
   """
   if repeats < 1 or calls < 1:
     raise ValueError(f"repeats and calls must be >= 1, got {repeats}, {calls}")
@@ -104,14 +115,17 @@ def interleave(runners: Mapping[str, Callable[[], Any]], repeats: int, calls: in
   for name in names:
     for _ in range(warmup):
       runners[name]()
-  out: dict[str, list[float]] = {n: [] for n in names}
+  out = Timings({n: [] for n in names}, {n: [] for n in names}, [])
   for r in range(repeats):
     order = names[r % len(names):] + names[:r % len(names)]
     for name in order:
-      out[name].append(time_call(runners[name], calls))
+      wall, cpu = time_call(runners[name], calls)
+      out.wall[name].append(wall)
+      out.cpu[name].append(cpu)
+    out.load.append(load_average()[0])
     if verbose:
       print(f"  repeat {r + 1}/{repeats}: " + "  ".join(
-          f"{n}={out[n][-1] * 1e3:.0f}ms" for n in names) + f"  load={load_average()[0]:.2f}",
+          f"{n}={out.wall[n][-1] * 1e3:.0f}ms" for n in names) + f"  load={out.load[-1]:.2f}",
             flush=True)
   return out
 
