@@ -53,6 +53,10 @@ def parse_args(argv=None) -> argparse.Namespace:
   p.add_argument("--sides", default="ours,hf_flax,hf_torch")
   p.add_argument("--repeats", type=int, default=5, help="interleaved repeats per mode")
   p.add_argument("--forward-calls", type=int, default=2, help="calls timed per forward repeat")
+  p.add_argument("--slow-seconds", type=float, default=20.0,
+                 help="a side whose warm call takes longer than this is timed in --slow-repeats "
+                      "repeats only (PyTorch's bf16 on a CPU without bf16 instructions)")
+  p.add_argument("--slow-repeats", type=int, default=2)
   p.add_argument("--ours-remat", default="dots",
                  help="our remat policy (config field remat); 'dots' keeps only matmul outputs "
                       "for the backward pass, the fastest on CPU (see RESULTS.md)")
@@ -107,7 +111,15 @@ def main(argv=None) -> dict:
             f"S={args.seq}: warm-up (compiles) then {args.repeats} interleaved repeats", flush=True)
       runners = {n: getattr(s, "forward" if mode == "forward" else "train_step")
                  for n, s in sides.items()}
-      timings = common.interleave(runners, args.repeats, calls=calls)
+      slow = {}
+      for name, run in runners.items():
+        run()  # compile / warm up
+        seconds, _ = common.time_call(run)
+        if seconds > args.slow_seconds:
+          slow[name] = args.slow_repeats
+          print(f"  {name}: {seconds:.0f}s per call, timed in {args.slow_repeats} repeats only")
+      timings = common.interleave(runners, args.repeats, calls=calls, warmup=0,
+                                  repeats_for=slow)
       for name in sides:
         rate = common.Spread.of([tokens / t for t in timings.wall[name]])
         row = {"size": args.size, "layers": cfg.num_hidden_layers, "dtype": dtype, "mode": mode,

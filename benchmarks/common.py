@@ -102,16 +102,19 @@ class Timings:
 
 
 def interleave(runners: Mapping[str, Callable[[], Any]], repeats: int, calls: int = 1,
-               warmup: int = 1, verbose: bool = True) -> Timings:
+               warmup: int = 1, verbose: bool = True,
+               repeats_for: Mapping[str, int] | None = None) -> Timings:
   """Time several implementations in turns: repeat r runs each of them `calls` times.
 
   The order rotates from one repeat to the next, so a burst of load from another process hits
   the implementations evenly and the per-repeat ratios stay meaningful. Each runner must block
   until its result is ready; `warmup` untimed calls each come first (compilation).
+  `repeats_for` caps the repeats of slow runners (they take part in the first ones only).
   """
   if repeats < 1 or calls < 1:
     raise ValueError(f"repeats and calls must be >= 1, got {repeats}, {calls}")
   names = list(runners)
+  limit = {n: min(repeats, (repeats_for or {}).get(n, repeats)) for n in names}
   for name in names:
     for _ in range(warmup):
       runners[name]()
@@ -119,14 +122,16 @@ def interleave(runners: Mapping[str, Callable[[], Any]], repeats: int, calls: in
   for r in range(repeats):
     order = names[r % len(names):] + names[:r % len(names)]
     for name in order:
+      if r >= limit[name]:
+        continue
       wall, cpu = time_call(runners[name], calls)
       out.wall[name].append(wall)
       out.cpu[name].append(cpu)
     out.load.append(load_average()[0])
     if verbose:
       print(f"  repeat {r + 1}/{repeats}: " + "  ".join(
-          f"{n}={out.wall[n][-1] * 1e3:.0f}ms" for n in names) + f"  load={out.load[-1]:.2f}",
-            flush=True)
+          f"{n}={out.wall[n][-1] * 1e3:.0f}ms" for n in names if r < limit[n])
+            + f"  load={out.load[-1]:.2f}", flush=True)
   return out
 
 
@@ -149,10 +154,15 @@ class Spread:
 
 
 def paired_ratios(ours: Sequence[float], theirs: Sequence[float]) -> Spread:
-  """Speed ratio ours/theirs (= their time / our time) per repeat, summarized."""
-  if len(ours) != len(theirs):
-    raise ValueError("paired samples must have the same length")
-  return Spread.of([t / o for o, t in zip(ours, theirs)])
+  """Speed ratio ours/theirs (= their time / our time) per repeat, summarized.
+
+  Repeat r of one is paired with repeat r of the other; a side timed in fewer repeats is paired
+  over those only.
+  """
+  pairs = list(zip(ours, theirs))
+  if not pairs:
+    raise ValueError("no paired samples")
+  return Spread.of([t / o for o, t in pairs])
 
 
 # --------------------------------------------------------------------------- workloads
