@@ -113,6 +113,11 @@ def main(argv=None) -> dict:
   common.print_machine(info)
   rows = []
   batch = common.pretraining_batch(args.batch, args.seq, 30000, args.predictions)
+  # The first compile of a process also pays one-time costs (JAX's tracing caches, XLA's
+  # start-up): a discarded warm-up compile of each variant keeps them out of the first row.
+  warm = af.AlbertConfig.preset(args.size, dtype=args.dtype, num_hidden_layers=2)
+  for variant in args.variants:
+    measure(variant, warm, batch)
   print(f"{'variant':18s} {'layers':>6s} {'lower s':>8s} {'compile s':>9s} {'total s':>8s} "
         f"{'temp MiB':>9s}  load")
   for depth in args.depths:
