@@ -76,6 +76,7 @@ class _JaxSide:
   """Shared plumbing of the two JAX sides: our train-step machinery around a stats_fn."""
 
   name = "?"
+  compiles = True  # the first forward / train_step call includes XLA compilation
 
   def _setup(self, init_params_fn, stats_fn, forward_fn, batch: Mapping[str, np.ndarray],
              abstract: bool):
@@ -235,6 +236,7 @@ class HFTorch:
   """transformers' PyTorch AlbertForPreTraining on CPU with torch's threads = the core count."""
 
   name = "hf_torch"
+  compiles = False
 
   def __init__(self, cfg, batch: Mapping[str, np.ndarray], threads: int | None = None):
     import torch
