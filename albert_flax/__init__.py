@@ -19,9 +19,12 @@ from albert_flax.heads import (
 
 def __getattr__(name):
   # Parts that pull in heavier dependencies load on first use.
-  if name in ("AlbertTokenizer", "train_tokenizer"):
+  if name == "AlbertTokenizer":
     from albert_flax import tokenization
-    return getattr(tokenization, name)
+    return tokenization.AlbertTokenizer
+  if name == "train_tokenizer":
+    from albert_flax import tokenizer_training
+    return tokenizer_training.train_tokenizer
   if name in ("from_pretrained", "save_pretrained"):
     from albert_flax import checkpoints
     return getattr(checkpoints, name)

@@ -37,7 +37,7 @@ import os
 import re
 import shutil
 import zlib
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import flax.linen as nn
 import jax
@@ -368,29 +368,48 @@ def _assemble(source: _Source, model: nn.Module, rng, reinit_mismatched: bool) -
     logger.warning("from_pretrained: %s parameters not in the checkpoint were freshly initialized "
                    "(train them before use): %s", target, ", ".join(fresh))
     key = jax.random.key(rng) if isinstance(rng, int) else rng
-    for path in expected:
-      if path not in params:
-        params[path] = _fresh_parameter(path, expected[path], model.config, key)
+    spec = tuple((p, tuple(like.shape), jnp.dtype(like.dtype).name)
+                 for p, like in expected.items() if p not in params)
+    params.update(_fresh_parameters(spec, model.config.initializer_range)(key))
   return traverse_util.unflatten_dict({tuple(p.split("/")): a for p, a in params.items()})
 
 
-def _fresh_parameter(path: str, like: jax.ShapeDtypeStruct, config: AlbertConfig,
-                     key: jax.Array) -> jax.Array:
-  """A new parameter as the model's initializers make it (modeling.dense / layer_norm / embed):
-  kernels and tables ~ N(0, initializer_range), biases 0, LayerNorm scales 1.
-
-  Done per tensor rather than with `model.init`, which would compile the whole model and
-  allocate every parameter (0.9 GB for xxlarge) to obtain one small head.
-  """
+def _initializer(path: str, initializer_range: float) -> nn.initializers.Initializer:
+  """The initializer the model gives the parameter at `path` (modeling.dense / layer_norm / the
+  embeddings' nn.Embed / the MLM head's bias): the same flax functions, so a fresh part has the
+  distribution (and the sampling dtype) `model.init` would give it. Every parameter of every model
+  is one of these four leaves; anything else is a new kind of parameter this must learn about."""
   leaf = path.rsplit("/", 1)[-1]
-  if leaf in ("kernel", "embedding"):
-    key = jax.random.fold_in(key, zlib.crc32(path.encode()))  # independent of the others
-    return (config.initializer_range * jax.random.normal(key, like.shape)).astype(like.dtype)
-  if leaf == "scale":
-    return jnp.ones(like.shape, like.dtype)
-  if leaf == "bias":
-    return jnp.zeros(like.shape, like.dtype)
+  if leaf in ("kernel", "embedding"):  # Dense kernels, embedding tables: N(0, initializer_range)
+    return nn.initializers.normal(initializer_range)
+  if leaf == "scale":  # LayerNorm
+    return nn.initializers.ones_init()
+  if leaf == "bias":  # Dense, LayerNorm and the MLM head's output bias
+    return nn.initializers.zeros_init()
   raise ValueError(f"No initializer known for parameter {path}")
+
+
+@functools.lru_cache(maxsize=32)
+def _fresh_parameters(spec: tuple[tuple[str, tuple[int, ...], str], ...],
+                      initializer_range: float) -> Callable[[jax.Array], dict[str, jax.Array]]:
+  """A jitted key -> {path: new parameter} for `spec` ((path, shape, dtype name) per parameter).
+
+  Made per tensor rather than by `model.init`, which would compile the whole model (~9 s for
+  base on CPU) and allocate every parameter (0.9 GB for xxlarge) to obtain one small head; and
+  in one jitted function rather than op by op, which compiles once instead of once per op and
+  shape. Each tensor's key is `fold_in(key, crc32(path))`: deterministic given the key, and
+  independent of which other parts happen to be missing. Cached: loading the same model again
+  does not compile again.
+  """
+  inits = {path: _initializer(path, initializer_range) for path, _, _ in spec}  # raise early
+
+  @jax.jit
+  def make(key: jax.Array) -> dict[str, jax.Array]:
+    return {path: inits[path](jax.random.fold_in(key, zlib.crc32(path.encode())), shape,
+                              jnp.dtype(dtype))
+            for path, shape, dtype in spec}
+
+  return make
 
 
 # =============================================================================== saving

@@ -29,6 +29,16 @@ Array = jax.Array
 
 @flax.struct.dataclass
 class AlbertForPreTrainingOutput:
+  """What `AlbertForPreTraining` returns (V = config.vocab_size, P = masked positions per row).
+
+  Fields:
+    prediction_logits: float32 MLM logits, [batch, P, vocab] at `masked_positions` [batch, P]
+      when given, else [batch, seq, vocab] at every position.
+    sop_logits: [batch, 2] float32 sentence-order logits (class 1 = segments swapped).
+    hidden_states: tuple of L + 1 arrays [batch, seq, hidden] (compute dtype) from the backbone
+      when called with output_hidden_states=True, else None.
+  """
+
   prediction_logits: Array  # [batch, seq, V], or [batch, P, V] at `masked_positions`
   sop_logits: Array  # [batch, 2]
   hidden_states: tuple[Array, ...] | None = None
@@ -36,30 +46,72 @@ class AlbertForPreTrainingOutput:
 
 @flax.struct.dataclass
 class MaskedLMOutput:
+  """What `AlbertForMaskedLM` returns.
+
+  Fields:
+    logits: float32 MLM logits, [batch, P, vocab] at `masked_positions` [batch, P] when given,
+      else [batch, seq, vocab].
+    hidden_states: tuple of L + 1 arrays [batch, seq, hidden] (compute dtype) from the backbone
+      when called with output_hidden_states=True, else None.
+  """
+
   logits: Array  # [batch, seq, V] or [batch, P, V]
   hidden_states: tuple[Array, ...] | None = None
 
 
 @flax.struct.dataclass
 class SequenceClassifierOutput:
+  """What `AlbertForSequenceClassification` returns.
+
+  Fields:
+    logits: [batch, num_labels] float32 (num_labels == 1: [batch, 1] regression scores).
+    hidden_states: tuple of L + 1 arrays [batch, seq, hidden] (compute dtype) from the backbone
+      when called with output_hidden_states=True, else None.
+  """
+
   logits: Array  # [batch, num_labels]
   hidden_states: tuple[Array, ...] | None = None
 
 
 @flax.struct.dataclass
 class MultipleChoiceModelOutput:
+  """What `AlbertForMultipleChoice` returns.
+
+  Fields:
+    logits: [batch, num_choices] float32, one score per choice (softmax over choices).
+    hidden_states: tuple of L + 1 arrays [batch * num_choices, seq, hidden] (the choices are
+      flattened into the batch inside the model) when output_hidden_states=True, else None.
+  """
+
   logits: Array  # [batch, num_choices]
   hidden_states: tuple[Array, ...] | None = None
 
 
 @flax.struct.dataclass
 class TokenClassifierOutput:
+  """What `AlbertForTokenClassification` returns.
+
+  Fields:
+    logits: [batch, seq, num_labels] float32, one row per token (padding included).
+    hidden_states: tuple of L + 1 arrays [batch, seq, hidden] (compute dtype) from the backbone
+      when called with output_hidden_states=True, else None.
+  """
+
   logits: Array  # [batch, seq, num_labels]
   hidden_states: tuple[Array, ...] | None = None
 
 
 @flax.struct.dataclass
 class QuestionAnsweringModelOutput:
+  """What `AlbertForQuestionAnswering` returns.
+
+  Fields:
+    start_logits: [batch, seq] float32 span-start scores per token.
+    end_logits: [batch, seq] float32 span-end scores per token.
+    hidden_states: tuple of L + 1 arrays [batch, seq, hidden] (compute dtype) from the backbone
+      when called with output_hidden_states=True, else None.
+  """
+
   start_logits: Array  # [batch, seq]
   end_logits: Array  # [batch, seq]
   hidden_states: tuple[Array, ...] | None = None
@@ -102,7 +154,12 @@ def _classifier_dropout(cfg: AlbertConfig) -> float:
 
 
 class AlbertModel(nn.Module):
-  """The bare backbone: `last_hidden_state` [batch, seq, H] and `pooler_output` [batch, H]."""
+  """The bare backbone: `last_hidden_state` [batch, seq, H] and `pooler_output` [batch, H].
+
+  Attributes:
+    config: the model's AlbertConfig.
+    add_pooling_layer: False drops the pooler (pooler_output is then None).
+  """
 
   config: AlbertConfig
   add_pooling_layer: bool = True
@@ -113,6 +170,21 @@ class AlbertModel(nn.Module):
   def __call__(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None,
                deterministic: bool = True, output_hidden_states: bool = False
                ) -> AlbertModelOutput:
+    """Run the backbone.
+
+    Args:
+      input_ids: [batch, seq] integer token ids in [0, vocab_size).
+      attention_mask: [batch, seq], 1 = token, 0 = padding; None = all ones.
+      token_type_ids: [batch, seq] integer segment ids; None = zeros.
+      position_ids: [batch, seq] integer positions; None = 0 .. seq-1.
+      deterministic: True (default) disables dropout; False applies it and needs
+        `rngs={"dropout": key}` in `apply`.
+      output_hidden_states: also return the backbone's per-step hidden states.
+
+    Returns:
+      AlbertModelOutput: last_hidden_state [batch, seq, hidden] (compute dtype), pooler_output
+      [batch, hidden] float32 (None without the pooler), hidden_states or None.
+    """
     return self.albert(input_ids, attention_mask, token_type_ids, position_ids, deterministic,
                        output_hidden_states)
 
@@ -132,6 +204,29 @@ class AlbertForPreTraining(nn.Module):
   def __call__(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None,
                masked_positions=None, deterministic: bool = True,
                output_hidden_states: bool = False) -> AlbertForPreTrainingOutput:
+    """MLM and SOP logits.
+
+    Args:
+      input_ids: [batch, seq] integer token ids in [0, vocab_size).
+      attention_mask: [batch, seq], 1 = token, 0 = padding; None = all ones.
+      token_type_ids: [batch, seq] integer segment ids; None = zeros.
+      position_ids: [batch, seq] integer positions; None = 0 .. seq-1.
+      masked_positions: [batch, P] integer positions in [0, seq) to run the MLM head on
+        (unused slots of the pretraining data hold position 0 with weight 0); None = every
+        position.
+      deterministic: True (default) disables dropout; False applies it and needs
+        `rngs={"dropout": key}` in `apply`.
+        Dropout covers the backbone and the SOP head's classifier dropout.
+      output_hidden_states: also return the backbone's per-step hidden states.
+
+    Returns:
+      AlbertForPreTrainingOutput: prediction_logits [batch, P, vocab] (or [batch, seq, vocab]
+      without masked_positions) and sop_logits [batch, 2], both float32.
+
+    Raises:
+      ValueError: on bad inputs (see `validate_inputs`) or concrete masked_positions outside
+        [0, seq).
+    """
     _check_positions(masked_positions, np.shape(input_ids)[-1])
     out = self.albert(input_ids, attention_mask, token_type_ids, position_ids, deterministic,
                       output_hidden_states)
@@ -165,6 +260,24 @@ class AlbertForMaskedLM(nn.Module):
   def __call__(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None,
                masked_positions=None, deterministic: bool = True,
                output_hidden_states: bool = False) -> MaskedLMOutput:
+    """MLM logits.
+
+    Args:
+      input_ids: [batch, seq] integer token ids in [0, vocab_size).
+      attention_mask: [batch, seq], 1 = token, 0 = padding; None = all ones.
+      token_type_ids: [batch, seq] integer segment ids; None = zeros.
+      position_ids: [batch, seq] integer positions; None = 0 .. seq-1.
+      masked_positions: [batch, P] integer positions in [0, seq) to run the MLM head on
+        (unused slots of the pretraining data hold position 0 with weight 0); None = every
+        position.
+      deterministic: True (default) disables dropout; False applies it and needs
+        `rngs={"dropout": key}` in `apply`.
+      output_hidden_states: also return the backbone's per-step hidden states.
+
+    Returns:
+      MaskedLMOutput: logits [batch, P, vocab] (or [batch, seq, vocab] without
+      masked_positions) float32.
+    """
     _check_positions(masked_positions, np.shape(input_ids)[-1])
     out = self.albert(input_ids, attention_mask, token_type_ids, position_ids, deterministic,
                       output_hidden_states)
@@ -183,6 +296,21 @@ class AlbertForSequenceClassification(nn.Module):
   def __call__(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None,
                deterministic: bool = True, output_hidden_states: bool = False
                ) -> SequenceClassifierOutput:
+    """Classify each sequence from the pooled first token.
+
+    Args:
+      input_ids: [batch, seq] integer token ids in [0, vocab_size).
+      attention_mask: [batch, seq], 1 = token, 0 = padding; None = all ones.
+      token_type_ids: [batch, seq] integer segment ids; None = zeros.
+      position_ids: [batch, seq] integer positions; None = 0 .. seq-1.
+      deterministic: True (default) disables dropout; False applies it and needs
+        `rngs={"dropout": key}` in `apply`.
+        Dropout covers the backbone and the classifier dropout on the pooled output.
+      output_hidden_states: also return the backbone's per-step hidden states.
+
+    Returns:
+      SequenceClassifierOutput: logits [batch, num_labels] float32.
+    """
     cfg = self.config
     out = AlbertModule(cfg, name="albert")(input_ids, attention_mask, token_type_ids,
                                            position_ids, deterministic, output_hidden_states)
@@ -200,6 +328,23 @@ class AlbertForMultipleChoice(nn.Module):
   def __call__(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None,
                deterministic: bool = True, output_hidden_states: bool = False
                ) -> MultipleChoiceModelOutput:
+    """Score each choice.
+
+    Args:
+      input_ids: [batch, num_choices, seq] integer token ids in [0, vocab_size).
+      attention_mask, token_type_ids, position_ids: [batch, num_choices, seq] or None (the
+        defaults of `AlbertModel`).
+      deterministic: True (default) disables dropout; False applies it and needs
+        `rngs={"dropout": key}` in `apply`.
+      output_hidden_states: also return the backbone's per-step hidden states, each
+        [batch * num_choices, seq, hidden].
+
+    Returns:
+      MultipleChoiceModelOutput: logits [batch, num_choices] float32.
+
+    Raises:
+      ValueError: when input_ids is not 3-D or the other inputs differ in shape from it.
+    """
     cfg = self.config
     shape = np.shape(input_ids)
     if len(shape) != 3:
@@ -230,6 +375,21 @@ class AlbertForTokenClassification(nn.Module):
   def __call__(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None,
                deterministic: bool = True, output_hidden_states: bool = False
                ) -> TokenClassifierOutput:
+    """Classify each token.
+
+    Args:
+      input_ids: [batch, seq] integer token ids in [0, vocab_size).
+      attention_mask: [batch, seq], 1 = token, 0 = padding; None = all ones.
+      token_type_ids: [batch, seq] integer segment ids; None = zeros.
+      position_ids: [batch, seq] integer positions; None = 0 .. seq-1.
+      deterministic: True (default) disables dropout; False applies it and needs
+        `rngs={"dropout": key}` in `apply`.
+        Dropout covers the backbone and the classifier dropout on every hidden state.
+      output_hidden_states: also return the backbone's per-step hidden states.
+
+    Returns:
+      TokenClassifierOutput: logits [batch, seq, num_labels] float32.
+    """
     cfg = self.config
     out = AlbertModule(cfg, add_pooling_layer=False, name="albert")(
         input_ids, attention_mask, token_type_ids, position_ids, deterministic,
@@ -249,6 +409,21 @@ class AlbertForQuestionAnswering(nn.Module):
   def __call__(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None,
                deterministic: bool = True, output_hidden_states: bool = False
                ) -> QuestionAnsweringModelOutput:
+    """Span start and end scores for every token.
+
+    Args:
+      input_ids: [batch, seq] integer token ids in [0, vocab_size).
+      attention_mask: [batch, seq], 1 = token, 0 = padding; None = all ones.
+      token_type_ids: [batch, seq] integer segment ids; None = zeros.
+      position_ids: [batch, seq] integer positions; None = 0 .. seq-1.
+      deterministic: True (default) disables dropout; False applies it and needs
+        `rngs={"dropout": key}` in `apply`.
+        The head itself has no dropout (as in transformers); only the backbone's applies.
+      output_hidden_states: also return the backbone's per-step hidden states.
+
+    Returns:
+      QuestionAnsweringModelOutput: start_logits and end_logits, each [batch, seq] float32.
+    """
     cfg = self.config
     out = AlbertModule(cfg, add_pooling_layer=False, name="albert")(
         input_ids, attention_mask, token_type_ids, position_ids, deterministic,
@@ -258,6 +433,7 @@ class AlbertForQuestionAnswering(nn.Module):
     return QuestionAnsweringModelOutput(logits[..., 0], logits[..., 1], out.hidden_states)
 
 
+# Class name -> class, for code that picks a task model by name (checkpoints, CLIs).
 MODEL_CLASSES = {cls.__name__: cls for cls in (
     AlbertModel, AlbertForPreTraining, AlbertForMaskedLM, AlbertForSequenceClassification,
     AlbertForMultipleChoice, AlbertForTokenClassification, AlbertForQuestionAnswering)}

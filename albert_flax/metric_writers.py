@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 from typing import Any, Mapping
 
 import jax
@@ -26,6 +27,28 @@ def _to_python(value: Any) -> Any:
   if isinstance(value, float) and not math.isfinite(value):
     return str(value)  # JSON has no NaN / inf: write "nan", "inf"
   return value
+
+
+def _summary_writer_class() -> type:
+  """tensorboardX's SummaryWriter, imported without importing torch (when nothing has yet).
+
+  Any `import tensorboardX...` runs the package's __init__, which imports tensorboardX.writer, whose
+  module-level `try: import torch` only decides a type annotation (`numpy_compatible`); with torch
+  installed that import costs ~2 s of start-up per run, for nothing: we write float scalars. A None
+  entry in sys.modules makes `import torch` raise ImportError (the documented import protocol),
+  which tensorboardX catches; the entry is removed straight after, so later imports of torch work.
+  The writer is created once at start-up, before threads that might import torch are running.
+  """
+  if "tensorboardX.writer" not in sys.modules and "torch" not in sys.modules:
+    sys.modules["torch"] = None  # type: ignore[assignment]
+    try:
+      from tensorboardX import SummaryWriter
+    finally:
+      if "torch" in sys.modules and sys.modules["torch"] is None:
+        del sys.modules["torch"]
+    return SummaryWriter
+  from tensorboardX import SummaryWriter
+  return SummaryWriter
 
 
 def truncate_rows_after(path: str, step: int) -> None:
@@ -73,8 +96,7 @@ class MetricWriter:
     truncate_rows_after(self.path, initial_step)
     self._file = open(self.path, "a", encoding="utf-8")
     if tensorboard:
-      from tensorboardX import SummaryWriter
-      self._tb = SummaryWriter(os.path.join(workdir, TENSORBOARD_DIR))
+      self._tb = _summary_writer_class()(os.path.join(workdir, TENSORBOARD_DIR))
     if progress:
       from tqdm import tqdm
       self._bar = tqdm(total=total_steps, initial=initial_step, unit="step", dynamic_ncols=True,

@@ -37,6 +37,18 @@ Array = jax.Array
 
 @flax.struct.dataclass
 class AlbertModelOutput:
+  """What the backbone (`AlbertModule`, `AlbertModel`) returns.
+
+  Fields (hidden = config.hidden_size, L = config.num_hidden_layers):
+    last_hidden_state: [batch, seq, hidden] in the compute dtype (`config.dtype`), the output of
+      the last of the L steps.
+    pooler_output: [batch, hidden] float32, tanh(dense(last_hidden_state[:, 0])); None when the
+      module was built with add_pooling_layer=False.
+    hidden_states: tuple of L + 1 arrays, each [batch, seq, hidden] in the compute dtype: the
+      embeddings after the E->H projection, then the output of each step; None unless called
+      with output_hidden_states=True.
+  """
+
   last_hidden_state: Array  # [batch, seq, hidden]
   pooler_output: Array | None = None  # [batch, hidden]
   # (embedding output after the E->H projection, then each of the L steps), each [batch, seq, hidden]
@@ -84,6 +96,7 @@ def dense(config: AlbertConfig, features: int, axes: tuple[str | None, str | Non
 
 
 def layer_norm(config: AlbertConfig, name: str) -> nn.LayerNorm:
+  """LayerNorm with the config's epsilon: [..., features] in, [..., features] float32 out."""
   # LayerNorm statistics in float32 whatever the compute dtype.
   return nn.LayerNorm(epsilon=config.layer_norm_eps, dtype=jnp.float32,
                       param_dtype=config.parameter_dtype,
@@ -166,6 +179,16 @@ class AlbertEmbeddings(nn.Module):
 
   def __call__(self, input_ids: Array, token_type_ids: Array, position_ids: Array,
                deterministic: bool = True) -> Array:
+    """Embed ids.
+
+    Args:
+      input_ids, token_type_ids, position_ids: [batch, seq] integer ids (all three required here;
+        `AlbertModule` fills the defaults).
+      deterministic: False applies hidden dropout and needs rngs={"dropout": key}.
+
+    Returns:
+      [batch, seq, embedding_size] float32.
+    """
     x = (self.word_embeddings(input_ids) + self.position_embeddings(position_ids)
          + self.token_type_embeddings(token_type_ids))
     x = self.LayerNorm(x)
@@ -242,7 +265,9 @@ class AlbertLayer(nn.Module):
 class AlbertLayerGroup(nn.Module):
   """`inner_group_num` distinct layers applied in order: one step of the encoder.
 
-  Its signature is a scan body: (carry, *broadcast) -> (carry, per-step output).
+  Its signature is a scan body: (carry, *broadcast) -> (carry, per-step output), i.e.
+  (hidden [batch, seq, H], mask [batch, 1, 1, seq], deterministic) ->
+  (hidden [batch, seq, H], hidden again when `emit_hidden_states` else None).
   """
 
   config: AlbertConfig
@@ -316,7 +341,13 @@ class AlbertTransformer(nn.Module):
 
 
 class AlbertModule(nn.Module):
-  """Embeddings + shared-layer encoder (+ pooler). The `albert` submodule of every model."""
+  """Embeddings + shared-layer encoder (+ pooler). The `albert` submodule of every model.
+
+  Attributes:
+    config: the model's AlbertConfig.
+    add_pooling_layer: build `pooler` (dense H->H + tanh on the first token); without it
+      `pooler_output` is None and the parameter tree has no `pooler`.
+  """
 
   config: AlbertConfig
   add_pooling_layer: bool = True
@@ -332,7 +363,25 @@ class AlbertModule(nn.Module):
                token_type_ids: Array | None = None, position_ids: Array | None = None,
                deterministic: bool = True, output_hidden_states: bool = False
                ) -> AlbertModelOutput:
-    """input_ids, attention_mask (1 = token, 0 = padding), token_type_ids: [batch, seq]."""
+    """Run the backbone.
+
+    Args:
+      input_ids: [batch, seq] integer token ids in [0, vocab_size); seq <= max_position_embeddings.
+      attention_mask: [batch, seq], 1 (or any value > 0) = token, 0 = padding; None = all ones.
+      token_type_ids: [batch, seq] integer segment ids in [0, type_vocab_size); None = zeros.
+      position_ids: [batch, seq] integer positions; None = 0 .. seq-1 on every row.
+      deterministic: True (the default) disables dropout; False applies it and needs
+        `rngs={"dropout": key}` in `apply` (each scanned layer step gets its own split key).
+      output_hidden_states: also return the per-step hidden states.
+
+    Returns:
+      AlbertModelOutput: last_hidden_state [batch, seq, hidden] (compute dtype), pooler_output
+      [batch, hidden] float32 or None, hidden_states (L + 1 arrays [batch, seq, hidden]) or None.
+
+    Raises:
+      ValueError: from `validate_inputs` on bad shapes or out-of-range ids (values are checked
+        only when the arrays are concrete, i.e. outside jit).
+    """
     validate_inputs(self.config, input_ids, attention_mask, token_type_ids, position_ids)
     if attention_mask is None:
       attention_mask = jnp.ones_like(input_ids)

@@ -1,4 +1,4 @@
-"""Optimizers and the learning-rate schedule of ALBERT pretraining.
+"""Optimizers and the learning-rate schedule of ALBERT pretraining and fine-tuning.
 
 LAMB exactly as google-research/albert's `lamb_optimizer.py`, for each parameter w with gradient g
 (already clipped to global norm 1.0):
@@ -16,6 +16,14 @@ containing "LayerNorm", "layer_norm" or "bias", as the original's exclude lists)
 parameter, so only its pieces that match are used here (global-norm clipping, decoupled decay,
 trust ratio under a mask, learning-rate scaling); the moments are our own.
 
+AdamW comes in two forms. `bias_correction=False` is the original `AdamWeightDecayOptimizer`
+(google-research/albert `optimization.py`, used for fine-tuning and copied from BERT): the same
+moments as above without bias correction, u = m / (sqrt(v) + eps) + wd * w (wd only where decayed),
+w <- w - lr * u. `bias_correction=True` is `optax.adamw` (Adam's m_hat, v_hat), with the same
+exclusions. The two differ only while b2^t is far from 0: on a steady gradient the original's
+step is (1 - b1^t) / sqrt(1 - b2^t) times optax's, 3.2 at t = 1, 6.6 at t = 12, 1.26 at t = 1000,
+1.03 at t = 3000; warm-up keeps the learning rate small over most of that stretch.
+
 Schedule (the original's `optimization.py`): lr * step / warmup while step < warmup, then
 polynomial decay (power 1.0) from lr at step 0 towards 0 at `total_steps`; the decay runs from
 step 0, the warm-up merely overrides its start.
@@ -23,6 +31,7 @@ step 0, the warm-up merely overrides its start.
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable, NamedTuple, Sequence
 
 import jax
@@ -125,25 +134,44 @@ def lamb(learning_rate: float | Schedule, b1: float = 0.9, b2: float = 0.999, ep
 
 def adamw(learning_rate: float | Schedule, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-6,
           weight_decay: float = 0.01,
-          exclude_from_decay: Sequence[str] = EXCLUDE_FROM_DECAY) -> optax.GradientTransformation:
-  """AdamW: bias-corrected Adam, decoupled decay lr * wd * w, same exclusions as LAMB."""
-  return optax.adamw(learning_rate, b1=b1, b2=b2, eps=eps, weight_decay=weight_decay,
-                     mask=lambda params: decay_mask(params, exclude_from_decay))
+          exclude_from_decay: Sequence[str] = EXCLUDE_FROM_DECAY,
+          bias_correction: bool = True) -> optax.GradientTransformation:
+  """AdamW with decoupled decay lr * wd * w and the same exclusions as LAMB.
+
+  bias_correction=True (the default, kept for existing callers) is `optax.adamw`; False is the
+  original ALBERT/BERT `AdamWeightDecayOptimizer` (see the module docstring). The optimizer
+  states differ in structure (optax's ScaleByAdamState vs LambMomentsState), so a checkpoint's
+  optimizer state only restores into the same choice.
+  """
+  mask = lambda params: decay_mask(params, exclude_from_decay)
+  if bias_correction:
+    return optax.adamw(learning_rate, b1=b1, b2=b2, eps=eps, weight_decay=weight_decay, mask=mask)
+  return optax.chain(
+      # LAMB's moments are exactly the original Adam's: m / (sqrt(v) + eps), no correction.
+      scale_by_lamb_moments(b1, b2, eps),
+      optax.add_decayed_weights(weight_decay, mask=mask),
+      optax.scale_by_learning_rate(learning_rate),
+  )
 
 
 def create_optimizer(name: str, learning_rate: float, total_steps: int, warmup_steps: int,
                      weight_decay: float = 0.01, grad_clip_norm: float | None = 1.0,
                      b1: float = 0.9, b2: float = 0.999, eps: float = 1e-6,
-                     power: float = 1.0) -> tuple[optax.GradientTransformation, Schedule]:
+                     power: float = 1.0, bias_correction: bool = True
+                     ) -> tuple[optax.GradientTransformation, Schedule]:
   """Global-norm clipping, then LAMB or AdamW on ALBERT's schedule.
 
   Returns (optimizer, schedule); the schedule maps the update count to the learning rate (for
-  logging). grad_clip_norm None or <= 0 disables clipping.
+  logging). grad_clip_norm None or <= 0 disables clipping. bias_correction is AdamW's (see
+  `adamw`); LAMB ignores it, since the original LAMB never bias-corrects.
   """
   if name not in OPTIMIZERS:
     raise ValueError(f"optimizer {name!r} is not one of {OPTIMIZERS}")
   schedule = warmup_polynomial_decay(learning_rate, total_steps, warmup_steps, power)
-  build = lamb if name == "lamb" else adamw
+  if name == "lamb":
+    build = lamb
+  else:
+    build = functools.partial(adamw, bias_correction=bias_correction)
   parts = []
   if grad_clip_norm is not None and grad_clip_norm > 0:
     # g * clip / max(||g||, clip), as tf.clip_by_global_norm.

@@ -231,7 +231,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   optimizer, schedule = optim.create_optimizer(
       config.optimizer, config.learning_rate, config.train_steps, config.warmup_steps,
       weight_decay=config.weight_decay, grad_clip_norm=config.grad_clip_norm, b1=config.adam_b1,
-      b2=config.adam_b2, eps=config.adam_eps)
+      b2=config.adam_b2, eps=config.adam_eps, bias_correction=config.adam_bias_correction)
   dummy = {k: jnp.asarray(v[:1]) for k, v in train_features.items() if k in MODEL_INPUTS}
 
   def init_params(rng):

@@ -58,8 +58,8 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     problems.append(f"optimizer must be one of {optim.OPTIMIZERS}, got {c.optimizer!r}")
   if not c.learning_rate > 0:
     problems.append(f"learning_rate must be positive, got {c.learning_rate!r}")
-  if not 0 <= c.warmup_steps <= c.num_train_steps:
-    problems.append(f"warmup_steps must be in [0, num_train_steps], got {c.warmup_steps!r}")
+  if not isinstance(c.warmup_steps, int) or c.warmup_steps < 0:
+    problems.append(f"warmup_steps must be an int >= 0, got {c.warmup_steps!r}")
   if not problems and c.max_predictions_per_seq > c.max_seq_length:
     problems.append("max_predictions_per_seq exceeds max_seq_length")
   if not problems and c.batch_size % c.grad_accum_steps:
@@ -265,7 +265,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   # ----------------------------------------------------------------- state
   optimizer, schedule = optim.create_optimizer(
       config.optimizer, config.learning_rate, config.num_train_steps, config.warmup_steps,
-      config.weight_decay, config.grad_clip_norm)
+      config.weight_decay, config.grad_clip_norm, bias_correction=config.adam_bias_correction)
   dummy = jnp.zeros((1, config.max_seq_length), jnp.int32)
   dummy_positions = jnp.zeros((1, config.max_predictions_per_seq), jnp.int32)
 

@@ -376,3 +376,70 @@ def test_save_checks_the_parameter_tree(loaded, tmp_path):
     af.save_pretrained(tmp_path, model, broken, format="hf")
   with pytest.raises(ValueError, match="format"):
     af.save_pretrained(tmp_path, model, params, format="pickle")
+
+
+# ------------------------------------------------------------------ new heads on a backbone
+
+# Wider than TINY so that a fresh head has enough entries for its std to be checked (H=128:
+# the smallest new kernel, multiple choice's [128, 1], has 128 of them).
+WIDE = dict(TINY, hidden_size=128)
+
+
+@pytest.fixture(scope="module")
+def backbone_checkpoint(tmp_path_factory):
+  """An orbax save of a bare AlbertModel (backbone + pooler, no head) with random values."""
+  model = af.AlbertModel(af.AlbertConfig(**WIDE))
+  shapes = jax.eval_shape(model.init, jax.random.key(0), np.zeros((1, 1), np.int32))["params"]
+  rs = np.random.RandomState(0)  # values from numpy: no model.init to compile
+  params = jax.tree.map(lambda s: rs.normal(0, 1, s.shape).astype(s.dtype),
+                        flax.core.meta.unbox(shapes))
+  directory = tmp_path_factory.mktemp("backbone")
+  af.save_pretrained(directory, model, params)
+  return directory, params
+
+
+@pytest.mark.parametrize("name", [n for n in af.MODEL_CLASSES if n != "AlbertModel"])
+def test_backbone_into_each_head_class_initializes_like_model_init(backbone_checkpoint, name):
+  directory, backbone = backbone_checkpoint
+  model, params = af.from_pretrained(directory, name, rng=3)
+  shape = (1, 1, 1) if name == "AlbertForMultipleChoice" else (1, 1)
+  init = flax.core.meta.unbox(
+      jax.eval_shape(model.init, jax.random.key(0), np.zeros(shape, np.int32))["params"])
+  # The tree model.init makes: same paths, shapes and dtypes.
+  assert jax.tree.structure(params) == jax.tree.structure(init)
+  assert jax.tree.map(lambda a: (a.shape, a.dtype), params) == \
+      jax.tree.map(lambda a: (a.shape, a.dtype), init)
+  loaded, fresh = _flat(params), {k: v for k, v in _flat(params).items()
+                                  if not k.startswith("albert/")}
+  saved = _flat(backbone)
+  for k in [k for k in loaded if k.startswith("albert/")]:
+    np.testing.assert_array_equal(loaded[k], saved[k], err_msg=k)
+  assert fresh, "every head class has a head the backbone lacks"
+  r = WIDE["initializer_range"]
+  for k, v in fresh.items():
+    leaf = k.rsplit("/", 1)[-1]
+    if leaf == "kernel":  # N(0, initializer_range) as modeling.dense's kernel_init
+      assert 0.8 * r < float(np.std(v)) < 1.2 * r, (k, np.std(v))
+      assert abs(float(np.mean(v))) < 5 * r / np.sqrt(v.size), (k, np.mean(v))
+    elif leaf == "scale":
+      np.testing.assert_array_equal(v, np.ones_like(v), err_msg=k)
+    else:
+      assert leaf == "bias" and not np.any(v), k
+  # Deterministic given rng; another rng, other kernels; no two kernels share their values.
+  _, again = af.from_pretrained(directory, name, rng=3)
+  _assert_same_params(params, again)
+  _, other = af.from_pretrained(directory, name, rng=4)
+  kernels = [k for k in fresh if k.endswith("kernel")]
+  for k in kernels:
+    assert not np.array_equal(_flat(other)[k], fresh[k]), k
+  firsts = {float(fresh[k].reshape(-1)[0]) for k in kernels}
+  assert len(firsts) == len(kernels)
+
+
+def test_fresh_head_takes_the_parameter_dtype(backbone_checkpoint):
+  model, params = af.from_pretrained(backbone_checkpoint[0], af.AlbertForPreTraining,
+                                     param_dtype="bfloat16")
+  assert {a.dtype for a in jax.tree.leaves(params)} == {np.dtype("bfloat16")}
+  assert 0.8 * WIDE["initializer_range"] < float(
+      np.std(np.asarray(params["predictions"]["dense"]["kernel"], np.float32))) < \
+      1.2 * WIDE["initializer_range"]

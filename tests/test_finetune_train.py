@@ -59,7 +59,7 @@ def test_sst2_really_learns(checkpoint, tmp_path):
   data = td.write_sentiment(str(tmp_path / "SST-2"), n_train=400, n_dev=40)
   workdir = str(tmp_path / "work")
   config = _config(glue, checkpoint, data, task="sst2", max_seq_length=16, batch_size=16,
-                   train_steps=100, warmup_steps=10, learning_rate=3e-3, eval_every_steps=50,
+                   train_steps=100, warmup_steps=10, learning_rate=1e-3, eval_every_steps=50,
                    log_every_steps=10, export_hf=True)
   results = train_and_evaluate(config, workdir)
   assert results["dev/accuracy"] >= 0.95, results

@@ -111,6 +111,79 @@ def test_adamw_matches_decoupled_adam_with_bias_correction():
                                err_msg=path)
 
 
+def test_adamw_without_bias_correction_is_the_original_adam_weight_decay_optimizer():
+  """Two steps of google-research/albert's AdamWeightDecayOptimizer, by hand in float64:
+  m, v without bias correction, u = m / (sqrt(v) + eps) + wd * w where decayed, w -= lr * u."""
+  rs = np.random.RandomState(3)
+  params = _tree(rs)
+  grads = [_tree(rs) for _ in range(2)]
+  lr, b1, b2, eps, wd = 0.01, 0.9, 0.999, 1e-6, 0.01
+  tx = optim.adamw(lr, b1=b1, b2=b2, eps=eps, weight_decay=wd, bias_correction=False)
+  p = jax.tree.map(jnp.asarray, params)
+  state = tx.init(p)
+  for g in grads:
+    updates, state = tx.update(jax.tree.map(jnp.asarray, g), state, p)
+    p = optax.apply_updates(p, updates)
+
+  got = dict(_paths(jax.device_get(p)))
+  for path, w in _paths(params):
+    w = w.astype(np.float64)
+    m = np.zeros_like(w)
+    v = np.zeros_like(w)
+    for g_tree in grads:
+      g = dict(_paths(g_tree))[path]
+      m = b1 * m + (1 - b1) * g
+      v = b2 * v + (1 - b2) * g * g
+      u = m / (np.sqrt(v) + eps)
+      if _decayed(path):
+        u = u + wd * w
+      w = w - lr * u
+    np.testing.assert_allclose(got[path], w, rtol=2e-5, atol=1e-6, err_msg=path)
+
+
+def test_adamw_with_bias_correction_is_optax_adamw():
+  """bias_correction=True (the default) is optax.adamw with the decay mask, over two steps."""
+  rs = np.random.RandomState(4)
+  params = jax.tree.map(jnp.asarray, _tree(rs))
+  grads = [jax.tree.map(jnp.asarray, _tree(rs)) for _ in range(2)]
+  ours = optim.adamw(0.01, eps=1e-6, weight_decay=0.01, bias_correction=True)
+  theirs = optax.adamw(0.01, eps=1e-6, weight_decay=0.01, mask=optim.decay_mask)
+  p_ours, s_ours = params, ours.init(params)
+  p_theirs, s_theirs = params, theirs.init(params)
+  for g in grads:
+    u, s_ours = ours.update(g, s_ours, p_ours)
+    p_ours = optax.apply_updates(p_ours, u)
+    u, s_theirs = theirs.update(g, s_theirs, p_theirs)
+    p_theirs = optax.apply_updates(p_theirs, u)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7),
+               p_ours, p_theirs)
+  # And the default is the bias-corrected form, so existing callers keep their optimizer.
+  default = optim.adamw(0.01, eps=1e-6, weight_decay=0.01)
+  assert jax.tree.structure(default.init(params)) == jax.tree.structure(ours.init(params))
+
+
+def test_create_optimizer_passes_bias_correction_to_adamw_only():
+  params = {"w": jnp.ones((3,)), "bias": jnp.zeros((3,))}
+  grads = {"w": jnp.asarray([0.3, -0.2, 0.1]), "bias": jnp.asarray([0.05, 0.0, -0.4])}
+
+  def first_update(name, bias_correction):
+    tx, _ = optim.create_optimizer(name, 0.1, 10, 0, grad_clip_norm=None,
+                                   bias_correction=bias_correction)
+    updates, _ = tx.update(grads, tx.init(params), params)
+    return updates
+
+  # First step on the decay-free bias: sign(g) with correction, 0.1 g / (sqrt(0.001)|g| + eps)
+  # (about 3.16 sign(g)) without; the schedule gives lr 0.1 at step 0.
+  g = np.asarray(grads["bias"], np.float64)
+  np.testing.assert_allclose(first_update("adamw", True)["bias"], -0.1 * g / (np.abs(g) + 1e-6),
+                             rtol=1e-5)
+  np.testing.assert_allclose(first_update("adamw", False)["bias"],
+                             -0.1 * 0.1 * g / (np.sqrt(0.001) * np.abs(g) + 1e-6), rtol=1e-5)
+  # LAMB ignores it.
+  jax.tree.map(np.testing.assert_array_equal, first_update("lamb", True),
+               first_update("lamb", False))
+
+
 def test_schedule_is_linear_warmup_then_polynomial_decay_from_step_zero():
   lr, total, warmup = 0.00176, 1000, 100
   schedule = optim.warmup_polynomial_decay(lr, total, warmup)

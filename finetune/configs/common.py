@@ -42,13 +42,14 @@ def base_config() -> ml_collections.ConfigDict:
   # The original run_classifier / run_squad / run_race optimizer: AdamW, weight decay 0.01 with
   # LayerNorm and biases excluded, beta 0.9 / 0.999, epsilon 1e-6, gradients clipped to global
   # norm 1.0, linear warm-up then linear decay to 0 (google-research/albert optimization.py).
-  # One difference: albert_flax.optim's AdamW bias-corrects its moments, the original's
-  # AdamWeightDecayOptimizer does not (it matters only in the first steps, under warm-up).
   c.optimizer = "adamw"
   c.weight_decay = 0.01
   c.adam_b1 = 0.9
   c.adam_b2 = 0.999
   c.adam_eps = 1e-6
+  # The original AdamWeightDecayOptimizer has no bias correction on its moments, so neither do we
+  # (True gives optax.adamw's bias-corrected Adam; the two differ in the first few thousand steps).
+  c.adam_bias_correction = False
   c.grad_clip_norm = 1.0
   c.grad_accum_steps = 1
 

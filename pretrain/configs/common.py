@@ -75,6 +75,9 @@ def get_config() -> ml_collections.ConfigDict:
   c.max_seq_length = 512
   c.max_predictions_per_seq = 20
   c.optimizer = "lamb"  # "lamb" | "adamw"
+  # AdamW only: bias-corrected moments (optax.adamw), which the tiny config's AdamW was tuned
+  # with. LAMB (the paper's recipe) ignores it: the original LAMB never bias-corrects.
+  c.adam_bias_correction = True
   c.learning_rate = 0.00176
   c.warmup_steps = 3125
   c.weight_decay = 0.01
