@@ -27,8 +27,11 @@ from pretrain.train import pretraining_stats_fn
 
 def matmul_peak(dtype: str, n: int = 2048, repeats: int = 5) -> float:
   """FLOP/s of an n x n x n matmul in `dtype` (best of `repeats`)."""
-  a = jnp.ones((n, n), dtype)
-  b = jnp.ones((n, n), dtype)
+  # Random operands, the same peak as bench_mfu.py measures (a model's matmuls never see
+  # constant data).
+  key_a, key_b = jax.random.split(jax.random.key(0))
+  a = jax.random.normal(key_a, (n, n), jnp.float32).astype(dtype)
+  b = jax.random.normal(key_b, (n, n), jnp.float32).astype(dtype)
   f = jax.jit(lambda x, y: jnp.dot(x, y, preferred_element_type=dtype))
   f(a, b).block_until_ready()
   best = float("inf")
