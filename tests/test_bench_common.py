@@ -90,3 +90,26 @@ def test_torch_lamb_matches_albert_flax_lamb():
     np.testing.assert_allclose(tensors[n].detach().numpy(), np.asarray(ours[a][b]),
                                rtol=1e-5, atol=1e-6)
   assert not np.allclose(np.asarray(ours["dense"]["kernel"]), params["dense"]["kernel"])
+
+
+def test_profile_step_attributes_kernels_to_parts_of_the_step():
+  import profile_step
+
+  hlo = "\n".join([
+      '  %ynn_fusion.3 = f32[1024,3072]{1,0} fusion(%a, %b), kind=kCustom, calls=%c, '
+      'metadata={op_name="jit(step)/jvp(M)/albert/ffn/dot_general"}, '
+      'backend_config={"fusion_config":{"kind":"__ynn_fusion"}}',
+      '  %bitcast_dynamic-update-slice_fusion.7 = f32[12,8,128,768]{3,2,1,0} fusion(%x, %y), '
+      'kind=kLoop, metadata={op_name="jit(step)/jvp(M)/encoder/while/body/dynamic_update_slice"}',
+      '  ROOT %multiply_add_fusion.1 = f32[8,128,768]{2,1,0} fusion(%p), kind=kLoop, '
+      'metadata={op_name="jit(step)/transpose(jvp(M))/albert/add_any"}',
+      '  %wrapped_broadcast.12 = f32[12,8,128,3072]{3,2,1,0} fusion(%z), kind=kLoop',
+  ])
+  table = profile_step.instruction_table(hlo)
+  assert set(table) == {"ynn_fusion.3", "bitcast_dynamic-update-slice_fusion.7",
+                        "multiply_add_fusion.1", "wrapped_broadcast.12"}
+  groups = {name: profile_step.category(name, *table[name]) for name in table}
+  assert groups == {"ynn_fusion.3": "matmul fwd",
+                    "bitcast_dynamic-update-slice_fusion.7": "copy fwd",
+                    "multiply_add_fusion.1": "elementwise bwd",
+                    "wrapped_broadcast.12": "optimizer/other"}
