@@ -61,7 +61,10 @@ def parse_args(argv=None) -> argparse.Namespace:
   p.add_argument("--slow-repeats", type=int, default=1)
   p.add_argument("--ours-remat", default="dots",
                  help="our remat policy (config field remat); 'dots' keeps only matmul outputs "
-                      "for the backward pass, the fastest on CPU (see RESULTS.md)")
+                      "for the backward pass (see RESULTS.md)")
+  p.add_argument("--ours-unrolled", action="store_true",
+                 help="our layer unrolled in Python (scan_layers=False) instead of nn.scan: "
+                      "what the loop costs at run time")
   p.add_argument("--ours-attention", default="auto", help="our attention_implementation")
   p.add_argument("--json", default=None, help="also write the figures here")
   args = p.parse_args(argv)
@@ -92,7 +95,8 @@ def main(argv=None) -> dict:
   results = {"machine": info, "args": vars(args), "rows": []}
   for dtype in args.dtypes:
     overrides = {"dtype": dtype, "remat": args.ours_remat,
-                 "attention_implementation": args.ours_attention}
+                 "attention_implementation": args.ours_attention,
+                 "scan_layers": not args.ours_unrolled}
     if args.layers:
       overrides["num_hidden_layers"] = args.layers
     cfg = af.AlbertConfig.preset(args.size, **overrides)
@@ -127,7 +131,8 @@ def main(argv=None) -> dict:
         rate = common.Spread.of([tokens / t for t in timings.wall[name]])
         row = {"size": args.size, "layers": cfg.num_hidden_layers, "dtype": dtype, "mode": mode,
                "side": name, "batch": args.batch, "seq": args.seq,
-               "ours_config": {"remat": args.ours_remat, "attention": args.ours_attention},
+               "ours_config": {"remat": args.ours_remat, "attention": args.ours_attention,
+                               "scan_layers": not args.ours_unrolled},
                "ms": common.Spread.of([t * 1e3 for t in timings.wall[name]]).__dict__,
                "cpu_ms": common.Spread.of([t * 1e3 for t in timings.cpu[name]]).__dict__,
                "tokens_per_s": rate.__dict__, "load": timings.load}
