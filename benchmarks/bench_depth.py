@@ -108,6 +108,11 @@ def plot(rows: list[dict], variants: list[str], path: str, title: str) -> None:
 def main(argv=None) -> dict:
   args = parse_args(argv)
   import albert_flax as af
+  import impls
+
+  if "hf_flax" in args.variants:  # transformers v5+ has no Flax models: rerun with 4.x in a venv
+    impls.run_with_transformers_flax(os.path.abspath(__file__),
+                                     sys.argv[1:] if argv is None else list(argv))
 
   info = common.machine_info()
   common.print_machine(info)

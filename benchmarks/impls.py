@@ -66,6 +66,57 @@ def hf_flax_problem() -> str | None:
   return None
 
 
+# transformers 4.x (the last line with Flax models) for a machine whose own transformers is v5+.
+TRANSFORMERS_WITH_FLAX = "transformers>=4.46,<5"
+VENV_MARKER = "ALBERT_FLAX_BENCH_VENV"  # set in the re-executed process: never recurse
+
+
+def default_venv_dir() -> str:
+  cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+  return os.path.join(cache, "albert-flax", "transformers4-venv")
+
+
+def venv_commands(venv_dir: str, python: str) -> list[list[str]]:
+  """The commands that make `venv_dir` a venv with transformers 4.x over this environment.
+
+  --system-site-packages: jax, flax, torch and albert_flax come from the running environment
+  (the same versions as the other sides), and only transformers is replaced; a venv's own
+  site-packages precede the system's on sys.path, so its transformers is the one imported.
+  """
+  venv_python = os.path.join(venv_dir, "bin", "python")
+  return [[python, "-m", "venv", "--system-site-packages", venv_dir],
+          [venv_python, "-m", "pip", "install", "--quiet", TRANSFORMERS_WITH_FLAX]]
+
+
+def run_with_transformers_flax(script: str, argv: list[str], venv_dir: str | None = None) -> None:
+  """Return if transformers' Flax ALBERT runs here; else re-run the script inside a venv.
+
+  On a machine with transformers v5 (no Flax models) the comparison still runs, as the issue
+  asks: a venv holding transformers 4.x is built once (cached under ~/.cache/albert-flax) and
+  the script is exec'ed again with its Python. Raises SystemExit when even that fails.
+  """
+  import subprocess
+  import sys
+
+  problem = hf_flax_problem()
+  if problem is None:
+    return
+  if os.environ.get(VENV_MARKER):
+    raise SystemExit(f"transformers' FlaxAlbertForPreTraining does not run, even in the venv "
+                     f"{os.environ[VENV_MARKER]}: {problem}")
+  venv_dir = venv_dir or default_venv_dir()
+  venv_python = os.path.join(venv_dir, "bin", "python")
+  print(f"# transformers' Flax ALBERT is not usable here ({problem}); running in {venv_dir} "
+        f"with {TRANSFORMERS_WITH_FLAX}", flush=True)
+  for command in venv_commands(venv_dir, sys.executable):
+    if command[0] == sys.executable and os.path.exists(venv_python):
+      continue  # the venv exists; pip below brings transformers up to the pin if needed
+    if subprocess.run(command).returncode:
+      raise SystemExit(f"could not prepare the transformers 4.x venv: {' '.join(command)} failed")
+  env = dict(os.environ, **{VENV_MARKER: venv_dir})
+  os.execve(venv_python, [venv_python, script, *argv], env)
+
+
 def _jax_batch(batch: Mapping[str, np.ndarray], mesh) -> dict[str, Any]:
   from albert_flax import sharding
 

@@ -113,3 +113,35 @@ def test_profile_step_attributes_kernels_to_parts_of_the_step():
                     "bitcast_dynamic-update-slice_fusion.7": "copy fwd",
                     "multiply_add_fusion.1": "elementwise bwd",
                     "wrapped_broadcast.12": "optimizer/other"}
+
+
+def test_transformers_flax_venv_fallback(tmp_path, monkeypatch):
+  """With transformers' Flax ALBERT usable the scripts run in place; without it they build a venv
+  over this environment (transformers 4.x only) and exec themselves there, once."""
+  import impls
+
+  calls = []
+  monkeypatch.setattr(impls.os, "execve", lambda *a: calls.append(("exec",) + a))
+  monkeypatch.setattr(impls, "hf_flax_problem", lambda: None)
+  impls.run_with_transformers_flax("bench.py", ["--x"], str(tmp_path / "venv"))
+  assert calls == []  # usable here: nothing built, nothing re-run
+
+  import subprocess
+
+  ran = []
+  monkeypatch.setattr(impls, "hf_flax_problem", lambda: "ImportError: no Flax models")
+  monkeypatch.setattr(subprocess, "run",
+                      lambda cmd: ran.append(cmd) or subprocess.CompletedProcess(cmd, 0))
+  monkeypatch.delenv(impls.VENV_MARKER, raising=False)
+  venv = str(tmp_path / "venv")
+  impls.run_with_transformers_flax("bench.py", ["--x"], venv)
+  assert ran == impls.venv_commands(venv, sys.executable)
+  assert "--system-site-packages" in ran[0] and impls.TRANSFORMERS_WITH_FLAX in ran[1]
+  (_, exe, args, env), = calls
+  assert exe == os.path.join(venv, "bin", "python") and args == [exe, "bench.py", "--x"]
+  assert env[impls.VENV_MARKER] == venv
+
+  # Inside the venv and still unusable: a clear error instead of another exec.
+  monkeypatch.setenv(impls.VENV_MARKER, venv)
+  with pytest.raises(SystemExit, match="even in the venv"):
+    impls.run_with_transformers_flax("bench.py", [], venv)

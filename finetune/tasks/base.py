@@ -125,6 +125,8 @@ def load_tfds(name: str, split: str, config: ml_collections.ConfigDict) -> list[
 
 
 def _decode(value: Any) -> Any:
+  if hasattr(value, "to_list"):  # tf.RaggedTensor (RACE's options): tfds.as_numpy leaves it as-is
+    return _decode(value.to_list())
   if isinstance(value, dict):
     return {k: _decode(v) for k, v in value.items()}
   if isinstance(value, bytes):
