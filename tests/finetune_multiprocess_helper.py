@@ -1,0 +1,57 @@
+"""One process of a multi-process CPU fine-tuning run (used by test_finetune_multiprocess.py).
+
+    python tests/finetune_multiprocess_helper.py --num_processes=2 --process_id=0 --port=PORT \
+        --local_devices=1 --checkpoint=DIR --data=DIR --workdir=DIR --out=DIR
+
+Runs `finetune.train.train_and_evaluate` on SST-2-format data in `workdir` (shared by every
+process, as a shared file system would be), then writes what it returned to
+out/result_<process_id>.json (outside the workdir, so the program's own files stay countable).
+"""
+
+import argparse
+import json
+import os
+import sys
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser()
+  parser.add_argument("--num_processes", type=int, default=1)
+  parser.add_argument("--process_id", type=int, default=0)
+  parser.add_argument("--port", type=int, default=0)
+  parser.add_argument("--local_devices", type=int, default=1)
+  parser.add_argument("--checkpoint", required=True)
+  parser.add_argument("--data", required=True)
+  parser.add_argument("--workdir", required=True)
+  parser.add_argument("--out", required=True)
+  args = parser.parse_args()
+  os.environ["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={args.local_devices}"
+  sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+  import jax
+  if args.num_processes > 1:
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(f"127.0.0.1:{args.port}", num_processes=args.num_processes,
+                               process_id=args.process_id)
+
+  from finetune.configs import glue
+  from finetune.train import train_and_evaluate
+
+  config = glue.get_config()
+  config.init_from = args.checkpoint
+  config.data_dir = args.data
+  # Global batches 8 (train) and 4 (eval) over 2 devices; eval every 5 of 10 steps, so the best
+  # checkpoint is chosen between two evaluations. The tests' dev set (11 rows) ends in a batch of
+  # 3 real rows + 1 padding row, split over both processes.
+  config.update(dict(task="sst2", max_seq_length=16, batch_size=8, train_steps=10,
+                     warmup_steps=1, learning_rate=3e-3, eval_batch_size=4, log_every_steps=1,
+                     eval_every_steps=5, progress_bar=False, tensorboard=False))
+  results = train_and_evaluate(config, args.workdir)
+  with open(os.path.join(args.out, f"result_{args.process_id}.json"), "w") as f:
+    json.dump({"results": results, "process_index": jax.process_index(),
+               "process_count": jax.process_count(), "device_count": jax.device_count(),
+               "local_device_count": jax.local_device_count()}, f)
+
+
+if __name__ == "__main__":
+  main()

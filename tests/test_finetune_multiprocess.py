@@ -1,0 +1,163 @@
+"""Fine-tuning over two CPU processes (jax.distributed over gloo) gives the outputs of one process.
+
+The same SST-2-format fine-tune runs once as 1 process x 2 devices and once as 2 processes x 1
+device (the same 2-device mesh): each process of the second run feeds its half of every global
+batch, the dev and test predictions are gathered across processes (the last eval batch is part
+padding, split over both), and only the lead process writes the files.
+tests/finetune_multiprocess_helper.py is one such process.
+"""
+
+import json
+import os
+import random
+import socket
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import albert_flax as af
+import finetune_testdata as td
+from albert_flax import sharding
+
+HELPER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "finetune_multiprocess_helper.py")
+N_DEV, N_TEST = 11, 7  # neither a multiple of the global eval batch (4)
+
+
+def _free_port() -> int:
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    return s.getsockname()[1]
+
+
+def _tiny_checkpoint(root) -> str:
+  spm = td.make_tokenizer(str(root))
+  config = af.AlbertConfig(vocab_size=af.AlbertTokenizer(spm).vocab_size, embedding_size=16,
+                           hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                           intermediate_size=64, max_position_embeddings=64)
+  model = af.AlbertModel(config)
+  params = jax.jit(model.init)(jax.random.key(0), jnp.ones((1, 8), jnp.int32))["params"]
+  path = str(root / "model")
+  af.save_pretrained(path, model, sharding.unbox(params), format="orbax", tokenizer=spm)
+  return path
+
+
+def _start(num_processes, process_id, port, local_devices, checkpoint, data, workdir, out):
+  env = dict(os.environ)
+  env.pop("XLA_FLAGS", None)  # the helper sets its own device count
+  cmd = [sys.executable, HELPER, f"--num_processes={num_processes}",
+         f"--process_id={process_id}", f"--port={port}", f"--local_devices={local_devices}",
+         f"--checkpoint={checkpoint}", f"--data={data}", f"--workdir={workdir}", f"--out={out}"]
+  return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True)
+
+
+def _finish(proc, timeout=600):
+  try:
+    output, _ = proc.communicate(timeout=timeout)
+  except subprocess.TimeoutExpired:
+    proc.kill()
+    output, _ = proc.communicate()
+  return proc.returncode, output
+
+
+def _files(directory, skip=("checkpoints", "model")):
+  """Relative paths of every file under `directory`, outside the orbax directories."""
+  out = []
+  for root, dirs, names in os.walk(directory):
+    rel = os.path.relpath(root, directory)
+    if rel == ".":
+      dirs[:] = [d for d in dirs if d not in skip]
+    out += [os.path.normpath(os.path.join(rel, n)) for n in names]
+  return sorted(out)
+
+
+def _read(path):
+  with open(path, encoding="utf-8") as f:
+    return f.read()
+
+
+def _close(a, b, tol=1e-5):
+  return abs(a - b) <= tol * max(1.0, abs(a))
+
+
+def test_two_processes_equal_one_process(tmp_path):
+  checkpoint = _tiny_checkpoint(tmp_path)
+  data = td.write_sentiment(str(tmp_path / "SST-2"), n_train=24, n_dev=N_DEV)
+  rng = random.Random(3)
+  td.write(os.path.join(data, "test.tsv"),
+           td.tsv(["index", "sentence"], *[[i, td.sentence(rng, 5)] for i in range(N_TEST)]))
+  runs = {}
+  for name in ("single", "multi"):
+    runs[name] = (tmp_path / name / "work", tmp_path / name / "out")
+    runs[name][1].mkdir(parents=True)
+  port = _free_port()
+  procs = [_start(1, 0, 0, 2, checkpoint, data, *runs["single"])]
+  procs += [_start(2, i, port, 1, checkpoint, data, *runs["multi"]) for i in range(2)]
+  results = [_finish(p) for p in procs]
+  for code, output in results:
+    assert code == 0, output[-4000:]
+
+  # what train_and_evaluate returned, on each process
+  (single_work, single_out), (multi_work, multi_out) = runs["single"], runs["multi"]
+  single = json.loads(_read(single_out / "result_0.json"))
+  multi = [json.loads(_read(multi_out / f"result_{i}.json")) for i in range(2)]
+  assert (single["process_count"], single["device_count"],
+          single["local_device_count"]) == (1, 2, 2)
+  for i, m in enumerate(multi):
+    assert (m["process_index"], m["process_count"], m["device_count"],
+            m["local_device_count"]) == (i, 2, 2, 1)
+    assert m["results"] == multi[0]["results"]  # every process returns the same metrics
+  assert set(single["results"]) == set(multi[0]["results"]) == {"dev/accuracy", "best_step"}
+
+  # one copy of each file, by the lead: the same file set, no stray temporaries
+  expected = ["eval_results.json", "metrics.jsonl", os.path.join("predictions", "SST-2.tsv"),
+              os.path.join("predictions", "dev_predictions.tsv")]
+  assert _files(single_work) == _files(multi_work) == expected, (_files(single_work),
+                                                                  _files(multi_work))
+  for work in (single_work, multi_work):
+    assert (work / "model" / "config.json").is_file()
+    assert (work / "model" / "spiece.model").is_file()
+
+  # eval_results.json: the same metrics within 1e-5
+  a = json.loads(_read(single_work / "eval_results.json"))
+  b = json.loads(_read(multi_work / "eval_results.json"))
+  assert a == pytest.approx(single["results"]) and b == pytest.approx(multi[0]["results"])
+  assert set(a) == set(b) and all(_close(a[k], b[k]) for k in a), (a, b)
+
+  # metrics.jsonl: one row per log / evaluation (the lead only), the same numbers
+  rows_a = [json.loads(line) for line in _read(single_work / "metrics.jsonl").splitlines()]
+  rows_b = [json.loads(line) for line in _read(multi_work / "metrics.jsonl").splitlines()]
+  keys = [(r["step"], r.get("split")) for r in rows_a]
+  assert keys == [(r["step"], r.get("split")) for r in rows_b]
+  assert len(set(keys)) == len(keys) == 10 + 2 + 1  # 10 train logs, 2 evaluations, 1 final
+  for ra, rb in zip(rows_a, rows_b):
+    assert set(ra) == set(rb)
+    for k, v in ra.items():
+      if isinstance(v, float):
+        assert _close(v, rb[k]), (k, ra, rb)
+
+  # predictions: identical files, every example exactly once, consistent with the accuracy
+  for name, n in (("dev_predictions.tsv", N_DEV), ("SST-2.tsv", N_TEST)):
+    text = _read(single_work / "predictions" / name)
+    assert text == _read(multi_work / "predictions" / name), name
+    rows = [line.split("\t") for line in text.splitlines()[1:]]
+    assert sorted(int(r[0]) for r in rows) == list(range(n)), (name, rows)
+  dev = [line.split("\t") for line in _read(single_work / "predictions" /
+                                            "dev_predictions.tsv").splitlines()[1:]]
+  labels = [line.split("\t")[1] for line in _read(os.path.join(data, "dev.tsv")).splitlines()[1:]]
+  assert [g for _, _, g in dev] == labels  # in the dev file's order
+  assert sum(p == g for _, p, g in dev) / N_DEV == pytest.approx(a["dev/accuracy"])
+
+  # the fine-tuned models (model/, written by every process of the 2-process run) agree
+  _, params_a = af.from_pretrained(str(single_work / "model"), af.AlbertForSequenceClassification)
+  _, params_b = af.from_pretrained(str(multi_work / "model"), af.AlbertForSequenceClassification)
+  leaves_a = jax.tree_util.tree_leaves_with_path(sharding.unbox(params_a))
+  leaves_b = jax.tree.leaves(sharding.unbox(params_b))
+  assert len(leaves_a) == len(leaves_b) > 0
+  for (path, x), y in zip(leaves_a, leaves_b):
+    np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-5, atol=1e-6,
+                               err_msg=jax.tree_util.keystr(path))
