@@ -8,6 +8,8 @@
 See README.md and DESIGN.md for the rest of the public API.
 """
 
+import importlib
+
 from albert_flax.config import AlbertConfig
 from albert_flax.modeling import AlbertModelOutput, AlbertModule, validate_inputs
 from albert_flax.heads import (
@@ -17,18 +19,29 @@ from albert_flax.heads import (
     SequenceClassifierOutput, TokenClassifierOutput, MODEL_CLASSES)
 
 
+# Parts that pull in heavier dependencies (sentencepiece, orbax, safetensors) load on first use:
+# name -> the albert_flax submodule that defines it.
+_LAZY = {
+    "AlbertTokenizer": "tokenization",
+    "train_tokenizer": "tokenizer_training",
+    "from_pretrained": "checkpoints",
+    "save_pretrained": "checkpoints",
+}
+
+__all__ = [
+    "AlbertConfig", "AlbertModelOutput", "AlbertModule", "validate_inputs", "AlbertForMaskedLM",
+    "AlbertForMultipleChoice", "AlbertForPreTraining", "AlbertForPreTrainingOutput",
+    "AlbertForQuestionAnswering", "AlbertForSequenceClassification",
+    "AlbertForTokenClassification", "AlbertModel", "MaskedLMOutput", "MultipleChoiceModelOutput",
+    "QuestionAnsweringModelOutput", "SequenceClassifierOutput", "TokenClassifierOutput",
+    "MODEL_CLASSES", *_LAZY,
+]
+
+
 def __getattr__(name):
-  # Parts that pull in heavier dependencies load on first use.
-  if name == "AlbertTokenizer":
-    from albert_flax import tokenization
-    return tokenization.AlbertTokenizer
-  if name == "train_tokenizer":
-    from albert_flax import tokenizer_training
-    return tokenizer_training.train_tokenizer
-  if name in ("from_pretrained", "save_pretrained"):
-    from albert_flax import checkpoints
-    return getattr(checkpoints, name)
-  raise AttributeError(f"module 'albert_flax' has no attribute {name!r}")
+  if name not in _LAZY:
+    raise AttributeError(f"module 'albert_flax' has no attribute {name!r}")
+  return getattr(importlib.import_module(f"albert_flax.{_LAZY[name]}"), name)
 
 
 __version__ = "0.1.0"

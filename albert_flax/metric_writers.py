@@ -39,15 +39,14 @@ def _summary_writer_class() -> type:
   which tensorboardX catches; the entry is removed straight after, so later imports of torch work.
   The writer is created once at start-up, before threads that might import torch are running.
   """
-  if "tensorboardX.writer" not in sys.modules and "torch" not in sys.modules:
+  block_torch = "tensorboardX.writer" not in sys.modules and "torch" not in sys.modules
+  if block_torch:
     sys.modules["torch"] = None  # type: ignore[assignment]
-    try:
-      from tensorboardX import SummaryWriter
-    finally:
-      if "torch" in sys.modules and sys.modules["torch"] is None:
-        del sys.modules["torch"]
-    return SummaryWriter
-  from tensorboardX import SummaryWriter
+  try:
+    from tensorboardX import SummaryWriter
+  finally:
+    if block_torch and sys.modules.get("torch", 0) is None:
+      del sys.modules["torch"]
   return SummaryWriter
 
 

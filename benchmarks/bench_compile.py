@@ -31,7 +31,6 @@ import common  # noqa: E402
 def build_step(config):
   """(jitted step, abstract params, abstract batch) for one AlbertConfig."""
   import jax
-  import jax.numpy as jnp
   import flax.linen as nn
 
   import albert_flax as af

@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -49,33 +48,6 @@ def parse_args(argv=None) -> argparse.Namespace:
   return p.parse_args(argv)
 
 
-def measure_peak(dtype: str, n: int, calls: int = 5) -> tuple[float, float]:
-  """Best (FLOP per wall second, FLOP per CPU second) of an n x n x n jnp.dot in `dtype`.
-
-  For a low-precision dtype both forms a model uses are timed, the product in that dtype and
-  with float32 accumulation (`preferred_element_type`), and the faster counts: a backend may
-  run one of them on a slower path (XLA's CPU backend does, for bf16 with f32 output).
-  CPU seconds sum this process's threads: on a loaded machine the per-CPU-second rate still says
-  how fast the cores that ran it worked.
-  """
-  import jax
-  import jax.numpy as jnp
-
-  key_a, key_b = jax.random.split(jax.random.key(0))
-  a = jax.random.normal(key_a, (n, n), jnp.float32).astype(dtype)
-  b = jax.random.normal(key_b, (n, n), jnp.float32).astype(dtype)
-  dots = [jax.jit(jnp.dot)]
-  if jnp.dtype(dtype) != jnp.float32:
-    dots.append(jax.jit(lambda x, y: jnp.dot(x, y, preferred_element_type=jnp.float32)))
-  best_wall = best_cpu = float("inf")
-  for dot in dots:
-    jax.block_until_ready(dot(a, b))
-    for _ in range(calls):
-      wall, cpu = common.time_call(lambda: jax.block_until_ready(dot(a, b)))
-      best_wall, best_cpu = min(best_wall, wall), min(best_cpu, cpu)
-  return 2 * n**3 / best_wall, 2 * n**3 / best_cpu
-
-
 def main(argv=None) -> dict:
   args = parse_args(argv)
   import jax
@@ -96,7 +68,7 @@ def main(argv=None) -> dict:
   common.print_machine(info)
   peaks, cpu_peaks = {}, {}
   for d in dtypes:
-    peaks[d], cpu_peaks[d] = measure_peak(d, peak_n)
+    peaks[d], cpu_peaks[d] = common.matmul_peak(d, peak_n)
     print(f"# matmul peak {d} ({peak_n}^3 jnp.dot): {peaks[d] / 1e9:.1f} GFLOP/s"
           f" ({cpu_peaks[d] / 1e9:.1f} GFLOP per CPU-second)")
   rows = []
@@ -145,7 +117,7 @@ def main(argv=None) -> dict:
           del side
   # The peak again: a machine that got quieter since the start must not inflate the MFU.
   for d in dtypes:
-    again, again_cpu = measure_peak(d, peak_n)
+    again, again_cpu = common.matmul_peak(d, peak_n)
     for name, table, value, key in (("wall", peaks, again, "mfu"),
                                     ("CPU-time", cpu_peaks, again_cpu, "mfu_by_cpu_time")):
       if value > table[d]:

@@ -18,49 +18,12 @@ import time
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 import albert_flax as af
 from albert_flax import losses, optim, sharding, training
 from pretrain.train import pretraining_stats_fn
 
-
-def matmul_peak(dtype: str, n: int = 2048, repeats: int = 5) -> float:
-  """FLOP/s of an n x n x n matmul in `dtype` (best of `repeats`)."""
-  # Random operands, the same peak as bench_mfu.py measures (a model's matmuls never see
-  # constant data).
-  key_a, key_b = jax.random.split(jax.random.key(0))
-  a = jax.random.normal(key_a, (n, n), jnp.float32).astype(dtype)
-  b = jax.random.normal(key_b, (n, n), jnp.float32).astype(dtype)
-  f = jax.jit(lambda x, y: jnp.dot(x, y, preferred_element_type=dtype))
-  f(a, b).block_until_ready()
-  best = float("inf")
-  for _ in range(repeats):
-    start = time.perf_counter()
-    f(a, b).block_until_ready()
-    best = min(best, time.perf_counter() - start)
-  return 2 * n ** 3 / best
-
-
-def model_flops_per_example(cfg: af.AlbertConfig, seq: int, predictions: int) -> float:
-  """Matmul FLOPs of forward + backward (3 x forward) for one example of `seq` tokens."""
-  e, h, i, v, layers = (cfg.embedding_size, cfg.hidden_size, cfg.intermediate_size,
-                        cfg.vocab_size, cfg.num_hidden_layers)
-  per_token = e * h + layers * (4 * h * h + 2 * h * i + 2 * seq * h)  # projections + QK^T, PV
-  forward = 2 * (seq * per_token + predictions * (h * e + e * v) + h * h + 2 * h)
-  return 3.0 * forward
-
-
-def synthetic_batch(cfg, batch, seq, predictions, rs):
-  return dict(
-      input_ids=rs.randint(5, cfg.vocab_size, size=(batch, seq)).astype(np.int32),
-      attention_mask=np.ones((batch, seq), np.int32),
-      token_type_ids=(np.arange(seq)[None] >= seq // 2).repeat(batch, 0).astype(np.int32),
-      masked_lm_positions=np.sort(rs.choice(seq, size=(batch, predictions)), axis=1).astype(
-          np.int32),
-      masked_lm_ids=rs.randint(5, cfg.vocab_size, size=(batch, predictions)).astype(np.int32),
-      masked_lm_weights=np.ones((batch, predictions), np.float32),
-      sentence_order_label=rs.randint(0, 2, size=(batch,)).astype(np.int32))
+import common  # benchmarks/common.py (this script's directory is on sys.path)
 
 
 def bench(preset: str, dtype: str, remat: str, batch: int, seq: int, predictions: int,
@@ -78,9 +41,8 @@ def bench(preset: str, dtype: str, remat: str, batch: int, seq: int, predictions
   state, shardings = training.init_train_state(init_params, tx, mesh, jax.random.key(0))
   step = training.make_train_step(pretraining_stats_fn(model), losses.pretraining_loss_weights,
                                   tx, shardings, mesh, learning_rate_fn=schedule)
-  rs = np.random.RandomState(0)
-  batches = [sharding.global_batch(synthetic_batch(cfg, batch, seq, predictions, rs), mesh, batch)
-             for _ in range(2)]
+  batches = [sharding.global_batch(common.pretraining_batch(batch, seq, vocab, predictions, seed=k),
+                                   mesh, batch) for k in range(2)]
   start = time.perf_counter()
   compiled = step.lower(state, batches[0]).compile()
   compile_s = time.perf_counter() - start
@@ -94,7 +56,9 @@ def bench(preset: str, dtype: str, remat: str, batch: int, seq: int, predictions
   seconds = (time.perf_counter() - start) / steps
   return dict(model=preset, dtype=dtype, remat=remat, batch=batch, step_s=seconds,
               examples_per_s=batch / seconds, compile_s=compile_s,
-              model_flops=model_flops_per_example(cfg, seq, predictions) * batch,
+              model_flops=common.model_flops_per_token(
+                  cfg.num_hidden_layers, cfg.hidden_size, cfg.intermediate_size, seq,
+                  cfg.embedding_size, vocab, predictions) * seq * batch,
               temp_mib=memory.temp_size_in_bytes / 2 ** 20 if memory else float("nan"),
               loss=float(metrics["loss"]))
 
@@ -114,7 +78,7 @@ def main() -> None:
   dtypes = args.dtypes.split(",")
 
   print(f"devices: {jax.devices()}")
-  peaks = {d: matmul_peak(d) for d in dtypes}
+  peaks = {d: common.matmul_peak(d, 2048)[0] for d in dtypes}
   for d, p in peaks.items():
     print(f"matmul peak {d}: {p / 1e9:.1f} GFLOP/s (2048^3 jnp.dot)")
   header = (f"{'model':8} {'dtype':9} {'remat':5} {'batch':>5} {'step s':>8} {'ex/s':>8} "

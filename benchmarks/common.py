@@ -219,6 +219,33 @@ def model_flops_per_token(num_layers: int, hidden: int, intermediate: int, seq: 
   return per_token if training else per_token / 3
 
 
+def matmul_peak(dtype: str, n: int, calls: int = 5) -> tuple[float, float]:
+  """Best (FLOP per wall second, FLOP per CPU second) of an n x n x n jnp.dot in `dtype`.
+
+  For a low-precision dtype both forms a model uses are timed, the product in that dtype and
+  with float32 accumulation (`preferred_element_type`), and the faster counts: a backend may
+  run one of them on a slower path (XLA's CPU backend does, for bf16 with f32 output).
+  CPU seconds sum this process's threads: on a loaded machine the per-CPU-second rate still says
+  how fast the cores that ran it worked.
+  """
+  import jax
+  import jax.numpy as jnp
+
+  key_a, key_b = jax.random.split(jax.random.key(0))
+  a = jax.random.normal(key_a, (n, n), jnp.float32).astype(dtype)
+  b = jax.random.normal(key_b, (n, n), jnp.float32).astype(dtype)
+  dots = [jax.jit(jnp.dot)]
+  if jnp.dtype(dtype) != jnp.float32:
+    dots.append(jax.jit(lambda x, y: jnp.dot(x, y, preferred_element_type=jnp.float32)))
+  best_wall = best_cpu = float("inf")
+  for dot in dots:
+    jax.block_until_ready(dot(a, b))
+    for _ in range(calls):
+      wall, cpu = time_call(lambda: jax.block_until_ready(dot(a, b)))
+      best_wall, best_cpu = min(best_wall, wall), min(best_cpu, cpu)
+  return 2 * n**3 / best_wall, 2 * n**3 / best_cpu
+
+
 # --------------------------------------------------------------------------- output
 
 

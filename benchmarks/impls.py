@@ -77,15 +77,18 @@ def default_venv_dir() -> str:
 
 
 def venv_commands(venv_dir: str, python: str) -> list[list[str]]:
-  """The commands that make `venv_dir` a venv with transformers 4.x over this environment.
+  """The commands that make `venv_dir` a venv with transformers 4.x over this environment
+  (without the `venv` step when it exists already).
 
   --system-site-packages: jax, flax, torch and albert_flax come from the running environment
   (the same versions as the other sides), and only transformers is replaced; a venv's own
   site-packages precede the system's on sys.path, so its transformers is the one imported.
   """
   venv_python = os.path.join(venv_dir, "bin", "python")
-  return [[python, "-m", "venv", "--system-site-packages", venv_dir],
-          [venv_python, "-m", "pip", "install", "--quiet", TRANSFORMERS_WITH_FLAX]]
+  create = [] if os.path.exists(venv_python) else [
+      [python, "-m", "venv", "--system-site-packages", venv_dir]]
+  # pip runs every time: a no-op when the pin is met, an upgrade of an old cached venv if not.
+  return create + [[venv_python, "-m", "pip", "install", "--quiet", TRANSFORMERS_WITH_FLAX]]
 
 
 def run_with_transformers_flax(script: str, argv: list[str], venv_dir: str | None = None) -> None:
@@ -109,8 +112,6 @@ def run_with_transformers_flax(script: str, argv: list[str], venv_dir: str | Non
   print(f"# transformers' Flax ALBERT is not usable here ({problem}); running in {venv_dir} "
         f"with {TRANSFORMERS_WITH_FLAX}", flush=True)
   for command in venv_commands(venv_dir, sys.executable):
-    if command[0] == sys.executable and os.path.exists(venv_python):
-      continue  # the venv exists; pip below brings transformers up to the pin if needed
     if subprocess.run(command).returncode:
       raise SystemExit(f"could not prepare the transformers 4.x venv: {' '.join(command)} failed")
   env = dict(os.environ, **{VENV_MARKER: venv_dir})

@@ -11,28 +11,21 @@ out/result_<process_id>.json (outside the workdir, so the program's own files st
 import argparse
 import json
 import os
-import sys
+
+import multiprocess_launch  # tests/ is this script's directory, so on sys.path
 
 
 def main() -> None:
   parser = argparse.ArgumentParser()
-  parser.add_argument("--num_processes", type=int, default=1)
-  parser.add_argument("--process_id", type=int, default=0)
-  parser.add_argument("--port", type=int, default=0)
-  parser.add_argument("--local_devices", type=int, default=1)
+  multiprocess_launch.add_process_flags(parser)
   parser.add_argument("--checkpoint", required=True)
   parser.add_argument("--data", required=True)
   parser.add_argument("--workdir", required=True)
   parser.add_argument("--out", required=True)
   args = parser.parse_args()
-  os.environ["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={args.local_devices}"
-  sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  multiprocess_launch.init_process(args)
 
   import jax
-  if args.num_processes > 1:
-    jax.config.update("jax_cpu_collectives_implementation", "gloo")
-    jax.distributed.initialize(f"127.0.0.1:{args.port}", num_processes=args.num_processes,
-                               process_id=args.process_id)
 
   from finetune.configs import glue
   from finetune.train import train_and_evaluate

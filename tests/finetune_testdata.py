@@ -212,3 +212,23 @@ def write_conll(directory: str, n_train: int = 16, n_dev: int = 6, seed: int = 0
   write(os.path.join(directory, "valid.txt"), conll_text(conll_sentences(rng, n_dev), iob1))
   write(os.path.join(directory, "test.txt"), conll_text(conll_sentences(rng, 4), iob1))
   return directory
+
+
+def tiny_checkpoint(root) -> str:
+  """A tiny pretrained-model directory under `root` (a pathlib.Path): config.json, params/
+  (orbax) and spiece.model, with a 1-layer, 32-wide backbone. Returns its path."""
+  import jax
+  import jax.numpy as jnp
+
+  import albert_flax as af
+  from albert_flax import sharding
+
+  spm = make_tokenizer(str(root))
+  config = af.AlbertConfig(vocab_size=af.AlbertTokenizer(spm).vocab_size, embedding_size=16,
+                           hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                           intermediate_size=64, max_position_embeddings=64)
+  model = af.AlbertModel(config)
+  params = jax.jit(model.init)(jax.random.key(0), jnp.ones((1, 8), jnp.int32))["params"]
+  path = str(root / "model")
+  af.save_pretrained(path, model, sharding.unbox(params), format="orbax", tokenizer=spm)
+  return path

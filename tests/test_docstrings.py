@@ -1,8 +1,7 @@
 """Every public name of `albert_flax` is documented; models and outputs document their shapes.
 
-Public names are the package's module attributes that do not start with "_" and are classes or
-functions (submodules and plain values such as MODEL_CLASSES are skipped), plus the names
-`albert_flax.__getattr__` loads lazily (read from its source, so a new lazy name is covered too).
+Public names are `albert_flax.__all__` (the eagerly imported names and those its `__getattr__`
+loads lazily) that are classes or functions; plain values such as MODEL_CLASSES are skipped.
 """
 
 from __future__ import annotations
@@ -22,20 +21,8 @@ import albert_flax
 SHAPE = re.compile(r"\[batch\b")
 
 
-def _lazy_names() -> list[str]:
-  # `if name == "A":` and `if name in ("A", "b"):` lines of the lazy loader.
-  source = inspect.getsource(albert_flax.__getattr__)
-  names = re.findall(r"name\s*==\s*[\"'](\w+)[\"']", source)
-  for group in re.findall(r"name\s+in\s+[(\[{]([^)\]}]*)[)\]}]", source):
-    names.extend(re.findall(r"[\"'](\w+)[\"']", group))
-  return names
-
-
 def _public() -> dict[str, object]:
-  names = getattr(albert_flax, "__all__", None)
-  if names is None:
-    names = [n for n in vars(albert_flax) if not n.startswith("_")] + _lazy_names()
-  objects = {n: getattr(albert_flax, n) for n in names}
+  objects = {n: getattr(albert_flax, n) for n in albert_flax.__all__}
   return {n: o for n, o in objects.items()
           if not isinstance(o, types.ModuleType) and (inspect.isclass(o) or callable(o))}
 
@@ -88,6 +75,11 @@ def test_public_names_are_found():
                "AlbertTokenizer", "from_pretrained", "save_pretrained", "train_tokenizer"):
     assert name in public, name
   assert "MODEL_CLASSES" not in public
+  # __all__ is complete: no public attribute of the package escapes the checks below.
+  attributes = {n for n, o in vars(albert_flax).items()
+                if not n.startswith("_") and not isinstance(o, types.ModuleType)}
+  assert attributes <= set(albert_flax.__all__), attributes - set(albert_flax.__all__)
+  assert all(hasattr(albert_flax, n) for n in albert_flax.__all__)
 
 
 def test_every_public_name_has_a_docstring_and_models_and_outputs_have_shapes():

@@ -10,58 +10,17 @@ tests/finetune_multiprocess_helper.py is one such process.
 import json
 import os
 import random
-import socket
-import subprocess
-import sys
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
 import albert_flax as af
 import finetune_testdata as td
 from albert_flax import sharding
+from multiprocess_launch import finish, free_port, start
 
-HELPER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "finetune_multiprocess_helper.py")
 N_DEV, N_TEST = 11, 7  # neither a multiple of the global eval batch (4)
-
-
-def _free_port() -> int:
-  with socket.socket() as s:
-    s.bind(("127.0.0.1", 0))
-    return s.getsockname()[1]
-
-
-def _tiny_checkpoint(root) -> str:
-  spm = td.make_tokenizer(str(root))
-  config = af.AlbertConfig(vocab_size=af.AlbertTokenizer(spm).vocab_size, embedding_size=16,
-                           hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                           intermediate_size=64, max_position_embeddings=64)
-  model = af.AlbertModel(config)
-  params = jax.jit(model.init)(jax.random.key(0), jnp.ones((1, 8), jnp.int32))["params"]
-  path = str(root / "model")
-  af.save_pretrained(path, model, sharding.unbox(params), format="orbax", tokenizer=spm)
-  return path
-
-
-def _start(num_processes, process_id, port, local_devices, checkpoint, data, workdir, out):
-  env = dict(os.environ)
-  env.pop("XLA_FLAGS", None)  # the helper sets its own device count
-  cmd = [sys.executable, HELPER, f"--num_processes={num_processes}",
-         f"--process_id={process_id}", f"--port={port}", f"--local_devices={local_devices}",
-         f"--checkpoint={checkpoint}", f"--data={data}", f"--workdir={workdir}", f"--out={out}"]
-  return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          text=True)
-
-
-def _finish(proc, timeout=600):
-  try:
-    output, _ = proc.communicate(timeout=timeout)
-  except subprocess.TimeoutExpired:
-    proc.kill()
-    output, _ = proc.communicate()
-  return proc.returncode, output
 
 
 def _files(directory, skip=("checkpoints", "model")):
@@ -85,7 +44,7 @@ def _close(a, b, tol=1e-5):
 
 
 def test_two_processes_equal_one_process(tmp_path):
-  checkpoint = _tiny_checkpoint(tmp_path)
+  checkpoint = td.tiny_checkpoint(tmp_path)
   data = td.write_sentiment(str(tmp_path / "SST-2"), n_train=24, n_dev=N_DEV)
   rng = random.Random(3)
   td.write(os.path.join(data, "test.tsv"),
@@ -94,10 +53,15 @@ def test_two_processes_equal_one_process(tmp_path):
   for name in ("single", "multi"):
     runs[name] = (tmp_path / name / "work", tmp_path / name / "out")
     runs[name][1].mkdir(parents=True)
-  port = _free_port()
-  procs = [_start(1, 0, 0, 2, checkpoint, data, *runs["single"])]
-  procs += [_start(2, i, port, 1, checkpoint, data, *runs["multi"]) for i in range(2)]
-  results = [_finish(p) for p in procs]
+  port = free_port()
+
+  def launch(num_processes, process_id, local_devices, run):
+    workdir, out = runs[run]
+    return start("finetune_multiprocess_helper.py", num_processes, process_id, port,
+                 local_devices, checkpoint=checkpoint, data=data, workdir=workdir, out=out)
+
+  procs = [launch(1, 0, 2, "single")] + [launch(2, i, 1, "multi") for i in range(2)]
+  results = [finish(p, timeout=600) for p in procs]
   for code, output in results:
     assert code == 0, output[-4000:]
 

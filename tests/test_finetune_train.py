@@ -6,14 +6,11 @@ import os
 import subprocess
 import sys
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
 import albert_flax as af
 import finetune_testdata as td
-from albert_flax import sharding
 from finetune import squad_metrics
 from finetune.configs import glue, ner, race, squad
 from finetune.data import DataError
@@ -25,17 +22,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
   """A tiny pretrained-model directory: config.json, params/ (orbax), spiece.model."""
-  root = tmp_path_factory.mktemp("tiny_albert")
-  spm = td.make_tokenizer(str(root))
-  vocab = af.AlbertTokenizer(spm).vocab_size
-  config = af.AlbertConfig(vocab_size=vocab, embedding_size=16, hidden_size=32,
-                           num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
-                           max_position_embeddings=64)
-  model = af.AlbertModel(config)
-  params = jax.jit(model.init)(jax.random.key(0), jnp.ones((1, 8), jnp.int32))["params"]
-  path = str(root / "model")
-  af.save_pretrained(path, model, sharding.unbox(params), format="orbax", tokenizer=spm)
-  return path
+  return td.tiny_checkpoint(tmp_path_factory.mktemp("tiny_albert"))
 
 
 def _config(module, checkpoint, data_dir, **fields):

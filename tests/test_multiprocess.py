@@ -5,47 +5,18 @@ and checkpoints are sharded across both; tests/multiprocess_helper.py is one suc
 """
 
 import json
-import os
-import socket
-import subprocess
-import sys
 
-HELPER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "multiprocess_helper.py")
-
-
-def _free_port() -> int:
-  with socket.socket() as s:
-    s.bind(("127.0.0.1", 0))
-    return s.getsockname()[1]
-
-
-def _start(out, num_processes, process_id, port, local_devices):
-  env = dict(os.environ)
-  env.pop("XLA_FLAGS", None)  # the helper sets its own device count
-  cmd = [sys.executable, HELPER, f"--num_processes={num_processes}",
-         f"--process_id={process_id}", f"--port={port}", f"--local_devices={local_devices}",
-         f"--out={out}"]
-  return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          text=True)
-
-
-def _finish(proc, timeout=900):
-  try:
-    output, _ = proc.communicate(timeout=timeout)
-  except subprocess.TimeoutExpired:
-    proc.kill()
-    output, _ = proc.communicate()
-  return proc.returncode, output
-
+from multiprocess_launch import finish, free_port, start
 
 def test_two_processes_equal_one_process(tmp_path):
   single_dir, multi_dir = tmp_path / "single", tmp_path / "multi"
   single_dir.mkdir()
   multi_dir.mkdir()
-  port = _free_port()
-  procs = [_start(single_dir, 1, 0, 0, 1)]
-  procs += [_start(multi_dir, 2, i, port, 4) for i in range(2)]
-  results = [_finish(p) for p in procs]
+  port = free_port()
+  helper = "multiprocess_helper.py"
+  procs = [start(helper, 1, 0, 0, 1, out=single_dir)]
+  procs += [start(helper, 2, i, port, 4, out=multi_dir) for i in range(2)]
+  results = [finish(p, timeout=900) for p in procs]
   for code, output in results:
     assert code == 0, output[-4000:]
 
