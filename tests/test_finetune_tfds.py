@@ -120,6 +120,21 @@ def _check_squad_train_positions(tok, examples, task):
     assert spans[t][0] < start + len(text) <= spans[t][1]
 
 
+def _read_squad(tok, version, train, dev, final):
+  """SquadTask over tfds `squad/<version>` serving `train` and `dev` (as validation): the
+  (split requests, train examples, train features, the one eval set)."""
+  name = f"squad/v{version}"
+  as_dataset, requested = _served({(name, "train"): train, (name, "validation"): dev})
+  task = squad.SquadTask(_config(squad_config, version=version, max_seq_length=128,
+                                 max_query_length=16), tok)
+  with tfds.testing.mock_data(as_dataset_fn=as_dataset):
+    train_examples = task._examples("train")
+    train_features = task.train_features()
+    (dev_set,) = task.eval_sets(final=final)
+  assert sorted(set(requested)) == [(name, "train"), (name, "validation")]
+  return task, train_examples, train_features, dev_set
+
+
 def test_squad_v11_from_tfds(tok):
   answer = _CTX_A.index("1,000 BC")
   second_river = _CTX_A.rindex("the river")
@@ -131,15 +146,7 @@ def test_squad_v11_from_tfds(tok):
   ]
   dev = [_squad_v1("d1", "Where did the river go first?", _CTX_B, ("north", 19),
                    ("north to Paris", 19), ("north", 19))]
-  as_dataset, requested = _served({("squad/v1.1", "train"): train,
-                                   ("squad/v1.1", "validation"): dev})
-  task = squad.SquadTask(_config(squad_config, version="1.1", max_seq_length=128,
-                                 max_query_length=16), tok)
-  with tfds.testing.mock_data(as_dataset_fn=as_dataset):
-    train_examples = task._examples("train")
-    train_features = task.train_features()
-    (dev_set,) = task.eval_sets(final=True)
-  assert sorted(set(requested)) == [("squad/v1.1", "train"), ("squad/v1.1", "validation")]
+  task, train_examples, train_features, dev_set = _read_squad(tok, "1.1", train, dev, final=True)
   _check_squad_examples(train_examples, train)
   assert train_examples[0].answers == [("1,000 BC", answer)]
   assert train_examples[1].answers == [("the river", second_river)]
@@ -163,15 +170,7 @@ def test_squad_v20_from_tfds_impossible(tok):
   dev = [_squad_v2("n2", "Who went east?", _CTX_A, [], True),
          _squad_v2("a2", "When did the café open?", _CTX_A,
                    [("1,000 BC", _CTX_A.index("1,000 BC"))] * 2, False)]
-  as_dataset, requested = _served({("squad/v2.0", "train"): train,
-                                   ("squad/v2.0", "validation"): dev})
-  task = squad.SquadTask(_config(squad_config, version="2.0", max_seq_length=128,
-                                 max_query_length=16), tok)
-  with tfds.testing.mock_data(as_dataset_fn=as_dataset):
-    train_examples = task._examples("train")
-    train_features = task.train_features()
-    (dev_set,) = task.eval_sets(final=False)
-  assert sorted(set(requested)) == [("squad/v2.0", "train"), ("squad/v2.0", "validation")]
+  task, train_examples, train_features, dev_set = _read_squad(tok, "2.0", train, dev, final=False)
   _check_squad_examples(train_examples, train)
   _check_squad_examples(dev_set.meta, dev)
   assert [e.is_impossible for e in train_examples] == [False, True]
