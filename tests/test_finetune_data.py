@@ -360,6 +360,17 @@ def test_glue_scores_and_submission_files(tmp_path):
   logits = np.array([[0, 1], [0, 1], [1, 0], [0, 1], [1, 0]], np.float32)  # tp 2 tn 1 fp 1 fn 1
   scores, _ = cola.score(dev, {"logits": logits})
   assert scores == {"mcc": pytest.approx((2 * 1 - 1 * 1) / np.sqrt(3 * 3 * 2 * 2))}
+  # a labeled set's file: prediction, gold label, then each label's probability
+  dev = EvalSet("dev", {"labels": gold[:3]}, True,
+                (glue.TASKS["cola"].dev[0], glue.GlueExamples((), gold[:3], ["4", "5", "6"], "x")))
+  _, predictions = cola.score(dev, {"logits": np.array([[0.0, 2.0], [1.0, 1.0], [3.0, -1.0]])})
+  (path,) = cola.write_predictions(dev, predictions, str(tmp_path))
+  p = 1 / (1 + np.exp(-2.0))  # softmax of (0, 2) at label 1
+  q = 1 / (1 + np.exp(-4.0))
+  assert open(path).read() == ("index\tprediction\tlabel\tp(0)\tp(1)\n"
+                               f"4\t1\t1\t{1 - p:.6f}\t{p:.6f}\n"
+                               "5\t0\t1\t0.500000\t0.500000\n"
+                               f"6\t0\t0\t{q:.6f}\t{1 - q:.6f}\n")
 
 
 def test_race_scores_per_level():

@@ -84,9 +84,14 @@ def test_glue_mnli_writes_submissions_and_ax(checkpoint, tmp_path):
   assert all(line.split("\t")[1] in ("entailment", "neutral", "contradiction")
              for line in lines[1:])
   with open(os.path.join(predictions, "dev_matched_predictions.tsv")) as f:
-    rows = [line.split("\t") for line in f.read().splitlines()[1:]]
-  accuracy = np.mean([p == g for _, p, g in rows])
+    header, *rows = [line.split("\t") for line in f.read().splitlines()]
+  assert header == ["index", "prediction", "label",
+                    "p(contradiction)", "p(entailment)", "p(neutral)"]
+  accuracy = np.mean([row[1] == row[2] for row in rows])
   assert accuracy == pytest.approx(results["dev_matched/accuracy"])
+  probabilities = np.array([row[3:] for row in rows], float)
+  np.testing.assert_allclose(probabilities.sum(-1), 1.0, atol=1e-5)
+  assert [header[3 + i][2:-1] for i in probabilities.argmax(-1)] == [row[1] for row in rows]
 
 
 def test_squad_v2_end_to_end(checkpoint, tmp_path):

@@ -4,7 +4,10 @@ Data: the task's folder of TSV files as distributed by GLUE (`--config.data_dir=
 read by header name except CoLA's train/dev files, which have no header (source, label, original
 judgement, sentence); or tensorflow-datasets `glue/<task>` when no data_dir is given. Test files
 have no labels: their predictions are written in the GLUE submission format (CoLA.tsv,
-MNLI-m.tsv, ..., AX.tsv with the MNLI model).
+MNLI-m.tsv, ..., AX.tsv with the MNLI model). Labeled sets are written as
+`<set>_predictions.tsv`: index, prediction, gold label and, for the classification tasks, the
+model's probability of each label (`p(<label>)` columns, in the task's label order), for
+ensembling or threshold tuning.
 
 Inputs are `[CLS] a [SEP] b [SEP]`, truncated longest-first as the original run_classifier does.
 """
@@ -14,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-from typing import Any, Mapping
+from typing import Any, Mapping, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -39,6 +42,13 @@ class Split:
   file: str  # TSV file in data_dir
   tfds_split: str
   submission: str | None = None  # GLUE submission file stem for unlabeled test sets
+
+
+class GluePredictions(NamedTuple):
+  """What `GlueTask.score` predicts for a set of n examples."""
+
+  values: np.ndarray  # [n] label ids, or scores for STS-B
+  probabilities: np.ndarray | None  # [n, labels] softmax of the logits; None for STS-B
 
 
 @dataclasses.dataclass(frozen=True)
@@ -323,9 +333,14 @@ class GlueTask(Task):
   # ------------------------------------------------------------------ scoring
   def score(self, eval_set, outputs: Mapping[str, np.ndarray]):
     logits = np.asarray(outputs["logits"], np.float64)
-    predictions = logits[:, 0] if self.is_regression else logits.argmax(-1)
+    if self.is_regression:
+      predicted = GluePredictions(logits[:, 0], None)
+    else:
+      shifted = np.exp(logits - logits.max(-1, keepdims=True))
+      predicted = GluePredictions(logits.argmax(-1), shifted / shifted.sum(-1, keepdims=True))
     if not eval_set.labeled:
-      return {}, predictions
+      return {}, predicted
+    predictions = predicted.values
     labels = eval_set.features["labels"]
     out: dict[str, float] = {}
     for name in self.spec.metrics:
@@ -337,23 +352,29 @@ class GlueTask(Task):
         out["mcc"] = metrics_lib.matthews_corrcoef(predictions, labels)
       elif name in ("pearson", "spearman"):
         out.update(metrics_lib.pearson_spearman(predictions, labels))
-    return out, predictions
+    return out, predicted
 
   def _label_text(self, value) -> str:
     if self.is_regression:
       return f"{float(value):.3f}"
     return self.spec.labels[int(value)]
 
-  def write_predictions(self, eval_set, predictions, directory: str) -> list[str]:
+  def write_predictions(self, eval_set, predictions: GluePredictions, directory: str
+                        ) -> list[str]:
     split, examples = eval_set.meta
+    values = [self._label_text(v) for v in predictions.values]
     if eval_set.labeled:
       path = os.path.join(directory, f"{split.name}_predictions.tsv")
-      rows = [[i, self._label_text(p), self._label_text(g)]
-              for i, p, g in zip(examples.ids, predictions, eval_set.features["labels"])]
-      write_tsv(path, ["index", "prediction", "label"], rows)
+      header = ["index", "prediction", "label"]
+      rows = [[i, v, self._label_text(g)]
+              for i, v, g in zip(examples.ids, values, eval_set.features["labels"])]
+      if predictions.probabilities is not None:
+        header += [f"p({label})" for label in self.spec.labels]
+        rows = [row + [f"{p:.6f}" for p in probs]
+                for row, probs in zip(rows, predictions.probabilities)]
+      write_tsv(path, header, rows)
     else:
       # The GLUE server's format: index, then the label name (a score for STS-B).
       path = os.path.join(directory, f"{split.submission}.tsv")
-      write_tsv(path, ["index", "prediction"],
-                [[i, self._label_text(p)] for i, p in zip(examples.ids, predictions)])
+      write_tsv(path, ["index", "prediction"], [[i, v] for i, v in zip(examples.ids, values)])
     return [path]
