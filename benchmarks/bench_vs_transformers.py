@@ -13,7 +13,8 @@ time and, as a check that is robust to other processes' load, by this process's 
 
 Ours runs with remat="dots" by default (--ours-remat): on this CPU it runs within the machine's
 drift of remat "none" (RESULTS.md: 5.99 vs 5.67 s in f32, 6.29 vs 6.76 s in bf16) with 0.4x its
-temp memory.
+temp memory. `--ours-remat dots,none,full` times the three policies against each other and
+the other sides in the same loop.
 
     python benchmarks/bench_vs_transformers.py                       # base, 8 x 128, f32 + bf16
                                       # (~20 min on 2 cores, most of it PyTorch's bf16)
@@ -63,7 +64,9 @@ def parse_args(argv=None) -> argparse.Namespace:
   p.add_argument("--slow-repeats", type=int, default=1)
   p.add_argument("--ours-remat", default="dots",
                  help="our remat policy (config field remat); 'dots' keeps only matmul outputs "
-                      "for the backward pass (see RESULTS.md)")
+                      "for the backward pass (see RESULTS.md). A comma list times one side per "
+                      "policy in the same interleaved loop: 'ours' is the first, 'ours:<policy>' "
+                      "the others")
   p.add_argument("--ours-unrolled", action="store_true",
                  help="our layer unrolled in Python (scan_layers=False) instead of nn.scan: "
                       "what the loop costs at run time")
@@ -73,6 +76,7 @@ def parse_args(argv=None) -> argparse.Namespace:
   args.dtypes = args.dtypes.split(",")
   args.modes = args.modes.split(",")
   args.sides = args.sides.split(",")
+  args.ours_remat = args.ours_remat.split(",")
   for mode in args.modes:
     if mode not in ("forward", "train"):
       raise SystemExit(f"unknown mode {mode!r}: use forward and/or train")
@@ -95,18 +99,22 @@ def main(argv=None) -> dict:
   tokens = args.batch * args.seq
   results = {"machine": info, "args": vars(args), "rows": []}
   for dtype in args.dtypes:
-    overrides = {"dtype": dtype, "remat": args.ours_remat,
-                 "attention_implementation": args.ours_attention,
+    overrides = {"dtype": dtype, "attention_implementation": args.ours_attention,
                  "scan_layers": not args.ours_unrolled}
     if args.layers:
       overrides["num_hidden_layers"] = args.layers
-    cfg = af.AlbertConfig.preset(args.size, **overrides)
+    # remat and attention_implementation are JAX-only fields: the other sides ignore them.
+    configs = {name: af.AlbertConfig.preset(args.size, remat=args.ours_remat[0], **overrides)
+               for name in args.sides}
+    if "ours" in args.sides:
+      for remat in args.ours_remat[1:]:
+        configs[f"ours:{remat}"] = af.AlbertConfig.preset(args.size, remat=remat, **overrides)
+    cfg = configs[args.sides[0]]
     batch = common.pretraining_batch(args.batch, args.seq, cfg.vocab_size, args.predictions)
     sides = {}
-    for name in args.sides:
+    for name, side_cfg in configs.items():
       start = time.perf_counter()
-      # remat and attention_implementation are JAX-only fields: the other sides ignore them.
-      sides[name] = impls.SIDES[name](cfg, batch)
+      sides[name] = impls.SIDES[name.split(":")[0]](side_cfg, batch)
       print(f"# {dtype} {name}: built in {time.perf_counter() - start:.1f}s", flush=True)
     if "hf_torch" in sides:
       print(f"# hf_torch attention: {sides['hf_torch'].attn_implementation}, "
@@ -132,7 +140,7 @@ def main(argv=None) -> dict:
         rate = common.Spread.of([tokens / t for t in timings.wall[name]])
         row = {"size": args.size, "layers": cfg.num_hidden_layers, "dtype": dtype, "mode": mode,
                "side": name, "batch": args.batch, "seq": args.seq,
-               "ours_config": {"remat": args.ours_remat, "attention": args.ours_attention,
+               "ours_config": {"remat": configs[name].remat, "attention": args.ours_attention,
                                "scan_layers": not args.ours_unrolled},
                "ms": common.Spread.of([t * 1e3 for t in timings.wall[name]]).__dict__,
                "cpu_ms": common.Spread.of([t * 1e3 for t in timings.cpu[name]]).__dict__,

@@ -145,3 +145,19 @@ def test_transformers_flax_venv_fallback(tmp_path, monkeypatch):
   monkeypatch.setenv(impls.VENV_MARKER, venv)
   with pytest.raises(SystemExit, match="even in the venv"):
     impls.run_with_transformers_flax("bench.py", [], venv)
+
+
+def test_bench_vs_transformers_times_several_remat_policies_in_one_loop():
+  import bench_vs_transformers
+
+  results = bench_vs_transformers.main([
+      "--size", "tiny", "--layers", "1", "--batch", "2", "--seq", "16", "--predictions", "2",
+      "--sides", "ours", "--dtypes", "float32", "--modes", "train", "--repeats", "2",
+      "--ours-remat", "dots,none"])
+  rows = {row["side"]: row for row in results["rows"]}
+  assert set(rows) == {"ours", "ours:none"}
+  assert rows["ours"]["ours_config"]["remat"] == "dots"
+  assert rows["ours:none"]["ours_config"]["remat"] == "none"
+  assert rows["ours:none"]["ratio_ours_over"]["median"] > 0  # ours against the variant
+  assert all(0 < row["ms"]["low"] <= row["ms"]["median"] <= row["ms"]["high"]
+             for row in rows.values())
