@@ -27,6 +27,29 @@ from albert_flax.modeling import (AlbertModelOutput, AlbertModule, activation_fn
 Array = jax.Array
 
 
+# The arguments every single-sequence model's __call__ takes, documented once: `_documented`
+# puts them in place of "{inputs}", "{masked_positions}" and "{deterministic}" in a docstring's
+# Args section (indented for it).
+_ARG_DOCS = {
+    "{inputs}": """input_ids: [batch, seq] integer token ids in [0, vocab_size).
+      attention_mask: [batch, seq], 1 (or any value > 0) = token, 0 = padding; None = all ones.
+      token_type_ids: [batch, seq] integer segment ids in [0, type_vocab_size); None = zeros.
+      position_ids: [batch, seq] integer positions; None = 0 .. seq-1.""",
+    "{masked_positions}": """masked_positions: [batch, P] integer positions in [0, seq) to run the
+        MLM head on (unused slots of the pretraining data hold position 0 with weight 0); None =
+        every position.""",
+    "{deterministic}": """deterministic: True (default) disables dropout; False applies it and needs
+        `rngs={"dropout": key}` in `apply`.""",
+}
+
+
+def _documented(call):
+  """Fill the shared argument docs (`_ARG_DOCS`) into `call`'s docstring."""
+  for placeholder, text in _ARG_DOCS.items():
+    call.__doc__ = call.__doc__.replace(placeholder, text)
+  return call
+
+
 @flax.struct.dataclass
 class AlbertForPreTrainingOutput:
   """What `AlbertForPreTraining` returns (V = config.vocab_size, P = masked positions per row).
@@ -167,18 +190,15 @@ class AlbertModel(nn.Module):
   def setup(self):
     self.albert = AlbertModule(self.config, self.add_pooling_layer)
 
+  @_documented
   def __call__(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None,
                deterministic: bool = True, output_hidden_states: bool = False
                ) -> AlbertModelOutput:
     """Run the backbone.
 
     Args:
-      input_ids: [batch, seq] integer token ids in [0, vocab_size).
-      attention_mask: [batch, seq], 1 = token, 0 = padding; None = all ones.
-      token_type_ids: [batch, seq] integer segment ids; None = zeros.
-      position_ids: [batch, seq] integer positions; None = 0 .. seq-1.
-      deterministic: True (default) disables dropout; False applies it and needs
-        `rngs={"dropout": key}` in `apply`.
+      {inputs}
+      {deterministic}
       output_hidden_states: also return the backbone's per-step hidden states.
 
     Returns:
@@ -201,21 +221,16 @@ class AlbertForPreTraining(nn.Module):
     self.sop_dropout = nn.Dropout(_classifier_dropout(self.config))
     self.sop_classifier = _SOPHead(self.config)
 
+  @_documented
   def __call__(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None,
                masked_positions=None, deterministic: bool = True,
                output_hidden_states: bool = False) -> AlbertForPreTrainingOutput:
     """MLM and SOP logits.
 
     Args:
-      input_ids: [batch, seq] integer token ids in [0, vocab_size).
-      attention_mask: [batch, seq], 1 = token, 0 = padding; None = all ones.
-      token_type_ids: [batch, seq] integer segment ids; None = zeros.
-      position_ids: [batch, seq] integer positions; None = 0 .. seq-1.
-      masked_positions: [batch, P] integer positions in [0, seq) to run the MLM head on
-        (unused slots of the pretraining data hold position 0 with weight 0); None = every
-        position.
-      deterministic: True (default) disables dropout; False applies it and needs
-        `rngs={"dropout": key}` in `apply`.
+      {inputs}
+      {masked_positions}
+      {deterministic}
         Dropout covers the backbone and the SOP head's classifier dropout.
       output_hidden_states: also return the backbone's per-step hidden states.
 
@@ -257,21 +272,16 @@ class AlbertForMaskedLM(nn.Module):
     self.albert = AlbertModule(self.config, add_pooling_layer=False)
     self.predictions = AlbertMLMHead(self.config)
 
+  @_documented
   def __call__(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None,
                masked_positions=None, deterministic: bool = True,
                output_hidden_states: bool = False) -> MaskedLMOutput:
     """MLM logits.
 
     Args:
-      input_ids: [batch, seq] integer token ids in [0, vocab_size).
-      attention_mask: [batch, seq], 1 = token, 0 = padding; None = all ones.
-      token_type_ids: [batch, seq] integer segment ids; None = zeros.
-      position_ids: [batch, seq] integer positions; None = 0 .. seq-1.
-      masked_positions: [batch, P] integer positions in [0, seq) to run the MLM head on
-        (unused slots of the pretraining data hold position 0 with weight 0); None = every
-        position.
-      deterministic: True (default) disables dropout; False applies it and needs
-        `rngs={"dropout": key}` in `apply`.
+      {inputs}
+      {masked_positions}
+      {deterministic}
       output_hidden_states: also return the backbone's per-step hidden states.
 
     Returns:
@@ -293,18 +303,15 @@ class AlbertForSequenceClassification(nn.Module):
   config: AlbertConfig
 
   @nn.compact
+  @_documented
   def __call__(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None,
                deterministic: bool = True, output_hidden_states: bool = False
                ) -> SequenceClassifierOutput:
     """Classify each sequence from the pooled first token.
 
     Args:
-      input_ids: [batch, seq] integer token ids in [0, vocab_size).
-      attention_mask: [batch, seq], 1 = token, 0 = padding; None = all ones.
-      token_type_ids: [batch, seq] integer segment ids; None = zeros.
-      position_ids: [batch, seq] integer positions; None = 0 .. seq-1.
-      deterministic: True (default) disables dropout; False applies it and needs
-        `rngs={"dropout": key}` in `apply`.
+      {inputs}
+      {deterministic}
         Dropout covers the backbone and the classifier dropout on the pooled output.
       output_hidden_states: also return the backbone's per-step hidden states.
 
@@ -372,18 +379,15 @@ class AlbertForTokenClassification(nn.Module):
   config: AlbertConfig
 
   @nn.compact
+  @_documented
   def __call__(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None,
                deterministic: bool = True, output_hidden_states: bool = False
                ) -> TokenClassifierOutput:
     """Classify each token.
 
     Args:
-      input_ids: [batch, seq] integer token ids in [0, vocab_size).
-      attention_mask: [batch, seq], 1 = token, 0 = padding; None = all ones.
-      token_type_ids: [batch, seq] integer segment ids; None = zeros.
-      position_ids: [batch, seq] integer positions; None = 0 .. seq-1.
-      deterministic: True (default) disables dropout; False applies it and needs
-        `rngs={"dropout": key}` in `apply`.
+      {inputs}
+      {deterministic}
         Dropout covers the backbone and the classifier dropout on every hidden state.
       output_hidden_states: also return the backbone's per-step hidden states.
 
@@ -406,18 +410,15 @@ class AlbertForQuestionAnswering(nn.Module):
   config: AlbertConfig
 
   @nn.compact
+  @_documented
   def __call__(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None,
                deterministic: bool = True, output_hidden_states: bool = False
                ) -> QuestionAnsweringModelOutput:
     """Span start and end scores for every token.
 
     Args:
-      input_ids: [batch, seq] integer token ids in [0, vocab_size).
-      attention_mask: [batch, seq], 1 = token, 0 = padding; None = all ones.
-      token_type_ids: [batch, seq] integer segment ids; None = zeros.
-      position_ids: [batch, seq] integer positions; None = 0 .. seq-1.
-      deterministic: True (default) disables dropout; False applies it and needs
-        `rngs={"dropout": key}` in `apply`.
+      {inputs}
+      {deterministic}
         The head itself has no dropout (as in transformers); only the backbone's applies.
       output_hidden_states: also return the backbone's per-step hidden states.
 

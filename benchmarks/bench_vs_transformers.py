@@ -104,12 +104,11 @@ def main(argv=None) -> dict:
     if args.layers:
       overrides["num_hidden_layers"] = args.layers
     # remat and attention_implementation are JAX-only fields: the other sides ignore them.
-    configs = {name: af.AlbertConfig.preset(args.size, remat=args.ours_remat[0], **overrides)
-               for name in args.sides}
+    cfg = af.AlbertConfig.preset(args.size, remat=args.ours_remat[0], **overrides)
+    configs = dict.fromkeys(args.sides, cfg)
     if "ours" in args.sides:
       for remat in args.ours_remat[1:]:
         configs[f"ours:{remat}"] = af.AlbertConfig.preset(args.size, remat=remat, **overrides)
-    cfg = configs[args.sides[0]]
     batch = common.pretraining_batch(args.batch, args.seq, cfg.vocab_size, args.predictions)
     sides = {}
     for name, side_cfg in configs.items():

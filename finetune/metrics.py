@@ -14,6 +14,14 @@ from collections.abc import Sequence
 import numpy as np
 
 
+def softmax(scores, axis: int = -1) -> np.ndarray:
+  """Probabilities from scores along `axis` (e.g. logits [examples, classes]), in float64,
+  shifted by the maximum so large scores do not overflow."""
+  scores = np.asarray(scores, np.float64)
+  exp = np.exp(scores - scores.max(axis=axis, keepdims=True))
+  return exp / exp.sum(axis=axis, keepdims=True)
+
+
 def _as_1d(name: str, values) -> np.ndarray:
   arr = np.asarray(values)
   if arr.ndim != 1:

@@ -147,3 +147,9 @@ def test_squad_v2_f1_empty_rules():
   assert squad_metrics.f1_v2("the", "") == 1.0  # both normalize to no token
   assert squad_metrics.f1_v2("a cat", "") == 0.0
   assert squad_metrics.f1_v1("the", "a") == 0.0
+
+
+def test_softmax_rows_and_large_scores():
+  probs = metrics.softmax([[0.0, np.log(3.0)], [1000.0, 1000.0]])
+  np.testing.assert_allclose(probs, [[0.25, 0.75], [0.5, 0.5]])  # no overflow at 1000
+  np.testing.assert_allclose(metrics.softmax([2.0, 2.0, 2.0, 2.0]), [0.25] * 4)

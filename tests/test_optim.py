@@ -42,19 +42,20 @@ def test_decay_mask_follows_the_original_exclude_list():
   assert not flat["encoder/full_layer_layer_norm/scale"] and not flat["predictions/bias"]
 
 
-def test_lamb_matches_the_papers_formula_by_hand():
-  """Two steps of the original ALBERT LAMB: no bias correction, decay and trust ratio masked."""
-  rs = np.random.RandomState(0)
-  params = _tree(rs)
-  grads = [_tree(rs) for _ in range(2)]
-  lr, b1, b2, eps, wd = 0.01, 0.9, 0.999, 1e-6, 0.01
-  tx = optim.lamb(lr, b1=b1, b2=b2, eps=eps, weight_decay=wd)
+def _apply(tx: optax.GradientTransformation, params, grads) -> dict:
+  """{path: parameter} after `tx` has applied each gradient tree of `grads` in turn."""
   p = jax.tree.map(jnp.asarray, params)
   state = tx.init(p)
   for g in grads:
     updates, state = tx.update(jax.tree.map(jnp.asarray, g), state, p)
     p = optax.apply_updates(p, updates)
+  return dict(_paths(jax.device_get(p)))
 
+
+def _original_adam_by_hand(params, grads, lr, b1, b2, eps, wd, trust_ratio: bool) -> dict:
+  """{path: parameter} after the original's steps, in float64: m, v without bias correction,
+  u = m / (sqrt(v) + eps) + wd * w where decayed; with `trust_ratio` (LAMB) u is scaled there by
+  ||w|| / ||u|| (1 when either is 0); w -= lr * u."""
   expected = {}
   for path, w in _paths(params):
     w = w.astype(np.float64)
@@ -68,12 +69,25 @@ def test_lamb_matches_the_papers_formula_by_hand():
       ratio = 1.0
       if _decayed(path):
         u = u + wd * w
-        w_norm, u_norm = np.linalg.norm(w), np.linalg.norm(u)
-        ratio = w_norm / u_norm if w_norm > 0 and u_norm > 0 else 1.0
+        if trust_ratio:
+          w_norm, u_norm = np.linalg.norm(w), np.linalg.norm(u)
+          ratio = w_norm / u_norm if w_norm > 0 and u_norm > 0 else 1.0
       w = w - lr * ratio * u
     expected[path] = w
-  for path, got in _paths(jax.device_get(p)):
-    np.testing.assert_allclose(got, expected[path], rtol=2e-5, atol=1e-6, err_msg=path)
+  return expected
+
+
+def test_lamb_matches_the_papers_formula_by_hand():
+  """Two steps of the original ALBERT LAMB: no bias correction, decay and trust ratio masked."""
+  rs = np.random.RandomState(0)
+  params = _tree(rs)
+  grads = [_tree(rs) for _ in range(2)]
+  lr, b1, b2, eps, wd = 0.01, 0.9, 0.999, 1e-6, 0.01
+  got = _apply(optim.lamb(lr, b1=b1, b2=b2, eps=eps, weight_decay=wd), params, grads)
+  expected = _original_adam_by_hand(params, grads, lr, b1, b2, eps, wd, trust_ratio=True)
+  assert set(got) == set(expected)
+  for path in expected:
+    np.testing.assert_allclose(got[path], expected[path], rtol=2e-5, atol=1e-6, err_msg=path)
 
 
 def test_lamb_moments_have_no_bias_correction_unlike_optax():
@@ -119,44 +133,24 @@ def test_adamw_without_bias_correction_is_the_original_adam_weight_decay_optimiz
   grads = [_tree(rs) for _ in range(2)]
   lr, b1, b2, eps, wd = 0.01, 0.9, 0.999, 1e-6, 0.01
   tx = optim.adamw(lr, b1=b1, b2=b2, eps=eps, weight_decay=wd, bias_correction=False)
-  p = jax.tree.map(jnp.asarray, params)
-  state = tx.init(p)
-  for g in grads:
-    updates, state = tx.update(jax.tree.map(jnp.asarray, g), state, p)
-    p = optax.apply_updates(p, updates)
-
-  got = dict(_paths(jax.device_get(p)))
-  for path, w in _paths(params):
-    w = w.astype(np.float64)
-    m = np.zeros_like(w)
-    v = np.zeros_like(w)
-    for g_tree in grads:
-      g = dict(_paths(g_tree))[path]
-      m = b1 * m + (1 - b1) * g
-      v = b2 * v + (1 - b2) * g * g
-      u = m / (np.sqrt(v) + eps)
-      if _decayed(path):
-        u = u + wd * w
-      w = w - lr * u
-    np.testing.assert_allclose(got[path], w, rtol=2e-5, atol=1e-6, err_msg=path)
+  got = _apply(tx, params, grads)
+  expected = _original_adam_by_hand(params, grads, lr, b1, b2, eps, wd, trust_ratio=False)
+  assert set(got) == set(expected)
+  for path in expected:
+    np.testing.assert_allclose(got[path], expected[path], rtol=2e-5, atol=1e-6, err_msg=path)
 
 
 def test_adamw_with_bias_correction_is_optax_adamw():
   """bias_correction=True (the default) is optax.adamw with the decay mask, over two steps."""
   rs = np.random.RandomState(4)
   params = jax.tree.map(jnp.asarray, _tree(rs))
-  grads = [jax.tree.map(jnp.asarray, _tree(rs)) for _ in range(2)]
+  grads = [_tree(rs) for _ in range(2)]
   ours = optim.adamw(0.01, eps=1e-6, weight_decay=0.01, bias_correction=True)
   theirs = optax.adamw(0.01, eps=1e-6, weight_decay=0.01, mask=optim.decay_mask)
-  p_ours, s_ours = params, ours.init(params)
-  p_theirs, s_theirs = params, theirs.init(params)
-  for g in grads:
-    u, s_ours = ours.update(g, s_ours, p_ours)
-    p_ours = optax.apply_updates(p_ours, u)
-    u, s_theirs = theirs.update(g, s_theirs, p_theirs)
-    p_theirs = optax.apply_updates(p_theirs, u)
-  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7),
-               p_ours, p_theirs)
+  p_ours, p_theirs = _apply(ours, params, grads), _apply(theirs, params, grads)
+  assert set(p_ours) == set(p_theirs)
+  for path in p_ours:
+    np.testing.assert_allclose(p_ours[path], p_theirs[path], rtol=1e-6, atol=1e-7, err_msg=path)
   # And the default is the bias-corrected form, so existing callers keep their optimizer.
   default = optim.adamw(0.01, eps=1e-6, weight_decay=0.01)
   assert jax.tree.structure(default.init(params)) == jax.tree.structure(ours.init(params))

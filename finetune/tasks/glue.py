@@ -336,8 +336,7 @@ class GlueTask(Task):
     if self.is_regression:
       predicted = GluePredictions(logits[:, 0], None)
     else:
-      shifted = np.exp(logits - logits.max(-1, keepdims=True))
-      predicted = GluePredictions(logits.argmax(-1), shifted / shifted.sum(-1, keepdims=True))
+      predicted = GluePredictions(logits.argmax(-1), metrics_lib.softmax(logits))
     if not eval_set.labeled:
       return {}, predicted
     predictions = predicted.values

@@ -23,6 +23,7 @@ import numpy as np
 
 import albert_flax as af
 from albert_flax import task_losses
+from finetune import metrics as metrics_lib
 from finetune import squad_metrics
 from finetune.data import MODEL_INPUTS, write_json
 from finetune.tasks.base import EvalSet, Task, load_tfds, use_tfds
@@ -83,9 +84,8 @@ def nbest_answers(examples: list[SquadExample], features: Mapping[str, np.ndarra
       if len(top) == n_best_size:
         break
     if top:
-      scores = np.array([c["score"] for c in top])
-      probs = np.exp(scores - scores.max())
-      for c, p in zip(top, probs / probs.sum()):
+      probs = metrics_lib.softmax([c["score"] for c in top])
+      for c, p in zip(top, probs):
         c["probability"] = float(p)
     answers[example.qid] = top[0]["text"] if top else ""
     diffs[example.qid] = (null_score - top[0]["score"]) if top else NO_CANDIDATE_DIFF
