@@ -5,7 +5,8 @@
     model = af.AlbertForPreTraining(cfg)
     variables = model.init(jax.random.key(0), input_ids)
 
-See README.md and DESIGN.md for the rest of the public API.
+See README.md for the rest of the public API; the training machinery both programs share is
+`albert_flax.train`.
 """
 
 import importlib
@@ -38,7 +39,21 @@ __all__ = [
 ]
 
 
+# Modules that moved to `albert_flax.train` (the training machinery): old name -> new module, so
+# `from albert_flax import optim` and `af.task_losses.span_loss` keep working.
+_MOVED = {
+    "training": "train.training",
+    "optim": "train.optim",
+    "losses": "train.losses",
+    "task_losses": "train.losses",
+    "train_checkpoints": "train.checkpoints",
+    "metric_writers": "train.metric_writers",
+}
+
+
 def __getattr__(name):
+  if name in _MOVED:
+    return importlib.import_module(f"albert_flax.{_MOVED[name]}")
   if name not in _LAZY:
     raise AttributeError(f"module 'albert_flax' has no attribute {name!r}")
   return getattr(importlib.import_module(f"albert_flax.{_LAZY[name]}"), name)

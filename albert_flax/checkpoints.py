@@ -45,17 +45,17 @@ import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
-from albert_flax import convert_hf, convert_tf
+from albert_flax import convert_hf, convert_tf, workdir
 from albert_flax.config import AlbertConfig
 from albert_flax.heads import MODEL_CLASSES, AlbertForPreTraining
 
 logger = logging.getLogger(__name__)
 
-CONFIG_NAME = "config.json"
-ORBAX_PARAMS_DIR = "params"  # save_pretrained(format="orbax"): path/params/
-WORKDIR_CHECKPOINTS = "checkpoints"  # pretraining workdir: path/checkpoints/<step>/state/
-STATE_ITEM = "state"
-TOKENIZER_FILE = "spiece.model"
+CONFIG_NAME = workdir.CONFIG_FILE
+ORBAX_PARAMS_DIR = workdir.ORBAX_PARAMS_DIR  # save_pretrained(format="orbax"): path/params/
+WORKDIR_CHECKPOINTS = workdir.CHECKPOINTS_DIR  # pretraining workdir: path/checkpoints/<step>/state/
+STATE_ITEM = workdir.STATE_ITEM
+TOKENIZER_FILE = workdir.TOKENIZER_FILE
 # Heads whose meaning depends on the task (architecture), not just on their name.
 _TASK_HEADS = ("classifier/",)
 # Models whose head size transformers takes from num_labels but ours fixes at 2.

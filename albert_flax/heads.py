@@ -3,7 +3,7 @@ token classification and question answering.
 
 Each model holds the backbone as `albert` and its head under transformers' names, so a checkpoint
 converts by renaming. Outputs are dataclasses with transformers' field names; models return
-logits (the losses live in `albert_flax.losses`).
+logits (the losses live in `albert_flax.train.losses`).
 
 Head parameters:
     predictions/{dense [H, E], LayerNorm [E], bias [V]}   MLM head; its decoder is the word table

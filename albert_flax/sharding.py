@@ -157,21 +157,6 @@ def tree_shardings(abstract_boxed: Any, mesh: Mesh,
                       logical, shapes, is_leaf=lambda x: isinstance(x, PartitionSpec))
 
 
-def sharded_init(init_fn: Callable[..., Any], mesh: Mesh, *args: Any,
-                 rules: Sequence[tuple[str, Any]] = LOGICAL_RULES) -> tuple[Any, Any]:
-  """Run `init_fn(*args)` (returning a boxed tree) directly into its shardings.
-
-  Nothing is ever materialized whole on one device: the shapes and logical axes come from
-  `jax.eval_shape`, and the jitted init writes each shard where it belongs.
-  Returns (unboxed tree of global arrays, tree of NamedShardings).
-  """
-  abstract = jax.eval_shape(init_fn, *args)
-  shardings = tree_shardings(abstract, mesh, rules)
-  with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
-    tree = jax.jit(lambda *a: unbox(init_fn(*a)), out_shardings=shardings)(*args)
-  return tree, shardings
-
-
 # ---------------------------------------------------------------------------------- batches
 
 

@@ -6,7 +6,7 @@ XLA temporary memory of the step with and without remat.
     python benchmarks/bench_compile.py --json compile.json
 
 The step is `jax.value_and_grad` of the pretraining loss (MLM cross-entropy at P masked positions
-+ SOP cross-entropy, albert_flax.losses) w.r.t. the parameters, jitted. For each configuration a
++ SOP cross-entropy, albert_flax.train.losses) w.r.t. the parameters, jitted. For each configuration a
 fresh `jax.jit` is lowered and compiled against abstract arguments (nothing is allocated or run):
 "lower", "compile" and "wall" (their sum) are wall seconds, "cpu" the process CPU seconds of
 lower + compile (all threads), each the minimum over --repeats; "temp" is
@@ -34,7 +34,7 @@ def build_step(config):
   import flax.linen as nn
 
   import albert_flax as af
-  from albert_flax import losses
+  from albert_flax.train import losses
 
   model = af.AlbertForPreTraining(config)
 

@@ -8,7 +8,7 @@ same dtype (for bf16, the faster of a bf16 product and one with float32 accumula
 before and after the model runs (the higher of the two). On a shared machine the same ratio is also given
 with CPU seconds on both sides (FLOP per CPU-second of the step / of the dot), which other
 processes' load does not skew. The step is ours (benchmarks/impls.py OursJax:
-albert_flax.training.make_train_step, LAMB, MLM on P gathered positions + SOP).
+albert_flax.train.training.make_train_step, LAMB, MLM on P gathered positions + SOP).
 
     python benchmarks/bench_mfu.py                       # CPU: base 8 x 128, float32 and bfloat16
     python benchmarks/bench_mfu.py --runs base-v2:8:128 --dtypes float32 --remat none,dots,full

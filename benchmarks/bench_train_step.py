@@ -20,8 +20,8 @@ import jax
 import jax.numpy as jnp
 
 import albert_flax as af
-from albert_flax import losses, optim, sharding, training
-from pretrain.train import pretraining_stats_fn
+from albert_flax import sharding
+from albert_flax.train import losses, optim, training
 
 import common  # benchmarks/common.py (this script's directory is on sys.path)
 
@@ -39,7 +39,7 @@ def bench(preset: str, dtype: str, remat: str, batch: int, seq: int, predictions
                       masked_positions=jnp.zeros((1, predictions), jnp.int32))["params"]
 
   state, shardings = training.init_train_state(init_params, tx, mesh, jax.random.key(0))
-  step = training.make_train_step(pretraining_stats_fn(model), losses.pretraining_loss_weights,
+  step = training.make_train_step(losses.pretraining_stats_fn(model), losses.pretraining_loss_weights,
                                   tx, shardings, mesh, learning_rate_fn=schedule)
   batches = [sharding.global_batch(common.pretraining_batch(batch, seq, vocab, predictions, seed=k),
                                    mesh, batch) for k in range(2)]

@@ -10,14 +10,14 @@ batch, and exposes
                   `abstract=True` builds a JAX side from shapes only, for this alone.
 
 Sides:
-  OursJax    albert_flax.AlbertForPreTraining and OUR step: `albert_flax.training.make_train_step`
-             with `albert_flax.optim.create_optimizer("lamb", ...)` and
-             `albert_flax.losses.pretraining_stats`; the MLM head runs on the gathered positions.
+  OursJax    albert_flax.AlbertForPreTraining and OUR step: `albert_flax.train.training.make_train_step`
+             with `albert_flax.train.optim.create_optimizer("lamb", ...)` and
+             `albert_flax.train.losses.pretraining_stats`; the MLM head runs on the gathered positions.
   HFFlax     transformers 4.x FlaxAlbertForPreTrainingModule under the SAME step machinery,
              optimizer and loss; as transformers computes it, its MLM head runs over all S
              positions and the loss then picks the P masked ones.
   HFTorch    transformers' PyTorch AlbertForPreTraining, the same loss, clipping and LAMB (a
-             direct PyTorch transcription of albert_flax.optim.lamb, below); bf16 through
+             direct PyTorch transcription of albert_flax.train.optim.lamb, below); bf16 through
              torch.autocast (float32 parameters, bfloat16 matmuls), i.e. the same split as ours.
 """
 
@@ -29,7 +29,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-# ALBERT's pretraining optimizer settings (DESIGN.md item 8); only the cost of the update matters
+# ALBERT's pretraining optimizer settings (the paper's recipe); only the cost of the update matters
 # here, so the schedule's position is irrelevant.
 LEARNING_RATE, TOTAL_STEPS, WARMUP_STEPS, WEIGHT_DECAY = 1.76e-3, 125_000, 3_125, 0.01
 
@@ -134,7 +134,8 @@ class _JaxSide:
              abstract: bool):
     import jax
 
-    from albert_flax import losses, optim, sharding, training
+    from albert_flax import sharding
+    from albert_flax.train import losses, optim, training
 
     self.mesh = sharding.make_mesh(devices=jax.devices()[:1])
     self.optimizer, _ = optim.create_optimizer("lamb", LEARNING_RATE, TOTAL_STEPS, WARMUP_STEPS,
@@ -172,7 +173,7 @@ class _JaxSide:
 
 
 class OursJax(_JaxSide):
-  """albert_flax.AlbertForPreTraining with albert_flax.training.make_train_step."""
+  """albert_flax.AlbertForPreTraining with albert_flax.train.training.make_train_step."""
 
   name = "ours"
 
@@ -180,7 +181,7 @@ class OursJax(_JaxSide):
     import jax.numpy as jnp
 
     import albert_flax as af
-    from albert_flax import losses
+    from albert_flax.train import losses
 
     model = af.AlbertForPreTraining(cfg)
     seq = batch["input_ids"].shape[1]
@@ -189,13 +190,7 @@ class OursJax(_JaxSide):
     def init_params_fn(rng):
       return model.init(rng, jnp.zeros((1, seq), jnp.int32))["params"]
 
-    # The pretraining program's stats_fn (pretrain/train.py: pretraining_stats_fn), restated so
-    # the benchmark does not pull in the data pipeline's imports.
-    def stats_fn(params, b, rng, train):
-      out = model.apply({"params": params}, b["input_ids"], b["attention_mask"],
-                        b["token_type_ids"], masked_positions=b["masked_lm_positions"],
-                        deterministic=not train, rngs={"dropout": rng} if train else None)
-      return losses.pretraining_stats(out.prediction_logits, out.sop_logits, b)
+    stats_fn = losses.pretraining_stats_fn(model)
 
     def forward_fn(params, b):
       out = model.apply({"params": params}, b["input_ids"], b["attention_mask"],
@@ -215,7 +210,7 @@ class HFFlax(_JaxSide):
     import transformers
     from transformers.models.albert.modeling_flax_albert import FlaxAlbertForPreTrainingModule
 
-    from albert_flax import losses
+    from albert_flax.train import losses
 
     hf_cfg = transformers.AlbertConfig(**hf_config_dict(cfg))
     # `dtype` is transformers' computation dtype; its parameters stay float32, as ours.
@@ -251,7 +246,7 @@ class HFFlax(_JaxSide):
 
 
 class TorchLamb:
-  """albert_flax.optim's LAMB (no bias correction, decay and trust ratio masked by name) after
+  """albert_flax.train.optim's LAMB (no bias correction, decay and trust ratio masked by name) after
   global-norm clipping to 1.0, in PyTorch."""
 
   def __init__(self, named_params, lr: float = LEARNING_RATE, b1: float = 0.9, b2: float = 0.999,

@@ -31,9 +31,11 @@ import ml_collections
 import numpy as np
 
 import albert_flax as af
-from albert_flax import optim, sharding, training
-from albert_flax.metric_writers import MetricWriter
-from albert_flax.train_checkpoints import PreemptionGuard, TrainCheckpointManager
+from albert_flax import sharding
+from albert_flax import workdir as layout
+from albert_flax.train import optim, training
+from albert_flax.train.metric_writers import MetricWriter
+from albert_flax.train.checkpoints import PreemptionGuard, TrainCheckpointManager
 from finetune.configs.common import PER_TASK_FIELDS
 from finetune.data import MODEL_INPUTS, Features, eval_batches, num_rows, train_batches, write_json
 from finetune.tasks import EvalSet, Task, get_task
@@ -246,9 +248,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       grad_accum_steps=config.grad_accum_steps, seed=config.seed, learning_rate_fn=schedule)
   predict_fn = make_predict_fn(model, task, state_shardings.params, mesh)
 
-  checkpoints = os.path.join(workdir, "checkpoints")
-  latest = TrainCheckpointManager(os.path.join(checkpoints, "latest"), max_to_keep=1)
-  best = BestParams(os.path.join(checkpoints, "best"), task.best_metric,
+  latest = TrainCheckpointManager(os.path.join(workdir, layout.LATEST_CHECKPOINTS), max_to_keep=1)
+  best = BestParams(os.path.join(workdir, layout.BEST_CHECKPOINTS), task.best_metric,
                     training.abstract_with_shardings(state.params, state_shardings.params))
   restored = latest.restore(training.abstract_with_shardings(state, state_shardings))
   start = 0
@@ -300,21 +301,21 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   writer.write(config.train_steps, results, split="final")
   log.info("final results (best step %d): %s", best_step, results)
   if lead:
-    prediction_dir = os.path.join(workdir, "predictions")
+    prediction_dir = os.path.join(workdir, layout.PREDICTIONS_DIR)
     for s in final_sets:
       task.write_predictions(s, predictions[s.name], prediction_dir)
   if jax.process_count() == 1:
-    _export(model, jax.device_get(best_params), tokenizer, os.path.join(workdir, "model"), "orbax")
+    _export(model, jax.device_get(best_params), tokenizer, os.path.join(workdir, layout.MODEL_DIR), "orbax")
   else:
     # Every process writes its shards; orbax commits the directory only once all are written.
-    af.save_pretrained(os.path.join(workdir, "model"), model, best_params, format="orbax",
+    af.save_pretrained(os.path.join(workdir, layout.MODEL_DIR), model, best_params, format="orbax",
                        tokenizer=tokenizer)
   if config.export_hf:
     host_params = _gather(best_params)  # every process takes part; the lead writes
     if lead:
-      _export(model, host_params, tokenizer, os.path.join(workdir, "hf"), "hf")
+      _export(model, host_params, tokenizer, os.path.join(workdir, layout.HF_EXPORT_DIR), "hf")
   if lead:  # last: its presence says the run completed
-    write_json(os.path.join(workdir, "eval_results.json"), results)
+    write_json(os.path.join(workdir, layout.EVAL_RESULTS_FILE), results)
   best.close()
   writer.close()
   return results

@@ -19,7 +19,7 @@ def quickstart() -> nbformat.NotebookNode:
       2. a model: `albert/albert-base-v2` from the Hugging Face Hub when online, otherwise a tiny
          random model made locally in transformers' format, loaded with `af.from_pretrained`;
       3. every task head on a batch;
-      4. a few fine-tuning steps with optax and `albert_flax.task_losses`;
+      4. a few fine-tuning steps with optax and `albert_flax.train.losses`;
       5. an orbax checkpoint, loaded back from plain JAX code that does not import albert-flax;
       6. export to transformers' format, loaded by `transformers.AlbertForSequenceClassification`.
 
@@ -168,13 +168,13 @@ def quickstart() -> nbformat.NotebookNode:
 
       A toy sentence-classification task: does a sentence of the corpus mention files? The model is
       `AlbertForSequenceClassification` from the same checkpoint, the loss is what transformers'
-      PyTorch model computes (`task_losses.sequence_classification_loss`), the optimizer AdamW.
+      PyTorch model computes (`losses.sequence_classification_loss`), the optimizer AdamW.
       The fine-tuning program (`python -m finetune --config=finetune/configs/glue.py ...`) does the
       same with GLUE, SQuAD, RACE and NER data, schedules, evaluation and checkpoints.
       """),
       code("""
       import optax
-      from albert_flax import task_losses
+      from albert_flax.train import losses
 
       with open(corpus_path, encoding="utf-8") as f:
         sentences = [s.strip() for s in f if 20 < len(s.strip()) < 120]
@@ -202,8 +202,8 @@ def quickstart() -> nbformat.NotebookNode:
                              token_type_ids=batch["token_type_ids"], deterministic=False,
                              rngs={"dropout": rng}).logits  # [batch, num_labels]
           # (sum, weight) pairs, so sums over devices add up; mean_loss divides.
-          return task_losses.mean_loss(
-              task_losses.sequence_classification_loss(logits, batch["labels"]))
+          return losses.mean_loss(
+              losses.sequence_classification_loss(logits, batch["labels"]))
         loss, grads = jax.value_and_grad(loss_fn)(params)
         updates, opt_state = optimizer.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, loss

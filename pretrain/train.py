@@ -29,16 +29,18 @@ import ml_collections
 import numpy as np
 
 import albert_flax as af
-from albert_flax import losses, optim, sharding, training
-from albert_flax.metric_writers import MetricWriter
-from albert_flax.train_checkpoints import PreemptionGuard, TrainCheckpointManager
+from albert_flax import sharding
+from albert_flax import workdir as layout
+from albert_flax.train import losses, optim, training
+from albert_flax.train.metric_writers import MetricWriter
+from albert_flax.train.checkpoints import PreemptionGuard, TrainCheckpointManager
 from pretrain import data as data_lib
 
 log = logging.getLogger(__name__)
 
-TOKENIZER_FILE = "spiece.model"
-TRAIN_CONFIG_FILE = "train_config.json"
-CHECKPOINTS_DIR = "checkpoints"
+TOKENIZER_FILE = layout.TOKENIZER_FILE
+TRAIN_CONFIG_FILE = layout.TRAIN_CONFIG_FILE
+CHECKPOINTS_DIR = layout.CHECKPOINTS_DIR
 
 # ====================================================================================== config
 
@@ -211,18 +213,6 @@ def validate_batch(model_config: af.AlbertConfig, batch: dict[str, np.ndarray], 
       raise ValueError(f"batch field {name!r} holds values outside [0, {upper})")
 
 
-def pretraining_stats_fn(model):
-  """stats_fn(params, batch, rng, train) for `training.make_train_step` / `make_eval_step`."""
-
-  def stats_fn(params, batch, rng, train):
-    out = model.apply({"params": params}, batch["input_ids"], batch["attention_mask"],
-                      batch["token_type_ids"], masked_positions=batch["masked_lm_positions"],
-                      deterministic=not train, rngs={"dropout": rng} if train else None)
-    return losses.pretraining_stats(out.prediction_logits, out.sop_logits, batch)
-
-  return stats_fn
-
-
 # ======================================================================================= loop
 
 
@@ -258,7 +248,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   tokenizer = prepare_tokenizer(config, workdir)
   model, init_params = build_model(config, tokenizer.vocab_size)
   if jax.process_index() == 0:
-    model.config.to_json_file(os.path.join(workdir, "config.json"), "AlbertForPreTraining")
+    model.config.to_json_file(os.path.join(workdir, layout.CONFIG_FILE), "AlbertForPreTraining")
   log.info("mesh %s, %d processes, %d-row local batches; model %s", dict(mesh.shape),
            jax.process_count(), local_batch, model.config)
 
@@ -290,7 +280,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   del init_params
 
   # ----------------------------------------------------------------- steps and data
-  stats_fn = pretraining_stats_fn(model)
+  stats_fn = losses.pretraining_stats_fn(model)
   train_step = training.make_train_step(
       stats_fn, losses.pretraining_loss_weights, optimizer, shardings, mesh,
       grad_accum_steps=config.grad_accum_steps, seed=config.seed, learning_rate_fn=schedule)

@@ -29,8 +29,9 @@ def main() -> None:
   import numpy as np
 
   import albert_flax as af
-  from albert_flax import losses, optim, sharding, training
-  from albert_flax.train_checkpoints import TrainCheckpointManager
+  from albert_flax import sharding
+  from albert_flax.train import losses, optim, training
+  from albert_flax.train.checkpoints import TrainCheckpointManager
 
   config = af.AlbertConfig(vocab_size=99, embedding_size=16, hidden_size=32, num_hidden_layers=2,
                            num_attention_heads=4, intermediate_size=64,

@@ -62,7 +62,7 @@ def test_torch_lamb_matches_albert_flax_lamb():
   import optax
 
   import impls
-  from albert_flax import optim
+  from albert_flax.train import optim
 
   rng = np.random.default_rng(0)
   params = {"dense": {"kernel": rng.normal(size=(3, 4)).astype(np.float32),

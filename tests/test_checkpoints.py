@@ -234,7 +234,7 @@ def test_orbax_round_trip_is_exact_and_checks_shapes(loaded, tmp_path):
 
 
 def test_pretraining_workdir_newest_state(loaded, tmp_path):
-  from albert_flax.train_checkpoints import TrainCheckpointManager
+  from albert_flax.train.checkpoints import TrainCheckpointManager
 
   @flax.struct.dataclass
   class State:

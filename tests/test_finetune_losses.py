@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 import albert_flax as af
-from albert_flax import optim, sharding, task_losses, training
+from albert_flax import sharding
+from albert_flax.train import optim, losses, training
 from conftest import BATCH, SEQ, make_inputs, torch_reference
 from finetune.configs import glue as glue_config
 from finetune.configs import ner as ner_config
@@ -98,8 +99,8 @@ def test_multi_label_loss(tmp_path):
   def loss(params):
     logits = model.apply({"params": params}, ids, attention_mask=mask,
                          token_type_ids=types).logits
-    stat = task_losses.sequence_classification_loss(logits, labels, model.config.problem_type)
-    return task_losses.mean_loss(stat)
+    stat = losses.sequence_classification_loss(logits, labels, model.config.problem_type)
+    return losses.mean_loss(stat)
 
   assert float(loss(params)) == pytest.approx(
       _torch_loss(torch_model, ids, mask, types, labels=labels), abs=1e-5)

@@ -6,7 +6,7 @@ import numpy as np
 import optax
 import pytest
 
-from albert_flax import optim
+from albert_flax.train import optim
 
 
 def _tree(rs):

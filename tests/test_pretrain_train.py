@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 
 import albert_flax as af
-from albert_flax import metric_writers, training
-from albert_flax.train_checkpoints import TrainCheckpointManager
+from albert_flax.train import metric_writers, training
+from albert_flax.train.checkpoints import TrainCheckpointManager
 from pretrain import train as pretrain_train
 from pretrain.configs import tiny
 
@@ -310,7 +310,7 @@ LEARNING_RUN_FLAGS = ["--config.num_train_steps=100", "--config.eval_every_steps
 
 _METRIC_WRITER_CHILD = r"""
 import glob, json, os, struct, sys
-from albert_flax import metric_writers
+from albert_flax.train import metric_writers
 after_import = "torch" in sys.modules
 w = metric_writers.MetricWriter(sys.argv[1], 10, progress=False)
 w.write(1, {"loss": 1.5}); w.write(2, {"loss": 3.0}, split="eval"); w.close()

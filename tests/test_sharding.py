@@ -11,7 +11,8 @@ import pytest
 from jax.sharding import PartitionSpec as P
 
 import albert_flax as af
-from albert_flax import losses, optim, sharding, training
+from albert_flax import sharding
+from albert_flax.train import losses, optim, training
 
 # Small, but every sharded dim is exercised: V=99 and the 2 SOP classes do not divide by the
 # tensor axis (so it is dropped there), H=32, 4 heads and I=64 do.

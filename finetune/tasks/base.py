@@ -17,7 +17,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from albert_flax.losses import Stat
+from albert_flax.train.losses import Stat
 from finetune.data import Features
 
 
@@ -58,7 +58,7 @@ class Task(abc.ABC):
 
   @abc.abstractmethod
   def loss_weights(self, batch: Mapping[str, jax.Array]) -> dict[str, jax.Array]:
-    """Denominator of each loss term over the whole batch (see `albert_flax.training`)."""
+    """Denominator of each loss term over the whole batch (see `albert_flax.train.training`)."""
 
   @abc.abstractmethod
   def head_outputs(self, outputs: Any) -> dict[str, jax.Array]:

@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import albert_flax as af
-from albert_flax import task_losses
+from albert_flax.train import losses
 from finetune import metrics as metrics_lib
 from finetune.data import DataError, encode_pairs, write_tsv
 from finetune.tasks.base import EvalSet, Task, load_tfds, use_tfds
@@ -249,7 +249,7 @@ class GlueTask(Task):
             "label_names": tuple(self.spec.labels)}
 
   def stats(self, outputs, batch):
-    loss = task_losses.sequence_classification_loss(
+    loss = losses.sequence_classification_loss(
         outputs.logits, batch["labels"], self.model_overrides()["problem_type"], batch["weights"])
     return {"loss": loss}
 

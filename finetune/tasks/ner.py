@@ -20,12 +20,12 @@ import jax.numpy as jnp
 import numpy as np
 
 import albert_flax as af
-from albert_flax import task_losses
+from albert_flax.train import losses
 from finetune import metrics as metrics_lib
 from finetune.data import DataError, atomic_open, pad_sequences
 from finetune.tasks.base import EvalSet, Task, load_tfds, tfds_label_names, use_tfds
 
-IGNORE = task_losses.IGNORE_INDEX
+IGNORE = losses.IGNORE_INDEX
 
 
 @dataclasses.dataclass
@@ -139,7 +139,7 @@ class NerTask(Task):
     return {"num_labels": len(self.labels), "label_names": self.labels}
 
   def stats(self, outputs, batch):
-    return {"loss": task_losses.token_classification_loss(outputs.logits, batch["labels"],
+    return {"loss": losses.token_classification_loss(outputs.logits, batch["labels"],
                                                           batch["weights"])}
 
   def loss_weights(self, batch):

@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import albert_flax as af
-from albert_flax import task_losses
+from albert_flax.train import losses
 from finetune import metrics as metrics_lib
 from finetune.data import DataError, pad_sequences, write_json
 from finetune.tasks.base import EvalSet, Task, load_tfds, use_tfds
@@ -129,7 +129,7 @@ class RaceTask(Task):
     return {}
 
   def stats(self, outputs, batch):
-    return {"loss": task_losses.multiple_choice_loss(outputs.logits, batch["labels"],
+    return {"loss": losses.multiple_choice_loss(outputs.logits, batch["labels"],
                                                      batch["weights"])}
 
   def loss_weights(self, batch):

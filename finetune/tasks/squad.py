@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import albert_flax as af
-from albert_flax import task_losses
+from albert_flax.train import losses
 from finetune import metrics as metrics_lib
 from finetune import squad_metrics
 from finetune.data import MODEL_INPUTS, write_json
@@ -110,7 +110,7 @@ class SquadTask(Task):
     return {}
 
   def stats(self, outputs, batch):
-    start, end = task_losses.span_loss(outputs.start_logits, outputs.end_logits,
+    start, end = losses.span_loss(outputs.start_logits, outputs.end_logits,
                                        batch["start_positions"], batch["end_positions"],
                                        batch["weights"])
     return {"start_loss": start, "end_loss": end}

@@ -1,11 +1,18 @@
-"""Losses of the task heads, computed as transformers' PyTorch `AlbertFor*` models compute them.
+"""Losses and metrics as weighted global sums, in float32: pretraining's and every task head's.
 
-As `albert_flax.losses`, every function returns a `(weighted sum, weight)` pair of float32
-scalars, so sums from devices, micro-batches and eval batches add up before the one division
-(`albert_flax.training` relies on this); `mean_loss` turns the pairs into the loss transformers
-reports (torch's `reduction="mean"`). Each takes an optional `weights` [batch] (1 = real example,
-0 = padding added to fill a batch) so that padding never counts; with all weights 1 the mean is
-transformers' loss exactly.
+Every function returns a `(sum, weight)` pair instead of a mean: a mean is taken once, after the
+sums of all devices, micro-batches or eval batches are added, so the result is the same however
+the batch was split (`albert_flax.train.training` relies on this). `ratio(sum, weight)` divides
+safely; `mean_loss` turns pairs into the loss transformers reports (torch's `reduction="mean"`).
+Each takes optional `weights` (1 = real example, 0 = padding added to fill a batch) so that
+padding never counts; with all weights 1 the mean is transformers' loss exactly.
+
+The pretraining objective is ALBERT's: masked-LM cross-entropy averaged over the real masked
+positions (`masked_lm_weights` = 1, padding = 0; the original divides by sum(weights) + 1e-5), plus
+sentence-order cross-entropy averaged over the examples (`pretraining_stats`,
+`pretraining_stats_fn`).
+
+The task heads' losses are computed as transformers' PyTorch `AlbertFor*` models compute them:
 
     sequence_classification_loss   dispatch on problem_type as AlbertForSequenceClassification
     classification_loss            softmax cross-entropy, integer labels          [B, C], [B]
@@ -20,28 +27,121 @@ Logits are cast to float32 first (the heads already return float32; bf16 callers
 
 from __future__ import annotations
 
+from typing import Any, Callable, Mapping
+
 import jax
 import jax.numpy as jnp
 import optax
 
-from albert_flax.losses import Stat, ratio
-
 Array = jax.Array
+Stat = tuple[Array, Array]  # (weighted sum, total weight)
 
 IGNORE_INDEX = -100  # torch.nn.CrossEntropyLoss's default ignore_index, used by transformers
 
 
-def _weights(weights: Array | None, batch_shape: tuple[int, ...]) -> Array:
+def _weights(weights: Array | None, shape: tuple[int, ...]) -> Array:
+  """`weights` as float32 of `shape`, or ones when None."""
   if weights is None:
-    return jnp.ones(batch_shape, jnp.float32)
+    return jnp.ones(shape, jnp.float32)
   weights = jnp.asarray(weights, jnp.float32)
-  if weights.shape != batch_shape:
-    raise ValueError(f"weights must have shape {batch_shape}, got {weights.shape}")
+  if weights.shape != tuple(shape):
+    raise ValueError(f"weights must have shape {tuple(shape)}, got {weights.shape}")
   return weights
 
 
 def _stat(values: Array, weights: Array) -> Stat:
   return jnp.sum(values * weights), jnp.sum(weights)
+
+
+def weighted_cross_entropy(logits: Array, labels: Array, weights: Array | None = None) -> Stat:
+  """Softmax cross-entropy summed with weights.
+
+  Args:
+    logits: [..., num_classes] (any float dtype; computed in float32).
+    labels: [...] integer class ids.
+    weights: [...] or None (all ones).
+  Returns:
+    (sum of weight * loss, sum of weights), float32 scalars.
+  """
+  if logits.shape[:-1] != labels.shape:
+    raise ValueError(f"logits {logits.shape} and labels {labels.shape} disagree on the leading "
+                     "dims")
+  w = _weights(weights, labels.shape)
+  losses = optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32),
+                                                           labels.astype(jnp.int32))
+  return jnp.sum(losses * w), jnp.sum(w)
+
+
+def weighted_accuracy(logits: Array, labels: Array, weights: Array | None = None) -> Stat:
+  """(sum of weights where argmax == label, sum of weights). Shapes as weighted_cross_entropy."""
+  if logits.shape[:-1] != labels.shape:
+    raise ValueError(f"logits {logits.shape} and labels {labels.shape} disagree on the leading "
+                     "dims")
+  w = _weights(weights, labels.shape)
+  correct = (jnp.argmax(logits, axis=-1) == labels).astype(jnp.float32)
+  return jnp.sum(correct * w), jnp.sum(w)
+
+
+def ratio(total: Array, weight: Array) -> Array:
+  """total / weight, and 0 where weight is 0 (a batch with no masked positions)."""
+  total = jnp.asarray(total, jnp.float32)
+  weight = jnp.asarray(weight, jnp.float32)
+  return jnp.where(weight > 0, total / jnp.where(weight > 0, weight, 1.0), 0.0)
+
+
+# ------------------------------------------------------------------------------- pretraining
+
+PRETRAINING_LOSSES = ("masked_lm_loss", "sentence_order_loss")
+
+
+def pretraining_stats(prediction_logits: Array, sop_logits: Array,
+                      batch: Mapping[str, Array]) -> dict[str, Stat]:
+  """MLM and SOP losses and accuracies of one (micro-)batch as (sum, weight) pairs.
+
+  Args:
+    prediction_logits: [batch, P, V] logits at `masked_lm_positions`.
+    sop_logits: [batch, 2].
+    batch: masked_lm_ids, masked_lm_weights [batch, P]; sentence_order_label [batch]
+      (1 = swapped).
+  Returns:
+    {"masked_lm_loss", "masked_lm_accuracy", "sentence_order_loss", "sentence_order_accuracy"}.
+  """
+  ids, weights = batch["masked_lm_ids"], batch["masked_lm_weights"]
+  sop = batch["sentence_order_label"]
+  return {
+      "masked_lm_loss": weighted_cross_entropy(prediction_logits, ids, weights),
+      "masked_lm_accuracy": weighted_accuracy(prediction_logits, ids, weights),
+      "sentence_order_loss": weighted_cross_entropy(sop_logits, sop),
+      "sentence_order_accuracy": weighted_accuracy(sop_logits, sop),
+  }
+
+
+def pretraining_loss_weights(batch: Mapping[str, Any]) -> dict[str, Array]:
+  """The denominators of the two loss terms over a whole batch (they depend on data only).
+
+  masked_lm_loss: sum of masked_lm_weights; sentence_order_loss: number of examples.
+  """
+  return {
+      "masked_lm_loss": jnp.sum(jnp.asarray(batch["masked_lm_weights"], jnp.float32)),
+      "sentence_order_loss": jnp.asarray(jnp.shape(batch["sentence_order_label"])[0],
+                                         jnp.float32),
+  }
+
+def pretraining_stats_fn(model: Any) -> Callable[..., dict[str, Stat]]:
+  """stats_fn(params, batch, rng, train) of an `AlbertForPreTraining` for
+  `albert_flax.train.training.make_train_step` / `make_eval_step`: the model on the batch's
+  `masked_lm_positions` (dropout on when `train`), then `pretraining_stats`."""
+
+  def stats_fn(params, batch, rng, train):
+    out = model.apply({"params": params}, batch["input_ids"], batch["attention_mask"],
+                      batch["token_type_ids"], masked_positions=batch["masked_lm_positions"],
+                      deterministic=not train, rngs={"dropout": rng} if train else None)
+    return pretraining_stats(out.prediction_logits, out.sop_logits, batch)
+
+  return stats_fn
+
+
+# ------------------------------------------------------------------------------- task heads
 
 
 def mean_loss(*stats: Stat) -> Array:

@@ -3,7 +3,7 @@
 Shared by the pretraining and fine-tuning programs. A task contributes two functions:
 
     stats_fn(params, batch, rng, train) -> {name: (weighted sum, weight)}
-        every loss and metric of one (micro-)batch as sums (see `albert_flax.losses`);
+        every loss and metric of one (micro-)batch as sums (see `albert_flax.train.losses`);
     loss_weights_fn(batch) -> {name: total weight}
         for each loss term, its denominator over the WHOLE batch; it depends on the data only.
 
@@ -13,9 +13,8 @@ denominators, and accumulating micro-batch gradients (a `lax.scan` inside the st
 the gradient of one big batch. All sums run over the global batch (the batch is one global
 `jax.Array`), so the result is independent of how many devices or processes hold it.
 
-The checkpoint manager (`TrainCheckpointManager`, `PreemptionGuard`: albert_flax/
-train_checkpoints.py) and metric output (`MetricWriter`: albert_flax/metric_writers.py) live in
-their own files and are re-exported here.
+The rest of the machinery a training loop uses lives beside this file: `checkpoints.py`
+(`TrainCheckpointManager`, `PreemptionGuard`), `metric_writers.py`, `optim.py`, `losses.py`.
 """
 
 from __future__ import annotations
@@ -30,10 +29,8 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from albert_flax import losses, sharding
-# Re-exported: the rest of the machinery a training loop uses.
-from albert_flax.metric_writers import MetricWriter  # noqa: F401
-from albert_flax.train_checkpoints import PreemptionGuard, TrainCheckpointManager  # noqa: F401
+from albert_flax import sharding
+from albert_flax.train import losses
 
 Array = jax.Array
 Batch = Mapping[str, Array]

@@ -29,7 +29,7 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
-STATE_ITEM, DATA_ITEM = "state", "data"
+from albert_flax.workdir import DATA_ITEM, STATE_ITEM
 
 
 def _allgather_json(obj: Any) -> list[Any]:

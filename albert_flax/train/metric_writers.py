@@ -17,8 +17,7 @@ from typing import Any, Mapping
 import jax
 import numpy as np
 
-METRICS_FILE = "metrics.jsonl"
-TENSORBOARD_DIR = "tensorboard"
+from albert_flax.workdir import METRICS_FILE, TENSORBOARD_DIR  # noqa: F401 (re-exported)
 
 
 def _to_python(value: Any) -> Any:

@@ -1,0 +1,47 @@
+"""The layout of a workdir and of a saved model: every file and folder name, in one place.
+
+A pretraining or fine-tuning workdir (written by `python -m pretrain|finetune`) and a model
+directory (written by `af.save_pretrained`) are read by `af.from_pretrained`, by both programs
+when they resume, and by users. Their names live here only; everything else imports them.
+
+    <saved model>/                    af.save_pretrained(path, ...)
+      config.json                     CONFIG_FILE (transformers' config, with "architectures")
+      params/                         ORBAX_PARAMS_DIR (format="orbax")
+      spiece.model                    TOKENIZER_FILE (when a tokenizer was given)
+
+    <pretraining workdir>/
+      config.json                     the model's config (AlbertForPreTraining)
+      train_config.json               TRAIN_CONFIG_FILE: the program's whole config
+      spiece.model                    the tokenizer the run uses (trained or copied)
+      checkpoints/<step>/state/       CHECKPOINTS_DIR / STATE_ITEM: the train state
+      checkpoints/<step>/data/        DATA_ITEM: the data iterators' positions
+      metrics.jsonl, tensorboard/     METRICS_FILE, TENSORBOARD_DIR
+
+    <fine-tuning workdir>/
+      checkpoints/latest/<step>/      LATEST_CHECKPOINTS: the train state at the last evaluation
+      checkpoints/best/<step>/        BEST_CHECKPOINTS: the best parameters so far
+      eval_results.json               EVAL_RESULTS_FILE: final metrics (written last)
+      predictions/                    PREDICTIONS_DIR
+      model/                          MODEL_DIR: the fine-tuned model (a saved model, above)
+      hf/                             HF_EXPORT_DIR: the same in transformers' format
+      metrics.jsonl, tensorboard/
+"""
+
+from __future__ import annotations
+
+import os
+
+CONFIG_FILE = "config.json"
+ORBAX_PARAMS_DIR = "params"
+TOKENIZER_FILE = "spiece.model"
+TRAIN_CONFIG_FILE = "train_config.json"
+CHECKPOINTS_DIR = "checkpoints"
+STATE_ITEM, DATA_ITEM = "state", "data"
+METRICS_FILE = "metrics.jsonl"
+TENSORBOARD_DIR = "tensorboard"
+LATEST_CHECKPOINTS = os.path.join(CHECKPOINTS_DIR, "latest")
+BEST_CHECKPOINTS = os.path.join(CHECKPOINTS_DIR, "best")
+EVAL_RESULTS_FILE = "eval_results.json"
+PREDICTIONS_DIR = "predictions"
+MODEL_DIR = "model"
+HF_EXPORT_DIR = "hf"
