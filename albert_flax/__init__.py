@@ -12,42 +12,65 @@ See README.md for the rest of the public API; the training machinery both progra
 import importlib
 
 from albert_flax.config import AlbertConfig
-from albert_flax.modeling import AlbertModelOutput, AlbertModule, validate_inputs
 from albert_flax.heads import (
-    AlbertForMaskedLM, AlbertForMultipleChoice, AlbertForPreTraining, AlbertForPreTrainingOutput,
-    AlbertForQuestionAnswering, AlbertForSequenceClassification, AlbertForTokenClassification,
-    AlbertModel, MaskedLMOutput, MultipleChoiceModelOutput, QuestionAnsweringModelOutput,
-    SequenceClassifierOutput, TokenClassifierOutput, MODEL_CLASSES)
-
+  MODEL_CLASSES,
+  AlbertForMaskedLM,
+  AlbertForMultipleChoice,
+  AlbertForPreTraining,
+  AlbertForPreTrainingOutput,
+  AlbertForQuestionAnswering,
+  AlbertForSequenceClassification,
+  AlbertForTokenClassification,
+  AlbertModel,
+  MaskedLMOutput,
+  MultipleChoiceModelOutput,
+  QuestionAnsweringModelOutput,
+  SequenceClassifierOutput,
+  TokenClassifierOutput,
+)
+from albert_flax.modeling import AlbertModelOutput, AlbertModule, validate_inputs
 
 # Parts that pull in heavier dependencies (sentencepiece, orbax, safetensors) load on first use:
 # name -> the albert_flax submodule that defines it.
 _LAZY = {
-    "AlbertTokenizer": "tokenization",
-    "train_tokenizer": "tokenizer_training",
-    "from_pretrained": "checkpoints",
-    "save_pretrained": "checkpoints",
+  "AlbertTokenizer": "tokenization",
+  "train_tokenizer": "tokenizer_training",
+  "from_pretrained": "checkpoints",
+  "save_pretrained": "checkpoints",
 }
 
 __all__ = [
-    "AlbertConfig", "AlbertModelOutput", "AlbertModule", "validate_inputs", "AlbertForMaskedLM",
-    "AlbertForMultipleChoice", "AlbertForPreTraining", "AlbertForPreTrainingOutput",
-    "AlbertForQuestionAnswering", "AlbertForSequenceClassification",
-    "AlbertForTokenClassification", "AlbertModel", "MaskedLMOutput", "MultipleChoiceModelOutput",
-    "QuestionAnsweringModelOutput", "SequenceClassifierOutput", "TokenClassifierOutput",
-    "MODEL_CLASSES", *_LAZY,
+  "AlbertConfig",
+  "AlbertModelOutput",
+  "AlbertModule",
+  "validate_inputs",
+  "AlbertForMaskedLM",
+  "AlbertForMultipleChoice",
+  "AlbertForPreTraining",
+  "AlbertForPreTrainingOutput",
+  "AlbertForQuestionAnswering",
+  "AlbertForSequenceClassification",
+  "AlbertForTokenClassification",
+  "AlbertModel",
+  "MaskedLMOutput",
+  "MultipleChoiceModelOutput",
+  "QuestionAnsweringModelOutput",
+  "SequenceClassifierOutput",
+  "TokenClassifierOutput",
+  "MODEL_CLASSES",
+  *_LAZY,
 ]
 
 
 # Modules that moved to `albert_flax.train` (the training machinery): old name -> new module, so
 # `from albert_flax import optim` and `af.task_losses.span_loss` keep working.
 _MOVED = {
-    "training": "train.training",
-    "optim": "train.optim",
-    "losses": "train.losses",
-    "task_losses": "train.losses",
-    "train_checkpoints": "train.checkpoints",
-    "metric_writers": "train.metric_writers",
+  "training": "train.training",
+  "optim": "train.optim",
+  "losses": "train.losses",
+  "task_losses": "train.losses",
+  "train_checkpoints": "train.checkpoints",
+  "metric_writers": "train.metric_writers",
 }
 
 

@@ -37,7 +37,8 @@ import os
 import re
 import shutil
 import zlib
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -65,6 +66,7 @@ _FIXED_TWO_LABELS = ("AlbertForPreTraining", "AlbertForQuestionAnswering")
 @dataclasses.dataclass
 class _Source:
   """A checkpoint opened and renamed into our paths, before it meets a model."""
+
   description: str  # for messages: the file(s) read
   config: AlbertConfig
   # our path -> (source name, array in our layout, whether it was transposed)
@@ -76,10 +78,16 @@ class _Source:
 # =============================================================================== loading
 
 
-def from_pretrained(path: str | os.PathLike,
-                    ModelClass: type[nn.Module] | str = AlbertForPreTraining, *, dtype: str | None = None, param_dtype: str | None = None,
-                    rng: jax.Array | int = 0, ignore_mismatched_heads: bool = False,
-                    **head_kwargs: Any) -> tuple[nn.Module, dict]:
+def from_pretrained(
+  path: str | os.PathLike,
+  ModelClass: type[nn.Module] | str = AlbertForPreTraining,
+  *,
+  dtype: str | None = None,
+  param_dtype: str | None = None,
+  rng: jax.Array | int = 0,
+  ignore_mismatched_heads: bool = False,
+  **head_kwargs: Any,
+) -> tuple[nn.Module, dict]:
   """Load a checkpoint (see the module docstring for layouts) into `ModelClass`.
 
   Args:
@@ -109,12 +117,14 @@ def from_pretrained(path: str | os.PathLike,
 def _model_class(model_class) -> type[nn.Module]:
   if isinstance(model_class, str):
     if model_class not in MODEL_CLASSES:
-      raise ValueError(f"Unknown model class {model_class!r}; choose one of "
-                       f"{sorted(MODEL_CLASSES)}")
+      raise ValueError(
+        f"Unknown model class {model_class!r}; choose one of {sorted(MODEL_CLASSES)}"
+      )
     return MODEL_CLASSES[model_class]
   if model_class not in MODEL_CLASSES.values():
-    raise ValueError(f"{model_class!r} is not an ALBERT model class; choose one of "
-                     f"{sorted(MODEL_CLASSES)}")
+    raise ValueError(
+      f"{model_class!r} is not an ALBERT model class; choose one of {sorted(MODEL_CLASSES)}"
+    )
   return model_class
 
 
@@ -125,8 +135,9 @@ def _open(path: str) -> _Source:
     if has_config and os.path.isdir(os.path.join(path, ORBAX_PARAMS_DIR)):
       return _open_orbax(path, os.path.join(path, ORBAX_PARAMS_DIR), subtree=None)
     if has_config and os.path.isdir(os.path.join(path, WORKDIR_CHECKPOINTS)):
-      return _open_orbax(path, _newest_state(os.path.join(path, WORKDIR_CHECKPOINTS)),
-                         subtree="params")
+      return _open_orbax(
+        path, _newest_state(os.path.join(path, WORKDIR_CHECKPOINTS)), subtree="params"
+      )
     files = convert_hf.weight_files(path)
     if files:
       if not has_config:
@@ -137,10 +148,11 @@ def _open(path: str) -> _Source:
     return _open_tf(*found)
   if os.path.exists(path):
     raise FileNotFoundError(
-        f"No ALBERT checkpoint found at {path}: expected {CONFIG_NAME} with {ORBAX_PARAMS_DIR}/ "
-        f"(orbax), {WORKDIR_CHECKPOINTS}/<step>/{STATE_ITEM}/ (pretraining workdir), "
-        "model.safetensors or pytorch_model.bin (transformers), or albert_config.json with "
-        "model.ckpt-*.index (original TF)")
+      f"No ALBERT checkpoint found at {path}: expected {CONFIG_NAME} with {ORBAX_PARAMS_DIR}/ "
+      f"(orbax), {WORKDIR_CHECKPOINTS}/<step>/{STATE_ITEM}/ (pretraining workdir), "
+      "model.safetensors or pytorch_model.bin (transformers), or albert_config.json with "
+      "model.ckpt-*.index (original TF)"
+    )
   if re.fullmatch(r"[A-Za-z0-9][\w.\-]*(/[\w.\-]+)?", path) and ".." not in path:
     return _open_hf_path(_download(path))
   raise FileNotFoundError(f"No such file or directory: {path}")
@@ -149,8 +161,10 @@ def _open(path: str) -> _Source:
 def _open_hf_path(directory: str) -> _Source:
   files = convert_hf.weight_files(directory)
   if not files or not os.path.isfile(os.path.join(directory, CONFIG_NAME)):
-    raise FileNotFoundError(f"{directory} has no {CONFIG_NAME} with model.safetensors or "
-                            "pytorch_model.bin: not a transformers ALBERT checkpoint")
+    raise FileNotFoundError(
+      f"{directory} has no {CONFIG_NAME} with model.safetensors or "
+      "pytorch_model.bin: not a transformers ALBERT checkpoint"
+    )
   return _open_hf(directory, files)
 
 
@@ -158,23 +172,37 @@ def _download(repo_id: str) -> str:
   """snapshot_download of config, weights and tokenizer; offline or failing -> clear OSError."""
   import huggingface_hub
   from huggingface_hub import constants
-  offline = (os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in {"1", "ON", "YES", "TRUE"}
-             or bool(constants.HF_HUB_OFFLINE))
+
+  offline = os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in {
+    "1",
+    "ON",
+    "YES",
+    "TRUE",
+  } or bool(constants.HF_HUB_OFFLINE)
   try:
     directory = huggingface_hub.snapshot_download(
-        repo_id, allow_patterns=[CONFIG_NAME, "model.safetensors*", TOKENIZER_FILE],
-        local_files_only=offline)
+      repo_id,
+      allow_patterns=[CONFIG_NAME, "model.safetensors*", TOKENIZER_FILE],
+      local_files_only=offline,
+    )
     if not convert_hf.weight_files(directory):  # an older repository: PyTorch pickles only
       directory = huggingface_hub.snapshot_download(
-          repo_id, allow_patterns=[CONFIG_NAME, "pytorch_model.bin*", TOKENIZER_FILE],
-          local_files_only=offline)
+        repo_id,
+        allow_patterns=[CONFIG_NAME, "pytorch_model.bin*", TOKENIZER_FILE],
+        local_files_only=offline,
+      )
   except Exception as e:  # offline, unknown repo, no network: all mean "could not get it"
-    hint = (" HF_HUB_OFFLINE is set and the model is not in the local Hugging Face cache: "
-            "download it while online (`huggingface-cli download " + repo_id + "`) or pass a "
-            "local directory." if offline else
-            " Check the id and your network, or pass a local directory.")
-    raise OSError(f"{repo_id!r} is not a local path, and getting it from the Hugging Face Hub "
-                  f"failed ({type(e).__name__}: {e}).{hint}") from None
+    hint = (
+      " HF_HUB_OFFLINE is set and the model is not in the local Hugging Face cache: "
+      "download it while online (`huggingface-cli download " + repo_id + "`) or pass a "
+      "local directory."
+      if offline
+      else " Check the id and your network, or pass a local directory."
+    )
+    raise OSError(
+      f"{repo_id!r} is not a local path, and getting it from the Hugging Face Hub "
+      f"failed ({type(e).__name__}: {e}).{hint}"
+    ) from None
   return directory
 
 
@@ -189,17 +217,22 @@ def _open_hf(directory: str, files: list[str]) -> _Source:
   # The decoder is tied to the word table and to predictions.bias; keep ours, check theirs.
   decoder_weight = state.pop(convert_hf.TIED_DECODER_WEIGHT, None)
   decoder_bias = state.pop(convert_hf.TIED_DECODER_BIAS, None)
-  word = state.get("albert.embeddings.word_embeddings.weight",
-                   state.get("embeddings.word_embeddings.weight"))
+  word = state.get(
+    "albert.embeddings.word_embeddings.weight", state.get("embeddings.word_embeddings.weight")
+  )
   if decoder_weight is not None and word is not None and not np.array_equal(decoder_weight, word):
-    logger.warning("%s: predictions.decoder.weight differs from the word embeddings; ALBERT ties "
-                   "them, the word embeddings are used", directory)
+    logger.warning(
+      "%s: predictions.decoder.weight differs from the word embeddings; ALBERT ties "
+      "them, the word embeddings are used",
+      directory,
+    )
   if decoder_bias is not None:
     if "predictions.bias" not in state:
       state["predictions.bias"] = decoder_bias
     elif not np.array_equal(decoder_bias, state["predictions.bias"]):
-      logger.warning("%s: predictions.decoder.bias differs from predictions.bias; the latter is "
-                     "used", directory)
+      logger.warning(
+        "%s: predictions.decoder.bias differs from predictions.bias; the latter is used", directory
+      )
   tensors, unknown = {}, []
   for name, array in state.items():
     if convert_hf.is_ignored(name):
@@ -230,8 +263,11 @@ def _open_tf(prefix: str, config_path: str) -> _Source:
 
 
 def _newest_state(checkpoints_dir: str) -> str:
-  steps = [int(d) for d in os.listdir(checkpoints_dir)
-           if d.isdigit() and os.path.isdir(os.path.join(checkpoints_dir, d, STATE_ITEM))]
+  steps = [
+    int(d)
+    for d in os.listdir(checkpoints_dir)
+    if d.isdigit() and os.path.isdir(os.path.join(checkpoints_dir, d, STATE_ITEM))
+  ]
   if not steps:
     raise FileNotFoundError(f"{checkpoints_dir} holds no <step>/{STATE_ITEM}/ checkpoint")
   return os.path.join(checkpoints_dir, str(max(steps)), STATE_ITEM)
@@ -240,6 +276,7 @@ def _newest_state(checkpoints_dir: str) -> str:
 def _open_orbax(directory: str, item_dir: str, subtree: str | None) -> _Source:
   """Our own parameter names: restore (only the params of a train state) as numpy arrays."""
   import orbax.checkpoint as ocp
+
   config_path = os.path.join(directory, CONFIG_NAME)
   config = AlbertConfig.from_json_file(config_path)
   item_dir = os.path.abspath(item_dir)
@@ -248,16 +285,24 @@ def _open_orbax(directory: str, item_dir: str, subtree: str | None) -> _Source:
     tree = checkpointer.metadata(item_dir).item_metadata.tree
     if subtree is not None:
       if not isinstance(tree, Mapping) or subtree not in tree:
-        raise ValueError(f"the saved state has no {subtree!r} entry (keys: "
-                         f"{sorted(tree) if isinstance(tree, Mapping) else type(tree).__name__})")
+        raise ValueError(
+          f"the saved state has no {subtree!r} entry (keys: "
+          f"{sorted(tree) if isinstance(tree, Mapping) else type(tree).__name__})"
+        )
       tree = {subtree: tree[subtree]}
     item = jax.tree.map(lambda m: np.zeros(m.shape, m.dtype), tree)
     restore_args = jax.tree.map(lambda m: ocp.RestoreArgs(restore_type=np.ndarray), tree)
-    restored = checkpointer.restore(item_dir, args=ocp.args.PyTreeRestore(
-        item=item, restore_args=restore_args, partial_restore=subtree is not None))
+    restored = checkpointer.restore(
+      item_dir,
+      args=ocp.args.PyTreeRestore(
+        item=item, restore_args=restore_args, partial_restore=subtree is not None
+      ),
+    )
   except Exception as e:
-    raise ValueError(f"Could not read the orbax checkpoint {item_dir}: it is corrupt, incomplete "
-                     f"or not a parameter tree ({type(e).__name__}: {e})") from None
+    raise ValueError(
+      f"Could not read the orbax checkpoint {item_dir}: it is corrupt, incomplete "
+      f"or not a parameter tree ({type(e).__name__}: {e})"
+    ) from None
   if subtree is not None:
     restored = restored[subtree]
   tensors, unknown = {}, []
@@ -334,20 +379,29 @@ def _assemble(source: _Source, model: nn.Module, rng, reinit_mismatched: bool) -
       if _optional(path):
         dropped.append(name)
       else:
-        problems.append(f"{name} {list(np.shape(array))}: a model with this config has no such "
-                        "parameter (num_hidden_groups / inner_group_num differ?)")
+        problems.append(
+          f"{name} {list(np.shape(array))}: a model with this config has no such "
+          "parameter (num_hidden_groups / inner_group_num differ?)"
+        )
       continue
     want = tuple(expected[path].shape)
     if tuple(array.shape) != want:
-      def layout(shape):  # shapes as the source stores them
+
+      def layout(shape, transposed=transposed):  # shapes as the source stores them
         return list(shape[::-1] if transposed else shape)
+
       if _is_head(path) and reinit_mismatched:
-        fresh.append(f"{path} (checkpoint {name} is {layout(array.shape)}, model needs "
-                     f"{layout(want)})")
+        fresh.append(
+          f"{path} (checkpoint {name} is {layout(array.shape)}, model needs {layout(want)})"
+        )
         reinit.add(path)
         continue
-      hint = (" (a head of another size: pass num_labels= or ignore_mismatched_heads=True to "
-              "re-initialize it)" if _is_head(path) else "")
+      hint = (
+        " (a head of another size: pass num_labels= or ignore_mismatched_heads=True to "
+        "re-initialize it)"
+        if _is_head(path)
+        else ""
+      )
       problems.append(f"{name}: expected shape {layout(want)}, found {layout(array.shape)}{hint}")
       failed.add(path)
       continue
@@ -358,18 +412,28 @@ def _assemble(source: _Source, model: nn.Module, rng, reinit_mismatched: bool) -
     else:
       problems.append(f"{path} {list(expected[path].shape)}: missing from the checkpoint")
   if problems:
-    raise ValueError(f"Cannot load {source.description} into {target} "
-                     f"({len(problems)} problem(s)):\n  " + "\n  ".join(problems))
+    raise ValueError(
+      f"Cannot load {source.description} into {target} "
+      f"({len(problems)} problem(s)):\n  " + "\n  ".join(problems)
+    )
   if dropped:
-    logger.info("from_pretrained: %s does not use these checkpoint tensors: %s", target,
-                ", ".join(dropped))
+    logger.info(
+      "from_pretrained: %s does not use these checkpoint tensors: %s", target, ", ".join(dropped)
+    )
   params = {p: jnp.asarray(a, dtype=expected[p].dtype) for p, a in loaded.items()}
   if fresh:
-    logger.warning("from_pretrained: %s parameters not in the checkpoint were freshly initialized "
-                   "(train them before use): %s", target, ", ".join(fresh))
+    logger.warning(
+      "from_pretrained: %s parameters not in the checkpoint were freshly initialized "
+      "(train them before use): %s",
+      target,
+      ", ".join(fresh),
+    )
     key = jax.random.key(rng) if isinstance(rng, int) else rng
-    spec = tuple((p, tuple(like.shape), jnp.dtype(like.dtype).name)
-                 for p, like in expected.items() if p not in params)
+    spec = tuple(
+      (p, tuple(like.shape), jnp.dtype(like.dtype).name)
+      for p, like in expected.items()
+      if p not in params
+    )
     params.update(_fresh_parameters(spec, model.config.initializer_range)(key))
   return traverse_util.unflatten_dict({tuple(p.split("/")): a for p, a in params.items()})
 
@@ -390,8 +454,9 @@ def _initializer(path: str, initializer_range: float) -> nn.initializers.Initial
 
 
 @functools.lru_cache(maxsize=32)
-def _fresh_parameters(spec: tuple[tuple[str, tuple[int, ...], str], ...],
-                      initializer_range: float) -> Callable[[jax.Array], dict[str, jax.Array]]:
+def _fresh_parameters(
+  spec: tuple[tuple[str, tuple[int, ...], str], ...], initializer_range: float
+) -> Callable[[jax.Array], dict[str, jax.Array]]:
   """A jitted key -> {path: new parameter} for `spec` ((path, shape, dtype name) per parameter).
 
   Made per tensor rather than by `model.init`, which would compile the whole model (~9 s for
@@ -405,9 +470,10 @@ def _fresh_parameters(spec: tuple[tuple[str, tuple[int, ...], str], ...],
 
   @jax.jit
   def make(key: jax.Array) -> dict[str, jax.Array]:
-    return {path: inits[path](jax.random.fold_in(key, zlib.crc32(path.encode())), shape,
-                              jnp.dtype(dtype))
-            for path, shape, dtype in spec}
+    return {
+      path: inits[path](jax.random.fold_in(key, zlib.crc32(path.encode())), shape, jnp.dtype(dtype))
+      for path, shape, dtype in spec
+    }
 
   return make
 
@@ -415,8 +481,14 @@ def _fresh_parameters(spec: tuple[tuple[str, tuple[int, ...], str], ...],
 # =============================================================================== saving
 
 
-def save_pretrained(path: str | os.PathLike, model: nn.Module, params: Mapping,
-                    format: str = "orbax", *, tokenizer: Any = None) -> str:
+def save_pretrained(
+  path: str | os.PathLike,
+  model: nn.Module,
+  params: Mapping,
+  format: str = "orbax",
+  *,
+  tokenizer: Any = None,
+) -> str:
   """Write `params` of `model` to the directory `path`.
 
   format: "orbax" (config.json + params/), "hf" (config.json + model.safetensors, loadable by
@@ -431,13 +503,15 @@ def save_pretrained(path: str | os.PathLike, model: nn.Module, params: Mapping,
   config: AlbertConfig = model.config
   if isinstance(params, Mapping) and set(params) == {"params"}:  # a variables dict
     params = params["params"]
-  flat = {"/".join(k): v
-          for k, v in traverse_util.flatten_dict(nn.meta.unbox(dict(params))).items()}
+  flat = {
+    "/".join(k): v for k, v in traverse_util.flatten_dict(nn.meta.unbox(dict(params))).items()
+  }
   _check_tree(flat, expected_shapes(model), model_cls.__name__)
   os.makedirs(path, exist_ok=True)
   architecture = model_cls.__name__
   if format == "orbax":
     import orbax.checkpoint as ocp
+
     config.to_json_file(os.path.join(path, CONFIG_NAME), architecture)
     checkpointer = ocp.StandardCheckpointer()
     checkpointer.save(os.path.join(path, ORBAX_PARAMS_DIR), nn.meta.unbox(dict(params)), force=True)
@@ -474,8 +548,11 @@ def save_pretrained(path: str | os.PathLike, model: nn.Module, params: Mapping,
 def _check_tree(flat: dict, expected: dict, target: str) -> None:
   problems = [f"{p}: not a parameter of {target}" for p in flat if p not in expected]
   problems += [f"{p}: missing" for p in expected if p not in flat]
-  problems += [f"{p}: shape {list(np.shape(flat[p]))}, the model needs {list(expected[p].shape)}"
-               for p in flat if p in expected and tuple(np.shape(flat[p])) != expected[p].shape]
+  problems += [
+    f"{p}: shape {list(np.shape(flat[p]))}, the model needs {list(expected[p].shape)}"
+    for p in flat
+    if p in expected and tuple(np.shape(flat[p])) != expected[p].shape
+  ]
   if problems:
     raise ValueError(f"params do not belong to this {target}:\n  " + "\n  ".join(problems))
 
@@ -490,5 +567,6 @@ def _save_tokenizer(tokenizer: Any, directory: str) -> None:
   elif hasattr(tokenizer, "save_vocabulary"):
     tokenizer.save_vocabulary(directory)
   else:
-    raise TypeError(f"tokenizer must be a spiece.model path or an AlbertTokenizer, got "
-                    f"{type(tokenizer).__name__}")
+    raise TypeError(
+      f"tokenizer must be a spiece.model path or an AlbertTokenizer, got {type(tokenizer).__name__}"
+    )

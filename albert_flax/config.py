@@ -13,15 +13,26 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import jax.numpy as jnp
 
 # Activations accepted in `hidden_act` (transformers' names). The original TF code's "gelu" is the
 # tanh approximation, which transformers calls "gelu_new": see `from_original_dict`.
 ACTIVATIONS = (
-    "gelu", "gelu_new", "gelu_fast", "gelu_pytorch_tanh", "quick_gelu", "relu", "silu", "swish",
-    "tanh", "sigmoid", "linear", "mish",
+  "gelu",
+  "gelu_new",
+  "gelu_fast",
+  "gelu_pytorch_tanh",
+  "quick_gelu",
+  "relu",
+  "silu",
+  "swish",
+  "tanh",
+  "sigmoid",
+  "linear",
+  "mish",
 )
 # "full" keeps only each step's output and recomputes the block in the backward pass; "dots"
 # variants keep matmul outputs (jax.checkpoint_policies).
@@ -31,11 +42,26 @@ DTYPES = ("float32", "bfloat16", "float16")
 
 # The fields of transformers' AlbertConfig.__init__, in its order.
 TRANSFORMERS_FIELDS = (
-    "vocab_size", "embedding_size", "hidden_size", "num_hidden_layers", "num_hidden_groups",
-    "num_attention_heads", "intermediate_size", "inner_group_num", "hidden_act",
-    "hidden_dropout_prob", "attention_probs_dropout_prob", "max_position_embeddings",
-    "type_vocab_size", "initializer_range", "layer_norm_eps", "classifier_dropout_prob",
-    "position_embedding_type", "pad_token_id", "bos_token_id", "eos_token_id",
+  "vocab_size",
+  "embedding_size",
+  "hidden_size",
+  "num_hidden_layers",
+  "num_hidden_groups",
+  "num_attention_heads",
+  "intermediate_size",
+  "inner_group_num",
+  "hidden_act",
+  "hidden_dropout_prob",
+  "attention_probs_dropout_prob",
+  "max_position_embeddings",
+  "type_vocab_size",
+  "initializer_range",
+  "layer_norm_eps",
+  "classifier_dropout_prob",
+  "position_embedding_type",
+  "pad_token_id",
+  "bos_token_id",
+  "eos_token_id",
 )
 
 # Fields our JSON form carries beyond transformers' config, under this key of config.json.
@@ -99,44 +125,68 @@ class AlbertConfig:
   def validate(self) -> None:
     """Raise ValueError naming every inconsistent field."""
     problems = []
-    for name in ("vocab_size", "embedding_size", "hidden_size", "num_hidden_layers",
-                 "num_hidden_groups", "num_attention_heads", "intermediate_size",
-                 "inner_group_num", "max_position_embeddings", "type_vocab_size", "num_labels"):
+    for name in (
+      "vocab_size",
+      "embedding_size",
+      "hidden_size",
+      "num_hidden_layers",
+      "num_hidden_groups",
+      "num_attention_heads",
+      "intermediate_size",
+      "inner_group_num",
+      "max_position_embeddings",
+      "type_vocab_size",
+      "num_labels",
+    ):
       value = getattr(self, name)
       if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         problems.append(f"{name} must be a positive integer, got {value!r}")
     if not problems:
       if self.hidden_size % self.num_attention_heads:
-        problems.append(f"hidden_size {self.hidden_size} is not a multiple of "
-                        f"num_attention_heads {self.num_attention_heads}")
+        problems.append(
+          f"hidden_size {self.hidden_size} is not a multiple of "
+          f"num_attention_heads {self.num_attention_heads}"
+        )
       if self.num_hidden_groups > self.num_hidden_layers:
-        problems.append(f"num_hidden_groups {self.num_hidden_groups} > num_hidden_layers "
-                        f"{self.num_hidden_layers}: some groups would never run")
+        problems.append(
+          f"num_hidden_groups {self.num_hidden_groups} > num_hidden_layers "
+          f"{self.num_hidden_layers}: some groups would never run"
+        )
     if self.hidden_act not in ACTIVATIONS:
       problems.append(f"hidden_act {self.hidden_act!r} is not one of {ACTIVATIONS}")
     if self.position_embedding_type != "absolute":
-      problems.append(f"position_embedding_type {self.position_embedding_type!r} is not "
-                      "supported (ALBERT uses 'absolute')")
+      problems.append(
+        f"position_embedding_type {self.position_embedding_type!r} is not "
+        "supported (ALBERT uses 'absolute')"
+      )
     for name in ("hidden_dropout_prob", "attention_probs_dropout_prob"):
       if not 0.0 <= float(getattr(self, name)) < 1.0:
         problems.append(f"{name} must be in [0, 1), got {getattr(self, name)!r}")
     if self.classifier_dropout_prob is not None and not 0.0 <= self.classifier_dropout_prob < 1.0:
-      problems.append(f"classifier_dropout_prob must be in [0, 1), got "
-                      f"{self.classifier_dropout_prob!r}")
+      problems.append(
+        f"classifier_dropout_prob must be in [0, 1), got {self.classifier_dropout_prob!r}"
+      )
     for name in ("dtype", "param_dtype"):
       if getattr(self, name) not in DTYPES:
         problems.append(f"{name} {getattr(self, name)!r} is not one of {DTYPES}")
     if self.remat not in REMAT_POLICIES:
       problems.append(f"remat {self.remat!r} is not one of {REMAT_POLICIES}")
     if self.attention_implementation not in ATTENTION_IMPLEMENTATIONS:
-      problems.append(f"attention_implementation {self.attention_implementation!r} is not one "
-                      f"of {ATTENTION_IMPLEMENTATIONS}")
-    if self.problem_type not in (None, "regression", "single_label_classification",
-                                 "multi_label_classification"):
+      problems.append(
+        f"attention_implementation {self.attention_implementation!r} is not one "
+        f"of {ATTENTION_IMPLEMENTATIONS}"
+      )
+    if self.problem_type not in (
+      None,
+      "regression",
+      "single_label_classification",
+      "multi_label_classification",
+    ):
       problems.append(f"problem_type {self.problem_type!r} is not recognised")
     if self.label_names is not None and len(self.label_names) != self.num_labels:
-      problems.append(f"label_names has {len(self.label_names)} names but num_labels is "
-                      f"{self.num_labels}")
+      problems.append(
+        f"label_names has {len(self.label_names)} names but num_labels is {self.num_labels}"
+      )
     if problems:
       raise ValueError("Invalid AlbertConfig: " + "; ".join(problems))
 
@@ -170,7 +220,7 @@ class AlbertConfig:
       counts[int(layer / (self.num_hidden_layers / self.num_hidden_groups))] += 1
     return [(g, n) for g, n in enumerate(counts)]
 
-  def replace(self, **changes: Any) -> "AlbertConfig":
+  def replace(self, **changes: Any) -> AlbertConfig:
     unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
     if unknown:
       raise ValueError(f"AlbertConfig has no field(s) {sorted(unknown)}")
@@ -180,7 +230,7 @@ class AlbertConfig:
 
   # ------------------------------------------------------------- presets
   @classmethod
-  def preset(cls, name: str, **overrides: Any) -> "AlbertConfig":
+  def preset(cls, name: str, **overrides: Any) -> AlbertConfig:
     """A released ALBERT size ('base-v2', 'xxlarge-v1', ...) or 'tiny' (for tests and demos)."""
     if name not in PRESETS:
       raise ValueError(f"Unknown preset {name!r}; choose one of {sorted(PRESETS)}")
@@ -192,7 +242,7 @@ class AlbertConfig:
 
   # ---------------------------------------------------------------- JSON in
   @classmethod
-  def from_dict(cls, raw: Mapping[str, Any], **overrides: Any) -> "AlbertConfig":
+  def from_dict(cls, raw: Mapping[str, Any], **overrides: Any) -> AlbertConfig:
     """From transformers' config.json dict or the original albert_config.json dict."""
     raw = dict(raw)
     is_transformers = "model_type" in raw or "architectures" in raw or "transformers_version" in raw
@@ -218,7 +268,7 @@ class AlbertConfig:
     return cls(**kwargs)
 
   @classmethod
-  def from_original_dict(cls, raw: Mapping[str, Any], **overrides: Any) -> "AlbertConfig":
+  def from_original_dict(cls, raw: Mapping[str, Any], **overrides: Any) -> AlbertConfig:
     """From google-research/albert's albert_config.json.
 
     The original `gelu` is the tanh approximation (modeling.py's gelu), i.e. transformers'
@@ -226,37 +276,44 @@ class AlbertConfig:
     memory blocks, down-scaling) are refused rather than silently built wrong.
     """
     raw = dict(raw)
-    unsupported = {k: raw[k] for k, default in (("net_structure_type", 0), ("gap_size", 0),
-                                                  ("num_memory_blocks", 0),
-                                                  ("down_scale_factor", 1))
-                   if raw.get(k, default) != default}
+    unsupported = {
+      k: raw[k]
+      for k, default in (
+        ("net_structure_type", 0),
+        ("gap_size", 0),
+        ("num_memory_blocks", 0),
+        ("down_scale_factor", 1),
+      )
+      if raw.get(k, default) != default
+    }
     if raw.get("layers_to_keep"):
       unsupported["layers_to_keep"] = raw["layers_to_keep"]
     if unsupported:
-      raise ValueError(f"albert_config.json uses structures this package does not build: "
-                       f"{unsupported}")
+      raise ValueError(
+        f"albert_config.json uses structures this package does not build: {unsupported}"
+      )
     act = raw.get("hidden_act", "gelu")
     kwargs = dict(
-        vocab_size=raw["vocab_size"],
-        embedding_size=raw.get("embedding_size", raw["hidden_size"]),
-        hidden_size=raw["hidden_size"],
-        num_hidden_layers=raw["num_hidden_layers"],
-        num_hidden_groups=raw.get("num_hidden_groups", 1),
-        num_attention_heads=raw["num_attention_heads"],
-        intermediate_size=raw["intermediate_size"],
-        inner_group_num=raw.get("inner_group_num", 1),
-        hidden_act="gelu_new" if act == "gelu" else act,
-        hidden_dropout_prob=raw.get("hidden_dropout_prob", 0.0),
-        attention_probs_dropout_prob=raw.get("attention_probs_dropout_prob", 0.0),
-        max_position_embeddings=raw.get("max_position_embeddings", 512),
-        type_vocab_size=raw.get("type_vocab_size", 2),
-        initializer_range=raw.get("initializer_range", 0.02),
+      vocab_size=raw["vocab_size"],
+      embedding_size=raw.get("embedding_size", raw["hidden_size"]),
+      hidden_size=raw["hidden_size"],
+      num_hidden_layers=raw["num_hidden_layers"],
+      num_hidden_groups=raw.get("num_hidden_groups", 1),
+      num_attention_heads=raw["num_attention_heads"],
+      intermediate_size=raw["intermediate_size"],
+      inner_group_num=raw.get("inner_group_num", 1),
+      hidden_act="gelu_new" if act == "gelu" else act,
+      hidden_dropout_prob=raw.get("hidden_dropout_prob", 0.0),
+      attention_probs_dropout_prob=raw.get("attention_probs_dropout_prob", 0.0),
+      max_position_embeddings=raw.get("max_position_embeddings", 512),
+      type_vocab_size=raw.get("type_vocab_size", 2),
+      initializer_range=raw.get("initializer_range", 0.02),
     )
     kwargs.update(overrides)
     return cls(**kwargs)
 
   @classmethod
-  def from_json_file(cls, path: str | os.PathLike, **overrides: Any) -> "AlbertConfig":
+  def from_json_file(cls, path: str | os.PathLike, **overrides: Any) -> AlbertConfig:
     """Read transformers' config.json or the original albert_config.json."""
     try:
       with open(path, encoding="utf-8") as f:
@@ -283,10 +340,12 @@ class AlbertConfig:
       out["problem_type"] = self.problem_type
     out["tie_word_embeddings"] = True
     out[_EXTRA_KEY] = {
-        "num_labels": self.num_labels,
-        "label_names": list(self.label_names) if self.label_names else None,
-        "dtype": self.dtype, "param_dtype": self.param_dtype, "remat": self.remat,
-        "attention_implementation": self.attention_implementation,
+      "num_labels": self.num_labels,
+      "label_names": list(self.label_names) if self.label_names else None,
+      "dtype": self.dtype,
+      "param_dtype": self.param_dtype,
+      "remat": self.remat,
+      "attention_implementation": self.attention_implementation,
     }
     return out
 
@@ -297,26 +356,46 @@ class AlbertConfig:
 
 
 def _released(hidden: int, layers: int, heads: int, intermediate: int, dropout: float) -> dict:
-  return dict(vocab_size=30000, embedding_size=128, hidden_size=hidden, num_hidden_layers=layers,
-              num_attention_heads=heads, intermediate_size=intermediate, hidden_act="gelu_new",
-              hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout,
-              max_position_embeddings=512, type_vocab_size=2, layer_norm_eps=1e-12)
+  return dict(
+    vocab_size=30000,
+    embedding_size=128,
+    hidden_size=hidden,
+    num_hidden_layers=layers,
+    num_attention_heads=heads,
+    intermediate_size=intermediate,
+    hidden_act="gelu_new",
+    hidden_dropout_prob=dropout,
+    attention_probs_dropout_prob=dropout,
+    max_position_embeddings=512,
+    type_vocab_size=2,
+    layer_norm_eps=1e-12,
+  )
 
 
 # The released sizes (Lan et al., table 1; google-research/albert configs). v1 models were
 # trained with dropout 0.1 except xxlarge; v2 models with none.
 PRESETS: dict[str, dict[str, Any]] = {
-    "base-v1": _released(768, 12, 12, 3072, 0.1),
-    "base-v2": _released(768, 12, 12, 3072, 0.0),
-    "large-v1": _released(1024, 24, 16, 4096, 0.1),
-    "large-v2": _released(1024, 24, 16, 4096, 0.0),
-    "xlarge-v1": _released(2048, 24, 16, 8192, 0.1),
-    "xlarge-v2": _released(2048, 24, 16, 8192, 0.0),
-    "xxlarge-v1": _released(4096, 12, 64, 16384, 0.0),
-    "xxlarge-v2": _released(4096, 12, 64, 16384, 0.0),
-    # Small enough to pretrain for a few minutes on a laptop CPU and learn something visible.
-    "tiny": dict(vocab_size=8000, embedding_size=64, hidden_size=128, num_hidden_layers=4,
-                 num_attention_heads=2, intermediate_size=512, hidden_act="gelu_new",
-                 hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
-                 max_position_embeddings=512, type_vocab_size=2, layer_norm_eps=1e-12),
+  "base-v1": _released(768, 12, 12, 3072, 0.1),
+  "base-v2": _released(768, 12, 12, 3072, 0.0),
+  "large-v1": _released(1024, 24, 16, 4096, 0.1),
+  "large-v2": _released(1024, 24, 16, 4096, 0.0),
+  "xlarge-v1": _released(2048, 24, 16, 8192, 0.1),
+  "xlarge-v2": _released(2048, 24, 16, 8192, 0.0),
+  "xxlarge-v1": _released(4096, 12, 64, 16384, 0.0),
+  "xxlarge-v2": _released(4096, 12, 64, 16384, 0.0),
+  # Small enough to pretrain for a few minutes on a laptop CPU and learn something visible.
+  "tiny": dict(
+    vocab_size=8000,
+    embedding_size=64,
+    hidden_size=128,
+    num_hidden_layers=4,
+    num_attention_heads=2,
+    intermediate_size=512,
+    hidden_act="gelu_new",
+    hidden_dropout_prob=0.0,
+    attention_probs_dropout_prob=0.0,
+    max_position_embeddings=512,
+    type_vocab_size=2,
+    layer_norm_eps=1e-12,
+  ),
 }

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from typing import Iterable
+from collections.abc import Iterable
 
 import numpy as np
 
@@ -28,34 +28,37 @@ import numpy as np
 _OURS_LAYER = "albert/encoder/albert_layer_groups_{g}/albert_layers_{i}/"
 _HF_LAYER = "albert.encoder.albert_layer_groups.{g}.albert_layers.{i}."
 MODULES: tuple[tuple[str, str, str], ...] = (
-    ("albert/embeddings/word_embeddings", "albert.embeddings.word_embeddings", "embed"),
-    ("albert/embeddings/position_embeddings", "albert.embeddings.position_embeddings", "embed"),
-    ("albert/embeddings/token_type_embeddings", "albert.embeddings.token_type_embeddings", "embed"),
-    ("albert/embeddings/LayerNorm", "albert.embeddings.LayerNorm", "ln"),
-    ("albert/encoder/embedding_hidden_mapping_in", "albert.encoder.embedding_hidden_mapping_in",
-     "dense"),
-    (_OURS_LAYER + "attention/query", _HF_LAYER + "attention.query", "dense"),
-    (_OURS_LAYER + "attention/key", _HF_LAYER + "attention.key", "dense"),
-    (_OURS_LAYER + "attention/value", _HF_LAYER + "attention.value", "dense"),
-    (_OURS_LAYER + "attention/dense", _HF_LAYER + "attention.dense", "dense"),
-    (_OURS_LAYER + "attention/LayerNorm", _HF_LAYER + "attention.LayerNorm", "ln"),
-    (_OURS_LAYER + "ffn", _HF_LAYER + "ffn", "dense"),
-    (_OURS_LAYER + "ffn_output", _HF_LAYER + "ffn_output", "dense"),
-    (_OURS_LAYER + "full_layer_layer_norm", _HF_LAYER + "full_layer_layer_norm", "ln"),
-    ("albert/pooler", "albert.pooler", "dense"),
-    ("predictions/dense", "predictions.dense", "dense"),
-    ("predictions/LayerNorm", "predictions.LayerNorm", "ln"),
-    ("predictions", "predictions", "bias"),
-    ("sop_classifier/classifier", "sop_classifier.classifier", "dense"),
-    ("classifier", "classifier", "dense"),
-    ("qa_outputs", "qa_outputs", "dense"),
+  ("albert/embeddings/word_embeddings", "albert.embeddings.word_embeddings", "embed"),
+  ("albert/embeddings/position_embeddings", "albert.embeddings.position_embeddings", "embed"),
+  ("albert/embeddings/token_type_embeddings", "albert.embeddings.token_type_embeddings", "embed"),
+  ("albert/embeddings/LayerNorm", "albert.embeddings.LayerNorm", "ln"),
+  (
+    "albert/encoder/embedding_hidden_mapping_in",
+    "albert.encoder.embedding_hidden_mapping_in",
+    "dense",
+  ),
+  (_OURS_LAYER + "attention/query", _HF_LAYER + "attention.query", "dense"),
+  (_OURS_LAYER + "attention/key", _HF_LAYER + "attention.key", "dense"),
+  (_OURS_LAYER + "attention/value", _HF_LAYER + "attention.value", "dense"),
+  (_OURS_LAYER + "attention/dense", _HF_LAYER + "attention.dense", "dense"),
+  (_OURS_LAYER + "attention/LayerNorm", _HF_LAYER + "attention.LayerNorm", "ln"),
+  (_OURS_LAYER + "ffn", _HF_LAYER + "ffn", "dense"),
+  (_OURS_LAYER + "ffn_output", _HF_LAYER + "ffn_output", "dense"),
+  (_OURS_LAYER + "full_layer_layer_norm", _HF_LAYER + "full_layer_layer_norm", "ln"),
+  ("albert/pooler", "albert.pooler", "dense"),
+  ("predictions/dense", "predictions.dense", "dense"),
+  ("predictions/LayerNorm", "predictions.LayerNorm", "ln"),
+  ("predictions", "predictions", "bias"),
+  ("sop_classifier/classifier", "sop_classifier.classifier", "dense"),
+  ("classifier", "classifier", "dense"),
+  ("qa_outputs", "qa_outputs", "dense"),
 )
 # (our leaf, transformers' leaf, transpose) per kind.
 _LEAVES = {
-    "dense": (("kernel", "weight", True), ("bias", "bias", False)),
-    "ln": (("scale", "weight", False), ("bias", "bias", False)),
-    "embed": (("embedding", "weight", False),),
-    "bias": (("bias", "bias", False),),
+  "dense": (("kernel", "weight", True), ("bias", "bias", False)),
+  "ln": (("scale", "weight", False), ("bias", "bias", False)),
+  "embed": (("embedding", "weight", False),),
+  "bias": (("bias", "bias", False),),
 }
 # Names transformers writes that carry nothing of ours: buffers, and the decoder tied to the word
 # table and to predictions.bias (checked against them on load, see `split_tied`).
@@ -102,7 +105,7 @@ def path_to_hf_name(path: str, bare: bool = False) -> tuple[str, bool]:
     if m:
       name = template.format(**m.groupdict())
       if bare and name.startswith("albert."):
-        name = name[len("albert."):]
+        name = name[len("albert.") :]
       return name, transpose
   raise ValueError(f"Parameter {path!r} has no transformers name (not an ALBERT parameter)")
 
@@ -122,8 +125,10 @@ def is_ignored(name: str) -> bool:
 
 def weight_files(directory: str) -> list[str]:
   """The weight files of a transformers directory, preferring safetensors; [] if none."""
-  for single, index in (("model.safetensors", "model.safetensors.index.json"),
-                        ("pytorch_model.bin", "pytorch_model.bin.index.json")):
+  for single, index in (
+    ("model.safetensors", "model.safetensors.index.json"),
+    ("pytorch_model.bin", "pytorch_model.bin.index.json"),
+  ):
     if os.path.isfile(os.path.join(directory, single)):
       return [os.path.join(directory, single)]
     index_path = os.path.join(directory, index)
@@ -148,14 +153,17 @@ def read_weight_files(files: Iterable[str]) -> dict[str, np.ndarray]:
     try:
       if path.endswith(".safetensors"):
         from safetensors.numpy import load_file
+
         part = load_file(path)
       else:
         part = _read_torch_bin(path)
     except ImportError:
       raise
     except Exception as e:  # safetensors / pickle / zip errors all mean: this file is unreadable
-      raise ValueError(f"Could not read checkpoint file {path}: it is corrupt, truncated or not a "
-                       f"weight file ({type(e).__name__}: {e})") from None
+      raise ValueError(
+        f"Could not read checkpoint file {path}: it is corrupt, truncated or not a "
+        f"weight file ({type(e).__name__}: {e})"
+      ) from None
     state.update(part)
   return state
 
@@ -164,8 +172,10 @@ def _read_torch_bin(path: str) -> dict[str, np.ndarray]:
   try:
     import torch
   except ImportError:
-    raise ImportError(f"Reading {path} (a PyTorch pickle) needs torch: `pip install torch`, or "
-                      "save the checkpoint as safetensors") from None
+    raise ImportError(
+      f"Reading {path} (a PyTorch pickle) needs torch: `pip install torch`, or "
+      "save the checkpoint as safetensors"
+    ) from None
   loaded = torch.load(path, map_location="cpu", weights_only=True)
   # bfloat16 has no numpy dtype in torch's .numpy(): go through float32 (exact).
   return {k: (v.float() if v.dtype == torch.bfloat16 else v).numpy() for k, v in loaded.items()}
@@ -174,5 +184,7 @@ def _read_torch_bin(path: str) -> dict[str, np.ndarray]:
 def write_safetensors(path: str, tensors: dict[str, np.ndarray]) -> None:
   """Write `tensors` as transformers reads them (metadata format "pt")."""
   from safetensors.numpy import save_file
-  save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, path,
-            metadata={"format": "pt"})
+
+  save_file(
+    {k: np.ascontiguousarray(v) for k, v in tensors.items()}, path, metadata={"format": "pt"}
+  )

@@ -36,40 +36,48 @@ _OURS_LAYER = "albert/encoder/albert_layer_groups_{g}/albert_layers_{i}/"
 _TF_LAYER = "bert/encoder/transformer/group_{g}/inner_group_{i}/"
 # (our path, original variable scope, kind); see the module docstring.
 MODULES: tuple[tuple[str, str, str], ...] = (
-    ("albert/embeddings/word_embeddings", "bert/embeddings/word_embeddings", "embed"),
-    ("albert/embeddings/position_embeddings", "bert/embeddings/position_embeddings", "embed"),
-    ("albert/embeddings/token_type_embeddings", "bert/embeddings/token_type_embeddings", "embed"),
-    ("albert/embeddings/LayerNorm", "bert/embeddings/LayerNorm", "ln"),
-    ("albert/encoder/embedding_hidden_mapping_in", "bert/encoder/embedding_hidden_mapping_in",
-     "dense"),
-    (_OURS_LAYER + "attention/query", _TF_LAYER + "attention_1/self/query", "dense"),
-    (_OURS_LAYER + "attention/key", _TF_LAYER + "attention_1/self/key", "dense"),
-    (_OURS_LAYER + "attention/value", _TF_LAYER + "attention_1/self/value", "dense"),
-    (_OURS_LAYER + "attention/dense", _TF_LAYER + "attention_1/output/dense", "dense"),
-    (_OURS_LAYER + "attention/LayerNorm", _TF_LAYER + "LayerNorm", "ln"),
-    (_OURS_LAYER + "ffn", _TF_LAYER + "ffn_1/intermediate/dense", "dense"),
-    (_OURS_LAYER + "ffn_output", _TF_LAYER + "ffn_1/intermediate/output/dense", "dense"),
-    (_OURS_LAYER + "full_layer_layer_norm", _TF_LAYER + "LayerNorm_1", "ln"),
-    ("albert/pooler", "bert/pooler/dense", "dense"),
-    ("predictions/dense", "cls/predictions/transform/dense", "dense"),
-    ("predictions/LayerNorm", "cls/predictions/transform/LayerNorm", "ln"),
-    ("predictions", "cls/predictions", "output_bias"),
-    ("sop_classifier/classifier", "cls/seq_relationship", "output"),
-    ("classifier", "", "output"),
-    ("qa_outputs", "cls/squad", "output"),
+  ("albert/embeddings/word_embeddings", "bert/embeddings/word_embeddings", "embed"),
+  ("albert/embeddings/position_embeddings", "bert/embeddings/position_embeddings", "embed"),
+  ("albert/embeddings/token_type_embeddings", "bert/embeddings/token_type_embeddings", "embed"),
+  ("albert/embeddings/LayerNorm", "bert/embeddings/LayerNorm", "ln"),
+  (
+    "albert/encoder/embedding_hidden_mapping_in",
+    "bert/encoder/embedding_hidden_mapping_in",
+    "dense",
+  ),
+  (_OURS_LAYER + "attention/query", _TF_LAYER + "attention_1/self/query", "dense"),
+  (_OURS_LAYER + "attention/key", _TF_LAYER + "attention_1/self/key", "dense"),
+  (_OURS_LAYER + "attention/value", _TF_LAYER + "attention_1/self/value", "dense"),
+  (_OURS_LAYER + "attention/dense", _TF_LAYER + "attention_1/output/dense", "dense"),
+  (_OURS_LAYER + "attention/LayerNorm", _TF_LAYER + "LayerNorm", "ln"),
+  (_OURS_LAYER + "ffn", _TF_LAYER + "ffn_1/intermediate/dense", "dense"),
+  (_OURS_LAYER + "ffn_output", _TF_LAYER + "ffn_1/intermediate/output/dense", "dense"),
+  (_OURS_LAYER + "full_layer_layer_norm", _TF_LAYER + "LayerNorm_1", "ln"),
+  ("albert/pooler", "bert/pooler/dense", "dense"),
+  ("predictions/dense", "cls/predictions/transform/dense", "dense"),
+  ("predictions/LayerNorm", "cls/predictions/transform/LayerNorm", "ln"),
+  ("predictions", "cls/predictions", "output_bias"),
+  ("sop_classifier/classifier", "cls/seq_relationship", "output"),
+  ("classifier", "", "output"),
+  ("qa_outputs", "cls/squad", "output"),
 )
 # (our leaf, TF leaf, transpose) per kind; an empty TF leaf means the scope is the variable.
 _LEAVES = {
-    "embed": (("embedding", "", False),),
-    "ln": (("scale", "gamma", False), ("bias", "beta", False)),
-    "dense": (("kernel", "kernel", False), ("bias", "bias", False)),
-    "output_bias": (("bias", "output_bias", False),),
-    "output": (("kernel", "output_weights", True), ("bias", "output_bias", False)),
+  "embed": (("embedding", "", False),),
+  "ln": (("scale", "gamma", False), ("bias", "beta", False)),
+  "dense": (("kernel", "kernel", False), ("bias", "bias", False)),
+  "output_bias": (("bias", "output_bias", False),),
+  "output": (("kernel", "output_weights", True), ("bias", "output_bias", False)),
 }
 _OPTIMIZER_SLOTS = ("adam_m", "adam_v", "AdamWeightDecayOptimizer", "AdamWeightDecayOptimizer_1")
 # The original code's activations (modeling.get_activation); its "gelu" is the tanh approximation.
-_ORIGINAL_ACTIVATIONS = {"gelu_new": "gelu", "gelu_pytorch_tanh": "gelu", "relu": "relu",
-                         "tanh": "tanh", "linear": "linear"}
+_ORIGINAL_ACTIVATIONS = {
+  "gelu_new": "gelu",
+  "gelu_pytorch_tanh": "gelu",
+  "relu": "relu",
+  "tanh": "tanh",
+  "linear": "linear",
+}
 
 
 def _regex(template: str) -> re.Pattern:
@@ -100,7 +108,7 @@ def is_ignored(name: str) -> bool:
 def tf_name_to_path(name: str) -> tuple[str, bool] | None:
   """Original variable name -> (our '/'-joined path, transpose?), or None if not ALBERT's."""
   if name.startswith("module/"):  # exported through TF Hub
-    name = name[len("module/"):]
+    name = name[len("module/") :]
   for regex, template, transpose in _FORWARD:
     m = regex.match(name)
     if m:
@@ -124,8 +132,10 @@ def _tf():
   try:
     import tensorflow as tf
   except ImportError:
-    raise ImportError("Reading or writing original (TF1) ALBERT checkpoints needs TensorFlow: "
-                      "`pip install albert-flax[tf]`") from None
+    raise ImportError(
+      "Reading or writing original (TF1) ALBERT checkpoints needs TensorFlow: "
+      "`pip install albert-flax[tf]`"
+    ) from None
   return tf
 
 
@@ -162,8 +172,9 @@ def find_checkpoint(path: str) -> tuple[str, str] | None:
     return None
   config = os.path.join(directory, "albert_config.json")
   if not os.path.isfile(config):
-    raise FileNotFoundError(f"Found the TF checkpoint {prefix} but no albert_config.json next to "
-                            f"it in {directory}")
+    raise FileNotFoundError(
+      f"Found the TF checkpoint {prefix} but no albert_config.json next to it in {directory}"
+    )
   return prefix, config
 
 
@@ -175,8 +186,10 @@ def read_checkpoint(prefix: str) -> dict[str, np.ndarray]:
     names = sorted(reader.get_variable_to_shape_map())
     return {name: np.asarray(reader.get_tensor(name)) for name in names if not is_ignored(name)}
   except (tf.errors.OpError, ValueError) as e:
-    raise ValueError(f"Could not read the TF checkpoint {prefix} (.index/.data files): it is "
-                     f"corrupt, truncated or incomplete ({type(e).__name__}: {e})") from None
+    raise ValueError(
+      f"Could not read the TF checkpoint {prefix} (.index/.data files): it is "
+      f"corrupt, truncated or incomplete ({type(e).__name__}: {e})"
+    ) from None
 
 
 def write_checkpoint(directory: str, tensors: dict[str, np.ndarray], step: int = 0) -> str:
@@ -185,41 +198,51 @@ def write_checkpoint(directory: str, tensors: dict[str, np.ndarray], step: int =
   prefix = os.path.join(directory, f"model.ckpt-{step}")
   names = sorted(tensors)
   with tf.device("/cpu:0"):
-    tf.raw_ops.SaveV2(prefix=prefix, tensor_names=names, shape_and_slices=[""] * len(names),
-                      tensors=[tf.constant(tensors[n]) for n in names])
+    tf.raw_ops.SaveV2(
+      prefix=prefix,
+      tensor_names=names,
+      shape_and_slices=[""] * len(names),
+      tensors=[tf.constant(tensors[n]) for n in names],
+    )
   # The state file that tf.train.latest_checkpoint reads (relative path: the directory can move).
   with open(os.path.join(directory, "checkpoint"), "w", encoding="utf-8") as f:
-    f.write(f'model_checkpoint_path: "model.ckpt-{step}"\n'
-            f'all_model_checkpoint_paths: "model.ckpt-{step}"\n')
+    f.write(
+      f'model_checkpoint_path: "model.ckpt-{step}"\n'
+      f'all_model_checkpoint_paths: "model.ckpt-{step}"\n'
+    )
   return prefix
 
 
 def original_config_dict(config: AlbertConfig) -> dict:
   """albert_config.json content as google-research/albert writes it."""
   if config.hidden_act not in _ORIGINAL_ACTIVATIONS:
-    raise ValueError(f"hidden_act {config.hidden_act!r} has no name in the original ALBERT code "
-                     f"(it knows {sorted(set(_ORIGINAL_ACTIVATIONS.values()))}; its 'gelu' is "
-                     "the tanh approximation, our 'gelu_new'); export with format='hf' instead")
+    raise ValueError(
+      f"hidden_act {config.hidden_act!r} has no name in the original ALBERT code "
+      f"(it knows {sorted(set(_ORIGINAL_ACTIVATIONS.values()))}; its 'gelu' is "
+      "the tanh approximation, our 'gelu_new'); export with format='hf' instead"
+    )
   if config.layer_norm_eps != 1e-12:
-    raise ValueError(f"layer_norm_eps {config.layer_norm_eps} cannot be expressed in the original "
-                     "format (its LayerNorm epsilon is fixed at 1e-12); export with format='hf'")
+    raise ValueError(
+      f"layer_norm_eps {config.layer_norm_eps} cannot be expressed in the original "
+      "format (its LayerNorm epsilon is fixed at 1e-12); export with format='hf'"
+    )
   return {
-      "attention_probs_dropout_prob": config.attention_probs_dropout_prob,
-      "hidden_act": _ORIGINAL_ACTIVATIONS[config.hidden_act],
-      "hidden_dropout_prob": config.hidden_dropout_prob,
-      "embedding_size": config.embedding_size,
-      "hidden_size": config.hidden_size,
-      "initializer_range": config.initializer_range,
-      "intermediate_size": config.intermediate_size,
-      "max_position_embeddings": config.max_position_embeddings,
-      "num_attention_heads": config.num_attention_heads,
-      "num_hidden_layers": config.num_hidden_layers,
-      "num_hidden_groups": config.num_hidden_groups,
-      "net_structure_type": 0,
-      "gap_size": 0,
-      "num_memory_blocks": 0,
-      "inner_group_num": config.inner_group_num,
-      "down_scale_factor": 1,
-      "type_vocab_size": config.type_vocab_size,
-      "vocab_size": config.vocab_size,
+    "attention_probs_dropout_prob": config.attention_probs_dropout_prob,
+    "hidden_act": _ORIGINAL_ACTIVATIONS[config.hidden_act],
+    "hidden_dropout_prob": config.hidden_dropout_prob,
+    "embedding_size": config.embedding_size,
+    "hidden_size": config.hidden_size,
+    "initializer_range": config.initializer_range,
+    "intermediate_size": config.intermediate_size,
+    "max_position_embeddings": config.max_position_embeddings,
+    "num_attention_heads": config.num_attention_heads,
+    "num_hidden_layers": config.num_hidden_layers,
+    "num_hidden_groups": config.num_hidden_groups,
+    "net_structure_type": 0,
+    "gap_size": 0,
+    "num_memory_blocks": 0,
+    "inner_group_num": config.inner_group_num,
+    "down_scale_factor": 1,
+    "type_vocab_size": config.type_vocab_size,
+    "vocab_size": config.vocab_size,
   }

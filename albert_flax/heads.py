@@ -21,8 +21,14 @@ import jax.numpy as jnp
 import numpy as np
 
 from albert_flax.config import AlbertConfig
-from albert_flax.modeling import (AlbertModelOutput, AlbertModule, activation_fn, dense,
-                                  layer_norm, _zeros)
+from albert_flax.modeling import (
+  AlbertModelOutput,
+  AlbertModule,
+  _zeros,
+  activation_fn,
+  dense,
+  layer_norm,
+)
 
 Array = jax.Array
 
@@ -31,14 +37,14 @@ Array = jax.Array
 # puts them in place of "{inputs}", "{masked_positions}" and "{deterministic}" in a docstring's
 # Args section (indented for it).
 _ARG_DOCS = {
-    "{inputs}": """input_ids: [batch, seq] integer token ids in [0, vocab_size).
+  "{inputs}": """input_ids: [batch, seq] integer token ids in [0, vocab_size).
       attention_mask: [batch, seq], 1 (or any value > 0) = token, 0 = padding; None = all ones.
       token_type_ids: [batch, seq] integer segment ids in [0, type_vocab_size); None = zeros.
       position_ids: [batch, seq] integer positions; None = 0 .. seq-1.""",
-    "{masked_positions}": """masked_positions: [batch, P] integer positions in [0, seq) to run the
+  "{masked_positions}": """masked_positions: [batch, P] integer positions in [0, seq) to run the
         MLM head on (unused slots of the pretraining data hold position 0 with weight 0); None =
         every position.""",
-    "{deterministic}": """deterministic: True (default) disables dropout; False applies it and needs
+  "{deterministic}": """deterministic: True (default) disables dropout; False applies it and needs
         `rngs={"dropout": key}` in `apply`.""",
 }
 
@@ -143,8 +149,10 @@ class QuestionAnsweringModelOutput:
 def gather_positions(hidden: Array, positions: Array) -> Array:
   """hidden [batch, seq, H], positions [batch, P] -> [batch, P, H]."""
   if positions.ndim != 2 or positions.shape[0] != hidden.shape[0]:
-    raise ValueError(f"masked_positions must be [batch, P] with batch {hidden.shape[0]}, "
-                     f"got shape {positions.shape}")
+    raise ValueError(
+      f"masked_positions must be [batch, P] with batch {hidden.shape[0]}, "
+      f"got shape {positions.shape}"
+    )
   return jnp.take_along_axis(hidden, positions[..., None].astype(jnp.int32), axis=1)
 
 
@@ -172,8 +180,11 @@ class AlbertMLMHead(nn.Module):
 
 
 def _classifier_dropout(cfg: AlbertConfig) -> float:
-  return (cfg.classifier_dropout_prob if cfg.classifier_dropout_prob is not None
-          else cfg.hidden_dropout_prob)
+  return (
+    cfg.classifier_dropout_prob
+    if cfg.classifier_dropout_prob is not None
+    else cfg.hidden_dropout_prob
+  )
 
 
 class AlbertModel(nn.Module):
@@ -191,9 +202,15 @@ class AlbertModel(nn.Module):
     self.albert = AlbertModule(self.config, self.add_pooling_layer)
 
   @_documented
-  def __call__(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None,
-               deterministic: bool = True, output_hidden_states: bool = False
-               ) -> AlbertModelOutput:
+  def __call__(
+    self,
+    input_ids,
+    attention_mask=None,
+    token_type_ids=None,
+    position_ids=None,
+    deterministic: bool = True,
+    output_hidden_states: bool = False,
+  ) -> AlbertModelOutput:
     """Run the backbone.
 
     Args:
@@ -205,8 +222,9 @@ class AlbertModel(nn.Module):
       AlbertModelOutput: last_hidden_state [batch, seq, hidden] (compute dtype), pooler_output
       [batch, hidden] float32 (None without the pooler), hidden_states or None.
     """
-    return self.albert(input_ids, attention_mask, token_type_ids, position_ids, deterministic,
-                       output_hidden_states)
+    return self.albert(
+      input_ids, attention_mask, token_type_ids, position_ids, deterministic, output_hidden_states
+    )
 
 
 class AlbertForPreTraining(nn.Module):
@@ -222,9 +240,16 @@ class AlbertForPreTraining(nn.Module):
     self.sop_classifier = _SOPHead(self.config)
 
   @_documented
-  def __call__(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None,
-               masked_positions=None, deterministic: bool = True,
-               output_hidden_states: bool = False) -> AlbertForPreTrainingOutput:
+  def __call__(
+    self,
+    input_ids,
+    attention_mask=None,
+    token_type_ids=None,
+    position_ids=None,
+    masked_positions=None,
+    deterministic: bool = True,
+    output_hidden_states: bool = False,
+  ) -> AlbertForPreTrainingOutput:
     """MLM and SOP logits.
 
     Args:
@@ -243,14 +268,16 @@ class AlbertForPreTraining(nn.Module):
         [0, seq).
     """
     _check_positions(masked_positions, np.shape(input_ids)[-1])
-    out = self.albert(input_ids, attention_mask, token_type_ids, position_ids, deterministic,
-                      output_hidden_states)
+    out = self.albert(
+      input_ids, attention_mask, token_type_ids, position_ids, deterministic, output_hidden_states
+    )
     hidden = out.last_hidden_state
     if masked_positions is not None:
       hidden = gather_positions(hidden, masked_positions)
     prediction_logits = self.predictions(hidden, self.albert)
-    sop_logits = self.sop_classifier(self.sop_dropout(out.pooler_output,
-                                                      deterministic=deterministic))
+    sop_logits = self.sop_classifier(
+      self.sop_dropout(out.pooler_output, deterministic=deterministic)
+    )
     return AlbertForPreTrainingOutput(prediction_logits, sop_logits, out.hidden_states)
 
 
@@ -273,9 +300,16 @@ class AlbertForMaskedLM(nn.Module):
     self.predictions = AlbertMLMHead(self.config)
 
   @_documented
-  def __call__(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None,
-               masked_positions=None, deterministic: bool = True,
-               output_hidden_states: bool = False) -> MaskedLMOutput:
+  def __call__(
+    self,
+    input_ids,
+    attention_mask=None,
+    token_type_ids=None,
+    position_ids=None,
+    masked_positions=None,
+    deterministic: bool = True,
+    output_hidden_states: bool = False,
+  ) -> MaskedLMOutput:
     """MLM logits.
 
     Args:
@@ -289,8 +323,9 @@ class AlbertForMaskedLM(nn.Module):
       masked_positions) float32.
     """
     _check_positions(masked_positions, np.shape(input_ids)[-1])
-    out = self.albert(input_ids, attention_mask, token_type_ids, position_ids, deterministic,
-                      output_hidden_states)
+    out = self.albert(
+      input_ids, attention_mask, token_type_ids, position_ids, deterministic, output_hidden_states
+    )
     hidden = out.last_hidden_state
     if masked_positions is not None:
       hidden = gather_positions(hidden, masked_positions)
@@ -304,9 +339,15 @@ class AlbertForSequenceClassification(nn.Module):
 
   @nn.compact
   @_documented
-  def __call__(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None,
-               deterministic: bool = True, output_hidden_states: bool = False
-               ) -> SequenceClassifierOutput:
+  def __call__(
+    self,
+    input_ids,
+    attention_mask=None,
+    token_type_ids=None,
+    position_ids=None,
+    deterministic: bool = True,
+    output_hidden_states: bool = False,
+  ) -> SequenceClassifierOutput:
     """Classify each sequence from the pooled first token.
 
     Args:
@@ -319,8 +360,9 @@ class AlbertForSequenceClassification(nn.Module):
       SequenceClassifierOutput: logits [batch, num_labels] float32.
     """
     cfg = self.config
-    out = AlbertModule(cfg, name="albert")(input_ids, attention_mask, token_type_ids,
-                                           position_ids, deterministic, output_hidden_states)
+    out = AlbertModule(cfg, name="albert")(
+      input_ids, attention_mask, token_type_ids, position_ids, deterministic, output_hidden_states
+    )
     pooled = nn.Dropout(_classifier_dropout(cfg))(out.pooler_output, deterministic=deterministic)
     logits = dense(cfg, cfg.num_labels, ("hidden", "classes"), "classifier")(pooled)
     return SequenceClassifierOutput(logits.astype(jnp.float32), out.hidden_states)
@@ -332,9 +374,15 @@ class AlbertForMultipleChoice(nn.Module):
   config: AlbertConfig
 
   @nn.compact
-  def __call__(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None,
-               deterministic: bool = True, output_hidden_states: bool = False
-               ) -> MultipleChoiceModelOutput:
+  def __call__(
+    self,
+    input_ids,
+    attention_mask=None,
+    token_type_ids=None,
+    position_ids=None,
+    deterministic: bool = True,
+    output_hidden_states: bool = False,
+  ) -> MultipleChoiceModelOutput:
     """Score each choice.
 
     Args:
@@ -355,7 +403,9 @@ class AlbertForMultipleChoice(nn.Module):
     cfg = self.config
     shape = np.shape(input_ids)
     if len(shape) != 3:
-      raise ValueError(f"AlbertForMultipleChoice takes input_ids [batch, choices, seq], got {shape}")
+      raise ValueError(
+        f"AlbertForMultipleChoice takes input_ids [batch, choices, seq], got {shape}"
+      )
 
     def flat(x):
       if x is None:
@@ -364,13 +414,19 @@ class AlbertForMultipleChoice(nn.Module):
         raise ValueError(f"inputs must all be [batch, choices, seq] = {shape}, got {np.shape(x)}")
       return jnp.reshape(x, (-1, shape[-1]))
 
-    out = AlbertModule(cfg, name="albert")(flat(input_ids), flat(attention_mask),
-                                           flat(token_type_ids), flat(position_ids),
-                                           deterministic, output_hidden_states)
+    out = AlbertModule(cfg, name="albert")(
+      flat(input_ids),
+      flat(attention_mask),
+      flat(token_type_ids),
+      flat(position_ids),
+      deterministic,
+      output_hidden_states,
+    )
     pooled = nn.Dropout(_classifier_dropout(cfg))(out.pooler_output, deterministic=deterministic)
     logits = dense(cfg, 1, ("hidden", "classes"), "classifier")(pooled)
-    return MultipleChoiceModelOutput(logits.astype(jnp.float32).reshape(shape[0], shape[1]),
-                                     out.hidden_states)
+    return MultipleChoiceModelOutput(
+      logits.astype(jnp.float32).reshape(shape[0], shape[1]), out.hidden_states
+    )
 
 
 class AlbertForTokenClassification(nn.Module):
@@ -380,9 +436,15 @@ class AlbertForTokenClassification(nn.Module):
 
   @nn.compact
   @_documented
-  def __call__(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None,
-               deterministic: bool = True, output_hidden_states: bool = False
-               ) -> TokenClassifierOutput:
+  def __call__(
+    self,
+    input_ids,
+    attention_mask=None,
+    token_type_ids=None,
+    position_ids=None,
+    deterministic: bool = True,
+    output_hidden_states: bool = False,
+  ) -> TokenClassifierOutput:
     """Classify each token.
 
     Args:
@@ -396,10 +458,11 @@ class AlbertForTokenClassification(nn.Module):
     """
     cfg = self.config
     out = AlbertModule(cfg, add_pooling_layer=False, name="albert")(
-        input_ids, attention_mask, token_type_ids, position_ids, deterministic,
-        output_hidden_states)
-    hidden = nn.Dropout(_classifier_dropout(cfg))(out.last_hidden_state,
-                                                  deterministic=deterministic)
+      input_ids, attention_mask, token_type_ids, position_ids, deterministic, output_hidden_states
+    )
+    hidden = nn.Dropout(_classifier_dropout(cfg))(
+      out.last_hidden_state, deterministic=deterministic
+    )
     logits = dense(cfg, cfg.num_labels, ("hidden", "classes"), "classifier")(hidden)
     return TokenClassifierOutput(logits.astype(jnp.float32), out.hidden_states)
 
@@ -411,9 +474,15 @@ class AlbertForQuestionAnswering(nn.Module):
 
   @nn.compact
   @_documented
-  def __call__(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None,
-               deterministic: bool = True, output_hidden_states: bool = False
-               ) -> QuestionAnsweringModelOutput:
+  def __call__(
+    self,
+    input_ids,
+    attention_mask=None,
+    token_type_ids=None,
+    position_ids=None,
+    deterministic: bool = True,
+    output_hidden_states: bool = False,
+  ) -> QuestionAnsweringModelOutput:
     """Span start and end scores for every token.
 
     Args:
@@ -427,14 +496,23 @@ class AlbertForQuestionAnswering(nn.Module):
     """
     cfg = self.config
     out = AlbertModule(cfg, add_pooling_layer=False, name="albert")(
-        input_ids, attention_mask, token_type_ids, position_ids, deterministic,
-        output_hidden_states)
+      input_ids, attention_mask, token_type_ids, position_ids, deterministic, output_hidden_states
+    )
     logits = dense(cfg, 2, ("hidden", "classes"), "qa_outputs")(out.last_hidden_state)
     logits = logits.astype(jnp.float32)
     return QuestionAnsweringModelOutput(logits[..., 0], logits[..., 1], out.hidden_states)
 
 
 # Class name -> class, for code that picks a task model by name (checkpoints, CLIs).
-MODEL_CLASSES = {cls.__name__: cls for cls in (
-    AlbertModel, AlbertForPreTraining, AlbertForMaskedLM, AlbertForSequenceClassification,
-    AlbertForMultipleChoice, AlbertForTokenClassification, AlbertForQuestionAnswering)}
+MODEL_CLASSES = {
+  cls.__name__: cls
+  for cls in (
+    AlbertModel,
+    AlbertForPreTraining,
+    AlbertForMaskedLM,
+    AlbertForSequenceClassification,
+    AlbertForMultipleChoice,
+    AlbertForTokenClassification,
+    AlbertForQuestionAnswering,
+  )
+}

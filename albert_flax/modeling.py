@@ -20,7 +20,8 @@ layers exists whatever `num_hidden_layers` is: the group is applied with `nn.sca
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import flax.linen as nn
 import flax.struct
@@ -51,7 +52,8 @@ class AlbertModelOutput:
 
   last_hidden_state: Array  # [batch, seq, hidden]
   pooler_output: Array | None = None  # [batch, hidden]
-  # (embedding output after the E->H projection, then each of the L steps), each [batch, seq, hidden]
+  # (embedding output after the E->H projection, then each of the L steps), each [batch, seq,
+  # hidden]
   hidden_states: tuple[Array, ...] | None = None
 
 
@@ -61,19 +63,19 @@ class AlbertModelOutput:
 def activation_fn(name: str) -> Callable[[Array], Array]:
   """transformers' ACT2FN names as JAX functions."""
   table = {
-      "gelu": functools.partial(jax.nn.gelu, approximate=False),
-      # The tanh approximation: the original ALBERT's gelu, transformers' "gelu_new".
-      "gelu_new": functools.partial(jax.nn.gelu, approximate=True),
-      "gelu_pytorch_tanh": functools.partial(jax.nn.gelu, approximate=True),
-      "gelu_fast": lambda x: 0.5 * x * (1.0 + jnp.tanh(x * 0.7978845608 * (1.0 + 0.044715 * x * x))),
-      "quick_gelu": lambda x: x * jax.nn.sigmoid(1.702 * x),
-      "relu": jax.nn.relu,
-      "silu": jax.nn.silu,
-      "swish": jax.nn.silu,
-      "tanh": jnp.tanh,
-      "sigmoid": jax.nn.sigmoid,
-      "linear": lambda x: x,
-      "mish": lambda x: x * jnp.tanh(jax.nn.softplus(x)),
+    "gelu": functools.partial(jax.nn.gelu, approximate=False),
+    # The tanh approximation: the original ALBERT's gelu, transformers' "gelu_new".
+    "gelu_new": functools.partial(jax.nn.gelu, approximate=True),
+    "gelu_pytorch_tanh": functools.partial(jax.nn.gelu, approximate=True),
+    "gelu_fast": lambda x: 0.5 * x * (1.0 + jnp.tanh(x * 0.7978845608 * (1.0 + 0.044715 * x * x))),
+    "quick_gelu": lambda x: x * jax.nn.sigmoid(1.702 * x),
+    "relu": jax.nn.relu,
+    "silu": jax.nn.silu,
+    "swish": jax.nn.silu,
+    "tanh": jnp.tanh,
+    "sigmoid": jax.nn.sigmoid,
+    "linear": lambda x: x,
+    "mish": lambda x: x * jnp.tanh(jax.nn.softplus(x)),
   }
   if name not in table:
     raise ValueError(f"Unknown activation {name!r}; choose one of {sorted(table)}")
@@ -88,20 +90,31 @@ def _zeros(axes: tuple[str | None, ...]):
   return nn.with_logical_partitioning(nn.initializers.zeros_init(), axes)
 
 
-def dense(config: AlbertConfig, features: int, axes: tuple[str | None, str | None],
-          name: str) -> nn.Dense:
+def dense(
+  config: AlbertConfig, features: int, axes: tuple[str | None, str | None], name: str
+) -> nn.Dense:
   """A Dense layer with ALBERT's init, the config's dtypes and logical axis names [in, out]."""
-  return nn.Dense(features, dtype=config.compute_dtype, param_dtype=config.parameter_dtype,
-                  kernel_init=_normal(config, axes), bias_init=_zeros((axes[1],)), name=name)
+  return nn.Dense(
+    features,
+    dtype=config.compute_dtype,
+    param_dtype=config.parameter_dtype,
+    kernel_init=_normal(config, axes),
+    bias_init=_zeros((axes[1],)),
+    name=name,
+  )
 
 
 def layer_norm(config: AlbertConfig, name: str) -> nn.LayerNorm:
   """LayerNorm with the config's epsilon: [..., features] in, [..., features] float32 out."""
   # LayerNorm statistics in float32 whatever the compute dtype.
-  return nn.LayerNorm(epsilon=config.layer_norm_eps, dtype=jnp.float32,
-                      param_dtype=config.parameter_dtype,
-                      scale_init=nn.with_logical_partitioning(nn.initializers.ones_init(), ("norm",)),
-                      bias_init=_zeros(("norm",)), name=name)
+  return nn.LayerNorm(
+    epsilon=config.layer_norm_eps,
+    dtype=jnp.float32,
+    param_dtype=config.parameter_dtype,
+    scale_init=nn.with_logical_partitioning(nn.initializers.ones_init(), ("norm",)),
+    bias_init=_zeros(("norm",)),
+    name=name,
+  )
 
 
 def constrain(x: Array, axes: tuple[str | None, ...]) -> Array:
@@ -113,8 +126,13 @@ def _is_traced(x: Any) -> bool:
   return isinstance(x, jax.core.Tracer)
 
 
-def validate_inputs(config: AlbertConfig, input_ids: Any, attention_mask: Any = None,
-                    token_type_ids: Any = None, position_ids: Any = None) -> None:
+def validate_inputs(
+  config: AlbertConfig,
+  input_ids: Any,
+  attention_mask: Any = None,
+  token_type_ids: Any = None,
+  position_ids: Any = None,
+) -> None:
   """Raise ValueError on inputs XLA would otherwise accept silently.
 
   Shapes are always checked. Values (ids in [0, vocab_size), token types in [0, type_vocab_size),
@@ -130,15 +148,22 @@ def validate_inputs(config: AlbertConfig, input_ids: Any, attention_mask: Any = 
   if len(shape) != 2:
     raise ValueError(f"input_ids must be [batch, seq], got shape {shape}")
   if shape[1] > config.max_position_embeddings:
-    raise ValueError(f"sequence length {shape[1]} exceeds max_position_embeddings "
-                     f"{config.max_position_embeddings}; truncate the input")
-  for name, value in (("attention_mask", attention_mask), ("token_type_ids", token_type_ids),
-                      ("position_ids", position_ids)):
+    raise ValueError(
+      f"sequence length {shape[1]} exceeds max_position_embeddings "
+      f"{config.max_position_embeddings}; truncate the input"
+    )
+  for name, value in (
+    ("attention_mask", attention_mask),
+    ("token_type_ids", token_type_ids),
+    ("position_ids", position_ids),
+  ):
     if value is not None and tuple(np.shape(value)) != shape:
       raise ValueError(f"{name} has shape {tuple(np.shape(value))} but input_ids has {shape}")
-  for name, value, upper in (("input_ids", input_ids, config.vocab_size),
-                             ("token_type_ids", token_type_ids, config.type_vocab_size),
-                             ("position_ids", position_ids, config.max_position_embeddings)):
+  for name, value, upper in (
+    ("input_ids", input_ids, config.vocab_size),
+    ("token_type_ids", token_type_ids, config.type_vocab_size),
+    ("position_ids", position_ids, config.max_position_embeddings),
+  ):
     if value is None or _is_traced(value) or np.size(value) == 0:
       continue
     host = np.asarray(value)
@@ -147,8 +172,10 @@ def validate_inputs(config: AlbertConfig, input_ids: Any, attention_mask: Any = 
     low, high = int(host.min()), int(host.max())
     if low < 0 or high >= upper:
       bad = host[(host < 0) | (host >= upper)]
-      raise ValueError(f"{name} holds values outside [0, {upper}): e.g. {bad[:5].tolist()}"
-                       + (" (vocab_size of the config)" if name == "input_ids" else ""))
+      raise ValueError(
+        f"{name} holds values outside [0, {upper}): e.g. {bad[:5].tolist()}"
+        + (" (vocab_size of the config)" if name == "input_ids" else "")
+      )
 
 
 # --------------------------------------------------------------------------- embeddings
@@ -165,20 +192,33 @@ class AlbertEmbeddings(nn.Module):
 
   def setup(self):
     cfg = self.config
-    self.word_embeddings = nn.Embed(cfg.vocab_size, cfg.embedding_size, dtype=jnp.float32,
-                                    param_dtype=cfg.parameter_dtype,
-                                    embedding_init=_normal(cfg, ("vocab", "embedding")))
-    self.position_embeddings = nn.Embed(cfg.max_position_embeddings, cfg.embedding_size,
-                                        dtype=jnp.float32, param_dtype=cfg.parameter_dtype,
-                                        embedding_init=_normal(cfg, ("positions", "embedding")))
-    self.token_type_embeddings = nn.Embed(cfg.type_vocab_size, cfg.embedding_size,
-                                          dtype=jnp.float32, param_dtype=cfg.parameter_dtype,
-                                          embedding_init=_normal(cfg, ("token_types", "embedding")))
+    self.word_embeddings = nn.Embed(
+      cfg.vocab_size,
+      cfg.embedding_size,
+      dtype=jnp.float32,
+      param_dtype=cfg.parameter_dtype,
+      embedding_init=_normal(cfg, ("vocab", "embedding")),
+    )
+    self.position_embeddings = nn.Embed(
+      cfg.max_position_embeddings,
+      cfg.embedding_size,
+      dtype=jnp.float32,
+      param_dtype=cfg.parameter_dtype,
+      embedding_init=_normal(cfg, ("positions", "embedding")),
+    )
+    self.token_type_embeddings = nn.Embed(
+      cfg.type_vocab_size,
+      cfg.embedding_size,
+      dtype=jnp.float32,
+      param_dtype=cfg.parameter_dtype,
+      embedding_init=_normal(cfg, ("token_types", "embedding")),
+    )
     self.LayerNorm = layer_norm(cfg, "LayerNorm")
     self.dropout = nn.Dropout(cfg.hidden_dropout_prob)
 
-  def __call__(self, input_ids: Array, token_type_ids: Array, position_ids: Array,
-               deterministic: bool = True) -> Array:
+  def __call__(
+    self, input_ids: Array, token_type_ids: Array, position_ids: Array, deterministic: bool = True
+  ) -> Array:
     """Embed ids.
 
     Args:
@@ -189,16 +229,23 @@ class AlbertEmbeddings(nn.Module):
     Returns:
       [batch, seq, embedding_size] float32.
     """
-    x = (self.word_embeddings(input_ids) + self.position_embeddings(position_ids)
-         + self.token_type_embeddings(token_type_ids))
+    x = (
+      self.word_embeddings(input_ids)
+      + self.position_embeddings(position_ids)
+      + self.token_type_embeddings(token_type_ids)
+    )
     x = self.LayerNorm(x)
     return self.dropout(x, deterministic=deterministic)
 
   def attend(self, x: Array) -> Array:
     """Tied decoder: [..., E] -> [..., V] logits in float32 (matmul in the compute dtype)."""
     table = jnp.asarray(self.word_embeddings.embedding, self.config.compute_dtype)
-    return jnp.einsum("...e,ve->...v", x.astype(self.config.compute_dtype), table,
-                      preferred_element_type=jnp.float32)
+    return jnp.einsum(
+      "...e,ve->...v",
+      x.astype(self.config.compute_dtype),
+      table,
+      preferred_element_type=jnp.float32,
+    )
 
 
 # --------------------------------------------------------------------------- the shared layer
@@ -211,7 +258,7 @@ class AlbertAttention(nn.Module):
 
   @nn.compact
   def __call__(self, hidden: Array, mask: Array, deterministic: bool) -> Array:
-    """hidden: [batch, seq, H]; mask: [batch, 1, 1, seq] bool (True = attend). -> [batch, seq, H]."""
+    """hidden: [batch, seq, H]; mask: [batch, 1, 1, seq] bool (True = attend) -> [batch, seq, H]."""
     cfg = self.config
     batch, seq, _ = hidden.shape
     heads, head_dim = cfg.num_attention_heads, cfg.head_dim
@@ -233,10 +280,13 @@ class AlbertAttention(nn.Module):
       context = jnp.einsum("bnqk,bknd->bqnd", probs.astype(value.dtype), value)
     else:
       if dropout_active:
-        raise ValueError(f"attention_implementation={impl!r} has no attention-probability "
-                         "dropout; use 'auto' or 'einsum' when attention_probs_dropout_prob > 0")
+        raise ValueError(
+          f"attention_implementation={impl!r} has no attention-probability "
+          "dropout; use 'auto' or 'einsum' when attention_probs_dropout_prob > 0"
+        )
       context = jax.nn.dot_product_attention(
-          query, key, value, mask=mask, implementation=None if impl in ("auto", "xla") else impl)
+        query, key, value, mask=mask, implementation=None if impl in ("auto", "xla") else impl
+      )
     context = context.reshape(batch, seq, cfg.hidden_size)
     projected = dense(cfg, cfg.hidden_size, ("joined_kv", "hidden"), "dense")(context)
     projected = nn.Dropout(cfg.hidden_dropout_prob)(projected, deterministic=deterministic)
@@ -254,8 +304,9 @@ class AlbertLayer(nn.Module):
     cfg = self.config
     attention_out = AlbertAttention(cfg, name="attention")(hidden, mask, deterministic)
     x = dense(cfg, cfg.intermediate_size, ("hidden", "mlp"), "ffn")(attention_out)
-    x = constrain(activation_fn(cfg.hidden_act)(x), ("activation_batch", "activation_length",
-                                                     "activation_mlp"))
+    x = constrain(
+      activation_fn(cfg.hidden_act)(x), ("activation_batch", "activation_length", "activation_mlp")
+    )
     x = dense(cfg, cfg.hidden_size, ("mlp", "hidden"), "ffn_output")(x)
     x = nn.Dropout(cfg.hidden_dropout_prob)(x, deterministic=deterministic)
     out = layer_norm(cfg, "full_layer_layer_norm")(x.astype(jnp.float32) + attention_out)
@@ -284,9 +335,9 @@ class AlbertLayerGroup(nn.Module):
 def remat_policy(name: str):
   """Config name -> jax.checkpoint policy (None = save nothing, recompute all)."""
   policies = {
-      "full": None,
-      "dots": jax.checkpoint_policies.checkpoint_dots,
-      "dots_with_no_batch_dims": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
+    "full": None,
+    "dots": jax.checkpoint_policies.checkpoint_dots,
+    "dots_with_no_batch_dims": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
   }
   if name not in policies:
     raise ValueError(f"Unknown remat policy {name!r}; choose 'none' or one of {sorted(policies)}")
@@ -303,28 +354,39 @@ class AlbertTransformer(nn.Module):
   config: AlbertConfig
 
   @nn.compact
-  def __call__(self, embeddings: Array, mask: Array, deterministic: bool,
-               output_hidden_states: bool = False) -> tuple[Array, tuple[Array, ...] | None]:
+  def __call__(
+    self, embeddings: Array, mask: Array, deterministic: bool, output_hidden_states: bool = False
+  ) -> tuple[Array, tuple[Array, ...] | None]:
     """embeddings: [batch, seq, E]; mask: [batch, 1, 1, seq] -> ([batch, seq, H], hidden states)."""
     cfg = self.config
-    hidden = dense(cfg, cfg.hidden_size, ("embedding", "hidden"),
-                   "embedding_hidden_mapping_in")(embeddings)
+    hidden = dense(cfg, cfg.hidden_size, ("embedding", "hidden"), "embedding_hidden_mapping_in")(
+      embeddings
+    )
     hidden = constrain(hidden, ("activation_batch", "activation_length", "activation_hidden"))
     all_hidden = [hidden] if output_hidden_states else None
 
     group_cls = AlbertLayerGroup
     if cfg.remat != "none":
       # static_argnums counts `self`: (self, hidden, mask, deterministic) -> deterministic is 3.
-      group_cls = nn.remat(AlbertLayerGroup, prevent_cse=not cfg.scan_layers,
-                           static_argnums=(3,), policy=remat_policy(cfg.remat))
+      group_cls = nn.remat(
+        AlbertLayerGroup,
+        prevent_cse=not cfg.scan_layers,
+        static_argnums=(3,),
+        policy=remat_policy(cfg.remat),
+      )
     for group, steps in cfg.group_runs():
       name = f"albert_layer_groups_{group}"
       if cfg.scan_layers:
-        scanned = nn.scan(group_cls, variable_broadcast="params",
-                          split_rngs={"params": False, "dropout": True},
-                          in_axes=(nn.broadcast, nn.broadcast), length=steps)
-        hidden, per_step = scanned(cfg, output_hidden_states, name=name)(hidden, mask,
-                                                                         deterministic)
+        scanned = nn.scan(
+          group_cls,
+          variable_broadcast="params",
+          split_rngs={"params": False, "dropout": True},
+          in_axes=(nn.broadcast, nn.broadcast),
+          length=steps,
+        )
+        hidden, per_step = scanned(cfg, output_hidden_states, name=name)(
+          hidden, mask, deterministic
+        )
         if output_hidden_states:
           all_hidden.extend(per_step[i] for i in range(steps))
       else:
@@ -359,10 +421,15 @@ class AlbertModule(nn.Module):
     if self.add_pooling_layer:
       self.pooler = dense(cfg, cfg.hidden_size, ("hidden", "pooler_out"), "pooler")
 
-  def __call__(self, input_ids: Array, attention_mask: Array | None = None,
-               token_type_ids: Array | None = None, position_ids: Array | None = None,
-               deterministic: bool = True, output_hidden_states: bool = False
-               ) -> AlbertModelOutput:
+  def __call__(
+    self,
+    input_ids: Array,
+    attention_mask: Array | None = None,
+    token_type_ids: Array | None = None,
+    position_ids: Array | None = None,
+    deterministic: bool = True,
+    output_hidden_states: bool = False,
+  ) -> AlbertModelOutput:
     """Run the backbone.
 
     Args:
@@ -395,5 +462,6 @@ class AlbertModule(nn.Module):
     pooled = None
     if self.add_pooling_layer:
       pooled = jnp.tanh(self.pooler(hidden[:, 0]).astype(jnp.float32))
-    return AlbertModelOutput(last_hidden_state=hidden, pooler_output=pooled,
-                             hidden_states=all_hidden)
+    return AlbertModelOutput(
+      last_hidden_state=hidden, pooler_output=pooled, hidden_states=all_hidden
+    )

@@ -14,7 +14,8 @@ the mesh covers all devices of all processes and every array is a global `jax.Ar
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -29,23 +30,23 @@ BATCH_AXES = ("data", "fsdp")
 # mesh axis to the first logical axis of an array that claims it, so for the embedding projection
 # [embedding, hidden] "hidden" takes "fsdp" and "embedding" stays whole.
 LOGICAL_RULES: tuple[tuple[str, Any], ...] = (
-    # activations
-    ("activation_batch", BATCH_AXES),
-    ("activation_length", None),
-    ("activation_hidden", None),  # hidden states are whole on every tensor shard (Megatron)
-    ("activation_mlp", "tensor"),
-    # parameters: tensor parallelism over heads / FFN width / vocabulary ...
-    ("vocab", "tensor"),
-    ("joined_kv", "tensor"),
-    ("mlp", "tensor"),
-    ("pooler_out", "tensor"),
-    # ... and FSDP over the model width
-    ("hidden", "fsdp"),
-    ("embedding", "fsdp"),
-    ("positions", None),
-    ("token_types", None),
-    ("classes", None),
-    ("norm", None),
+  # activations
+  ("activation_batch", BATCH_AXES),
+  ("activation_length", None),
+  ("activation_hidden", None),  # hidden states are whole on every tensor shard (Megatron)
+  ("activation_mlp", "tensor"),
+  # parameters: tensor parallelism over heads / FFN width / vocabulary ...
+  ("vocab", "tensor"),
+  ("joined_kv", "tensor"),
+  ("mlp", "tensor"),
+  ("pooler_out", "tensor"),
+  # ... and FSDP over the model width
+  ("hidden", "fsdp"),
+  ("embedding", "fsdp"),
+  ("positions", None),
+  ("token_types", None),
+  ("classes", None),
+  ("norm", None),
 )
 
 
@@ -66,18 +67,23 @@ def resolve_mesh_shape(data: int, fsdp: int, tensor: int, num_devices: int) -> t
   fixed = math.prod(s for s in shape if s != -1)
   if free:
     if num_devices % fixed:
-      raise ValueError(f"mesh (data, fsdp, tensor) = {tuple(shape)}: {num_devices} devices are "
-                       f"not a multiple of the fixed axes' product {fixed}")
+      raise ValueError(
+        f"mesh (data, fsdp, tensor) = {tuple(shape)}: {num_devices} devices are "
+        f"not a multiple of the fixed axes' product {fixed}"
+      )
     shape[free[0]] = num_devices // fixed
   if math.prod(shape) != num_devices:
-    raise ValueError(f"mesh (data, fsdp, tensor) = {tuple(shape)} needs {math.prod(shape)} "
-                     f"devices but {num_devices} are available; use -1 for one axis to take "
-                     "the remaining devices")
+    raise ValueError(
+      f"mesh (data, fsdp, tensor) = {tuple(shape)} needs {math.prod(shape)} "
+      f"devices but {num_devices} are available; use -1 for one axis to take "
+      "the remaining devices"
+    )
   return tuple(shape)  # type: ignore[return-value]
 
 
-def make_mesh(data: int = -1, fsdp: int = 1, tensor: int = 1,
-              devices: Sequence[jax.Device] | None = None) -> Mesh:
+def make_mesh(
+  data: int = -1, fsdp: int = 1, tensor: int = 1, devices: Sequence[jax.Device] | None = None
+) -> Mesh:
   """A ("data", "fsdp", "tensor") mesh over `devices` (default: all devices of all processes).
 
   -1 for one axis takes the remaining devices. Device order comes from `jax.make_mesh` (topology
@@ -86,8 +92,9 @@ def make_mesh(data: int = -1, fsdp: int = 1, tensor: int = 1,
   """
   devices = list(jax.devices() if devices is None else devices)
   shape = resolve_mesh_shape(data, fsdp, tensor, len(devices))
-  return jax.make_mesh(shape, MESH_AXES, axis_types=(AxisType.Auto,) * len(MESH_AXES),
-                       devices=devices)
+  return jax.make_mesh(
+    shape, MESH_AXES, axis_types=(AxisType.Auto,) * len(MESH_AXES), devices=devices
+  )
 
 
 # ------------------------------------------------------------------------------ array shardings
@@ -119,8 +126,12 @@ def fit_spec_to_shape(spec: PartitionSpec, shape: Sequence[int], mesh: Mesh) -> 
   return PartitionSpec(*fitted)
 
 
-def logical_to_sharding(logical: PartitionSpec | None, shape: Sequence[int], mesh: Mesh,
-                        rules: Sequence[tuple[str, Any]] = LOGICAL_RULES) -> NamedSharding:
+def logical_to_sharding(
+  logical: PartitionSpec | None,
+  shape: Sequence[int],
+  mesh: Mesh,
+  rules: Sequence[tuple[str, Any]] = LOGICAL_RULES,
+) -> NamedSharding:
   """Logical axis names of one array -> its NamedSharding on `mesh` (fitted to its shape)."""
   if logical is None or len(logical) == 0:
     return NamedSharding(mesh, PartitionSpec())
@@ -139,12 +150,14 @@ def unbox(tree: Any) -> Any:
 
   (`nn.meta.unbox` would constrain each value to its unfitted logical spec under a mesh.)
   """
-  return jax.tree.map(lambda x: x.unbox(apply_constraint=False) if is_boxed(x) else x, tree,
-                      is_leaf=is_boxed)
+  return jax.tree.map(
+    lambda x: x.unbox(apply_constraint=False) if is_boxed(x) else x, tree, is_leaf=is_boxed
+  )
 
 
-def tree_shardings(abstract_boxed: Any, mesh: Mesh,
-                   rules: Sequence[tuple[str, Any]] = LOGICAL_RULES) -> Any:
+def tree_shardings(
+  abstract_boxed: Any, mesh: Mesh, rules: Sequence[tuple[str, Any]] = LOGICAL_RULES
+) -> Any:
   """Shardings for the (unboxed) tree whose abstract, boxed form is `abstract_boxed`.
 
   `abstract_boxed` is typically `jax.eval_shape(init)` of something holding flax-partitioned
@@ -153,8 +166,12 @@ def tree_shardings(abstract_boxed: Any, mesh: Mesh,
   """
   logical = nn.get_partition_spec(abstract_boxed)
   shapes = unbox(abstract_boxed)
-  return jax.tree.map(lambda spec, leaf: logical_to_sharding(spec, leaf.shape, mesh, rules),
-                      logical, shapes, is_leaf=lambda x: isinstance(x, PartitionSpec))
+  return jax.tree.map(
+    lambda spec, leaf: logical_to_sharding(spec, leaf.shape, mesh, rules),
+    logical,
+    shapes,
+    is_leaf=lambda x: isinstance(x, PartitionSpec),
+  )
 
 
 # ---------------------------------------------------------------------------------- batches
@@ -179,21 +196,26 @@ def process_batch_share(mesh: Mesh, global_batch_size: int) -> tuple[int, int]:
   process_index / process_count.
   """
   if global_batch_size % batch_split(mesh):
-    raise ValueError(f"global batch size {global_batch_size} is not divisible by the "
-                     f"{batch_split(mesh)} batch shards of mesh {dict(mesh.shape)}")
+    raise ValueError(
+      f"global batch size {global_batch_size} is not divisible by the "
+      f"{batch_split(mesh)} batch shards of mesh {dict(mesh.shape)}"
+    )
   index_map = batch_sharding(mesh).addressable_devices_indices_map((global_batch_size,))
   rows = sorted({(s[0].start or 0, s[0].stop or global_batch_size) for s in index_map.values()})
   start, stop = rows[0][0], rows[-1][1]
   covered = sum(b - a for a, b in rows)
   if covered != stop - start:
-    raise ValueError(f"this process's devices hold non-contiguous batch rows {rows} on mesh "
-                     f"{dict(mesh.shape)}; order the mesh so each process's devices are adjacent")
+    raise ValueError(
+      f"this process's devices hold non-contiguous batch rows {rows} on mesh "
+      f"{dict(mesh.shape)}; order the mesh so each process's devices are adjacent"
+    )
   local = stop - start
   return start // local, global_batch_size // local
 
 
-def global_batch(local_batch: Mapping[str, np.ndarray], mesh: Mesh,
-                 global_batch_size: int) -> dict[str, jax.Array]:
+def global_batch(
+  local_batch: Mapping[str, np.ndarray], mesh: Mesh, global_batch_size: int
+) -> dict[str, jax.Array]:
   """This process's rows of a batch -> global arrays sharded over the batch axes.
 
   Args:
@@ -206,9 +228,12 @@ def global_batch(local_batch: Mapping[str, np.ndarray], mesh: Mesh,
   for name, value in local_batch.items():
     value = np.asarray(value)
     if value.shape[0] * shares != global_batch_size:
-      raise ValueError(f"batch field {name!r} has {value.shape[0]} rows on this process; expected "
-                       f"{global_batch_size // shares} (global batch {global_batch_size} over "
-                       f"{shares} process shares)")
+      raise ValueError(
+        f"batch field {name!r} has {value.shape[0]} rows on this process; expected "
+        f"{global_batch_size // shares} (global batch {global_batch_size} over "
+        f"{shares} process shares)"
+      )
     out[name] = jax.make_array_from_process_local_data(
-        batch_sharding(mesh, value.ndim), value, (global_batch_size,) + value.shape[1:])
+      batch_sharding(mesh, value.ndim), value, (global_batch_size,) + value.shape[1:]
+    )
   return out

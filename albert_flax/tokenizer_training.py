@@ -2,7 +2,8 @@
 
 A unigram model with ids 0..4 = <pad>, <unk>, [CLS], [SEP], [MASK], trained on text normalized as
 `AlbertTokenizer` normalizes it, streaming the files and drawing a seeded sample of the lines
-(sentencepiece's own sampler ignores the seed). Kept apart from `tokenization.py`, which encodes text:
+(sentencepiece's own sampler ignores the seed). Kept apart from `tokenization.py`, which encodes
+text:
 training is run once per vocabulary, encoding in every data pipeline.
 """
 
@@ -20,130 +21,146 @@ from albert_flax.tokenization import SPECIAL_PIECES, normalize_text
 
 
 def _expand_files(files: str | os.PathLike | Sequence[str | os.PathLike]) -> list[str]:
-    patterns = [files] if isinstance(files, (str, os.PathLike)) else list(files)
-    if not patterns:
-        raise ValueError("train_tokenizer: no input files given")
-    paths: list[str] = []
-    for pattern in map(os.fspath, patterns):
-        if glob.has_magic(pattern):
-            matched = sorted(glob.glob(pattern))  # sorted: the same order (and model) on every run
-            if not matched:
-                raise FileNotFoundError(f"train_tokenizer: no file matches {pattern!r}")
-            paths += matched
-        elif os.path.isfile(pattern):
-            paths.append(pattern)
-        else:
-            raise FileNotFoundError(f"train_tokenizer: input file not found: {pattern!r}")
-    for path in paths:
-        with open(path, encoding="utf-8") as f:  # stop at the first line with text
-            if all(line.isspace() for line in f):
-                raise ValueError(f"train_tokenizer: input file {path!r} holds no text")
-    return paths
+  patterns = [files] if isinstance(files, (str, os.PathLike)) else list(files)
+  if not patterns:
+    raise ValueError("train_tokenizer: no input files given")
+  paths: list[str] = []
+  for pattern in map(os.fspath, patterns):
+    if glob.has_magic(pattern):
+      matched = sorted(glob.glob(pattern))  # sorted: the same order (and model) on every run
+      if not matched:
+        raise FileNotFoundError(f"train_tokenizer: no file matches {pattern!r}")
+      paths += matched
+    elif os.path.isfile(pattern):
+      paths.append(pattern)
+    else:
+      raise FileNotFoundError(f"train_tokenizer: input file not found: {pattern!r}")
+  for path in paths:
+    with open(path, encoding="utf-8") as f:  # stop at the first line with text
+      if all(line.isspace() for line in f):
+        raise ValueError(f"train_tokenizer: input file {path!r} holds no text")
+  return paths
 
 
 def _nonblank_lines(paths: Sequence[str]) -> Iterator[str]:
-    for path in paths:
-        with open(path, encoding="utf-8") as f:
-            for line in f:
-                if not line.isspace():
-                    yield line
+  for path in paths:
+    with open(path, encoding="utf-8") as f:
+      for line in f:
+        if not line.isspace():
+          yield line
 
 
 def _training_lines(
-    paths: Sequence[str], sample_size: int, shuffle: bool, seed: int, **norm: bool
+  paths: Sequence[str], sample_size: int, shuffle: bool, seed: int, **norm: bool
 ) -> Iterator[str]:
-    """Normalized lines for sentencepiece, streamed, keeping `sample_size` of them (0: all).
+  """Normalized lines for sentencepiece, streamed, keeping `sample_size` of them (0: all).
 
-    The sample is drawn here, not by sentencepiece: its own sampler ignores the random seed, so the
-    model would change from run to run. With shuffle, a uniform sample of exactly `sample_size`
-    lines (Knuth's selection sampling: one pass, no memory, after a pass that counts the lines);
-    without, the first `sample_size` lines.
-    """
-    lines: Iterator[str] = _nonblank_lines(paths)
-    if sample_size > 0 and shuffle:
-        total = sum(1 for _ in _nonblank_lines(paths))
-        if total > sample_size:
-            rng = random.Random(seed)
+  The sample is drawn here, not by sentencepiece: its own sampler ignores the random seed, so the
+  model would change from run to run. With shuffle, a uniform sample of exactly `sample_size`
+  lines (Knuth's selection sampling: one pass, no memory, after a pass that counts the lines);
+  without, the first `sample_size` lines.
+  """
+  lines: Iterator[str] = _nonblank_lines(paths)
+  if sample_size > 0 and shuffle:
+    total = sum(1 for _ in _nonblank_lines(paths))
+    if total > sample_size:
+      rng = random.Random(seed)
 
-            def sampled(lines: Iterator[str], need: int, left: int) -> Iterator[str]:
-                for line in lines:
-                    if rng.random() * left < need:  # keep with probability need / left
-                        need -= 1
-                        yield line
-                        if need == 0:
-                            return
-                    left -= 1
-
-            lines = sampled(lines, sample_size, total)
-    elif sample_size > 0:
-        lines = itertools.islice(lines, sample_size)
-    for line in lines:
-        line = normalize_text(line, **norm)
-        if line:
+      def sampled(lines: Iterator[str], need: int, left: int) -> Iterator[str]:
+        for line in lines:
+          if rng.random() * left < need:  # keep with probability need / left
+            need -= 1
             yield line
+            if need == 0:
+              return
+          left -= 1
+
+      lines = sampled(lines, sample_size, total)
+  elif sample_size > 0:
+    lines = itertools.islice(lines, sample_size)
+  for line in lines:
+    line = normalize_text(line, **norm)
+    if line:
+      yield line
 
 
 def train_tokenizer(
-    files: str | os.PathLike | Sequence[str | os.PathLike],
-    vocab_size: int,
-    model_prefix: str | os.PathLike,
-    *,
-    input_sentence_size: int = 10_000_000,
-    shuffle_input_sentence: bool = True,
-    character_coverage: float = 0.99995,
-    num_threads: int = os.cpu_count() or 1,
-    do_lower_case: bool = True,
-    keep_accents: bool = False,
-    user_defined_symbols: Sequence[str] = (),
-    seed: int = 0,
-    hard_vocab_limit: bool = True,
+  files: str | os.PathLike | Sequence[str | os.PathLike],
+  vocab_size: int,
+  model_prefix: str | os.PathLike,
+  *,
+  input_sentence_size: int = 10_000_000,
+  shuffle_input_sentence: bool = True,
+  character_coverage: float = 0.99995,
+  num_threads: int = os.cpu_count() or 1,
+  do_lower_case: bool = True,
+  keep_accents: bool = False,
+  user_defined_symbols: Sequence[str] = (),
+  seed: int = 0,
+  hard_vocab_limit: bool = True,
 ) -> str:
-    """Train ALBERT's SentencePiece unigram model; returns the path `<model_prefix>.model`.
+  """Train ALBERT's SentencePiece unigram model; returns the path `<model_prefix>.model`.
 
-    Ids 0..4 are <pad>, <unk>, [CLS], [SEP], [MASK] (no BOS/EOS), as in the released ALBERT vocabulary.
-    Each line of the files (paths or glob patterns, UTF-8) is a sentence, normalized as
-    `AlbertTokenizer(do_lower_case=do_lower_case, keep_accents=keep_accents)` normalizes text, so the
-    pieces match what encoding sees. Lines are streamed and only a sample of `input_sentence_size`
-    of them (0: all) reaches sentencepiece, so large corpora fit in memory: uniform and drawn
-    with `seed` when shuffle_input_sentence, else the first lines.
-    `user_defined_symbols` are always split off (the original used ALBERT_USER_DEFINED_SYMBOLS);
-    `seed` makes the sample, hence the model, reproducible (for the same num_threads);
-    hard_vocab_limit=False lets a small corpus give fewer than `vocab_size` pieces instead of failing.
-    """
-    if not isinstance(vocab_size, int) or vocab_size <= len(SPECIAL_PIECES) + len(user_defined_symbols):
-        raise ValueError(f"vocab_size must be an int above the {len(SPECIAL_PIECES)} special pieces "
-                         f"and user-defined symbols, got {vocab_size!r}")
-    if not isinstance(input_sentence_size, int) or input_sentence_size < 0:
-        raise ValueError(
-            f"input_sentence_size must be an int >= 0 (0: all lines), got {input_sentence_size!r}")
-    paths = _expand_files(files)
-    prefix = os.fspath(model_prefix)
-    if os.path.dirname(prefix):
-        os.makedirs(os.path.dirname(prefix), exist_ok=True)
-    # A process-wide setting of sentencepiece, for whatever randomness its trainer has left.
-    spm.set_random_generator_seed(int(seed))
-    control = [SPECIAL_PIECES["cls"], SPECIAL_PIECES["sep"], SPECIAL_PIECES["mask"]]
-    spm.SentencePieceTrainer.train(
-        sentence_iterator=_training_lines(
-            paths, input_sentence_size, shuffle_input_sentence, seed,
-            do_lower_case=do_lower_case, remove_space=True, keep_accents=keep_accents),
-        model_prefix=prefix,
-        model_type="unigram",
-        vocab_size=vocab_size,
-        pad_id=0, unk_id=1, bos_id=-1, eos_id=-1,
-        pad_piece=SPECIAL_PIECES["pad"], unk_piece=SPECIAL_PIECES["unk"],
-        control_symbols=control,
-        user_defined_symbols=list(user_defined_symbols),
-        input_sentence_size=0,  # already sampled
-        character_coverage=character_coverage,
-        num_threads=num_threads,
-        hard_vocab_limit=hard_vocab_limit,
-        minloglevel=1,  # warnings and errors only
+  Ids 0..4 are <pad>, <unk>, [CLS], [SEP], [MASK] (no BOS/EOS), as in the released ALBERT
+  vocabulary.
+  Each line of the files (paths or glob patterns, UTF-8) is a sentence, normalized as
+  `AlbertTokenizer(do_lower_case=do_lower_case, keep_accents=keep_accents)` normalizes text, so the
+  pieces match what encoding sees. Lines are streamed and only a sample of `input_sentence_size`
+  of them (0: all) reaches sentencepiece, so large corpora fit in memory: uniform and drawn
+  with `seed` when shuffle_input_sentence, else the first lines.
+  `user_defined_symbols` are always split off (the original used ALBERT_USER_DEFINED_SYMBOLS);
+  `seed` makes the sample, hence the model, reproducible (for the same num_threads);
+  hard_vocab_limit=False lets a small corpus give fewer than `vocab_size` pieces instead of failing.
+  """
+  if not isinstance(vocab_size, int) or vocab_size <= len(SPECIAL_PIECES) + len(
+    user_defined_symbols
+  ):
+    raise ValueError(
+      f"vocab_size must be an int above the {len(SPECIAL_PIECES)} special pieces "
+      f"and user-defined symbols, got {vocab_size!r}"
     )
-    path = prefix + ".model"
-    sp = spm.SentencePieceProcessor(model_file=path)
-    expected = [SPECIAL_PIECES[k] for k in ("pad", "unk", "cls", "sep", "mask")]
-    got = [sp.IdToPiece(i) for i in range(len(expected))]
-    if got != expected:
-        raise RuntimeError(f"trained model {path!r} has ids 0..4 = {got}, expected {expected}")
-    return path
+  if not isinstance(input_sentence_size, int) or input_sentence_size < 0:
+    raise ValueError(
+      f"input_sentence_size must be an int >= 0 (0: all lines), got {input_sentence_size!r}"
+    )
+  paths = _expand_files(files)
+  prefix = os.fspath(model_prefix)
+  if os.path.dirname(prefix):
+    os.makedirs(os.path.dirname(prefix), exist_ok=True)
+  # A process-wide setting of sentencepiece, for whatever randomness its trainer has left.
+  spm.set_random_generator_seed(int(seed))
+  control = [SPECIAL_PIECES["cls"], SPECIAL_PIECES["sep"], SPECIAL_PIECES["mask"]]
+  spm.SentencePieceTrainer.train(
+    sentence_iterator=_training_lines(
+      paths,
+      input_sentence_size,
+      shuffle_input_sentence,
+      seed,
+      do_lower_case=do_lower_case,
+      remove_space=True,
+      keep_accents=keep_accents,
+    ),
+    model_prefix=prefix,
+    model_type="unigram",
+    vocab_size=vocab_size,
+    pad_id=0,
+    unk_id=1,
+    bos_id=-1,
+    eos_id=-1,
+    pad_piece=SPECIAL_PIECES["pad"],
+    unk_piece=SPECIAL_PIECES["unk"],
+    control_symbols=control,
+    user_defined_symbols=list(user_defined_symbols),
+    input_sentence_size=0,  # already sampled
+    character_coverage=character_coverage,
+    num_threads=num_threads,
+    hard_vocab_limit=hard_vocab_limit,
+    minloglevel=1,  # warnings and errors only
+  )
+  path = prefix + ".model"
+  sp = spm.SentencePieceProcessor(model_file=path)
+  expected = [SPECIAL_PIECES[k] for k in ("pad", "unk", "cls", "sep", "mask")]
+  got = [sp.IdToPiece(i) for i in range(len(expected))]
+  if got != expected:
+    raise RuntimeError(f"trained model {path!r} has ids 0..4 = {got}, expected {expected}")
+  return path

@@ -24,7 +24,6 @@ import subprocess
 import sys
 import time
 
-
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from pretrain import builtin_corpus, corpus, data  # noqa: E402
@@ -43,11 +42,12 @@ def build_corpora(workdir: str) -> tuple[str, str, str]:
         for c in range(copies):
           shifted = docs[c:] + docs[:c]  # a different grouping in every copy
           for i in range(0, len(shifted), 4):
-            f.write("\n".join(s for d in shifted[i:i + 4] for s in d) + "\n\n")
+            f.write("\n".join(s for d in shifted[i : i + 4] for s in d) + "\n\n")
   model = os.path.join(workdir, "spm8k.model")
   if not os.path.exists(model):
     from albert_flax.tokenization import train_tokenizer
-    train_tokenizer(small, 8000, model[:-len(".model")], seed=0, hard_vocab_limit=False)
+
+    train_tokenizer(small, 8000, model[: -len(".model")], seed=0, hard_vocab_limit=False)
   return small, large, model
 
 
@@ -67,9 +67,20 @@ def throughput(files: str, model: str, seq: int, workers: int, min_examples: int
   """Steady state: after worker start-up and `min_examples // 4` examples, over windows of 256
   documents (~300k tokens each)."""
   from albert_flax.tokenization import AlbertTokenizer
+
   tok = AlbertTokenizer(model)
-  it = data.make_pretraining_batches(files, tok, 64, seq, 20, 0, process_index=0, process_count=1,
-                                     num_workers=workers, shuffle_buffer=256)
+  it = data.make_pretraining_batches(
+    files,
+    tok,
+    64,
+    seq,
+    20,
+    0,
+    process_index=0,
+    process_count=1,
+    num_workers=workers,
+    shuffle_buffer=256,
+  )
   with it:
     n = 0
     while n < min_examples // 4:
@@ -85,8 +96,11 @@ def throughput(files: str, model: str, seq: int, workers: int, min_examples: int
 def breakdown(files: str, model: str, seq: int) -> dict:
   """CPU seconds per 1000 examples of each stage, on one window of (up to) 1024 documents."""
   from albert_flax.tokenization import AlbertTokenizer
+
   tok = AlbertTokenizer(model, num_threads=1)
-  docs = [d for _, (d, _) in zip(range(1024), corpus.TextFileSource(files).documents(0, None, 0, 1))]
+  docs = [
+    d for _, (d, _) in zip(range(1024), corpus.TextFileSource(files).documents(0, None, 0, 1))
+  ]
   cfg = ExampleConfig(seq, 20)
   t0 = time.process_time()
   t = tokenize_documents(docs, tok)
@@ -96,26 +110,39 @@ def breakdown(files: str, model: str, seq: int) -> dict:
   make_examples(t, cfg, tok, (0,), mask=True)
   t3 = time.process_time()
   k = 1000 / len(ex["length"])
-  return {"examples": len(ex["length"]), "tokens": len(t.tokens),
-          "tokenize_s_per_1k": (t1 - t0) * k, "pairs_pack_s_per_1k": (t2 - t1) * k,
-          "masking_s_per_1k": (t3 - t2 - (t2 - t1)) * k}
+  return {
+    "examples": len(ex["length"]),
+    "tokens": len(t.tokens),
+    "tokenize_s_per_1k": (t1 - t0) * k,
+    "pairs_pack_s_per_1k": (t2 - t1) * k,
+    "masking_s_per_1k": (t3 - t2 - (t2 - t1)) * k,
+  }
 
 
 def _peak_rss_child(files: str, model: str, seq: int) -> None:
   from albert_flax.tokenization import AlbertTokenizer
+
   tok = AlbertTokenizer(model)
   n = 0
   # Windows of 128 documents: fewer than either corpus has, so a flat figure means what it says.
-  for b in data.make_pretraining_batches(files, tok, 64, seq, 20, 0, process_index=0,
-                                         process_count=1, num_epochs=1, shuffle_buffer=128):
+  for b in data.make_pretraining_batches(
+    files, tok, 64, seq, 20, 0, process_index=0, process_count=1, num_epochs=1, shuffle_buffer=128
+  ):
     n += len(b["input_ids"])
-  print(json.dumps({"examples": n,
-                    "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+  print(
+    json.dumps(
+      {"examples": n, "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    )
+  )
 
 
 def peak_rss(files: str, model: str, seq: int) -> dict:
-  out = subprocess.run([sys.executable, __file__, "--_rss_child", files, model, str(seq)],
-                       check=True, capture_output=True, text=True).stdout
+  out = subprocess.run(
+    [sys.executable, __file__, "--_rss_child", files, model, str(seq)],
+    check=True,
+    capture_output=True,
+    text=True,
+  ).stdout
   return json.loads(out.strip().splitlines()[-1])
 
 
@@ -129,25 +156,33 @@ def main() -> None:
     _peak_rss_child(args._rss_child[0], args._rss_child[1], int(args._rss_child[2]))
     return
   small, large, model = build_corpora(args.workdir)
-  print(f"corpus: small {os.path.getsize(small) / 2**20:.1f} MiB, "
-        f"4x {os.path.getsize(large) / 2**20:.1f} MiB; {os.cpu_count()} CPUs, "
-        f"load average {os.getloadavg()[0]:.1f}")
+  print(
+    f"corpus: small {os.path.getsize(small) / 2**20:.1f} MiB, "
+    f"4x {os.path.getsize(large) / 2**20:.1f} MiB; {os.cpu_count()} CPUs, "
+    f"load average {os.getloadavg()[0]:.1f}"
+  )
   for seq in (128, 512):
     b = breakdown(small, model, seq)
-    print(f"S={seq}: one window of 1024 docs -> {b['examples']} examples ({b['tokens']} tokens); "
-          f"per 1000 examples: tokenize {b['tokenize_s_per_1k']:.3f}s, pairs+pack "
-          f"{b['pairs_pack_s_per_1k']:.3f}s, masking {b['masking_s_per_1k']:.3f}s (CPU, 1 thread)")
+    print(
+      f"S={seq}: one window of 1024 docs -> {b['examples']} examples ({b['tokens']} tokens); "
+      f"per 1000 examples: tokenize {b['tokenize_s_per_1k']:.3f}s, pairs+pack "
+      f"{b['pairs_pack_s_per_1k']:.3f}s, masking {b['masking_s_per_1k']:.3f}s (CPU, 1 thread)"
+    )
   for seq in (128, 512):
     need = (2 if args.quick else 6) * (4000 if seq == 128 else 1500)
     for workers in (0, 2):
       r = throughput(large, model, seq, workers, need)
-      print(f"S={seq} num_workers={workers}: {r['examples_per_s']:.0f} examples/s wall, "
-            f"{r['examples_per_cpu_s']:.0f} examples per CPU-second ({r['examples']} examples)")
+      print(
+        f"S={seq} num_workers={workers}: {r['examples_per_s']:.0f} examples/s wall, "
+        f"{r['examples_per_cpu_s']:.0f} examples per CPU-second ({r['examples']} examples)"
+      )
   for seq in (512,):
     for name, path in (("small", small), ("4x", large)):
       r = peak_rss(path, model, seq)
-      print(f"peak RSS, one epoch of the {name} corpus at S={seq}: {r['peak_rss_mib']:.0f} MiB "
-            f"({r['examples']} examples)")
+      print(
+        f"peak RSS, one epoch of the {name} corpus at S={seq}: {r['peak_rss_mib']:.0f} MiB "
+        f"({r['examples']} examples)"
+      )
 
 
 if __name__ == "__main__":

@@ -26,26 +26,29 @@ import common  # noqa: E402
 HERE = os.path.dirname(os.path.abspath(__file__))
 # name -> (side, AlbertConfig overrides)
 VARIANTS = {
-    "ours": ("ours", {"remat": "none"}),
-    "ours_remat": ("ours", {"remat": "full"}),
-    "ours_remat_dots": ("ours", {"remat": "dots"}),
-    "hf_flax": ("hf_flax", {}),
+  "ours": ("ours", {"remat": "none"}),
+  "ours_remat": ("ours", {"remat": "full"}),
+  "ours_remat_dots": ("ours", {"remat": "dots"}),
+  "hf_flax": ("hf_flax", {}),
 }
 LABELS = {
-    "ours": "ours: scan, no remat",
-    "ours_remat": "ours: scan + remat (full)",
-    "ours_remat_dots": "ours: scan + remat (save dots)",
-    "hf_flax": "transformers Flax: unrolled",
+  "ours": "ours: scan, no remat",
+  "ours_remat": "ours: scan + remat (full)",
+  "ours_remat_dots": "ours: scan + remat (save dots)",
+  "hf_flax": "transformers Flax: unrolled",
 }
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-  p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  p = argparse.ArgumentParser(
+    description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+  )
   p.add_argument("--size", default="base-v2")
   p.add_argument("--dtype", default="float32")
   p.add_argument("--depths", default="12,24,48,96")
-  p.add_argument("--variants", default="ours,ours_remat,hf_flax",
-                 help=f"comma list of {sorted(VARIANTS)}")
+  p.add_argument(
+    "--variants", default="ours,ours_remat,hf_flax", help=f"comma list of {sorted(VARIANTS)}"
+  )
   p.add_argument("--batch", type=int, default=8)
   p.add_argument("--seq", type=int, default=128)
   p.add_argument("--predictions", type=int, default=20)
@@ -72,10 +75,14 @@ def measure(variant: str, cfg, batch) -> dict:
   compiled = lowered.compile()
   done = time.perf_counter()
   mem = compiled.memory_analysis()
-  return {"lower_s": lowered_at - start, "compile_s": done - lowered_at,
-          "total_s": done - start, "temp_bytes": int(mem.temp_size_in_bytes),
-          "argument_bytes": int(mem.argument_size_in_bytes),
-          "load": common.load_average()[0]}
+  return {
+    "lower_s": lowered_at - start,
+    "compile_s": done - lowered_at,
+    "total_s": done - start,
+    "temp_bytes": int(mem.temp_size_in_bytes),
+    "argument_bytes": int(mem.argument_size_in_bytes),
+    "load": common.load_average()[0],
+  }
 
 
 def plot(rows: list[dict], variants: list[str], path: str, title: str) -> None:
@@ -90,7 +97,10 @@ def plot(rows: list[dict], variants: list[str], path: str, title: str) -> None:
     xs = [x for x, _ in pts]
     ax_t.plot(xs, [r["total_s"] for _, r in pts], marker="o", label=LABELS[v])
     ax_m.plot(xs, [r["temp_bytes"] / 2**20 for _, r in pts], marker="o", label=LABELS[v])
-  for ax, ylabel in ((ax_t, "trace + compile of the train step [s]"), (ax_m, "XLA temp memory [MiB]")):
+  for ax, ylabel in (
+    (ax_t, "trace + compile of the train step [s]"),
+    (ax_m, "XLA temp memory [MiB]"),
+  ):
     ax.set_xscale("log", base=2)
     ax.set_xticks(sorted({r["layers"] for r in rows}))
     ax.get_xaxis().set_major_formatter(matplotlib.ticker.ScalarFormatter())
@@ -107,12 +117,14 @@ def plot(rows: list[dict], variants: list[str], path: str, title: str) -> None:
 
 def main(argv=None) -> dict:
   args = parse_args(argv)
-  import albert_flax as af
   import impls
 
+  import albert_flax as af
+
   if "hf_flax" in args.variants:  # transformers v5+ has no Flax models: rerun with 4.x in a venv
-    impls.run_with_transformers_flax(os.path.abspath(__file__),
-                                     sys.argv[1:] if argv is None else list(argv))
+    impls.run_with_transformers_flax(
+      os.path.abspath(__file__), sys.argv[1:] if argv is None else list(argv)
+    )
 
   info = common.machine_info()
   common.print_machine(info)
@@ -123,16 +135,21 @@ def main(argv=None) -> dict:
   warm = af.AlbertConfig.preset(args.size, dtype=args.dtype, num_hidden_layers=2)
   for variant in args.variants:
     measure(variant, warm, batch)
-  print(f"{'variant':18s} {'layers':>6s} {'lower s':>8s} {'compile s':>9s} {'total s':>8s} "
-        f"{'temp MiB':>9s}  load")
+  print(
+    f"{'variant':18s} {'layers':>6s} {'lower s':>8s} {'compile s':>9s} {'total s':>8s} "
+    f"{'temp MiB':>9s}  load"
+  )
   for depth in args.depths:
     cfg = af.AlbertConfig.preset(args.size, dtype=args.dtype, num_hidden_layers=depth)
     for variant in args.variants:
       r = measure(variant, cfg, batch)
       r.update(variant=variant, layers=depth)
       rows.append(r)
-      print(f"{variant:18s} {depth:6d} {r['lower_s']:8.1f} {r['compile_s']:9.1f} "
-            f"{r['total_s']:8.1f} {r['temp_bytes'] / 2**20:9.1f}  {r['load']:.1f}", flush=True)
+      print(
+        f"{variant:18s} {depth:6d} {r['lower_s']:8.1f} {r['compile_s']:9.1f} "
+        f"{r['total_s']:8.1f} {r['temp_bytes'] / 2**20:9.1f}  {r['load']:.1f}",
+        flush=True,
+      )
       gc.collect()
   by = {(r["variant"], r["layers"]): r for r in rows}
   lo, hi = min(args.depths), max(args.depths)
@@ -144,14 +161,22 @@ def main(argv=None) -> dict:
       if v == "hf_flax":
         continue
       for d in args.depths:
-        summary[f"{v}/hf_flax compile at {d}"] = by[(v, d)]["total_s"] / by[("hf_flax", d)]["total_s"]
-        summary[f"{v}/hf_flax temp at {d}"] = by[(v, d)]["temp_bytes"] / by[("hf_flax", d)]["temp_bytes"]
+        summary[f"{v}/hf_flax compile at {d}"] = (
+          by[(v, d)]["total_s"] / by[("hf_flax", d)]["total_s"]
+        )
+        summary[f"{v}/hf_flax temp at {d}"] = (
+          by[(v, d)]["temp_bytes"] / by[("hf_flax", d)]["temp_bytes"]
+        )
   for k, val in summary.items():
     print(f"  {k:40s} {val:.3f}")
   if args.png:
-    plot(rows, args.variants, args.png,
-         f"ALBERT {args.size} train step ({args.dtype}, batch {args.batch} x {args.seq}), "
-         f"{info['cpu']}, {info['date'][:10]}")
+    plot(
+      rows,
+      args.variants,
+      args.png,
+      f"ALBERT {args.size} train step ({args.dtype}, batch {args.batch} x {args.seq}), "
+      f"{info['cpu']}, {info['date'][:10]}",
+    )
   out = {"machine": info, "args": vars(args), "rows": rows, "summary": summary}
   common.write_json(args.json, out)
   return out

@@ -5,7 +5,8 @@
 
 The peak is measured, not taken from a data sheet: the best rate of a large square jnp.dot in the
 same dtype (for bf16, the faster of a bf16 product and one with float32 accumulation), taken
-before and after the model runs (the higher of the two). On a shared machine the same ratio is also given
+before and after the model runs (the higher of the two). On a shared machine the same ratio is also
+given
 with CPU seconds on both sides (FLOP per CPU-second of the step / of the dot), which other
 processes' load does not skew. The step is ours (benchmarks/impls.py OursJax:
 albert_flax.train.training.make_train_step, LAMB, MLM on P gathered positions + SOP).
@@ -34,12 +35,17 @@ GPU_RUNS = "base-v2:32:512,large-v2:16:512,xxlarge-v2:8:512"
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-  p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  p = argparse.ArgumentParser(
+    description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+  )
   p.add_argument("--gpu", action="store_true", help="the GPU set of runs (default when on a GPU)")
   p.add_argument("--runs", default=None, help="comma list of preset:batch:seq")
   p.add_argument("--dtypes", default=None, help="default float32,bfloat16 (CPU), bfloat16 (GPU)")
-  p.add_argument("--attention", default=None,
-                 help="attention_implementation values; default auto (CPU), xla,cudnn (GPU)")
+  p.add_argument(
+    "--attention",
+    default=None,
+    help="attention_implementation values; default auto (CPU), xla,cudnn (GPU)",
+  )
   p.add_argument("--remat", default="dots", help="comma list of remat policies")
   p.add_argument("--predictions", type=int, default=20)
   p.add_argument("--steps", type=int, default=5, help="timed steps per run (median)")
@@ -50,10 +56,10 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> dict:
   args = parse_args(argv)
+  import impls
   import jax
 
   import albert_flax as af
-  import impls
 
   on_gpu = args.gpu or jax.default_backend() == "gpu"
   if args.gpu and jax.default_backend() != "gpu":
@@ -69,8 +75,10 @@ def main(argv=None) -> dict:
   peaks, cpu_peaks = {}, {}
   for d in dtypes:
     peaks[d], cpu_peaks[d] = common.matmul_peak(d, peak_n)
-    print(f"# matmul peak {d} ({peak_n}^3 jnp.dot): {peaks[d] / 1e9:.1f} GFLOP/s"
-          f" ({cpu_peaks[d] / 1e9:.1f} GFLOP per CPU-second)")
+    print(
+      f"# matmul peak {d} ({peak_n}^3 jnp.dot): {peaks[d] / 1e9:.1f} GFLOP/s"
+      f" ({cpu_peaks[d] / 1e9:.1f} GFLOP per CPU-second)"
+    )
   rows = []
   for run in runs:
     try:
@@ -81,8 +89,9 @@ def main(argv=None) -> dict:
     for dtype in dtypes:
       for attention in attentions:
         for remat in remats:
-          cfg = af.AlbertConfig.preset(size, dtype=dtype, attention_implementation=attention,
-                                       remat=remat)
+          cfg = af.AlbertConfig.preset(
+            size, dtype=dtype, attention_implementation=attention, remat=remat
+          )
           batch = common.pretraining_batch(batch_size, seq, cfg.vocab_size, args.predictions)
           side = impls.OursJax(cfg, batch)
           side.train_step()  # compile
@@ -94,32 +103,54 @@ def main(argv=None) -> dict:
             cpu_times.append(cpu)
           step_s = common.Spread.of(times)
           step_cpu_s = common.Spread.of(cpu_times)
-          flops = common.model_flops_per_token(
-              cfg.num_hidden_layers, cfg.hidden_size, cfg.intermediate_size, seq,
-              cfg.embedding_size, cfg.vocab_size, args.predictions) * batch_size * seq
-          row = {"size": size, "batch": batch_size, "seq": seq, "dtype": dtype,
-                 "attention": attention, "remat": remat, "step_s": step_s.__dict__,
-                 "model_tflop_per_step": flops / 1e12,
-                 "achieved_gflops": flops / step_s.median / 1e9,
-                 "peak_gflops": peaks[dtype] / 1e9,
-                 "mfu": flops / step_s.median / peaks[dtype],
-                 "step_cpu_s": step_cpu_s.__dict__,
-                 # The same ratio with CPU seconds on both sides: robust to other processes.
-                 "mfu_by_cpu_time": flops / step_cpu_s.median / cpu_peaks[dtype],
-                 "tokens_per_s": batch_size * seq / step_s.median,
-                 "load": common.load_average()[0]}
+          flops = (
+            common.model_flops_per_token(
+              cfg.num_hidden_layers,
+              cfg.hidden_size,
+              cfg.intermediate_size,
+              seq,
+              cfg.embedding_size,
+              cfg.vocab_size,
+              args.predictions,
+            )
+            * batch_size
+            * seq
+          )
+          row = {
+            "size": size,
+            "batch": batch_size,
+            "seq": seq,
+            "dtype": dtype,
+            "attention": attention,
+            "remat": remat,
+            "step_s": step_s.__dict__,
+            "model_tflop_per_step": flops / 1e12,
+            "achieved_gflops": flops / step_s.median / 1e9,
+            "peak_gflops": peaks[dtype] / 1e9,
+            "mfu": flops / step_s.median / peaks[dtype],
+            "step_cpu_s": step_cpu_s.__dict__,
+            # The same ratio with CPU seconds on both sides: robust to other processes.
+            "mfu_by_cpu_time": flops / step_cpu_s.median / cpu_peaks[dtype],
+            "tokens_per_s": batch_size * seq / step_s.median,
+            "load": common.load_average()[0],
+          }
           rows.append(row)
-          print(f"{size:10s} B={batch_size:<3d} S={seq:<4d} {dtype:8s} attn={attention:5s} "
-                f"remat={remat:5s} step {step_s.fmt(3)} s  {row['tokens_per_s']:8.0f} tok/s  "
-                f"{row['achieved_gflops']:8.1f} GFLOP/s  MFU {row['mfu']:.3f} "
-                f"(by CPU time {row['mfu_by_cpu_time']:.3f})  "
-                f"load {row['load']:.1f}", flush=True)
+          print(
+            f"{size:10s} B={batch_size:<3d} S={seq:<4d} {dtype:8s} attn={attention:5s} "
+            f"remat={remat:5s} step {step_s.fmt(3)} s  {row['tokens_per_s']:8.0f} tok/s  "
+            f"{row['achieved_gflops']:8.1f} GFLOP/s  MFU {row['mfu']:.3f} "
+            f"(by CPU time {row['mfu_by_cpu_time']:.3f})  "
+            f"load {row['load']:.1f}",
+            flush=True,
+          )
           del side
   # The peak again: a machine that got quieter since the start must not inflate the MFU.
   for d in dtypes:
     again, again_cpu = common.matmul_peak(d, peak_n)
-    for name, table, value, key in (("wall", peaks, again, "mfu"),
-                                    ("CPU-time", cpu_peaks, again_cpu, "mfu_by_cpu_time")):
+    for name, table, value, key in (
+      ("wall", peaks, again, "mfu"),
+      ("CPU-time", cpu_peaks, again_cpu, "mfu_by_cpu_time"),
+    ):
       if value > table[d]:
         print(f"# {d} {name} peak measured again higher: {value / 1e9:.1f} GFLOP/s; MFU rescaled")
         for row in rows:
@@ -129,12 +160,18 @@ def main(argv=None) -> dict:
               row["peak_gflops"] = value / 1e9
         table[d] = value
   for row in rows:
-    print(f"MFU {row['size']} {row['dtype']} attn={row['attention']} remat={row['remat']}: "
-          f"{row['mfu']:.3f} of the measured {row['dtype']} peak {row['peak_gflops']:.1f} GFLOP/s; "
-          f"by CPU time {row['mfu_by_cpu_time']:.3f}")
-  out = {"machine": info, "args": vars(args),
-         "peaks_gflops": {d: p / 1e9 for d, p in peaks.items()},
-         "peaks_gflop_per_cpu_s": {d: p / 1e9 for d, p in cpu_peaks.items()}, "rows": rows}
+    print(
+      f"MFU {row['size']} {row['dtype']} attn={row['attention']} remat={row['remat']}: "
+      f"{row['mfu']:.3f} of the measured {row['dtype']} peak {row['peak_gflops']:.1f} GFLOP/s; "
+      f"by CPU time {row['mfu_by_cpu_time']:.3f}"
+    )
+  out = {
+    "machine": info,
+    "args": vars(args),
+    "peaks_gflops": {d: p / 1e9 for d, p in peaks.items()},
+    "peaks_gflop_per_cpu_s": {d: p / 1e9 for d, p in cpu_peaks.items()},
+    "rows": rows,
+  }
   common.write_json(args.json, out)
   return out
 

@@ -4,7 +4,8 @@ Text: paragraphs of the Python standard library's docstrings (read from the stdl
 `ast`, so nothing is imported or downloaded). Model: --model, or a unigram vocabulary trained
 here on those paragraphs with albert_flax's train_tokenizer.
 
-    python benchmarks/bench_tokenizer.py [--paragraphs 4000] [--vocab-size 8000] [--model spiece.model]
+    python benchmarks/bench_tokenizer.py [--paragraphs 4000] [--vocab-size 8000] [--model
+    spiece.model]
 
 Prints texts/s and tokens/s of: ours __call__ (ids + masks) and encode_as_ids (the data pipeline's
 path, all cores and one thread) against transformers' slow tokenizer __call__ and encode (the
@@ -20,111 +21,127 @@ import sys
 import sysconfig
 import tempfile
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from albert_flax.tokenization import AlbertTokenizer, train_tokenizer
 
 
 def stdlib_paragraphs(limit: int) -> list[str]:
-    """Up to `limit` docstring paragraphs (blank-line separated, >= 40 chars) of the stdlib."""
-    root = sysconfig.get_paths()["stdlib"]
-    out: list[str] = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        skip = ("site-packages", "test", "tests", "idlelib")
-        dirnames[:] = sorted(d for d in dirnames if d not in skip)  # sorted: the same text each run
-        for name in sorted(filenames):
-            if not name.endswith(".py"):
-                continue
-            try:
-                with open(os.path.join(dirpath, name), encoding="utf-8") as f:
-                    tree = ast.parse(f.read())
-            except (SyntaxError, UnicodeDecodeError, ValueError):
-                continue
-            for node in ast.walk(tree):
-                if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
-                    doc = ast.get_docstring(node)
-                    for para in (doc or "").split("\n\n"):
-                        para = " ".join(para.split())
-                        if len(para) >= 40:
-                            out.append(para)
-                            if len(out) >= limit:
-                                return out
-    return out
+  """Up to `limit` docstring paragraphs (blank-line separated, >= 40 chars) of the stdlib."""
+  root = sysconfig.get_paths()["stdlib"]
+  out: list[str] = []
+  for dirpath, dirnames, filenames in os.walk(root):
+    skip = ("site-packages", "test", "tests", "idlelib")
+    dirnames[:] = sorted(d for d in dirnames if d not in skip)  # sorted: the same text each run
+    for name in sorted(filenames):
+      if not name.endswith(".py"):
+        continue
+      try:
+        with open(os.path.join(dirpath, name), encoding="utf-8") as f:
+          tree = ast.parse(f.read())
+      except (SyntaxError, UnicodeDecodeError, ValueError):
+        continue
+      for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+          doc = ast.get_docstring(node)
+          for para in (doc or "").split("\n\n"):
+            para = " ".join(para.split())
+            if len(para) >= 40:
+              out.append(para)
+              if len(out) >= limit:
+                return out
+  return out
 
 
 def best_time(fn: Callable[[], object], repeat: int) -> tuple[float, object]:
-    best, result = float("inf"), None
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        result = fn()
-        best = min(best, time.perf_counter() - t0)
-    return best, result
+  best, result = float("inf"), None
+  for _ in range(repeat):
+    t0 = time.perf_counter()
+    result = fn()
+    best = min(best, time.perf_counter() - t0)
+  return best, result
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--paragraphs", type=int, default=4000)
-    ap.add_argument("--vocab-size", type=int, default=8000)
-    ap.add_argument("--model", help="an existing spiece.model (default: train one on the text)")
-    ap.add_argument("--repeat", type=int, default=3)
-    args = ap.parse_args()
+  ap = argparse.ArgumentParser(
+    description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+  )
+  ap.add_argument("--paragraphs", type=int, default=4000)
+  ap.add_argument("--vocab-size", type=int, default=8000)
+  ap.add_argument("--model", help="an existing spiece.model (default: train one on the text)")
+  ap.add_argument("--repeat", type=int, default=3)
+  args = ap.parse_args()
 
-    texts = stdlib_paragraphs(args.paragraphs)
-    chars = sum(map(len, texts))
-    print(f"text: {len(texts)} stdlib docstring paragraphs, {chars / len(texts):.0f} chars on average; "
-          f"python {sys.version.split()[0]}, {os.cpu_count()} cores")
-    with tempfile.TemporaryDirectory() as tmp:
-        model = args.model
-        if model is None:
-            corpus = os.path.join(tmp, "corpus.txt")
-            with open(corpus, "w", encoding="utf-8") as f:
-                f.write("\n".join(texts) + "\n")
-            t0 = time.perf_counter()
-            model = train_tokenizer(corpus, args.vocab_size, os.path.join(tmp, "spiece"),
-                                    hard_vocab_limit=False)
-            print(f"train_tokenizer: {time.perf_counter() - t0:.1f} s for {args.vocab_size} pieces")
+  texts = stdlib_paragraphs(args.paragraphs)
+  chars = sum(map(len, texts))
+  print(
+    f"text: {len(texts)} stdlib docstring paragraphs, {chars / len(texts):.0f} chars on average; "
+    f"python {sys.version.split()[0]}, {os.cpu_count()} cores"
+  )
+  with tempfile.TemporaryDirectory() as tmp:
+    model = args.model
+    if model is None:
+      corpus = os.path.join(tmp, "corpus.txt")
+      with open(corpus, "w", encoding="utf-8") as f:
+        f.write("\n".join(texts) + "\n")
+      t0 = time.perf_counter()
+      model = train_tokenizer(
+        corpus, args.vocab_size, os.path.join(tmp, "spiece"), hard_vocab_limit=False
+      )
+      print(f"train_tokenizer: {time.perf_counter() - t0:.1f} s for {args.vocab_size} pieces")
 
-        import transformers
-        transformers.logging.set_verbosity_error()
-        ours = AlbertTokenizer(model)
-        ours_1 = AlbertTokenizer(model, num_threads=1)
-        hf = transformers.AlbertTokenizer(model)
+    import transformers
 
-        rows: list[tuple[str, float, int]] = []
+    transformers.logging.set_verbosity_error()
+    ours = AlbertTokenizer(model)
+    ours_1 = AlbertTokenizer(model, num_threads=1)
+    hf = transformers.AlbertTokenizer(model)
 
-        def run(name: str, fn: Callable[[], list[list[int]]], repeat: int) -> list[list[int]]:
-            seconds, ids = best_time(fn, repeat)
-            rows.append((name, seconds, sum(map(len, ids))))
-            return ids
+    rows: list[tuple[str, float, int]] = []
 
-        ref = run("transformers slow: encode per text", lambda: [hf.encode(t, add_special_tokens=False)
-                                                                  for t in texts], 1)
-        ref_call = run("transformers slow: __call__(batch)", lambda: hf(texts)["input_ids"], 1)
-        got = run("ours: encode_as_ids(batch), all cores", lambda: ours.encode_as_ids(texts),
-                  args.repeat)
-        run("ours: encode_as_ids(batch), 1 thread", lambda: ours_1.encode_as_ids(texts), args.repeat)
-        got_call = run("ours: __call__(batch)", lambda: ours(texts)["input_ids"], args.repeat)
-        seconds, enc = best_time(lambda: ours(texts, max_length=512, truncation=True,
-                                              padding="max_length", return_tensors="np"), args.repeat)
-        real_tokens = int(enc["attention_mask"].sum())  # padding is not counted
-        rows.append(("ours: __call__(batch, pad to 512, np)", seconds, real_tokens))
-        try:  # orientation only: the converted fast tokenizer is not exactly the slow one
-            fast = transformers.AlbertTokenizerFast(vocab_file=model)
-            run("transformers fast (Rust): __call__(batch)", lambda: fast(texts)["input_ids"],
-                args.repeat)
-        except Exception as e:  # noqa: BLE001 - conversion needs protobuf/tokenizers
-            print(f"(transformers fast tokenizer unavailable: {type(e).__name__}: {e})")
+    def run(name: str, fn: Callable[[], list[list[int]]], repeat: int) -> list[list[int]]:
+      seconds, ids = best_time(fn, repeat)
+      rows.append((name, seconds, sum(map(len, ids))))
+      return ids
 
-        mismatches = (sum(a != b for a, b in zip(got, ref))
-                      + sum(a != b for a, b in zip(got_call, ref_call)))
-        print(f"parity with transformers slow: {mismatches} mismatching rows of {2 * len(texts)}")
-        base = rows[0][1]
-        print(f"{'':44s} {'texts/s':>10s} {'tokens/s':>12s} {'speed-up':>9s}")
-        for name, seconds, tokens in rows:
-            print(f"{name:44s} {len(texts) / seconds:10.0f} {tokens / seconds:12.0f} "
-                  f"{base / seconds:8.1f}x")
+    ref = run(
+      "transformers slow: encode per text",
+      lambda: [hf.encode(t, add_special_tokens=False) for t in texts],
+      1,
+    )
+    ref_call = run("transformers slow: __call__(batch)", lambda: hf(texts)["input_ids"], 1)
+    got = run(
+      "ours: encode_as_ids(batch), all cores", lambda: ours.encode_as_ids(texts), args.repeat
+    )
+    run("ours: encode_as_ids(batch), 1 thread", lambda: ours_1.encode_as_ids(texts), args.repeat)
+    got_call = run("ours: __call__(batch)", lambda: ours(texts)["input_ids"], args.repeat)
+    seconds, enc = best_time(
+      lambda: ours(
+        texts, max_length=512, truncation=True, padding="max_length", return_tensors="np"
+      ),
+      args.repeat,
+    )
+    real_tokens = int(enc["attention_mask"].sum())  # padding is not counted
+    rows.append(("ours: __call__(batch, pad to 512, np)", seconds, real_tokens))
+    try:  # orientation only: the converted fast tokenizer is not exactly the slow one
+      fast = transformers.AlbertTokenizerFast(vocab_file=model)
+      run(
+        "transformers fast (Rust): __call__(batch)", lambda: fast(texts)["input_ids"], args.repeat
+      )
+    except Exception as e:  # noqa: BLE001 - conversion needs protobuf/tokenizers
+      print(f"(transformers fast tokenizer unavailable: {type(e).__name__}: {e})")
+
+    mismatches = sum(a != b for a, b in zip(got, ref)) + sum(
+      a != b for a, b in zip(got_call, ref_call)
+    )
+    print(f"parity with transformers slow: {mismatches} mismatching rows of {2 * len(texts)}")
+    base = rows[0][1]
+    print(f"{'':44s} {'texts/s':>10s} {'tokens/s':>12s} {'speed-up':>9s}")
+    for name, seconds, tokens in rows:
+      print(
+        f"{name:44s} {len(texts) / seconds:10.0f} {tokens / seconds:12.0f} {base / seconds:8.1f}x"
+      )
 
 
 if __name__ == "__main__":
-    main()
+  main()

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import time
 
+import common  # benchmarks/common.py (this script's directory is on sys.path)
 import jax
 import jax.numpy as jnp
 
@@ -23,11 +24,10 @@ import albert_flax as af
 from albert_flax import sharding
 from albert_flax.train import losses, optim, training
 
-import common  # benchmarks/common.py (this script's directory is on sys.path)
 
-
-def bench(preset: str, dtype: str, remat: str, batch: int, seq: int, predictions: int,
-          steps: int) -> dict:
+def bench(
+  preset: str, dtype: str, remat: str, batch: int, seq: int, predictions: int, steps: int
+) -> dict:
   vocab = 8000 if preset == "tiny" else 30000
   cfg = af.AlbertConfig.preset(preset, vocab_size=vocab, dtype=dtype, remat=remat)
   model = af.AlbertForPreTraining(cfg)
@@ -35,14 +35,25 @@ def bench(preset: str, dtype: str, remat: str, batch: int, seq: int, predictions
   tx, schedule = optim.create_optimizer("lamb", 1e-3, 1000, 10)
 
   def init_params(rng):
-    return model.init(rng, jnp.zeros((1, seq), jnp.int32),
-                      masked_positions=jnp.zeros((1, predictions), jnp.int32))["params"]
+    return model.init(
+      rng, jnp.zeros((1, seq), jnp.int32), masked_positions=jnp.zeros((1, predictions), jnp.int32)
+    )["params"]
 
   state, shardings = training.init_train_state(init_params, tx, mesh, jax.random.key(0))
-  step = training.make_train_step(losses.pretraining_stats_fn(model), losses.pretraining_loss_weights,
-                                  tx, shardings, mesh, learning_rate_fn=schedule)
-  batches = [sharding.global_batch(common.pretraining_batch(batch, seq, vocab, predictions, seed=k),
-                                   mesh, batch) for k in range(2)]
+  step = training.make_train_step(
+    losses.pretraining_stats_fn(model),
+    losses.pretraining_loss_weights,
+    tx,
+    shardings,
+    mesh,
+    learning_rate_fn=schedule,
+  )
+  batches = [
+    sharding.global_batch(
+      common.pretraining_batch(batch, seq, vocab, predictions, seed=k), mesh, batch
+    )
+    for k in range(2)
+  ]
   start = time.perf_counter()
   compiled = step.lower(state, batches[0]).compile()
   compile_s = time.perf_counter() - start
@@ -54,13 +65,28 @@ def bench(preset: str, dtype: str, remat: str, batch: int, seq: int, predictions
     state, metrics = step(state, batches[k % 2])
   jax.block_until_ready(metrics)
   seconds = (time.perf_counter() - start) / steps
-  return dict(model=preset, dtype=dtype, remat=remat, batch=batch, step_s=seconds,
-              examples_per_s=batch / seconds, compile_s=compile_s,
-              model_flops=common.model_flops_per_token(
-                  cfg.num_hidden_layers, cfg.hidden_size, cfg.intermediate_size, seq,
-                  cfg.embedding_size, vocab, predictions) * seq * batch,
-              temp_mib=memory.temp_size_in_bytes / 2 ** 20 if memory else float("nan"),
-              loss=float(metrics["loss"]))
+  return dict(
+    model=preset,
+    dtype=dtype,
+    remat=remat,
+    batch=batch,
+    step_s=seconds,
+    examples_per_s=batch / seconds,
+    compile_s=compile_s,
+    model_flops=common.model_flops_per_token(
+      cfg.num_hidden_layers,
+      cfg.hidden_size,
+      cfg.intermediate_size,
+      seq,
+      cfg.embedding_size,
+      vocab,
+      predictions,
+    )
+    * seq
+    * batch,
+    temp_mib=memory.temp_size_in_bytes / 2**20 if memory else float("nan"),
+    loss=float(metrics["loss"]),
+  )
 
 
 def main() -> None:
@@ -70,8 +96,9 @@ def main() -> None:
   parser.add_argument("--remat", default="none,full", help="remat policies to compare")
   parser.add_argument("--seq", type=int, default=128)
   parser.add_argument("--predictions", type=int, default=20)
-  parser.add_argument("--batch", default="tiny=64,base-v2=8",
-                      help="batch size per model, e.g. tiny=64,base-v2=8")
+  parser.add_argument(
+    "--batch", default="tiny=64,base-v2=8", help="batch size per model, e.g. tiny=64,base-v2=8"
+  )
   parser.add_argument("--steps", type=int, default=3)
   args = parser.parse_args()
   batches = dict(kv.split("=") for kv in args.batch.split(","))
@@ -81,19 +108,24 @@ def main() -> None:
   peaks = {d: common.matmul_peak(d, 2048)[0] for d in dtypes}
   for d, p in peaks.items():
     print(f"matmul peak {d}: {p / 1e9:.1f} GFLOP/s (2048^3 jnp.dot)")
-  header = (f"{'model':8} {'dtype':9} {'remat':5} {'batch':>5} {'step s':>8} {'ex/s':>8} "
-            f"{'MFU %':>6} {'GFLOP/step':>10} {'temp MiB':>9} {'compile s':>9}")
+  header = (
+    f"{'model':8} {'dtype':9} {'remat':5} {'batch':>5} {'step s':>8} {'ex/s':>8} "
+    f"{'MFU %':>6} {'GFLOP/step':>10} {'temp MiB':>9} {'compile s':>9}"
+  )
   print(header)
   for preset in args.models.split(","):
     for dtype in dtypes:
       for remat in args.remat.split(","):
-        r = bench(preset, dtype, remat, int(batches.get(preset, 8)), args.seq, args.predictions,
-                  args.steps)
+        r = bench(
+          preset, dtype, remat, int(batches.get(preset, 8)), args.seq, args.predictions, args.steps
+        )
         mfu = 100 * r["model_flops"] / r["step_s"] / peaks[dtype]
-        print(f"{r['model']:8} {r['dtype']:9} {r['remat']:5} {r['batch']:5d} {r['step_s']:8.3f} "
-              f"{r['examples_per_s']:8.1f} {mfu:6.1f} {r['model_flops'] / 1e9:10.1f} "
-              f"{r['temp_mib']:9.1f} {r['compile_s']:9.1f}",
-              flush=True)
+        print(
+          f"{r['model']:8} {r['dtype']:9} {r['remat']:5} {r['batch']:5d} {r['step_s']:8.3f} "
+          f"{r['examples_per_s']:8.1f} {mfu:6.1f} {r['model_flops'] / 1e9:10.1f} "
+          f"{r['temp_mib']:9.1f} {r['compile_s']:9.1f}",
+          flush=True,
+        )
 
 
 if __name__ == "__main__":

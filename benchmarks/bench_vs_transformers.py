@@ -39,16 +39,20 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
 
 GOALS = {  # issue 6: train-step speed ratios ours / theirs on this CPU
-    ("train", "bfloat16", "hf_flax"): 1.3,
-    ("train", "float32", "hf_flax"): 1.1,
-    ("train", "bfloat16", "hf_torch"): 2.0,
-    ("train", "float32", "hf_torch"): 2.0,
+  ("train", "bfloat16", "hf_flax"): 1.3,
+  ("train", "float32", "hf_flax"): 1.1,
+  ("train", "bfloat16", "hf_torch"): 2.0,
+  ("train", "float32", "hf_torch"): 2.0,
 }
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-  p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-  p.add_argument("--size", default="base-v2", help="AlbertConfig preset (tiny, base-v2, large-v2, ...)")
+  p = argparse.ArgumentParser(
+    description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+  )
+  p.add_argument(
+    "--size", default="base-v2", help="AlbertConfig preset (tiny, base-v2, large-v2, ...)"
+  )
   p.add_argument("--layers", type=int, default=None, help="override num_hidden_layers")
   p.add_argument("--batch", type=int, default=8)
   p.add_argument("--seq", type=int, default=128)
@@ -58,18 +62,28 @@ def parse_args(argv=None) -> argparse.Namespace:
   p.add_argument("--sides", default="ours,hf_flax,hf_torch")
   p.add_argument("--repeats", type=int, default=5, help="interleaved repeats per mode")
   p.add_argument("--forward-calls", type=int, default=2, help="calls timed per forward repeat")
-  p.add_argument("--slow-seconds", type=float, default=20.0,
-                 help="a side whose warm call takes longer than this is timed in --slow-repeats "
-                      "repeats only (PyTorch's bf16 on a CPU without bf16 instructions)")
+  p.add_argument(
+    "--slow-seconds",
+    type=float,
+    default=20.0,
+    help="a side whose warm call takes longer than this is timed in --slow-repeats "
+    "repeats only (PyTorch's bf16 on a CPU without bf16 instructions)",
+  )
   p.add_argument("--slow-repeats", type=int, default=1)
-  p.add_argument("--ours-remat", default="dots",
-                 help="our remat policy (config field remat); 'dots' keeps only matmul outputs "
-                      "for the backward pass (see RESULTS.md). A comma list times one side per "
-                      "policy in the same interleaved loop: 'ours' is the first, 'ours:<policy>' "
-                      "the others")
-  p.add_argument("--ours-unrolled", action="store_true",
-                 help="our layer unrolled in Python (scan_layers=False) instead of nn.scan: "
-                      "what the loop costs at run time")
+  p.add_argument(
+    "--ours-remat",
+    default="dots",
+    help="our remat policy (config field remat); 'dots' keeps only matmul outputs "
+    "for the backward pass (see RESULTS.md). A comma list times one side per "
+    "policy in the same interleaved loop: 'ours' is the first, 'ours:<policy>' "
+    "the others",
+  )
+  p.add_argument(
+    "--ours-unrolled",
+    action="store_true",
+    help="our layer unrolled in Python (scan_layers=False) instead of nn.scan: "
+    "what the loop costs at run time",
+  )
   p.add_argument("--ours-attention", default="auto", help="our attention_implementation")
   p.add_argument("--json", default=None, help="also write the figures here")
   args = p.parse_args(argv)
@@ -85,22 +99,27 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> dict:
   args = parse_args(argv)
-  import albert_flax as af
   import impls
+
+  import albert_flax as af
 
   unknown = [s for s in args.sides if s not in impls.SIDES]
   if unknown:
     raise SystemExit(f"unknown sides {unknown}; choose from {sorted(impls.SIDES)}")
   if "hf_flax" in args.sides:
-    impls.run_with_transformers_flax(os.path.abspath(__file__),
-                                     sys.argv[1:] if argv is None else list(argv))
+    impls.run_with_transformers_flax(
+      os.path.abspath(__file__), sys.argv[1:] if argv is None else list(argv)
+    )
   info = common.machine_info()
   common.print_machine(info)
   tokens = args.batch * args.seq
   results = {"machine": info, "args": vars(args), "rows": []}
   for dtype in args.dtypes:
-    overrides = {"dtype": dtype, "attention_implementation": args.ours_attention,
-                 "scan_layers": not args.ours_unrolled}
+    overrides = {
+      "dtype": dtype,
+      "attention_implementation": args.ours_attention,
+      "scan_layers": not args.ours_unrolled,
+    }
     if args.layers:
       overrides["num_hidden_layers"] = args.layers
     # remat and attention_implementation are JAX-only fields: the other sides ignore them.
@@ -116,15 +135,21 @@ def main(argv=None) -> dict:
       sides[name] = impls.SIDES[name.split(":")[0]](side_cfg, batch)
       print(f"# {dtype} {name}: built in {time.perf_counter() - start:.1f}s", flush=True)
     if "hf_torch" in sides:
-      print(f"# hf_torch attention: {sides['hf_torch'].attn_implementation}, "
-            f"bf16 via torch.autocast" if dtype == "bfloat16" else
-            f"# hf_torch attention: {sides['hf_torch'].attn_implementation}")
+      print(
+        f"# hf_torch attention: {sides['hf_torch'].attn_implementation}, bf16 via torch.autocast"
+        if dtype == "bfloat16"
+        else f"# hf_torch attention: {sides['hf_torch'].attn_implementation}"
+      )
     for mode in args.modes:
       calls = args.forward_calls if mode == "forward" else 1
-      print(f"## {args.size} L={cfg.num_hidden_layers} {dtype} {mode} B={args.batch} "
-            f"S={args.seq}: warm-up (compiles) then {args.repeats} interleaved repeats", flush=True)
-      runners = {n: getattr(s, "forward" if mode == "forward" else "train_step")
-                 for n, s in sides.items()}
+      print(
+        f"## {args.size} L={cfg.num_hidden_layers} {dtype} {mode} B={args.batch} "
+        f"S={args.seq}: warm-up (compiles) then {args.repeats} interleaved repeats",
+        flush=True,
+      )
+      runners = {
+        n: getattr(s, "forward" if mode == "forward" else "train_step") for n, s in sides.items()
+      }
       slow = {}
       for name, run in runners.items():
         seconds, _ = common.time_call(run)  # warm-up, and compilation for the JAX sides
@@ -133,17 +158,27 @@ def main(argv=None) -> dict:
         if seconds > args.slow_seconds:
           slow[name] = args.slow_repeats
           print(f"  {name}: {seconds:.0f}s per call, timed in {args.slow_repeats} repeat(s) only")
-      timings = common.interleave(runners, args.repeats, calls=calls, warmup=0,
-                                  repeats_for=slow)
+      timings = common.interleave(runners, args.repeats, calls=calls, warmup=0, repeats_for=slow)
       for name in sides:
         rate = common.Spread.of([tokens / t for t in timings.wall[name]])
-        row = {"size": args.size, "layers": cfg.num_hidden_layers, "dtype": dtype, "mode": mode,
-               "side": name, "batch": args.batch, "seq": args.seq,
-               "ours_config": {"remat": configs[name].remat, "attention": args.ours_attention,
-                               "scan_layers": not args.ours_unrolled},
-               "ms": common.Spread.of([t * 1e3 for t in timings.wall[name]]).__dict__,
-               "cpu_ms": common.Spread.of([t * 1e3 for t in timings.cpu[name]]).__dict__,
-               "tokens_per_s": rate.__dict__, "load": timings.load}
+        row = {
+          "size": args.size,
+          "layers": cfg.num_hidden_layers,
+          "dtype": dtype,
+          "mode": mode,
+          "side": name,
+          "batch": args.batch,
+          "seq": args.seq,
+          "ours_config": {
+            "remat": configs[name].remat,
+            "attention": args.ours_attention,
+            "scan_layers": not args.ours_unrolled,
+          },
+          "ms": common.Spread.of([t * 1e3 for t in timings.wall[name]]).__dict__,
+          "cpu_ms": common.Spread.of([t * 1e3 for t in timings.cpu[name]]).__dict__,
+          "tokens_per_s": rate.__dict__,
+          "load": timings.load,
+        }
         line = f"  {name:9s} {rate.fmt(0):>26s} tokens/s"
         if name != "ours" and "ours" in timings.wall:
           ratio = common.paired_ratios(timings.wall["ours"], timings.wall[name])

@@ -15,7 +15,8 @@ import os
 import platform
 import statistics
 import time
-from typing import Any, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -52,23 +53,26 @@ def machine_info() -> dict[str, Any]:
 
   devices = jax.devices()
   return {
-      "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-      "cpu": cpu_model(),
-      "cores": os.cpu_count(),
-      "load_avg": [round(x, 2) for x in load_average()],
-      "jax_backend": jax.default_backend(),
-      "device": devices[0].device_kind if devices else "none",
-      "python": platform.python_version(),
-      "versions": {d: _version(d) for d in ("jax", "jaxlib", "flax", "optax", "transformers",
-                                          "torch", "numpy")},
-      "xla_flags": os.environ.get("XLA_FLAGS", ""),
+    "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+    "cpu": cpu_model(),
+    "cores": os.cpu_count(),
+    "load_avg": [round(x, 2) for x in load_average()],
+    "jax_backend": jax.default_backend(),
+    "device": devices[0].device_kind if devices else "none",
+    "python": platform.python_version(),
+    "versions": {
+      d: _version(d) for d in ("jax", "jaxlib", "flax", "optax", "transformers", "torch", "numpy")
+    },
+    "xla_flags": os.environ.get("XLA_FLAGS", ""),
   }
 
 
 def print_machine(info: Mapping[str, Any]) -> None:
   v = info["versions"]
-  print(f"# {info['date']}  cpu={info['cpu']} cores={info['cores']} backend={info['jax_backend']} "
-        f"({info['device']}) load={info['load_avg']}")
+  print(
+    f"# {info['date']}  cpu={info['cpu']} cores={info['cores']} backend={info['jax_backend']} "
+    f"({info['device']}) load={info['load_avg']}"
+  )
   print("# " + " ".join(f"{k}={v[k]}" for k in v if v[k]))
 
 
@@ -101,9 +105,14 @@ class Timings:
   load: list[float]  # 1-minute load average after each repeat
 
 
-def interleave(runners: Mapping[str, Callable[[], Any]], repeats: int, calls: int = 1,
-               warmup: int = 1, verbose: bool = True,
-               repeats_for: Mapping[str, int] | None = None) -> Timings:
+def interleave(
+  runners: Mapping[str, Callable[[], Any]],
+  repeats: int,
+  calls: int = 1,
+  warmup: int = 1,
+  verbose: bool = True,
+  repeats_for: Mapping[str, int] | None = None,
+) -> Timings:
   """Time several implementations in turns: repeat r runs each of them `calls` times.
 
   The order rotates from one repeat to the next, so a burst of load from another process hits
@@ -120,7 +129,7 @@ def interleave(runners: Mapping[str, Callable[[], Any]], repeats: int, calls: in
       runners[name]()
   out = Timings({n: [] for n in names}, {n: [] for n in names}, [])
   for r in range(repeats):
-    order = names[r % len(names):] + names[:r % len(names)]
+    order = names[r % len(names) :] + names[: r % len(names)]
     for name in order:
       if r >= limit[name]:
         continue
@@ -129,9 +138,12 @@ def interleave(runners: Mapping[str, Callable[[], Any]], repeats: int, calls: in
       out.cpu[name].append(cpu)
     out.load.append(load_average()[0])
     if verbose:
-      print(f"  repeat {r + 1}/{repeats}: " + "  ".join(
-          f"{n}={out.wall[n][-1] * 1e3:.0f}ms" for n in names if r < limit[n])
-            + f"  load={out.load[-1]:.2f}", flush=True)
+      print(
+        f"  repeat {r + 1}/{repeats}: "
+        + "  ".join(f"{n}={out.wall[n][-1] * 1e3:.0f}ms" for n in names if r < limit[n])
+        + f"  load={out.load[-1]:.2f}",
+        flush=True,
+      )
   return out
 
 
@@ -144,7 +156,7 @@ class Spread:
   high: float
 
   @classmethod
-  def of(cls, values: Sequence[float]) -> "Spread":
+  def of(cls, values: Sequence[float]) -> Spread:
     if not values:
       raise ValueError("no values to summarize")
     return cls(statistics.median(values), min(values), max(values))
@@ -168,8 +180,9 @@ def paired_ratios(ours: Sequence[float], theirs: Sequence[float]) -> Spread:
 # --------------------------------------------------------------------------- workloads
 
 
-def pretraining_batch(batch: int, seq: int, vocab_size: int, num_predictions: int = 20,
-                      seed: int = 0) -> dict[str, np.ndarray]:
+def pretraining_batch(
+  batch: int, seq: int, vocab_size: int, num_predictions: int = 20, seed: int = 0
+) -> dict[str, np.ndarray]:
   """A random MLM + SOP batch with the shapes the pretraining program feeds.
 
   Field names are the pretraining program's: input_ids, attention_mask, token_type_ids
@@ -186,25 +199,33 @@ def pretraining_batch(batch: int, seq: int, vocab_size: int, num_predictions: in
   attention_mask[:, :valid] = 1
   input_ids[:, valid:] = 0
   token_type_ids = np.zeros((batch, seq), np.int32)
-  token_type_ids[:, valid // 2:valid] = 1
-  positions = np.stack([np.sort(rng.choice(np.arange(1, valid), num_predictions, replace=False))
-                        for _ in range(batch)]).astype(np.int32)
+  token_type_ids[:, valid // 2 : valid] = 1
+  positions = np.stack(
+    [np.sort(rng.choice(np.arange(1, valid), num_predictions, replace=False)) for _ in range(batch)]
+  ).astype(np.int32)
   masked_ids = np.take_along_axis(input_ids, positions, axis=1).astype(np.int32)
   input_ids[np.arange(batch)[:, None], positions] = 4  # [MASK]
   return {
-      "input_ids": input_ids,
-      "attention_mask": attention_mask,
-      "token_type_ids": token_type_ids,
-      "masked_lm_positions": positions,
-      "masked_lm_ids": masked_ids,
-      "masked_lm_weights": np.ones((batch, num_predictions), np.float32),
-      "sentence_order_label": rng.integers(0, 2, size=(batch,), dtype=np.int32),
+    "input_ids": input_ids,
+    "attention_mask": attention_mask,
+    "token_type_ids": token_type_ids,
+    "masked_lm_positions": positions,
+    "masked_lm_ids": masked_ids,
+    "masked_lm_weights": np.ones((batch, num_predictions), np.float32),
+    "sentence_order_label": rng.integers(0, 2, size=(batch,), dtype=np.int32),
   }
 
 
-def model_flops_per_token(num_layers: int, hidden: int, intermediate: int, seq: int,
-                          embedding: int, vocab: int, num_predictions: int,
-                          training: bool = True) -> float:
+def model_flops_per_token(
+  num_layers: int,
+  hidden: int,
+  intermediate: int,
+  seq: int,
+  embedding: int,
+  vocab: int,
+  num_predictions: int,
+  training: bool = True,
+) -> float:
   """Matmul FLOPs per token of ALBERT pretraining (multiply-add = 2 FLOPs).
 
   training: 6*L*(4H^2 + 2*H*I) + 12*L*S*H + 6*E*H + 6*(H*E + E*V)*P/S, i.e. 3x the forward
@@ -213,9 +234,12 @@ def model_flops_per_token(num_layers: int, hidden: int, intermediate: int, seq: 
   (H->E dense and the tied E->V decoder) on the P gathered positions of every S. The pooler and
   SOP head (per sequence, not per token) are left out. forward only: one third of it.
   """
-  per_token = (6 * num_layers * (4 * hidden**2 + 2 * hidden * intermediate)
-               + 12 * num_layers * seq * hidden + 6 * embedding * hidden
-               + 6 * (hidden * embedding + embedding * vocab) * num_predictions / seq)
+  per_token = (
+    6 * num_layers * (4 * hidden**2 + 2 * hidden * intermediate)
+    + 12 * num_layers * seq * hidden
+    + 6 * embedding * hidden
+    + 6 * (hidden * embedding + embedding * vocab) * num_predictions / seq
+  )
   return per_token if training else per_token / 3
 
 
@@ -241,7 +265,7 @@ def matmul_peak(dtype: str, n: int, calls: int = 5) -> tuple[float, float]:
   for dot in dots:
     jax.block_until_ready(dot(a, b))
     for _ in range(calls):
-      wall, cpu = time_call(lambda: jax.block_until_ready(dot(a, b)))
+      wall, cpu = time_call(lambda dot=dot: jax.block_until_ready(dot(a, b)))
       best_wall, best_cpu = min(best_wall, wall), min(best_cpu, cpu)
   return 2 * n**3 / best_wall, 2 * n**3 / best_cpu
 

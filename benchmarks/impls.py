@@ -10,9 +10,11 @@ batch, and exposes
                   `abstract=True` builds a JAX side from shapes only, for this alone.
 
 Sides:
-  OursJax    albert_flax.AlbertForPreTraining and OUR step: `albert_flax.train.training.make_train_step`
+  OursJax    albert_flax.AlbertForPreTraining and OUR step:
+  `albert_flax.train.training.make_train_step`
              with `albert_flax.train.optim.create_optimizer("lamb", ...)` and
-             `albert_flax.train.losses.pretraining_stats`; the MLM head runs on the gathered positions.
+             `albert_flax.train.losses.pretraining_stats`; the MLM head runs on the gathered
+             positions.
   HFFlax     transformers 4.x FlaxAlbertForPreTrainingModule under the SAME step machinery,
              optimizer and loss; as transformers computes it, its MLM head runs over all S
              positions and the loss then picks the P masked ones.
@@ -25,7 +27,8 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -53,9 +56,14 @@ def hf_flax_problem() -> str | None:
     import transformers
     from transformers.models.albert.modeling_flax_albert import FlaxAlbertForPreTrainingModule
 
-    cfg = transformers.AlbertConfig(vocab_size=50, embedding_size=8, hidden_size=16,
-                                    num_hidden_layers=2, num_attention_heads=2,
-                                    intermediate_size=32)
+    cfg = transformers.AlbertConfig(
+      vocab_size=50,
+      embedding_size=8,
+      hidden_size=16,
+      num_hidden_layers=2,
+      num_attention_heads=2,
+      intermediate_size=32,
+    )
     module = FlaxAlbertForPreTrainingModule(cfg)
     ids = jnp.ones((1, 4), jnp.int32)
     params = module.init(jax.random.key(0), ids, ids, ids * 0, ids * 0)["params"]
@@ -85,8 +93,11 @@ def venv_commands(venv_dir: str, python: str) -> list[list[str]]:
   site-packages precede the system's on sys.path, so its transformers is the one imported.
   """
   venv_python = os.path.join(venv_dir, "bin", "python")
-  create = [] if os.path.exists(venv_python) else [
-      [python, "-m", "venv", "--system-site-packages", venv_dir]]
+  create = (
+    []
+    if os.path.exists(venv_python)
+    else [[python, "-m", "venv", "--system-site-packages", venv_dir]]
+  )
   # pip runs every time: a no-op when the pin is met, an upgrade of an old cached venv if not.
   return create + [[venv_python, "-m", "pip", "install", "--quiet", TRANSFORMERS_WITH_FLAX]]
 
@@ -105,12 +116,17 @@ def run_with_transformers_flax(script: str, argv: list[str], venv_dir: str | Non
   if problem is None:
     return
   if os.environ.get(VENV_MARKER):
-    raise SystemExit(f"transformers' FlaxAlbertForPreTraining does not run, even in the venv "
-                     f"{os.environ[VENV_MARKER]}: {problem}")
+    raise SystemExit(
+      f"transformers' FlaxAlbertForPreTraining does not run, even in the venv "
+      f"{os.environ[VENV_MARKER]}: {problem}"
+    )
   venv_dir = venv_dir or default_venv_dir()
   venv_python = os.path.join(venv_dir, "bin", "python")
-  print(f"# transformers' Flax ALBERT is not usable here ({problem}); running in {venv_dir} "
-        f"with {TRANSFORMERS_WITH_FLAX}", flush=True)
+  print(
+    f"# transformers' Flax ALBERT is not usable here ({problem}); running in {venv_dir} "
+    f"with {TRANSFORMERS_WITH_FLAX}",
+    flush=True,
+  )
   for command in venv_commands(venv_dir, sys.executable):
     if subprocess.run(command).returncode:
       raise SystemExit(f"could not prepare the transformers 4.x venv: {' '.join(command)} failed")
@@ -130,27 +146,32 @@ class _JaxSide:
   name = "?"
   compiles = True  # the first forward / train_step call includes XLA compilation
 
-  def _setup(self, init_params_fn, stats_fn, forward_fn, batch: Mapping[str, np.ndarray],
-             abstract: bool):
+  def _setup(
+    self, init_params_fn, stats_fn, forward_fn, batch: Mapping[str, np.ndarray], abstract: bool
+  ):
     import jax
 
     from albert_flax import sharding
     from albert_flax.train import losses, optim, training
 
     self.mesh = sharding.make_mesh(devices=jax.devices()[:1])
-    self.optimizer, _ = optim.create_optimizer("lamb", LEARNING_RATE, TOTAL_STEPS, WARMUP_STEPS,
-                                               weight_decay=WEIGHT_DECAY)
+    self.optimizer, _ = optim.create_optimizer(
+      "lamb", LEARNING_RATE, TOTAL_STEPS, WARMUP_STEPS, weight_decay=WEIGHT_DECAY
+    )
     if abstract:
       # Shapes and shardings only: enough to lower and compile, nothing is initialized.
-      shapes, shardings = training.abstract_train_state(init_params_fn, self.optimizer,
-                                                        self.mesh, jax.random.key(0))
+      shapes, shardings = training.abstract_train_state(
+        init_params_fn, self.optimizer, self.mesh, jax.random.key(0)
+      )
       self.state = training.abstract_with_shardings(shapes, shardings)
     else:
-      self.state, shardings = training.init_train_state(init_params_fn, self.optimizer,
-                                                        self.mesh, jax.random.key(0))
+      self.state, shardings = training.init_train_state(
+        init_params_fn, self.optimizer, self.mesh, jax.random.key(0)
+      )
     self.batch = _jax_batch(batch, self.mesh)
-    self._step = training.make_train_step(stats_fn, losses.pretraining_loss_weights,
-                                          self.optimizer, shardings, self.mesh)
+    self._step = training.make_train_step(
+      stats_fn, losses.pretraining_loss_weights, self.optimizer, shardings, self.mesh
+    )
     self._forward = jax.jit(forward_fn)
 
   def forward(self):
@@ -193,8 +214,13 @@ class OursJax(_JaxSide):
     stats_fn = losses.pretraining_stats_fn(model)
 
     def forward_fn(params, b):
-      out = model.apply({"params": params}, b["input_ids"], b["attention_mask"],
-                        b["token_type_ids"], masked_positions=b["masked_lm_positions"])
+      out = model.apply(
+        {"params": params},
+        b["input_ids"],
+        b["attention_mask"],
+        b["token_type_ids"],
+        masked_positions=b["masked_lm_positions"],
+      )
       return out.prediction_logits, out.sop_logits
 
     self._setup(init_params_fn, stats_fn, forward_fn, batch, abstract)
@@ -224,15 +250,22 @@ class HFFlax(_JaxSide):
       return module.init(rng, ones, ones, ones * 0, positions[:1])["params"]
 
     def apply(params, b, train, rng=None):
-      return module.apply({"params": params}, b["input_ids"], b["attention_mask"],
-                          b["token_type_ids"], positions, deterministic=not train,
-                          rngs={"dropout": rng} if train else None)
+      return module.apply(
+        {"params": params},
+        b["input_ids"],
+        b["attention_mask"],
+        b["token_type_ids"],
+        positions,
+        deterministic=not train,
+        rngs={"dropout": rng} if train else None,
+      )
 
     def stats_fn(params, b, rng, train):
       out = apply(params, b, train, rng)
       # [B, S, V] -> [B, P, V]: the loss only reads the masked positions.
-      picked = jnp.take_along_axis(out.prediction_logits,
-                                   b["masked_lm_positions"][..., None], axis=1)
+      picked = jnp.take_along_axis(
+        out.prediction_logits, b["masked_lm_positions"][..., None], axis=1
+      )
       return losses.pretraining_stats(picked, out.sop_logits, b)
 
     def forward_fn(params, b):
@@ -249,9 +282,16 @@ class TorchLamb:
   """albert_flax.train.optim's LAMB (no bias correction, decay and trust ratio masked by name) after
   global-norm clipping to 1.0, in PyTorch."""
 
-  def __init__(self, named_params, lr: float = LEARNING_RATE, b1: float = 0.9, b2: float = 0.999,
-               eps: float = 1e-6, weight_decay: float = WEIGHT_DECAY,
-               exclude=("LayerNorm", "layer_norm", "bias")):
+  def __init__(
+    self,
+    named_params,
+    lr: float = LEARNING_RATE,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-6,
+    weight_decay: float = WEIGHT_DECAY,
+    exclude=("LayerNorm", "layer_norm", "bias"),
+  ):
     import torch
 
     self.params = [(n, p) for n, p in named_params if p.requires_grad]
@@ -297,8 +337,12 @@ class HFTorch:
     self.bf16 = cfg.dtype == "bfloat16"
     if cfg.dtype not in ("float32", "bfloat16"):
       raise ValueError(f"HFTorch supports float32 and bfloat16, not {cfg.dtype}")
-    self.batch = {k: torch.from_numpy(np.asarray(v)).long() if v.dtype.kind in "iu"
-                  else torch.from_numpy(np.asarray(v)) for k, v in batch.items()}
+    self.batch = {
+      k: torch.from_numpy(np.asarray(v)).long()
+      if v.dtype.kind in "iu"
+      else torch.from_numpy(np.asarray(v))
+      for k, v in batch.items()
+    }
     self.optimizer = TorchLamb(self.model.named_parameters())
 
   def _autocast(self):
@@ -306,8 +350,11 @@ class HFTorch:
 
   def _run(self):
     b = self.batch
-    return self.model(input_ids=b["input_ids"], attention_mask=b["attention_mask"],
-                      token_type_ids=b["token_type_ids"])
+    return self.model(
+      input_ids=b["input_ids"],
+      attention_mask=b["attention_mask"],
+      token_type_ids=b["token_type_ids"],
+    )
 
   def forward(self):
     self.model.eval()
@@ -321,11 +368,15 @@ class HFTorch:
     self.model.train()
     with self._autocast():
       out = self._run()
-      picked = torch.gather(out.prediction_logits, 1, b["masked_lm_positions"][..., None].expand(
-          -1, -1, out.prediction_logits.shape[-1]))
+      picked = torch.gather(
+        out.prediction_logits,
+        1,
+        b["masked_lm_positions"][..., None].expand(-1, -1, out.prediction_logits.shape[-1]),
+      )
     w = b["masked_lm_weights"]
-    mlm = torch.nn.functional.cross_entropy(picked.float().flatten(0, 1),
-                                            b["masked_lm_ids"].flatten(), reduction="none")
+    mlm = torch.nn.functional.cross_entropy(
+      picked.float().flatten(0, 1), b["masked_lm_ids"].flatten(), reduction="none"
+    )
     mlm = (mlm * w.flatten()).sum() / w.sum()
     sop = torch.nn.functional.cross_entropy(out.sop_logits.float(), b["sentence_order_label"])
     loss = mlm + sop

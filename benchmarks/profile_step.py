@@ -47,8 +47,10 @@ def instruction_table(hlo_text: str) -> dict[str, tuple[str, str]]:
       continue
     op_name = _OP_NAME.search(line)
     kind = _FUSION_KIND.search(line)
-    table[match.group(1)] = (match.group(2) + ("/" + kind.group(1) if kind else ""),
-                             op_name.group(1) if op_name else "")
+    table[match.group(1)] = (
+      match.group(2) + ("/" + kind.group(1) if kind else ""),
+      op_name.group(1) if op_name else "",
+    )
   return table
 
 
@@ -65,7 +67,9 @@ def category(name: str, opcode: str, op_name: str) -> str:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-  p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  p = argparse.ArgumentParser(
+    description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+  )
   p.add_argument("--side", default="ours", choices=("ours", "hf_flax"))
   p.add_argument("--size", default="base-v2")
   p.add_argument("--layers", type=int, default=None)
@@ -80,10 +84,10 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> dict[str, float]:
   args = parse_args(argv)
+  import impls
   import jax
 
   import albert_flax as af
-  import impls
 
   common.print_machine(common.machine_info())
   overrides = {"dtype": args.dtype}
@@ -121,9 +125,11 @@ def main(argv=None) -> dict[str, float]:
   total = sum(by_group.values())
   if not total:
     raise SystemExit("no kernel of the step was found in the trace")
-  print(f"{args.side} {args.size} {args.dtype} remat={args.remat if args.side == 'ours' else '-'} "
-        f"B={args.batch} S={args.seq}: step wall {wall * 1e3:.0f} ms, kernel time "
-        f"{total / 1e6:.0f} ms")
+  print(
+    f"{args.side} {args.size} {args.dtype} remat={args.remat if args.side == 'ours' else '-'} "
+    f"B={args.batch} S={args.seq}: step wall {wall * 1e3:.0f} ms, kernel time "
+    f"{total / 1e6:.0f} ms"
+  )
   for group, ns in by_group.most_common():
     print(f"  {group:18s} {ns / 1e6:8.0f} ms  {100 * ns / total:5.1f}%")
   print(f"top {args.top} kernels:")

@@ -10,8 +10,9 @@ from absl import app, flags
 from absl import logging as absl_logging
 from ml_collections import config_flags
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "A finetune/configs/*.py file.",
-                                          lock_config=True)
+_CONFIG = config_flags.DEFINE_config_file(
+  "config", None, "A finetune/configs/*.py file.", lock_config=True
+)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics, results.")
 flags.mark_flags_as_required(["config", "workdir"])
 
@@ -24,6 +25,7 @@ def main(argv):
   for name in ("finetune", "albert_flax"):
     logging.getLogger(name).setLevel(logging.INFO)
   from finetune.train import train_and_evaluate  # after flag parsing: jax starts here
+
   train_and_evaluate(_CONFIG.value, _WORKDIR.value)
 
 

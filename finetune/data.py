@@ -43,8 +43,9 @@ def atomic_open(path: str | os.PathLike, mode: str = "w") -> Iterator[Any]:
   path = os.fspath(path)
   directory = os.path.dirname(path) or "."
   os.makedirs(directory, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp",
-                             dir=directory)
+  fd, tmp = tempfile.mkstemp(
+    prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory
+  )
   try:
     with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
       yield f
@@ -85,12 +86,13 @@ def pad_sequences(rows: list[list[int]], length: int, value: int = 0) -> np.ndar
   for i, row in enumerate(rows):
     if len(row) > length:
       raise ValueError(f"row {i} has {len(row)} tokens, more than {length}")
-    out[i, :len(row)] = row
+    out[i, : len(row)] = row
   return out
 
 
-def encode_pairs(first: list[list[int]], second: list[list[int]] | None, max_length: int,
-                 cls_id: int, sep_id: int) -> Features:
+def encode_pairs(
+  first: list[list[int]], second: list[list[int]] | None, max_length: int, cls_id: int, sep_id: int
+) -> Features:
   """`[CLS] a [SEP] (b [SEP])` for token-id lists, truncated longest-first (the original
   run_classifier's `_truncate_seq_pair`: drop the last token of the longer side), right-padded.
 
@@ -104,7 +106,7 @@ def encode_pairs(first: list[list[int]], second: list[list[int]] | None, max_len
     b = second[i] if second is not None else None
     a = list(a)
     if b is None:
-      a = a[:max_length - specials]
+      a = a[: max_length - specials]
       ids.append([cls_id] + a + [sep_id])
       types.append([0] * (len(a) + 2))
       continue
@@ -114,13 +116,18 @@ def encode_pairs(first: list[list[int]], second: list[list[int]] | None, max_len
     ids.append([cls_id] + a + [sep_id] + b + [sep_id])
     types.append([0] * (len(a) + 2) + [1] * (len(b) + 1))
   input_ids = pad_sequences(ids, max_length)
-  return {"input_ids": input_ids, "token_type_ids": pad_sequences(types, max_length),
-          "attention_mask": (np.arange(max_length)[None, :]
-                             < np.array([len(r) for r in ids])[:, None]).astype(np.int32)}
+  return {
+    "input_ids": input_ids,
+    "token_type_ids": pad_sequences(types, max_length),
+    "attention_mask": (
+      np.arange(max_length)[None, :] < np.array([len(r) for r in ids])[:, None]
+    ).astype(np.int32),
+  }
 
 
-def train_batches(features: Features, batch_size: int, seed: int, start_step: int = 0
-                  ) -> Iterator[Features]:
+def train_batches(
+  features: Features, batch_size: int, seed: int, start_step: int = 0
+) -> Iterator[Features]:
   """Endless full batches: each epoch a fresh permutation (seeded by seed and epoch), rows that
   do not fill the epoch's last batch carried into the next epoch. Starting at `start_step`
   reproduces the batches a run from step 0 would have seen from there on (for resumption)."""

@@ -74,15 +74,18 @@ def pearson_spearman(predictions, labels) -> dict[str, float]:
     # A constant side has no correlation; scipy would warn and answer nan.
     return {"pearson": 0.0, "spearman": 0.0}
   import scipy.stats  # here: importing scipy takes seconds, and only STS-B needs it
-  return {"pearson": float(scipy.stats.pearsonr(p, y)[0]),
-          "spearman": float(scipy.stats.spearmanr(p, y)[0])}
+
+  return {
+    "pearson": float(scipy.stats.pearsonr(p, y)[0]),
+    "spearman": float(scipy.stats.spearmanr(p, y)[0]),
+  }
 
 
 # --------------------------------------------------------------------- entity-level F1
 
 
 def _split_tag(tag: str) -> tuple[str, str]:
-  """"B-PER" -> ("B", "PER"); "O" -> ("O", ""). Also accepts E-/S- (IOBES) and "PER" alone (I)."""
+  """ "B-PER" -> ("B", "PER"); "O" -> ("O", ""). Also accepts E-/S- (IOBES) and "PER" alone (I)."""
   if tag in ("O", ""):
     return "O", ""
   if len(tag) > 2 and tag[1] in "-_" and tag[0] in "BIES":
@@ -122,8 +125,9 @@ def entities(tags: Sequence[str]) -> list[tuple[str, int, int]]:
   return found
 
 
-def entity_f1(predictions: Sequence[Sequence[str]], labels: Sequence[Sequence[str]]
-              ) -> dict[str, float]:
+def entity_f1(
+  predictions: Sequence[Sequence[str]], labels: Sequence[Sequence[str]]
+) -> dict[str, float]:
   """Micro-averaged entity precision / recall / F1 (0..1) over sentences, and token accuracy.
 
   predictions, labels: per sentence, a list of tags (same lengths). Also gives per-type F1 as
@@ -149,11 +153,16 @@ def entity_f1(predictions: Sequence[Sequence[str]], labels: Sequence[Sequence[st
     return precision, recall, f1
 
   precision, recall, f1 = prf(pred_set, gold_set)
-  out = {"precision": precision, "recall": recall, "f1": f1,
-         "token_accuracy": correct_tokens / total_tokens if total_tokens else 0.0}
+  out = {
+    "precision": precision,
+    "recall": recall,
+    "f1": f1,
+    "token_accuracy": correct_tokens / total_tokens if total_tokens else 0.0,
+  }
   for type_ in sorted({e[1] for e in gold_set | pred_set}):
-    out[f"f1_{type_}"] = prf({e for e in pred_set if e[1] == type_},
-                             {e for e in gold_set if e[1] == type_})[2]
+    out[f"f1_{type_}"] = prf(
+      {e for e in pred_set if e[1] == type_}, {e for e in gold_set if e[1] == type_}
+    )[2]
   return out
 
 

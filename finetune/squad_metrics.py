@@ -66,8 +66,9 @@ def _check_golds(golds: Mapping[str, Sequence[str]]) -> None:
     raise ValueError("no questions to score")
 
 
-def evaluate_v1(golds: Mapping[str, Sequence[str]], predictions: Mapping[str, str]
-                ) -> dict[str, float]:
+def evaluate_v1(
+  golds: Mapping[str, Sequence[str]], predictions: Mapping[str, str]
+) -> dict[str, float]:
   """Official v1.1 scores in percent: {"exact_match", "f1"}.
 
   golds: question id -> gold answer texts (at least one each); predictions: id -> text. A
@@ -106,9 +107,12 @@ def _apply_threshold(scores, na_probs, has_answer, threshold):
   return out
 
 
-def best_threshold(predictions: Mapping[str, str], scores: Mapping[str, float],
-                   na_probs: Mapping[str, float], has_answer: Mapping[str, bool]
-                   ) -> tuple[float, float]:
+def best_threshold(
+  predictions: Mapping[str, str],
+  scores: Mapping[str, float],
+  na_probs: Mapping[str, float],
+  has_answer: Mapping[str, bool],
+) -> tuple[float, float]:
   """(best score in percent, threshold): the official find_best_thresh.
 
   Starting from "every question unanswered" (score = the share of no-answer questions, threshold
@@ -131,9 +135,12 @@ def best_threshold(predictions: Mapping[str, str], scores: Mapping[str, float],
   return 100.0 * best / len(scores), threshold
 
 
-def evaluate_v2(golds: Mapping[str, Sequence[str]], predictions: Mapping[str, str],
-                na_probs: Mapping[str, float] | None = None, na_prob_thresh: float = 1.0
-                ) -> dict[str, float]:
+def evaluate_v2(
+  golds: Mapping[str, Sequence[str]],
+  predictions: Mapping[str, str],
+  na_probs: Mapping[str, float] | None = None,
+  na_prob_thresh: float = 1.0,
+) -> dict[str, float]:
   """Official v2.0 scores in percent.
 
   golds: id -> gold answer texts ([] for a no-answer question); predictions: id -> text ("" for
@@ -154,16 +161,24 @@ def evaluate_v2(golds: Mapping[str, Sequence[str]], predictions: Mapping[str, st
   exact = _apply_threshold(exact_raw, probs, has_answer, na_prob_thresh)
   f1 = _apply_threshold(f1_raw, probs, has_answer, na_prob_thresh)
   # The official script averages over the questions that have a prediction.
-  out = {"exact": 100.0 * sum(exact.values()) / len(exact),
-         "f1": 100.0 * sum(f1.values()) / len(f1), "total": len(exact)}
+  out = {
+    "exact": 100.0 * sum(exact.values()) / len(exact),
+    "f1": 100.0 * sum(f1.values()) / len(f1),
+    "total": len(exact),
+  }
   for name, wanted in (("HasAns", True), ("NoAns", False)):
     qids = [q for q in exact if has_answer[q] == wanted]
     if qids:
-      out.update({f"{name}_exact": 100.0 * sum(exact[q] for q in qids) / len(qids),
-                  f"{name}_f1": 100.0 * sum(f1[q] for q in qids) / len(qids),
-                  f"{name}_total": len(qids)})
+      out.update(
+        {
+          f"{name}_exact": 100.0 * sum(exact[q] for q in qids) / len(qids),
+          f"{name}_f1": 100.0 * sum(f1[q] for q in qids) / len(qids),
+          f"{name}_total": len(qids),
+        }
+      )
   if na_probs is not None:
-    out["best_exact"], out["best_exact_thresh"] = best_threshold(predictions, exact_raw, probs,
-                                                                 has_answer)
+    out["best_exact"], out["best_exact_thresh"] = best_threshold(
+      predictions, exact_raw, probs, has_answer
+    )
     out["best_f1"], out["best_f1_thresh"] = best_threshold(predictions, f1_raw, probs, has_answer)
   return out

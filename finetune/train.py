@@ -34,8 +34,8 @@ import albert_flax as af
 from albert_flax import sharding
 from albert_flax import workdir as layout
 from albert_flax.train import optim, training
-from albert_flax.train.metric_writers import MetricWriter
 from albert_flax.train.checkpoints import PreemptionGuard, TrainCheckpointManager
+from albert_flax.train.metric_writers import MetricWriter
 from finetune.configs.common import PER_TASK_FIELDS
 from finetune.data import MODEL_INPUTS, Features, eval_batches, num_rows, train_batches, write_json
 from finetune.tasks import EvalSet, Task, get_task
@@ -56,18 +56,23 @@ def resolve_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDi
   for field in PER_TASK_FIELDS:
     if config.get(field) is None:
       if row is None or row.get(field) is None:
-        raise ValueError(f"config.{field} is not set and config.per_task has no default for "
-                         f"{config.get('per_task_key')}={key!r}")
+        raise ValueError(
+          f"config.{field} is not set and config.per_task has no default for "
+          f"{config.get('per_task_key')}={key!r}"
+        )
       config[field] = row[field]
   if not config.get("init_from"):
-    raise ValueError("--config.init_from is required: a checkpoint to fine-tune (any path "
-                     "af.from_pretrained reads, or a Hugging Face Hub id)")
+    raise ValueError(
+      "--config.init_from is required: a checkpoint to fine-tune (any path "
+      "af.from_pretrained reads, or a Hugging Face Hub id)"
+    )
   for field in ("batch_size", "train_steps", "eval_batch_size", "max_seq_length"):
     if int(config[field]) < 1:
       raise ValueError(f"config.{field} must be positive, got {config[field]}")
   if not 0 <= config.warmup_steps <= config.train_steps:
-    raise ValueError(f"warmup_steps {config.warmup_steps} must be in [0, train_steps "
-                     f"{config.train_steps}]")
+    raise ValueError(
+      f"warmup_steps {config.warmup_steps} must be in [0, train_steps {config.train_steps}]"
+    )
   if config.eval_every_steps <= 0:
     config.eval_every_steps = max(1, config.train_steps // 10)
   return config
@@ -86,6 +91,7 @@ def load_tokenizer(config: ml_collections.ConfigDict) -> Any:
       path = found[0]
     elif not os.path.exists(init) and init.count("/") == 1:
       import huggingface_hub  # a Hub id: the tokenizer lives in the same repository
+
       path = huggingface_hub.hf_hub_download(init, "spiece.model")
     else:
       raise FileNotFoundError(f"no spiece.model next to {init}; pass --config.spm_model")
@@ -101,8 +107,9 @@ def _check_features(features: Features, model_config, where: str) -> None:
   ids = features["input_ids"]
   flat = {k: features[k].reshape(-1, ids.shape[-1]) for k in MODEL_INPUTS}
   try:
-    af.validate_inputs(model_config, flat["input_ids"], flat["attention_mask"],
-                       flat["token_type_ids"])
+    af.validate_inputs(
+      model_config, flat["input_ids"], flat["attention_mask"], flat["token_type_ids"]
+    )
   except ValueError as e:
     raise ValueError(f"{where} features do not fit the model: {e}") from None
 
@@ -115,10 +122,14 @@ def make_stats_fn(model, task: Task) -> training.StatsFn:
   (dropout on) or inference mode, then the task's loss terms as (sum, weight) pairs."""
 
   def stats_fn(params, batch, rng, train):
-    outputs = model.apply({"params": params}, batch["input_ids"],
-                          attention_mask=batch["attention_mask"],
-                          token_type_ids=batch["token_type_ids"], deterministic=not train,
-                          rngs={"dropout": rng} if train else {})
+    outputs = model.apply(
+      {"params": params},
+      batch["input_ids"],
+      attention_mask=batch["attention_mask"],
+      token_type_ids=batch["token_type_ids"],
+      deterministic=not train,
+      rngs={"dropout": rng} if train else {},
+    )
     return task.stats(outputs, batch)
 
   return stats_fn
@@ -129,9 +140,13 @@ def make_predict_fn(model, task: Task, params_shardings, mesh) -> training.MeshF
   axes of the mesh (the outputs' layout is left to the compiler; `_to_host` gathers them)."""
 
   def predict(params, batch):
-    outputs = model.apply({"params": params}, batch["input_ids"],
-                          attention_mask=batch["attention_mask"],
-                          token_type_ids=batch["token_type_ids"], deterministic=True)
+    outputs = model.apply(
+      {"params": params},
+      batch["input_ids"],
+      attention_mask=batch["attention_mask"],
+      token_type_ids=batch["token_type_ids"],
+      deterministic=True,
+    )
     return task.head_outputs(outputs)
 
   jitted = jax.jit(predict, in_shardings=(params_shardings, sharding.batch_sharding(mesh)))
@@ -142,19 +157,21 @@ def _local_rows(batch: Features, mesh, global_size: int) -> Features:
   """This process's rows of a batch every process built in full."""
   index, count = sharding.process_batch_share(mesh, global_size)
   local = global_size // count
-  return {k: v[index * local:(index + 1) * local] for k, v in batch.items()}
+  return {k: v[index * local : (index + 1) * local] for k, v in batch.items()}
 
 
 def _to_host(tree) -> dict[str, np.ndarray]:
   """Global output arrays -> whole numpy arrays on every process."""
   if jax.process_count() > 1:
     from jax.experimental import multihost_utils
+
     tree = multihost_utils.process_allgather(tree, tiled=True)
   return {k: np.asarray(v) for k, v in jax.device_get(tree).items()}
 
 
-def predict_set(predict_fn, params, eval_set: EvalSet, batch_size: int, mesh
-                ) -> dict[str, np.ndarray]:
+def predict_set(
+  predict_fn, params, eval_set: EvalSet, batch_size: int, mesh
+) -> dict[str, np.ndarray]:
   """head_outputs over a whole set, [N, ...] each, in the set's order."""
   inputs = {k: eval_set.features[k] for k in MODEL_INPUTS}
   n = num_rows(inputs)
@@ -168,13 +185,16 @@ def predict_set(predict_fn, params, eval_set: EvalSet, batch_size: int, mesh
     return {}
   merged = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
   if any(len(v) != n for v in merged.values()):
-    raise RuntimeError(f"predicted {({k: len(v) for k, v in merged.items()})} rows for "
-                       f"{n} inputs of {eval_set.name}")
+    raise RuntimeError(
+      f"predicted { ({k: len(v) for k, v in merged.items()}) } rows for "
+      f"{n} inputs of {eval_set.name}"
+    )
   return merged
 
 
-def evaluate(task: Task, predict_fn, params, sets: list[EvalSet], config, mesh
-             ) -> tuple[dict[str, float], dict[str, Any]]:
+def evaluate(
+  task: Task, predict_fn, params, sets: list[EvalSet], config, mesh
+) -> tuple[dict[str, float], dict[str, Any]]:
   """("<set>/<metric>" -> value, set name -> predictions)."""
   results, predictions = {}, {}
   for eval_set in sets:
@@ -205,71 +225,122 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   dev_sets = task.eval_sets(final=False)
   dropout = float(config.hidden_dropout_prob)
   model, params = af.from_pretrained(
-      config.init_from, task.model_class, dtype=config.dtype, param_dtype=config.param_dtype,
-      rng=config.seed, hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout,
-      classifier_dropout_prob=float(config.classifier_dropout_prob), remat=config.remat,
-      **task.model_overrides())
+    config.init_from,
+    task.model_class,
+    dtype=config.dtype,
+    param_dtype=config.param_dtype,
+    rng=config.seed,
+    hidden_dropout_prob=dropout,
+    attention_probs_dropout_prob=dropout,
+    classifier_dropout_prob=float(config.classifier_dropout_prob),
+    remat=config.remat,
+    **task.model_overrides(),
+  )
   if tokenizer.vocab_size > model.config.vocab_size:
-    raise ValueError(f"the tokenizer has {tokenizer.vocab_size} pieces but the model only "
-                     f"{model.config.vocab_size} embeddings: wrong spiece.model?")
+    raise ValueError(
+      f"the tokenizer has {tokenizer.vocab_size} pieces but the model only "
+      f"{model.config.vocab_size} embeddings: wrong spiece.model?"
+    )
   if config.max_seq_length > model.config.max_position_embeddings:
-    raise ValueError(f"max_seq_length {config.max_seq_length} exceeds the model's "
-                     f"max_position_embeddings {model.config.max_position_embeddings}")
+    raise ValueError(
+      f"max_seq_length {config.max_seq_length} exceeds the model's "
+      f"max_position_embeddings {model.config.max_position_embeddings}"
+    )
   _check_features(train_features, model.config, "training")
   for s in dev_sets:
     _check_features(s.features, model.config, s.name)
-  log.info("%s: %d training rows; evaluation on %s", config.family, num_rows(train_features),
-           {s.name: num_rows(s.features) for s in dev_sets})
+  log.info(
+    "%s: %d training rows; evaluation on %s",
+    config.family,
+    num_rows(train_features),
+    {s.name: num_rows(s.features) for s in dev_sets},
+  )
 
   # ---------------------------------------------------------------- state and steps
   mesh = sharding.make_mesh(config.mesh.data, config.mesh.fsdp, config.mesh.tensor)
   split = sharding.batch_split(mesh)
   if config.batch_size % (split * config.grad_accum_steps):
-    raise ValueError(f"batch_size {config.batch_size} must be a multiple of grad_accum_steps "
-                     f"{config.grad_accum_steps} x {split} batch shards")
+    raise ValueError(
+      f"batch_size {config.batch_size} must be a multiple of grad_accum_steps "
+      f"{config.grad_accum_steps} x {split} batch shards"
+    )
   if config.eval_batch_size % split:
-    raise ValueError(f"eval_batch_size {config.eval_batch_size} must be a multiple of the "
-                     f"{split} batch shards")
+    raise ValueError(
+      f"eval_batch_size {config.eval_batch_size} must be a multiple of the {split} batch shards"
+    )
   optimizer, schedule = optim.create_optimizer(
-      config.optimizer, config.learning_rate, config.train_steps, config.warmup_steps,
-      weight_decay=config.weight_decay, grad_clip_norm=config.grad_clip_norm, b1=config.adam_b1,
-      b2=config.adam_b2, eps=config.adam_eps, bias_correction=config.adam_bias_correction)
+    config.optimizer,
+    config.learning_rate,
+    config.train_steps,
+    config.warmup_steps,
+    weight_decay=config.weight_decay,
+    grad_clip_norm=config.grad_clip_norm,
+    b1=config.adam_b1,
+    b2=config.adam_b2,
+    eps=config.adam_eps,
+    bias_correction=config.adam_bias_correction,
+  )
   dummy = {k: jnp.asarray(v[:1]) for k, v in train_features.items() if k in MODEL_INPUTS}
 
   def init_params(rng):
-    return model.init(rng, dummy["input_ids"], attention_mask=dummy["attention_mask"],
-                      token_type_ids=dummy["token_type_ids"])["params"]
+    return model.init(
+      rng,
+      dummy["input_ids"],
+      attention_mask=dummy["attention_mask"],
+      token_type_ids=dummy["token_type_ids"],
+    )["params"]
 
-  state, state_shardings = training.init_train_state(init_params, optimizer, mesh,
-                                                     jax.random.key(config.seed), params=params)
+  state, state_shardings = training.init_train_state(
+    init_params, optimizer, mesh, jax.random.key(config.seed), params=params
+  )
   del params
   train_step = training.make_train_step(
-      make_stats_fn(model, task), task.loss_weights, optimizer, state_shardings, mesh,
-      grad_accum_steps=config.grad_accum_steps, seed=config.seed, learning_rate_fn=schedule)
+    make_stats_fn(model, task),
+    task.loss_weights,
+    optimizer,
+    state_shardings,
+    mesh,
+    grad_accum_steps=config.grad_accum_steps,
+    seed=config.seed,
+    learning_rate_fn=schedule,
+  )
   predict_fn = make_predict_fn(model, task, state_shardings.params, mesh)
 
   latest = TrainCheckpointManager(os.path.join(workdir, layout.LATEST_CHECKPOINTS), max_to_keep=1)
-  best = BestParams(os.path.join(workdir, layout.BEST_CHECKPOINTS), task.best_metric,
-                    training.abstract_with_shardings(state.params, state_shardings.params))
+  best = BestParams(
+    os.path.join(workdir, layout.BEST_CHECKPOINTS),
+    task.best_metric,
+    training.abstract_with_shardings(state.params, state_shardings.params),
+  )
   restored = latest.restore(training.abstract_with_shardings(state, state_shardings))
   start = 0
   if restored is not None:
     state, _, start = restored
     log.info("resuming at step %d from %s", start, latest.directory)
-  writer = MetricWriter(workdir, config.train_steps, initial_step=start,
-                        progress=config.progress_bar, tensorboard=config.tensorboard)
+  writer = MetricWriter(
+    workdir,
+    config.train_steps,
+    initial_step=start,
+    progress=config.progress_bar,
+    tensorboard=config.tensorboard,
+  )
 
   # ---------------------------------------------------------------- training
   targets = [k for k in train_features if k not in MODEL_INPUTS]
   # The batches are a function of (seed, step): resuming at `start` replays the same sequence.
-  batches = train_batches({k: train_features[k] for k in list(MODEL_INPUTS) + targets},
-                          config.batch_size, seed=config.seed, start_step=start)
+  batches = train_batches(
+    {k: train_features[k] for k in list(MODEL_INPUTS) + targets},
+    config.batch_size,
+    seed=config.seed,
+    start_step=start,
+  )
   with PreemptionGuard() as guard:
     for step in range(start, config.train_steps):
       batch = next(batches)
       batch["weights"] = np.ones((config.batch_size,), np.float32)
-      device_batch = sharding.global_batch(_local_rows(batch, mesh, config.batch_size), mesh,
-                                           config.batch_size)
+      device_batch = sharding.global_batch(
+        _local_rows(batch, mesh, config.batch_size), mesh, config.batch_size
+      )
       state, metrics = train_step(state, device_batch)
       done = step + 1
       writer.advance(done)
@@ -305,11 +376,22 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     for s in final_sets:
       task.write_predictions(s, predictions[s.name], prediction_dir)
   if jax.process_count() == 1:
-    _export(model, jax.device_get(best_params), tokenizer, os.path.join(workdir, layout.MODEL_DIR), "orbax")
+    _export(
+      model,
+      jax.device_get(best_params),
+      tokenizer,
+      os.path.join(workdir, layout.MODEL_DIR),
+      "orbax",
+    )
   else:
     # Every process writes its shards; orbax commits the directory only once all are written.
-    af.save_pretrained(os.path.join(workdir, layout.MODEL_DIR), model, best_params, format="orbax",
-                       tokenizer=tokenizer)
+    af.save_pretrained(
+      os.path.join(workdir, layout.MODEL_DIR),
+      model,
+      best_params,
+      format="orbax",
+      tokenizer=tokenizer,
+    )
   if config.export_hf:
     host_params = _gather(best_params)  # every process takes part; the lead writes
     if lead:
@@ -338,8 +420,9 @@ class BestParams:
   def offer(self, step: int, params: Any, results: dict[str, float]) -> None:
     """Keep `params` if results[metric] beats the best so far (ties keep the earlier one)."""
     if self.metric not in results:
-      raise KeyError(f"evaluation gave no {self.metric!r} (the best-checkpoint metric), only "
-                     f"{sorted(results)}")
+      raise KeyError(
+        f"evaluation gave no {self.metric!r} (the best-checkpoint metric), only {sorted(results)}"
+      )
     value = float(results[self.metric])
     if self.step is None or value > self.value:
       self._manager.save(step, params, {"metric": self.metric, "value": value})
@@ -361,6 +444,7 @@ def _gather(tree):
   """Global arrays -> numpy on every process."""
   if jax.process_count() > 1:
     from jax.experimental import multihost_utils
+
     return multihost_utils.process_allgather(tree, tiled=True)
   return jax.device_get(tree)
 

@@ -1,4 +1,4 @@
-"""Helpers for the notebook generator: cells as (kind, source, tags), stable ids, the install cell."""
+"""The notebook generator's helpers: cells as (kind, source, tags), stable ids, the install cell."""
 
 from __future__ import annotations
 
@@ -21,8 +21,9 @@ if importlib.util.find_spec("albert_flax") is None:
 """
 
 
-def build(name: str, cells: list[tuple[str, str, tuple[str, ...]]],
-          metadata: dict) -> nbformat.NotebookNode:
+def build(
+  name: str, cells: list[tuple[str, str, tuple[str, ...]]], metadata: dict
+) -> nbformat.NotebookNode:
   """A validated notebook without outputs from (kind "md" | "code", source, tags) cells.
 
   Cell ids are derived from the file name and position, so regenerating is a no-op.
@@ -50,5 +51,7 @@ def code(source: str, *tags: str) -> tuple[str, str, tuple[str, ...]]:
   return ("code", source, tags)
 
 
-KERNEL = {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
-          "language_info": {"name": "python"}}
+KERNEL = {
+  "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
+  "language_info": {"name": "python"},
+}

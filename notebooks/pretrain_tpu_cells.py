@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import nbformat
-
 from nbgen import INSTALL, KERNEL, build, code, md
 
 
 def pretrain_tpu() -> nbformat.NotebookNode:
   """notebooks/pretrain_tpu.ipynb, without outputs."""
   cells = [
-      md("""
+    md("""
       # Pretraining ALBERT on a TPU
 
       Runs `pretrain.train.train_and_evaluate` (the program behind `python -m pretrain`) from a
@@ -21,8 +20,9 @@ def pretrain_tpu() -> nbformat.NotebookNode:
 
       The last section gives the commands that run the same job on every host of a pod slice.
       """),
-      code(INSTALL.replace("{EXTRAS}", "matplotlib")),
-      code("""
+    code(INSTALL.replace("{EXTRAS}", "matplotlib")),
+    code(
+      """
       # Parameters. None: chosen below from the hardware (TPU: a real short run; CPU: a few steps).
       WORKDIR = "runs/notebook"
       MODEL = "tiny"  # a preset of af.AlbertConfig: tiny, base-v2, large-v2, xlarge-v2, xxlarge-v2
@@ -31,15 +31,17 @@ def pretrain_tpu() -> nbformat.NotebookNode:
       BATCH_SIZE = None  # global batch: all devices of all hosts together
       MAX_SEQ_LENGTH = 128
       MESH = {"data": -1, "fsdp": 1, "tensor": 1}  # -1: the devices the other axes leave
-      """, "parameters"),
-      md("""
+      """,
+      "parameters",
+    ),
+    md("""
       ## Devices
 
       On a TPU VM `jax.devices()` lists the TPU cores of this host (and, on a pod slice after
       `jax.distributed.initialize()`, of every host). Nothing here is TPU-specific: the same
       cells run on CPU.
       """),
-      code("""
+    code("""
       import json
       import logging
       import os
@@ -70,7 +72,7 @@ def pretrain_tpu() -> nbformat.NotebookNode:
       BATCH_SIZE = BATCH_SIZE or (256 if ON_ACCELERATOR else 16)
       print(dict(NUM_STEPS=NUM_STEPS, RESUME_STEPS=RESUME_STEPS, BATCH_SIZE=BATCH_SIZE))
       """),
-      md("""
+    md("""
       ## The mesh
 
       Every array lives on a `("data", "fsdp", "tensor")` mesh over all devices: `data` splits
@@ -79,7 +81,7 @@ def pretrain_tpu() -> nbformat.NotebookNode:
       `sharding.LOGICAL_RULES` maps them onto the mesh. Below: how each parameter of the
       model would be laid out (computed from shapes only, nothing is allocated).
       """),
-      code("""
+    code("""
       import jax.numpy as jnp
 
       mesh = sharding.make_mesh(**MESH)
@@ -92,7 +94,7 @@ def pretrain_tpu() -> nbformat.NotebookNode:
       for path, s in jax.tree_util.tree_flatten_with_path(shardings)[0][:8]:
         print(f"{jax.tree_util.keystr(path):100s} {s.spec}")
       """),
-      md("""
+    md("""
       ## Train
 
       The config is the `tiny` one (`pretrain/configs/tiny.py`) with the sizes above; every key is
@@ -101,7 +103,7 @@ def pretrain_tpu() -> nbformat.NotebookNode:
       mesh, and runs the jitted step (MLM + sentence-order losses, LAMB), writing
       `metrics.jsonl`, TensorBoard events and orbax checkpoints (with the data position).
       """),
-      code("""
+    code("""
       from pretrain import train
       from pretrain.configs import tiny
 
@@ -126,14 +128,14 @@ def pretrain_tpu() -> nbformat.NotebookNode:
       print("eval ", {k: round(v, 4) for k, v in result["eval"].items()})
       print(sorted(os.listdir(WORKDIR)))
       """),
-      md("""
+    md("""
       ## Watch the losses
 
       `metrics.jsonl` holds one JSON object per logged step (evaluation rows carry
       `"split": "eval"`); TensorBoard reads `WORKDIR/tensorboard` (`%load_ext tensorboard`,
       `%tensorboard --logdir runs`).
       """),
-      code("""
+    code("""
       import matplotlib.pyplot as plt
 
 
@@ -158,7 +160,7 @@ def pretrain_tpu() -> nbformat.NotebookNode:
       rows = plot_metrics(WORKDIR)
       print(len(rows), "rows; last:", rows[-1])
       """),
-      md("""
+    md("""
       ## Resume from the checkpoint
 
       Calling `train_and_evaluate` again on the same workdir restores the newest checkpoint (the
@@ -167,7 +169,7 @@ def pretrain_tpu() -> nbformat.NotebookNode:
       `RESUME_STEPS` steps: the learning-rate schedule is a function of `num_train_steps`, so it
       is stretched from the resumed step on.
       """),
-      code("""
+    code("""
       print("checkpoints:", sorted(os.listdir(os.path.join(WORKDIR, "checkpoints"))))
       config.num_train_steps = NUM_STEPS + RESUME_STEPS
       result = train.train_and_evaluate(config, WORKDIR)
@@ -175,13 +177,13 @@ def pretrain_tpu() -> nbformat.NotebookNode:
       rows = plot_metrics(WORKDIR)
       print("logged steps:", sorted({r["step"] for r in rows}))
       """),
-      md("""
+    md("""
       ## Use the pretrained model
 
       The workdir is itself a checkpoint `af.from_pretrained` reads (its `config.json` and the
       final `params/`, or the newest step mid-run), with its tokenizer in `spiece.model`.
       """),
-      code("""
+    code("""
       model, params = af.from_pretrained(WORKDIR, af.AlbertForSequenceClassification, num_labels=3)
       tok = af.AlbertTokenizer(os.path.join(WORKDIR, "spiece.model"))
       enc = tok(["Return a new list.", "Open the [MASK] for reading."], max_length=16,
@@ -191,7 +193,7 @@ def pretrain_tpu() -> nbformat.NotebookNode:
                                     token_type_ids=enc["token_type_ids"]).logits
       print(model.config.num_hidden_layers, "layers, logits", logits.shape)
       """),
-      md("""
+    md("""
       ## The same job on every host of a pod slice
 
       A pod slice (e.g. `v4-32`: 4 hosts x 4 chips) runs one process per host, all running the
@@ -203,7 +205,7 @@ def pretrain_tpu() -> nbformat.NotebookNode:
       commands for this notebook's settings; run them from the machine that holds this checkout.
       See `docs/tpu.md` for creating the slice and mounting the share.
       """),
-      code("""
+    code("""
       import pretrain
 
       TPU_NAME, ZONE = "albert-pod", "us-central2-b"
@@ -223,5 +225,6 @@ def pretrain_tpu() -> nbformat.NotebookNode:
       print(f'{ssh} --command="{program}"')
       """),
   ]
-  return build("pretrain_tpu.ipynb", cells, dict(KERNEL, accelerator="TPU",
-                                                  colab={"provenance": []}))
+  return build(
+    "pretrain_tpu.ipynb", cells, dict(KERNEL, accelerator="TPU", colab={"provenance": []})
+  )

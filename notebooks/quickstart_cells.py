@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import nbformat
-
 from nbgen import INSTALL, KERNEL, build, code, md
 
 
 def quickstart() -> nbformat.NotebookNode:
   """notebooks/quickstart.ipynb, without outputs."""
   cells = [
-      md("""
+    md("""
       # albert-flax quickstart
 
       ALBERT in JAX/Flax, end to end on whatever this runtime has (CPU, GPU or TPU):
@@ -25,14 +24,17 @@ def quickstart() -> nbformat.NotebookNode:
 
       Everything is written under `WORKDIR`.
       """),
-      code(INSTALL.replace("{EXTRAS}", '"transformers<5" torch')),
-      code("""
+    code(INSTALL.replace("{EXTRAS}", '"transformers<5" torch')),
+    code(
+      """
       # Parameters (the test suite overrides them with tiny values).
       HUB_ID = "albert/albert-base-v2"  # used when online; offline (HF_HUB_OFFLINE=1) a tiny model is made
       WORKDIR = "albert_quickstart"
       FINETUNE_STEPS = 30
-      """, "parameters"),
-      code("""
+      """,
+      "parameters",
+    ),
+    code("""
       import json
       import os
 
@@ -47,7 +49,7 @@ def quickstart() -> nbformat.NotebookNode:
       print("devices:", jax.devices())
       print("offline:", OFFLINE)
       """),
-      md("""
+    md("""
       ## 1. A tokenizer
 
       ALBERT tokenizes with a SentencePiece unigram model: ids 0..4 are `<pad>`, `<unk>`, `[CLS]`,
@@ -56,7 +58,7 @@ def quickstart() -> nbformat.NotebookNode:
       per line; here the built-in corpus (the docstrings of Python's standard library, built
       locally, no download) and a small vocabulary.
       """),
-      code("""
+    code("""
       from pretrain import builtin_corpus
 
       corpus_path = builtin_corpus.builtin_corpus_path()  # one sentence per line, cached
@@ -71,7 +73,7 @@ def quickstart() -> nbformat.NotebookNode:
       print({k: v.shape for k, v in enc.items()})  # each [batch, seq]
       print(tok.convert_ids_to_tokens(enc["input_ids"][0]))
       """),
-      md("""
+    md("""
       ## 2. A model
 
       `af.from_pretrained(path, ModelClass, **config_overrides)` reads a transformers directory
@@ -83,7 +85,7 @@ def quickstart() -> nbformat.NotebookNode:
       tiny random `transformers.AlbertForPreTraining` with our vocabulary and saves it the way a
       downloaded model looks (or, without transformers, an orbax checkpoint of the `tiny` preset).
       """),
-      code("""
+    code("""
       if not OFFLINE:
         from huggingface_hub import hf_hub_download
         MODEL_PATH = HUB_ID
@@ -112,22 +114,22 @@ def quickstart() -> nbformat.NotebookNode:
       print(config)
       print(f"{sum(x.size for x in jax.tree.leaves(params)):,} parameters")
       """),
-      md("""
+    md("""
       The parameter tree (names follow transformers', kernels are `[in, out]`): one embedding
       table of width E, one projection E -> H, and one shared layer, whatever the depth.
       """),
-      code("""
+    code("""
       from flax import traverse_util
 
       for path, x in traverse_util.flatten_dict(params, sep="/").items():
         print(f"{path:80s} {x.shape}")
       """),
-      md("""
+    md("""
       Pretraining outputs, and the masked-LM head asked only at the `[MASK]` positions
       (`masked_positions` [batch, P] gives `prediction_logits` [batch, P, vocab]). With
       `albert-base-v2` the prediction is a real word; with the random tiny model it is noise.
       """),
-      code("""
+    code("""
       text = "The capital of France is [MASK]."
       enc1 = tok([text], max_length=16, truncation=True, padding="max_length", return_tensors="np")
       mask_pos = np.argwhere(enc1["input_ids"][0] == tok.convert_tokens_to_ids("[MASK]"))[:, 0]
@@ -140,13 +142,13 @@ def quickstart() -> nbformat.NotebookNode:
       top = np.asarray(jnp.argsort(-out.prediction_logits[0, 0])[:5])
       print(text, "->", tok.convert_ids_to_tokens(top.tolist()))
       """),
-      md("""
+    md("""
       ## 3. Every head
 
       Each task model reuses the checkpoint's backbone; a head the checkpoint lacks is
       initialized and named in a warning. Multiple choice takes `[batch, choices, seq]`.
       """),
-      code("""
+    code("""
       enc = tok(["Return the sum of two numbers.", "Open the file for reading."],
                 text_pair=["The result is an int.", "Close it afterwards."],
                 max_length=24, truncation=True, padding="max_length", return_tensors="np")
@@ -163,7 +165,7 @@ def quickstart() -> nbformat.NotebookNode:
         shapes = {k: v.shape for k, v in vars(out).items() if hasattr(v, "shape")}
         print(f"{name:34s} {shapes}")
       """),
-      md("""
+    md("""
       ## 4. Fine-tune a few steps
 
       A toy sentence-classification task: does a sentence of the corpus mention files? The model is
@@ -172,7 +174,7 @@ def quickstart() -> nbformat.NotebookNode:
       The fine-tuning program (`python -m finetune --config=finetune/configs/glue.py ...`) does the
       same with GLUE, SQuAD, RACE and NER data, schedules, evaluation and checkpoints.
       """),
-      code("""
+    code("""
       import optax
       from albert_flax.train import losses
 
@@ -218,7 +220,7 @@ def quickstart() -> nbformat.NotebookNode:
         print(f"step {step:3d}  loss {float(loss):.4f}")
       assert np.isfinite(float(loss))
       """),
-      md("""
+    md("""
       ## 5. Save with orbax, load from plain JAX
 
       `format="orbax"` writes `config.json` (transformers' keys) and `params/` (an orbax
@@ -226,7 +228,7 @@ def quickstart() -> nbformat.NotebookNode:
       the cell after next reads it with orbax and `json` only and runs the model with a 40-line
       JAX function written from the documented parameter tree (`docs/flax_interop.md`).
       """),
-      code("""
+    code("""
       ckpt_dir = os.path.join(WORKDIR, "classifier-orbax")
       af.save_pretrained(ckpt_dir, clf, clf_params, format="orbax", tokenizer=tok)
       print(sorted(os.listdir(ckpt_dir)))
@@ -234,7 +236,7 @@ def quickstart() -> nbformat.NotebookNode:
       clf2, clf2_params = af.from_pretrained(ckpt_dir, af.AlbertForSequenceClassification)
       print(clf2.config.num_labels, clf2.config.label_names)
       """),
-      code("""
+    code("""
       # Plain JAX + orbax + json: no albert_flax below this line.
       import json
       import os
@@ -297,7 +299,7 @@ def quickstart() -> nbformat.NotebookNode:
                                        data["token_type_ids"][:4])
       print(c["architectures"], c["id2label"], plain_logits)
       """),
-      code("""
+    code("""
       # The plain function and the flax model agree.
       flax_logits = jax.jit(clf.apply)({"params": clf_params}, data["input_ids"][:4],
                                        attention_mask=data["attention_mask"][:4],
@@ -305,14 +307,14 @@ def quickstart() -> nbformat.NotebookNode:
       np.testing.assert_allclose(np.asarray(plain_logits), np.asarray(flax_logits), atol=1e-4)
       print("max |difference|:", float(jnp.max(jnp.abs(plain_logits - flax_logits))))
       """),
-      md("""
+    md("""
       ## 6. Export to transformers
 
       `format="hf"` writes `config.json` + `model.safetensors` in transformers' names and layouts
       (`format="tf"` writes the original TF1 checkpoint). transformers' PyTorch model loads it and
       gives the same logits.
       """),
-      code("""
+    code("""
       hf_dir = os.path.join(WORKDIR, "classifier-hf")
       af.save_pretrained(hf_dir, clf, clf_params, format="hf", tokenizer=tok)
       print(sorted(os.listdir(hf_dir)))

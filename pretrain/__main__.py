@@ -23,8 +23,7 @@ def _reexec_with_huge_pages() -> None:
   ~20% faster). glibc reads the setting only at process start, hence the exec (same pid, so
   signals still reach it). Set GLIBC_TUNABLES yourself (even empty) to opt out.
   """
-  if (sys.platform != "linux" or "GLIBC_TUNABLES" in os.environ
-      or platform.libc_ver()[0] != "glibc"):
+  if sys.platform != "linux" or "GLIBC_TUNABLES" in os.environ or platform.libc_ver()[0] != "glibc":
     return
   env = dict(os.environ, GLIBC_TUNABLES="glibc.malloc.hugetlb=1")
   os.execve(sys.executable, [sys.executable, "-m", "pretrain", *sys.argv[1:]], env)
@@ -38,12 +37,19 @@ from absl import logging as absl_logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file(
-    "config", os.path.join(os.path.dirname(__file__), "configs", "tiny.py"),
-    "Pretraining config file.", lock_config=True)
-_WORKDIR = flags.DEFINE_string("workdir", "./runs/tiny", "Where checkpoints, metrics and the "
-                               "final model go; a rerun resumes from here.")
-_DISTRIBUTED = flags.DEFINE_bool("jax_distributed", False,
-                                 "Call jax.distributed.initialize() with auto-detection.")
+  "config",
+  os.path.join(os.path.dirname(__file__), "configs", "tiny.py"),
+  "Pretraining config file.",
+  lock_config=True,
+)
+_WORKDIR = flags.DEFINE_string(
+  "workdir",
+  "./runs/tiny",
+  "Where checkpoints, metrics and the final model go; a rerun resumes from here.",
+)
+_DISTRIBUTED = flags.DEFINE_bool(
+  "jax_distributed", False, "Call jax.distributed.initialize() with auto-detection."
+)
 _COORDINATOR = flags.DEFINE_string("coordinator_address", None, "HOST:PORT of process 0.")
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Number of processes.")
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index.")
@@ -52,11 +58,13 @@ _PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index.")
 def main(argv):
   del argv
   import jax
+
   if _COORDINATOR.value:
     # CPU processes need a collectives backend; harmless on accelerators.
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
-    jax.distributed.initialize(_COORDINATOR.value, num_processes=_NUM_PROCESSES.value,
-                               process_id=_PROCESS_ID.value)
+    jax.distributed.initialize(
+      _COORDINATOR.value, num_processes=_NUM_PROCESSES.value, process_id=_PROCESS_ID.value
+    )
   elif _DISTRIBUTED.value:
     jax.distributed.initialize()
   # Our progress at INFO on process 0; orbax's per-save chatter (absl logging) only at WARNING.
@@ -65,6 +73,7 @@ def main(argv):
   for name in ("pretrain", "albert_flax"):
     logging.getLogger(name).setLevel(logging.INFO if jax.process_index() == 0 else logging.WARNING)
   from pretrain import train
+
   result = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
   if jax.process_index() == 0:
     print({"step": result["step"], "train": result["train"], "eval": result["eval"]})

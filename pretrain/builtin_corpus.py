@@ -19,15 +19,25 @@ import os
 import sys
 import sysconfig
 import tempfile
-from typing import Iterator
+from collections.abc import Iterator
 
 from pretrain import corpus
 
 # Bump when the extraction changes, so stale caches are not reused.
 _FORMAT_VERSION = 1
 # Directories of the standard library that hold tests, test data or third-party code.
-_SKIP_DIRS = frozenset({"test", "tests", "idle_test", "site-packages", "dist-packages",
-                        "__pycache__", "lib2to3", "ensurepip"})
+_SKIP_DIRS = frozenset(
+  {
+    "test",
+    "tests",
+    "idle_test",
+    "site-packages",
+    "dist-packages",
+    "__pycache__",
+    "lib2to3",
+    "ensurepip",
+  }
+)
 
 
 def default_cache_dir() -> str:
@@ -43,8 +53,11 @@ def _stdlib_files() -> list[str]:
   out = []
   for dirpath, dirnames, filenames in os.walk(root):
     dirnames[:] = sorted(d for d in dirnames if d not in _SKIP_DIRS and not d.startswith("."))
-    out.extend(os.path.join(dirpath, f) for f in sorted(filenames)
-               if f.endswith(".py") and not f.startswith("test_"))
+    out.extend(
+      os.path.join(dirpath, f)
+      for f in sorted(filenames)
+      if f.endswith(".py") and not f.startswith("test_")
+    )
   return sorted(out)
 
 
@@ -53,7 +66,7 @@ def _doc_sentences(node: ast.AST) -> list[str]:
   if not doc:
     return []
   # Interactive examples are code, not prose.
-  lines = [l for l in doc.splitlines() if not l.lstrip().startswith((">>>", "... "))]
+  lines = [ln for ln in doc.splitlines() if not ln.lstrip().startswith((">>>", "... "))]
   return corpus.text_to_sentences("\n".join(lines))
 
 
@@ -91,7 +104,7 @@ def iter_documents() -> Iterator[list[str]]:
     return
   for key in sorted(topics.topics):
     # Indented lines are code samples and grammar; keep the prose.
-    text = "\n".join(l for l in topics.topics[key].splitlines() if not l.startswith((" ", "\t")))
+    text = "\n".join(ln for ln in topics.topics[key].splitlines() if not ln.startswith((" ", "\t")))
     doc = corpus.text_to_sentences(text)
     if len(doc) >= 2:
       yield doc
@@ -110,8 +123,10 @@ def builtin_corpus_path(cache_dir: str | None = None) -> str:
     ValueError: if the standard library yields no documents (an install without sources).
   """
   cache_dir = cache_dir or default_cache_dir()
-  path = os.path.join(cache_dir, f"builtin_corpus_py{sys.version_info.major}"
-                      f"{sys.version_info.minor}_{_cache_key()}.txt")
+  path = os.path.join(
+    cache_dir,
+    f"builtin_corpus_py{sys.version_info.major}{sys.version_info.minor}_{_cache_key()}.txt",
+  )
   if os.path.exists(path) and os.path.getsize(path) > 0:
     return path
   os.makedirs(cache_dir, exist_ok=True)
@@ -127,8 +142,10 @@ def builtin_corpus_path(cache_dir: str | None = None) -> str:
         f.write("\n\n")
         count += 1
     if count == 0:
-      raise ValueError(f"the built-in corpus is empty: no docstrings found under "
-                       f"{sysconfig.get_paths()['stdlib']!r}")
+      raise ValueError(
+        f"the built-in corpus is empty: no docstrings found under "
+        f"{sysconfig.get_paths()['stdlib']!r}"
+      )
     os.replace(tmp, path)
   finally:
     if os.path.exists(tmp):
@@ -138,8 +155,11 @@ def builtin_corpus_path(cache_dir: str | None = None) -> str:
 
 def builtin_source(cache_dir: str | None = None) -> corpus.TextFileSource:
   """The built-in corpus as a document source (one file, shared among processes by document)."""
-  return corpus.TextFileSource([builtin_corpus_path(cache_dir)], shard_by="document",
-                               name="builtin corpus (Python standard library docstrings)")
+  return corpus.TextFileSource(
+    [builtin_corpus_path(cache_dir)],
+    shard_by="document",
+    name="builtin corpus (Python standard library docstrings)",
+  )
 
 
 if __name__ == "__main__":

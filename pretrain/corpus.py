@@ -21,7 +21,7 @@ import glob
 import os
 import re
 import zlib
-from typing import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -41,7 +41,8 @@ SPLITS = (None, "all", "train", "eval")
 _BOUNDARY = re.compile(r"[.!?][\"')\]]*\s+(?=[\"'(\[]?[A-Z0-9])")
 # Words after which a period does not end a sentence.
 _ABBREVIATIONS = frozenset(
-    "e.g i.e etc vs cf al mr mrs ms dr prof st no fig figs eq approx jr sr inc ltd co".split())
+  "e.g i.e etc vs cf al mr mrs ms dr prof st no fig figs eq approx jr sr inc ltd co".split()
+)
 _PARAGRAPH = re.compile(r"\n\s*\n")
 _SPACE = re.compile(r"\s+")
 _HAS_WORD = re.compile(r"\w")
@@ -58,7 +59,7 @@ def split_sentences(paragraph: str) -> list[str]:
   for m in _BOUNDARY.finditer(paragraph):
     if paragraph[m.start()] == ".":
       # The word before the period (a short look-back: abbreviations are short).
-      before = paragraph[max(start, m.start() - 16):m.start()].split()
+      before = paragraph[max(start, m.start() - 16) : m.start()].split()
       word = before[-1].lstrip("\"'([").lower() if before else ""
       if word in _ABBREVIATIONS or (len(word) == 1 and word.isalpha()):
         continue
@@ -89,7 +90,9 @@ def text_to_sentences(text: str, paragraph_per_line: bool = False) -> list[str]:
 # ----------------------------------------------------------------------------- splits and shares
 
 
-def in_eval_split(first_sentence: str | bytes, eval_fraction: float = DEFAULT_EVAL_FRACTION) -> bool:
+def in_eval_split(
+  first_sentence: str | bytes, eval_fraction: float = DEFAULT_EVAL_FRACTION
+) -> bool:
   """Whether a document (identified by its first sentence) is held out for evaluation."""
   if isinstance(first_sentence, str):
     first_sentence = first_sentence.encode("utf-8")
@@ -101,9 +104,11 @@ def check_split(split: str | None) -> None:
     raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
 
 
-def select_split(docs: Iterable[tuple[Document, Position]], split: str | None,
-                 eval_fraction: float = DEFAULT_EVAL_FRACTION
-                 ) -> Iterator[tuple[Document, Position]]:
+def select_split(
+  docs: Iterable[tuple[Document, Position]],
+  split: str | None,
+  eval_fraction: float = DEFAULT_EVAL_FRACTION,
+) -> Iterator[tuple[Document, Position]]:
   """Keeps the documents of `split` ("train", "eval"; None/"all" keeps all), positions unchanged."""
   check_split(split)
   for doc, pos in docs:
@@ -113,8 +118,10 @@ def select_split(docs: Iterable[tuple[Document, Position]], split: str | None,
 
 def _check_share(process_index: int, process_count: int) -> None:
   if process_count < 1 or not 0 <= process_index < process_count:
-    raise ValueError(f"need 0 <= process_index < process_count, got process_index={process_index}, "
-                     f"process_count={process_count}")
+    raise ValueError(
+      f"need 0 <= process_index < process_count, got process_index={process_index}, "
+      f"process_count={process_count}"
+    )
 
 
 # ----------------------------------------------------------------------------- sources
@@ -126,8 +133,9 @@ class DocumentSource(abc.ABC):
   name: str
 
   @abc.abstractmethod
-  def documents(self, epoch: int, start: Position | None, process_index: int,
-                process_count: int, seed: int = 0) -> Iterator[tuple[Document, Position]]:
+  def documents(
+    self, epoch: int, start: Position | None, process_index: int, process_count: int, seed: int = 0
+  ) -> Iterator[tuple[Document, Position]]:
     """Yields (document, position after it) for this process's share of epoch `epoch`.
 
     `start` is a position yielded earlier for the same (epoch, share, seed), or None for the
@@ -147,8 +155,11 @@ def expand_files(files: str | Sequence[str]) -> list[str]:
     pattern = os.path.expanduser(str(pattern).strip())
     if not pattern:
       continue
-    matched = sorted(glob.glob(pattern)) if glob.has_magic(pattern) else (
-        [pattern] if os.path.exists(pattern) else [])
+    matched = (
+      sorted(glob.glob(pattern))
+      if glob.has_magic(pattern)
+      else ([pattern] if os.path.exists(pattern) else [])
+    )
     matched = [m for m in matched if not os.path.isdir(m)]
     if not matched:
       raise FileNotFoundError(f"no input file matches {pattern!r}")
@@ -180,13 +191,16 @@ class TextFileSource(DocumentSource):
       if os.path.getsize(path) == 0:
         raise ValueError(f"input file {path!r} is empty")
     self.shard_by = shard_by
-    self.name = name or (self.files[0] if len(self.files) == 1 else
-                         f"{len(self.files)} files ({self.files[0]}, ...)")
+    self.name = name or (
+      self.files[0] if len(self.files) == 1 else f"{len(self.files)} files ({self.files[0]}, ...)"
+    )
 
   def _by_file(self, process_count: int) -> bool:
     return self.shard_by == "file" or (self.shard_by == "auto" and len(self.files) >= process_count)
 
-  def _epoch_files(self, epoch: int, process_index: int, process_count: int, seed: int) -> list[str]:
+  def _epoch_files(
+    self, epoch: int, process_index: int, process_count: int, seed: int
+  ) -> list[str]:
     files = self.files
     if process_count > 1 and self._by_file(process_count):
       files = files[process_index::process_count]
@@ -195,8 +209,9 @@ class TextFileSource(DocumentSource):
       files = [files[i] for i in order]
     return files
 
-  def documents(self, epoch: int, start: Position | None, process_index: int,
-                process_count: int, seed: int = 0) -> Iterator[tuple[Document, Position]]:
+  def documents(
+    self, epoch: int, start: Position | None, process_index: int, process_count: int, seed: int = 0
+  ) -> Iterator[tuple[Document, Position]]:
     _check_share(process_index, process_count)
     files = self._epoch_files(epoch, process_index, process_count, seed)
     by_doc = process_count > 1 and not self._by_file(process_count)
@@ -225,8 +240,11 @@ class TextFileSource(DocumentSource):
             mine = not by_doc or doc_index % process_count == process_index
             doc_index += 1
             if mine:
-              pos = ({"file": file_index, "offset": line_offset, "doc": doc_index} if line is not None
-                     else {"file": file_index + 1, "offset": 0, "doc": doc_index})
+              pos = (
+                {"file": file_index, "offset": line_offset, "doc": doc_index}
+                if line is not None
+                else {"file": file_index + 1, "offset": 0, "doc": doc_index}
+              )
               yield _decode(lines, path, line_offset), pos
             lines = []
 
@@ -240,8 +258,9 @@ def _decode(lines: list[bytes], path: str, offset: int) -> Document:
   try:
     return [line.decode("utf-8") for line in lines]
   except UnicodeDecodeError as e:
-    raise ValueError(f"input file {path!r} is not UTF-8 text (document ending near byte {offset}): "
-                     f"{e}") from e
+    raise ValueError(
+      f"input file {path!r} is not UTF-8 text (document ending near byte {offset}): {e}"
+    ) from e
 
 
 class TfdsSource(DocumentSource):
@@ -254,8 +273,14 @@ class TfdsSource(DocumentSource):
   Position: {"record": index of the next record}.
   """
 
-  def __init__(self, name: str, split: str = "train", data_dir: str | None = None,
-               field: str = "text", download: bool = False):
+  def __init__(
+    self,
+    name: str,
+    split: str = "train",
+    data_dir: str | None = None,
+    field: str = "text",
+    download: bool = False,
+  ):
     import tensorflow_datasets as tfds  # Heavy (imports TensorFlow): only when asked for.
 
     self._tfds = tfds
@@ -267,8 +292,9 @@ class TfdsSource(DocumentSource):
     if not self.builder.is_prepared():
       if not download:
         raise FileNotFoundError(
-            f"tensorflow-datasets data set {name!r} is not prepared in {self.builder.data_dir!r}: "
-            "run tfds.builder(name).download_and_prepare() first, or pass tfds_download=True")
+          f"tensorflow-datasets data set {name!r} is not prepared in {self.builder.data_dir!r}: "
+          "run tfds.builder(name).download_and_prepare() first, or pass tfds_download=True"
+        )
       self.builder.download_and_prepare()
     features = self.builder.info.features
     if field not in features:
@@ -277,14 +303,16 @@ class TfdsSource(DocumentSource):
     try:
       self.num_records = self.builder.info.splits[split].num_examples
     except (KeyError, ValueError) as e:
-      raise ValueError(f"{self.name}: no split {split!r}; splits: "
-                       f"{list(self.builder.info.splits.keys())}") from e
+      raise ValueError(
+        f"{self.name}: no split {split!r}; splits: {list(self.builder.info.splits.keys())}"
+      ) from e
     if self.num_records == 0:
       raise ValueError(f"{self.name} is empty")
     self.random_access = self.builder.info.file_format == tfds.core.FileFormat.ARRAY_RECORD
 
-  def _texts(self, start: int, process_index: int, process_count: int
-             ) -> Iterator[tuple[int, bytes | str]]:
+  def _texts(
+    self, start: int, process_index: int, process_count: int
+  ) -> Iterator[tuple[int, bytes | str]]:
     if self.random_access:
       source = self.builder.as_data_source(split=self.split)
       first = start + (process_index - start) % process_count
@@ -292,15 +320,19 @@ class TfdsSource(DocumentSource):
         yield r, source[r][self.field]
     else:
       # No auto-cache: the stream is often left unfinished (a window at a time, or a restart).
-      ds = self.builder.as_dataset(split=self.split, shuffle_files=False,
-                                   read_config=self._tfds.ReadConfig(try_autocache=False))
+      ds = self.builder.as_dataset(
+        split=self.split,
+        shuffle_files=False,
+        read_config=self._tfds.ReadConfig(try_autocache=False),
+      )
       ds = ds.map(lambda ex: ex[self.field]).skip(start)
       for r, text in enumerate(self._tfds.as_numpy(ds), start):
         if r % process_count == process_index:
           yield r, text
 
-  def documents(self, epoch: int, start: Position | None, process_index: int,
-                process_count: int, seed: int = 0) -> Iterator[tuple[Document, Position]]:
+  def documents(
+    self, epoch: int, start: Position | None, process_index: int, process_count: int, seed: int = 0
+  ) -> Iterator[tuple[Document, Position]]:
     del epoch, seed  # The record order is the data set's, every epoch.
     _check_share(process_index, process_count)
     for r, text in self._texts((start or {"record": 0})["record"], process_index, process_count):

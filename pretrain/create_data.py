@@ -18,18 +18,25 @@ import glob
 import os
 import sys
 import time
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
 from pretrain import corpus, data, shards
-from pretrain.examples import ExampleConfig, concat_examples, make_examples, num_examples
-from pretrain.examples import tokenize_documents
+from pretrain.examples import (
+  ExampleConfig,
+  concat_examples,
+  make_examples,
+  num_examples,
+  tokenize_documents,
+)
 from pretrain.pipeline import make_pool, ordered_map
 
 
-def _work(ctx: tuple[Any, ExampleConfig, int, int], docs: list[list[str]],
-          key: tuple[int, ...]) -> dict[str, np.ndarray]:
+def _work(
+  ctx: tuple[Any, ExampleConfig, int, int], docs: list[list[str]], key: tuple[int, ...]
+) -> dict[str, np.ndarray]:
   """All `dupe_factor` variants of one window, shuffled together."""
   tokenizer, config, dupe_factor, seed = ctx
   tok = tokenize_documents(docs, tokenizer)
@@ -39,30 +46,53 @@ def _work(ctx: tuple[Any, ExampleConfig, int, int], docs: list[list[str]],
   return {k: v[order] for k, v in ex.items()}
 
 
-def create_data(input_files: str | Sequence[str] | None, spm_model: str, output_dir: str, *,
-                max_seq_length: int = 512, max_predictions_per_seq: int = 20,
-                masked_lm_prob: float = 0.15, short_seq_prob: float = 0.1, max_ngram: int = 3,
-                dupe_factor: int = 10, seed: int = 12345, num_shards: int = 8,
-                shuffle_buffer: int = data.DEFAULT_SHUFFLE_BUFFER_DOCS, num_workers: int = 0,
-                split: str | None = None, do_lower_case: bool = True,
-                tfds_name: str | None = None, tfds_split: str = "train",
-                tfds_data_dir: str | None = None, cache_dir: str | None = None,
-                log_every: float = 30.0) -> dict[str, Any]:
+def create_data(
+  input_files: str | Sequence[str] | None,
+  spm_model: str,
+  output_dir: str,
+  *,
+  max_seq_length: int = 512,
+  max_predictions_per_seq: int = 20,
+  masked_lm_prob: float = 0.15,
+  short_seq_prob: float = 0.1,
+  max_ngram: int = 3,
+  dupe_factor: int = 10,
+  seed: int = 12345,
+  num_shards: int = 8,
+  shuffle_buffer: int = data.DEFAULT_SHUFFLE_BUFFER_DOCS,
+  num_workers: int = 0,
+  split: str | None = None,
+  do_lower_case: bool = True,
+  tfds_name: str | None = None,
+  tfds_split: str = "train",
+  tfds_data_dir: str | None = None,
+  cache_dir: str | None = None,
+  log_every: float = 30.0,
+) -> dict[str, Any]:
   """Writes the shards; returns the information also written to `pretraining_data.json`."""
   if dupe_factor < 1:
     raise ValueError(f"dupe_factor must be >= 1, got {dupe_factor}")
-  config = ExampleConfig(max_seq_length, max_predictions_per_seq, masked_lm_prob, short_seq_prob,
-                         max_ngram)
+  config = ExampleConfig(
+    max_seq_length, max_predictions_per_seq, masked_lm_prob, short_seq_prob, max_ngram
+  )
   stale = glob.glob(os.path.join(output_dir, "*.array_record"))
   if stale:
     # Readers glob the directory: old shards would silently join the new ones.
-    raise FileExistsError(f"output_dir {output_dir!r} already holds {len(stale)} .array_record "
-                          "files; remove them or choose another directory")
+    raise FileExistsError(
+      f"output_dir {output_dir!r} already holds {len(stale)} .array_record "
+      "files; remove them or choose another directory"
+    )
   tokenizer = data.load_tokenizer(spm_model, do_lower_case)
-  source, builtin_split = data.make_source(input_files, tfds_name=tfds_name, tfds_split=tfds_split,
-                                           tfds_data_dir=tfds_data_dir, cache_dir=cache_dir)
-  producer = data.TextProducer(source, tokenizer, config, shuffle_buffer, seed, 0, 1,
-                               split or builtin_split)
+  source, builtin_split = data.make_source(
+    input_files,
+    tfds_name=tfds_name,
+    tfds_split=tfds_split,
+    tfds_data_dir=tfds_data_dir,
+    cache_dir=cache_dir,
+  )
+  producer = data.TextProducer(
+    source, tokenizer, config, shuffle_buffer, seed, 0, 1, split or builtin_split
+  )
   tasks = ((docs, (w,)) for w, (docs, _) in enumerate(producer.windows(0, None)))
   ctx = (tokenizer, config, dupe_factor, seed)
   pool = make_pool(num_workers, ctx) if num_workers else None
@@ -81,27 +111,46 @@ def create_data(input_files: str | Sequence[str] | None, spm_model: str, output_
     if pool is not None:
       pool.terminate()
   if total == 0:
-    raise ValueError(f"{producer.name}: no pretraining examples (a pair needs a document chunk of "
-                     "at least two sentences)")
+    raise ValueError(
+      f"{producer.name}: no pretraining examples (a pair needs a document chunk of "
+      "at least two sentences)"
+    )
   info = {
-      "source": producer.name, "spm_model": str(spm_model), "do_lower_case": do_lower_case,
-      "vocab_size": tokenizer.vocab_size, "max_seq_length": max_seq_length,
-      "max_predictions_per_seq": max_predictions_per_seq, "masked_lm_prob": masked_lm_prob,
-      "short_seq_prob": short_seq_prob, "max_ngram": max_ngram, "dupe_factor": dupe_factor,
-      "seed": seed, "split": split or builtin_split, "num_examples": total,
-      "shards": [{"file": os.path.basename(p), "num_examples": c}
-                 for p, c in zip(writer.paths, writer.counts)],
+    "source": producer.name,
+    "spm_model": str(spm_model),
+    "do_lower_case": do_lower_case,
+    "vocab_size": tokenizer.vocab_size,
+    "max_seq_length": max_seq_length,
+    "max_predictions_per_seq": max_predictions_per_seq,
+    "masked_lm_prob": masked_lm_prob,
+    "short_seq_prob": short_seq_prob,
+    "max_ngram": max_ngram,
+    "dupe_factor": dupe_factor,
+    "seed": seed,
+    "split": split or builtin_split,
+    "num_examples": total,
+    "shards": [
+      {"file": os.path.basename(p), "num_examples": c} for p, c in zip(writer.paths, writer.counts)
+    ],
   }
   shards.write_info(output_dir, info)
   return info
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-  p = argparse.ArgumentParser(prog="python -m pretrain.create_data", description=__doc__,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
-  p.add_argument("--input", help="text files (comma-separated globs) in the original format, or "
-                 "'builtin', 'builtin:train', 'builtin:eval'; omit with --tfds_name")
-  p.add_argument("--tfds_name", help="a tensorflow-datasets text data set, e.g. wikipedia/20230601.en")
+  p = argparse.ArgumentParser(
+    prog="python -m pretrain.create_data",
+    description=__doc__,
+    formatter_class=argparse.RawDescriptionHelpFormatter,
+  )
+  p.add_argument(
+    "--input",
+    help="text files (comma-separated globs) in the original format, or "
+    "'builtin', 'builtin:train', 'builtin:eval'; omit with --tfds_name",
+  )
+  p.add_argument(
+    "--tfds_name", help="a tensorflow-datasets text data set, e.g. wikipedia/20230601.en"
+  )
   p.add_argument("--tfds_split", default="train")
   p.add_argument("--tfds_data_dir")
   p.add_argument("--spm_model", required=True, help="SentencePiece model (spiece.model)")
@@ -115,11 +164,19 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
   p.add_argument("--dupe_factor", type=int, default=10)
   p.add_argument("--random_seed", type=int, default=12345)
   p.add_argument("--num_shards", type=int, default=8)
-  p.add_argument("--shuffle_buffer", type=int, default=data.DEFAULT_SHUFFLE_BUFFER_DOCS,
-                 help="documents per window (memory is proportional to it)")
+  p.add_argument(
+    "--shuffle_buffer",
+    type=int,
+    default=data.DEFAULT_SHUFFLE_BUFFER_DOCS,
+    help="documents per window (memory is proportional to it)",
+  )
   p.add_argument("--num_workers", type=int, default=0, help="worker processes")
-  p.add_argument("--split", choices=["train", "eval"], default=None,
-                 help="keep only the train or the held-out eval documents")
+  p.add_argument(
+    "--split",
+    choices=["train", "eval"],
+    default=None,
+    help="keep only the train or the held-out eval documents",
+  )
   p.add_argument("--cache_dir", help="cache of the built-in corpus")
   args = p.parse_args(argv)
   if (args.input is None) == (args.tfds_name is None):
@@ -127,15 +184,30 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
   if args.split is not None:
     corpus.check_split(args.split)
   info = create_data(
-      args.input, args.spm_model, args.output_dir, max_seq_length=args.max_seq_length,
-      max_predictions_per_seq=args.max_predictions_per_seq, masked_lm_prob=args.masked_lm_prob,
-      short_seq_prob=args.short_seq_prob, max_ngram=args.max_ngram, dupe_factor=args.dupe_factor,
-      seed=args.random_seed, num_shards=args.num_shards, shuffle_buffer=args.shuffle_buffer,
-      num_workers=args.num_workers, split=args.split, do_lower_case=args.do_lower_case,
-      tfds_name=args.tfds_name, tfds_split=args.tfds_split, tfds_data_dir=args.tfds_data_dir,
-      cache_dir=args.cache_dir)
-  print(f"create_data: wrote {info['num_examples']} examples to {args.output_dir} "
-        f"({len(info['shards'])} shards)")
+    args.input,
+    args.spm_model,
+    args.output_dir,
+    max_seq_length=args.max_seq_length,
+    max_predictions_per_seq=args.max_predictions_per_seq,
+    masked_lm_prob=args.masked_lm_prob,
+    short_seq_prob=args.short_seq_prob,
+    max_ngram=args.max_ngram,
+    dupe_factor=args.dupe_factor,
+    seed=args.random_seed,
+    num_shards=args.num_shards,
+    shuffle_buffer=args.shuffle_buffer,
+    num_workers=args.num_workers,
+    split=args.split,
+    do_lower_case=args.do_lower_case,
+    tfds_name=args.tfds_name,
+    tfds_split=args.tfds_split,
+    tfds_data_dir=args.tfds_data_dir,
+    cache_dir=args.cache_dir,
+  )
+  print(
+    f"create_data: wrote {info['num_examples']} examples to {args.output_dir} "
+    f"({len(info['shards'])} shards)"
+  )
   return info
 
 

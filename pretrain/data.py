@@ -35,7 +35,8 @@ import dataclasses
 import math
 import os
 import zlib
-from typing import Any, Iterator, Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -43,8 +44,17 @@ from pretrain import builtin_corpus, corpus, shards
 from pretrain.examples import ExampleConfig, make_examples, tokenize_documents
 from pretrain.pipeline import BATCH_KEYS, PretrainingIterator, Producer
 
-__all__ = ["make_pretraining_batches", "PretrainingIterator", "ExampleConfig", "BATCH_KEYS",
-           "make_source", "split_corpus", "load_tokenizer", "TextProducer", "StaticProducer"]
+__all__ = [
+  "make_pretraining_batches",
+  "PretrainingIterator",
+  "ExampleConfig",
+  "BATCH_KEYS",
+  "make_source",
+  "split_corpus",
+  "load_tokenizer",
+  "TextProducer",
+  "StaticProducer",
+]
 
 DEFAULT_SHUFFLE_BUFFER_DOCS = 1024
 DEFAULT_SHUFFLE_BUFFER_EXAMPLES = 4096
@@ -59,8 +69,9 @@ class _TextContext:
   config: ExampleConfig
 
 
-def _text_work(ctx: _TextContext, docs: list[list[str]], key: tuple[int, ...]
-               ) -> dict[str, np.ndarray]:
+def _text_work(
+  ctx: _TextContext, docs: list[list[str]], key: tuple[int, ...]
+) -> dict[str, np.ndarray]:
   return make_examples(tokenize_documents(docs, ctx.tokenizer), ctx.config, ctx.tokenizer, key)
 
 
@@ -69,9 +80,18 @@ class TextProducer(Producer):
 
   work = staticmethod(_text_work)
 
-  def __init__(self, source: corpus.DocumentSource, tokenizer: Any, config: ExampleConfig,
-               window_docs: int, seed: int, process_index: int, process_count: int,
-               split: str | None = None, eval_fraction: float = corpus.DEFAULT_EVAL_FRACTION):
+  def __init__(
+    self,
+    source: corpus.DocumentSource,
+    tokenizer: Any,
+    config: ExampleConfig,
+    window_docs: int,
+    seed: int,
+    process_index: int,
+    process_count: int,
+    split: str | None = None,
+    eval_fraction: float = corpus.DEFAULT_EVAL_FRACTION,
+  ):
     if window_docs < 1:
       raise ValueError(f"shuffle_buffer must be >= 1 document, got {window_docs}")
     corpus.check_split(split)
@@ -83,14 +103,21 @@ class TextProducer(Producer):
     self.name = source.name + (f" (split {split})" if split not in (None, "all") else "")
 
   def settings(self) -> str:
-    return _digest(self.window_docs, self.context.config, self.split, self.eval_fraction,
-                   self.context.tokenizer.vocab_size, type(self.source).__name__)
+    return _digest(
+      self.window_docs,
+      self.context.config,
+      self.split,
+      self.eval_fraction,
+      self.context.tokenizer.vocab_size,
+      type(self.source).__name__,
+    )
 
   def windows(self, epoch: int, position: dict | None) -> Iterator[tuple[list, dict]]:
     docs: list[list[str]] = []
     pos = position
-    stream = self.source.documents(epoch, position, self.process_index, self.process_count,
-                                   self.seed)
+    stream = self.source.documents(
+      epoch, position, self.process_index, self.process_count, self.seed
+    )
     for doc, pos in corpus.select_split(stream, self.split, self.eval_fraction):
       docs.append(doc)
       if len(docs) == self.window_docs:
@@ -101,12 +128,24 @@ class TextProducer(Producer):
 
 
 def _check_vocab(tokenizer: Any) -> None:
-  missing = [a for a in ("encode_as_ids", "word_start_mask", "vocab_size", "pad_token_id",
-                         "cls_token_id", "sep_token_id", "mask_token_id")
-             if not hasattr(tokenizer, a)]
+  missing = [
+    a
+    for a in (
+      "encode_as_ids",
+      "word_start_mask",
+      "vocab_size",
+      "pad_token_id",
+      "cls_token_id",
+      "sep_token_id",
+      "mask_token_id",
+    )
+    if not hasattr(tokenizer, a)
+  ]
   if missing:
-    raise TypeError(f"tokenizer {tokenizer!r} lacks {missing}: pass an albert_flax AlbertTokenizer "
-                    "or the path of a SentencePiece model")
+    raise TypeError(
+      f"tokenizer {tokenizer!r} lacks {missing}: pass an albert_flax AlbertTokenizer "
+      "or the path of a SentencePiece model"
+    )
   if len(tokenizer.word_start_mask) != tokenizer.vocab_size:
     raise ValueError("tokenizer.word_start_mask must have vocab_size entries")
 
@@ -118,8 +157,9 @@ class _StaticContext:
   name: str
 
 
-def _static_work(ctx: _StaticContext, records: list[bytes], key: tuple[int, ...]
-                 ) -> dict[str, np.ndarray]:
+def _static_work(
+  ctx: _StaticContext, records: list[bytes], key: tuple[int, ...]
+) -> dict[str, np.ndarray]:
   ex = shards.decode_records(records, ctx.max_seq_length, ctx.max_predictions_per_seq, ctx.name)
   order = np.random.default_rng(list(key)).permutation(len(records))
   return {k: v[order] for k, v in ex.items()}
@@ -132,20 +172,31 @@ class StaticProducer(Producer):
 
   work = staticmethod(_static_work)
 
-  def __init__(self, files: str | Sequence[str], max_seq_length: int, max_predictions_per_seq: int,
-               block_size: int, seed: int, process_index: int, process_count: int):
+  def __init__(
+    self,
+    files: str | Sequence[str],
+    max_seq_length: int,
+    max_predictions_per_seq: int,
+    block_size: int,
+    seed: int,
+    process_index: int,
+    process_count: int,
+  ):
     if block_size < 1:
       raise ValueError(f"shuffle_buffer must be >= 1 example, got {block_size}")
     self.reader = shards.ShardReader(files)
     self.name = self.reader.name
     info = shards.read_info(self.reader.files)
     if info is not None and info.get("max_seq_length", 0) > max_seq_length:
-      raise ValueError(f"{self.name} were written with max_seq_length={info['max_seq_length']}, "
-                       f"larger than the requested {max_seq_length}")
+      raise ValueError(
+        f"{self.name} were written with max_seq_length={info['max_seq_length']}, "
+        f"larger than the requested {max_seq_length}"
+      )
     self.share = len(self.reader) // process_count
     if self.share == 0:
-      raise ValueError(f"{self.name}: {len(self.reader)} examples cannot be shared among "
-                       f"{process_count} processes")
+      raise ValueError(
+        f"{self.name}: {len(self.reader)} examples cannot be shared among {process_count} processes"
+      )
     self.first = process_index * self.share
     self.block_size = block_size
     self.num_blocks = math.ceil(self.share / block_size)
@@ -153,12 +204,17 @@ class StaticProducer(Producer):
     self.context = _StaticContext(max_seq_length, max_predictions_per_seq, self.name)
 
   def settings(self) -> str:
-    return _digest(self.block_size, self.context.max_seq_length,
-                   self.context.max_predictions_per_seq, len(self.reader))
+    return _digest(
+      self.block_size,
+      self.context.max_seq_length,
+      self.context.max_predictions_per_seq,
+      len(self.reader),
+    )
 
   def windows(self, epoch: int, position: dict | None) -> Iterator[tuple[list, dict]]:
     order = np.random.default_rng([self.seed, self.process_index, epoch, 0xB10C]).permutation(
-        self.num_blocks)
+      self.num_blocks
+    )
     for i in range((position or {"block": 0})["block"], self.num_blocks):
       start = self.first + int(order[i]) * self.block_size
       end = min(start + self.block_size, self.first + self.share)
@@ -179,16 +235,23 @@ def load_tokenizer(tokenizer: Any, do_lower_case: bool = True) -> Any:
   """An `albert_flax.AlbertTokenizer` from a path (str/PathLike), or the tokenizer as given."""
   if isinstance(tokenizer, (str, os.PathLike)):
     from albert_flax.tokenization import AlbertTokenizer
+
     return AlbertTokenizer(tokenizer, do_lower_case=do_lower_case)
   return tokenizer
 
 
-def make_source(files: str | Sequence[str] | None, *, tfds_name: str | None = None,
-                tfds_split: str = "train", tfds_data_dir: str | None = None,
-                tfds_field: str = "text", tfds_download: bool = False,
-                cache_dir: str | None = None, shard_by: str = "auto"
-                ) -> tuple[corpus.DocumentSource, str | None]:
-  """The document source of `files` / `tfds_name`, and the split a "builtin:<split>" name asks for."""
+def make_source(
+  files: str | Sequence[str] | None,
+  *,
+  tfds_name: str | None = None,
+  tfds_split: str = "train",
+  tfds_data_dir: str | None = None,
+  tfds_field: str = "text",
+  tfds_download: bool = False,
+  cache_dir: str | None = None,
+  shard_by: str = "auto",
+) -> tuple[corpus.DocumentSource, str | None]:
+  """The document source of `files` / `tfds_name`, and the split a "builtin:<split>" asks for."""
   if tfds_name is not None:
     if files not in (None, "", []):
       raise ValueError(f"give either files or tfds_name, not both (files={files!r})")
@@ -202,21 +265,41 @@ def make_source(files: str | Sequence[str] | None, *, tfds_name: str | None = No
 
 def _is_static(files: Any) -> bool:
   names = [files] if isinstance(files, str) else list(files or [])
-  return bool(names) and all(str(n).endswith(".array_record") or str(n).endswith(".array_record*")
-                             for n in names)
+  return bool(names) and all(
+    str(n).endswith(".array_record") or str(n).endswith(".array_record*") for n in names
+  )
 
 
 def make_pretraining_batches(
-    files: str | Sequence[str] | None, tokenizer: Any, batch_size: int, max_seq_length: int,
-    max_predictions_per_seq: int, seed: int = 0, *, masked_lm_prob: float = 0.15,
-    short_seq_prob: float = 0.1, max_ngram: int = 3, num_epochs: int | None = None,
-    shuffle_buffer: int | None = None, process_index: int | None = None,
-    process_count: int | None = None, num_workers: int = 0, split: str | None = None,
-    eval_fraction: float = corpus.DEFAULT_EVAL_FRACTION, tfds_name: str | None = None,
-    tfds_split: str = "train", tfds_data_dir: str | None = None, tfds_field: str = "text",
-    tfds_download: bool = False, static_shards: str | Sequence[str] | None = None,
-    cache_dir: str | None = None, shard_by: str = "auto", drop_remainder: bool = True,
-    do_lower_case: bool = True, state: dict | None = None) -> PretrainingIterator:
+  files: str | Sequence[str] | None,
+  tokenizer: Any,
+  batch_size: int,
+  max_seq_length: int,
+  max_predictions_per_seq: int,
+  seed: int = 0,
+  *,
+  masked_lm_prob: float = 0.15,
+  short_seq_prob: float = 0.1,
+  max_ngram: int = 3,
+  num_epochs: int | None = None,
+  shuffle_buffer: int | None = None,
+  process_index: int | None = None,
+  process_count: int | None = None,
+  num_workers: int = 0,
+  split: str | None = None,
+  eval_fraction: float = corpus.DEFAULT_EVAL_FRACTION,
+  tfds_name: str | None = None,
+  tfds_split: str = "train",
+  tfds_data_dir: str | None = None,
+  tfds_field: str = "text",
+  tfds_download: bool = False,
+  static_shards: str | Sequence[str] | None = None,
+  cache_dir: str | None = None,
+  shard_by: str = "auto",
+  drop_remainder: bool = True,
+  do_lower_case: bool = True,
+  state: dict | None = None,
+) -> PretrainingIterator:
   """Batches of ALBERT pretraining examples (SOP pairs, n-gram masking); see the module docstring.
 
   Args:
@@ -252,14 +335,18 @@ def make_pretraining_batches(
   """
   if process_index is None or process_count is None:
     import jax  # Only for the default share; tests and tools pass both.
+
     process_index = jax.process_index() if process_index is None else process_index
     process_count = jax.process_count() if process_count is None else process_count
   if process_count < 1 or not 0 <= process_index < process_count:
-    raise ValueError(f"need 0 <= process_index < process_count, got {process_index}, {process_count}")
+    raise ValueError(
+      f"need 0 <= process_index < process_count, got {process_index}, {process_count}"
+    )
   if not isinstance(seed, (int, np.integer)) or seed < 0:
     raise ValueError(f"seed must be a non-negative int, got {seed!r}")
-  config = ExampleConfig(max_seq_length, max_predictions_per_seq, masked_lm_prob, short_seq_prob,
-                         max_ngram)
+  config = ExampleConfig(
+    max_seq_length, max_predictions_per_seq, masked_lm_prob, short_seq_prob, max_ngram
+  )
   if static_shards is None and files is not None and _is_static(files):
     static_shards, files = files, None
   if static_shards is not None:
@@ -268,28 +355,60 @@ def make_pretraining_batches(
     if split == "eval":
       # Shards hold examples, not documents: nothing is held out in them (create_data --split
       # writes train-only and eval-only shards). split="train" means all of their examples.
-      raise ValueError("split='eval' does not apply to static shards: write held-out shards "
-                       "with `python -m pretrain.create_data --split=eval` and read those")
+      raise ValueError(
+        "split='eval' does not apply to static shards: write held-out shards "
+        "with `python -m pretrain.create_data --split=eval` and read those"
+      )
     producer: Producer = StaticProducer(
-        static_shards, max_seq_length, max_predictions_per_seq,
-        shuffle_buffer or DEFAULT_SHUFFLE_BUFFER_EXAMPLES, int(seed), process_index, process_count)
+      static_shards,
+      max_seq_length,
+      max_predictions_per_seq,
+      shuffle_buffer or DEFAULT_SHUFFLE_BUFFER_EXAMPLES,
+      int(seed),
+      process_index,
+      process_count,
+    )
   else:
     tokenizer = load_tokenizer(tokenizer, do_lower_case)
     source, builtin_split = make_source(
-        files, tfds_name=tfds_name, tfds_split=tfds_split, tfds_data_dir=tfds_data_dir,
-        tfds_field=tfds_field, tfds_download=tfds_download, cache_dir=cache_dir, shard_by=shard_by)
+      files,
+      tfds_name=tfds_name,
+      tfds_split=tfds_split,
+      tfds_data_dir=tfds_data_dir,
+      tfds_field=tfds_field,
+      tfds_download=tfds_download,
+      cache_dir=cache_dir,
+      shard_by=shard_by,
+    )
     if builtin_split is not None and split not in (None, builtin_split):
       raise ValueError(f"files={files!r} asks for split {builtin_split!r}, but split={split!r}")
-    producer = TextProducer(source, tokenizer, config, shuffle_buffer or DEFAULT_SHUFFLE_BUFFER_DOCS,
-                            int(seed), process_index, process_count, split or builtin_split,
-                            eval_fraction)
-  return PretrainingIterator(producer, batch_size, num_epochs=num_epochs,
-                             drop_remainder=drop_remainder, num_workers=num_workers, state=state)
+    producer = TextProducer(
+      source,
+      tokenizer,
+      config,
+      shuffle_buffer or DEFAULT_SHUFFLE_BUFFER_DOCS,
+      int(seed),
+      process_index,
+      process_count,
+      split or builtin_split,
+      eval_fraction,
+    )
+  return PretrainingIterator(
+    producer,
+    batch_size,
+    num_epochs=num_epochs,
+    drop_remainder=drop_remainder,
+    num_workers=num_workers,
+    state=state,
+  )
 
 
-def split_corpus(files: str | Sequence[str] | None, output_dir: str,
-                 eval_fraction: float = corpus.DEFAULT_EVAL_FRACTION,
-                 cache_dir: str | None = None) -> tuple[str, str]:
+def split_corpus(
+  files: str | Sequence[str] | None,
+  output_dir: str,
+  eval_fraction: float = corpus.DEFAULT_EVAL_FRACTION,
+  cache_dir: str | None = None,
+) -> tuple[str, str]:
   """Writes `train.txt` and `eval.txt` (original format) holding out `eval_fraction` of documents.
 
   The rule is the one of `split="eval"` (a hash of each document's first sentence), streamed, so
@@ -309,6 +428,8 @@ def split_corpus(files: str | Sequence[str] | None, output_dir: str,
       counts[held_out] += 1
   for path, count in zip(paths, counts):
     if count == 0:
-      raise ValueError(f"split_corpus: {path!r} would be empty ({counts[0]} train and {counts[1]} "
-                       f"eval documents from {source.name}); change eval_fraction")
+      raise ValueError(
+        f"split_corpus: {path!r} would be empty ({counts[0]} train and {counts[1]} "
+        f"eval documents from {source.name}); change eval_fraction"
+      )
   return paths

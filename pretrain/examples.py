@@ -15,14 +15,22 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
 from pretrain import masking, sop
 
-EXAMPLE_KEYS = ("input_ids", "token_type_ids", "length", "masked_lm_positions", "masked_lm_ids",
-                "masked_lm_weights", "sentence_order_label")
+EXAMPLE_KEYS = (
+  "input_ids",
+  "token_type_ids",
+  "length",
+  "masked_lm_positions",
+  "masked_lm_ids",
+  "masked_lm_weights",
+  "sentence_order_label",
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,8 +47,9 @@ class ExampleConfig:
     if not isinstance(self.max_seq_length, int) or self.max_seq_length < 5:
       raise ValueError(f"max_seq_length must be an int >= 5, got {self.max_seq_length!r}")
     if not isinstance(self.max_predictions_per_seq, int) or self.max_predictions_per_seq < 1:
-      raise ValueError("max_predictions_per_seq must be an int >= 1, got "
-                       f"{self.max_predictions_per_seq!r}")
+      raise ValueError(
+        f"max_predictions_per_seq must be an int >= 1, got {self.max_predictions_per_seq!r}"
+      )
     if not 0.0 < self.masked_lm_prob <= 1.0:
       raise ValueError(f"masked_lm_prob must be in (0, 1], got {self.masked_lm_prob}")
     if not 0.0 <= self.short_seq_prob <= 1.0:
@@ -74,8 +83,9 @@ def tokenize_documents(docs: Sequence[Sequence[str]], tokenizer: Any) -> Tokeniz
   return Tokenized(tokens, lengths[keep], doc_num)
 
 
-def make_examples(tok: Tokenized, cfg: ExampleConfig, tokenizer: Any, key: Sequence[int],
-                  mask: bool = True) -> dict[str, np.ndarray]:
+def make_examples(
+  tok: Tokenized, cfg: ExampleConfig, tokenizer: Any, key: Sequence[int], mask: bool = True
+) -> dict[str, np.ndarray]:
   """Sentence-order pairs of the tokenized documents, shuffled, packed and (if `mask`) masked.
 
   Args:
@@ -89,40 +99,73 @@ def make_examples(tok: Tokenized, cfg: ExampleConfig, tokenizer: Any, key: Seque
     The examples dict described in the module docstring.
   """
   rng = np.random.default_rng([int(k) for k in key])
-  pairs = sop.create_pairs(tok.sentence_lengths, tok.doc_num_sentences, cfg.max_seq_length,
-                           cfg.short_seq_prob, rng)
+  pairs = sop.create_pairs(
+    tok.sentence_lengths, tok.doc_num_sentences, cfg.max_seq_length, cfg.short_seq_prob, rng
+  )
   pairs = pairs.take(rng.permutation(len(pairs)))
   input_ids, token_type_ids, length = sop.pack_pairs(
-      tok.tokens, pairs, cfg.max_seq_length, tokenizer.cls_token_id, tokenizer.sep_token_id,
-      tokenizer.pad_token_id)
-  out = {"input_ids": input_ids, "token_type_ids": token_type_ids, "length": length,
-         "sentence_order_label": pairs.label.astype(np.int32)}
+    tok.tokens,
+    pairs,
+    cfg.max_seq_length,
+    tokenizer.cls_token_id,
+    tokenizer.sep_token_id,
+    tokenizer.pad_token_id,
+  )
+  out = {
+    "input_ids": input_ids,
+    "token_type_ids": token_type_ids,
+    "length": length,
+    "sentence_order_label": pairs.label.astype(np.int32),
+  }
   p = cfg.max_predictions_per_seq
   if mask:
     m = mask_with_tokenizer(input_ids, length, tokenizer, cfg, rng)
-    out.update(input_ids=m.input_ids, masked_lm_positions=m.masked_lm_positions,
-               masked_lm_ids=m.masked_lm_ids, masked_lm_weights=m.masked_lm_weights)
+    out.update(
+      input_ids=m.input_ids,
+      masked_lm_positions=m.masked_lm_positions,
+      masked_lm_ids=m.masked_lm_ids,
+      masked_lm_weights=m.masked_lm_weights,
+    )
   else:
-    out.update(masked_lm_positions=np.zeros((len(pairs), p), np.int32),
-               masked_lm_ids=np.zeros((len(pairs), p), np.int32),
-               masked_lm_weights=np.zeros((len(pairs), p), np.float32))
+    out.update(
+      masked_lm_positions=np.zeros((len(pairs), p), np.int32),
+      masked_lm_ids=np.zeros((len(pairs), p), np.int32),
+      masked_lm_weights=np.zeros((len(pairs), p), np.float32),
+    )
   return out
 
 
-def mask_with_tokenizer(input_ids: np.ndarray, length: np.ndarray, tokenizer: Any,
-                        cfg: ExampleConfig, rng: np.random.Generator) -> masking.MaskedExamples:
+def mask_with_tokenizer(
+  input_ids: np.ndarray,
+  length: np.ndarray,
+  tokenizer: Any,
+  cfg: ExampleConfig,
+  rng: np.random.Generator,
+) -> masking.MaskedExamples:
   """`masking.mask_examples` with the tokenizer's special ids and word starts ([N, S] inputs)."""
   return masking.mask_examples(
-      input_ids, length, tokenizer.word_start_mask, rng, masked_lm_prob=cfg.masked_lm_prob,
-      max_predictions_per_seq=cfg.max_predictions_per_seq, max_ngram=cfg.max_ngram,
-      special_ids=(tokenizer.pad_token_id, tokenizer.cls_token_id, tokenizer.sep_token_id),
-      mask_id=tokenizer.mask_token_id, num_special_tokens=_num_special(tokenizer))
+    input_ids,
+    length,
+    tokenizer.word_start_mask,
+    rng,
+    masked_lm_prob=cfg.masked_lm_prob,
+    max_predictions_per_seq=cfg.max_predictions_per_seq,
+    max_ngram=cfg.max_ngram,
+    special_ids=(tokenizer.pad_token_id, tokenizer.cls_token_id, tokenizer.sep_token_id),
+    mask_id=tokenizer.mask_token_id,
+    num_special_tokens=_num_special(tokenizer),
+  )
 
 
 def _num_special(tokenizer: Any) -> int:
   # Random replacements avoid the special pieces, which ALBERT's vocabulary puts first (0..4).
-  return 1 + max(tokenizer.pad_token_id, tokenizer.unk_token_id, tokenizer.cls_token_id,
-                 tokenizer.sep_token_id, tokenizer.mask_token_id)
+  return 1 + max(
+    tokenizer.pad_token_id,
+    tokenizer.unk_token_id,
+    tokenizer.cls_token_id,
+    tokenizer.sep_token_id,
+    tokenizer.mask_token_id,
+  )
 
 
 def concat_examples(parts: Sequence[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:

@@ -49,11 +49,19 @@ def ngram_probabilities(max_ngram: int) -> np.ndarray:
   return p / p.sum()
 
 
-def mask_examples(input_ids: np.ndarray, lengths: np.ndarray, word_start_mask: np.ndarray,
-                  rng: np.random.Generator, *, masked_lm_prob: float = 0.15,
-                  max_predictions_per_seq: int = 20, max_ngram: int = 3,
-                  special_ids: tuple[int, ...] = (0, 2, 3), mask_id: int = 4,
-                  num_special_tokens: int = 5) -> MaskedExamples:
+def mask_examples(
+  input_ids: np.ndarray,
+  lengths: np.ndarray,
+  word_start_mask: np.ndarray,
+  rng: np.random.Generator,
+  *,
+  masked_lm_prob: float = 0.15,
+  max_predictions_per_seq: int = 20,
+  max_ngram: int = 3,
+  special_ids: tuple[int, ...] = (0, 2, 3),
+  mask_id: int = 4,
+  num_special_tokens: int = 5,
+) -> MaskedExamples:
   """Chooses and replaces n-gram whole-word masks for a batch of packed examples.
 
   Args:
@@ -93,7 +101,7 @@ def mask_examples(input_ids: np.ndarray, lengths: np.ndarray, word_start_mask: n
   prev_cand = np.zeros_like(cand)
   prev_cand[:, 1:] = cand[:, :-1]
   starts = cand & ((code == 1) | ~prev_cand)
-  num_words = starts.sum(axis=1)                            # [N]
+  num_words = starts.sum(axis=1)  # [N]
   max_words = int(num_words.max()) if n_ex else 0
   # cand_before[r, j]: candidate tokens before position j. Words partition the candidates in
   # order, so the tokens of words [w, w + n) number word_cum[w + n] - word_cum[w], with word_cum[w]
@@ -106,8 +114,9 @@ def mask_examples(input_ids: np.ndarray, lengths: np.ndarray, word_start_mask: n
   s_rank = np.arange(len(s_rows)) - row_first[s_rows]
   word_cum[s_rows, s_rank] = cand_before[s_rows, s_cols]
 
-  budget = np.minimum(max_predictions_per_seq,
-                      np.maximum(1, np.rint(np.asarray(lengths) * masked_lm_prob))).astype(np.int64)
+  budget = np.minimum(
+    max_predictions_per_seq, np.maximum(1, np.rint(np.asarray(lengths) * masked_lm_prob))
+  ).astype(np.int64)
   budget = np.where(num_words > 0, budget, 0)
   # Start words are visited in a random order: a Fisher-Yates shuffle run lazily, one step per
   # visit, so only the visited prefix of each example's permutation is ever drawn.
@@ -115,7 +124,7 @@ def mask_examples(input_ids: np.ndarray, lengths: np.ndarray, word_start_mask: n
   # Cumulative p(n) restricted to n <= m words, for m = 1..max_ngram: [max_ngram, max_ngram - 1].
   cdf = np.ones((max_ngram, max(max_ngram - 1, 1)))
   for m in range(1, max_ngram + 1):
-    cdf[m - 1, :m - 1] = np.cumsum(ngram_probabilities(m))[:-1]
+    cdf[m - 1, : m - 1] = np.cumsum(ngram_probabilities(m))[:-1]
   m_range = np.arange(1, max_ngram + 1)[None, :]
 
   covered = np.zeros((n_ex, max_words + max_ngram), bool)

@@ -1,4 +1,4 @@
-"""The resumable batch iterator: windows of work -> examples (optionally in worker processes) -> batches.
+"""The resumable batch iterator: windows of work -> examples (in worker processes) -> batches.
 
 A producer cuts its input into windows (a few thousand documents, or a block of static records)
 and says how to turn one window into examples with a pure function of (window, key), where key =
@@ -20,15 +20,23 @@ import abc
 import collections
 import multiprocessing
 import weakref
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 
 from pretrain import examples as examples_lib
 
 STATE_VERSION = 1
-BATCH_KEYS = ("input_ids", "attention_mask", "token_type_ids", "masked_lm_positions",
-              "masked_lm_ids", "masked_lm_weights", "sentence_order_label")
+BATCH_KEYS = (
+  "input_ids",
+  "attention_mask",
+  "token_type_ids",
+  "masked_lm_positions",
+  "masked_lm_ids",
+  "masked_lm_weights",
+  "sentence_order_label",
+)
 
 
 class Producer(abc.ABC):
@@ -54,8 +62,8 @@ class Producer(abc.ABC):
     """A short digest of the settings that decide the stream (checked when a state is restored)."""
     return ""
 
-  def close(self) -> None:
-    pass
+  def close(self) -> None:  # noqa: B027 (optional: producers without resources keep this)
+    """Release the producer's resources (files, worker processes); nothing by default."""
 
 
 _WORKER_CONTEXT: Any = None
@@ -73,12 +81,19 @@ def _run_in_worker(work: Callable, window: Any, key: tuple[int, ...]) -> dict[st
 def make_pool(num_workers: int, context: Any):
   """A pool of `num_workers` processes holding `context` (sent once, not with every window)."""
   # spawn, not fork: the parent may run JAX (threads), which fork would copy in a broken state.
-  return multiprocessing.get_context("spawn").Pool(num_workers, initializer=_init_worker,
-                                                   initargs=(context,))
+  return multiprocessing.get_context("spawn").Pool(
+    num_workers, initializer=_init_worker, initargs=(context,)
+  )
 
 
-def ordered_map(work: Callable, context: Any, tasks: Iterator, pool, prefetch: int,
-                args: Callable[[Any], tuple[Any, tuple[int, ...]]]) -> Iterator[tuple[Any, Any]]:
+def ordered_map(
+  work: Callable,
+  context: Any,
+  tasks: Iterator,
+  pool,
+  prefetch: int,
+  args: Callable[[Any], tuple[Any, tuple[int, ...]]],
+) -> Iterator[tuple[Any, Any]]:
   """Yields (task, work(context, *args(task))) in task order; in `pool` (if not None) with at most
   `prefetch` tasks in flight, so reading never runs far ahead of the consumer."""
   if pool is None:
@@ -104,13 +119,23 @@ class PretrainingIterator:
   Use it as a context manager (or call `close()`) to stop worker processes early.
   """
 
-  def __init__(self, producer: Producer, batch_size: int, *, num_epochs: int | None = None,
-               drop_remainder: bool = True, num_workers: int = 0, prefetch: int | None = None,
-               state: dict | None = None):
+  def __init__(
+    self,
+    producer: Producer,
+    batch_size: int,
+    *,
+    num_epochs: int | None = None,
+    drop_remainder: bool = True,
+    num_workers: int = 0,
+    prefetch: int | None = None,
+    state: dict | None = None,
+  ):
     if not isinstance(batch_size, int) or batch_size < 1:
       raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
     if num_epochs is not None and (not isinstance(num_epochs, int) or num_epochs < 1):
-      raise ValueError(f"num_epochs must be None (repeat forever) or an int >= 1, got {num_epochs!r}")
+      raise ValueError(
+        f"num_epochs must be None (repeat forever) or an int >= 1, got {num_epochs!r}"
+      )
     if not isinstance(num_workers, int) or num_workers < 0:
       raise ValueError(f"num_workers must be an int >= 0, got {num_workers!r}")
     self.producer = producer
@@ -127,10 +152,17 @@ class PretrainingIterator:
   # ---------------------------------------------------------------- state
   def get_state(self) -> dict:
     """The position after the last batch returned: small, JSON-serializable."""
-    return {"version": STATE_VERSION, "epoch": self._epoch, "window": self._window,
-            "position": self._position, "offset": self._offset, "seed": self.producer.seed,
-            "process_index": self.producer.process_index,
-            "process_count": self.producer.process_count, "settings": self.producer.settings()}
+    return {
+      "version": STATE_VERSION,
+      "epoch": self._epoch,
+      "window": self._window,
+      "position": self._position,
+      "offset": self._offset,
+      "seed": self.producer.seed,
+      "process_index": self.producer.process_index,
+      "process_count": self.producer.process_count,
+      "settings": self.producer.settings(),
+    }
 
   def set_state(self, state: dict) -> None:
     """Moves to a position returned by `get_state` (of an iterator with the same settings)."""
@@ -138,12 +170,16 @@ class PretrainingIterator:
       raise ValueError(f"not an iterator state: {state!r}")
     for k in ("seed", "process_index", "process_count"):
       if k in state and state[k] != getattr(self.producer, k):
-        raise ValueError(f"iterator state was saved with {k}={state[k]}, this iterator has "
-                         f"{k}={getattr(self.producer, k)}")
+        raise ValueError(
+          f"iterator state was saved with {k}={state[k]}, this iterator has "
+          f"{k}={getattr(self.producer, k)}"
+        )
     if state.get("settings", self.producer.settings()) != self.producer.settings():
-      raise ValueError("iterator state was saved with other data settings (window size, "
-                       "max_seq_length, masking or split options): it would not resume the same "
-                       "stream")
+      raise ValueError(
+        "iterator state was saved with other data settings (window size, "
+        "max_seq_length, masking or split options): it would not resume the same "
+        "stream"
+      )
     if self._stream is not None:
       self._stream.close()
     self._epoch, self._window = int(state["epoch"]), int(state["window"])
@@ -165,17 +201,22 @@ class PretrainingIterator:
         yield epoch, window, position, next_position, win
         window, position, count = window + 1, next_position, count + 1
       if fresh and count == 0:
-        raise ValueError(f"{producer.name}: no documents for process {producer.process_index} of "
-                         f"{producer.process_count}")
+        raise ValueError(
+          f"{producer.name}: no documents for process {producer.process_index} of "
+          f"{producer.process_count}"
+        )
       epoch, window, position = epoch + 1, 0, None
 
   def _results(self, epoch: int, window: int, position: dict | None):
     producer = self.producer
-    tasks = ((e, w, pos, nxt, win, producer.key(e, w))
-             for e, w, pos, nxt, win in self._tasks(epoch, window, position))
+    tasks = (
+      (e, w, pos, nxt, win, producer.key(e, w))
+      for e, w, pos, nxt, win in self._tasks(epoch, window, position)
+    )
     pool = self._get_pool() if self.num_workers else None
-    for (e, w, pos, nxt, _, _), ex in ordered_map(producer.work, producer.context, tasks, pool,
-                                                  self.prefetch, lambda t: (t[4], t[5])):
+    for (e, w, pos, nxt, _, _), ex in ordered_map(
+      producer.work, producer.context, tasks, pool, self.prefetch, lambda t: (t[4], t[5])
+    ):
       yield e, w, pos, nxt, ex
 
   def _get_pool(self):
@@ -209,11 +250,12 @@ class PretrainingIterator:
     if self._fresh_epoch and self._epoch_examples == 0:
       p = self.producer
       raise ValueError(
-          f"{p.name}: no pretraining examples in a whole epoch for process {p.process_index} of "
-          f"{p.process_count} (a pair needs a document chunk of at least two sentences)")
+        f"{p.name}: no pretraining examples in a whole epoch for process {p.process_index} of "
+        f"{p.process_count} (a pair needs a document chunk of at least two sentences)"
+      )
 
   # ---------------------------------------------------------------- batches
-  def __iter__(self) -> "PretrainingIterator":
+  def __iter__(self) -> PretrainingIterator:
     return self
 
   def __next__(self) -> dict[str, np.ndarray]:
@@ -224,7 +266,7 @@ class PretrainingIterator:
         break
       n = examples_lib.num_examples(self._current)
       take = min(need, n - self._offset)
-      parts.append({k: v[self._offset:self._offset + take] for k, v in self._current.items()})
+      parts.append({k: v[self._offset : self._offset + take] for k, v in self._current.items()})
       self._offset += take
       need -= take
       if self._offset == n:  # The window is used up: the state points past it.
@@ -243,7 +285,7 @@ class PretrainingIterator:
       self._pool = self._finalizer = None
     self.producer.close()
 
-  def __enter__(self) -> "PretrainingIterator":
+  def __enter__(self) -> PretrainingIterator:
     return self
 
   def __exit__(self, *exc) -> None:

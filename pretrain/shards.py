@@ -2,7 +2,8 @@
 
 One record is one example, int32 little-endian:
   [RECORD_VERSION, length, first_len, sentence_order_label, num_masked,
-   input_ids[:length] (already masked), masked_lm_positions[:num_masked], masked_lm_ids[:num_masked]]
+   input_ids[:length] (already masked), masked_lm_positions[:num_masked],
+   masked_lm_ids[:num_masked]]
 `first_len` is the length of segment A, so token types follow ([CLS] A [SEP] -> 0, B [SEP] -> 1).
 Records are unpadded; the reader pads to the requested max_seq_length / max_predictions_per_seq
 (which must be at least the written ones). `python -m pretrain.create_data` writes them, together
@@ -13,7 +14,8 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -30,7 +32,9 @@ def _array_record():
   try:
     from array_record.python import array_record_module
   except ImportError as e:
-    raise ImportError("static shards need the array_record package: pip install array-record") from e
+    raise ImportError(
+      "static shards need the array_record package: pip install array-record"
+    ) from e
   return array_record_module
 
 
@@ -42,15 +46,24 @@ def encode_records(ex: dict[str, np.ndarray]) -> list[bytes]:
   out = []
   for i in range(len(length)):
     n, m = int(length[i]), int(num_masked[i])
-    rec = np.concatenate([
+    rec = np.concatenate(
+      [
         np.array([RECORD_VERSION, n, first_len[i], ex["sentence_order_label"][i], m], np.int32),
-        ex["input_ids"][i, :n], ex["masked_lm_positions"][i, :m], ex["masked_lm_ids"][i, :m]])
+        ex["input_ids"][i, :n],
+        ex["masked_lm_positions"][i, :m],
+        ex["masked_lm_ids"][i, :m],
+      ]
+    )
     out.append(rec.astype("<i4").tobytes())
   return out
 
 
-def decode_records(records: Sequence[bytes], max_seq_length: int, max_predictions_per_seq: int,
-                   where: str = "static shards") -> dict[str, np.ndarray]:
+def decode_records(
+  records: Sequence[bytes],
+  max_seq_length: int,
+  max_predictions_per_seq: int,
+  where: str = "static shards",
+) -> dict[str, np.ndarray]:
   """Parses records into a padded examples dict ([N, max_seq_length], [N, max_predictions])."""
   n = len(records)
   sizes = np.fromiter((len(r) for r in records), np.int64, n)
@@ -63,16 +76,22 @@ def decode_records(records: Sequence[bytes], max_seq_length: int, max_prediction
   np.cumsum(sizes[:-1] // 4, out=start[1:])
   version, length, first_len, label, num_masked = (flat[start + i] for i in range(_HEADER))
   if (version != RECORD_VERSION).any():
-    raise ValueError(f"{where}: record version {int(version[version != RECORD_VERSION][0])}, "
-                     f"expected {RECORD_VERSION}")
+    raise ValueError(
+      f"{where}: record version {int(version[version != RECORD_VERSION][0])}, "
+      f"expected {RECORD_VERSION}"
+    )
   if (_HEADER + length + 2 * num_masked != sizes // 4).any():
     raise ValueError(f"{where}: a record's size does not match its header (corrupt shard?)")
   if length.max() > max_seq_length:
-    raise ValueError(f"{where}: examples of length up to {int(length.max())} do not fit "
-                     f"max_seq_length={max_seq_length} (written with a larger max_seq_length)")
+    raise ValueError(
+      f"{where}: examples of length up to {int(length.max())} do not fit "
+      f"max_seq_length={max_seq_length} (written with a larger max_seq_length)"
+    )
   if num_masked.max() > max_predictions_per_seq:
-    raise ValueError(f"{where}: examples have up to {int(num_masked.max())} predictions, more than "
-                     f"max_predictions_per_seq={max_predictions_per_seq}")
+    raise ValueError(
+      f"{where}: examples have up to {int(num_masked.max())} predictions, more than "
+      f"max_predictions_per_seq={max_predictions_per_seq}"
+    )
   j = np.arange(max_seq_length)[None, :]
   valid = j < length[:, None]
   input_ids = np.where(valid, flat[np.where(valid, start[:, None] + _HEADER + j, 0)], 0)
@@ -82,18 +101,31 @@ def decode_records(records: Sequence[bytes], max_seq_length: int, max_prediction
   pos_at = start[:, None] + _HEADER + length[:, None] + k
   positions = np.where(has, flat[np.where(has, pos_at, 0)], 0)
   ids = np.where(has, flat[np.where(has, pos_at + num_masked[:, None], 0)], 0)
-  return {"input_ids": input_ids.astype(np.int32), "token_type_ids": token_type_ids,
-          "length": length.astype(np.int32), "masked_lm_positions": positions.astype(np.int32),
-          "masked_lm_ids": ids.astype(np.int32), "masked_lm_weights": has.astype(np.float32),
-          "sentence_order_label": label.astype(np.int32)}
+  return {
+    "input_ids": input_ids.astype(np.int32),
+    "token_type_ids": token_type_ids,
+    "length": length.astype(np.int32),
+    "masked_lm_positions": positions.astype(np.int32),
+    "masked_lm_ids": ids.astype(np.int32),
+    "masked_lm_weights": has.astype(np.float32),
+    "sentence_order_label": label.astype(np.int32),
+  }
 
 
 def _empty(s: int, p: int) -> dict[str, np.ndarray]:
-  shapes = {"input_ids": (0, s), "token_type_ids": (0, s), "length": (0,),
-            "masked_lm_positions": (0, p), "masked_lm_ids": (0, p), "masked_lm_weights": (0, p),
-            "sentence_order_label": (0,)}
-  return {k: np.zeros(shapes[k], np.float32 if k == "masked_lm_weights" else np.int32)
-          for k in EXAMPLE_KEYS}
+  shapes = {
+    "input_ids": (0, s),
+    "token_type_ids": (0, s),
+    "length": (0,),
+    "masked_lm_positions": (0, p),
+    "masked_lm_ids": (0, p),
+    "masked_lm_weights": (0, p),
+    "sentence_order_label": (0,),
+  }
+  return {
+    k: np.zeros(shapes[k], np.float32 if k == "masked_lm_weights" else np.int32)
+    for k in EXAMPLE_KEYS
+  }
 
 
 class ShardWriter:
@@ -104,8 +136,10 @@ class ShardWriter:
       raise ValueError(f"num_shards must be >= 1, got {num_shards}")
     os.makedirs(output_dir, exist_ok=True)
     ar = _array_record()
-    self.paths = [os.path.join(output_dir, f"{prefix}-{i:05d}-of-{num_shards:05d}.array_record")
-                  for i in range(num_shards)]
+    self.paths = [
+      os.path.join(output_dir, f"{prefix}-{i:05d}-of-{num_shards:05d}.array_record")
+      for i in range(num_shards)
+    ]
     # group_size 1: every record can be read alone (the reader reads ranges of them).
     self._writers = [ar.ArrayRecordWriter(p, "group_size:1") for p in self.paths]
     self.counts = [0] * num_shards
@@ -149,13 +183,16 @@ class ShardReader:
     for path in self.files:
       try:
         reader = ar.ArrayRecordReader(path)
-      except Exception as e:  # array_record raises ValueError/RuntimeError with the riegeli message.
+      except (
+        Exception
+      ) as e:  # array_record raises ValueError/RuntimeError with the riegeli message.
         raise ValueError(f"cannot read static shard {path!r}: {e}") from e
       self._readers.append(reader)
       counts.append(reader.num_records())
     self.offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
     self.name = f"static shards {self.files[0]!r}" + (
-        f" (+{len(self.files) - 1} more)" if len(self.files) > 1 else "")
+      f" (+{len(self.files) - 1} more)" if len(self.files) > 1 else ""
+    )
     if self.offsets[-1] == 0:
       raise ValueError(f"{self.name}: no examples")
 

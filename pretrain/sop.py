@@ -36,12 +36,17 @@ class Pairs:
   def __len__(self) -> int:
     return len(self.label)
 
-  def take(self, index: np.ndarray) -> "Pairs":
+  def take(self, index: np.ndarray) -> Pairs:
     return Pairs(*(getattr(self, f.name)[index] for f in dataclasses.fields(self)))
 
 
-def create_pairs(sentence_lengths: np.ndarray, doc_num_sentences: np.ndarray,
-                 max_seq_length: int, short_seq_prob: float, rng: np.random.Generator) -> Pairs:
+def create_pairs(
+  sentence_lengths: np.ndarray,
+  doc_num_sentences: np.ndarray,
+  max_seq_length: int,
+  short_seq_prob: float,
+  rng: np.random.Generator,
+) -> Pairs:
   """Makes the sentence-order pairs of a list of tokenized documents.
 
   Args:
@@ -67,7 +72,7 @@ def create_pairs(sentence_lengths: np.ndarray, doc_num_sentences: np.ndarray,
   a_start, a_end, b_end = [], [], []
   first_sentence = 0
   for n in np.asarray(doc_num_sentences).tolist():
-    doc = offsets[first_sentence:first_sentence + n + 1]  # [n + 1] token offsets of this doc.
+    doc = offsets[first_sentence : first_sentence + n + 1]  # [n + 1] token offsets of this doc.
     first_sentence += n
     # As the original: one target per document.
     target = max_num_tokens
@@ -94,13 +99,19 @@ def create_pairs(sentence_lengths: np.ndarray, doc_num_sentences: np.ndarray,
   second_start = np.where(swap, a_start, b_start)
   second_len = np.where(swap, a_len, b_len)
   first_start, first_len, second_start, second_len = truncate_pairs(
-      first_start, first_len, second_start, second_len, max_num_tokens, rng)
+    first_start, first_len, second_start, second_len, max_num_tokens, rng
+  )
   return Pairs(first_start, first_len, second_start, second_len, label)
 
 
-def truncate_pairs(first_start: np.ndarray, first_len: np.ndarray, second_start: np.ndarray,
-                   second_len: np.ndarray, max_num_tokens: int, rng: np.random.Generator
-                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def truncate_pairs(
+  first_start: np.ndarray,
+  first_len: np.ndarray,
+  second_start: np.ndarray,
+  second_len: np.ndarray,
+  max_num_tokens: int,
+  rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
   """The original `truncate_seq_pair` in closed form, for all pairs at once ([num_pairs] each).
 
   The original removes one token at a time from the longer segment (the second on a tie), from its
@@ -116,12 +127,17 @@ def truncate_pairs(first_start: np.ndarray, first_len: np.ndarray, second_start:
   cut_second = np.where(first_longer, 0, from_longer) + (rest + 1) // 2
   front_first = rng.binomial(cut_first, 0.5)
   front_second = rng.binomial(cut_second, 0.5)
-  return (first_start + front_first, first_len - cut_first,
-          second_start + front_second, second_len - cut_second)
+  return (
+    first_start + front_first,
+    first_len - cut_first,
+    second_start + front_second,
+    second_len - cut_second,
+  )
 
 
-def pack_pairs(tokens: np.ndarray, pairs: Pairs, max_seq_length: int, cls_id: int, sep_id: int,
-               pad_id: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def pack_pairs(
+  tokens: np.ndarray, pairs: Pairs, max_seq_length: int, cls_id: int, sep_id: int, pad_id: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
   """Lays pairs out as `[CLS] A [SEP] B [SEP]` + right padding.
 
   Args:
@@ -138,8 +154,11 @@ def pack_pairs(tokens: np.ndarray, pairs: Pairs, max_seq_length: int, cls_id: in
   j = np.arange(max_seq_length)[None, :]
   in_a = (j >= 1) & (j <= la)
   in_b = (j >= la + 2) & (j < la + 2 + lb)
-  index = np.where(in_a, pairs.first_start[:, None] + j - 1,
-                   np.where(in_b, pairs.second_start[:, None] + j - la - 2, 0))
+  index = np.where(
+    in_a,
+    pairs.first_start[:, None] + j - 1,
+    np.where(in_b, pairs.second_start[:, None] + j - la - 2, 0),
+  )
   input_ids = np.where(in_a | in_b, tokens[index] if len(tokens) else 0, pad_id).astype(np.int32)
   length = (la + lb + 3)[:, 0]
   input_ids[:, 0] = cls_id

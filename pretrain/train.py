@@ -15,7 +15,6 @@ included, so an interrupted run ends with the metrics of an uninterrupted one.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
@@ -32,8 +31,8 @@ import albert_flax as af
 from albert_flax import sharding
 from albert_flax import workdir as layout
 from albert_flax.train import losses, optim, training
-from albert_flax.train.metric_writers import MetricWriter
 from albert_flax.train.checkpoints import PreemptionGuard, TrainCheckpointManager
+from albert_flax.train.metric_writers import MetricWriter
 from pretrain import data as data_lib
 
 log = logging.getLogger(__name__)
@@ -49,9 +48,17 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   """Raise ValueError naming every inconsistent setting."""
   c = config
   problems = []
-  for key in ("num_train_steps", "batch_size", "max_seq_length", "max_predictions_per_seq",
-              "grad_accum_steps", "checkpoint_every_steps", "eval_every_steps", "log_every_steps",
-              "checkpoint_max_to_keep"):
+  for key in (
+    "num_train_steps",
+    "batch_size",
+    "max_seq_length",
+    "max_predictions_per_seq",
+    "grad_accum_steps",
+    "checkpoint_every_steps",
+    "eval_every_steps",
+    "log_every_steps",
+    "checkpoint_max_to_keep",
+  ):
     if not isinstance(c[key], int) or c[key] < 1:
       problems.append(f"{key} must be a positive int, got {c[key]!r}")
   if not isinstance(c.eval_steps, int) or c.eval_steps < 0:
@@ -65,8 +72,9 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   if not problems and c.max_predictions_per_seq > c.max_seq_length:
     problems.append("max_predictions_per_seq exceeds max_seq_length")
   if not problems and c.batch_size % c.grad_accum_steps:
-    problems.append(f"batch_size {c.batch_size} is not divisible by grad_accum_steps "
-                    f"{c.grad_accum_steps}")
+    problems.append(
+      f"batch_size {c.batch_size} is not divisible by grad_accum_steps {c.grad_accum_steps}"
+    )
   if c.data.tfds_name and c.data.train_files not in ("", "builtin"):
     problems.append("give data.train_files or data.tfds_name, not both")
   if problems:
@@ -77,8 +85,10 @@ def _share_of_devices(config, mesh) -> tuple[int, int, int]:
   """(share index, share count, local batch size) of this process."""
   split = sharding.batch_split(mesh) * config.grad_accum_steps
   if config.batch_size % split:
-    raise ValueError(f"batch_size {config.batch_size} must be divisible by grad_accum_steps x "
-                     f"data x fsdp = {split} (mesh {dict(mesh.shape)})")
+    raise ValueError(
+      f"batch_size {config.batch_size} must be divisible by grad_accum_steps x "
+      f"data x fsdp = {split} (mesh {dict(mesh.shape)})"
+    )
   index, count = sharding.process_batch_share(mesh, config.batch_size)
   return index, count, config.batch_size // count
 
@@ -89,16 +99,21 @@ def _share_of_devices(config, mesh) -> tuple[int, int, int]:
 def _training_documents_file(config, directory: str) -> str:
   """The training documents (held-out ones excluded) as one sentence per line, for spm."""
   source, builtin_split = data_lib.make_source(
-      None if config.data.tfds_name else (config.data.train_files or "builtin"),
-      tfds_name=config.data.tfds_name or None, tfds_split=config.data.tfds_split,
-      tfds_data_dir=config.data.tfds_data_dir or None, tfds_field=config.data.tfds_field)
+    None if config.data.tfds_name else (config.data.train_files or "builtin"),
+    tfds_name=config.data.tfds_name or None,
+    tfds_split=config.data.tfds_split,
+    tfds_data_dir=config.data.tfds_data_dir or None,
+    tfds_field=config.data.tfds_field,
+  )
   split = builtin_split or ("all" if config.data.eval_files else "train")
   from pretrain import corpus
+
   path = os.path.join(directory, "tokenizer_corpus.txt")
   lines = 0
   with open(path, "w", encoding="utf-8") as f:
-    for doc, _ in corpus.select_split(source.documents(0, None, 0, 1, config.seed), split,
-                                      config.data.eval_fraction):
+    for doc, _ in corpus.select_split(
+      source.documents(0, None, 0, 1, config.seed), split, config.data.eval_fraction
+    ):
       for sentence in doc:
         f.write(sentence.replace("\n", " ") + "\n")
       lines += len(doc)
@@ -112,8 +127,11 @@ def prepare_tokenizer(config, workdir: str) -> af.AlbertTokenizer:
   trained on the training documents (by process 0; the others wait)."""
   target = os.path.join(workdir, TOKENIZER_FILE)
   source = config.tokenizer.spm_model
-  if not source and config.init_from and os.path.isfile(
-      os.path.join(config.init_from, TOKENIZER_FILE)):
+  if (
+    not source
+    and config.init_from
+    and os.path.isfile(os.path.join(config.init_from, TOKENIZER_FILE))
+  ):
     source = os.path.join(config.init_from, TOKENIZER_FILE)
   if jax.process_index() == 0 and not os.path.isfile(target):
     if source:
@@ -122,14 +140,20 @@ def prepare_tokenizer(config, workdir: str) -> af.AlbertTokenizer:
       shutil.copyfile(source, target + ".tmp")
       os.replace(target + ".tmp", target)
     else:
-      log.info("training a %d-piece SentencePiece tokenizer on the training documents",
-               config.tokenizer.vocab_size)
+      log.info(
+        "training a %d-piece SentencePiece tokenizer on the training documents",
+        config.tokenizer.vocab_size,
+      )
       with tempfile.TemporaryDirectory() as tmp:
         corpus_file = _training_documents_file(config, tmp)
-        model = af.train_tokenizer(corpus_file, config.tokenizer.vocab_size,
-                                   os.path.join(tmp, "spiece"), seed=config.seed,
-                                   do_lower_case=config.tokenizer.do_lower_case,
-                                   hard_vocab_limit=False)
+        model = af.train_tokenizer(
+          corpus_file,
+          config.tokenizer.vocab_size,
+          os.path.join(tmp, "spiece"),
+          seed=config.seed,
+          do_lower_case=config.tokenizer.do_lower_case,
+          hard_vocab_limit=False,
+        )
         shutil.copyfile(model, target + ".tmp")
         os.replace(target + ".tmp", target)
   _barrier("tokenizer")
@@ -139,6 +163,7 @@ def prepare_tokenizer(config, workdir: str) -> af.AlbertTokenizer:
 def _barrier(name: str) -> None:
   if jax.process_count() > 1:
     from jax.experimental import multihost_utils
+
     multihost_utils.sync_global_devices(f"albert_flax_pretrain_{name}")
 
 
@@ -152,31 +177,49 @@ def build_model(config, vocab_size: int):
   if config.init_from:
     model, params = af.from_pretrained(config.init_from, af.AlbertForPreTraining, **overrides)
     if model.config.vocab_size != vocab_size:
-      raise ValueError(f"init_from {config.init_from!r} has vocab_size {model.config.vocab_size} "
-                       f"but the tokenizer has {vocab_size}; set tokenizer.spm_model to the "
-                       "checkpoint's spiece.model")
+      raise ValueError(
+        f"init_from {config.init_from!r} has vocab_size {model.config.vocab_size} "
+        f"but the tokenizer has {vocab_size}; set tokenizer.spm_model to the "
+        "checkpoint's spiece.model"
+      )
   else:
-    model = af.AlbertForPreTraining(af.AlbertConfig.preset(config.model, vocab_size=vocab_size,
-                                                           **overrides))
+    model = af.AlbertForPreTraining(
+      af.AlbertConfig.preset(config.model, vocab_size=vocab_size, **overrides)
+    )
     params = None
   if config.max_seq_length > model.config.max_position_embeddings:
-    raise ValueError(f"max_seq_length {config.max_seq_length} exceeds the model's "
-                     f"max_position_embeddings {model.config.max_position_embeddings}")
+    raise ValueError(
+      f"max_seq_length {config.max_seq_length} exceeds the model's "
+      f"max_position_embeddings {model.config.max_position_embeddings}"
+    )
   return model, params
 
 
-def make_batches(config, tokenizer, local_batch: int, share: tuple[int, int], evaluation: bool,
-                 state: dict | None = None) -> data_lib.PretrainingIterator:
+def make_batches(
+  config,
+  tokenizer,
+  local_batch: int,
+  share: tuple[int, int],
+  evaluation: bool,
+  state: dict | None = None,
+) -> data_lib.PretrainingIterator:
   """The training stream, or the held-back evaluation stream, of this process's share.
 
   Held-back text is data.eval_files when given, else the `eval_fraction` of the training
   documents that the training stream then skips.
   """
   d = config.data
-  options = dict(masked_lm_prob=d.masked_lm_prob, short_seq_prob=d.short_seq_prob,
-                 max_ngram=d.max_ngram, process_index=share[0], process_count=share[1],
-                 eval_fraction=d.eval_fraction, num_workers=d.num_workers,
-                 shuffle_buffer=d.shuffle_buffer or None, state=state)
+  options = dict(
+    masked_lm_prob=d.masked_lm_prob,
+    short_seq_prob=d.short_seq_prob,
+    max_ngram=d.max_ngram,
+    process_index=share[0],
+    process_count=share[1],
+    eval_fraction=d.eval_fraction,
+    num_workers=d.num_workers,
+    shuffle_buffer=d.shuffle_buffer or None,
+    state=state,
+  )
   if evaluation and d.eval_files:
     files = d.eval_files
   else:
@@ -184,30 +227,57 @@ def make_batches(config, tokenizer, local_batch: int, share: tuple[int, int], ev
     files = d.train_files or "builtin"
     if d.tfds_name:
       files = None
-      options.update(tfds_name=d.tfds_name, tfds_split=d.tfds_split,
-                     tfds_data_dir=d.tfds_data_dir or None, tfds_field=d.tfds_field)
+      options.update(
+        tfds_name=d.tfds_name,
+        tfds_split=d.tfds_split,
+        tfds_data_dir=d.tfds_data_dir or None,
+        tfds_field=d.tfds_field,
+      )
   # The eval stream draws its own pairs and masks (repeating over the held-back documents).
   seed = config.seed + (1 if evaluation else 0)
-  return data_lib.make_pretraining_batches(files, tokenizer, local_batch, config.max_seq_length,
-                                           config.max_predictions_per_seq, seed, **options)
+  return data_lib.make_pretraining_batches(
+    files,
+    tokenizer,
+    local_batch,
+    config.max_seq_length,
+    config.max_predictions_per_seq,
+    seed,
+    **options,
+  )
 
 
-def validate_batch(model_config: af.AlbertConfig, batch: dict[str, np.ndarray], rows: int,
-                   seq_len: int, predictions: int) -> None:
+def validate_batch(
+  model_config: af.AlbertConfig,
+  batch: dict[str, np.ndarray],
+  rows: int,
+  seq_len: int,
+  predictions: int,
+) -> None:
   """Shapes and value ranges of a host batch (XLA would clamp bad gather indices silently)."""
-  expected = {"input_ids": (rows, seq_len), "attention_mask": (rows, seq_len),
-              "token_type_ids": (rows, seq_len), "masked_lm_positions": (rows, predictions),
-              "masked_lm_ids": (rows, predictions), "masked_lm_weights": (rows, predictions),
-              "sentence_order_label": (rows,)}
+  expected = {
+    "input_ids": (rows, seq_len),
+    "attention_mask": (rows, seq_len),
+    "token_type_ids": (rows, seq_len),
+    "masked_lm_positions": (rows, predictions),
+    "masked_lm_ids": (rows, predictions),
+    "masked_lm_weights": (rows, predictions),
+    "sentence_order_label": (rows,),
+  }
   for name, shape in expected.items():
     if name not in batch:
       raise ValueError(f"batch lacks {name!r}")
     if tuple(batch[name].shape) != shape:
-      raise ValueError(f"batch field {name!r} has shape {tuple(batch[name].shape)}, expected {shape}")
-  af.validate_inputs(model_config, batch["input_ids"], batch["attention_mask"],
-                     batch["token_type_ids"])
-  for name, upper in (("masked_lm_positions", seq_len), ("masked_lm_ids", model_config.vocab_size),
-                      ("sentence_order_label", 2)):
+      raise ValueError(
+        f"batch field {name!r} has shape {tuple(batch[name].shape)}, expected {shape}"
+      )
+  af.validate_inputs(
+    model_config, batch["input_ids"], batch["attention_mask"], batch["token_type_ids"]
+  )
+  for name, upper in (
+    ("masked_lm_positions", seq_len),
+    ("masked_lm_ids", model_config.vocab_size),
+    ("sentence_order_label", 2),
+  ):
     values = batch[name]
     if values.size and (values.min() < 0 or values.max() >= upper):
       raise ValueError(f"batch field {name!r} holds values outside [0, {upper})")
@@ -249,50 +319,71 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   model, init_params = build_model(config, tokenizer.vocab_size)
   if jax.process_index() == 0:
     model.config.to_json_file(os.path.join(workdir, layout.CONFIG_FILE), "AlbertForPreTraining")
-  log.info("mesh %s, %d processes, %d-row local batches; model %s", dict(mesh.shape),
-           jax.process_count(), local_batch, model.config)
+  log.info(
+    "mesh %s, %d processes, %d-row local batches; model %s",
+    dict(mesh.shape),
+    jax.process_count(),
+    local_batch,
+    model.config,
+  )
 
   # ----------------------------------------------------------------- state
   optimizer, schedule = optim.create_optimizer(
-      config.optimizer, config.learning_rate, config.num_train_steps, config.warmup_steps,
-      config.weight_decay, config.grad_clip_norm, bias_correction=config.adam_bias_correction)
+    config.optimizer,
+    config.learning_rate,
+    config.num_train_steps,
+    config.warmup_steps,
+    config.weight_decay,
+    config.grad_clip_norm,
+    bias_correction=config.adam_bias_correction,
+  )
   dummy = jnp.zeros((1, config.max_seq_length), jnp.int32)
   dummy_positions = jnp.zeros((1, config.max_predictions_per_seq), jnp.int32)
 
   def init_params_fn(rng):
     return model.init(rng, dummy, masked_positions=dummy_positions)["params"]
 
-  checkpoints = TrainCheckpointManager(os.path.join(workdir, CHECKPOINTS_DIR),
-                                       max_to_keep=config.checkpoint_max_to_keep)
+  checkpoints = TrainCheckpointManager(
+    os.path.join(workdir, CHECKPOINTS_DIR), max_to_keep=config.checkpoint_max_to_keep
+  )
   rng = jax.random.key(config.seed)
   restored = None
   if checkpoints.latest_step() is not None:
-    abstract, shardings = training.abstract_train_state(init_params_fn, optimizer, mesh,
-                                                             rng)
+    abstract, shardings = training.abstract_train_state(init_params_fn, optimizer, mesh, rng)
     restored = checkpoints.restore(training.abstract_with_shardings(abstract, shardings))
   if restored is not None:
     state, data_state, step = restored
     log.info("resumed from the checkpoint at step %d", step)
   else:
-    state, shardings = training.init_train_state(init_params_fn, optimizer, mesh, rng,
-                                                 params=init_params)
+    state, shardings = training.init_train_state(
+      init_params_fn, optimizer, mesh, rng, params=init_params
+    )
     data_state, step = None, 0
   del init_params
 
   # ----------------------------------------------------------------- steps and data
   stats_fn = losses.pretraining_stats_fn(model)
   train_step = training.make_train_step(
-      stats_fn, losses.pretraining_loss_weights, optimizer, shardings, mesh,
-      grad_accum_steps=config.grad_accum_steps, seed=config.seed, learning_rate_fn=schedule)
+    stats_fn,
+    losses.pretraining_loss_weights,
+    optimizer,
+    shardings,
+    mesh,
+    grad_accum_steps=config.grad_accum_steps,
+    seed=config.seed,
+    learning_rate_fn=schedule,
+  )
   eval_step = training.make_eval_step(stats_fn, shardings.params, mesh)
-  train_batches = make_batches(config, tokenizer, local_batch, (share_index, share_count),
-                               evaluation=False, state=data_state)
+  train_batches = make_batches(
+    config, tokenizer, local_batch, (share_index, share_count), evaluation=False, state=data_state
+  )
   eval_batches: list | None = None
 
   def next_global_batch(iterator) -> dict[str, jax.Array]:
     host = next(iterator)
-    validate_batch(model.config, host, local_batch, config.max_seq_length,
-                   config.max_predictions_per_seq)
+    validate_batch(
+      model.config, host, local_batch, config.max_seq_length, config.max_predictions_per_seq
+    )
     return sharding.global_batch(host, mesh, config.batch_size)
 
   # ----------------------------------------------------------------- loop
@@ -323,15 +414,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
           training.check_finite(jax.device_get(metrics), step)
           last_train = _mean_metrics([m for _, m in pending])
           elapsed = time.perf_counter() - timer_start
-          last_train["examples_per_second"] = (config.batch_size * timer_steps / elapsed
-                                               if timer_steps and elapsed > 0 else 0.0)
+          last_train["examples_per_second"] = (
+            config.batch_size * timer_steps / elapsed if timer_steps and elapsed > 0 else 0.0
+          )
           writer.write(step, last_train)
           pending, timer_start, timer_steps = [], time.perf_counter(), 0
 
         if config.eval_steps and (step % config.eval_every_steps == 0 or final):
           if eval_batches is None:
-            eval_batches = _load_eval_batches(config, tokenizer, local_batch,
-                                              (share_index, share_count), next_global_batch)
+            eval_batches = _load_eval_batches(
+              config, tokenizer, local_batch, (share_index, share_count), next_global_batch
+            )
           last_eval = evaluate(eval_step, state.params, eval_batches)
           writer.write(step, last_eval, split="eval")
           timer_start = time.perf_counter()  # eval time is not training throughput

@@ -7,6 +7,7 @@ compiled once per session (`forward`), so parity tests cost little compilation.
 from __future__ import annotations
 
 import os
+
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")  # before jax
 
 import functools
@@ -18,9 +19,19 @@ import pytest
 # L=4 steps over G=2 groups of 2 distinct layers, E != H. (transformers' AlbertLayerGroup slices
 # its head mask by L // G layers, so it needs L // G >= inner_group_num.) initializer_range 0.2
 # makes attention far from uniform, so a wrong mask or head split shows in the outputs.
-TINY = dict(vocab_size=99, embedding_size=16, hidden_size=32, num_hidden_layers=4,
-            num_hidden_groups=2, inner_group_num=2, num_attention_heads=4, intermediate_size=37,
-            hidden_act="gelu_new", max_position_embeddings=24, initializer_range=0.2)
+TINY = dict(
+  vocab_size=99,
+  embedding_size=16,
+  hidden_size=32,
+  num_hidden_layers=4,
+  num_hidden_groups=2,
+  inner_group_num=2,
+  num_attention_heads=4,
+  intermediate_size=37,
+  hidden_act="gelu_new",
+  max_position_embeddings=24,
+  initializer_range=0.2,
+)
 BATCH, SEQ = 3, 9
 
 
@@ -46,6 +57,7 @@ def torch_reference(class_name: str, seed: int = 0, **overrides):
   parameter perturbed, so no zero bias or unit scale can hide a mix-up."""
   import torch
   import transformers
+
   config = transformers.AlbertConfig(**{**TINY, **overrides}, attn_implementation="eager")
   torch.manual_seed(seed)
   model = getattr(transformers, class_name)(config).eval()
@@ -58,24 +70,40 @@ def torch_reference(class_name: str, seed: int = 0, **overrides):
 
 def torch_outputs(model, ids, mask, types) -> dict[str, np.ndarray | tuple]:
   import torch
+
   with torch.no_grad():
-    out = model(torch.tensor(ids), attention_mask=torch.tensor(mask),
-                token_type_ids=torch.tensor(types), output_hidden_states=True)
-  return {k: (tuple(h.numpy() for h in v) if isinstance(v, tuple) else v.numpy())
-          for k, v in out.items() if v is not None}
+    out = model(
+      torch.tensor(ids),
+      attention_mask=torch.tensor(mask),
+      token_type_ids=torch.tensor(types),
+      output_hidden_states=True,
+    )
+  return {
+    k: (tuple(h.numpy() for h in v) if isinstance(v, tuple) else v.numpy())
+    for k, v in out.items()
+    if v is not None
+  }
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _jitted(model, output_hidden_states: bool):
   def run(params, ids, mask, types, masked_positions):
     extra = {} if masked_positions is None else {"masked_positions": masked_positions}
-    return model.apply({"params": params}, ids, attention_mask=mask, token_type_ids=types,
-                       output_hidden_states=output_hidden_states, **extra)
+    return model.apply(
+      {"params": params},
+      ids,
+      attention_mask=mask,
+      token_type_ids=types,
+      output_hidden_states=output_hidden_states,
+      **extra,
+    )
+
   return jax.jit(run)
 
 
-def forward(model, params, ids, mask=None, types=None, *, output_hidden_states=True,
-            masked_positions=None):
+def forward(
+  model, params, ids, mask=None, types=None, *, output_hidden_states=True, masked_positions=None
+):
   """model.apply, jitted once per (model, config, flag) for the whole session."""
   return _jitted(model, output_hidden_states)(params, ids, mask, types, masked_positions)
 
@@ -91,8 +119,9 @@ def assert_outputs_match(ours, theirs: dict, rtol=1e-5, atol=1e-5) -> int:
     if name == "hidden_states":
       assert len(got) == len(expected), (len(got), len(expected))
       for i, (g, e) in enumerate(zip(got, expected)):
-        np.testing.assert_allclose(np.asarray(g), e, rtol=rtol, atol=atol,
-                                   err_msg=f"hidden_states[{i}]")
+        np.testing.assert_allclose(
+          np.asarray(g), e, rtol=rtol, atol=atol, err_msg=f"hidden_states[{i}]"
+        )
     else:
       np.testing.assert_allclose(np.asarray(got), expected, rtol=rtol, atol=atol, err_msg=name)
     checked += 1

@@ -36,14 +36,33 @@ def main() -> None:
   # Global batches 8 (train) and 4 (eval) over 2 devices; eval every 5 of 10 steps, so the best
   # checkpoint is chosen between two evaluations. The tests' dev set (11 rows) ends in a batch of
   # 3 real rows + 1 padding row, split over both processes.
-  config.update(dict(task="sst2", max_seq_length=16, batch_size=8, train_steps=10,
-                     warmup_steps=1, learning_rate=3e-3, eval_batch_size=4, log_every_steps=1,
-                     eval_every_steps=5, progress_bar=False, tensorboard=False))
+  config.update(
+    dict(
+      task="sst2",
+      max_seq_length=16,
+      batch_size=8,
+      train_steps=10,
+      warmup_steps=1,
+      learning_rate=3e-3,
+      eval_batch_size=4,
+      log_every_steps=1,
+      eval_every_steps=5,
+      progress_bar=False,
+      tensorboard=False,
+    )
+  )
   results = train_and_evaluate(config, args.workdir)
   with open(os.path.join(args.out, f"result_{args.process_id}.json"), "w") as f:
-    json.dump({"results": results, "process_index": jax.process_index(),
-               "process_count": jax.process_count(), "device_count": jax.device_count(),
-               "local_device_count": jax.local_device_count()}, f)
+    json.dump(
+      {
+        "results": results,
+        "process_index": jax.process_index(),
+        "process_count": jax.process_count(),
+        "device_count": jax.device_count(),
+        "local_device_count": jax.local_device_count(),
+      },
+      f,
+    )
 
 
 if __name__ == "__main__":

@@ -7,9 +7,11 @@ import json
 import os
 import random
 
-WORDS = ("the a river city red blue green house john mary paris london went saw "
-         "film movie north south road big small one two three four five "
-         "question answer what who where when is was of in to and it this that").split()
+WORDS = (
+  "the a river city red blue green house john mary paris london went saw "
+  "film movie north south road big small one two three four five "
+  "question answer what who where when is was of in to and it this that"
+).split()
 # Words that decide labels in the learnable sets; never used as filler.
 CUES = ("yes", "no", "maybe", "great", "awful")
 
@@ -23,14 +25,16 @@ def sentence(rng: random.Random, n: int = 8, extra: tuple[str, ...] = ()) -> str
 def make_tokenizer(directory: str) -> str:
   """A sentencepiece model trained on the test vocabulary; returns its path."""
   from albert_flax.tokenization import train_tokenizer
+
   rng = random.Random(0)
   corpus = os.path.join(directory, "corpus.txt")
   with open(corpus, "w", encoding="utf-8") as f:
     for _ in range(400):
       f.write(sentence(rng, 12, (rng.choice(CUES),)).capitalize() + ".\n")
     f.write("Ünïcödé café, 1,000 and 2,500 ﬁsh ``quoted'' text; punctuation! (yes)\n")
-  return train_tokenizer(corpus, 120, os.path.join(directory, "spiece"), hard_vocab_limit=False,
-                         num_threads=1)
+  return train_tokenizer(
+    corpus, 120, os.path.join(directory, "spiece"), hard_vocab_limit=False, num_threads=1
+  )
 
 
 def write(path: str, text: str) -> str:
@@ -46,11 +50,15 @@ def tsv(*rows) -> str:
 
 # --------------------------------------------------------------------- GLUE
 
-MNLI_TRAIN_HEADER = ("index promptID pairID genre sentence1_binary_parse sentence2_binary_parse "
-                     "sentence1_parse sentence2_parse sentence1 sentence2 label1 gold_label").split()
-MNLI_DEV_HEADER = ("index promptID pairID genre sentence1_binary_parse sentence2_binary_parse "
-                   "sentence1_parse sentence2_parse sentence1 sentence2 label1 label2 label3 "
-                   "label4 label5 gold_label").split()
+MNLI_TRAIN_HEADER = (
+  "index promptID pairID genre sentence1_binary_parse sentence2_binary_parse "
+  "sentence1_parse sentence2_parse sentence1 sentence2 label1 gold_label"
+).split()
+MNLI_DEV_HEADER = (
+  "index promptID pairID genre sentence1_binary_parse sentence2_binary_parse "
+  "sentence1_parse sentence2_parse sentence1 sentence2 label1 label2 label3 "
+  "label4 label5 gold_label"
+).split()
 MNLI_TEST_HEADER = MNLI_TRAIN_HEADER[:10]
 
 
@@ -73,28 +81,42 @@ def write_mnli(directory: str, n_train: int = 24, n_dev: int = 9, seed: int = 0)
       return full + [label] * 5 + [label]
     return full
 
-  write(os.path.join(directory, "train.tsv"),
-        tsv(MNLI_TRAIN_HEADER, *[row(i, labels[i % 3], MNLI_TRAIN_HEADER) for i in range(n_train)]))
+  write(
+    os.path.join(directory, "train.tsv"),
+    tsv(MNLI_TRAIN_HEADER, *[row(i, labels[i % 3], MNLI_TRAIN_HEADER) for i in range(n_train)]),
+  )
   for name in ("dev_matched", "dev_mismatched"):
-    write(os.path.join(directory, f"{name}.tsv"),
-          tsv(MNLI_DEV_HEADER, *[row(i, labels[i % 3], MNLI_DEV_HEADER) for i in range(n_dev)]))
+    write(
+      os.path.join(directory, f"{name}.tsv"),
+      tsv(MNLI_DEV_HEADER, *[row(i, labels[i % 3], MNLI_DEV_HEADER) for i in range(n_dev)]),
+    )
   for name in ("test_matched", "test_mismatched"):
-    write(os.path.join(directory, f"{name}.tsv"),
-          tsv(MNLI_TEST_HEADER, *[row(i, "neutral", MNLI_TEST_HEADER) for i in range(5)]))
-  write(os.path.join(directory, os.pardir, "diagnostic", "diagnostic.tsv"),
-        tsv(["index", "sentence1", "sentence2"],
-            *[[i, sentence(rng, 5), sentence(rng, 5)] for i in range(4)]))
+    write(
+      os.path.join(directory, f"{name}.tsv"),
+      tsv(MNLI_TEST_HEADER, *[row(i, "neutral", MNLI_TEST_HEADER) for i in range(5)]),
+    )
+  write(
+    os.path.join(directory, os.pardir, "diagnostic", "diagnostic.tsv"),
+    tsv(
+      ["index", "sentence1", "sentence2"],
+      *[[i, sentence(rng, 5), sentence(rng, 5)] for i in range(4)],
+    ),
+  )
   return directory
 
 
 def write_cola(directory: str, n: int = 12, seed: int = 0) -> str:
   rng = random.Random(seed)
-  rows = [["gj04", i % 2, "" if i % 2 else "*", sentence(rng, 5, ("yes",) if i % 2 else ("no",))]
-          for i in range(n)]
+  rows = [
+    ["gj04", i % 2, "" if i % 2 else "*", sentence(rng, 5, ("yes",) if i % 2 else ("no",))]
+    for i in range(n)
+  ]
   write(os.path.join(directory, "train.tsv"), tsv(*rows))  # CoLA train/dev: no header
   write(os.path.join(directory, "dev.tsv"), tsv(*rows[:6]))
-  write(os.path.join(directory, "test.tsv"),
-        tsv(["index", "sentence"], *[[i, sentence(rng, 5)] for i in range(3)]))
+  write(
+    os.path.join(directory, "test.tsv"),
+    tsv(["index", "sentence"], *[[i, sentence(rng, 5)] for i in range(3)]),
+  )
   return directory
 
 
@@ -104,7 +126,7 @@ def write_sentiment(directory: str, n_train: int, n_dev: int, seed: int = 0) -> 
 
   def rows(n):
     out = []
-    for i in range(n):
+    for _i in range(n):
       label = rng.randrange(2)
       cue = "great" if label else "awful"
       out.append([sentence(rng, 5, (cue, cue)), label])
@@ -127,21 +149,34 @@ def squad_json(version: str, n_paragraphs: int = 4, seed: int = 0) -> dict:
     before = sentence(rng, 20 + 10 * p)
     context = f"{before} It was {answer} who went north. {sentence(rng, 8)}"
     start = context.index(answer)
-    qas = [{"id": f"p{p}q0", "question": "Who went north?",
-            "answers": [{"text": answer, "answer_start": start}] * 2}]
+    qas = [
+      {
+        "id": f"p{p}q0",
+        "question": "Who went north?",
+        "answers": [{"text": answer, "answer_start": start}] * 2,
+      }
+    ]
     if version == "2.0":
       qas[0]["is_impossible"] = False
-      qas.append({"id": f"p{p}q1", "question": "What is blue?", "answers": [],
-                  "plausible_answers": [{"text": answer, "answer_start": start}],
-                  "is_impossible": True})
+      qas.append(
+        {
+          "id": f"p{p}q1",
+          "question": "What is blue?",
+          "answers": [],
+          "plausible_answers": [{"text": answer, "answer_start": start}],
+          "is_impossible": True,
+        }
+      )
     data.append({"title": f"t{p}", "paragraphs": [{"context": context, "qas": qas}]})
   return {"version": version, "data": data}
 
 
 def write_squad(directory: str, version: str) -> str:
   for split, seed in (("train", 0), ("dev", 1)):
-    write(os.path.join(directory, f"{split}-v{version}.json"),
-          json.dumps(squad_json(version, seed=seed), indent=1))
+    write(
+      os.path.join(directory, f"{split}-v{version}.json"),
+      json.dumps(squad_json(version, seed=seed), indent=1),
+    )
   return directory
 
 
@@ -157,8 +192,13 @@ def race_article(rng: random.Random, name: str, n_questions: int = 2) -> dict:
     questions.append("Which one is _ ?" if q % 2 else "What did the text say?")
     options.append(opts)
     answers.append("ABCD"[right])
-  return {"answers": answers, "options": options, "questions": questions,
-          "article": sentence(rng, 30), "id": name}
+  return {
+    "answers": answers,
+    "options": options,
+    "questions": questions,
+    "article": sentence(rng, 30),
+    "id": name,
+  }
 
 
 def write_race(directory: str, per_level: int = 2, seed: int = 0) -> str:
@@ -205,8 +245,9 @@ def conll_text(sentences, iob1: bool = False) -> str:
   return "\n".join(lines) + "\n"
 
 
-def write_conll(directory: str, n_train: int = 16, n_dev: int = 6, seed: int = 0,
-                iob1: bool = False) -> str:
+def write_conll(
+  directory: str, n_train: int = 16, n_dev: int = 6, seed: int = 0, iob1: bool = False
+) -> str:
   rng = random.Random(seed)
   write(os.path.join(directory, "train.txt"), conll_text(conll_sentences(rng, n_train), iob1))
   write(os.path.join(directory, "valid.txt"), conll_text(conll_sentences(rng, n_dev), iob1))
@@ -224,9 +265,15 @@ def tiny_checkpoint(root) -> str:
   from albert_flax import sharding
 
   spm = make_tokenizer(str(root))
-  config = af.AlbertConfig(vocab_size=af.AlbertTokenizer(spm).vocab_size, embedding_size=16,
-                           hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                           intermediate_size=64, max_position_embeddings=64)
+  config = af.AlbertConfig(
+    vocab_size=af.AlbertTokenizer(spm).vocab_size,
+    embedding_size=16,
+    hidden_size=32,
+    num_hidden_layers=1,
+    num_attention_heads=2,
+    intermediate_size=64,
+    max_position_embeddings=64,
+  )
   model = af.AlbertModel(config)
   params = jax.jit(model.init)(jax.random.key(0), jnp.ones((1, 8), jnp.int32))["params"]
   path = str(root / "model")

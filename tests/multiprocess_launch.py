@@ -24,16 +24,22 @@ def free_port() -> int:
     return s.getsockname()[1]
 
 
-def start(helper: str, num_processes: int, process_id: int, port: int, local_devices: int,
-          **flags) -> subprocess.Popen:
+def start(
+  helper: str, num_processes: int, process_id: int, port: int, local_devices: int, **flags
+) -> subprocess.Popen:
   """Start one process of `helper` (a file in tests/); `flags` become --name=value."""
   env = dict(os.environ)
   env.pop("XLA_FLAGS", None)  # the helper sets its own device count
-  cmd = [sys.executable, os.path.join(TESTS, helper), f"--num_processes={num_processes}",
-         f"--process_id={process_id}", f"--port={port}", f"--local_devices={local_devices}"]
+  cmd = [
+    sys.executable,
+    os.path.join(TESTS, helper),
+    f"--num_processes={num_processes}",
+    f"--process_id={process_id}",
+    f"--port={port}",
+    f"--local_devices={local_devices}",
+  ]
   cmd += [f"--{name}={value}" for name, value in flags.items()]
-  return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          text=True)
+  return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
 def finish(proc: subprocess.Popen, timeout: float) -> tuple[int, str]:
@@ -63,5 +69,6 @@ def init_process(args: argparse.Namespace) -> None:
 
   if args.num_processes > 1:
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
-    jax.distributed.initialize(f"127.0.0.1:{args.port}", num_processes=args.num_processes,
-                               process_id=args.process_id)
+    jax.distributed.initialize(
+      f"127.0.0.1:{args.port}", num_processes=args.num_processes, process_id=args.process_id
+    )

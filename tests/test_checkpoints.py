@@ -17,10 +17,10 @@ import flax.struct
 import jax
 import numpy as np
 import pytest
+from conftest import TINY, assert_outputs_match, forward, torch_outputs, torch_reference
 from flax import traverse_util
 
 import albert_flax as af
-from conftest import TINY, assert_outputs_match, forward, torch_outputs, torch_reference
 
 LOGGER = "albert_flax.checkpoints"
 
@@ -50,8 +50,9 @@ def _records(caplog, level):
 
 
 @pytest.mark.parametrize("variant", ["pytorch_model.bin", "sharded"])
-def test_bin_and_sharded_checkpoints_read_like_safetensors(variant, pretraining_checkpoint,
-                                                           loaded, tmp_path):
+def test_bin_and_sharded_checkpoints_read_like_safetensors(
+  variant, pretraining_checkpoint, loaded, tmp_path
+):
   _, reference, *_ = pretraining_checkpoint
   if variant == "sharded":
     reference.save_pretrained(tmp_path, max_shard_size="20KB")
@@ -65,6 +66,7 @@ def test_bin_and_sharded_checkpoints_read_like_safetensors(variant, pretraining_
 
 def test_hub_id_goes_through_snapshot_download(monkeypatch, pretraining_checkpoint, loaded):
   import huggingface_hub
+
   calls = []
 
   def fake_snapshot_download(repo_id, **kwargs):
@@ -79,6 +81,7 @@ def test_hub_id_goes_through_snapshot_download(monkeypatch, pretraining_checkpoi
 
 def test_offline_hub_id_raises_a_clear_error(monkeypatch, tmp_path):
   from huggingface_hub import constants
+
   monkeypatch.setenv("HF_HUB_OFFLINE", "1")
   monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))  # an empty cache
   with pytest.raises(OSError, match="nobody/no-such-albert.*HF_HUB_OFFLINE"):
@@ -94,41 +97,49 @@ def _write_original_checkpoint(directory, torch_model) -> None:
   """An original google-research/albert checkpoint, spelled out name by name (with Adam slots
   and global_step as run_pretraining.py leaves them), written by a TF1 Saver."""
   import tensorflow as tf
+
   sd = {k: v.numpy() for k, v in torch_model.state_dict().items()}
   c = torch_model.config
-  v = {"bert/embeddings/word_embeddings": sd["albert.embeddings.word_embeddings.weight"],
-       "bert/embeddings/position_embeddings": sd["albert.embeddings.position_embeddings.weight"],
-       "bert/embeddings/token_type_embeddings":
-           sd["albert.embeddings.token_type_embeddings.weight"],
-       "bert/embeddings/LayerNorm/gamma": sd["albert.embeddings.LayerNorm.weight"],
-       "bert/embeddings/LayerNorm/beta": sd["albert.embeddings.LayerNorm.bias"],
-       "bert/encoder/embedding_hidden_mapping_in/kernel":
-           sd["albert.encoder.embedding_hidden_mapping_in.weight"].T,
-       "bert/encoder/embedding_hidden_mapping_in/bias":
-           sd["albert.encoder.embedding_hidden_mapping_in.bias"],
-       "bert/pooler/dense/kernel": sd["albert.pooler.weight"].T,
-       "bert/pooler/dense/bias": sd["albert.pooler.bias"],
-       "cls/predictions/transform/dense/kernel": sd["predictions.dense.weight"].T,
-       "cls/predictions/transform/dense/bias": sd["predictions.dense.bias"],
-       "cls/predictions/transform/LayerNorm/gamma": sd["predictions.LayerNorm.weight"],
-       "cls/predictions/transform/LayerNorm/beta": sd["predictions.LayerNorm.bias"],
-       "cls/predictions/output_bias": sd["predictions.bias"],
-       "cls/seq_relationship/output_weights": sd["sop_classifier.classifier.weight"],  # [2, H]
-       "cls/seq_relationship/output_bias": sd["sop_classifier.classifier.bias"]}
+  v = {
+    "bert/embeddings/word_embeddings": sd["albert.embeddings.word_embeddings.weight"],
+    "bert/embeddings/position_embeddings": sd["albert.embeddings.position_embeddings.weight"],
+    "bert/embeddings/token_type_embeddings": sd["albert.embeddings.token_type_embeddings.weight"],
+    "bert/embeddings/LayerNorm/gamma": sd["albert.embeddings.LayerNorm.weight"],
+    "bert/embeddings/LayerNorm/beta": sd["albert.embeddings.LayerNorm.bias"],
+    "bert/encoder/embedding_hidden_mapping_in/kernel": sd[
+      "albert.encoder.embedding_hidden_mapping_in.weight"
+    ].T,
+    "bert/encoder/embedding_hidden_mapping_in/bias": sd[
+      "albert.encoder.embedding_hidden_mapping_in.bias"
+    ],
+    "bert/pooler/dense/kernel": sd["albert.pooler.weight"].T,
+    "bert/pooler/dense/bias": sd["albert.pooler.bias"],
+    "cls/predictions/transform/dense/kernel": sd["predictions.dense.weight"].T,
+    "cls/predictions/transform/dense/bias": sd["predictions.dense.bias"],
+    "cls/predictions/transform/LayerNorm/gamma": sd["predictions.LayerNorm.weight"],
+    "cls/predictions/transform/LayerNorm/beta": sd["predictions.LayerNorm.bias"],
+    "cls/predictions/output_bias": sd["predictions.bias"],
+    "cls/seq_relationship/output_weights": sd["sop_classifier.classifier.weight"],  # [2, H]
+    "cls/seq_relationship/output_bias": sd["sop_classifier.classifier.bias"],
+  }
   for g in range(c.num_hidden_groups):
     for i in range(c.inner_group_num):
       src = f"albert.encoder.albert_layer_groups.{g}.albert_layers.{i}."
       dst = f"bert/encoder/transformer/group_{g}/inner_group_{i}/"
-      for ours, theirs in (("attention.query", "attention_1/self/query"),
-                           ("attention.key", "attention_1/self/key"),
-                           ("attention.value", "attention_1/self/value"),
-                           ("attention.dense", "attention_1/output/dense"),
-                           ("ffn", "ffn_1/intermediate/dense"),
-                           ("ffn_output", "ffn_1/intermediate/output/dense")):
+      for ours, theirs in (
+        ("attention.query", "attention_1/self/query"),
+        ("attention.key", "attention_1/self/key"),
+        ("attention.value", "attention_1/self/value"),
+        ("attention.dense", "attention_1/output/dense"),
+        ("ffn", "ffn_1/intermediate/dense"),
+        ("ffn_output", "ffn_1/intermediate/output/dense"),
+      ):
         v[dst + theirs + "/kernel"] = sd[src + ours + ".weight"].T
         v[dst + theirs + "/bias"] = sd[src + ours + ".bias"]
-      for ours, theirs in (("attention.LayerNorm", "LayerNorm"),
-                           ("full_layer_layer_norm", "LayerNorm_1")):
+      for ours, theirs in (
+        ("attention.LayerNorm", "LayerNorm"),
+        ("full_layer_layer_norm", "LayerNorm_1"),
+      ):
         v[dst + theirs + "/gamma"] = sd[src + ours + ".weight"]
         v[dst + theirs + "/beta"] = sd[src + ours + ".bias"]
   for name in list(v):
@@ -136,24 +147,38 @@ def _write_original_checkpoint(directory, torch_model) -> None:
     v[name + "/adam_v"] = np.full_like(v[name], 9.0)
   graph = tf.Graph()
   with graph.as_default():
-    variables = {name: tf.compat.v1.Variable(value, name=name.replace("/", "_"))
-                 for name, value in v.items()}
+    variables = {
+      name: tf.compat.v1.Variable(value, name=name.replace("/", "_")) for name, value in v.items()
+    }
     variables["global_step"] = tf.compat.v1.Variable(np.int64(125000), name="global_step")
     saver = tf.compat.v1.train.Saver(var_list=variables)
     with tf.compat.v1.Session(graph=graph) as session:
       session.run(tf.compat.v1.global_variables_initializer())
       saver.save(session, os.path.join(directory, "model.ckpt"), global_step=125000)
   with open(os.path.join(directory, "albert_config.json"), "w") as f:
-    json.dump({"attention_probs_dropout_prob": 0.0, "hidden_act": "gelu",
-               "hidden_dropout_prob": 0.0, "embedding_size": c.embedding_size,
-               "hidden_size": c.hidden_size, "initializer_range": c.initializer_range,
-               "intermediate_size": c.intermediate_size,
-               "max_position_embeddings": c.max_position_embeddings,
-               "num_attention_heads": c.num_attention_heads,
-               "num_hidden_layers": c.num_hidden_layers, "num_hidden_groups": c.num_hidden_groups,
-               "net_structure_type": 0, "gap_size": 0, "num_memory_blocks": 0,
-               "inner_group_num": c.inner_group_num, "down_scale_factor": 1,
-               "type_vocab_size": c.type_vocab_size, "vocab_size": c.vocab_size}, f)
+    json.dump(
+      {
+        "attention_probs_dropout_prob": 0.0,
+        "hidden_act": "gelu",
+        "hidden_dropout_prob": 0.0,
+        "embedding_size": c.embedding_size,
+        "hidden_size": c.hidden_size,
+        "initializer_range": c.initializer_range,
+        "intermediate_size": c.intermediate_size,
+        "max_position_embeddings": c.max_position_embeddings,
+        "num_attention_heads": c.num_attention_heads,
+        "num_hidden_layers": c.num_hidden_layers,
+        "num_hidden_groups": c.num_hidden_groups,
+        "net_structure_type": 0,
+        "gap_size": 0,
+        "num_memory_blocks": 0,
+        "inner_group_num": c.inner_group_num,
+        "down_scale_factor": 1,
+        "type_vocab_size": c.type_vocab_size,
+        "vocab_size": c.vocab_size,
+      },
+      f,
+    )
 
 
 def _transformers_reads_tf(directory, inputs, capsys):
@@ -161,8 +186,10 @@ def _transformers_reads_tf(directory, inputs, capsys):
   import tensorflow as tf
   import transformers
   from transformers.models.albert.modeling_albert import load_tf_weights_in_albert
+
   model = transformers.AlbertForPreTraining(
-      transformers.AlbertConfig(**TINY, attn_implementation="eager"))
+    transformers.AlbertConfig(**TINY, attn_implementation="eager")
+  )
   load_tf_weights_in_albert(model, model.config, tf.train.latest_checkpoint(str(directory)))
   capsys.readouterr()  # it prints every variable
   return torch_outputs(model.eval(), *inputs)
@@ -175,8 +202,12 @@ def test_original_tf_checkpoint_both_ways(pretraining_checkpoint, loaded, tmp_pa
   _write_original_checkpoint(original, reference)
   # The names above are the ones transformers' reader knows: it rebuilds the same model (up to
   # float rounding: it installs transposed, non-contiguous tensors).
-  assert_outputs_match(torch_outputs(reference, *inputs),
-                       _transformers_reads_tf(original, inputs, capsys), rtol=1e-6, atol=1e-6)
+  assert_outputs_match(
+    torch_outputs(reference, *inputs),
+    _transformers_reads_tf(original, inputs, capsys),
+    rtol=1e-6,
+    atol=1e-6,
+  )
 
   model, params = af.from_pretrained(original)  # the directory: newest model.ckpt-* is read
   assert model.config.hidden_act == "gelu_new"  # the original's gelu is the tanh form
@@ -190,8 +221,9 @@ def test_original_tf_checkpoint_both_ways(pretraining_checkpoint, loaded, tmp_pa
   assert json.load(open(exported / "albert_config.json"))["hidden_act"] == "gelu"
   _, back = af.from_pretrained(exported)
   _assert_same_params(back, params)
-  assert_outputs_match(_transformers_reads_tf(exported, inputs, capsys), expected,
-                       rtol=1e-6, atol=1e-6)
+  assert_outputs_match(
+    _transformers_reads_tf(exported, inputs, capsys), expected, rtol=1e-6, atol=1e-6
+  )
 
 
 def test_tf_classifier_round_trip_keeps_num_labels(classifier_checkpoint, tmp_path):
@@ -228,8 +260,9 @@ def test_orbax_round_trip_is_exact_and_checks_shapes(loaded, tmp_path):
   with pytest.raises(ValueError) as error:
     af.from_pretrained(tmp_path, hidden_size=64)
   message = str(error.value)
-  assert ("albert/encoder/embedding_hidden_mapping_in/kernel: expected shape [16, 64], found "
-          "[16, 32]") in message
+  assert (
+    "albert/encoder/embedding_hidden_mapping_in/kernel: expected shape [16, 64], found [16, 32]"
+  ) in message
   assert "albert/pooler/kernel: expected shape [64, 64], found [32, 32]" in message
 
 
@@ -265,11 +298,17 @@ def _fake_spiece(directory) -> str:
 
 def test_unused_parts_dropped_and_new_head_initialized(pretraining_checkpoint, loaded, caplog):
   caplog.set_level(logging.INFO, logger=LOGGER)
-  model, params = af.from_pretrained(pretraining_checkpoint[0],
-                                     af.AlbertForSequenceClassification, num_labels=3, rng=5)
+  model, params = af.from_pretrained(
+    pretraining_checkpoint[0], af.AlbertForSequenceClassification, num_labels=3, rng=5
+  )
   (dropped,), (fresh,) = _records(caplog, logging.INFO), _records(caplog, logging.WARNING)
-  for name in ("predictions.bias", "predictions.dense.weight", "predictions.LayerNorm.weight",
-               "sop_classifier.classifier.weight", "sop_classifier.classifier.bias"):
+  for name in (
+    "predictions.bias",
+    "predictions.dense.weight",
+    "predictions.LayerNorm.weight",
+    "sop_classifier.classifier.weight",
+    "sop_classifier.classifier.bias",
+  ):
     assert name in dropped.getMessage()
   assert "classifier/kernel" in fresh.getMessage() and "classifier/bias" in fresh.getMessage()
   assert "albert" not in fresh.getMessage()
@@ -278,10 +317,12 @@ def test_unused_parts_dropped_and_new_head_initialized(pretraining_checkpoint, l
   # As the model initializes it: N(0, initializer_range = 0.2) kernel, zero bias.
   assert 0.14 < float(np.std(params["classifier"]["kernel"])) < 0.26
   assert not np.any(params["classifier"]["bias"])
-  _, same_seed = af.from_pretrained(pretraining_checkpoint[0],
-                                    af.AlbertForSequenceClassification, num_labels=3, rng=5)
-  _, other_seed = af.from_pretrained(pretraining_checkpoint[0],
-                                     af.AlbertForSequenceClassification, num_labels=3, rng=6)
+  _, same_seed = af.from_pretrained(
+    pretraining_checkpoint[0], af.AlbertForSequenceClassification, num_labels=3, rng=5
+  )
+  _, other_seed = af.from_pretrained(
+    pretraining_checkpoint[0], af.AlbertForSequenceClassification, num_labels=3, rng=6
+  )
   np.testing.assert_array_equal(same_seed["classifier"]["kernel"], params["classifier"]["kernel"])
   assert not np.array_equal(other_seed["classifier"]["kernel"], params["classifier"]["kernel"])
 
@@ -305,8 +346,9 @@ def classifier_checkpoint(tmp_path_factory):
 def test_head_size_mismatch(classifier_checkpoint, tmp_path, caplog):
   caplog.set_level(logging.INFO, logger=LOGGER)
   # Asked for another size: the head is re-initialized and the warning says why.
-  _, params = af.from_pretrained(classifier_checkpoint, af.AlbertForSequenceClassification,
-                                 num_labels=2)
+  _, params = af.from_pretrained(
+    classifier_checkpoint, af.AlbertForSequenceClassification, num_labels=2
+  )
   assert params["classifier"]["kernel"].shape == (32, 2)
   (fresh,) = _records(caplog, logging.WARNING)
   assert "classifier.weight is [3, 32], model needs [2, 32]" in fresh.getMessage()
@@ -316,11 +358,15 @@ def test_head_size_mismatch(classifier_checkpoint, tmp_path, caplog):
   config["id2label"] = {"0": "LABEL_0", "1": "LABEL_1"}
   config["label2id"] = {"LABEL_0": 0, "LABEL_1": 1}
   json.dump(config, open(tmp_path / "config.json", "w"))
-  with pytest.raises(ValueError, match=r"classifier.weight: expected shape \[2, 32\], found "
-                                       r"\[3, 32\] \(a head of another size"):
+  with pytest.raises(
+    ValueError,
+    match=r"classifier.weight: expected shape \[2, 32\], found "
+    r"\[3, 32\] \(a head of another size",
+  ):
     af.from_pretrained(tmp_path, af.AlbertForSequenceClassification)
-  _, params = af.from_pretrained(tmp_path, af.AlbertForSequenceClassification,
-                                 ignore_mismatched_heads=True)
+  _, params = af.from_pretrained(
+    tmp_path, af.AlbertForSequenceClassification, ignore_mismatched_heads=True
+  )
   assert params["classifier"]["kernel"].shape == (32, 2)
 
 
@@ -336,11 +382,17 @@ def test_another_tasks_head_is_not_reused(classifier_checkpoint, caplog):
 
 def test_unknown_names_and_wrong_shapes_are_each_named(pretraining_checkpoint, tmp_path):
   from safetensors.numpy import load_file, save_file
+
   source = pretraining_checkpoint[0]
   state = load_file(source / "model.safetensors")
   shutil.copy(source / "config.json", tmp_path / "config.json")
-  extra = dict(state, **{"albert.encoder.adapter.weight": np.zeros((4, 4), np.float32),
-                         "lm_head.weight": np.zeros((2,), np.float32)})
+  extra = dict(
+    state,
+    **{
+      "albert.encoder.adapter.weight": np.zeros((4, 4), np.float32),
+      "lm_head.weight": np.zeros((2,), np.float32),
+    },
+  )
   save_file(extra, tmp_path / "model.safetensors", metadata={"format": "pt"})
   with pytest.raises(ValueError) as error:
     af.from_pretrained(tmp_path)
@@ -351,11 +403,14 @@ def test_unknown_names_and_wrong_shapes_are_each_named(pretraining_checkpoint, t
   with pytest.raises(ValueError) as error:
     af.from_pretrained(source, hidden_size=64)
   lines = [line.strip() for line in str(error.value).splitlines()[1:]]
-  with_hidden_axis = [n for n, a in state.items()
-                      if 32 in a.shape and not n.startswith("predictions.decoder")]
+  with_hidden_axis = [
+    n for n, a in state.items() if 32 in a.shape and not n.startswith("predictions.decoder")
+  ]
   assert len(lines) == len(with_hidden_axis) > 60
-  assert ("albert.encoder.albert_layer_groups.1.albert_layers.1.ffn.weight: expected shape "
-          "[37, 64], found [37, 32]") in lines
+  assert (
+    "albert.encoder.albert_layer_groups.1.albert_layers.1.ffn.weight: expected shape "
+    "[37, 64], found [37, 32]"
+  ) in lines
   assert all(any(line.startswith(name + ":") for line in lines) for name in with_hidden_axis)
 
 
@@ -391,8 +446,9 @@ def backbone_checkpoint(tmp_path_factory):
   model = af.AlbertModel(af.AlbertConfig(**WIDE))
   shapes = jax.eval_shape(model.init, jax.random.key(0), np.zeros((1, 1), np.int32))["params"]
   rs = np.random.RandomState(0)  # values from numpy: no model.init to compile
-  params = jax.tree.map(lambda s: rs.normal(0, 1, s.shape).astype(s.dtype),
-                        flax.core.meta.unbox(shapes))
+  params = jax.tree.map(
+    lambda s: rs.normal(0, 1, s.shape).astype(s.dtype), flax.core.meta.unbox(shapes)
+  )
   directory = tmp_path_factory.mktemp("backbone")
   af.save_pretrained(directory, model, params)
   return directory, params
@@ -404,13 +460,17 @@ def test_backbone_into_each_head_class_initializes_like_model_init(backbone_chec
   model, params = af.from_pretrained(directory, name, rng=3)
   shape = (1, 1, 1) if name == "AlbertForMultipleChoice" else (1, 1)
   init = flax.core.meta.unbox(
-      jax.eval_shape(model.init, jax.random.key(0), np.zeros(shape, np.int32))["params"])
+    jax.eval_shape(model.init, jax.random.key(0), np.zeros(shape, np.int32))["params"]
+  )
   # The tree model.init makes: same paths, shapes and dtypes.
   assert jax.tree.structure(params) == jax.tree.structure(init)
-  assert jax.tree.map(lambda a: (a.shape, a.dtype), params) == \
-      jax.tree.map(lambda a: (a.shape, a.dtype), init)
-  loaded, fresh = _flat(params), {k: v for k, v in _flat(params).items()
-                                  if not k.startswith("albert/")}
+  assert jax.tree.map(lambda a: (a.shape, a.dtype), params) == jax.tree.map(
+    lambda a: (a.shape, a.dtype), init
+  )
+  loaded, fresh = (
+    _flat(params),
+    {k: v for k, v in _flat(params).items() if not k.startswith("albert/")},
+  )
   saved = _flat(backbone)
   for k in [k for k in loaded if k.startswith("albert/")]:
     np.testing.assert_array_equal(loaded[k], saved[k], err_msg=k)
@@ -437,9 +497,12 @@ def test_backbone_into_each_head_class_initializes_like_model_init(backbone_chec
 
 
 def test_fresh_head_takes_the_parameter_dtype(backbone_checkpoint):
-  model, params = af.from_pretrained(backbone_checkpoint[0], af.AlbertForPreTraining,
-                                     param_dtype="bfloat16")
+  model, params = af.from_pretrained(
+    backbone_checkpoint[0], af.AlbertForPreTraining, param_dtype="bfloat16"
+  )
   assert {a.dtype for a in jax.tree.leaves(params)} == {np.dtype("bfloat16")}
-  assert 0.8 * WIDE["initializer_range"] < float(
-      np.std(np.asarray(params["predictions"]["dense"]["kernel"], np.float32))) < \
-      1.2 * WIDE["initializer_range"]
+  assert (
+    0.8 * WIDE["initializer_range"]
+    < float(np.std(np.asarray(params["predictions"]["dense"]["kernel"], np.float32)))
+    < 1.2 * WIDE["initializer_range"]
+  )

@@ -18,8 +18,9 @@ README = (REPO / "README.md").read_text(encoding="utf-8")
 
 
 def _count(model_cls, config: af.AlbertConfig) -> int:
-  shapes = jax.eval_shape(lambda: model_cls(config).init(jax.random.key(0),
-                                                         jnp.zeros((1, 8), jnp.int32)))
+  shapes = jax.eval_shape(
+    lambda: model_cls(config).init(jax.random.key(0), jnp.zeros((1, 8), jnp.int32))
+  )
   return sum(int(np.prod(x.shape)) for x in jax.tree.leaves(sharding.unbox(shapes["params"])))
 
 
@@ -41,8 +42,14 @@ def test_readme_lists_every_preset():
 def test_readme_preset_row_matches_the_model(name):
   cfg = af.AlbertConfig.preset(name)
   row = _preset_rows()[name]
-  expected = [cfg.num_hidden_layers, cfg.hidden_size, cfg.embedding_size, cfg.num_attention_heads,
-              cfg.intermediate_size, cfg.vocab_size]
+  expected = [
+    cfg.num_hidden_layers,
+    cfg.hidden_size,
+    cfg.embedding_size,
+    cfg.num_attention_heads,
+    cfg.intermediate_size,
+    cfg.vocab_size,
+  ]
   assert [int(c) for c in row[:6]] == expected
   backbone = _count(af.AlbertModel, cfg)
   pretraining = _count(af.AlbertForPreTraining, cfg)

@@ -23,8 +23,11 @@ SHAPE = re.compile(r"\[batch\b")
 
 def _public() -> dict[str, object]:
   objects = {n: getattr(albert_flax, n) for n in albert_flax.__all__}
-  return {n: o for n, o in objects.items()
-          if not isinstance(o, types.ModuleType) and (inspect.isclass(o) or callable(o))}
+  return {
+    n: o
+    for n, o in objects.items()
+    if not isinstance(o, types.ModuleType) and (inspect.isclass(o) or callable(o))
+  }
 
 
 def own_doc(obj: object) -> str | None:
@@ -71,13 +74,24 @@ def missing_docs(public: dict[str, object]) -> list[str]:
 def test_public_names_are_found():
   public = _public()
   # The names the design's public API promises, including the lazily loaded ones.
-  for name in ("AlbertConfig", "AlbertModel", "AlbertForPreTraining", "AlbertModelOutput",
-               "AlbertTokenizer", "from_pretrained", "save_pretrained", "train_tokenizer"):
+  for name in (
+    "AlbertConfig",
+    "AlbertModel",
+    "AlbertForPreTraining",
+    "AlbertModelOutput",
+    "AlbertTokenizer",
+    "from_pretrained",
+    "save_pretrained",
+    "train_tokenizer",
+  ):
     assert name in public, name
   assert "MODEL_CLASSES" not in public
   # __all__ is complete: no public attribute of the package escapes the checks below.
-  attributes = {n for n, o in vars(albert_flax).items()
-                if not n.startswith("_") and not isinstance(o, types.ModuleType)}
+  attributes = {
+    n
+    for n, o in vars(albert_flax).items()
+    if not n.startswith("_") and not isinstance(o, types.ModuleType)
+  }
   assert attributes <= set(albert_flax.__all__), attributes - set(albert_flax.__all__)
   assert all(hasattr(albert_flax, n) for n in albert_flax.__all__)
 
@@ -97,6 +111,7 @@ def test_the_check_catches_missing_docstrings():
   @flax.struct.dataclass
   class HalfOutput:
     """logits: [batch, num_labels]."""
+
     logits: object
     extra: object
 
@@ -116,13 +131,22 @@ def test_the_check_catches_missing_docstrings():
   def bare_function():
     pass
 
-  problems = missing_docs({"BareOutput": BareOutput, "HalfOutput": HalfOutput,
-                           "BareModel": BareModel, "ShapelessModel": ShapelessModel,
-                           "bare_function": bare_function})
-  assert problems == ["BareModel.__call__: no docstring", "BareOutput: no docstring",
-                      "HalfOutput.extra: no shape in the docstring",
-                      "ShapelessModel.__call__: docstring has no [batch, ...] shape",
-                      "bare_function: no docstring"]
+  problems = missing_docs(
+    {
+      "BareOutput": BareOutput,
+      "HalfOutput": HalfOutput,
+      "BareModel": BareModel,
+      "ShapelessModel": ShapelessModel,
+      "bare_function": bare_function,
+    }
+  )
+  assert problems == [
+    "BareModel.__call__: no docstring",
+    "BareOutput: no docstring",
+    "HalfOutput.extra: no shape in the docstring",
+    "ShapelessModel.__call__: docstring has no [batch, ...] shape",
+    "bare_function: no docstring",
+  ]
 
 
 @pytest.mark.parametrize("name", sorted(albert_flax.heads.MODEL_CLASSES))

@@ -10,11 +10,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import BATCH, SEQ, make_inputs, torch_reference
 
 import albert_flax as af
 from albert_flax import sharding
-from albert_flax.train import optim, losses, training
-from conftest import BATCH, SEQ, make_inputs, torch_reference
+from albert_flax.train import losses, optim, training
 from finetune.configs import glue as glue_config
 from finetune.configs import ner as ner_config
 from finetune.configs import race as race_config
@@ -36,10 +36,14 @@ def _load(tmp_path, torch_model, model_class):
 
 def _torch_loss(torch_model, ids, mask, types, **targets):
   import torch
+
   with torch.no_grad():
-    out = torch_model(torch.tensor(ids), attention_mask=torch.tensor(mask),
-                      token_type_ids=torch.tensor(types),
-                      **{k: torch.tensor(v) for k, v in targets.items()})
+    out = torch_model(
+      torch.tensor(ids),
+      attention_mask=torch.tensor(mask),
+      token_type_ids=torch.tensor(types),
+      **{k: torch.tensor(v) for k, v in targets.items()},
+    )
   return float(out.loss)
 
 
@@ -70,10 +74,13 @@ def test_sequence_classification_loss(tmp_path):
   ids, mask, types = make_inputs()
   labels = np.array([2, 0, 1])
   task = _task(GlueTask, glue_config, task="mnli")
-  ours = _objective(model, params, task, {"input_ids": ids, "attention_mask": mask,
-                                          "token_type_ids": types, "labels": labels})
-  assert ours == pytest.approx(_torch_loss(torch_model, ids, mask, types, labels=labels),
-                               abs=1e-5)
+  ours = _objective(
+    model,
+    params,
+    task,
+    {"input_ids": ids, "attention_mask": mask, "token_type_ids": types, "labels": labels},
+  )
+  assert ours == pytest.approx(_torch_loss(torch_model, ids, mask, types, labels=labels), abs=1e-5)
 
 
 def test_regression_loss(tmp_path):
@@ -82,28 +89,36 @@ def test_regression_loss(tmp_path):
   ids, mask, types = make_inputs(seed=1)
   scores = np.array([0.5, 3.25, 4.0], np.float32)
   task = _task(GlueTask, glue_config, task="stsb")
-  ours = _objective(model, params, task, {"input_ids": ids, "attention_mask": mask,
-                                          "token_type_ids": types, "labels": scores})
-  assert ours == pytest.approx(_torch_loss(torch_model, ids, mask, types, labels=scores),
-                               abs=1e-5)
+  ours = _objective(
+    model,
+    params,
+    task,
+    {"input_ids": ids, "attention_mask": mask, "token_type_ids": types, "labels": scores},
+  )
+  assert ours == pytest.approx(_torch_loss(torch_model, ids, mask, types, labels=scores), abs=1e-5)
 
 
 def test_multi_label_loss(tmp_path):
-  torch_model = torch_reference("AlbertForSequenceClassification", num_labels=4,
-                                problem_type="multi_label_classification", **SMALL)
+  torch_model = torch_reference(
+    "AlbertForSequenceClassification",
+    num_labels=4,
+    problem_type="multi_label_classification",
+    **SMALL,
+  )
   model, params = _load(tmp_path, torch_model, af.AlbertForSequenceClassification)
   assert model.config.problem_type == "multi_label_classification"
   ids, mask, types = make_inputs(seed=2)
   labels = np.array([[1, 0, 1, 0], [0, 0, 0, 1], [1, 1, 1, 1]], np.float32)
+
   @jax.jit
   def loss(params):
-    logits = model.apply({"params": params}, ids, attention_mask=mask,
-                         token_type_ids=types).logits
+    logits = model.apply({"params": params}, ids, attention_mask=mask, token_type_ids=types).logits
     stat = losses.sequence_classification_loss(logits, labels, model.config.problem_type)
     return losses.mean_loss(stat)
 
   assert float(loss(params)) == pytest.approx(
-      _torch_loss(torch_model, ids, mask, types, labels=labels), abs=1e-5)
+    _torch_loss(torch_model, ids, mask, types, labels=labels), abs=1e-5
+  )
 
 
 def test_multiple_choice_loss(tmp_path):
@@ -112,10 +127,13 @@ def test_multiple_choice_loss(tmp_path):
   ids, mask, types = make_inputs(choices=4, seed=3)
   labels = np.array([3, 0, 2])
   task = _task(RaceTask, race_config)
-  ours = _objective(model, params, task, {"input_ids": ids, "attention_mask": mask,
-                                          "token_type_ids": types, "labels": labels})
-  assert ours == pytest.approx(_torch_loss(torch_model, ids, mask, types, labels=labels),
-                               abs=1e-5)
+  ours = _objective(
+    model,
+    params,
+    task,
+    {"input_ids": ids, "attention_mask": mask, "token_type_ids": types, "labels": labels},
+  )
+  assert ours == pytest.approx(_torch_loss(torch_model, ids, mask, types, labels=labels), abs=1e-5)
 
 
 def test_token_classification_loss(tmp_path):
@@ -127,10 +145,13 @@ def test_token_classification_loss(tmp_path):
   labels[:, 0] = -100  # [CLS]
   labels[0, 2:4] = -100  # continuation pieces
   task = _task(NerTask, ner_config)
-  ours = _objective(model, params, task, {"input_ids": ids, "attention_mask": mask,
-                                          "token_type_ids": types, "labels": labels})
-  assert ours == pytest.approx(_torch_loss(torch_model, ids, mask, types, labels=labels),
-                               abs=1e-5)
+  ours = _objective(
+    model,
+    params,
+    task,
+    {"input_ids": ids, "attention_mask": mask, "token_type_ids": types, "labels": labels},
+  )
+  assert ours == pytest.approx(_torch_loss(torch_model, ids, mask, types, labels=labels), abs=1e-5)
 
 
 def test_span_loss_and_first_train_step(tmp_path):
@@ -139,23 +160,42 @@ def test_span_loss_and_first_train_step(tmp_path):
   ids, mask, types = make_inputs(seed=5)
   # the last end position lies outside the sequence: transformers clamps it and ignores it
   starts, ends = np.array([1, 0, 3]), np.array([4, 0, 40])
-  expected = _torch_loss(torch_model, ids, mask, types, start_positions=starts,
-                         end_positions=ends)
+  expected = _torch_loss(torch_model, ids, mask, types, start_positions=starts, end_positions=ends)
   task = _task(SquadTask, squad_config)
-  batch = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types,
-           "start_positions": starts, "end_positions": ends}
+  batch = {
+    "input_ids": ids,
+    "attention_mask": mask,
+    "token_type_ids": types,
+    "start_positions": starts,
+    "end_positions": ends,
+  }
   assert _objective(model, params, task, batch) == pytest.approx(expected, abs=1e-5)
 
   # the jitted train step reports the same loss for its first update
   mesh = sharding.make_mesh(-1, 1, 1, devices=jax.devices()[:1])
   optimizer, schedule = optim.create_optimizer("adamw", 1e-3, 10, 2)
   state, shardings = training.init_train_state(
-      lambda r: model.init(r, jnp.asarray(ids))["params"], optimizer, mesh, jax.random.key(0),
-      params=params)
-  step = training.make_train_step(make_stats_fn(model, task), task.loss_weights, optimizer,
-                                  shardings, mesh, learning_rate_fn=schedule)
+    lambda r: model.init(r, jnp.asarray(ids))["params"],
+    optimizer,
+    mesh,
+    jax.random.key(0),
+    params=params,
+  )
+  step = training.make_train_step(
+    make_stats_fn(model, task),
+    task.loss_weights,
+    optimizer,
+    shardings,
+    mesh,
+    learning_rate_fn=schedule,
+  )
   device_batch = sharding.global_batch(
-      {**{k: np.asarray(v, np.int32) for k, v in batch.items()},
-       "weights": np.ones((BATCH,), np.float32)}, mesh, BATCH)
+    {
+      **{k: np.asarray(v, np.int32) for k, v in batch.items()},
+      "weights": np.ones((BATCH,), np.float32),
+    },
+    mesh,
+    BATCH,
+  )
   _, metrics = step(state, device_batch)
   assert float(metrics["loss"]) == pytest.approx(expected, abs=1e-5)

@@ -7,7 +7,6 @@ import pytest
 
 from finetune import metrics, squad_metrics
 
-
 # --------------------------------------------------------------------- classification
 
 
@@ -37,10 +36,13 @@ def test_pearson_spearman():
   assert out["spearman"] == pytest.approx(1.0)  # monotone
   x, y = np.array([0.0, 1, 4, 9, 16]), np.array(gold)
   expected = np.sum((x - x.mean()) * (y - y.mean())) / np.sqrt(
-      np.sum((x - x.mean()) ** 2) * np.sum((y - y.mean()) ** 2))
+    np.sum((x - x.mean()) ** 2) * np.sum((y - y.mean()) ** 2)
+  )
   assert out["pearson"] == pytest.approx(expected)
-  assert metrics.pearson_spearman([1.0, 1.0, 1.0], [0.0, 1.0, 2.0]) == {"pearson": 0.0,
-                                                                       "spearman": 0.0}
+  assert metrics.pearson_spearman([1.0, 1.0, 1.0], [0.0, 1.0, 2.0]) == {
+    "pearson": 0.0,
+    "spearman": 0.0,
+  }
 
 
 def test_metric_shape_errors():
@@ -69,8 +71,10 @@ def test_entities_iob2_and_iob1():
 
 def test_entity_f1_by_hand():
   gold = [["B-PER", "I-PER", "O", "B-LOC"], ["B-ORG", "O", "B-MISC", "I-MISC"]]
-  pred = [["B-PER", "I-PER", "O", "B-ORG"],  # PER right, LOC missed (typed ORG)
-          ["B-ORG", "O", "B-MISC", "O"]]  # ORG right, MISC boundary wrong
+  pred = [
+    ["B-PER", "I-PER", "O", "B-ORG"],  # PER right, LOC missed (typed ORG)
+    ["B-ORG", "O", "B-MISC", "O"],
+  ]  # ORG right, MISC boundary wrong
   out = metrics.entity_f1(pred, gold)
   # gold 4 entities, predicted 4, correct 2
   assert out["precision"] == pytest.approx(0.5)
@@ -87,7 +91,9 @@ def test_entity_f1_by_hand():
 # --------------------------------------------------------------------- SQuAD
 
 
-@pytest.mark.parametrize("text, normalized", [
+@pytest.mark.parametrize(
+  "text, normalized",
+  [
     ("The Eiffel Tower!", "eiffel tower"),
     ("  an   apple, a day ", "apple day"),
     ("Theatre", "theatre"),  # "the" only as a whole word
@@ -95,16 +101,25 @@ def test_entity_f1_by_hand():
     ("U.S.-based", "usbased"),
     ("“smart” quotes", "“smart” quotes"),  # only ASCII punctuation is removed
     ("the the", ""),
-])
+  ],
+)
 def test_official_normalization(text, normalized):
   assert squad_metrics.normalize_answer(text) == normalized
 
 
 def test_squad_v1_scores_by_hand():
-  golds = {"q1": ["Denver Broncos", "The Denver Broncos"], "q2": ["Santa Clara, California"],
-           "q3": ["1990"], "q4": ["the"]}
-  preds = {"q1": "denver broncos.", "q2": "Santa Clara", "q3": "in 1991",
-           "q4": "a"}  # q4: normalizes to "" on both sides: EM 1, v1.1 F1 0
+  golds = {
+    "q1": ["Denver Broncos", "The Denver Broncos"],
+    "q2": ["Santa Clara, California"],
+    "q3": ["1990"],
+    "q4": ["the"],
+  }
+  preds = {
+    "q1": "denver broncos.",
+    "q2": "Santa Clara",
+    "q3": "in 1991",
+    "q4": "a",
+  }  # q4: normalizes to "" on both sides: EM 1, v1.1 F1 0
   out = squad_metrics.evaluate_v1(golds, preds)
   # q2: pred [santa, clara], gold [santa, clara, california]: P 1, R 2/3, F1 0.8
   assert out["exact_match"] == pytest.approx(100 * 2 / 4)

@@ -11,14 +11,14 @@ import json
 import os
 import random
 
+import finetune_testdata as td
 import jax
 import numpy as np
 import pytest
+from multiprocess_launch import finish, free_port, start
 
 import albert_flax as af
-import finetune_testdata as td
 from albert_flax import sharding
-from multiprocess_launch import finish, free_port, start
 
 N_DEV, N_TEST = 11, 7  # neither a multiple of the global eval batch (4)
 
@@ -47,8 +47,10 @@ def test_two_processes_equal_one_process(tmp_path):
   checkpoint = td.tiny_checkpoint(tmp_path)
   data = td.write_sentiment(str(tmp_path / "SST-2"), n_train=24, n_dev=N_DEV)
   rng = random.Random(3)
-  td.write(os.path.join(data, "test.tsv"),
-           td.tsv(["index", "sentence"], *[[i, td.sentence(rng, 5)] for i in range(N_TEST)]))
+  td.write(
+    os.path.join(data, "test.tsv"),
+    td.tsv(["index", "sentence"], *[[i, td.sentence(rng, 5)] for i in range(N_TEST)]),
+  )
   runs = {}
   for name in ("single", "multi"):
     runs[name] = (tmp_path / name / "work", tmp_path / name / "out")
@@ -57,8 +59,17 @@ def test_two_processes_equal_one_process(tmp_path):
 
   def launch(num_processes, process_id, local_devices, run):
     workdir, out = runs[run]
-    return start("finetune_multiprocess_helper.py", num_processes, process_id, port,
-                 local_devices, checkpoint=checkpoint, data=data, workdir=workdir, out=out)
+    return start(
+      "finetune_multiprocess_helper.py",
+      num_processes,
+      process_id,
+      port,
+      local_devices,
+      checkpoint=checkpoint,
+      data=data,
+      workdir=workdir,
+      out=out,
+    )
 
   procs = [launch(1, 0, 2, "single")] + [launch(2, i, 1, "multi") for i in range(2)]
   results = [finish(p, timeout=600) for p in procs]
@@ -69,19 +80,32 @@ def test_two_processes_equal_one_process(tmp_path):
   (single_work, single_out), (multi_work, multi_out) = runs["single"], runs["multi"]
   single = json.loads(_read(single_out / "result_0.json"))
   multi = [json.loads(_read(multi_out / f"result_{i}.json")) for i in range(2)]
-  assert (single["process_count"], single["device_count"],
-          single["local_device_count"]) == (1, 2, 2)
+  assert (single["process_count"], single["device_count"], single["local_device_count"]) == (
+    1,
+    2,
+    2,
+  )
   for i, m in enumerate(multi):
-    assert (m["process_index"], m["process_count"], m["device_count"],
-            m["local_device_count"]) == (i, 2, 2, 1)
+    assert (m["process_index"], m["process_count"], m["device_count"], m["local_device_count"]) == (
+      i,
+      2,
+      2,
+      1,
+    )
     assert m["results"] == multi[0]["results"]  # every process returns the same metrics
   assert set(single["results"]) == set(multi[0]["results"]) == {"dev/accuracy", "best_step"}
 
   # one copy of each file, by the lead: the same file set, no stray temporaries
-  expected = ["eval_results.json", "metrics.jsonl", os.path.join("predictions", "SST-2.tsv"),
-              os.path.join("predictions", "dev_predictions.tsv")]
-  assert _files(single_work) == _files(multi_work) == expected, (_files(single_work),
-                                                                  _files(multi_work))
+  expected = [
+    "eval_results.json",
+    "metrics.jsonl",
+    os.path.join("predictions", "SST-2.tsv"),
+    os.path.join("predictions", "dev_predictions.tsv"),
+  ]
+  assert _files(single_work) == _files(multi_work) == expected, (
+    _files(single_work),
+    _files(multi_work),
+  )
   for work in (single_work, multi_work):
     assert (work / "model" / "config.json").is_file()
     assert (work / "model" / "spiece.model").is_file()
@@ -110,11 +134,13 @@ def test_two_processes_equal_one_process(tmp_path):
   # 1.5e-6, so rows mixed up by the gather of a padded, split last batch would show.
   submission = _read(single_work / "predictions" / "SST-2.tsv")
   assert submission == _read(multi_work / "predictions" / "SST-2.tsv")
-  assert sorted(int(line.split("\t")[0]) for line in submission.splitlines()[1:]) == \
-      list(range(N_TEST))
-  dev_a, dev_b = ([line.split("\t") for line in _read(work / "predictions" /
-                                                     "dev_predictions.tsv").splitlines()]
-                  for work in (single_work, multi_work))
+  assert sorted(int(line.split("\t")[0]) for line in submission.splitlines()[1:]) == list(
+    range(N_TEST)
+  )
+  dev_a, dev_b = (
+    [line.split("\t") for line in _read(work / "predictions" / "dev_predictions.tsv").splitlines()]
+    for work in (single_work, multi_work)
+  )
   assert dev_a[0] == dev_b[0] == ["index", "prediction", "label", "p(0)", "p(1)"]
   dev_a, dev_b = dev_a[1:], dev_b[1:]
   assert [r[:3] for r in dev_a] == [r[:3] for r in dev_b]
@@ -134,5 +160,6 @@ def test_two_processes_equal_one_process(tmp_path):
   leaves_b = jax.tree.leaves(sharding.unbox(params_b))
   assert len(leaves_a) == len(leaves_b) > 0
   for (path, x), y in zip(leaves_a, leaves_b):
-    np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-5, atol=1e-6,
-                               err_msg=jax.tree_util.keystr(path))
+    np.testing.assert_allclose(
+      np.asarray(x), np.asarray(y), rtol=1e-5, atol=1e-6, err_msg=jax.tree_util.keystr(path)
+    )

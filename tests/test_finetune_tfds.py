@@ -15,12 +15,14 @@ split name, so the split names below are those of the builders' code in tensorfl
 
 from __future__ import annotations
 
+import finetune_testdata as td
 import numpy as np
 import pytest
 
-import finetune_testdata as td
 from albert_flax.tokenization import AlbertTokenizer
-from finetune.configs import ner as ner_config, race as race_config, squad as squad_config
+from finetune.configs import ner as ner_config
+from finetune.configs import race as race_config
+from finetune.configs import squad as squad_config
 from finetune.data import DataError
 from finetune.tasks import ner, race, squad, squad_data
 from finetune.tasks.base import load_tfds, tfds_label_names
@@ -43,21 +45,24 @@ def _served(examples: dict[tuple[str, str], list[dict]]):
     config = builder.builder_config
     # "conll2003" loads its only (default) config, also named conll2003
     names = [builder.name] + ([f"{builder.name}/{config.name}"] if config is not None else [])
-    key = next(((n, str(split)) for n in names if (n, str(split)) in examples),
-               (names[-1], str(split)))
+    key = next(
+      ((n, str(split)) for n in names if (n, str(split)) in examples), (names[-1], str(split))
+    )
     requested.append(key)
     if key not in examples:  # a split the real dataset does not have (see the module docstring)
       raise ValueError(f"unexpected tfds split {key}; served: {sorted(examples)}")
     features = builder.info.features
     records = [features.serialize_example(e) for e in examples[key]]
     return tf.data.Dataset.from_tensor_slices(tf.constant(records, tf.string)).map(
-        lambda record: features.deserialize_example(record, decoders=decoders))
+      lambda record: features.deserialize_example(record, decoders=decoders)
+    )
 
   return as_dataset, requested
 
 
 def _config(module, **fields):
   from finetune.train import resolve_config
+
   config = module.get_config()
   # data_dir "" selects tfds; tfds_download False as a run on prepared data would (the mock makes
   # download_and_prepare a no-op either way).
@@ -78,13 +83,21 @@ def _answers(*pairs):
 
 
 def _squad_v1(qid, question, context, *pairs):
-  return {"id": qid, "title": "T", "context": context, "question": question,
-          "answers": _answers(*pairs)}
+  return {
+    "id": qid,
+    "title": "T",
+    "context": context,
+    "question": question,
+    "answers": _answers(*pairs),
+  }
 
 
 def _squad_v2(qid, question, context, answers, impossible, plausible=()):
-  return {**_squad_v1(qid, question, context, *answers), "is_impossible": impossible,
-          "plausible_answers": _answers(*plausible)}
+  return {
+    **_squad_v1(qid, question, context, *answers),
+    "is_impossible": impossible,
+    "plausible_answers": _answers(*plausible),
+  }
 
 
 def _check_squad_examples(examples, rows):
@@ -98,15 +111,16 @@ def _check_squad_examples(examples, rows):
     assert (e.answers == []) == e.is_impossible
     for text, start in e.answers:
       assert isinstance(text, str) and type(start) is int
-      assert e.context[start:start + len(text)] == text
+      assert e.context[start : start + len(text)] == text
 
 
 def _check_squad_train_positions(tok, examples, task):
   """Single-window examples: an answerable one's (start, end) tokens cover exactly its first
   answer's characters; a v2.0 impossible one points at [CLS] (0)."""
   c = task.config
-  features = squad_data.squad_features(examples, tok, c.max_seq_length, c.doc_stride,
-                                       c.max_query_length, training=True)
+  features = squad_data.squad_features(
+    examples, tok, c.max_seq_length, c.doc_stride, c.max_query_length, training=True
+  )
   assert features["example_index"].tolist() == list(range(len(examples)))  # one window each
   for f, e in enumerate(examples):
     s, t = int(features["start_positions"][f]), int(features["end_positions"][f])
@@ -125,8 +139,9 @@ def _read_squad(tok, version, train, dev, final):
   (split requests, train examples, train features, the one eval set)."""
   name = f"squad/v{version}"
   as_dataset, requested = _served({(name, "train"): train, (name, "validation"): dev})
-  task = squad.SquadTask(_config(squad_config, version=version, max_seq_length=128,
-                                 max_query_length=16), tok)
+  task = squad.SquadTask(
+    _config(squad_config, version=version, max_seq_length=128, max_query_length=16), tok
+  )
   with tfds.testing.mock_data(as_dataset_fn=as_dataset):
     train_examples = task._examples("train")
     train_features = task.train_features()
@@ -139,13 +154,21 @@ def test_squad_v11_from_tfds(tok):
   answer = _CTX_A.index("1,000 BC")
   second_river = _CTX_A.rindex("the river")
   train = [
-      _squad_v1("q1", "When did the café open?", _CTX_A, ("1,000 BC", answer)),
-      # answer_start 2 characters off (a few real SQuAD answers are): the reader moves it to the
-      # nearest occurrence of the text, here the second "the river", not the first.
-      _squad_v1("q2", "What moved north?", _CTX_A, ("the river", second_river + 2)),
+    _squad_v1("q1", "When did the café open?", _CTX_A, ("1,000 BC", answer)),
+    # answer_start 2 characters off (a few real SQuAD answers are): the reader moves it to the
+    # nearest occurrence of the text, here the second "the river", not the first.
+    _squad_v1("q2", "What moved north?", _CTX_A, ("the river", second_river + 2)),
   ]
-  dev = [_squad_v1("d1", "Where did the river go first?", _CTX_B, ("north", 19),
-                   ("north to Paris", 19), ("north", 19))]
+  dev = [
+    _squad_v1(
+      "d1",
+      "Where did the river go first?",
+      _CTX_B,
+      ("north", 19),
+      ("north to Paris", 19),
+      ("north", 19),
+    )
+  ]
   task, train_examples, train_features, dev_set = _read_squad(tok, "1.1", train, dev, final=True)
   _check_squad_examples(train_examples, train)
   assert train_examples[0].answers == [("1,000 BC", answer)]
@@ -162,14 +185,17 @@ def test_squad_v11_from_tfds(tok):
 
 def test_squad_v20_from_tfds_impossible(tok):
   train = [
-      _squad_v2("a1", "Where did the river go first?", _CTX_B, [("north", 19)], False),
-      # is_impossible: no answers; plausible_answers are ignored (this one's start is wrong on
-      # purpose, which the reader must not check).
-      _squad_v2("n1", "Where did the lake go?", _CTX_B, [], True, [("south", 3)]),
+    _squad_v2("a1", "Where did the river go first?", _CTX_B, [("north", 19)], False),
+    # is_impossible: no answers; plausible_answers are ignored (this one's start is wrong on
+    # purpose, which the reader must not check).
+    _squad_v2("n1", "Where did the lake go?", _CTX_B, [], True, [("south", 3)]),
   ]
-  dev = [_squad_v2("n2", "Who went east?", _CTX_A, [], True),
-         _squad_v2("a2", "When did the café open?", _CTX_A,
-                   [("1,000 BC", _CTX_A.index("1,000 BC"))] * 2, False)]
+  dev = [
+    _squad_v2("n2", "Who went east?", _CTX_A, [], True),
+    _squad_v2(
+      "a2", "When did the café open?", _CTX_A, [("1,000 BC", _CTX_A.index("1,000 BC"))] * 2, False
+    ),
+  ]
   task, train_examples, train_features, dev_set = _read_squad(tok, "2.0", train, dev, final=False)
   _check_squad_examples(train_examples, train)
   _check_squad_examples(dev_set.meta, dev)
@@ -185,23 +211,38 @@ def test_squad_v20_from_tfds_impossible(tok):
 
 def _race(example_id, article, questions):
   """questions: (question, [4 options], answer letter) triples."""
-  return {"article": article, "example_id": example_id,
-          "questions": [q for q, _, _ in questions], "options": [list(o) for _, o, _ in questions],
-          "answers": [a for _, _, a in questions]}
+  return {
+    "article": article,
+    "example_id": example_id,
+    "questions": [q for q, _, _ in questions],
+    "options": [list(o) for _, o, _ in questions],
+    "answers": [a for _, _, a in questions],
+  }
 
 
 _RACE = {
-    "middle": _race("middle1.txt", "Tom has a red bike. He rides it to school.", [
-        ("Tom rides his bike to _ .", ["school", "the park", "work", "the shop"], "A"),
-        ("What colour is the bike?", ["Blue", "Green", "Black", "Red"], "D")]),
-    "high": _race("high7.txt", "Zoë's café, opened in 1990, sells naïve art.", [
-        ("When did the café open?", ["1980", "1985", "1990", "2000"], "C")]),
+  "middle": _race(
+    "middle1.txt",
+    "Tom has a red bike. He rides it to school.",
+    [
+      ("Tom rides his bike to _ .", ["school", "the park", "work", "the shop"], "A"),
+      ("What colour is the bike?", ["Blue", "Green", "Black", "Red"], "D"),
+    ],
+  ),
+  "high": _race(
+    "high7.txt",
+    "Zoë's café, opened in 1990, sells naïve art.",
+    [("When did the café open?", ["1980", "1985", "1990", "2000"], "C")],
+  ),
 }
 
 
 def test_race_from_tfds(tok):
-  served = {(f"race/{level}", split): [_RACE[level]]
-            for level in race.LEVELS for split in ("train", "dev", "test")}
+  served = {
+    (f"race/{level}", split): [_RACE[level]]
+    for level in race.LEVELS
+    for split in ("train", "dev", "test")
+  }
   as_dataset, requested = _served(served)
   task = race.RaceTask(_config(race_config, max_seq_length=48, max_qa_length=16), tok)
   with tfds.testing.mock_data(as_dataset_fn=as_dataset):
@@ -211,7 +252,10 @@ def test_race_from_tfds(tok):
   assert set(requested) == set(served)
   # levels in config order (middle, high); one RaceQuestion per question of each article
   assert [(q.level, q.example_id, q.number) for q in questions] == [
-      ("middle", "middle1.txt", 0), ("middle", "middle1.txt", 1), ("high", "high7.txt", 0)]
+    ("middle", "middle1.txt", 0),
+    ("middle", "middle1.txt", 1),
+    ("high", "high7.txt", 0),
+  ]
   raw = [(_RACE[q.level], q.number) for q in questions]
   for q, (article, n) in zip(questions, raw):
     assert q.article == article["article"] and q.question == article["questions"][n]
@@ -229,17 +273,25 @@ def test_race_from_tfds(tok):
 
 def _conll(tokens, ner_tags):
   # pos / chunks are not read by our reader but are part of the tfds spec; any valid names do.
-  return {"tokens": tokens, "pos": ["NNP"] * len(tokens), "chunks": ["B-NP"] * len(tokens),
-          "ner": ner_tags}
+  return {
+    "tokens": tokens,
+    "pos": ["NNP"] * len(tokens),
+    "chunks": ["B-NP"] * len(tokens),
+    "ner": ner_tags,
+  }
 
 
 _CONLL = [
-    _conll("EU rejects German call to boycott British lamb .".split(),
-           ["B-ORG", "O", "B-MISC", "O", "O", "O", "B-MISC", "O", "O"]),
-    # IOB1 (the original CoNLL-2003 files): I- opens an entity, B- only splits two adjacent
-    # ones; the reader rewrites it as IOB2.
-    _conll(["Peter", "Blackburn", "in", "New", "York", "Boston"],
-           ["I-PER", "I-PER", "O", "I-LOC", "I-LOC", "B-LOC"]),
+  _conll(
+    "EU rejects German call to boycott British lamb .".split(),
+    ["B-ORG", "O", "B-MISC", "O", "O", "O", "B-MISC", "O", "O"],
+  ),
+  # IOB1 (the original CoNLL-2003 files): I- opens an entity, B- only splits two adjacent
+  # ones; the reader rewrites it as IOB2.
+  _conll(
+    ["Peter", "Blackburn", "in", "New", "York", "Boston"],
+    ["I-PER", "I-PER", "O", "I-LOC", "I-LOC", "B-LOC"],
+  ),
 ]
 _CONLL_IOB2 = [_CONLL[0]["ner"], ["B-PER", "I-PER", "O", "B-LOC", "I-LOC", "B-LOC"]]
 
@@ -270,16 +322,35 @@ def test_conll2003_from_tfds(tok):
 # --------------------------------------------------------------------- bad rows
 
 
-@pytest.mark.parametrize("name, split, row, message", [
-    ("squad/v1.1", "train", _squad_v1("q9", "Q?", "abc", ("xyz", 0)),
-     r"squad/v1\.1\[train\].*answer 'xyz' .* not in its context"),
-    ("race/high", "dev", _race("h.txt", "A.", [("Q?", ["a", "b", "c", "d"], "E")]),
-     r"race/high\[dev\].*answer 'E' is not one of"),
-    ("race/high", "dev", _race("h.txt", "A.", [("Q?", ["a", "b", "c"], "A")]),
-     r"race/high\[dev\].*3 options, expected 4"),
-    ("conll2003", "train", {**_conll(["EU", "rejects"], ["B-ORG", "O"]), "ner": ["B-ORG"]},
-     r"conll2003\[train\].*sentence 0 has 2 tokens but 1 tags"),
-])
+@pytest.mark.parametrize(
+  "name, split, row, message",
+  [
+    (
+      "squad/v1.1",
+      "train",
+      _squad_v1("q9", "Q?", "abc", ("xyz", 0)),
+      r"squad/v1\.1\[train\].*answer 'xyz' .* not in its context",
+    ),
+    (
+      "race/high",
+      "dev",
+      _race("h.txt", "A.", [("Q?", ["a", "b", "c", "d"], "E")]),
+      r"race/high\[dev\].*answer 'E' is not one of",
+    ),
+    (
+      "race/high",
+      "dev",
+      _race("h.txt", "A.", [("Q?", ["a", "b", "c"], "A")]),
+      r"race/high\[dev\].*3 options, expected 4",
+    ),
+    (
+      "conll2003",
+      "train",
+      {**_conll(["EU", "rejects"], ["B-ORG", "O"]), "ner": ["B-ORG"]},
+      r"conll2003\[train\].*sentence 0 has 2 tokens but 1 tags",
+    ),
+  ],
+)
 def test_bad_tfds_rows_name_the_split(tok, name, split, row, message):
   """Rows the tfds spec accepts but our readers cannot use raise DataError naming dataset and
   split (not a TypeError deep inside feature building)."""
@@ -297,9 +368,12 @@ def test_bad_tfds_rows_name_the_split(tok, name, split, row, message):
 def test_load_tfds_gives_python_values():
   """load_tfds turns every tfds value into plain python: str (not bytes), lists of str (not object
   arrays or tf.RaggedTensor), python scalars; int sequences stay numpy arrays."""
-  as_dataset, _ = _served({("race/middle", "train"): [_RACE["middle"]],
-                           ("squad/v2.0", "train"): [_squad_v2("a", "Q?", _CTX_B,
-                                                               [("north", 19)], False)]})
+  as_dataset, _ = _served(
+    {
+      ("race/middle", "train"): [_RACE["middle"]],
+      ("squad/v2.0", "train"): [_squad_v2("a", "Q?", _CTX_B, [("north", 19)], False)],
+    }
+  )
   config = _config(squad_config)
   with tfds.testing.mock_data(as_dataset_fn=as_dataset):
     (r,) = load_tfds("race/middle", "train", config)

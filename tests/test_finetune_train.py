@@ -6,11 +6,11 @@ import os
 import subprocess
 import sys
 
+import finetune_testdata as td
 import numpy as np
 import pytest
 
 import albert_flax as af
-import finetune_testdata as td
 from finetune import squad_metrics
 from finetune.configs import glue, ner, race, squad
 from finetune.data import DataError
@@ -29,9 +29,20 @@ def _config(module, checkpoint, data_dir, **fields):
   config = module.get_config()
   config.init_from = checkpoint
   config.data_dir = data_dir
-  config.update(dict(max_seq_length=64, batch_size=8, train_steps=4, warmup_steps=1,
-                     learning_rate=1e-3, eval_batch_size=8, log_every_steps=2,
-                     eval_every_steps=2, progress_bar=False, tensorboard=False))
+  config.update(
+    dict(
+      max_seq_length=64,
+      batch_size=8,
+      train_steps=4,
+      warmup_steps=1,
+      learning_rate=1e-3,
+      eval_batch_size=8,
+      log_every_steps=2,
+      eval_every_steps=2,
+      progress_bar=False,
+      tensorboard=False,
+    )
+  )
   config.update(fields)
   return config
 
@@ -45,9 +56,20 @@ def test_sst2_really_learns(checkpoint, tmp_path):
   """SST-2-format data whose label is told by a cue word: the pipeline must learn it."""
   data = td.write_sentiment(str(tmp_path / "SST-2"), n_train=400, n_dev=40)
   workdir = str(tmp_path / "work")
-  config = _config(glue, checkpoint, data, task="sst2", max_seq_length=16, batch_size=16,
-                   train_steps=100, warmup_steps=10, learning_rate=1e-3, eval_every_steps=50,
-                   log_every_steps=10, export_hf=True)
+  config = _config(
+    glue,
+    checkpoint,
+    data,
+    task="sst2",
+    max_seq_length=16,
+    batch_size=16,
+    train_steps=100,
+    warmup_steps=10,
+    learning_rate=1e-3,
+    eval_every_steps=50,
+    log_every_steps=10,
+    export_hf=True,
+  )
   results = train_and_evaluate(config, workdir)
   assert results["dev/accuracy"] >= 0.95, results
   records = [json.loads(line) for line in open(os.path.join(workdir, "metrics.jsonl"))]
@@ -57,36 +79,50 @@ def test_sst2_really_learns(checkpoint, tmp_path):
   # one best checkpoint is kept: the step the final results come from
   kept = [d for d in os.listdir(os.path.join(workdir, "checkpoints", "best")) if d.isdigit()]
   assert kept == [str(int(results["best_step"]))]
-  model, params = af.from_pretrained(os.path.join(workdir, "model"),
-                                     af.AlbertForSequenceClassification)
+  model, params = af.from_pretrained(
+    os.path.join(workdir, "model"), af.AlbertForSequenceClassification
+  )
   assert model.config.label_names == ("0", "1") and model.config.num_labels == 2
   assert os.path.isfile(os.path.join(workdir, "model", "spiece.model"))
   assert os.path.isfile(os.path.join(workdir, "hf", "model.safetensors"))
   assert _read_json(os.path.join(workdir, "hf", "config.json"))["architectures"] == [
-      "AlbertForSequenceClassification"]
+    "AlbertForSequenceClassification"
+  ]
 
 
 def test_glue_mnli_writes_submissions_and_ax(checkpoint, tmp_path):
   data = td.write_mnli(str(tmp_path / "glue" / "MNLI"))
   workdir = str(tmp_path / "work")
-  results = train_and_evaluate(_config(glue, checkpoint, data, task="mnli", max_seq_length=32),
-                               workdir)
+  results = train_and_evaluate(
+    _config(glue, checkpoint, data, task="mnli", max_seq_length=32), workdir
+  )
   assert set(results) == {"dev_matched/accuracy", "dev_mismatched/accuracy", "best_step"}
   assert _read_json(os.path.join(workdir, "eval_results.json")) == pytest.approx(results)
   # GLUE submission files, AX by the MNLI model, dev predictions with labels
   predictions = os.path.join(workdir, "predictions")
-  assert sorted(os.listdir(predictions)) == ["AX.tsv", "MNLI-m.tsv", "MNLI-mm.tsv",
-                                             "dev_matched_predictions.tsv",
-                                             "dev_mismatched_predictions.tsv"]
+  assert sorted(os.listdir(predictions)) == [
+    "AX.tsv",
+    "MNLI-m.tsv",
+    "MNLI-mm.tsv",
+    "dev_matched_predictions.tsv",
+    "dev_mismatched_predictions.tsv",
+  ]
   with open(os.path.join(predictions, "AX.tsv")) as f:
     lines = f.read().splitlines()
   assert lines[0] == "index\tprediction" and len(lines) == 5
-  assert all(line.split("\t")[1] in ("entailment", "neutral", "contradiction")
-             for line in lines[1:])
+  assert all(
+    line.split("\t")[1] in ("entailment", "neutral", "contradiction") for line in lines[1:]
+  )
   with open(os.path.join(predictions, "dev_matched_predictions.tsv")) as f:
     header, *rows = [line.split("\t") for line in f.read().splitlines()]
-  assert header == ["index", "prediction", "label",
-                    "p(contradiction)", "p(entailment)", "p(neutral)"]
+  assert header == [
+    "index",
+    "prediction",
+    "label",
+    "p(contradiction)",
+    "p(entailment)",
+    "p(neutral)",
+  ]
   accuracy = np.mean([row[1] == row[2] for row in rows])
   assert accuracy == pytest.approx(results["dev_matched/accuracy"])
   probabilities = np.array([row[3:] for row in rows], float)
@@ -99,8 +135,15 @@ def test_squad_v2_end_to_end(checkpoint, tmp_path):
   workdir = str(tmp_path / "work")
   config = _config(squad, checkpoint, data, version="2.0", doc_stride=16, max_query_length=8)
   results = train_and_evaluate(config, workdir)
-  for key in ("dev/exact", "dev/f1", "dev/HasAns_f1", "dev/NoAns_f1", "dev/best_f1",
-              "dev/best_f1_thresh", "dev/null_score_diff_threshold"):
+  for key in (
+    "dev/exact",
+    "dev/f1",
+    "dev/HasAns_f1",
+    "dev/NoAns_f1",
+    "dev/best_f1",
+    "dev/best_f1_thresh",
+    "dev/null_score_diff_threshold",
+  ):
     assert key in results
   predictions = _read_json(os.path.join(workdir, "predictions", "predictions.json"))
   odds = _read_json(os.path.join(workdir, "predictions", "null_odds.json"))
@@ -109,8 +152,12 @@ def test_squad_v2_end_to_end(checkpoint, tmp_path):
   assert sorted(predictions) == sorted(qids) == sorted(odds)
   assert all(isinstance(v, str) for v in predictions.values())
   # the reported scores are the official ones of the written predictions
-  golds = {qa["id"]: [x["text"] for x in qa["answers"]] for a in dev["data"]
-           for p in a["paragraphs"] for qa in p["qas"]}
+  golds = {
+    qa["id"]: [x["text"] for x in qa["answers"]]
+    for a in dev["data"]
+    for p in a["paragraphs"]
+    for qa in p["qas"]
+  }
   assert squad_metrics.evaluate_v2(golds, predictions)["f1"] == pytest.approx(results["dev/f1"])
   threshold = results["dev/null_score_diff_threshold"]
   assert all(odds[q] <= threshold for q in qids if predictions[q])
@@ -119,8 +166,9 @@ def test_squad_v2_end_to_end(checkpoint, tmp_path):
 
 def test_race_end_to_end(checkpoint, tmp_path):
   data = td.write_race(str(tmp_path / "RACE"))
-  results = train_and_evaluate(_config(race, checkpoint, data, max_qa_length=16),
-                               str(tmp_path / "work"))
+  results = train_and_evaluate(
+    _config(race, checkpoint, data, max_qa_length=16), str(tmp_path / "work")
+  )
   for key in ("dev/accuracy", "dev/accuracy_middle", "dev/accuracy_high", "test/accuracy"):
     assert 0.0 <= results[key] <= 1.0
   written = _read_json(str(tmp_path / "work" / "predictions" / "test_predictions.json"))
@@ -140,8 +188,7 @@ def test_ner_end_to_end_iob1_and_resume(checkpoint, tmp_path):
   assert any(parts[1] == "B-LOC" for parts in token_lines)
 
   # a rerun with more steps resumes from the latest checkpoint (step 4), not from scratch
-  train_and_evaluate(_config(ner, checkpoint, data, max_seq_length=16, train_steps=6),
-                     str(workdir))
+  train_and_evaluate(_config(ner, checkpoint, data, max_seq_length=16, train_steps=6), str(workdir))
   records = [json.loads(line) for line in open(workdir / "metrics.jsonl")]
   assert [r["step"] for r in records if "split" not in r] == [2, 4, 6]
   assert [r["step"] for r in records if r.get("split") == "eval"] == [2, 4, 6]
@@ -164,11 +211,22 @@ def test_command_line(checkpoint, tmp_path):
   with open(os.path.join(data, "train.txt"), "a") as f:
     f.write("Berlin NNP B-NP B-CITY\n")
   process = subprocess.run(
-      [sys.executable, "-m", "finetune", f"--config={REPO}/finetune/configs/ner.py",
-       f"--workdir={tmp_path / 'work'}", f"--config.init_from={checkpoint}",
-       f"--config.data_dir={data}", "--config.max_seq_length=16"],
-      cwd=REPO, capture_output=True, text=True, timeout=300,
-      env={**os.environ, "PYTHONPATH": REPO + os.pathsep + os.environ.get("PYTHONPATH", "")})
+    [
+      sys.executable,
+      "-m",
+      "finetune",
+      f"--config={REPO}/finetune/configs/ner.py",
+      f"--workdir={tmp_path / 'work'}",
+      f"--config.init_from={checkpoint}",
+      f"--config.data_dir={data}",
+      "--config.max_seq_length=16",
+    ],
+    cwd=REPO,
+    capture_output=True,
+    text=True,
+    timeout=300,
+    env={**os.environ, "PYTHONPATH": REPO + os.pathsep + os.environ.get("PYTHONPATH", "")},
+  )
   assert process.returncode != 0
   line = len(open(os.path.join(data, "train.txt")).read().splitlines())
   assert f"train.txt:{line}: tag 'B-CITY'" in process.stderr, process.stderr[-2000:]

@@ -13,11 +13,18 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import (
+  SEQ,
+  TINY,
+  assert_outputs_match,
+  forward,
+  make_inputs,
+  torch_outputs,
+  torch_reference,
+)
 from flax import traverse_util
 
 import albert_flax as af
-from conftest import (SEQ, TINY, assert_outputs_match, forward, make_inputs, torch_outputs,
-                      torch_reference)
 
 HEAD_SIZES = {"AlbertForSequenceClassification": 3, "AlbertForTokenClassification": 5}
 
@@ -25,9 +32,11 @@ HEAD_SIZES = {"AlbertForSequenceClassification": 3, "AlbertForTokenClassificatio
 def _roundtrip_through_transformers(class_name, model, params, directory, inputs, expected):
   """save_pretrained(format="hf") -> transformers' from_pretrained -> the same outputs."""
   import transformers
+
   af.save_pretrained(directory, model, params, format="hf")
   reloaded, info = getattr(transformers, class_name).from_pretrained(
-      directory, output_loading_info=True, attn_implementation="eager")
+    directory, output_loading_info=True, attn_implementation="eager"
+  )
   assert not any(info.values()), info  # nothing missing, unexpected or mismatched
   got = torch_outputs(reloaded.eval(), *inputs)
   assert got.keys() == expected.keys()
@@ -52,13 +61,22 @@ def test_parity_with_transformers_every_model_class(class_name, tmp_path):
   _roundtrip_through_transformers(class_name, model, params, tmp_path / "ours", inputs, expected)
 
 
-@pytest.mark.parametrize("overrides", [
+@pytest.mark.parametrize(
+  "overrides",
+  [
     # E == H; L=3 over G=2 groups: uneven runs (steps 0-1 -> group 0, step 2 -> group 1).
-    dict(hidden_act="relu", embedding_size=32, num_hidden_layers=3, num_hidden_groups=2,
-         inner_group_num=1),
+    dict(
+      hidden_act="relu",
+      embedding_size=32,
+      num_hidden_layers=3,
+      num_hidden_groups=2,
+      inner_group_num=1,
+    ),
     dict(hidden_act="gelu", num_hidden_layers=2, num_hidden_groups=1, inner_group_num=1),
     dict(hidden_act="silu", num_hidden_layers=3, num_hidden_groups=1, inner_group_num=2),
-], ids=["relu-E=H-uneven-groups", "gelu-exact", "silu-inner2"])
+  ],
+  ids=["relu-E=H-uneven-groups", "gelu-exact", "silu-inner2"],
+)
 def test_parity_activations_and_structures(overrides, tmp_path):
   reference = torch_reference("AlbertForPreTraining", seed=1, **overrides)
   reference.save_pretrained(tmp_path)
@@ -84,16 +102,18 @@ def test_masked_positions_gather_equals_full_logits(pretraining_checkpoint):
 @pytest.mark.parametrize("layers", [12, 48])
 def test_base_v2_parameter_count_is_independent_of_depth(layers):
   config = af.AlbertConfig.preset("base-v2", num_hidden_layers=layers)
-  shapes = jax.eval_shape(af.AlbertModel(config).init, jax.random.key(0),
-                          jnp.zeros((1, 8), jnp.int32))
+  shapes = jax.eval_shape(
+    af.AlbertModel(config).init, jax.random.key(0), jnp.zeros((1, 8), jnp.int32)
+  )
   flat = traverse_util.flatten_dict(nn.meta.unbox(shapes["params"]))
   assert sum(int(np.prod(v.shape)) for v in flat.values()) == 11_683_584
   # The scanned tree holds exactly one layer: 16 tensors, no stacked depth axis.
   layer = {k: v for k, v in flat.items() if "albert_layer_groups_0" in k}
   assert {k[3] for k in layer} == {"albert_layers_0"} and len(layer) == 16
   assert all(v.shape[0] != layers or k[-1] != "kernel" for k, v in layer.items())
-  assert layer[("albert", "encoder", "albert_layer_groups_0", "albert_layers_0", "ffn",
-                "kernel")].shape == (768, 3072)
+  assert layer[
+    ("albert", "encoder", "albert_layer_groups_0", "albert_layers_0", "ffn", "kernel")
+  ].shape == (768, 3072)
 
 
 def _tiny_config(**overrides) -> af.AlbertConfig:
@@ -106,8 +126,10 @@ def _random_params(model, ids, scale: float = 0.2, seed: int = 0):
   shapes = nn.meta.unbox(jax.eval_shape(model.init, jax.random.key(0), ids)["params"])
   leaves, tree = jax.tree.flatten_with_path(shapes)
   keys = jax.random.split(jax.random.key(seed), len(leaves))
-  values = [scale * jax.random.normal(k, leaf.shape) + (1.0 if path[-1].key == "scale" else 0.0)
-            for k, (path, leaf) in zip(keys, leaves)]
+  values = [
+    scale * jax.random.normal(k, leaf.shape) + (1.0 if path[-1].key == "scale" else 0.0)
+    for k, (path, leaf) in zip(keys, leaves)
+  ]
   return jax.tree.unflatten(tree, values)
 
 
@@ -119,7 +141,8 @@ def test_bfloat16_compute_stays_close_to_float32(pretraining_checkpoint):
   # Kernels and tables at ALBERT's initializer scale (0.02), the scale of real checkpoints (the
   # test checkpoint's 0.2 makes attention needlessly sharp). Parameters stay float32.
   params = jax.tree_util.tree_map_with_path(
-      lambda path, x: x * 0.1 if path[-1].key in ("kernel", "embedding") else x, params)
+    lambda path, x: x * 0.1 if path[-1].key in ("kernel", "embedding") else x, params
+  )
   out32, out16 = forward(model32, params, *inputs), forward(model16, params, *inputs)
   assert out16.hidden_states[-1].dtype == jnp.bfloat16  # the layers really ran in bf16
   for name in ("prediction_logits", "sop_logits"):
@@ -133,8 +156,9 @@ def test_bfloat16_compute_stays_close_to_float32(pretraining_checkpoint):
 
 def test_remat_gives_the_same_gradients():
   # Dropout on: remat must recompute the forward with the same masks.
-  config = _tiny_config(num_hidden_layers=3, num_hidden_groups=1, inner_group_num=1,
-                        hidden_dropout_prob=0.1)
+  config = _tiny_config(
+    num_hidden_layers=3, num_hidden_groups=1, inner_group_num=1, hidden_dropout_prob=0.1
+  )
   ids, mask, types = make_inputs()
   params = _random_params(af.AlbertForPreTraining(config), ids)
   weights = jax.random.normal(jax.random.key(1), (3, SEQ, TINY["vocab_size"]))
@@ -143,9 +167,16 @@ def test_remat_gives_the_same_gradients():
     model = af.AlbertForPreTraining(config.replace(remat=remat))
 
     def loss(p):
-      out = model.apply({"params": p}, ids, attention_mask=mask, token_type_ids=types,
-                        deterministic=False, rngs={"dropout": jax.random.key(2)})
-      return jnp.sum(out.prediction_logits * weights) + jnp.sum(out.sop_logits ** 2)
+      out = model.apply(
+        {"params": p},
+        ids,
+        attention_mask=mask,
+        token_type_ids=types,
+        deterministic=False,
+        rngs={"dropout": jax.random.key(2)},
+      )
+      return jnp.sum(out.prediction_logits * weights) + jnp.sum(out.sop_logits**2)
+
     flat = traverse_util.flatten_dict(jax.jit(jax.grad(loss))(params))
     return {"/".join(k): np.asarray(v) for k, v in flat.items()}
 
@@ -160,8 +191,9 @@ def test_remat_gives_the_same_gradients():
         assert np.abs(got[name]).max() < 1e-5 * scale and np.abs(want).max() < 1e-5 * scale
         continue
       # Recomputation fuses differently: float32 rounding relative to the tensor's own scale.
-      np.testing.assert_allclose(got[name], want, rtol=1e-5,
-                                 atol=1e-5 * float(np.abs(want).max()), err_msg=name)
+      np.testing.assert_allclose(
+        got[name], want, rtol=1e-5, atol=1e-5 * float(np.abs(want).max()), err_msg=name
+      )
       assert np.abs(want).max() > 1e-4 * scale, name  # a gradient that is really there
 
 
@@ -171,8 +203,9 @@ def test_dropout_masks_differ_between_scan_steps():
   Every nn.Dropout call inside the layer reports its mask to the host with jax.debug.callback;
   with L=2 each layer-internal dropout site runs twice and the two masks must differ.
   """
-  config = _tiny_config(num_hidden_layers=2, num_hidden_groups=1, inner_group_num=1,
-                        hidden_dropout_prob=0.5)
+  config = _tiny_config(
+    num_hidden_layers=2, num_hidden_groups=1, inner_group_num=1, hidden_dropout_prob=0.5
+  )
   ids, mask, types = make_inputs()
   model = af.AlbertModel(config)
   params = _random_params(model, ids)
@@ -191,8 +224,15 @@ def test_dropout_masks_differ_between_scan_steps():
   @jax.jit
   def run(params):
     with nn.intercept_methods(interceptor):  # active while tracing, where the calls happen
-      return model.apply({"params": params}, ids, attention_mask=mask, token_type_ids=types,
-                         deterministic=False, rngs={"dropout": jax.random.key(3)})
+      return model.apply(
+        {"params": params},
+        ids,
+        attention_mask=mask,
+        token_type_ids=types,
+        deterministic=False,
+        rngs={"dropout": jax.random.key(3)},
+      )
+
   jax.block_until_ready(run(params))
   jax.effects_barrier()  # all callbacks delivered
   layer_sites = {p: m for p, m in masks.items() if "albert_layer_groups_0" in p}
@@ -202,8 +242,9 @@ def test_dropout_masks_differ_between_scan_steps():
     assert not np.array_equal(first, second), f"{path}: the same mask on both steps"
 
 
-@pytest.mark.parametrize("case", ["id>=vocab", "negative id", "too long", "token type",
-                                  "mask shape", "masked_positions"])
+@pytest.mark.parametrize(
+  "case", ["id>=vocab", "negative id", "too long", "token type", "mask shape", "masked_positions"]
+)
 def test_bad_inputs_raise(case, pretraining_checkpoint):
   directory, *_ = pretraining_checkpoint
   model, params = af.from_pretrained(directory)

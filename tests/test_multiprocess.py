@@ -8,6 +8,7 @@ import json
 
 from multiprocess_launch import finish, free_port, start
 
+
 def test_two_processes_equal_one_process(tmp_path):
   single_dir, multi_dir = tmp_path / "single", tmp_path / "multi"
   single_dir.mkdir()
@@ -27,6 +28,13 @@ def test_two_processes_equal_one_process(tmp_path):
   assert multi["share_count"] == 2  # each process fed half of every batch
   assert len(single["history"]) == len(multi["history"]) == 4
   for step, (a, b) in enumerate(zip(single["history"], multi["history"])):
-    for name in ("loss", "masked_lm_loss", "sentence_order_loss", "masked_lm_accuracy",
-                 "sentence_order_accuracy", "grad_norm", "learning_rate"):
+    for name in (
+      "loss",
+      "masked_lm_loss",
+      "sentence_order_loss",
+      "masked_lm_accuracy",
+      "sentence_order_accuracy",
+      "grad_norm",
+      "learning_rate",
+    ):
       assert abs(a[name] - b[name]) <= 2e-5 * max(1.0, abs(a[name])), (step, name, a, b)

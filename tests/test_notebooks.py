@@ -33,9 +33,8 @@ import build_notebooks  # noqa: E402
 
 # Values injected after each notebook's "parameters" cell.
 PARAMETERS = {
-    "quickstart.ipynb": {"FINETUNE_STEPS": 6},
-    "pretrain_tpu.ipynb": {"NUM_STEPS": 6, "RESUME_STEPS": 3, "BATCH_SIZE": 8,
-                           "MAX_SEQ_LENGTH": 64},
+  "quickstart.ipynb": {"FINETUNE_STEPS": 6},
+  "pretrain_tpu.ipynb": {"NUM_STEPS": 6, "RESUME_STEPS": 3, "BATCH_SIZE": 8, "MAX_SEQ_LENGTH": 64},
 }
 
 
@@ -44,18 +43,19 @@ def kernel_manager_factory(tmp_path_factory):
   """A factory of KernelManagers for a kernelspec of this interpreter, written to a temp dir."""
   kernels = tmp_path_factory.mktemp("kernels")
   env = {
-      # The repository first, so the notebooks import this checkout even when not pip-installed.
-      "PYTHONPATH": os.pathsep.join([str(REPO)] + [p for p in
-                                                   os.environ.get("PYTHONPATH", "").split(os.pathsep)
-                                                   if p]),
-      "HF_HUB_OFFLINE": "1",
-      "TRANSFORMERS_OFFLINE": "1",
-      "JAX_PLATFORMS": "cpu",
-      "MPLBACKEND": "Agg",
-      "TF_CPP_MIN_LOG_LEVEL": "3",
+    # The repository first, so the notebooks import this checkout even when not pip-installed.
+    "PYTHONPATH": os.pathsep.join(
+      [str(REPO)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    ),
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "JAX_PLATFORMS": "cpu",
+    "MPLBACKEND": "Agg",
+    "TF_CPP_MIN_LOG_LEVEL": "3",
   }
-  spec_dir = write_kernel_spec(path=kernels / KERNEL_NAME,
-                               overrides={"display_name": "albert-flax tests", "env": env})
+  spec_dir = write_kernel_spec(
+    path=kernels / KERNEL_NAME, overrides={"display_name": "albert-flax tests", "env": env}
+  )
   # write_kernel_spec uses "python" from PATH unless told: pin this interpreter.
   spec_file = Path(spec_dir) / "kernel.json"
   spec = json.loads(spec_file.read_text())
@@ -74,7 +74,8 @@ def _inject_parameters(nb, values: dict) -> None:
   tagged = [i for i, cell in enumerate(nb.cells) if "parameters" in cell.metadata.get("tags", [])]
   assert len(tagged) == 1, f"expected exactly one cell tagged 'parameters', found {len(tagged)}"
   source = "# Injected by tests/test_notebooks.py\n" + "".join(
-      f"{name} = {value!r}\n" for name, value in values.items())
+    f"{name} = {value!r}\n" for name, value in values.items()
+  )
   cell = nbformat.v4.new_code_cell(source, metadata={"tags": ["injected-parameters"]})
   cell.id = "injected-parameters"
   nb.cells.insert(tagged[0] + 1, cell)
@@ -89,11 +90,20 @@ def test_notebook_runs(name, kernel_manager_factory, tmp_path):
   nb = nbformat.read(NOTEBOOKS / name, as_version=4)
   _inject_parameters(nb, PARAMETERS[name])
   client = nbclient.NotebookClient(
-      nb, km=kernel_manager_factory(), timeout=CELL_TIMEOUT_S, allow_errors=False,
-      resources={"metadata": {"path": str(tmp_path)}})
+    nb,
+    km=kernel_manager_factory(),
+    timeout=CELL_TIMEOUT_S,
+    allow_errors=False,
+    resources={"metadata": {"path": str(tmp_path)}},
+  )
   client.execute()  # raises CellExecutionError naming the failing cell
-  errors = [out for cell in nb.cells if cell.cell_type == "code"
-            for out in cell.get("outputs", []) if out.get("output_type") == "error"]
+  errors = [
+    out
+    for cell in nb.cells
+    if cell.cell_type == "code"
+    for out in cell.get("outputs", [])
+    if out.get("output_type") == "error"
+  ]
   assert not errors
 
 
@@ -104,21 +114,27 @@ def test_committed_notebook_is_generated_and_has_no_outputs(name):
   for cell in committed.cells:
     if cell.cell_type == "code":
       assert cell.outputs == [] and cell.execution_count is None, (
-          f"{name} cell {cell.id} holds outputs: commit notebooks without them")
+        f"{name} cell {cell.id} holds outputs: commit notebooks without them"
+      )
   generated = build_notebooks.NOTEBOOKS[name]()
+
   def summary(nb):
     return [(c.cell_type, c.source, c.metadata.get("tags", [])) for c in nb.cells]
 
   assert summary(committed) == summary(generated), (
-          f"{name} differs from notebooks/build_notebooks.py: run `python notebooks/build_notebooks.py`")
+    f"{name} differs from notebooks/build_notebooks.py: run `python notebooks/build_notebooks.py`"
+  )
 
 
 def test_a_failing_cell_fails_the_run(kernel_manager_factory, tmp_path):
   nb = nbformat.v4.new_notebook()
-  nb.cells = [nbformat.v4.new_code_cell("x = 1"),
-              nbformat.v4.new_code_cell("raise ValueError('boom')"),
-              nbformat.v4.new_code_cell("y = 2")]
-  client = nbclient.NotebookClient(nb, km=kernel_manager_factory(), timeout=60,
-                                   resources={"metadata": {"path": str(tmp_path)}})
+  nb.cells = [
+    nbformat.v4.new_code_cell("x = 1"),
+    nbformat.v4.new_code_cell("raise ValueError('boom')"),
+    nbformat.v4.new_code_cell("y = 2"),
+  ]
+  client = nbclient.NotebookClient(
+    nb, km=kernel_manager_factory(), timeout=60, resources={"metadata": {"path": str(tmp_path)}}
+  )
   with pytest.raises(nbclient.exceptions.CellExecutionError, match="boom"):
     client.execute()

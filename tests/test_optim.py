@@ -11,13 +11,13 @@ from albert_flax.train import optim
 
 def _tree(rs):
   return {
-      "encoder": {
-          "dense": {"kernel": rs.randn(3, 4), "bias": rs.randn(4)},
-          "LayerNorm": {"scale": rs.rand(4) + 0.5, "bias": rs.randn(4)},
-          "full_layer_layer_norm": {"scale": rs.rand(4) + 0.5},
-      },
-      "zeros": {"kernel": np.zeros((2, 2))},  # ||w|| = 0: trust ratio 1
-      "predictions": {"bias": rs.randn(5)},
+    "encoder": {
+      "dense": {"kernel": rs.randn(3, 4), "bias": rs.randn(4)},
+      "LayerNorm": {"scale": rs.rand(4) + 0.5, "bias": rs.randn(4)},
+      "full_layer_layer_norm": {"scale": rs.rand(4) + 0.5},
+    },
+    "zeros": {"kernel": np.zeros((2, 2))},  # ||w|| = 0: trust ratio 1
+    "predictions": {"bias": rs.randn(5)},
   }
 
 
@@ -98,8 +98,9 @@ def test_lamb_moments_have_no_bias_correction_unlike_optax():
   g = np.asarray(grads["dense"]["kernel"], np.float64)
   moments = optim.scale_by_lamb_moments()
   ours, _ = moments.update(grads, moments.init(grads))
-  np.testing.assert_allclose(ours["dense"]["kernel"],
-                             0.1 * g / (np.sqrt(0.001) * np.abs(g) + 1e-6), rtol=1e-5)
+  np.testing.assert_allclose(
+    ours["dense"]["kernel"], 0.1 * g / (np.sqrt(0.001) * np.abs(g) + 1e-6), rtol=1e-5
+  )
   adam = optax.scale_by_adam(eps=1e-6)
   theirs, _ = adam.update(grads, adam.init(grads))
   np.testing.assert_allclose(theirs["dense"]["kernel"], g / (np.abs(g) + 1e-6), rtol=1e-5)
@@ -121,8 +122,9 @@ def test_adamw_matches_decoupled_adam_with_bias_correction():
     m_hat = (0.1 * g) / (1 - 0.9)
     v_hat = (0.001 * g * g) / (1 - 0.999)
     u = m_hat / (np.sqrt(v_hat) + eps) + (wd * w if _decayed(path) else 0.0)
-    np.testing.assert_allclose(dict(_paths(new))[path], w - lr * u, rtol=1e-5, atol=1e-6,
-                               err_msg=path)
+    np.testing.assert_allclose(
+      dict(_paths(new))[path], w - lr * u, rtol=1e-5, atol=1e-6, err_msg=path
+    )
 
 
 def test_adamw_without_bias_correction_is_the_original_adam_weight_decay_optimizer():
@@ -161,21 +163,27 @@ def test_create_optimizer_passes_bias_correction_to_adamw_only():
   grads = {"w": jnp.asarray([0.3, -0.2, 0.1]), "bias": jnp.asarray([0.05, 0.0, -0.4])}
 
   def first_update(name, bias_correction):
-    tx, _ = optim.create_optimizer(name, 0.1, 10, 0, grad_clip_norm=None,
-                                   bias_correction=bias_correction)
+    tx, _ = optim.create_optimizer(
+      name, 0.1, 10, 0, grad_clip_norm=None, bias_correction=bias_correction
+    )
     updates, _ = tx.update(grads, tx.init(params), params)
     return updates
 
   # First step on the decay-free bias: sign(g) with correction, 0.1 g / (sqrt(0.001)|g| + eps)
   # (about 3.16 sign(g)) without; the schedule gives lr 0.1 at step 0.
   g = np.asarray(grads["bias"], np.float64)
-  np.testing.assert_allclose(first_update("adamw", True)["bias"], -0.1 * g / (np.abs(g) + 1e-6),
-                             rtol=1e-5)
-  np.testing.assert_allclose(first_update("adamw", False)["bias"],
-                             -0.1 * 0.1 * g / (np.sqrt(0.001) * np.abs(g) + 1e-6), rtol=1e-5)
+  np.testing.assert_allclose(
+    first_update("adamw", True)["bias"], -0.1 * g / (np.abs(g) + 1e-6), rtol=1e-5
+  )
+  np.testing.assert_allclose(
+    first_update("adamw", False)["bias"],
+    -0.1 * 0.1 * g / (np.sqrt(0.001) * np.abs(g) + 1e-6),
+    rtol=1e-5,
+  )
   # LAMB ignores it.
-  jax.tree.map(np.testing.assert_array_equal, first_update("lamb", True),
-               first_update("lamb", False))
+  jax.tree.map(
+    np.testing.assert_array_equal, first_update("lamb", True), first_update("lamb", False)
+  )
 
 
 def test_schedule_is_linear_warmup_then_polynomial_decay_from_step_zero():
@@ -185,8 +193,9 @@ def test_schedule_is_linear_warmup_then_polynomial_decay_from_step_zero():
     np.testing.assert_allclose(schedule(step), lr * step / warmup, rtol=1e-6)
   for step in (100, 500, 999, 1000, 2000):
     # tf.train.polynomial_decay(lr, step, total, end=0, power=1): the decay counts from step 0.
-    np.testing.assert_allclose(schedule(step), lr * (1 - min(step, total) / total), rtol=1e-4,
-                               atol=1e-12)
+    np.testing.assert_allclose(
+      schedule(step), lr * (1 - min(step, total) / total), rtol=1e-4, atol=1e-12
+    )
   with pytest.raises(ValueError, match="total_steps"):
     optim.warmup_polynomial_decay(lr, 0, 0)
 
@@ -194,8 +203,7 @@ def test_schedule_is_linear_warmup_then_polynomial_decay_from_step_zero():
 def test_create_optimizer_clips_to_global_norm_first():
   params = {"w": jnp.ones((4,)), "LayerNorm": {"scale": jnp.ones((4,))}}
   grads = {"w": jnp.full((4,), 3.0), "LayerNorm": {"scale": jnp.full((4,), 4.0)}}
-  clipped_tx, _ = optim.create_optimizer("adamw", 0.1, 10, 0, weight_decay=0.0,
-                                         grad_clip_norm=1.0)
+  clipped_tx, _ = optim.create_optimizer("adamw", 0.1, 10, 0, weight_decay=0.0, grad_clip_norm=1.0)
   reference = optim.adamw(optim.warmup_polynomial_decay(0.1, 10, 0), weight_decay=0.0)
   norm = 10.0  # sqrt(4 * 3^2 + 4 * 4^2)
   scaled = jax.tree.map(lambda g: g / norm, grads)

@@ -16,17 +16,19 @@ from albert_flax.tokenization import AlbertTokenizer, train_tokenizer
 from pretrain import corpus, data, masking, shards
 from pretrain.examples import ExampleConfig, make_examples, tokenize_documents
 
-S = 64          # max_seq_length of most tests: many examples from a small corpus
-P = 10          # max_predictions_per_seq
-_SYLLABLES = ("ka lo mi ne su ta ri po ve du shi gra mon tel bar quo fen wix lur zam dro pex "
-              "sil tor").split()
+S = 64  # max_seq_length of most tests: many examples from a small corpus
+P = 10  # max_predictions_per_seq
+_SYLLABLES = (
+  "ka lo mi ne su ta ri po ve du shi gra mon tel bar quo fen wix lur zam dro pex sil tor"
+).split()
 
 
 def _write_corpus(directory, num_files=3, num_docs=240, seed=0):
   """Writes the corpus in the original format; returns (paths, documents as lists of sentences)."""
   rng = random.Random(seed)
-  words = sorted({"".join(rng.choice(_SYLLABLES) for _ in range(rng.randint(1, 4)))
-                  for _ in range(700)})
+  words = sorted(
+    {"".join(rng.choice(_SYLLABLES) for _ in range(rng.randint(1, 4))) for _ in range(700)}
+  )
   seen, docs = set(), []
   for d in range(num_docs):
     # Some one-sentence documents: they make no pair (and must not crash anything).
@@ -51,18 +53,29 @@ def _write_corpus(directory, num_files=3, num_docs=240, seed=0):
 def setup(tmp_path_factory):
   d = tmp_path_factory.mktemp("pretrain_data")
   paths, docs = _write_corpus(str(d))
-  model = train_tokenizer(paths, 300, str(d / "spm"), seed=0, hard_vocab_limit=False,
-                          num_threads=2)
+  model = train_tokenizer(paths, 300, str(d / "spm"), seed=0, hard_vocab_limit=False, num_threads=2)
   tok = AlbertTokenizer(model)
-  return {"dir": d, "glob": str(d / "part-*.txt"), "paths": paths, "docs": docs, "tok": tok,
-          "model": model}
+  return {
+    "dir": d,
+    "glob": str(d / "part-*.txt"),
+    "paths": paths,
+    "docs": docs,
+    "tok": tok,
+    "model": model,
+  }
 
 
 def _batches(setup, n=None, **kw):
   kw = {"process_index": 0, "process_count": 1, "shuffle_buffer": 16, **kw}
-  it = data.make_pretraining_batches(kw.pop("files", setup["glob"]), setup["tok"],
-                                     kw.pop("batch_size", 32), kw.pop("max_seq_length", S),
-                                     kw.pop("max_predictions_per_seq", P), kw.pop("seed", 0), **kw)
+  it = data.make_pretraining_batches(
+    kw.pop("files", setup["glob"]),
+    setup["tok"],
+    kw.pop("batch_size", 32),
+    kw.pop("max_seq_length", S),
+    kw.pop("max_predictions_per_seq", P),
+    kw.pop("seed", 0),
+    **kw,
+  )
   with it:
     return [b for _, b in zip(range(n), it)] if n else list(it)
 
@@ -93,10 +106,14 @@ def test_layout_padding_and_lengths(setup, epoch2):
   n = len(b["input_ids"])
   assert n > 1500
   assert {k: (v.dtype, v.shape[1:]) for k, v in b.items()} == {
-      "input_ids": (np.int32, (S,)), "attention_mask": (np.int32, (S,)),
-      "token_type_ids": (np.int32, (S,)), "masked_lm_positions": (np.int32, (P,)),
-      "masked_lm_ids": (np.int32, (P,)), "masked_lm_weights": (np.float32, (P,)),
-      "sentence_order_label": (np.int32, ())}
+    "input_ids": (np.int32, (S,)),
+    "attention_mask": (np.int32, (S,)),
+    "token_type_ids": (np.int32, (S,)),
+    "masked_lm_positions": (np.int32, (P,)),
+    "masked_lm_ids": (np.int32, (P,)),
+    "masked_lm_weights": (np.float32, (P,)),
+    "sentence_order_label": (np.int32, ()),
+  }
   ids, mask, types = _unmasked(b), b["attention_mask"], b["token_type_ids"]
   length = mask.sum(1)
   j = np.arange(S)[None, :]
@@ -124,7 +141,9 @@ def test_masking_rate_and_replacements(setup, epoch2):
   rows, slots = np.nonzero(w)
   pos = b["masked_lm_positions"][rows, slots]
   # Positions ascend within an example, weights are a prefix, padding predictions are zeros.
-  assert (np.diff(np.where(w > 0, b["masked_lm_positions"], 10**6 + np.arange(P)), axis=1) > 0).all()
+  assert (
+    np.diff(np.where(w > 0, b["masked_lm_positions"], 10**6 + np.arange(P)), axis=1) > 0
+  ).all()
   assert (w == (np.arange(P)[None, :] < got[:, None])).all()
   assert (b["masked_lm_positions"][w == 0] == 0).all() and (b["masked_lm_ids"][w == 0] == 0).all()
   # Never [CLS], [SEP] or padding.
@@ -135,7 +154,9 @@ def test_masking_rate_and_replacements(setup, epoch2):
   frac_mask = np.mean(now == tok.mask_token_id)
   frac_same = np.mean(now == orig[rows, pos])
   frac_random = 1 - frac_mask - frac_same
-  assert abs(frac_mask - 0.8) < 0.02 and abs(frac_same - 0.1) < 0.02 and abs(frac_random - 0.1) < 0.02
+  assert (
+    abs(frac_mask - 0.8) < 0.02 and abs(frac_same - 0.1) < 0.02 and abs(frac_random - 0.1) < 0.02
+  )
   assert (now[now != orig[rows, pos]] != tok.pad_token_id).all()
   replaced = now[(now != orig[rows, pos]) & (now != tok.mask_token_id)]
   assert replaced.min() >= 5 and replaced.max() < tok.vocab_size
@@ -191,8 +212,10 @@ def test_ngram_span_lengths():
 def _locate(setup):
   """Finder of a token segment in the corpus: -> (document index, token offset) or None."""
   tok = setup["tok"]
-  streams = [np.concatenate([np.asarray(x, np.int32) for x in tok.encode_as_ids(doc)])
-             for doc in setup["docs"]]
+  streams = [
+    np.concatenate([np.asarray(x, np.int32) for x in tok.encode_as_ids(doc)])
+    for doc in setup["docs"]
+  ]
   big = np.concatenate([np.append(s, -1) for s in streams]).astype(np.int32)
   starts = np.concatenate([[0], np.cumsum([len(s) + 1 for s in streams])])
   raw = big.tobytes()
@@ -208,6 +231,7 @@ def _locate(setup):
       return None  # absent or ambiguous
     d = int(np.searchsorted(starts, hits[0], side="right")) - 1
     return d, hits[0] - starts[d]
+
   return find
 
 
@@ -221,7 +245,7 @@ def test_sentence_order_pairs(setup, epoch2):
   checked = 0
   for ids, label in zip(orig[:800], labels[:800]):
     s1, s2 = np.nonzero(ids == sep)[0]
-    first, second = ids[1:s1], ids[s1 + 1:s2]
+    first, second = ids[1:s1], ids[s1 + 1 : s2]
     if min(len(first), len(second)) < 8:
       continue  # short segments may occur twice in the corpus
     a, c = find(first), find(second)
@@ -243,10 +267,10 @@ def test_pairs_use_whole_sentences(setup):
   ex = make_examples(t, ExampleConfig(2048, 20, short_seq_prob=0.0), tok, (0,), mask=False)
   sentences = {tuple(x) for doc in docs for x in tok.encode_as_ids(doc)}
   sep = tok.sep_token_id
-  for ids, length, label in zip(ex["input_ids"], ex["length"], ex["sentence_order_label"]):
+  for ids, length, _label in zip(ex["input_ids"], ex["length"], ex["sentence_order_label"]):
     ids = ids[:length]
     s1 = int(np.nonzero(ids == sep)[0][0])
-    for seg in (ids[1:s1], ids[s1 + 1:-1]):
+    for seg in (ids[1:s1], ids[s1 + 1 : -1]):
       # Greedily peel known sentences off the front: every segment is whole sentences.
       seg = tuple(seg)
       while seg:
@@ -275,21 +299,32 @@ def test_dynamic_masking_differs_between_epochs(setup):
   two = _batches(setup, num_epochs=2, shuffle_buffer=10**6, short_seq_prob=0.0, batch_size=1)
   # Same documents, new pairs and masks in the second epoch.
   assert 1.8 * len(one) < len(two) < 2.2 * len(one)
-  e0 = {tuple(b["input_ids"][0]) for b in two[:len(one)]}
-  e1 = {tuple(b["input_ids"][0]) for b in two[len(one):]}
+  e0 = {tuple(b["input_ids"][0]) for b in two[: len(one)]}
+  e1 = {tuple(b["input_ids"][0]) for b in two[len(one) :]}
   assert len(e0 & e1) < 0.05 * len(e0)
 
 
 def test_resume_mid_stream_equals_uninterrupted(setup):
   full = _batches(setup, 40, batch_size=24, num_epochs=None)
-  it = data.make_pretraining_batches(setup["glob"], setup["tok"], 24, S, P, 0, process_index=0,
-                                     process_count=1, shuffle_buffer=16)
+  it = data.make_pretraining_batches(
+    setup["glob"], setup["tok"], 24, S, P, 0, process_index=0, process_count=1, shuffle_buffer=16
+  )
   for _ in range(17):
     next(it)
   state = json.loads(json.dumps(it.get_state()))  # survives a JSON round trip
   assert len(json.dumps(state)) < 400
-  resumed = data.make_pretraining_batches(setup["glob"], setup["tok"], 24, S, P, 0, process_index=0,
-                                          process_count=1, shuffle_buffer=16, state=state)
+  resumed = data.make_pretraining_batches(
+    setup["glob"],
+    setup["tok"],
+    24,
+    S,
+    P,
+    0,
+    process_index=0,
+    process_count=1,
+    shuffle_buffer=16,
+    state=state,
+  )
   rest = [next(resumed) for _ in range(23)]
   # ... including across window and epoch boundaries (one epoch is ~33 batches here).
   for x, y in zip(full[17:], rest):
@@ -299,11 +334,22 @@ def test_resume_mid_stream_equals_uninterrupted(setup):
   it.set_state(state)
   np.testing.assert_array_equal(next(it)["input_ids"], full[17]["input_ids"])
   with pytest.raises(ValueError, match="seed"):
-    data.make_pretraining_batches(setup["glob"], setup["tok"], 24, S, P, 1, process_index=0,
-                                  process_count=1, state=state)
+    data.make_pretraining_batches(
+      setup["glob"], setup["tok"], 24, S, P, 1, process_index=0, process_count=1, state=state
+    )
   with pytest.raises(ValueError, match="other data settings"):
-    data.make_pretraining_batches(setup["glob"], setup["tok"], 24, S, P, 0, process_index=0,
-                                  process_count=1, shuffle_buffer=17, state=state)
+    data.make_pretraining_batches(
+      setup["glob"],
+      setup["tok"],
+      24,
+      S,
+      P,
+      0,
+      process_index=0,
+      process_count=1,
+      shuffle_buffer=17,
+      state=state,
+    )
   it.close()
   resumed.close()
 
@@ -334,7 +380,7 @@ def test_disjoint_process_shares(setup, shard_by):
     mine = {doc_ids[d] for d in shares[p]}
     sep = setup["tok"].sep_token_id
     for ids in _unmasked(b)[:200]:
-      seg = ids[1:np.nonzero(ids == sep)[0][0]]
+      seg = ids[1 : np.nonzero(ids == sep)[0][0]]
       hit = find(seg) if len(seg) >= 8 else None
       assert hit is None or hit[0] in mine
 
@@ -355,6 +401,7 @@ def test_eval_split_is_held_out(setup):
 
 def test_builtin_corpus(tmp_path, setup):
   from pretrain import builtin_corpus
+
   path = builtin_corpus.builtin_corpus_path(str(tmp_path))
   assert builtin_corpus.builtin_corpus_path(str(tmp_path)) == path  # cached
   docs = [d for d, _ in builtin_corpus.builtin_source(str(tmp_path)).documents(0, None, 0, 1)]
@@ -401,17 +448,27 @@ def test_bad_inputs_raise_clear_errors(setup, tmp_path):
 
 def test_static_shards_round_trip(setup, tmp_path):
   from pretrain import create_data
+
   out = str(tmp_path / "shards")
-  info = create_data.main([f"--input={setup['glob']}", f"--spm_model={setup['model']}",
-                           f"--output_dir={out}", f"--max_seq_length={S}", "--dupe_factor=2",
-                           f"--max_predictions_per_seq={P}", "--num_shards=3",
-                           "--shuffle_buffer=32"])
+  info = create_data.main(
+    [
+      f"--input={setup['glob']}",
+      f"--spm_model={setup['model']}",
+      f"--output_dir={out}",
+      f"--max_seq_length={S}",
+      "--dupe_factor=2",
+      f"--max_predictions_per_seq={P}",
+      "--num_shards=3",
+      "--shuffle_buffer=32",
+    ]
+  )
   assert info["num_examples"] == sum(s["num_examples"] for s in info["shards"])
   with open(os.path.join(out, shards.INFO_FILE)) as f:
     assert json.load(f)["dupe_factor"] == 2
   with pytest.raises(FileExistsError, match="already holds"):
-    create_data.main([f"--input={setup['glob']}", f"--spm_model={setup['model']}",
-                      f"--output_dir={out}"])
+    create_data.main(
+      [f"--input={setup['glob']}", f"--spm_model={setup['model']}", f"--output_dir={out}"]
+    )
   # About twice the examples of one dynamic epoch (two variants of every document).
   one_epoch = sum(len(b["input_ids"]) for b in _batches(setup, num_epochs=1, drop_remainder=False))
   assert 1.8 < info["num_examples"] / one_epoch < 2.2
@@ -419,29 +476,63 @@ def test_static_shards_round_trip(setup, tmp_path):
   reader = shards.ShardReader(os.path.join(out, "*.array_record"))
   written = shards.decode_records(reader.read(0, len(reader)), S, P)
   reader.close()
-  got = _cat(_batches(setup, files=None, static_shards=os.path.join(out, "*.array_record"),
-                      num_epochs=1, drop_remainder=False, batch_size=50, shuffle_buffer=100))
+  got = _cat(
+    _batches(
+      setup,
+      files=None,
+      static_shards=os.path.join(out, "*.array_record"),
+      num_epochs=1,
+      drop_remainder=False,
+      batch_size=50,
+      shuffle_buffer=100,
+    )
+  )
   assert len(got["input_ids"]) == info["num_examples"]
   key = lambda ids, pos: sorted(map(bytes, np.concatenate([ids, pos], 1).astype(np.int32)))
   assert key(got["input_ids"], got["masked_lm_positions"]) == key(
-      written["input_ids"], written["masked_lm_positions"])
-  longer = _batches(setup, 1, files=os.path.join(out, "*.array_record"), max_seq_length=S + 8,
-                    max_predictions_per_seq=P + 2)[0]
+    written["input_ids"], written["masked_lm_positions"]
+  )
+  longer = _batches(
+    setup,
+    1,
+    files=os.path.join(out, "*.array_record"),
+    max_seq_length=S + 8,
+    max_predictions_per_seq=P + 2,
+  )[0]
   assert longer["input_ids"].shape == (32, S + 8) and (longer["input_ids"][:, S:] == 0).all()
   assert (longer["masked_lm_weights"].sum(1) >= 1).all()
   with pytest.raises(ValueError, match="max_seq_length"):
-    _batches(setup, 1, static_shards=os.path.join(out, "*.array_record"), files=None,
-             max_seq_length=S - 8)
+    _batches(
+      setup, 1, static_shards=os.path.join(out, "*.array_record"), files=None, max_seq_length=S - 8
+    )
   # Static batches resume too.
   kw = dict(files=None, static_shards=os.path.join(out, "*.array_record"), shuffle_buffer=40)
   full = _batches(setup, 8, **kw)
-  it = data.make_pretraining_batches(None, None, 32, S, P, 0, process_index=0, process_count=1,
-                                     **{k: v for k, v in kw.items() if k != "files"})
+  it = data.make_pretraining_batches(
+    None,
+    None,
+    32,
+    S,
+    P,
+    0,
+    process_index=0,
+    process_count=1,
+    **{k: v for k, v in kw.items() if k != "files"},
+  )
   for _ in range(3):
     next(it)
-  it2 = data.make_pretraining_batches(None, None, 32, S, P, 0, process_index=0, process_count=1,
-                                      state=it.get_state(),
-                                      **{k: v for k, v in kw.items() if k != "files"})
+  it2 = data.make_pretraining_batches(
+    None,
+    None,
+    32,
+    S,
+    P,
+    0,
+    process_index=0,
+    process_count=1,
+    state=it.get_state(),
+    **{k: v for k, v in kw.items() if k != "files"},
+  )
   np.testing.assert_array_equal(next(it2)["input_ids"], full[3]["input_ids"])
   it.close()
   it2.close()
@@ -463,6 +554,7 @@ def test_record_codec_round_trip(setup):
 def test_tfds_source(setup, tmp_path):
   tfds = pytest.importorskip("tensorflow_datasets")
   from etils import epath
+
   (tmp_path / "pkg").mkdir()
   docs = setup["docs"]
 
@@ -475,8 +567,10 @@ def test_tfds_source(setup, tmp_path):
 
     def _info(self):
       return self.dataset_info_from_configs(
-          features=tfds.features.FeaturesDict({"title": tfds.features.Text(),
-                                               "text": tfds.features.Text()}))
+        features=tfds.features.FeaturesDict(
+          {"title": tfds.features.Text(), "text": tfds.features.Text()}
+        )
+      )
 
     def _split_generators(self, dl_manager):
       return {"train": self._generate_examples()}
@@ -498,9 +592,18 @@ def test_tfds_source(setup, tmp_path):
     assert not set(shares[0]) & set(shares[1]) and len(shares[0]) + len(shares[1]) == len(docs)
     kw = dict(files=None, tfds_name="pretrain_data_test_corpus", tfds_data_dir=data_dir)
     full = _batches(setup, 6, **kw)
-    it = data.make_pretraining_batches(None, setup["tok"], 32, S, P, 0, process_index=0,
-                                       process_count=1, shuffle_buffer=16,
-                                       **{k: v for k, v in kw.items() if k != "files"})
+    it = data.make_pretraining_batches(
+      None,
+      setup["tok"],
+      32,
+      S,
+      P,
+      0,
+      process_index=0,
+      process_count=1,
+      shuffle_buffer=16,
+      **{k: v for k, v in kw.items() if k != "files"},
+    )
     for _ in range(5):
       next(it)
     state = it.get_state()
@@ -509,7 +612,10 @@ def test_tfds_source(setup, tmp_path):
     np.testing.assert_array_equal(next(it)["input_ids"], full[5]["input_ids"])
     it.close()
     results[fmt] = full
-  np.testing.assert_array_equal(results["tfrecord"][5]["input_ids"],
-                                results["array_record"][5]["input_ids"])
+  np.testing.assert_array_equal(
+    results["tfrecord"][5]["input_ids"], results["array_record"][5]["input_ids"]
+  )
   with pytest.raises(ValueError, match="no field 'body'"):
-    corpus.TfdsSource("pretrain_data_test_corpus", "train", str(tmp_path / "tfrecord"), field="body")
+    corpus.TfdsSource(
+      "pretrain_data_test_corpus", "train", str(tmp_path / "tfrecord"), field="body"
+    )

@@ -25,9 +25,11 @@ from pretrain import train as pretrain_train
 from pretrain.configs import tiny
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-WORDS = ("the a module function returns value list object class method string file data name "
-         "type error default argument number path system time call set new first test line "
-         "key item result can is are be when if this that of to in for with by on").split()
+WORDS = (
+  "the a module function returns value list object class method string file data name "
+  "type error default argument number path system time call set new first test line "
+  "key item result can is are be when if this that of to in for with by on"
+).split()
 
 
 def _write_corpus(path, docs=120, seed=0):
@@ -44,32 +46,48 @@ def _write_corpus(path, docs=120, seed=0):
 
 def _small_overrides(corpus, steps):
   """A small model and short run (flags for `python -m pretrain`)."""
-  return [f"--config.data.train_files={corpus}", "--config.tokenizer.vocab_size=120",
-          "--config.model_overrides.hidden_size=32", "--config.model_overrides.embedding_size=16",
-          "--config.model_overrides.num_attention_heads=2",
-          "--config.model_overrides.intermediate_size=64",
-          "--config.model_overrides.num_hidden_layers=2",
-          f"--config.num_train_steps={steps}", "--config.batch_size=8",
-          "--config.max_seq_length=32", "--config.max_predictions_per_seq=5",
-          "--config.warmup_steps=2", "--config.log_every_steps=1",
-          "--config.checkpoint_every_steps=2", "--config.eval_every_steps=6",
-          "--config.eval_steps=1", "--config.data.eval_fraction=0.2"]
+  return [
+    f"--config.data.train_files={corpus}",
+    "--config.tokenizer.vocab_size=120",
+    "--config.model_overrides.hidden_size=32",
+    "--config.model_overrides.embedding_size=16",
+    "--config.model_overrides.num_attention_heads=2",
+    "--config.model_overrides.intermediate_size=64",
+    "--config.model_overrides.num_hidden_layers=2",
+    f"--config.num_train_steps={steps}",
+    "--config.batch_size=8",
+    "--config.max_seq_length=32",
+    "--config.max_predictions_per_seq=5",
+    "--config.warmup_steps=2",
+    "--config.log_every_steps=1",
+    "--config.checkpoint_every_steps=2",
+    "--config.eval_every_steps=6",
+    "--config.eval_steps=1",
+    "--config.data.eval_fraction=0.2",
+  ]
 
 
 def _env(cache_dir):
   env = dict(os.environ)
   env.pop("XLA_FLAGS", None)  # one CPU device, as a plain `python -m pretrain`
-  env.update(JAX_COMPILATION_CACHE_DIR=str(cache_dir),
-             JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
-             JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0",
-             PYTHONPATH=REPO + os.pathsep + env.get("PYTHONPATH", ""))
+  env.update(
+    JAX_COMPILATION_CACHE_DIR=str(cache_dir),
+    JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+    JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0",
+    PYTHONPATH=REPO + os.pathsep + env.get("PYTHONPATH", ""),
+  )
   return env
 
 
 def _launch(workdir, flags, env, log_path):
   log = open(log_path, "a")
-  return subprocess.Popen([sys.executable, "-m", "pretrain", f"--workdir={workdir}", *flags],
-                          cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT), log
+  return subprocess.Popen(
+    [sys.executable, "-m", "pretrain", f"--workdir={workdir}", *flags],
+    cwd=REPO,
+    env=env,
+    stdout=log,
+    stderr=subprocess.STDOUT,
+  ), log
 
 
 def _run(workdir, flags, env, log_path, timeout=900):
@@ -134,8 +152,14 @@ def test_killed_and_preempted_runs_resume_to_the_uninterrupted_result(tmp_path):
   # does on resuming, so a new row shows the new process is training.)
   metric_writers.truncate_rows_after(os.path.join(resumed, "metrics.jsonl"), killed_at)
   proc, log = _launch(resumed, flags, env, log_path)
-  _wait_for(lambda: os.path.exists(os.path.join(resumed, "metrics.jsonl")) and any(
-      r["step"] > killed_at + 1 for r in _rows(resumed)), proc, log_path)
+  _wait_for(
+    lambda: (
+      os.path.exists(os.path.join(resumed, "metrics.jsonl"))
+      and any(r["step"] > killed_at + 1 for r in _rows(resumed))
+    ),
+    proc,
+    log_path,
+  )
   proc.send_signal(signal.SIGTERM)
   assert proc.wait(timeout=300) == 0, open(log_path).read()[-4000:]
   log.close()
@@ -161,8 +185,15 @@ def test_killed_and_preempted_runs_resume_to_the_uninterrupted_result(tmp_path):
   eval_rows = [r for r in ref_rows if r.get("split") == "eval"]
   assert [r["step"] for r in train_rows] == list(range(1, 13))
   assert [r["step"] for r in eval_rows] == [6, 12]
-  for key in ("loss", "masked_lm_loss", "masked_lm_accuracy", "sentence_order_loss",
-              "sentence_order_accuracy", "learning_rate", "examples_per_second"):
+  for key in (
+    "loss",
+    "masked_lm_loss",
+    "masked_lm_accuracy",
+    "sentence_order_loss",
+    "sentence_order_accuracy",
+    "learning_rate",
+    "examples_per_second",
+  ):
     assert key in train_rows[-1]
   for name in ("spiece.model", "config.json", "train_config.json", "params", "tensorboard"):
     assert os.path.exists(os.path.join(reference, name)), name
@@ -170,14 +201,19 @@ def test_killed_and_preempted_runs_resume_to_the_uninterrupted_result(tmp_path):
   _, ref_params = af.from_pretrained(str(reference))
   model, got_params = af.from_pretrained(str(resumed))
   assert model.config.hidden_size == 32 and model.config.vocab_size <= 120
-  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
-               ref_params, got_params)
+  jax.tree.map(
+    lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), ref_params, got_params
+  )
 
   # Continuing pretraining from the final model: its tokenizer is taken along, and one step
   # (learning rate 0 at step 0 of the warm-up) leaves exactly the loaded parameters.
   continued = tmp_path / "continued"
-  _run(continued, flags + [f"--config.init_from={reference}", "--config.num_train_steps=1"],
-       env, log_path)
+  _run(
+    continued,
+    flags + [f"--config.init_from={reference}", "--config.num_train_steps=1"],
+    env,
+    log_path,
+  )
   assert (continued / "spiece.model").read_bytes() == (reference / "spiece.model").read_bytes()
   _, continued_params = af.from_pretrained(str(continued))
   jax.tree.map(np.testing.assert_array_equal, ref_params, continued_params)
@@ -187,15 +223,18 @@ def test_killed_and_preempted_runs_resume_to_the_uninterrupted_result(tmp_path):
 
 
 def _tiny_state(value):
-  return training.TrainState(step=jnp.asarray(value, jnp.int32),
-                             params={"w": jnp.full((4, 3), float(value))},
-                             opt_state={"mu": jnp.full((4, 3), -float(value))})
+  return training.TrainState(
+    step=jnp.asarray(value, jnp.int32),
+    params={"w": jnp.full((4, 3), float(value))},
+    opt_state={"mu": jnp.full((4, 3), -float(value))},
+  )
 
 
 def _abstract():
   mesh_sharding = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-  return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=mesh_sharding),
-                      _tiny_state(0))
+  return jax.tree.map(
+    lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=mesh_sharding), _tiny_state(0)
+  )
 
 
 def test_corrupt_newest_checkpoint_falls_back_to_the_previous(tmp_path, caplog):
@@ -263,8 +302,9 @@ def test_nan_loss_stops_with_a_message_and_keeps_checkpoints(tmp_path):
   """A learning rate of 1e6 makes LAMB multiply the weights by ~1e6 per step: the loss turns
   inf/NaN within a few steps, and the run must stop there, never saving the diverged state."""
   corpus = _write_corpus(tmp_path / "corpus.txt")
-  config = _small_config(corpus, steps=30, learning_rate=1e6, warmup_steps=0,
-                         checkpoint_every_steps=1)
+  config = _small_config(
+    corpus, steps=30, learning_rate=1e6, warmup_steps=0, checkpoint_every_steps=1
+  )
   workdir = str(tmp_path / "run")
   with pytest.raises(FloatingPointError, match=r"loss is (nan|inf|-inf) at step (\d+)") as info:
     pretrain_train.train_and_evaluate(config, workdir)
@@ -304,8 +344,11 @@ def test_default_command_learns_on_held_back_text(tmp_path):
 
 
 # The default config, cut short (see pretrain/README.md for the full run's figures).
-LEARNING_RUN_FLAGS = ["--config.num_train_steps=100", "--config.eval_every_steps=50",
-                      "--config.checkpoint_every_steps=100"]
+LEARNING_RUN_FLAGS = [
+  "--config.num_train_steps=100",
+  "--config.eval_every_steps=50",
+  "--config.checkpoint_every_steps=100",
+]
 
 
 _METRIC_WRITER_CHILD = r"""
@@ -329,8 +372,13 @@ print(json.dumps({"after_import": after_import, "after_writer": after_writer, "s
 
 def test_metric_writer_writes_tensorboard_events_without_importing_torch(tmp_path):
   # tensorboardX's package __init__ imports torch when it is installed (~2 s per run, unused).
-  out = subprocess.run([sys.executable, "-c", _METRIC_WRITER_CHILD, str(tmp_path)], cwd=REPO,
-                       capture_output=True, text=True, timeout=120)
+  out = subprocess.run(
+    [sys.executable, "-c", _METRIC_WRITER_CHILD, str(tmp_path)],
+    cwd=REPO,
+    capture_output=True,
+    text=True,
+    timeout=120,
+  )
   assert out.returncode == 0, out.stderr
   got = json.loads(out.stdout.strip().splitlines()[-1])
   assert not got["after_import"] and not got["after_writer"]

@@ -16,9 +16,16 @@ from albert_flax.train import losses, optim, training
 
 # Small, but every sharded dim is exercised: V=99 and the 2 SOP classes do not divide by the
 # tensor axis (so it is dropped there), H=32, 4 heads and I=64 do.
-CONFIG = af.AlbertConfig(vocab_size=99, embedding_size=16, hidden_size=32, num_hidden_layers=2,
-                         num_attention_heads=4, intermediate_size=64, max_position_embeddings=32,
-                         classifier_dropout_prob=0.0)
+CONFIG = af.AlbertConfig(
+  vocab_size=99,
+  embedding_size=16,
+  hidden_size=32,
+  num_hidden_layers=2,
+  num_attention_heads=4,
+  intermediate_size=64,
+  max_position_embeddings=32,
+  classifier_dropout_prob=0.0,
+)
 BATCH, SEQ, PRED = 16, 16, 4
 
 
@@ -62,8 +69,10 @@ def test_fit_spec_drops_axes_that_do_not_divide():
 
 def _init_fn(model):
   def init(rng):
-    return model.init(rng, jnp.zeros((1, SEQ), jnp.int32),
-                      masked_positions=jnp.zeros((1, PRED), jnp.int32))["params"]
+    return model.init(
+      rng, jnp.zeros((1, SEQ), jnp.int32), masked_positions=jnp.zeros((1, PRED), jnp.int32)
+    )["params"]
+
   return init
 
 
@@ -88,35 +97,52 @@ def test_parameter_and_optimizer_shardings_follow_the_rules():
   # LAMB's moments are sharded like their parameters.
   mu = shardings.opt_state[1][0].mu
   assert jax.tree.leaves(jax.tree.map(lambda a, b: a.spec == b.spec, mu, p)) == [True] * len(
-      jax.tree.leaves(p))
+    jax.tree.leaves(p)
+  )
 
 
 def _batch(rs):
   return dict(
-      input_ids=rs.randint(5, CONFIG.vocab_size, size=(BATCH, SEQ)).astype(np.int32),
-      attention_mask=(np.arange(SEQ)[None] < rs.randint(8, SEQ + 1, size=(BATCH, 1))).astype(
-          np.int32),
-      token_type_ids=(np.arange(SEQ)[None] >= 6).repeat(BATCH, 0).astype(np.int32),
-      masked_lm_positions=rs.randint(0, 8, size=(BATCH, PRED)).astype(np.int32),
-      masked_lm_ids=rs.randint(5, CONFIG.vocab_size, size=(BATCH, PRED)).astype(np.int32),
-      masked_lm_weights=(rs.rand(BATCH, PRED) > 0.25).astype(np.float32),
-      sentence_order_label=rs.randint(0, 2, size=(BATCH,)).astype(np.int32))
+    input_ids=rs.randint(5, CONFIG.vocab_size, size=(BATCH, SEQ)).astype(np.int32),
+    attention_mask=(np.arange(SEQ)[None] < rs.randint(8, SEQ + 1, size=(BATCH, 1))).astype(
+      np.int32
+    ),
+    token_type_ids=(np.arange(SEQ)[None] >= 6).repeat(BATCH, 0).astype(np.int32),
+    masked_lm_positions=rs.randint(0, 8, size=(BATCH, PRED)).astype(np.int32),
+    masked_lm_ids=rs.randint(5, CONFIG.vocab_size, size=(BATCH, PRED)).astype(np.int32),
+    masked_lm_weights=(rs.rand(BATCH, PRED) > 0.25).astype(np.float32),
+    sentence_order_label=rs.randint(0, 2, size=(BATCH,)).astype(np.int32),
+  )
 
 
 def _run_steps(mesh, params, batches, grad_accum_steps=1):
   model = af.AlbertForPreTraining(CONFIG)
 
   def stats_fn(p, batch, rng, train):
-    out = model.apply({"params": p}, batch["input_ids"], batch["attention_mask"],
-                      batch["token_type_ids"], masked_positions=batch["masked_lm_positions"],
-                      deterministic=not train, rngs={"dropout": rng})
+    out = model.apply(
+      {"params": p},
+      batch["input_ids"],
+      batch["attention_mask"],
+      batch["token_type_ids"],
+      masked_positions=batch["masked_lm_positions"],
+      deterministic=not train,
+      rngs={"dropout": rng},
+    )
     return losses.pretraining_stats(out.prediction_logits, out.sop_logits, batch)
 
   tx, schedule = optim.create_optimizer("lamb", 0.01, 10, 1)
-  state, shardings = training.init_train_state(_init_fn(model), tx, mesh, jax.random.key(0),
-                                               params=params)
-  step = training.make_train_step(stats_fn, losses.pretraining_loss_weights, tx, shardings, mesh,
-                                  grad_accum_steps=grad_accum_steps, learning_rate_fn=schedule)
+  state, shardings = training.init_train_state(
+    _init_fn(model), tx, mesh, jax.random.key(0), params=params
+  )
+  step = training.make_train_step(
+    stats_fn,
+    losses.pretraining_loss_weights,
+    tx,
+    shardings,
+    mesh,
+    grad_accum_steps=grad_accum_steps,
+    learning_rate_fn=schedule,
+  )
   history = []
   for b in batches:
     state, metrics = step(state, sharding.global_batch(b, mesh, BATCH))
@@ -136,22 +162,34 @@ def reference():
   return batches, params, history, final
 
 
-@pytest.mark.parametrize("mesh_shape,accum", [((2, 2, 2), 1), ((1, 2, 4), 2)],
-                         ids=["data2-fsdp2-tensor2", "fsdp2-tensor4-accum2"])
+@pytest.mark.parametrize(
+  "mesh_shape,accum",
+  [((2, 2, 2), 1), ((1, 2, 4), 2)],
+  ids=["data2-fsdp2-tensor2", "fsdp2-tensor4-accum2"],
+)
 def test_step_equals_one_device(reference, mesh_shape, accum):
   _need_devices(8)
   batches, params, ref_history, ref_final = reference
   mesh = sharding.make_mesh(*mesh_shape)
   history, final, state = _run_steps(mesh, params, batches, grad_accum_steps=accum)
   for ref, got in zip(ref_history, history):
-    for name in ("loss", "masked_lm_loss", "sentence_order_loss", "masked_lm_accuracy",
-                 "sentence_order_accuracy", "grad_norm", "learning_rate"):
+    for name in (
+      "loss",
+      "masked_lm_loss",
+      "sentence_order_loss",
+      "masked_lm_accuracy",
+      "sentence_order_accuracy",
+      "grad_norm",
+      "learning_rate",
+    ):
       np.testing.assert_allclose(got[name], ref[name], rtol=2e-5, atol=1e-6, err_msg=name)
-  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6), final,
-               ref_final)
+  jax.tree.map(
+    lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6), final, ref_final
+  )
   # The parameters really are split: an FFN kernel shard is smaller than the kernel.
   kernel = state.params["albert"]["encoder"]["albert_layer_groups_0"]["albert_layers_0"]["ffn"][
-      "kernel"]
+    "kernel"
+  ]
   shard = kernel.addressable_shards[0].data.shape
   assert shard == (32 // mesh.shape["fsdp"], 64 // mesh.shape["tensor"])
 

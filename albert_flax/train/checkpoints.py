@@ -27,9 +27,9 @@ from typing import Any
 import jax
 import numpy as np
 
-log = logging.getLogger(__name__)
-
 from albert_flax.workdir import DATA_ITEM, STATE_ITEM
+
+log = logging.getLogger(__name__)
 
 
 def _allgather_json(obj: Any) -> list[Any]:
@@ -37,19 +37,23 @@ def _allgather_json(obj: Any) -> list[Any]:
   if jax.process_count() == 1:
     return [obj]
   from jax.experimental import multihost_utils
+
   raw = np.frombuffer(json.dumps(obj).encode("utf-8"), np.uint8)
   lengths = multihost_utils.process_allgather(np.array([raw.size], np.int32))
   padded = np.zeros(int(np.max(lengths)), np.uint8)
-  padded[:raw.size] = raw
+  padded[: raw.size] = raw
   gathered = multihost_utils.process_allgather(padded)
-  return [json.loads(bytes(row[:int(n)]).decode("utf-8"))
-          for row, n in zip(np.asarray(gathered), np.asarray(lengths).reshape(-1))]
+  return [
+    json.loads(bytes(row[: int(n)]).decode("utf-8"))
+    for row, n in zip(np.asarray(gathered), np.asarray(lengths).reshape(-1))
+  ]
 
 
 def _all_processes_agree(ok: bool) -> bool:
   if jax.process_count() == 1:
     return ok
   from jax.experimental import multihost_utils
+
   return bool(np.all(multihost_utils.process_allgather(np.array([ok], np.int32))))
 
 
@@ -66,13 +70,18 @@ class TrainCheckpointManager:
 
   def __init__(self, directory: str, max_to_keep: int = 3, async_save: bool = True):
     import orbax.checkpoint as ocp
+
     self._ocp = ocp
     self.directory = os.path.abspath(directory)
     options = ocp.CheckpointManagerOptions(
-        max_to_keep=max_to_keep, create=True, enable_async_checkpointing=async_save,
-        cleanup_tmp_directories=True)
-    self._manager = ocp.CheckpointManager(self.directory, options=options,
-                                          item_names=(STATE_ITEM, DATA_ITEM))
+      max_to_keep=max_to_keep,
+      create=True,
+      enable_async_checkpointing=async_save,
+      cleanup_tmp_directories=True,
+    )
+    self._manager = ocp.CheckpointManager(
+      self.directory, options=options, item_names=(STATE_ITEM, DATA_ITEM)
+    )
 
   # ------------------------------------------------------------------------------ queries
   def all_steps(self) -> list[int]:
@@ -90,10 +99,12 @@ class TrainCheckpointManager:
     if step in self._manager.all_steps():
       return False
     states = _allgather_json(data_state)
-    args = self._ocp.args.Composite(**{
+    args = self._ocp.args.Composite(
+      **{
         STATE_ITEM: self._ocp.args.StandardSave(state),
         DATA_ITEM: self._ocp.args.JsonSave({"process_count": len(states), "processes": states}),
-    })
+      }
+    )
     return self._manager.save(step, args=args, force=force)
 
   def wait_until_finished(self) -> None:
@@ -116,10 +127,15 @@ class TrainCheckpointManager:
     failures = []
     for step in steps:
       try:
-        restored = self._manager.restore(step, args=self._ocp.args.Composite(**{
-            STATE_ITEM: self._ocp.args.StandardRestore(abstract_state),
-            DATA_ITEM: self._ocp.args.JsonRestore(),
-        }))
+        restored = self._manager.restore(
+          step,
+          args=self._ocp.args.Composite(
+            **{
+              STATE_ITEM: self._ocp.args.StandardRestore(abstract_state),
+              DATA_ITEM: self._ocp.args.JsonRestore(),
+            }
+          ),
+        )
         error = None
       except Exception as e:  # orbax raises many types for unreadable files
         error = f"{type(e).__name__}: {str(e)[:300]}"
@@ -127,19 +143,29 @@ class TrainCheckpointManager:
         if failures:
           self._set_aside(failures)
         return restored[STATE_ITEM], self._own_data_state(restored[DATA_ITEM], step), step
-      log.warning("checkpoint at step %d in %s cannot be restored (%s); falling back to the "
-                  "previous one", step, self.directory, error or "failed on another process")
+      log.warning(
+        "checkpoint at step %d in %s cannot be restored (%s); falling back to the previous one",
+        step,
+        self.directory,
+        error or "failed on another process",
+      )
       failures.append(step)
     if failures:
-      raise RuntimeError(f"no checkpoint in {self.directory} can be restored (tried steps "
-                         f"{failures}); move the directory away to start afresh")
+      raise RuntimeError(
+        f"no checkpoint in {self.directory} can be restored (tried steps "
+        f"{failures}); move the directory away to start afresh"
+      )
     return None
 
   def _own_data_state(self, saved: Any, step: int) -> Any:
     if not saved or saved.get("process_count") != jax.process_count():
-      log.warning("checkpoint at step %d holds the data position of %s processes, this run has "
-                  "%d: the data starts afresh", step, (saved or {}).get("process_count"),
-                  jax.process_count())
+      log.warning(
+        "checkpoint at step %d holds the data position of %s processes, this run has "
+        "%d: the data starts afresh",
+        step,
+        (saved or {}).get("process_count"),
+        jax.process_count(),
+      )
       return None
     return saved["processes"][jax.process_index()]
 
@@ -158,6 +184,7 @@ class TrainCheckpointManager:
             log.warning("moved unreadable checkpoint %s to %s", name, aside)
     if jax.process_count() > 1:
       from jax.experimental import multihost_utils
+
       multihost_utils.sync_global_devices("albert_flax_checkpoint_set_aside")
     self._manager.reload()
 
@@ -165,7 +192,7 @@ class TrainCheckpointManager:
     self._manager.wait_until_finished()
     self._manager.close()
 
-  def __enter__(self) -> "TrainCheckpointManager":
+  def __enter__(self) -> TrainCheckpointManager:
     return self
 
   def __exit__(self, *exc) -> None:
@@ -189,7 +216,7 @@ class PreemptionGuard:
     log.warning("received signal %d: saving a checkpoint and stopping at the next step", signum)
     self.requested = True
 
-  def __enter__(self) -> "PreemptionGuard":
+  def __enter__(self) -> PreemptionGuard:
     if jax.process_count() == 1:
       self._previous = signal.signal(signal.SIGTERM, self._handler)
     return self
@@ -198,6 +225,7 @@ class PreemptionGuard:
     if jax.process_count() == 1:
       return self.requested
     from jax.experimental import multihost_utils
+
     self.requested = self.requested or multihost_utils.reached_preemption_sync_point(step)
     return self.requested
 

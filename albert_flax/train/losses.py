@@ -27,7 +27,8 @@ Logits are cast to float32 first (the heads already return float32; bf16 callers
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -64,19 +65,22 @@ def weighted_cross_entropy(logits: Array, labels: Array, weights: Array | None =
     (sum of weight * loss, sum of weights), float32 scalars.
   """
   if logits.shape[:-1] != labels.shape:
-    raise ValueError(f"logits {logits.shape} and labels {labels.shape} disagree on the leading "
-                     "dims")
+    raise ValueError(
+      f"logits {logits.shape} and labels {labels.shape} disagree on the leading dims"
+    )
   w = _weights(weights, labels.shape)
-  losses = optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32),
-                                                           labels.astype(jnp.int32))
+  losses = optax.softmax_cross_entropy_with_integer_labels(
+    logits.astype(jnp.float32), labels.astype(jnp.int32)
+  )
   return jnp.sum(losses * w), jnp.sum(w)
 
 
 def weighted_accuracy(logits: Array, labels: Array, weights: Array | None = None) -> Stat:
   """(sum of weights where argmax == label, sum of weights). Shapes as weighted_cross_entropy."""
   if logits.shape[:-1] != labels.shape:
-    raise ValueError(f"logits {logits.shape} and labels {labels.shape} disagree on the leading "
-                     "dims")
+    raise ValueError(
+      f"logits {logits.shape} and labels {labels.shape} disagree on the leading dims"
+    )
   w = _weights(weights, labels.shape)
   correct = (jnp.argmax(logits, axis=-1) == labels).astype(jnp.float32)
   return jnp.sum(correct * w), jnp.sum(w)
@@ -94,8 +98,9 @@ def ratio(total: Array, weight: Array) -> Array:
 PRETRAINING_LOSSES = ("masked_lm_loss", "sentence_order_loss")
 
 
-def pretraining_stats(prediction_logits: Array, sop_logits: Array,
-                      batch: Mapping[str, Array]) -> dict[str, Stat]:
+def pretraining_stats(
+  prediction_logits: Array, sop_logits: Array, batch: Mapping[str, Array]
+) -> dict[str, Stat]:
   """MLM and SOP losses and accuracies of one (micro-)batch as (sum, weight) pairs.
 
   Args:
@@ -109,10 +114,10 @@ def pretraining_stats(prediction_logits: Array, sop_logits: Array,
   ids, weights = batch["masked_lm_ids"], batch["masked_lm_weights"]
   sop = batch["sentence_order_label"]
   return {
-      "masked_lm_loss": weighted_cross_entropy(prediction_logits, ids, weights),
-      "masked_lm_accuracy": weighted_accuracy(prediction_logits, ids, weights),
-      "sentence_order_loss": weighted_cross_entropy(sop_logits, sop),
-      "sentence_order_accuracy": weighted_accuracy(sop_logits, sop),
+    "masked_lm_loss": weighted_cross_entropy(prediction_logits, ids, weights),
+    "masked_lm_accuracy": weighted_accuracy(prediction_logits, ids, weights),
+    "sentence_order_loss": weighted_cross_entropy(sop_logits, sop),
+    "sentence_order_accuracy": weighted_accuracy(sop_logits, sop),
   }
 
 
@@ -122,10 +127,10 @@ def pretraining_loss_weights(batch: Mapping[str, Any]) -> dict[str, Array]:
   masked_lm_loss: sum of masked_lm_weights; sentence_order_loss: number of examples.
   """
   return {
-      "masked_lm_loss": jnp.sum(jnp.asarray(batch["masked_lm_weights"], jnp.float32)),
-      "sentence_order_loss": jnp.asarray(jnp.shape(batch["sentence_order_label"])[0],
-                                         jnp.float32),
+    "masked_lm_loss": jnp.sum(jnp.asarray(batch["masked_lm_weights"], jnp.float32)),
+    "sentence_order_loss": jnp.asarray(jnp.shape(batch["sentence_order_label"])[0], jnp.float32),
   }
+
 
 def pretraining_stats_fn(model: Any) -> Callable[..., dict[str, Stat]]:
   """stats_fn(params, batch, rng, train) of an `AlbertForPreTraining` for
@@ -133,9 +138,15 @@ def pretraining_stats_fn(model: Any) -> Callable[..., dict[str, Stat]]:
   `masked_lm_positions` (dropout on when `train`), then `pretraining_stats`."""
 
   def stats_fn(params, batch, rng, train):
-    out = model.apply({"params": params}, batch["input_ids"], batch["attention_mask"],
-                      batch["token_type_ids"], masked_positions=batch["masked_lm_positions"],
-                      deterministic=not train, rngs={"dropout": rng} if train else None)
+    out = model.apply(
+      {"params": params},
+      batch["input_ids"],
+      batch["attention_mask"],
+      batch["token_type_ids"],
+      masked_positions=batch["masked_lm_positions"],
+      deterministic=not train,
+      rngs={"dropout": rng} if train else None,
+    )
     return pretraining_stats(out.prediction_logits, out.sop_logits, batch)
 
   return stats_fn
@@ -152,16 +163,19 @@ def mean_loss(*stats: Stat) -> Array:
 
 def _check_labels(logits: Array, labels: Array, name: str) -> None:
   if jnp.asarray(labels).shape != logits.shape[:-1]:
-    raise ValueError(f"{name}: labels must have shape {logits.shape[:-1]} for logits "
-                     f"{logits.shape}, got {jnp.asarray(labels).shape}")
+    raise ValueError(
+      f"{name}: labels must have shape {logits.shape[:-1]} for logits "
+      f"{logits.shape}, got {jnp.asarray(labels).shape}"
+    )
 
 
 def classification_loss(logits: Array, labels: Array, weights: Array | None = None) -> Stat:
   """Softmax cross-entropy. logits [batch, num_labels], labels [batch] int in [0, num_labels)."""
   logits = jnp.asarray(logits, jnp.float32)
   _check_labels(logits, labels, "classification_loss")
-  per_example = optax.softmax_cross_entropy_with_integer_labels(logits, jnp.asarray(labels,
-                                                                                    jnp.int32))
+  per_example = optax.softmax_cross_entropy_with_integer_labels(
+    logits, jnp.asarray(labels, jnp.int32)
+  )
   return _stat(per_example, _weights(weights, per_example.shape))
 
 
@@ -193,14 +207,16 @@ def multi_label_loss(logits: Array, labels: Array, weights: Array | None = None)
   logits = jnp.asarray(logits, jnp.float32)
   labels = jnp.asarray(labels, jnp.float32)
   if logits.shape != labels.shape:
-    raise ValueError(f"multi_label_loss: labels must have the logits' shape {logits.shape}, "
-                     f"got {labels.shape}")
+    raise ValueError(
+      f"multi_label_loss: labels must have the logits' shape {logits.shape}, got {labels.shape}"
+    )
   per_example = jnp.mean(optax.sigmoid_binary_cross_entropy(logits, labels), axis=-1)
   return _stat(per_example, _weights(weights, per_example.shape))
 
 
-def sequence_classification_loss(logits: Array, labels: Array, problem_type: str | None = None,
-                                 weights: Array | None = None) -> Stat:
+def sequence_classification_loss(
+  logits: Array, labels: Array, problem_type: str | None = None, weights: Array | None = None
+) -> Stat:
   """The loss AlbertForSequenceClassification computes: logits [batch, num_labels].
 
   problem_type None is inferred as transformers does: num_labels == 1 -> regression; integer
@@ -229,8 +245,9 @@ def multiple_choice_loss(logits: Array, labels: Array, weights: Array | None = N
   return classification_loss(logits, labels, weights)
 
 
-def token_classification_loss(logits: Array, labels: Array, weights: Array | None = None,
-                              ignore_index: int = IGNORE_INDEX) -> Stat:
+def token_classification_loss(
+  logits: Array, labels: Array, weights: Array | None = None, ignore_index: int = IGNORE_INDEX
+) -> Stat:
   """Cross-entropy over the tokens whose label is not `ignore_index`.
 
   logits [batch, seq, num_labels], labels [batch, seq] (-100 on padding, special tokens and
@@ -247,8 +264,13 @@ def token_classification_loss(logits: Array, labels: Array, weights: Array | Non
   return _stat(per_token, token_weights)
 
 
-def span_loss(start_logits: Array, end_logits: Array, start_positions: Array,
-              end_positions: Array, weights: Array | None = None) -> tuple[Stat, Stat]:
+def span_loss(
+  start_logits: Array,
+  end_logits: Array,
+  start_positions: Array,
+  end_positions: Array,
+  weights: Array | None = None,
+) -> tuple[Stat, Stat]:
   """AlbertForQuestionAnswering's loss as (start, end) cross-entropy pairs; the loss itself is
   `mean_loss(start, end)` = (mean start CE + mean end CE) / 2.
 
@@ -260,19 +282,23 @@ def span_loss(start_logits: Array, end_logits: Array, start_positions: Array,
   start_logits = jnp.asarray(start_logits, jnp.float32)
   end_logits = jnp.asarray(end_logits, jnp.float32)
   if start_logits.shape != end_logits.shape or start_logits.ndim != 2:
-    raise ValueError(f"span_loss: start_logits {start_logits.shape} and end_logits "
-                     f"{end_logits.shape} must both be [batch, seq]")
+    raise ValueError(
+      f"span_loss: start_logits {start_logits.shape} and end_logits "
+      f"{end_logits.shape} must both be [batch, seq]"
+    )
   seq = start_logits.shape[1]
   base = _weights(weights, start_logits.shape[:1])
 
   def one_side(logits, positions):
     positions = jnp.clip(jnp.asarray(positions, jnp.int32).reshape(-1), 0, seq)
     if positions.shape != logits.shape[:1]:
-      raise ValueError(f"span_loss: positions must be [batch] = {logits.shape[:1]}, got "
-                       f"{positions.shape}")
+      raise ValueError(
+        f"span_loss: positions must be [batch] = {logits.shape[:1]}, got {positions.shape}"
+      )
     counted = positions != seq
     per_example = optax.softmax_cross_entropy_with_integer_labels(
-        logits, jnp.where(counted, positions, 0))
+      logits, jnp.where(counted, positions, 0)
+    )
     return _stat(per_example, counted.astype(jnp.float32) * base)
 
   return one_side(start_logits, start_positions), one_side(end_logits, end_positions)

@@ -12,7 +12,8 @@ import json
 import math
 import os
 import sys
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import jax
 import numpy as np
@@ -82,8 +83,15 @@ class MetricWriter:
     tensorboard: write TensorBoard event files (tensorboardX).
   """
 
-  def __init__(self, workdir: str, total_steps: int, initial_step: int = 0,
-               enabled: bool | None = None, progress: bool = True, tensorboard: bool = True):
+  def __init__(
+    self,
+    workdir: str,
+    total_steps: int,
+    initial_step: int = 0,
+    enabled: bool | None = None,
+    progress: bool = True,
+    tensorboard: bool = True,
+  ):
     self.enabled = jax.process_index() == 0 if enabled is None else enabled
     self.path = os.path.join(workdir, METRICS_FILE)
     self._tb = self._bar = None
@@ -97,8 +105,10 @@ class MetricWriter:
       self._tb = _summary_writer_class()(os.path.join(workdir, TENSORBOARD_DIR))
     if progress:
       from tqdm import tqdm
-      self._bar = tqdm(total=total_steps, initial=initial_step, unit="step", dynamic_ncols=True,
-                       smoothing=0.1)
+
+      self._bar = tqdm(
+        total=total_steps, initial=initial_step, unit="step", dynamic_ncols=True, smoothing=0.1
+      )
 
   def write(self, step: int, metrics: Mapping[str, Any], split: str | None = None) -> None:
     """One row {"step", **metrics (, "split")} to metrics.jsonl and scalars to TensorBoard."""
@@ -117,9 +127,10 @@ class MetricWriter:
           self._tb.add_scalar(f"{prefix}/{name}", value, int(step))
       self._tb.flush()
     if self._bar is not None and split is None and "loss" in row:
-      self._bar.set_postfix({k: row[k] for k in ("loss", "masked_lm_accuracy",
-                                                  "sentence_order_accuracy") if k in row},
-                            refresh=False)
+      self._bar.set_postfix(
+        {k: row[k] for k in ("loss", "masked_lm_accuracy", "sentence_order_accuracy") if k in row},
+        refresh=False,
+      )
 
   def advance(self, step: int) -> None:
     """Move the progress bar to `step`."""
@@ -135,7 +146,7 @@ class MetricWriter:
       self._file.close()
     self._tb = self._bar = self._file = None
 
-  def __enter__(self) -> "MetricWriter":
+  def __enter__(self) -> MetricWriter:
     return self
 
   def __exit__(self, *exc) -> None:

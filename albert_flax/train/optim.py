@@ -32,7 +32,8 @@ step 0, the warm-up merely overrides its start.
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable, NamedTuple, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -48,8 +49,13 @@ OPTIMIZERS = ("lamb", "adamw")
 # ------------------------------------------------------------------------------------ schedule
 
 
-def warmup_polynomial_decay(learning_rate: float, total_steps: int, warmup_steps: int,
-                            power: float = 1.0, end_learning_rate: float = 0.0) -> Schedule:
+def warmup_polynomial_decay(
+  learning_rate: float,
+  total_steps: int,
+  warmup_steps: int,
+  power: float = 1.0,
+  end_learning_rate: float = 0.0,
+) -> Schedule:
   """ALBERT's schedule as a function of the update count (0 for the first update)."""
   if total_steps <= 0:
     raise ValueError(f"total_steps must be positive, got {total_steps}")
@@ -99,8 +105,9 @@ class LambMomentsState(NamedTuple):
   nu: Any
 
 
-def scale_by_lamb_moments(b1: float = 0.9, b2: float = 0.999,
-                          eps: float = 1e-6) -> optax.GradientTransformation:
+def scale_by_lamb_moments(
+  b1: float = 0.9, b2: float = 0.999, eps: float = 1e-6
+) -> optax.GradientTransformation:
   """g -> m / (sqrt(v) + eps) with Adam's moments and no bias correction (original LAMB)."""
 
   def init_fn(params):
@@ -110,32 +117,43 @@ def scale_by_lamb_moments(b1: float = 0.9, b2: float = 0.999,
   def update_fn(updates, state, params=None):
     del params
     mu = jax.tree.map(lambda m, g: b1 * m + (1.0 - b1) * g.astype(jnp.float32), state.mu, updates)
-    nu = jax.tree.map(lambda v, g: b2 * v + (1.0 - b2) * jnp.square(g.astype(jnp.float32)),
-                      state.nu, updates)
+    nu = jax.tree.map(
+      lambda v, g: b2 * v + (1.0 - b2) * jnp.square(g.astype(jnp.float32)), state.nu, updates
+    )
     out = jax.tree.map(lambda m, v, g: (m / (jnp.sqrt(v) + eps)).astype(g.dtype), mu, nu, updates)
     return out, LambMomentsState(mu=mu, nu=nu)
 
   return optax.GradientTransformation(init_fn, update_fn)
 
 
-def lamb(learning_rate: float | Schedule, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-6,
-         weight_decay: float = 0.01,
-         exclude_from_decay: Sequence[str] = EXCLUDE_FROM_DECAY) -> optax.GradientTransformation:
+def lamb(
+  learning_rate: float | Schedule,
+  b1: float = 0.9,
+  b2: float = 0.999,
+  eps: float = 1e-6,
+  weight_decay: float = 0.01,
+  exclude_from_decay: Sequence[str] = EXCLUDE_FROM_DECAY,
+) -> optax.GradientTransformation:
   """The original ALBERT LAMB (see the module docstring); excluded leaves get trust ratio 1."""
   mask = lambda params: decay_mask(params, exclude_from_decay)
   return optax.chain(
-      scale_by_lamb_moments(b1, b2, eps),
-      optax.add_decayed_weights(weight_decay, mask=mask),
-      # ||w|| / ||u||, 1 when either is zero: optax's trust ratio matches the original here.
-      optax.masked(optax.scale_by_trust_ratio(), mask),
-      optax.scale_by_learning_rate(learning_rate),
+    scale_by_lamb_moments(b1, b2, eps),
+    optax.add_decayed_weights(weight_decay, mask=mask),
+    # ||w|| / ||u||, 1 when either is zero: optax's trust ratio matches the original here.
+    optax.masked(optax.scale_by_trust_ratio(), mask),
+    optax.scale_by_learning_rate(learning_rate),
   )
 
 
-def adamw(learning_rate: float | Schedule, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-6,
-          weight_decay: float = 0.01,
-          exclude_from_decay: Sequence[str] = EXCLUDE_FROM_DECAY,
-          bias_correction: bool = True) -> optax.GradientTransformation:
+def adamw(
+  learning_rate: float | Schedule,
+  b1: float = 0.9,
+  b2: float = 0.999,
+  eps: float = 1e-6,
+  weight_decay: float = 0.01,
+  exclude_from_decay: Sequence[str] = EXCLUDE_FROM_DECAY,
+  bias_correction: bool = True,
+) -> optax.GradientTransformation:
   """AdamW with decoupled decay lr * wd * w and the same exclusions as LAMB.
 
   bias_correction=True (the default, kept for existing callers) is `optax.adamw`; False is the
@@ -147,18 +165,26 @@ def adamw(learning_rate: float | Schedule, b1: float = 0.9, b2: float = 0.999, e
   if bias_correction:
     return optax.adamw(learning_rate, b1=b1, b2=b2, eps=eps, weight_decay=weight_decay, mask=mask)
   return optax.chain(
-      # LAMB's moments are exactly the original Adam's: m / (sqrt(v) + eps), no correction.
-      scale_by_lamb_moments(b1, b2, eps),
-      optax.add_decayed_weights(weight_decay, mask=mask),
-      optax.scale_by_learning_rate(learning_rate),
+    # LAMB's moments are exactly the original Adam's: m / (sqrt(v) + eps), no correction.
+    scale_by_lamb_moments(b1, b2, eps),
+    optax.add_decayed_weights(weight_decay, mask=mask),
+    optax.scale_by_learning_rate(learning_rate),
   )
 
 
-def create_optimizer(name: str, learning_rate: float, total_steps: int, warmup_steps: int,
-                     weight_decay: float = 0.01, grad_clip_norm: float | None = 1.0,
-                     b1: float = 0.9, b2: float = 0.999, eps: float = 1e-6,
-                     power: float = 1.0, bias_correction: bool = True
-                     ) -> tuple[optax.GradientTransformation, Schedule]:
+def create_optimizer(
+  name: str,
+  learning_rate: float,
+  total_steps: int,
+  warmup_steps: int,
+  weight_decay: float = 0.01,
+  grad_clip_norm: float | None = 1.0,
+  b1: float = 0.9,
+  b2: float = 0.999,
+  eps: float = 1e-6,
+  power: float = 1.0,
+  bias_correction: bool = True,
+) -> tuple[optax.GradientTransformation, Schedule]:
   """Global-norm clipping, then LAMB or AdamW on ALBERT's schedule.
 
   Returns (optimizer, schedule); the schedule maps the update count to the learning rate (for

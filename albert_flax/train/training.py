@@ -19,7 +19,8 @@ The rest of the machinery a training loop uses lives beside this file: `checkpoi
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import flax.linen as nn
 import flax.struct
@@ -51,30 +52,40 @@ class TrainState:
 # ------------------------------------------------------------------------------ sharded init
 
 
-def _boxed_state_fn(init_params_fn: Callable[[Array], Any],
-                    optimizer: optax.GradientTransformation) -> Callable[[Array], TrainState]:
+def _boxed_state_fn(
+  init_params_fn: Callable[[Array], Any], optimizer: optax.GradientTransformation
+) -> Callable[[Array], TrainState]:
   def boxed_state(rng):
     params = init_params_fn(rng)
     # The optimizer moments mirror the boxed params, so they inherit the params' axis names.
-    return TrainState(step=jnp.zeros((), jnp.int32), params=params,
-                      opt_state=optimizer.init(params))
+    return TrainState(
+      step=jnp.zeros((), jnp.int32), params=params, opt_state=optimizer.init(params)
+    )
+
   return boxed_state
 
 
-def abstract_train_state(init_params_fn: Callable[[Array], Any],
-                         optimizer: optax.GradientTransformation, mesh: Mesh, rng: Array,
-                         rules: Sequence[tuple[str, Any]] = sharding.LOGICAL_RULES
-                         ) -> tuple[TrainState, TrainState]:
+def abstract_train_state(
+  init_params_fn: Callable[[Array], Any],
+  optimizer: optax.GradientTransformation,
+  mesh: Mesh,
+  rng: Array,
+  rules: Sequence[tuple[str, Any]] = sharding.LOGICAL_RULES,
+) -> tuple[TrainState, TrainState]:
   """(shapes, shardings) of the train state, computing nothing: a checkpoint's restore target
   is `abstract_with_shardings(*abstract_train_state(...))`."""
   abstract_boxed = jax.eval_shape(_boxed_state_fn(init_params_fn, optimizer), rng)
   return sharding.unbox(abstract_boxed), sharding.tree_shardings(abstract_boxed, mesh, rules)
 
 
-def init_train_state(init_params_fn: Callable[[Array], Any], optimizer: optax.GradientTransformation,
-                     mesh: Mesh, rng: Array, params: Any = None,
-                     rules: Sequence[tuple[str, Any]] = sharding.LOGICAL_RULES
-                     ) -> tuple[TrainState, TrainState]:
+def init_train_state(
+  init_params_fn: Callable[[Array], Any],
+  optimizer: optax.GradientTransformation,
+  mesh: Mesh,
+  rng: Array,
+  params: Any = None,
+  rules: Sequence[tuple[str, Any]] = sharding.LOGICAL_RULES,
+) -> tuple[TrainState, TrainState]:
   """A TrainState created directly in its shardings, and the shardings.
 
   Args:
@@ -108,19 +119,32 @@ def _check_same_shapes(expected: Any, given: Any) -> None:
   flat_e = {jax.tree_util.keystr(k): v for k, v in jax.tree_util.tree_leaves_with_path(expected)}
   flat_g = {jax.tree_util.keystr(k): v for k, v in jax.tree_util.tree_leaves_with_path(given)}
   missing, extra = sorted(set(flat_e) - set(flat_g)), sorted(set(flat_g) - set(flat_e))
-  wrong = [f"{k}: {tuple(np.shape(flat_g[k]))} != {tuple(flat_e[k].shape)}"
-           for k in sorted(set(flat_e) & set(flat_g)) if np.shape(flat_g[k]) != flat_e[k].shape]
+  wrong = [
+    f"{k}: {tuple(np.shape(flat_g[k]))} != {tuple(flat_e[k].shape)}"
+    for k in sorted(set(flat_e) & set(flat_g))
+    if np.shape(flat_g[k]) != flat_e[k].shape
+  ]
   if missing or extra or wrong:
-    raise ValueError("initial params do not match the model: "
-                     + "; ".join(filter(None, [f"missing {missing[:5]}" if missing else "",
-                                               f"unexpected {extra[:5]}" if extra else "",
-                                               f"shape {wrong[:5]}" if wrong else ""])))
+    raise ValueError(
+      "initial params do not match the model: "
+      + "; ".join(
+        filter(
+          None,
+          [
+            f"missing {missing[:5]}" if missing else "",
+            f"unexpected {extra[:5]}" if extra else "",
+            f"shape {wrong[:5]}" if wrong else "",
+          ],
+        )
+      )
+    )
 
 
 def abstract_with_shardings(tree: Any, shardings: Any) -> Any:
   """ShapeDtypeStructs carrying shardings: the restore target of a checkpoint."""
-  return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
-                      tree, shardings)
+  return jax.tree.map(
+    lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), tree, shardings
+  )
 
 
 # ----------------------------------------------------------------------------- jitted steps
@@ -164,11 +188,18 @@ def _objective(stats: Stats, totals: Mapping[str, Array]) -> Array:
   return sum(stats[name][0] / jnp.maximum(totals[name], 1e-30) for name in totals)
 
 
-def make_train_step(stats_fn: StatsFn, loss_weights_fn: LossWeightsFn,
-                    optimizer: optax.GradientTransformation, state_shardings: TrainState,
-                    mesh: Mesh, *, grad_accum_steps: int = 1, seed: int = 0,
-                    learning_rate_fn: Callable[[Array], Array] | None = None,
-                    rules: Sequence[tuple[str, Any]] = sharding.LOGICAL_RULES) -> MeshFunction:
+def make_train_step(
+  stats_fn: StatsFn,
+  loss_weights_fn: LossWeightsFn,
+  optimizer: optax.GradientTransformation,
+  state_shardings: TrainState,
+  mesh: Mesh,
+  *,
+  grad_accum_steps: int = 1,
+  seed: int = 0,
+  learning_rate_fn: Callable[[Array], Array] | None = None,
+  rules: Sequence[tuple[str, Any]] = sharding.LOGICAL_RULES,
+) -> MeshFunction:
   """The jitted `(state, batch) -> (state, metrics)` train step; `state` is donated.
 
   Args:
@@ -204,26 +235,36 @@ def make_train_step(stats_fn: StatsFn, loss_weights_fn: LossWeightsFn,
     else:
       batch_rows = jax.tree.leaves(batch)[0].shape[0]
       if batch_rows % (grad_accum_steps * sharding.batch_split(mesh)):
-        raise ValueError(f"batch of {batch_rows} rows cannot be split into {grad_accum_steps} "
-                         f"micro-batches over {sharding.batch_split(mesh)} batch shards")
+        raise ValueError(
+          f"batch of {batch_rows} rows cannot be split into {grad_accum_steps} "
+          f"micro-batches over {sharding.batch_split(mesh)} batch shards"
+        )
       micro_batches = _split_micro_batches(batch, grad_accum_steps, mesh)
       zero_grads = jax.lax.with_sharding_constraint(
-          jax.tree.map(lambda p: jnp.zeros(p.shape, jnp.float32), state.params),
-          state_shardings.params)
+        jax.tree.map(lambda p: jnp.zeros(p.shape, jnp.float32), state.params),
+        state_shardings.params,
+      )
       first = jax.tree.map(lambda x: x[0], micro_batches)
-      zero_stats = jax.tree.map(lambda s: jnp.zeros(s.shape, jnp.float32),
-                                jax.eval_shape(lambda: micro_loss(state.params, first, 0)[1]))
+      zero_stats = jax.tree.map(
+        lambda s: jnp.zeros(s.shape, jnp.float32),
+        jax.eval_shape(lambda: micro_loss(state.params, first, 0)[1]),
+      )
 
       def body(carry, xs):
         grads_acc, loss_acc, stats_acc = carry
         micro, k = xs
         (loss_k, stats_k), grads_k = grad_fn(state.params, micro, k)
-        return (jax.tree.map(jnp.add, grads_acc, grads_k), loss_acc + loss_k,
-                jax.tree.map(jnp.add, stats_acc, stats_k)), None
+        return (
+          jax.tree.map(jnp.add, grads_acc, grads_k),
+          loss_acc + loss_k,
+          jax.tree.map(jnp.add, stats_acc, stats_k),
+        ), None
 
       (grads, loss, stats), _ = jax.lax.scan(
-          body, (zero_grads, jnp.zeros((), jnp.float32), zero_stats),
-          (micro_batches, jnp.arange(grad_accum_steps)))
+        body,
+        (zero_grads, jnp.zeros((), jnp.float32), zero_stats),
+        (micro_batches, jnp.arange(grad_accum_steps)),
+      )
 
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
@@ -236,13 +277,21 @@ def make_train_step(stats_fn: StatsFn, loss_weights_fn: LossWeightsFn,
     return new_state, metrics
 
   replicated = NamedSharding(mesh, PartitionSpec())
-  jitted = jax.jit(step, in_shardings=(state_shardings, sharding.batch_sharding(mesh)),
-                   out_shardings=(state_shardings, replicated), donate_argnums=0)
+  jitted = jax.jit(
+    step,
+    in_shardings=(state_shardings, sharding.batch_sharding(mesh)),
+    out_shardings=(state_shardings, replicated),
+    donate_argnums=0,
+  )
   return MeshFunction(jitted, mesh, rules)
 
 
-def make_eval_step(stats_fn: StatsFn, params_shardings: Any, mesh: Mesh,
-                   rules: Sequence[tuple[str, Any]] = sharding.LOGICAL_RULES) -> MeshFunction:
+def make_eval_step(
+  stats_fn: StatsFn,
+  params_shardings: Any,
+  mesh: Mesh,
+  rules: Sequence[tuple[str, Any]] = sharding.LOGICAL_RULES,
+) -> MeshFunction:
   """The jitted `(params, batch) -> stats` eval step (deterministic; sums, not means).
 
   Add the stats of several batches with `add_stats` and turn them into metrics with
@@ -253,8 +302,9 @@ def make_eval_step(stats_fn: StatsFn, params_shardings: Any, mesh: Mesh,
     return stats_fn(params, batch, jax.random.key(0), False)
 
   replicated = NamedSharding(mesh, PartitionSpec())
-  jitted = jax.jit(step, in_shardings=(params_shardings, sharding.batch_sharding(mesh)),
-                   out_shardings=replicated)
+  jitted = jax.jit(
+    step, in_shardings=(params_shardings, sharding.batch_sharding(mesh)), out_shardings=replicated
+  )
   return MeshFunction(jitted, mesh, rules)
 
 
@@ -279,5 +329,7 @@ def check_finite(metrics: Mapping[str, Any], step: int) -> None:
   loss = float(metrics["loss"])
   if not np.isfinite(loss):
     shown = {k: float(v) for k, v in metrics.items() if np.ndim(v) == 0}
-    raise FloatingPointError(f"loss is {loss} at step {step}; stopping (checkpoints are kept). "
-                             f"Metrics of that step: {shown}")
+    raise FloatingPointError(
+      f"loss is {loss} at step {step}; stopping (checkpoints are kept). "
+      f"Metrics of that step: {shown}"
+    )

@@ -12,8 +12,14 @@ import ml_collections
 from ml_collections import config_dict
 
 # The fields a row of `per_task` may fill.
-PER_TASK_FIELDS = ("learning_rate", "batch_size", "train_steps", "warmup_steps",
-                   "hidden_dropout_prob", "max_seq_length")
+PER_TASK_FIELDS = (
+  "learning_rate",
+  "batch_size",
+  "train_steps",
+  "warmup_steps",
+  "hidden_dropout_prob",
+  "max_seq_length",
+)
 
 
 def base_config() -> ml_collections.ConfigDict:

@@ -11,8 +11,14 @@ from finetune.configs.common import base_config
 
 
 def _row(lr, batch, steps, warmup, dropout):
-  return {"learning_rate": lr, "batch_size": batch, "train_steps": steps, "warmup_steps": warmup,
-          "hidden_dropout_prob": dropout, "max_seq_length": 512}
+  return {
+    "learning_rate": lr,
+    "batch_size": batch,
+    "train_steps": steps,
+    "warmup_steps": warmup,
+    "hidden_dropout_prob": dropout,
+    "max_seq_length": 512,
+  }
 
 
 # Lan et al. (2019), ALBERT, appendix A.4, table 15 ("hyperparameters for ALBERT in downstream
@@ -20,15 +26,15 @@ def _row(lr, batch, steps, warmup, dropout):
 # (--warmup_step, --learning_rate, --train_step, --train_batch_size, --max_seq_length=512):
 #            LR     BSZ  TS     WS    ALBERT DR  (classifier DR 0.1 for all)
 PER_TASK = {
-    "cola": _row(1e-5, 16, 5336, 320, 0.0),
-    "stsb": _row(2e-5, 16, 3598, 214, 0.0),
-    "sst2": _row(1e-5, 32, 20935, 1256, 0.0),
-    "mnli": _row(3e-5, 128, 10000, 1000, 0.0),
-    "qnli": _row(1e-5, 32, 33112, 1986, 0.0),
-    "qqp": _row(5e-5, 128, 14000, 1000, 0.1),
-    "rte": _row(3e-5, 32, 800, 200, 0.1),
-    "mrpc": _row(2e-5, 32, 800, 200, 0.0),
-    "wnli": _row(2e-5, 16, 2000, 250, 0.1),
+  "cola": _row(1e-5, 16, 5336, 320, 0.0),
+  "stsb": _row(2e-5, 16, 3598, 214, 0.0),
+  "sst2": _row(1e-5, 32, 20935, 1256, 0.0),
+  "mnli": _row(3e-5, 128, 10000, 1000, 0.0),
+  "qnli": _row(1e-5, 32, 33112, 1986, 0.0),
+  "qqp": _row(5e-5, 128, 14000, 1000, 0.1),
+  "rte": _row(3e-5, 32, 800, 200, 0.1),
+  "mrpc": _row(2e-5, 32, 800, 200, 0.0),
+  "wnli": _row(2e-5, 16, 2000, 250, 0.1),
 }
 
 

@@ -14,8 +14,14 @@ from finetune.configs.common import base_config
 # epochs of CoNLL-2003's 14,041 training sentences are ~1,320 steps, 10% warm-up (as the
 # original run_squad), sequence 128, ALBERT dropout 0, classifier dropout 0.1.
 PER_TASK = {
-    "conll2003": {"learning_rate": 5e-5, "batch_size": 32, "train_steps": 1320,
-                  "warmup_steps": 132, "hidden_dropout_prob": 0.0, "max_seq_length": 128},
+  "conll2003": {
+    "learning_rate": 5e-5,
+    "batch_size": 32,
+    "train_steps": 1320,
+    "warmup_steps": 132,
+    "hidden_dropout_prob": 0.0,
+    "max_seq_length": 128,
+  },
 }
 
 

@@ -16,10 +16,22 @@ from finetune.configs.common import base_config
 # (google-research/albert's README runs run_squad_v1/v2 with lr 5e-5, batch 48, 2 epochs,
 # warm-up 10%, doc_stride 128, max_query_length 64, n_best_size 20, max_answer_length 30.)
 PER_TASK = {
-    "1_1": {"learning_rate": 5e-5, "batch_size": 48, "train_steps": 3649, "warmup_steps": 365,
-            "hidden_dropout_prob": 0.0, "max_seq_length": 384},
-    "2_0": {"learning_rate": 3e-5, "batch_size": 48, "train_steps": 8144, "warmup_steps": 814,
-            "hidden_dropout_prob": 0.0, "max_seq_length": 512},
+  "1_1": {
+    "learning_rate": 5e-5,
+    "batch_size": 48,
+    "train_steps": 3649,
+    "warmup_steps": 365,
+    "hidden_dropout_prob": 0.0,
+    "max_seq_length": 384,
+  },
+  "2_0": {
+    "learning_rate": 3e-5,
+    "batch_size": 48,
+    "train_steps": 8144,
+    "warmup_steps": 814,
+    "hidden_dropout_prob": 0.0,
+    "max_seq_length": 512,
+  },
 }
 
 

@@ -14,18 +14,24 @@ def get_task(config: ml_collections.ConfigDict, tokenizer: Any) -> Task:
   family = config.get("family", "")
   if family == "glue":
     from finetune.tasks.glue import GlueTask
+
     return GlueTask(config, tokenizer)
   if family == "squad":
     from finetune.tasks.squad import SquadTask
+
     return SquadTask(config, tokenizer)
   if family == "race":
     from finetune.tasks.race import RaceTask
+
     return RaceTask(config, tokenizer)
   if family == "ner":
     from finetune.tasks.ner import NerTask
+
     return NerTask(config, tokenizer)
-  raise ValueError(f"config.family {family!r} is not one of 'glue', 'squad', 'race', 'ner'; "
-                   "start from one of finetune/configs/*.py")
+  raise ValueError(
+    f"config.family {family!r} is not one of 'glue', 'squad', 'race', 'ner'; "
+    "start from one of finetune/configs/*.py"
+  )
 
 
 __all__ = ["EvalSet", "Task", "get_task"]

@@ -10,7 +10,8 @@ from __future__ import annotations
 import abc
 import dataclasses
 import os
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -81,8 +82,9 @@ class Task(abc.ABC):
     """The metric ("<set>/<name>", higher is better) that picks the best checkpoint."""
 
   @abc.abstractmethod
-  def score(self, eval_set: EvalSet, outputs: Mapping[str, np.ndarray]
-            ) -> tuple[dict[str, float], Any]:
+  def score(
+    self, eval_set: EvalSet, outputs: Mapping[str, np.ndarray]
+  ) -> tuple[dict[str, float], Any]:
     """(metrics, predictions) of a set from `head_outputs` gathered over it ([N, ...]).
     Metrics are empty for unlabeled sets."""
 
@@ -113,14 +115,14 @@ def load_tfds(name: str, split: str, config: ml_collections.ConfigDict) -> list[
   try:
     import tensorflow_datasets as tfds
   except ImportError as e:  # pragma: no cover - depends on the installation
-    raise ImportError(f"reading {name!r} from tensorflow-datasets needs the package "
-                      "tensorflow-datasets; or pass --config.data_dir with the original files"
-                      ) from e
+    raise ImportError(
+      f"reading {name!r} from tensorflow-datasets needs the package "
+      "tensorflow-datasets; or pass --config.data_dir with the original files"
+    ) from e
   kwargs = {}
   if config.get("tfds_data_dir"):
     kwargs["data_dir"] = config.tfds_data_dir
-  dataset = tfds.load(name, split=split, download=bool(config.get("tfds_download", True)),
-                      **kwargs)
+  dataset = tfds.load(name, split=split, download=bool(config.get("tfds_download", True)), **kwargs)
   return [_decode(example) for example in tfds.as_numpy(dataset)]
 
 
@@ -145,6 +147,7 @@ def _decode(value: Any) -> Any:
 def tfds_label_names(name: str, feature: str, config: ml_collections.ConfigDict) -> list[str]:
   """Names of a tfds ClassLabel feature (or of the ClassLabel inside a Sequence)."""
   import tensorflow_datasets as tfds
+
   kwargs = {"data_dir": config.tfds_data_dir} if config.get("tfds_data_dir") else {}
   feat = tfds.builder(name, **kwargs).info.features[feature]
   while hasattr(feat, "feature") and not hasattr(feat, "names"):

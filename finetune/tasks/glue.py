@@ -17,7 +17,8 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-from typing import Any, Mapping, NamedTuple
+from collections.abc import Mapping
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -72,33 +73,114 @@ def _std_splits(submission: str) -> tuple[tuple[Split, ...], tuple[Split, ...]]:
 
 
 TASKS: dict[str, GlueSpec] = {
-    "cola": GlueSpec("cola", ("sentence",), "label", _BINARY, ("sentence",), _BINARY, ("mcc",),
-                     "dev/mcc", *_std_splits("CoLA"),
-                     headerless_columns=("source", "label", "original_label", "sentence")),
-    "sst2": GlueSpec("sst2", ("sentence",), "label", _BINARY, ("sentence",), _BINARY,
-                     ("accuracy",), "dev/accuracy", *_std_splits("SST-2")),
-    "mrpc": GlueSpec("mrpc", ("#1 String", "#2 String"), "Quality", _BINARY,
-                     ("sentence1", "sentence2"), _BINARY, ("accuracy", "f1"), "dev/accuracy",
-                     *_std_splits("MRPC")),
-    "qqp": GlueSpec("qqp", ("question1", "question2"), "is_duplicate", _BINARY,
-                    ("question1", "question2"), _BINARY, ("accuracy", "f1"), "dev/accuracy",
-                    *_std_splits("QQP"), test_index_column="id"),
-    "stsb": GlueSpec("stsb", ("sentence1", "sentence2"), "score", None, ("sentence1", "sentence2"),
-                     None, ("pearson", "spearman"), "dev/pearson", *_std_splits("STS-B")),
-    "mnli": GlueSpec(
-        "mnli", ("sentence1", "sentence2"), "gold_label", _NLI3, ("premise", "hypothesis"),
-        ("entailment", "neutral", "contradiction"), ("accuracy",), "dev_matched/accuracy",
-        (Split("dev_matched", "dev_matched.tsv", "validation_matched"),
-         Split("dev_mismatched", "dev_mismatched.tsv", "validation_mismatched")),
-        (Split("test_matched", "test_matched.tsv", "test_matched", "MNLI-m"),
-         Split("test_mismatched", "test_mismatched.tsv", "test_mismatched", "MNLI-mm"))),
-    "qnli": GlueSpec("qnli", ("question", "sentence"), "label", _NLI2, ("question", "sentence"),
-                     _NLI2, ("accuracy",), "dev/accuracy", *_std_splits("QNLI")),
-    "rte": GlueSpec("rte", ("sentence1", "sentence2"), "label", _NLI2, ("sentence1", "sentence2"),
-                    _NLI2, ("accuracy",), "dev/accuracy", *_std_splits("RTE")),
-    "wnli": GlueSpec("wnli", ("sentence1", "sentence2"), "label", _BINARY,
-                     ("sentence1", "sentence2"), _BINARY, ("accuracy",), "dev/accuracy",
-                     *_std_splits("WNLI")),
+  "cola": GlueSpec(
+    "cola",
+    ("sentence",),
+    "label",
+    _BINARY,
+    ("sentence",),
+    _BINARY,
+    ("mcc",),
+    "dev/mcc",
+    *_std_splits("CoLA"),
+    headerless_columns=("source", "label", "original_label", "sentence"),
+  ),
+  "sst2": GlueSpec(
+    "sst2",
+    ("sentence",),
+    "label",
+    _BINARY,
+    ("sentence",),
+    _BINARY,
+    ("accuracy",),
+    "dev/accuracy",
+    *_std_splits("SST-2"),
+  ),
+  "mrpc": GlueSpec(
+    "mrpc",
+    ("#1 String", "#2 String"),
+    "Quality",
+    _BINARY,
+    ("sentence1", "sentence2"),
+    _BINARY,
+    ("accuracy", "f1"),
+    "dev/accuracy",
+    *_std_splits("MRPC"),
+  ),
+  "qqp": GlueSpec(
+    "qqp",
+    ("question1", "question2"),
+    "is_duplicate",
+    _BINARY,
+    ("question1", "question2"),
+    _BINARY,
+    ("accuracy", "f1"),
+    "dev/accuracy",
+    *_std_splits("QQP"),
+    test_index_column="id",
+  ),
+  "stsb": GlueSpec(
+    "stsb",
+    ("sentence1", "sentence2"),
+    "score",
+    None,
+    ("sentence1", "sentence2"),
+    None,
+    ("pearson", "spearman"),
+    "dev/pearson",
+    *_std_splits("STS-B"),
+  ),
+  "mnli": GlueSpec(
+    "mnli",
+    ("sentence1", "sentence2"),
+    "gold_label",
+    _NLI3,
+    ("premise", "hypothesis"),
+    ("entailment", "neutral", "contradiction"),
+    ("accuracy",),
+    "dev_matched/accuracy",
+    (
+      Split("dev_matched", "dev_matched.tsv", "validation_matched"),
+      Split("dev_mismatched", "dev_mismatched.tsv", "validation_mismatched"),
+    ),
+    (
+      Split("test_matched", "test_matched.tsv", "test_matched", "MNLI-m"),
+      Split("test_mismatched", "test_mismatched.tsv", "test_mismatched", "MNLI-mm"),
+    ),
+  ),
+  "qnli": GlueSpec(
+    "qnli",
+    ("question", "sentence"),
+    "label",
+    _NLI2,
+    ("question", "sentence"),
+    _NLI2,
+    ("accuracy",),
+    "dev/accuracy",
+    *_std_splits("QNLI"),
+  ),
+  "rte": GlueSpec(
+    "rte",
+    ("sentence1", "sentence2"),
+    "label",
+    _NLI2,
+    ("sentence1", "sentence2"),
+    _NLI2,
+    ("accuracy",),
+    "dev/accuracy",
+    *_std_splits("RTE"),
+  ),
+  "wnli": GlueSpec(
+    "wnli",
+    ("sentence1", "sentence2"),
+    "label",
+    _BINARY,
+    ("sentence1", "sentence2"),
+    _BINARY,
+    ("accuracy",),
+    "dev/accuracy",
+    *_std_splits("WNLI"),
+  ),
 }
 # AX, the diagnostic set: MNLI's inputs and labels, predicted by the MNLI model.
 AX = Split("ax", "diagnostic.tsv", "test", "AX")
@@ -141,14 +223,20 @@ def _parse_label(spec: GlueSpec, value: str, path: str, line: int) -> float | in
       raise DataError(path, line, f"score {score} is outside STS-B's range [0, 5]")
     return score
   if value not in spec.labels:
-    raise DataError(path, line, f"label {value!r} is not one of {list(spec.labels)} for "
-                    f"{spec.name}")
+    raise DataError(
+      path, line, f"label {value!r} is not one of {list(spec.labels)} for {spec.name}"
+    )
   return spec.labels.index(value)
 
 
-def read_glue_file(spec: GlueSpec, path: str, labeled: bool, text_columns=None,
-                   index_column: str | None = None, skip_malformed: bool = False
-                   ) -> GlueExamples:
+def read_glue_file(
+  spec: GlueSpec,
+  path: str,
+  labeled: bool,
+  text_columns=None,
+  index_column: str | None = None,
+  skip_malformed: bool = False,
+) -> GlueExamples:
   """Read one GLUE TSV; errors name the file and line.
 
   skip_malformed: drop (and count in a log line) rows with missing columns or a bad label
@@ -156,8 +244,11 @@ def read_glue_file(spec: GlueSpec, path: str, labeled: bool, text_columns=None,
   """
   rows = read_tsv(path)
   text_columns = text_columns or spec.text_columns
-  headerless = (spec.headerless_columns is not None and labeled
-                and not (rows and rows[0][1] and rows[0][1][0] in ("index", "id")))
+  headerless = (
+    spec.headerless_columns is not None
+    and labeled
+    and not (rows and rows[0][1] and rows[0][1][0] in ("index", "id"))
+  )
   if headerless:
     columns, body = list(spec.headerless_columns), rows
   else:
@@ -175,24 +266,34 @@ def read_glue_file(spec: GlueSpec, path: str, labeled: bool, text_columns=None,
   for line, fields in body:
     try:
       if len(fields) <= max(where):
-        raise DataError(path, line, f"{len(fields)} columns, expected at least "
-                        f"{max(where) + 1} ({wanted[int(np.argmax(where))]!r} is column "
-                        f"{max(where) + 1})")
+        raise DataError(
+          path,
+          line,
+          f"{len(fields)} columns, expected at least "
+          f"{max(where) + 1} ({wanted[int(np.argmax(where))]!r} is column "
+          f"{max(where) + 1})",
+        )
       label = _parse_label(spec, fields[where[-1]], path, line) if labeled else None
     except DataError as e:
       if not skip_malformed:
-        raise DataError(e.path, e.line, e.problem + " (--config.skip_malformed_rows=True "
-                        "drops such rows)") from None
+        raise DataError(
+          e.path, e.line, e.problem + " (--config.skip_malformed_rows=True drops such rows)"
+        ) from None
       skipped.append(line)
       continue
-    for i, col in enumerate(where[:len(text_columns)]):
+    for i, col in enumerate(where[: len(text_columns)]):
       texts[i].append(fields[col])
     if labeled:
       labels.append(label)
     ids.append(fields[index_at] if index_at is not None else str(len(ids)))
   if skipped:
-    log.warning("%s: skipped %d malformed rows (lines %s%s)", path, len(skipped),
-                skipped[:10], "..." if len(skipped) > 10 else "")
+    log.warning(
+      "%s: skipped %d malformed rows (lines %s%s)",
+      path,
+      len(skipped),
+      skipped[:10],
+      "..." if len(skipped) > 10 else "",
+    )
   label_array = None
   if labeled:
     label_array = np.asarray(labels, np.float32 if spec.labels is None else np.int32)
@@ -202,8 +303,9 @@ def read_glue_file(spec: GlueSpec, path: str, labeled: bool, text_columns=None,
 # --------------------------------------------------------------------- tfds
 
 
-def read_glue_tfds(spec: GlueSpec, config, split: str, tfds_task: str | None = None,
-                   labeled: bool = True) -> GlueExamples:
+def read_glue_tfds(
+  spec: GlueSpec, config, split: str, tfds_task: str | None = None, labeled: bool = True
+) -> GlueExamples:
   name = f"glue/{tfds_task or spec.name}"
   rows = load_tfds(name, split, config)
   text_features = spec.tfds_text if tfds_task != "ax" else ("premise", "hypothesis")
@@ -216,8 +318,11 @@ def read_glue_tfds(spec: GlueSpec, config, split: str, tfds_task: str | None = N
     else:
       bad = [x for x in raw if not 0 <= int(x) < len(spec.tfds_labels)]
       if bad:
-        raise DataError(f"{name}[{split}]", None, f"labels {sorted(set(bad))[:5]} outside "
-                        f"{list(spec.tfds_labels)} (an unlabeled split?)")
+        raise DataError(
+          f"{name}[{split}]",
+          None,
+          f"labels {sorted(set(bad))[:5]} outside {list(spec.tfds_labels)} (an unlabeled split?)",
+        )
       labels = np.asarray([spec.labels.index(spec.tfds_labels[int(x)]) for x in raw], np.int32)
   ids = [str(r.get("idx", i)) for i, r in enumerate(rows)]
   return GlueExamples(texts, labels, ids, f"{name}[{split}]")
@@ -245,12 +350,16 @@ class GlueTask(Task):
   def model_overrides(self) -> dict[str, Any]:
     if self.is_regression:
       return {"num_labels": 1, "problem_type": "regression", "label_names": None}
-    return {"num_labels": len(self.spec.labels), "problem_type": "single_label_classification",
-            "label_names": tuple(self.spec.labels)}
+    return {
+      "num_labels": len(self.spec.labels),
+      "problem_type": "single_label_classification",
+      "label_names": tuple(self.spec.labels),
+    }
 
   def stats(self, outputs, batch):
     loss = losses.sequence_classification_loss(
-        outputs.logits, batch["labels"], self.model_overrides()["problem_type"], batch["weights"])
+      outputs.logits, batch["labels"], self.model_overrides()["problem_type"], batch["weights"]
+    )
     return {"loss": loss}
 
   def loss_weights(self, batch):
@@ -273,22 +382,29 @@ class GlueTask(Task):
       if path is None:
         log.info("no AX diagnostic.tsv next to %s; AX predictions skipped", self.config.data_dir)
         return None
-      return read_glue_file(spec, path, labeled=False, text_columns=("sentence1", "sentence2"),
-                            index_column="index")
+      return read_glue_file(
+        spec, path, labeled=False, text_columns=("sentence1", "sentence2"), index_column="index"
+      )
     path = self.data_path(split.file)
     if not labeled and not os.path.isfile(path):
       log.info("no %s; its predictions are skipped", path)
       return None
-    return read_glue_file(spec, path, labeled,
-                          index_column=None if labeled else spec.test_index_column,
-                          skip_malformed=bool(self.config.get("skip_malformed_rows", False)))
+    return read_glue_file(
+      spec,
+      path,
+      labeled,
+      index_column=None if labeled else spec.test_index_column,
+      skip_malformed=bool(self.config.get("skip_malformed_rows", False)),
+    )
 
   def _ax_path(self) -> str | None:
     if self.config.get("ax_file"):
       return self.config.ax_file
-    for candidate in (self.data_path("diagnostic.tsv"),
-                      self.data_path(os.pardir, "diagnostic", "diagnostic.tsv"),
-                      self.data_path(os.pardir, "AX", "AX.tsv")):
+    for candidate in (
+      self.data_path("diagnostic.tsv"),
+      self.data_path(os.pardir, "diagnostic", "diagnostic.tsv"),
+      self.data_path(os.pardir, "AX", "AX.tsv"),
+    ):
       if os.path.isfile(candidate):
         return candidate
     return None
@@ -299,17 +415,21 @@ class GlueTask(Task):
     first = encoded[0] if n else []
     second = encoded[1] if len(encoded) > 1 else None
     tok = self.tokenizer
-    features = encode_pairs(first, second, self.config.max_seq_length, tok.cls_token_id,
-                            tok.sep_token_id)
+    features = encode_pairs(
+      first, second, self.config.max_seq_length, tok.cls_token_id, tok.sep_token_id
+    )
     if examples.labels is not None:
       features["labels"] = examples.labels
     return features
 
   def _limited(self, examples: GlueExamples, kind: str) -> GlueExamples:
     keep = len(self._limit(examples.ids, kind))
-    return GlueExamples(tuple(t[:keep] for t in examples.texts),
-                        None if examples.labels is None else examples.labels[:keep],
-                        examples.ids[:keep], examples.source)
+    return GlueExamples(
+      tuple(t[:keep] for t in examples.texts),
+      None if examples.labels is None else examples.labels[:keep],
+      examples.ids[:keep],
+      examples.source,
+    )
 
   def train_features(self):
     train = Split("train", "train.tsv", "train")
@@ -358,19 +478,21 @@ class GlueTask(Task):
       return f"{float(value):.3f}"
     return self.spec.labels[int(value)]
 
-  def write_predictions(self, eval_set, predictions: GluePredictions, directory: str
-                        ) -> list[str]:
+  def write_predictions(self, eval_set, predictions: GluePredictions, directory: str) -> list[str]:
     split, examples = eval_set.meta
     values = [self._label_text(v) for v in predictions.values]
     if eval_set.labeled:
       path = os.path.join(directory, f"{split.name}_predictions.tsv")
       header = ["index", "prediction", "label"]
-      rows = [[i, v, self._label_text(g)]
-              for i, v, g in zip(examples.ids, values, eval_set.features["labels"])]
+      rows = [
+        [i, v, self._label_text(g)]
+        for i, v, g in zip(examples.ids, values, eval_set.features["labels"])
+      ]
       if predictions.probabilities is not None:
         header += [f"p({label})" for label in self.spec.labels]
-        rows = [row + [f"{p:.6f}" for p in probs]
-                for row, probs in zip(rows, predictions.probabilities)]
+        rows = [
+          row + [f"{p:.6f}" for p in probs] for row, probs in zip(rows, predictions.probabilities)
+        ]
       write_tsv(path, header, rows)
     else:
       # The GLUE server's format: index, then the label name (a score for STS-B).

@@ -35,7 +35,7 @@ class Sentence:
 
 
 def label_names(entity_types) -> tuple[str, ...]:
-  """"O" then B-/I- of each type: CoNLL-2003's order (tfds conll2003 uses the same)."""
+  """ "O" then B-/I- of each type: CoNLL-2003's order (tfds conll2003 uses the same)."""
   return ("O",) + tuple(f"{p}-{t}" for t in entity_types for p in "BI")
 
 
@@ -70,8 +70,7 @@ def read_conll(path: str, entity_types) -> list[Sentence]:
       if columns is None:
         columns = len(fields)
       elif len(fields) != columns:
-        raise DataError(path, number, f"{len(fields)} columns where earlier lines have "
-                        f"{columns}")
+        raise DataError(path, number, f"{len(fields)} columns where earlier lines have {columns}")
       _check_tag(fields[-1], types, path, number)
       words.append(fields[0])
       tags.append(fields[-1])
@@ -79,8 +78,9 @@ def read_conll(path: str, entity_types) -> list[Sentence]:
   return sentences
 
 
-def ner_features(sentences: list[Sentence], tokenizer, max_seq_length: int,
-                 labels: tuple[str, ...]) -> dict[str, np.ndarray]:
+def ner_features(
+  sentences: list[Sentence], tokenizer, max_seq_length: int, labels: tuple[str, ...]
+) -> dict[str, np.ndarray]:
   """Windows of whole words, `[CLS] pieces [SEP]`.
 
   Returns input_ids, token_type_ids, attention_mask, labels (-100 except on first pieces):
@@ -114,13 +114,13 @@ def ner_features(sentences: list[Sentence], tokenizer, max_seq_length: int,
       firsts.append(first)
   lengths = np.array([len(r) for r in rows], np.int64)
   return {
-      "input_ids": pad_sequences(rows, max_seq_length),
-      "token_type_ids": np.zeros((len(rows), max_seq_length), np.int32),
-      "attention_mask": (np.arange(max_seq_length)[None, :] < lengths[:, None]).astype(np.int32),
-      "labels": pad_sequences(label_rows, max_seq_length, IGNORE),
-      "sentence_index": np.asarray(owners, np.int32),
-      "first_word": np.asarray(firsts, np.int32),
-      "word_starts": pad_sequences(starts_rows, max_seq_length, -1),
+    "input_ids": pad_sequences(rows, max_seq_length),
+    "token_type_ids": np.zeros((len(rows), max_seq_length), np.int32),
+    "attention_mask": (np.arange(max_seq_length)[None, :] < lengths[:, None]).astype(np.int32),
+    "labels": pad_sequences(label_rows, max_seq_length, IGNORE),
+    "sentence_index": np.asarray(owners, np.int32),
+    "first_word": np.asarray(firsts, np.int32),
+    "word_starts": pad_sequences(starts_rows, max_seq_length, -1),
   }
 
 
@@ -139,8 +139,9 @@ class NerTask(Task):
     return {"num_labels": len(self.labels), "label_names": self.labels}
 
   def stats(self, outputs, batch):
-    return {"loss": losses.token_classification_loss(outputs.logits, batch["labels"],
-                                                          batch["weights"])}
+    return {
+      "loss": losses.token_classification_loss(outputs.logits, batch["labels"], batch["weights"])
+    }
 
   def loss_weights(self, batch):
     counted = (batch["labels"] != IGNORE) * batch["weights"][:, None]
@@ -154,17 +155,21 @@ class NerTask(Task):
     return "dev/f1"
 
   def _file(self, split: str) -> str | None:
-    candidates = {"train": ("train.txt", "eng.train"),
-                  "dev": ("valid.txt", "dev.txt", "eng.testa"),
-                  "test": ("test.txt", "eng.testb")}[split]
+    candidates = {
+      "train": ("train.txt", "eng.train"),
+      "dev": ("valid.txt", "dev.txt", "eng.testa"),
+      "test": ("test.txt", "eng.testb"),
+    }[split]
     configured = self.config.get(f"{split}_file")
-    for name in ((configured,) if configured else candidates):
+    for name in (configured,) if configured else candidates:
       if os.path.isfile(self.data_path(name)):
         return self.data_path(name)
     if split == "test":
       return None
-    raise FileNotFoundError(f"no CoNLL {split} file in {self.config.data_dir} (looked for "
-                            f"{list((configured,) if configured else candidates)})")
+    raise FileNotFoundError(
+      f"no CoNLL {split} file in {self.config.data_dir} (looked for "
+      f"{list((configured,) if configured else candidates)})"
+    )
 
   def _sentences(self, split: str) -> list[Sentence] | None:
     if use_tfds(self.config):
@@ -173,8 +178,11 @@ class NerTask(Task):
       for i, row in enumerate(load_tfds("conll2003", split, self.config)):
         tags = [names[int(t)] for t in row["ner"]]
         if len(tags) != len(row["tokens"]):
-          raise DataError(f"conll2003[{split}]", None, f"sentence {i} has {len(row['tokens'])} "
-                          f"tokens but {len(tags)} tags")
+          raise DataError(
+            f"conll2003[{split}]",
+            None,
+            f"sentence {i} has {len(row['tokens'])} tokens but {len(tags)} tags",
+          )
         for t in tags:
           _check_tag(t, set(self.entity_types), f"conll2003[{split}]", None)
         out.append(Sentence(list(row["tokens"]), metrics_lib.iob1_to_iob2(tags)))
@@ -191,7 +199,7 @@ class NerTask(Task):
 
   def eval_sets(self, final: bool) -> list[EvalSet]:
     sets = []
-    for split in (("dev", "test") if final else ("dev",)):
+    for split in ("dev", "test") if final else ("dev",):
       sentences = self._sentences(split)
       if sentences is None:
         continue

@@ -42,8 +42,9 @@ def _strip_accents(ch: str) -> str:
   return "".join(d for d in unicodedata.normalize("NFKD", ch) if not unicodedata.combining(d))
 
 
-def _substitute(text: str, origin: list[int], pattern: re.Pattern[str], repl
-                ) -> tuple[str, list[int]]:
+def _substitute(
+  text: str, origin: list[int], pattern: re.Pattern[str], repl
+) -> tuple[str, list[int]]:
   """re.sub with origins: every character of a replacement keeps the origin of the first
   character of its match; untouched stretches are copied whole (fast on long texts)."""
   pieces, where, last = [], [], 0
@@ -74,8 +75,9 @@ def _lower_with_origin(text: str, origin: list[int]) -> tuple[str, list[int]]:
   return _substitute(text, origin, _EVERY_CHAR, _lower)
 
 
-def normalize_with_origin(text: str, *, do_lower_case: bool = True, remove_space: bool = True,
-                          keep_accents: bool = False) -> tuple[str, np.ndarray]:
+def normalize_with_origin(
+  text: str, *, do_lower_case: bool = True, remove_space: bool = True, keep_accents: bool = False
+) -> tuple[str, np.ndarray]:
   """(normalized text, origin): origin[i] is the index in `text` of the character that
   normalized character i comes from (int64 [len(normalized)])."""
   current, origin = text, list(range(len(text)))
@@ -94,11 +96,14 @@ def normalize_with_origin(text: str, *, do_lower_case: bool = True, remove_space
     current, origin = _substitute(current, origin, _NON_ASCII, _strip_accents)
   if do_lower_case:
     current, origin = _lower_with_origin(current, origin)
-  expected = normalize_text(text, do_lower_case=do_lower_case, remove_space=remove_space,
-                            keep_accents=keep_accents)
+  expected = normalize_text(
+    text, do_lower_case=do_lower_case, remove_space=remove_space, keep_accents=keep_accents
+  )
   if current != expected:
-    raise RuntimeError("character-level normalization disagrees with the tokenizer's for "
-                       f"{text[:80]!r}: {current[:80]!r} vs {expected[:80]!r}")
+    raise RuntimeError(
+      "character-level normalization disagrees with the tokenizer's for "
+      f"{text[:80]!r}: {current[:80]!r} vs {expected[:80]!r}"
+    )
   return current, np.asarray(origin, np.int64)
 
 
@@ -127,8 +132,11 @@ def tokenize_with_offsets(tokenizer, text: str) -> tuple[list[int], np.ndarray]:
     stands for whitespace only (a lone "▁") has an empty span at the next raw character.
   """
   normalized, origin = normalize_with_origin(
-      text, do_lower_case=tokenizer.do_lower_case, remove_space=tokenizer.remove_space,
-      keep_accents=tokenizer.keep_accents)
+    text,
+    do_lower_case=tokenizer.do_lower_case,
+    remove_space=tokenizer.remove_space,
+    keep_accents=tokenizer.keep_accents,
+  )
   sp = tokenizer.sp_model
   proto = sp.encode(normalized, return_type="proto")
   encoded = normalized.encode("utf-8")
@@ -137,7 +145,7 @@ def tokenize_with_offsets(tokenizer, text: str) -> tuple[list[int], np.ndarray]:
   byte = 0
   for i, ch in enumerate(normalized):
     width = len(ch.encode("utf-8"))
-    char_of_byte[byte:byte + width] = i
+    char_of_byte[byte : byte + width] = i
     byte += width
   char_of_byte[len(encoded)] = len(normalized)
   # raw position of normalized char i, and one past the end for spans that reach the end

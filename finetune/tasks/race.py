@@ -49,18 +49,29 @@ def parse_article(raw: dict, level: str, where: str) -> list[RaceQuestion]:
       raise DataError(where, 1, f"no {key!r} field")
   questions, options, answers = raw["questions"], raw["options"], raw["answers"]
   if not (len(questions) == len(options) == len(answers)):
-    raise DataError(where, 1, f"{len(questions)} questions, {len(options)} option lists and "
-                    f"{len(answers)} answers: they must match")
+    raise DataError(
+      where,
+      1,
+      f"{len(questions)} questions, {len(options)} option lists and "
+      f"{len(answers)} answers: they must match",
+    )
   out = []
   for i, (question, choices, answer) in enumerate(zip(questions, options, answers)):
     if len(choices) != NUM_CHOICES:
-      raise DataError(where, 1, f"question {i} has {len(choices)} options, expected "
-                      f"{NUM_CHOICES}")
+      raise DataError(where, 1, f"question {i} has {len(choices)} options, expected {NUM_CHOICES}")
     if answer not in LETTERS:
-      raise DataError(where, 1, f"question {i}: answer {answer!r} is not one of "
-                      f"{list(LETTERS)}")
-    out.append(RaceQuestion(str(raw.get("id", raw.get("example_id", where))), i, level,
-                            raw["article"], question, list(choices), LETTERS.index(answer)))
+      raise DataError(where, 1, f"question {i}: answer {answer!r} is not one of {list(LETTERS)}")
+    out.append(
+      RaceQuestion(
+        str(raw.get("id", raw.get("example_id", where))),
+        i,
+        level,
+        raw["article"],
+        question,
+        list(choices),
+        LETTERS.index(answer),
+      )
+    )
   return out
 
 
@@ -83,29 +94,40 @@ def read_race_dir(directory: str, level: str) -> list[RaceQuestion]:
   return questions
 
 
-def race_features(questions: list[RaceQuestion], tokenizer, max_seq_length: int,
-                  max_qa_length: int) -> dict[str, np.ndarray]:
+def race_features(
+  questions: list[RaceQuestion], tokenizer, max_seq_length: int, max_qa_length: int
+) -> dict[str, np.ndarray]:
   """input_ids, token_type_ids, attention_mask int32 [N, 4, S]; labels int32 [N]."""
   articles = sorted({q.article for q in questions})
   article_ids = dict(zip(articles, tokenizer.encode_as_ids(articles) if articles else []))
-  qas = [q.question.replace("_", option) if "_" in q.question else f"{q.question} {option}"
-         for q in questions for option in q.options]
+  qas = [
+    q.question.replace("_", option) if "_" in q.question else f"{q.question} {option}"
+    for q in questions
+    for option in q.options
+  ]
   qa_ids = tokenizer.encode_as_ids(qas) if qas else []
   rows, types = [], []
   for n, q in enumerate(questions):
     for c in range(NUM_CHOICES):
       qa = qa_ids[n * NUM_CHOICES + c][-max_qa_length:]
-      context = article_ids[q.article][:max(0, max_seq_length - 3 - len(qa))]
-      rows.append([tokenizer.cls_token_id] + context + [tokenizer.sep_token_id] + qa
-                  + [tokenizer.sep_token_id])
+      context = article_ids[q.article][: max(0, max_seq_length - 3 - len(qa))]
+      rows.append(
+        [tokenizer.cls_token_id]
+        + context
+        + [tokenizer.sep_token_id]
+        + qa
+        + [tokenizer.sep_token_id]
+      )
       types.append([0] * (len(context) + 2) + [1] * (len(qa) + 1))
   shape = (len(questions), NUM_CHOICES, max_seq_length)
   lengths = np.array([len(r) for r in rows], np.int64)
   mask = (np.arange(max_seq_length)[None, :] < lengths[:, None]).astype(np.int32)
-  return {"input_ids": pad_sequences(rows, max_seq_length).reshape(shape),
-          "token_type_ids": pad_sequences(types, max_seq_length).reshape(shape),
-          "attention_mask": mask.reshape(shape),
-          "labels": np.asarray([q.label for q in questions], np.int32)}
+  return {
+    "input_ids": pad_sequences(rows, max_seq_length).reshape(shape),
+    "token_type_ids": pad_sequences(types, max_seq_length).reshape(shape),
+    "attention_mask": mask.reshape(shape),
+    "labels": np.asarray([q.label for q in questions], np.int32),
+  }
 
 
 class RaceTask(Task):
@@ -115,22 +137,24 @@ class RaceTask(Task):
 
   def __init__(self, config, tokenizer):
     super().__init__(config, tokenizer)
-    levels = tuple(config.levels.split(",")) if isinstance(config.levels, str) else tuple(
-        config.levels)
+    levels = (
+      tuple(config.levels.split(",")) if isinstance(config.levels, str) else tuple(config.levels)
+    )
     bad = [lv for lv in levels if lv not in LEVELS]
     if bad or not levels:
       raise ValueError(f"config.levels must name some of {LEVELS}, got {config.levels!r}")
     if config.max_qa_length > config.max_seq_length - 3:
-      raise ValueError(f"max_qa_length {config.max_qa_length} leaves no room for the article "
-                       f"in max_seq_length {config.max_seq_length}")
+      raise ValueError(
+        f"max_qa_length {config.max_qa_length} leaves no room for the article "
+        f"in max_seq_length {config.max_seq_length}"
+      )
     self.levels = levels
 
   def model_overrides(self):
     return {}
 
   def stats(self, outputs, batch):
-    return {"loss": losses.multiple_choice_loss(outputs.logits, batch["labels"],
-                                                     batch["weights"])}
+    return {"loss": losses.multiple_choice_loss(outputs.logits, batch["labels"], batch["weights"])}
 
   def loss_weights(self, batch):
     return {"loss": jnp.sum(batch["weights"])}
@@ -154,8 +178,9 @@ class RaceTask(Task):
     return out
 
   def _features(self, questions):
-    return race_features(questions, self.tokenizer, self.config.max_seq_length,
-                         self.config.max_qa_length)
+    return race_features(
+      questions, self.tokenizer, self.config.max_seq_length, self.config.max_qa_length
+    )
 
   def train_features(self):
     return self._features(self._limit(self._questions("train"), "train"))
@@ -164,8 +189,9 @@ class RaceTask(Task):
     splits = ("dev", "test") if final else ("dev",)
     sets = []
     for split in splits:
-      if split == "test" and not use_tfds(self.config) and not os.path.isdir(
-          self.data_path("test")):
+      if (
+        split == "test" and not use_tfds(self.config) and not os.path.isdir(self.data_path("test"))
+      ):
         continue
       questions = self._limit(self._questions(split), "eval")
       sets.append(EvalSet(split, self._features(questions), True, questions))
@@ -184,7 +210,17 @@ class RaceTask(Task):
 
   def write_predictions(self, eval_set, predictions, directory: str):
     path = os.path.join(directory, f"{eval_set.name}_predictions.json")
-    write_json(path, [{"id": q.example_id, "question": q.number, "level": q.level,
-                       "prediction": LETTERS[int(p)], "answer": LETTERS[q.label]}
-                      for q, p in zip(eval_set.meta, predictions)])
+    write_json(
+      path,
+      [
+        {
+          "id": q.example_id,
+          "question": q.number,
+          "level": q.level,
+          "prediction": LETTERS[int(p)],
+          "answer": LETTERS[q.label],
+        }
+        for q, p in zip(eval_set.meta, predictions)
+      ],
+    )
     return [path]

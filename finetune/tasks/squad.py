@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import jax.numpy as jnp
 import numpy as np
@@ -27,9 +28,7 @@ from finetune import metrics as metrics_lib
 from finetune import squad_metrics
 from finetune.data import MODEL_INPUTS, write_json
 from finetune.tasks.base import EvalSet, Task, load_tfds, use_tfds
-from finetune.tasks.squad_data import (SquadExample, read_squad_json, squad_features,
-                                       squad_from_tfds)
-
+from finetune.tasks.squad_data import SquadExample, read_squad_json, squad_features, squad_from_tfds
 
 # No span candidate at all (every window too short): the score difference written for it.
 NO_CANDIDATE_DIFF = 1e9
@@ -48,9 +47,14 @@ def _top(values: np.ndarray, k: int) -> np.ndarray:
   return np.argsort(-values, kind="stable")[:k]
 
 
-def nbest_answers(examples: list[SquadExample], features: Mapping[str, np.ndarray],
-                  start_logits: np.ndarray, end_logits: np.ndarray, n_best_size: int,
-                  max_answer_length: int) -> tuple[dict, dict, dict]:
+def nbest_answers(
+  examples: list[SquadExample],
+  features: Mapping[str, np.ndarray],
+  start_logits: np.ndarray,
+  end_logits: np.ndarray,
+  n_best_size: int,
+  max_answer_length: int,
+) -> tuple[dict, dict, dict]:
   """(best text, null - best score difference, n-best list) per question id.
 
   start_logits, end_logits: [F, S] for the F features of `examples` (`squad_features` order).
@@ -72,7 +76,7 @@ def nbest_answers(examples: list[SquadExample], features: Mapping[str, np.ndarra
         for e in _top(end, n_best_size):
           if spans[e, 0] < 0 or e < s or e - s + 1 > max_answer_length:
             continue
-          text = example.context[spans[s, 0]:spans[e, 1]].strip()
+          text = example.context[spans[s, 0] : spans[e, 1]].strip()
           if text:
             candidates.append((float(start[s] + end[e]), text, float(start[s]), float(end[e])))
     candidates.sort(key=lambda c: -c[0])
@@ -110,9 +114,13 @@ class SquadTask(Task):
     return {}
 
   def stats(self, outputs, batch):
-    start, end = losses.span_loss(outputs.start_logits, outputs.end_logits,
-                                       batch["start_positions"], batch["end_positions"],
-                                       batch["weights"])
+    start, end = losses.span_loss(
+      outputs.start_logits,
+      outputs.end_logits,
+      batch["start_positions"],
+      batch["end_positions"],
+      batch["weights"],
+    )
     return {"start_loss": start, "end_loss": end}
 
   def loss_weights(self, batch):
@@ -124,8 +132,10 @@ class SquadTask(Task):
       counted = jnp.clip(positions, 0, seq) != seq
       return 2.0 * jnp.sum(counted * batch["weights"])
 
-    return {"start_loss": count(batch["start_positions"]),
-            "end_loss": count(batch["end_positions"])}
+    return {
+      "start_loss": count(batch["start_positions"]),
+      "end_loss": count(batch["end_positions"]),
+    }
 
   def head_outputs(self, outputs):
     return {"start_logits": outputs.start_logits, "end_logits": outputs.end_logits}
@@ -140,13 +150,15 @@ class SquadTask(Task):
       name = f"squad/v{self.config.version}"
       tfds_split = "train" if split == "train" else "validation"
       return squad_from_tfds(load_tfds(name, tfds_split, self.config), f"{name}[{tfds_split}]")
-    return read_squad_json(self.data_path(f"{split}-v{self.config.version}.json"),
-                           self.config.version)
+    return read_squad_json(
+      self.data_path(f"{split}-v{self.config.version}.json"), self.config.version
+    )
 
   def _features(self, examples, training):
     c = self.config
-    return squad_features(examples, self.tokenizer, c.max_seq_length, c.doc_stride,
-                          c.max_query_length, training)
+    return squad_features(
+      examples, self.tokenizer, c.max_seq_length, c.doc_stride, c.max_query_length, training
+    )
 
   def train_features(self):
     features = self._features(self._limit(self._examples("train"), "train"), training=True)
@@ -160,28 +172,36 @@ class SquadTask(Task):
   def score(self, eval_set, outputs):
     c = self.config
     examples = eval_set.meta
-    answers, diffs, nbest = nbest_answers(examples, eval_set.features,
-                                          np.asarray(outputs["start_logits"]),
-                                          np.asarray(outputs["end_logits"]), c.n_best_size,
-                                          c.max_answer_length)
+    answers, diffs, nbest = nbest_answers(
+      examples,
+      eval_set.features,
+      np.asarray(outputs["start_logits"]),
+      np.asarray(outputs["end_logits"]),
+      c.n_best_size,
+      c.max_answer_length,
+    )
     golds = {e.qid: [text for text, _ in e.answers] for e in examples}
     if not self.v2:
-      return squad_metrics.evaluate_v1(golds, answers), SquadPredictions(answers, diffs, nbest,
-                                                                         answers)
+      return squad_metrics.evaluate_v1(golds, answers), SquadPredictions(
+        answers, diffs, nbest, answers
+      )
     raw = squad_metrics.evaluate_v2(golds, answers, na_probs=diffs)
     threshold = c.get("null_score_diff_threshold")
     if threshold is None:
       threshold = raw["best_f1_thresh"]
     final = {q: ("" if diffs[q] > threshold else a) for q, a in answers.items()}
     result = squad_metrics.evaluate_v2(golds, final)
-    result.update({k: raw[k] for k in ("best_exact", "best_exact_thresh", "best_f1",
-                                       "best_f1_thresh")})
+    result.update(
+      {k: raw[k] for k in ("best_exact", "best_exact_thresh", "best_f1", "best_f1_thresh")}
+    )
     result["null_score_diff_threshold"] = float(threshold)
     return result, SquadPredictions(answers, diffs, nbest, final, float(threshold))
 
   def write_predictions(self, eval_set, predictions: SquadPredictions, directory: str):
-    paths = [os.path.join(directory, "predictions.json"),
-             os.path.join(directory, "nbest_predictions.json")]
+    paths = [
+      os.path.join(directory, "predictions.json"),
+      os.path.join(directory, "nbest_predictions.json"),
+    ]
     # The official format: question id -> answer text ("" = no answer).
     write_json(paths[0], predictions.final)
     write_json(paths[1], predictions.nbest)

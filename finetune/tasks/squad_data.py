@@ -20,7 +20,6 @@ from finetune.data import DataError, pad_sequences
 from finetune.tasks.offsets import tokenize_with_offsets
 
 
-
 @dataclasses.dataclass
 class SquadExample:
   qid: str
@@ -40,7 +39,7 @@ def _place_answer(context: str, text: str, start: int) -> int | None:
   """The answer's character start in `context`: `start` when the text is there, else the
   occurrence of the text nearest to `start` (a few SQuAD answers are off by some characters);
   None when the text is not in the context at all."""
-  if 0 <= start and context[start:start + len(text)] == text:
+  if 0 <= start and context[start : start + len(text)] == text:
     return start
   best, position = None, context.find(text)
   while position >= 0:
@@ -55,17 +54,29 @@ def _check_answers(examples_answers, context, qid, where) -> list[tuple[str, int
   placed = []
   for answer in examples_answers:
     if not isinstance(answer, dict) or "text" not in answer or "answer_start" not in answer:
-      raise DataError(path, _line_of(raw, qid), f"question {qid!r}: an answer lacks "
-                      "'text' or 'answer_start'")
+      raise DataError(
+        path, _line_of(raw, qid), f"question {qid!r}: an answer lacks 'text' or 'answer_start'"
+      )
     text, start = answer["text"], answer["answer_start"]
-    if not isinstance(text, str) or not text.strip() or isinstance(start, bool) or not isinstance(
-        start, int):
-      raise DataError(path, _line_of(raw, qid), f"question {qid!r}: answer {answer!r} needs a "
-                      "non-empty 'text' and an integer 'answer_start'")
+    if (
+      not isinstance(text, str)
+      or not text.strip()
+      or isinstance(start, bool)
+      or not isinstance(start, int)
+    ):
+      raise DataError(
+        path,
+        _line_of(raw, qid),
+        f"question {qid!r}: answer {answer!r} needs a "
+        "non-empty 'text' and an integer 'answer_start'",
+      )
     at = _place_answer(context, text, start)
     if at is None:
-      raise DataError(path, _line_of(raw, qid), f"question {qid!r}: answer {text!r} "
-                      f"(answer_start {start}) is not in its context")
+      raise DataError(
+        path,
+        _line_of(raw, qid),
+        f"question {qid!r}: answer {text!r} (answer_start {start}) is not in its context",
+      )
     placed.append((text, at))
   return placed
 
@@ -87,25 +98,34 @@ def read_squad_json(path: str, version: str) -> list[SquadExample]:
     for p, paragraph in enumerate(article.get("paragraphs", [])):
       context = paragraph.get("context")
       if not isinstance(context, str) or not isinstance(paragraph.get("qas"), list):
-        raise DataError(path, None, f"data[{a}].paragraphs[{p}] needs a 'context' string and a "
-                        "'qas' list")
+        raise DataError(
+          path, None, f"data[{a}].paragraphs[{p}] needs a 'context' string and a 'qas' list"
+        )
       for q, qa in enumerate(paragraph["qas"]):
         qid = qa.get("id")
         if not isinstance(qid, str) or not isinstance(qa.get("question"), str):
-          raise DataError(path, None, f"data[{a}].paragraphs[{p}].qas[{q}] needs string 'id' "
-                          "and 'question'")
+          raise DataError(
+            path, None, f"data[{a}].paragraphs[{p}].qas[{q}] needs string 'id' and 'question'"
+          )
         if qid in seen:
           raise DataError(path, _line_of(raw, qid), f"question id {qid!r} appears twice")
         seen.add(qid)
         impossible = bool(qa.get("is_impossible", False))
         if impossible and version != "2.0":
-          raise DataError(path, _line_of(raw, qid), f"question {qid!r} is_impossible, which "
-                          "only SQuAD 2.0 has; set --config.version=2.0")
-        answers = [] if impossible else _check_answers(qa.get("answers", []), context, qid,
-                                                       (path, raw))
+          raise DataError(
+            path,
+            _line_of(raw, qid),
+            f"question {qid!r} is_impossible, which only SQuAD 2.0 has; set --config.version=2.0",
+          )
+        answers = (
+          [] if impossible else _check_answers(qa.get("answers", []), context, qid, (path, raw))
+        )
         if not impossible and not answers:
-          raise DataError(path, _line_of(raw, qid), f"question {qid!r} has no answer and is "
-                          "not marked is_impossible")
+          raise DataError(
+            path,
+            _line_of(raw, qid),
+            f"question {qid!r} has no answer and is not marked is_impossible",
+          )
         examples.append(SquadExample(qid, qa["question"], context, answers, impossible))
   return examples
 
@@ -115,10 +135,19 @@ def squad_from_tfds(rows: list[dict], name: str) -> list[SquadExample]:
   for row in rows:
     answers = row["answers"]
     impossible = bool(row.get("is_impossible", False))
-    pairs = [] if impossible else _check_answers(
-        [{"text": t, "answer_start": int(s)} for t, s in zip(answers["text"],
-                                                             answers["answer_start"])],
-        row["context"], row["id"], (name, ""))
+    pairs = (
+      []
+      if impossible
+      else _check_answers(
+        [
+          {"text": t, "answer_start": int(s)}
+          for t, s in zip(answers["text"], answers["answer_start"])
+        ],
+        row["context"],
+        row["id"],
+        (name, ""),
+      )
+    )
     examples.append(SquadExample(row["id"], row["question"], row["context"], pairs, impossible))
   return examples
 
@@ -139,8 +168,14 @@ def _max_context(windows: list[tuple[int, int]], w: int, position: int) -> bool:
   return best == w
 
 
-def squad_features(examples: list[SquadExample], tokenizer, max_seq_length: int,
-                   doc_stride: int, max_query_length: int, training: bool) -> dict[str, np.ndarray]:
+def squad_features(
+  examples: list[SquadExample],
+  tokenizer,
+  max_seq_length: int,
+  doc_stride: int,
+  max_query_length: int,
+  training: bool,
+) -> dict[str, np.ndarray]:
   """Windowed features of SQuAD examples.
 
   Returns, with F features and S = max_seq_length:
@@ -162,8 +197,10 @@ def squad_features(examples: list[SquadExample], tokenizer, max_seq_length: int,
     doc_ids, doc_spans = cache[example.context]
     room = max_seq_length - len(q_ids) - 3
     if room < 1:
-      raise ValueError(f"max_seq_length {max_seq_length} leaves no room for the context after a "
-                       f"{len(q_ids)}-token question; raise it or lower max_query_length")
+      raise ValueError(
+        f"max_seq_length {max_seq_length} leaves no room for the context after a "
+        f"{len(q_ids)}-token question; raise it or lower max_query_length"
+      )
     windows, start = [], 0
     while True:
       length = min(len(doc_ids) - start, room)
@@ -175,19 +212,27 @@ def squad_features(examples: list[SquadExample], tokenizer, max_seq_length: int,
     if training and example.answers:
       text, char_start = example.answers[0]
       char_end = char_start + len(text)
-      inside = np.nonzero((doc_spans[:, 1] > char_start) & (doc_spans[:, 0] < char_end)
-                          & (doc_spans[:, 1] > doc_spans[:, 0]))[0]
+      inside = np.nonzero(
+        (doc_spans[:, 1] > char_start)
+        & (doc_spans[:, 0] < char_end)
+        & (doc_spans[:, 1] > doc_spans[:, 0])
+      )[0]
       if len(inside) == 0:
         raise ValueError(f"question {example.qid!r}: no token covers answer {text!r}")
       answer_tokens = (int(inside[0]), int(inside[-1]))
     offset = len(q_ids) + 2  # [CLS] question [SEP]
     for w, (start, length) in enumerate(windows):
-      ids = ([tokenizer.cls_token_id] + q_ids + [tokenizer.sep_token_id]
-             + doc_ids[start:start + length] + [tokenizer.sep_token_id])
+      ids = (
+        [tokenizer.cls_token_id]
+        + q_ids
+        + [tokenizer.sep_token_id]
+        + doc_ids[start : start + length]
+        + [tokenizer.sep_token_id]
+      )
       rows.append(ids)
       types.append([0] * offset + [1] * (length + 1))
       spans = np.full((max_seq_length, 2), -1, np.int32)
-      spans[offset:offset + length] = doc_spans[start:start + length]
+      spans[offset : offset + length] = doc_spans[start : start + length]
       span_rows.append(spans)
       best = np.zeros((max_seq_length,), bool)
       for t in range(length):
@@ -195,20 +240,24 @@ def squad_features(examples: list[SquadExample], tokenizer, max_seq_length: int,
       max_rows.append(best)
       owners.append(index)
       s = e = 0
-      if answer_tokens is not None and start <= answer_tokens[0] and answer_tokens[1] < start + length:
+      if (
+        answer_tokens is not None
+        and start <= answer_tokens[0]
+        and answer_tokens[1] < start + length
+      ):
         s, e = answer_tokens[0] - start + offset, answer_tokens[1] - start + offset
       starts.append(s)
       ends.append(e)
   input_ids = pad_sequences(rows, max_seq_length)
   features = {
-      "input_ids": input_ids,
-      "token_type_ids": pad_sequences(types, max_seq_length),
-      "attention_mask": (np.arange(max_seq_length)[None, :]
-                         < np.array([len(r) for r in rows], np.int64)[:, None]).astype(np.int32),
-      "example_index": np.asarray(owners, np.int32),
-      "char_spans": np.stack(span_rows) if span_rows else np.zeros((0, max_seq_length, 2),
-                                                                   np.int32),
-      "max_context": np.stack(max_rows) if max_rows else np.zeros((0, max_seq_length), bool),
+    "input_ids": input_ids,
+    "token_type_ids": pad_sequences(types, max_seq_length),
+    "attention_mask": (
+      np.arange(max_seq_length)[None, :] < np.array([len(r) for r in rows], np.int64)[:, None]
+    ).astype(np.int32),
+    "example_index": np.asarray(owners, np.int32),
+    "char_spans": np.stack(span_rows) if span_rows else np.zeros((0, max_seq_length, 2), np.int32),
+    "max_context": np.stack(max_rows) if max_rows else np.zeros((0, max_seq_length), bool),
   }
   if training:
     features["start_positions"] = np.asarray(starts, np.int32)

@@ -10,16 +10,30 @@ from ml_collections import config_dict
 
 # Set by the run itself (vocab_size from the tokenizer; dtype, param_dtype, remat are top-level
 # keys) or meaningless for pretraining (fine-tuning head settings).
-_NOT_OVERRIDABLE = ("vocab_size", "dtype", "param_dtype", "remat", "num_labels", "problem_type",
-                    "label_names")
-_TYPES = {"int": int, "float": float, "str": str, "bool": bool, "float | None": float,
-          "str | None": str}
+_NOT_OVERRIDABLE = (
+  "vocab_size",
+  "dtype",
+  "param_dtype",
+  "remat",
+  "num_labels",
+  "problem_type",
+  "label_names",
+)
+_TYPES = {
+  "int": int,
+  "float": float,
+  "str": str,
+  "bool": bool,
+  "float | None": float,
+  "str | None": str,
+}
 
 
 def model_overrides() -> ml_collections.ConfigDict:
   """Every AlbertConfig field as an unset placeholder, so `--config.model_overrides.X=V` works
   for any of them; unset ones keep the preset's value."""
   from albert_flax.config import AlbertConfig
+
   c = ml_collections.ConfigDict()
   for field in dataclasses.fields(AlbertConfig):
     if field.name not in _NOT_OVERRIDABLE and field.type in _TYPES:

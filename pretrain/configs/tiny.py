@@ -21,7 +21,9 @@ from pretrain.configs import common
 
 def get_config():
   c = common.get_config()
-  c.model = "tiny"  # E=64, H=128, L=4, A=2, I=512 (albert_flax.config.PRESETS["tiny"]); L -> 2 below
+  c.model = (
+    "tiny"  # E=64, H=128, L=4, A=2, I=512 (albert_flax.config.PRESETS["tiny"]); L -> 2 below
+  )
   c.model_overrides.num_hidden_layers = 2
   c.dtype = "float32"  # bf16 matmuls are emulated (slow) on most CPUs
   c.tokenizer.vocab_size = 2000
