@@ -34,7 +34,11 @@ import albert_flax as af
 from albert_flax import sharding
 from albert_flax import workdir as layout
 from albert_flax.train import optim, training
-from albert_flax.train.checkpoints import PreemptionGuard, TrainCheckpointManager
+from albert_flax.train.checkpoints import (
+  PreemptionGuard,
+  TrainCheckpointManager,
+  same_on_all_processes,
+)
 from albert_flax.train.metric_writers import MetricWriter
 from finetune.configs.common import PER_TASK_FIELDS
 from finetune.data import MODEL_INPUTS, Features, eval_batches, num_rows, train_batches, write_json
@@ -423,7 +427,7 @@ class BestParams:
       raise KeyError(
         f"evaluation gave no {self.metric!r} (the best-checkpoint metric), only {sorted(results)}"
       )
-    value = float(results[self.metric])
+    value = float(same_on_all_processes(float(results[self.metric])))
     if self.step is None or value > self.value:
       self._manager.save(step, params, {"metric": self.metric, "value": value})
       self.step, self.value = step, value

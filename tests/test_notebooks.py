@@ -89,14 +89,22 @@ def _inject_parameters(nb, values: dict) -> None:
 def test_notebook_runs(name, kernel_manager_factory, tmp_path):
   nb = nbformat.read(NOTEBOOKS / name, as_version=4)
   _inject_parameters(nb, PARAMETERS[name])
+  km = kernel_manager_factory()
   client = nbclient.NotebookClient(
     nb,
-    km=kernel_manager_factory(),
+    km=km,
     timeout=CELL_TIMEOUT_S,
     allow_errors=False,
     resources={"metadata": {"path": str(tmp_path)}},
   )
-  client.execute()  # raises CellExecutionError naming the failing cell
+  try:
+    client.execute()  # raises CellExecutionError naming the failing cell
+  finally:
+    # nbclient leaves a kernel it was handed running (it owns only those it starts): stop it and
+    # its process group, or idle kernels outlive the test run.
+    if km.has_kernel:
+      km.shutdown_kernel(now=True)
+  assert not km.is_alive()
   errors = [
     out
     for cell in nb.cells

@@ -22,6 +22,7 @@ import logging
 import os
 import shutil
 import signal
+import zlib
 from typing import Any
 
 import jax
@@ -49,12 +50,44 @@ def _allgather_json(obj: Any) -> list[Any]:
   ]
 
 
+def same_on_all_processes(obj: Any) -> Any:
+  """Process 0's `obj` (JSON-serializable) on every process.
+
+  A decision that starts a collective operation (whether to save a checkpoint) must be the same
+  on every process, or the processes wait at different barriers: take the lead's.
+  """
+  if jax.process_count() == 1:
+    return obj
+  return _allgather_json(obj)[0]
+
+
 def _all_processes_agree(ok: bool) -> bool:
   if jax.process_count() == 1:
     return ok
   from jax.experimental import multihost_utils
 
   return bool(np.all(multihost_utils.process_allgather(np.array([ok], np.int32))))
+
+
+_managers_created = 0
+
+
+def _barrier_prefix(directory: str) -> str:
+  """A name for this manager's barriers that no other manager of the run shares.
+
+  Orbax names the barriers of an asynchronous save after the step directory only
+  (`async_write_complete.<step>...`), and a barrier name may be waited on once. Two managers
+  saving the same step (fine-tuning's checkpoints/latest and checkpoints/best) would share the
+  barrier: one process's `best` thread then passes it on the other's `latest` arrival and the
+  primary commits `best/<step>` before the other process has written its part ("ArrayMetadata
+  Store contains metadata from just one process"). Every process creates its managers in the
+  same order (they are collective), so the counter agrees across processes; the directory's
+  digest keeps names apart when runs share a coordinator.
+  """
+  global _managers_created
+  _managers_created += 1
+  digest = zlib.crc32(directory.encode("utf-8")) & 0xFFFFFFFF
+  return f"albert_ckpt{_managers_created}_{digest:08x}"
 
 
 class TrainCheckpointManager:
@@ -78,6 +111,9 @@ class TrainCheckpointManager:
       create=True,
       enable_async_checkpointing=async_save,
       cleanup_tmp_directories=True,
+      multiprocessing_options=ocp.options.MultiprocessingOptions(
+        barrier_sync_key_prefix=_barrier_prefix(self.directory)
+      ),
     )
     self._manager = ocp.CheckpointManager(
       self.directory, options=options, item_names=(STATE_ITEM, DATA_ITEM)
