@@ -10,7 +10,9 @@ Checkpoint layouts read by `from_pretrained(path)`, tried in this order:
              CheckpointManager directory whose item "state" is a pytree with a "params" key holding
              the unboxed parameter tree; the largest <step> is read, params only)
   hf         path/config.json + model.safetensors | pytorch_model.bin | their sharded *.index.json
-  tf         path/albert_config.json + path/model.ckpt-<step>.{index,data-*}, or the prefix itself
+  tf         path/albert_config.json + path/model.ckpt-<step>.{index,data-*}, or the prefix itself;
+             Google's Chinese albert_*_zh alike, brightmart albert_zh's albert_config_<size>.json +
+             albert_model.ckpt (its own variable names, see convert_tf)
   hub id     anything else that looks like "owner/name": huggingface_hub.snapshot_download, then hf
 
 Loading rules (every source goes through `_assemble`, in our parameter names):
@@ -247,15 +249,9 @@ def _open_hf(directory: str, files: list[str]) -> _Source:
 
 
 def _open_tf(prefix: str, config_path: str) -> _Source:
-  config = AlbertConfig.from_json_file(config_path)
-  tensors, unknown = {}, []
-  for name, array in convert_tf.read_checkpoint(prefix).items():
-    mapped = convert_tf.tf_name_to_path(name)
-    if mapped is None:
-      unknown.append((name, tuple(array.shape)))
-      continue
-    our_path, transpose = mapped
-    tensors[our_path] = (name, array.T if transpose else array, transpose)
+  config, tensors, unknown = convert_tf.read_original(
+    prefix, config_path
+  )  # Google's or albert_zh's
   if "classifier/kernel" in tensors:
     # albert_config.json stores no num_labels: the classifier's width is the only record of it.
     config = config.replace(num_labels=int(tensors["classifier/kernel"][1].shape[-1]))
