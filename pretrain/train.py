@@ -213,6 +213,7 @@ def make_batches(
     masked_lm_prob=d.masked_lm_prob,
     short_seq_prob=d.short_seq_prob,
     max_ngram=d.max_ngram,
+    word_segmenter=d.get("word_segmenter") or None,
     process_index=share[0],
     process_count=share[1],
     eval_fraction=d.eval_fraction,

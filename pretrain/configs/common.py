@@ -71,6 +71,9 @@ def get_config() -> ml_collections.ConfigDict:
   c.data.masked_lm_prob = 0.15
   c.data.short_seq_prob = 0.1
   c.data.max_ngram = 3
+  # Chinese whole-word masking (a WordPiece vocabulary): "jieba" masks segmented words whole;
+  # "" masks each CJK character as a word, as the original.
+  c.data.word_segmenter = ""
   c.data.shuffle_buffer = 0  # 0: the pipeline's default
   c.data.num_workers = 0  # worker processes making examples per host
 
