@@ -73,6 +73,7 @@ class WordPieceStandIn:
     import transformers
 
     self._tok = transformers.BertTokenizer(str(vocab_file), do_lower_case=do_lower_case)
+    self._vocab_file, self._lower = str(vocab_file), do_lower_case
     self.vocab_size = len(self._tok.vocab)
     tokens = self._tok.convert_ids_to_tokens(list(range(self.vocab_size)))
     self.word_start_mask = np.array([not t.startswith("##") for t in tokens])
@@ -89,4 +90,9 @@ class WordPieceStandIn:
     return self._tok.convert_tokens_to_ids(tokens)
 
   def __call__(self, *args, **kwargs):
+    if kwargs.get("return_offsets_mapping"):  # only transformers' fast tokenizer gives offsets
+      import transformers
+
+      fast = transformers.BertTokenizerFast(self._vocab_file, do_lower_case=self._lower)
+      return fast(*args, **kwargs)
     return self._tok(*args, **kwargs)
