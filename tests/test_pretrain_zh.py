@@ -219,3 +219,21 @@ def test_tiny_chinese_pretraining_learns(corpus):
   after = accuracy(state.params)
   # Measured: 0.0 -> 0.16 (chance 1/128).
   assert before < 0.03 and after > 0.1, (before, after)
+
+
+def test_workdir_keeps_the_wordpiece_vocabulary(corpus, tmp_path, monkeypatch):
+  """--config.tokenizer.vocab_file: copied into the workdir as vocab.txt, a WordPiece tokenizer
+  over it is what the run uses (the stand-in until af.WordPieceTokenizer is merged)."""
+  from pretrain import train as pretrain_train
+  from pretrain.configs import tiny
+
+  monkeypatch.setattr(af, "WordPieceTokenizer", WordPieceStandIn, raising=False)
+  vocab = corpus[0].parent / "vocab.txt"
+  config = tiny.get_config()
+  config.tokenizer.vocab_file = str(vocab)
+  tokenizer = pretrain_train.prepare_tokenizer(config, str(tmp_path))
+  assert (tmp_path / "vocab.txt").read_bytes() == vocab.read_bytes()
+  assert tokenizer.vocab_size == 128 and not (tmp_path / "spiece.model").exists()
+  config.tokenizer.vocab_file = str(tmp_path / "missing.txt")
+  with pytest.raises(FileNotFoundError, match="tokenizer.vocab_file"):
+    pretrain_train.prepare_tokenizer(config, str(tmp_path / "other"))
