@@ -59,6 +59,8 @@ ORBAX_PARAMS_DIR = workdir.ORBAX_PARAMS_DIR  # save_pretrained(format="orbax"): 
 WORKDIR_CHECKPOINTS = workdir.CHECKPOINTS_DIR  # pretraining workdir: path/checkpoints/<step>/state/
 STATE_ITEM = workdir.STATE_ITEM
 TOKENIZER_FILE = workdir.TOKENIZER_FILE
+# What a Hub repository's tokenizer may be: spiece.model, or a WordPiece vocab.txt (Chinese models).
+_HUB_TOKENIZER_FILES = [TOKENIZER_FILE, workdir.WORDPIECE_VOCAB_FILE, "tokenizer_config.json"]
 # Heads whose meaning depends on the task (architecture), not just on their name.
 _TASK_HEADS = ("classifier/",)
 # Models whose head size transformers takes from num_labels but ours fixes at 2.
@@ -184,13 +186,13 @@ def _download(repo_id: str) -> str:
   try:
     directory = huggingface_hub.snapshot_download(
       repo_id,
-      allow_patterns=[CONFIG_NAME, "model.safetensors*", TOKENIZER_FILE],
+      allow_patterns=[CONFIG_NAME, "model.safetensors*", *_HUB_TOKENIZER_FILES],
       local_files_only=offline,
     )
     if not convert_hf.weight_files(directory):  # an older repository: PyTorch pickles only
       directory = huggingface_hub.snapshot_download(
         repo_id,
-        allow_patterns=[CONFIG_NAME, "pytorch_model.bin*", TOKENIZER_FILE],
+        allow_patterns=[CONFIG_NAME, "pytorch_model.bin*", *_HUB_TOKENIZER_FILES],
         local_files_only=offline,
       )
   except Exception as e:  # offline, unknown repo, no network: all mean "could not get it"

@@ -328,8 +328,10 @@ def test_brightmart_pre_ln_is_refused(tmp_path):
 # -------------------------------------------------- transformers' albert_chinese_* directories
 
 
-def test_transformers_directory_with_wordpiece_vocab_loads_with_parity(tmp_path):
-  """An AlbertForMaskedLM saved by transformers with a BertTokenizer (voidful/albert_chinese_*)."""
+def test_transformers_directory_with_wordpiece_vocab_loads_with_parity(tmp_path, monkeypatch):
+  """An AlbertForMaskedLM saved by transformers with a BertTokenizer (voidful/albert_chinese_*),
+  from a directory and through a Hub id (whose download takes the vocabulary along)."""
+  import huggingface_hub
   import torch
   import transformers
 
@@ -347,3 +349,17 @@ def test_transformers_directory_with_wordpiece_vocab_loads_with_parity(tmp_path)
       token_type_ids=torch.tensor(inputs[2]),
     ).logits.numpy()
   assert_close_where_attended(masked_lm_logits(model, params, inputs), expected, inputs[1])
+
+  patterns = []
+
+  def fake_snapshot_download(repo_id, allow_patterns, **kwargs):
+    patterns.extend(allow_patterns)
+    return str(tmp_path)
+
+  monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot_download)
+  _, from_hub = af.from_pretrained("voidful/albert_chinese_tiny", af.AlbertForMaskedLM)
+  assert "vocab.txt" in patterns and "tokenizer_config.json" in patterns
+  np.testing.assert_array_equal(
+    from_hub["albert"]["embeddings"]["word_embeddings"]["embedding"],
+    params["albert"]["embeddings"]["word_embeddings"]["embedding"],
+  )
