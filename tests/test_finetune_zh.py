@@ -45,6 +45,21 @@ def _clue(task, data_dir, tok, max_seq_length=24):
 # ------------------------------------------------------------------------------- CLUE
 
 
+def test_chinese_configs_resolve():
+  from finetune.train import resolve_config
+
+  config = clue_config.get_config()
+  config.init_from, config.task = "albert_base_zh/", "tnews"
+  resolved = resolve_config(config)
+  assert (resolved.learning_rate, resolved.batch_size, resolved.max_seq_length) == (3e-5, 16, 128)
+  assert (resolved.train_steps, resolved.warmup_steps) == (6670, 667)  # 2 epochs of 53,360
+  config.task = "cluewsc2020"
+  assert resolve_config(config).train_steps == 155
+  config = cmrc_config.get_config()
+  config.init_from = "albert_base_zh/"
+  assert resolve_config(config).max_seq_length == 512
+
+
 def test_clue_label_sets():
   assert len(TASKS["tnews"].labels) == 15 and "105" not in TASKS["tnews"].labels
   assert TASKS["tnews"].labels[:5] == ("100", "101", "102", "103", "104")

@@ -35,6 +35,7 @@ PER_TASK = {
   "csl": _row(20000),
   "wsc": _row(1244),
 }
+PER_TASK["cluewsc2020"] = PER_TASK["wsc"]
 
 
 def get_config():
