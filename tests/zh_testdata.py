@@ -18,12 +18,13 @@ import numpy as np
 LEXICON = (
   "北京 上海 天津 重庆 大学 老师 医院 公园 我们 喜欢 研究 音乐 电影 历史 文化 经济 技术 工作 "
   "朋友 家庭 城市 世界 图书馆 火车站 飞机场 咖啡 茶叶 苹果 香蕉 米饭 面条 运动 足球 游泳 跑步 "
-  "唱歌 跳舞 画画 写字 旅行 休息 睡觉 喝水 打开 关闭 美丽 漂亮 幸福 安静 热闹 干净 简单 困难"
+  "唱歌 跳舞 钢琴 写字 旅行 休息 睡觉 喝水 打开 关闭 美丽 漂亮 幸福 安静 热闹 干净 简单 困难"
 ).split()
 PUNCTUATION = ["「", "」", "，", "。"]
 ENGLISH = ["al", "##bert"]
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 WORD_OF_CHAR = {c: (w, i) for w in LEXICON for i, c in enumerate(w)}
+assert len(WORD_OF_CHAR) == sum(map(len, LEXICON)), "a character in two words"
 
 
 def write_vocab(path, size: int = 128) -> list[str]:
