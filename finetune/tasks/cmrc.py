@@ -18,7 +18,7 @@ import numpy as np
 
 from finetune import cmrc_metric
 from finetune.tasks.base import Task
-from finetune.tasks.squad import SquadPredictions, SquadTask, nbest_answers
+from finetune.tasks.squad import SquadPredictions, SquadTask
 from finetune.tasks.squad_data import read_squad_json, squad_features
 
 FILES = {"train": ("train.json", "cmrc2018_train.json"), "dev": ("dev.json", "cmrc2018_dev.json")}
@@ -65,15 +65,5 @@ class CmrcTask(SquadTask):
     return "dev/average"
 
   def score(self, eval_set, outputs):
-    c = self.config
-    examples = eval_set.meta
-    answers, diffs, nbest = nbest_answers(
-      examples,
-      eval_set.features,
-      np.asarray(outputs["start_logits"]),
-      np.asarray(outputs["end_logits"]),
-      c.n_best_size,
-      c.max_answer_length,
-    )
-    golds = {e.qid: [text for text, _ in e.answers] for e in examples}
+    answers, diffs, nbest, golds = self.best_answers(eval_set, outputs)
     return cmrc_metric.evaluate(golds, answers), SquadPredictions(answers, diffs, nbest, answers)
