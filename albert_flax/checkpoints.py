@@ -251,9 +251,8 @@ def _open_hf(directory: str, files: list[str]) -> _Source:
 
 
 def _open_tf(prefix: str, config_path: str) -> _Source:
-  config, tensors, unknown = convert_tf.read_original(
-    prefix, config_path
-  )  # Google's or albert_zh's
+  # Google's layout or albert_zh's, in our paths.
+  config, tensors, unknown = convert_tf.read_original(prefix, config_path)
   if "classifier/kernel" in tensors:
     # albert_config.json stores no num_labels: the classifier's width is the only record of it.
     config = config.replace(num_labels=int(tensors["classifier/kernel"][1].shape[-1]))

@@ -349,13 +349,9 @@ def make_pretraining_batches(
   if not isinstance(seed, (int, np.integer)) or seed < 0:
     raise ValueError(f"seed must be a non-negative int, got {seed!r}")
   config = ExampleConfig(
-    max_seq_length,
-    max_predictions_per_seq,
-    masked_lm_prob,
-    short_seq_prob,
-    max_ngram,
-    word_segmenter or None,
+    max_seq_length, max_predictions_per_seq, masked_lm_prob, short_seq_prob, max_ngram
   )
+  config = dataclasses.replace(config, word_segmenter=word_segmenter or None)
   word_segmentation.check_segmenter(config.word_segmenter)
   if static_shards is None and files is not None and _is_static(files):
     static_shards, files = files, None
