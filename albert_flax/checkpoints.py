@@ -10,7 +10,9 @@ Checkpoint layouts read by `from_pretrained(path)`, tried in this order:
              CheckpointManager directory whose item "state" is a pytree with a "params" key holding
              the unboxed parameter tree; the largest <step> is read, params only)
   hf         path/config.json + model.safetensors | pytorch_model.bin | their sharded *.index.json
-  tf         path/albert_config.json + path/model.ckpt-<step>.{index,data-*}, or the prefix itself
+  tf         path/albert_config.json + path/model.ckpt-<step>.{index,data-*}, or the prefix itself;
+             Google's Chinese albert_*_zh alike, brightmart albert_zh's albert_config_<size>.json +
+             albert_model.ckpt (its own variable names, see convert_tf)
   hub id     anything else that looks like "owner/name": huggingface_hub.snapshot_download, then hf
 
 Loading rules (every source goes through `_assemble`, in our parameter names):
@@ -57,6 +59,8 @@ ORBAX_PARAMS_DIR = workdir.ORBAX_PARAMS_DIR  # save_pretrained(format="orbax"): 
 WORKDIR_CHECKPOINTS = workdir.CHECKPOINTS_DIR  # pretraining workdir: path/checkpoints/<step>/state/
 STATE_ITEM = workdir.STATE_ITEM
 TOKENIZER_FILE = workdir.TOKENIZER_FILE
+# What a Hub repository's tokenizer may be: spiece.model, or a WordPiece vocab.txt (Chinese models).
+_HUB_TOKENIZER_FILES = [TOKENIZER_FILE, workdir.WORDPIECE_VOCAB_FILE, "tokenizer_config.json"]
 # Heads whose meaning depends on the task (architecture), not just on their name.
 _TASK_HEADS = ("classifier/",)
 # Models whose head size transformers takes from num_labels but ours fixes at 2.
@@ -182,13 +186,13 @@ def _download(repo_id: str) -> str:
   try:
     directory = huggingface_hub.snapshot_download(
       repo_id,
-      allow_patterns=[CONFIG_NAME, "model.safetensors*", TOKENIZER_FILE],
+      allow_patterns=[CONFIG_NAME, "model.safetensors*", *_HUB_TOKENIZER_FILES],
       local_files_only=offline,
     )
     if not convert_hf.weight_files(directory):  # an older repository: PyTorch pickles only
       directory = huggingface_hub.snapshot_download(
         repo_id,
-        allow_patterns=[CONFIG_NAME, "pytorch_model.bin*", TOKENIZER_FILE],
+        allow_patterns=[CONFIG_NAME, "pytorch_model.bin*", *_HUB_TOKENIZER_FILES],
         local_files_only=offline,
       )
   except Exception as e:  # offline, unknown repo, no network: all mean "could not get it"
@@ -247,15 +251,8 @@ def _open_hf(directory: str, files: list[str]) -> _Source:
 
 
 def _open_tf(prefix: str, config_path: str) -> _Source:
-  config = AlbertConfig.from_json_file(config_path)
-  tensors, unknown = {}, []
-  for name, array in convert_tf.read_checkpoint(prefix).items():
-    mapped = convert_tf.tf_name_to_path(name)
-    if mapped is None:
-      unknown.append((name, tuple(array.shape)))
-      continue
-    our_path, transpose = mapped
-    tensors[our_path] = (name, array.T if transpose else array, transpose)
+  # Google's layout or albert_zh's, in our paths.
+  config, tensors, unknown = convert_tf.read_original(prefix, config_path)
   if "classifier/kernel" in tensors:
     # albert_config.json stores no num_labels: the classifier's width is the only record of it.
     config = config.replace(num_labels=int(tensors["classifier/kernel"][1].shape[-1]))

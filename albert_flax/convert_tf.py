@@ -1,8 +1,9 @@
 """google-research/albert TF1 checkpoint names <-> this package's parameter tree, and TF files.
 
 The original code (modeling.py, run_pretraining.py, classifier_utils.py, squad_utils.py) names its
-variables as below; `transformers.load_tf_weights_in_albert` reads the same names. TF kernels are
-[in, out] like flax's, so only the `output_weights` matrices ([out, in]) are transposed.
+variables as below (the table is `name_maps.GOOGLE_TF_NAMES`);
+`transformers.load_tf_weights_in_albert` reads the same names. TF kernels are [in, out] like
+flax's, so only the `output_weights` matrices ([out, in]) are transposed.
 
     bert/embeddings/{word,position,token_type}_embeddings, bert/embeddings/LayerNorm/{gamma,beta}
     bert/encoder/embedding_hidden_mapping_in/{kernel,bias}
@@ -18,58 +19,44 @@ variables as below; `transformers.load_tf_weights_in_albert` reads the same name
     output_{weights [labels, H], bias}                  (classifier_utils / RACE heads)
     cls/squad/output_{weights [2, H], bias}             (the SQuAD v1 head)
 
-Optimizer slots (`*/adam_m`, `*/adam_v`) and `global_step` are not model weights and are skipped.
+Google's Chinese models (albert_{base,large,xlarge,xxlarge}_zh: albert_config.json, often with
+"hidden_act": "relu", vocab_chinese.txt, model.ckpt-best) use these same names.
+
+brightmart/albert_zh's own checkpoints (albert_config_<size>.json, albert_model.ckpt, vocab.txt)
+name the layer as BERT does (`bert/encoder/layer_shared/attention/self/query`, ...; the table is
+`name_maps.BRIGHTMART_TF_NAMES`) and factorize the embeddings differently: the word table [V, E]
+is projected by `bert/embeddings/word_embeddings_2` [E, H] *before* the H-wide position and
+token-type embeddings are added and LayerNorm runs over H, and the MLM head projects back with the
+transpose of that matrix before the tied decoder. That model is exactly ours with E = H, the word
+table W P [V, H] and an identity `embedding_hidden_mapping_in` (the decoder then computes
+h (W P)^T = (h P^T) W^T, as theirs): `read_original` builds that, at the cost of a V x H table.
+Their pre-LN variant (`"ln_type": "preln"`, their xxlarge) is another architecture and is refused.
+
+Optimizer slots (`*/adam_m`, `*/lamb_v`, ...) and `global_step` are not model weights: skipped.
 TensorFlow is imported only here, lazily: `pip install albert-flax[tf]`.
 """
 
 from __future__ import annotations
 
 import glob
+import json
 import os
 import re
 
 import numpy as np
 
 from albert_flax.config import AlbertConfig
+from albert_flax.name_maps import BRIGHTMART_PROJECTION, BRIGHTMART_TF_NAMES, GOOGLE_TF_NAMES
 
-_OURS_LAYER = "albert/encoder/albert_layer_groups_{g}/albert_layers_{i}/"
-_TF_LAYER = "bert/encoder/transformer/group_{g}/inner_group_{i}/"
-# (our path, original variable scope, kind); see the module docstring.
-MODULES: tuple[tuple[str, str, str], ...] = (
-  ("albert/embeddings/word_embeddings", "bert/embeddings/word_embeddings", "embed"),
-  ("albert/embeddings/position_embeddings", "bert/embeddings/position_embeddings", "embed"),
-  ("albert/embeddings/token_type_embeddings", "bert/embeddings/token_type_embeddings", "embed"),
-  ("albert/embeddings/LayerNorm", "bert/embeddings/LayerNorm", "ln"),
-  (
-    "albert/encoder/embedding_hidden_mapping_in",
-    "bert/encoder/embedding_hidden_mapping_in",
-    "dense",
-  ),
-  (_OURS_LAYER + "attention/query", _TF_LAYER + "attention_1/self/query", "dense"),
-  (_OURS_LAYER + "attention/key", _TF_LAYER + "attention_1/self/key", "dense"),
-  (_OURS_LAYER + "attention/value", _TF_LAYER + "attention_1/self/value", "dense"),
-  (_OURS_LAYER + "attention/dense", _TF_LAYER + "attention_1/output/dense", "dense"),
-  (_OURS_LAYER + "attention/LayerNorm", _TF_LAYER + "LayerNorm", "ln"),
-  (_OURS_LAYER + "ffn", _TF_LAYER + "ffn_1/intermediate/dense", "dense"),
-  (_OURS_LAYER + "ffn_output", _TF_LAYER + "ffn_1/intermediate/output/dense", "dense"),
-  (_OURS_LAYER + "full_layer_layer_norm", _TF_LAYER + "LayerNorm_1", "ln"),
-  ("albert/pooler", "bert/pooler/dense", "dense"),
-  ("predictions/dense", "cls/predictions/transform/dense", "dense"),
-  ("predictions/LayerNorm", "cls/predictions/transform/LayerNorm", "ln"),
-  ("predictions", "cls/predictions", "output_bias"),
-  ("sop_classifier/classifier", "cls/seq_relationship", "output"),
-  ("classifier", "", "output"),
-  ("qa_outputs", "cls/squad", "output"),
+# Adam's / albert_zh's LAMB's slots (`<variable>/adam_m`, `<variable>/lamb_m`, ...).
+_OPTIMIZER_SLOTS = (
+  "adam_m",
+  "adam_v",
+  "lamb_m",
+  "lamb_v",
+  "AdamWeightDecayOptimizer",
+  "AdamWeightDecayOptimizer_1",
 )
-# (our leaf, TF leaf, transpose) per kind; an empty TF leaf means the scope is the variable.
-_LEAVES = {
-  "embed": (("embedding", "", False),),
-  "ln": (("scale", "gamma", False), ("bias", "beta", False)),
-  "dense": (("kernel", "kernel", False), ("bias", "bias", False)),
-  "output_bias": (("bias", "output_bias", False),),
-  "output": (("kernel", "output_weights", True), ("bias", "output_bias", False)),
-}
-_OPTIMIZER_SLOTS = ("adam_m", "adam_v", "AdamWeightDecayOptimizer", "AdamWeightDecayOptimizer_1")
 # The original code's activations (modeling.get_activation); its "gelu" is the tanh approximation.
 _ORIGINAL_ACTIVATIONS = {
   "gelu_new": "gelu",
@@ -78,25 +65,6 @@ _ORIGINAL_ACTIVATIONS = {
   "tanh": "tanh",
   "linear": "linear",
 }
-
-
-def _regex(template: str) -> re.Pattern:
-  escaped = re.escape(template).replace(r"\{g\}", r"(?P<g>\d+)").replace(r"\{i\}", r"(?P<i>\d+)")
-  return re.compile(escaped + "$")
-
-
-def _build_rules():
-  forward, backward = [], []
-  for ours, scope, kind in MODULES:
-    for our_leaf, tf_leaf, transpose in _LEAVES[kind]:
-      tf_name = "/".join(p for p in (scope, tf_leaf) if p)
-      our_path = f"{ours}/{our_leaf}"
-      forward.append((_regex(tf_name), our_path, transpose))
-      backward.append((_regex(our_path), tf_name, transpose))
-  return forward, backward
-
-
-_FORWARD, _BACKWARD = _build_rules()
 
 
 def is_ignored(name: str) -> bool:
@@ -109,19 +77,14 @@ def tf_name_to_path(name: str) -> tuple[str, bool] | None:
   """Original variable name -> (our '/'-joined path, transpose?), or None if not ALBERT's."""
   if name.startswith("module/"):  # exported through TF Hub
     name = name[len("module/") :]
-  for regex, template, transpose in _FORWARD:
-    m = regex.match(name)
-    if m:
-      return template.format(**m.groupdict()), transpose
-  return None
+  return GOOGLE_TF_NAMES.to_ours(name)
 
 
 def path_to_tf_name(path: str) -> tuple[str, bool]:
   """Our '/'-joined path -> (original variable name, transpose?)."""
-  for regex, template, transpose in _BACKWARD:
-    m = regex.match(path)
-    if m:
-      return template.format(**m.groupdict()), transpose
+  mapped = GOOGLE_TF_NAMES.to_theirs(path)
+  if mapped is not None:
+    return mapped
   raise ValueError(f"Parameter {path!r} has no name in the original TF checkpoint format")
 
 
@@ -170,12 +133,26 @@ def find_checkpoint(path: str) -> tuple[str, str] | None:
       prefix = max(prefixes, key=lambda p: (_checkpoint_step(p), p.endswith("best"), p))
   else:
     return None
+  return prefix, _config_file(directory, prefix)
+
+
+def _config_file(directory: str, prefix: str) -> str:
+  """albert_config.json, else the one albert_config_<size>.json albert_zh ships."""
   config = os.path.join(directory, "albert_config.json")
-  if not os.path.isfile(config):
-    raise FileNotFoundError(
-      f"Found the TF checkpoint {prefix} but no albert_config.json next to it in {directory}"
+  if os.path.isfile(config):
+    return config
+  sized = sorted(glob.glob(os.path.join(directory, "albert_config_*.json")))
+  if len(sized) == 1:
+    return sized[0]
+  if sized:
+    raise ValueError(
+      f"Found the TF checkpoint {prefix} and several configs next to it, "
+      f"{[os.path.basename(c) for c in sized]}: keep the one that goes with it, or name it "
+      "albert_config.json"
     )
-  return prefix, config
+  raise FileNotFoundError(
+    f"Found the TF checkpoint {prefix} but no albert_config.json next to it in {directory}"
+  )
 
 
 def read_checkpoint(prefix: str) -> dict[str, np.ndarray]:
@@ -190,6 +167,69 @@ def read_checkpoint(prefix: str) -> dict[str, np.ndarray]:
       f"Could not read the TF checkpoint {prefix} (.index/.data files): it is "
       f"corrupt, truncated or incomplete ({type(e).__name__}: {e})"
     ) from None
+
+
+def read_original(
+  prefix: str, config_path: str
+) -> tuple[AlbertConfig, dict[str, tuple[str, np.ndarray, bool]], list[tuple[str, tuple]]]:
+  """A TF1 checkpoint of either layout (Google's, albert_zh's) in our parameter paths.
+
+  Returns (config, {our path: (variable name, array in our layout, transposed?)}, [(unknown
+  variable name, shape)]). albert_zh's embedding projection is folded in (see the module
+  docstring), and the config widened to E = H to match.
+  """
+  config = AlbertConfig.from_json_file(config_path)
+  state = read_checkpoint(prefix)
+  state = {(n[len("module/") :] if n.startswith("module/") else n): a for n, a in state.items()}
+  if not is_brightmart(state):
+    tensors, unknown = GOOGLE_TF_NAMES.rename(state)
+    return config, tensors, unknown
+  with open(config_path, encoding="utf-8") as f:
+    ln_type = json.load(f).get("ln_type") or "postln"
+  if ln_type != "postln":
+    raise ValueError(
+      f"{config_path} has \"ln_type\": {ln_type!r}: albert_zh's pre-LayerNorm transformer is "
+      "a different architecture from ALBERT's (post-LN), which is all this package builds"
+    )
+  projection = state.get(BRIGHTMART_PROJECTION)
+  tensors, unknown = BRIGHTMART_TF_NAMES.rename(state, ignore=[BRIGHTMART_PROJECTION])
+  unshared = {int(m.group(1)) for n in state if (m := re.match(r"bert/encoder/layer_(\d+)/", n))}
+  if unshared:  # one layer per step (share_parameter_across_layers=False): G = L groups
+    config = config.replace(num_hidden_groups=config.num_hidden_layers, inner_group_num=1)
+  word_path = "albert/embeddings/word_embeddings/embedding"
+  if projection is None or word_path not in tensors:
+    raise ValueError(
+      f"{prefix} names its layers as albert_zh does but lacks {BRIGHTMART_PROJECTION} or "
+      "bert/embeddings/word_embeddings: incomplete checkpoint"
+    )
+  name, word, _ = tensors[word_path]
+  if projection.shape != (word.shape[1], config.hidden_size):
+    raise ValueError(
+      f"{BRIGHTMART_PROJECTION}: expected shape {[word.shape[1], config.hidden_size]} "
+      f"(embedding_size, hidden_size), found {list(projection.shape)}"
+    )
+  folded = (word.astype(np.float64) @ projection.astype(np.float64)).astype(word.dtype)
+  tensors[word_path] = (f"{name} @ {BRIGHTMART_PROJECTION}", folded, False)
+  identity = f"identity (albert_zh adds positions after {BRIGHTMART_PROJECTION})"
+  hidden = config.hidden_size
+  tensors["albert/encoder/embedding_hidden_mapping_in/kernel"] = (
+    identity,
+    np.eye(hidden, dtype=word.dtype),
+    False,
+  )
+  tensors["albert/encoder/embedding_hidden_mapping_in/bias"] = (
+    identity,
+    np.zeros(hidden, word.dtype),
+    False,
+  )
+  return config.replace(embedding_size=hidden), tensors, unknown
+
+
+def is_brightmart(state: dict[str, np.ndarray]) -> bool:
+  """Whether variable names are albert_zh's own (BERT-style layer scopes, projection table)."""
+  return BRIGHTMART_PROJECTION in state or any(
+    re.match(r"bert/encoder/layer_(shared|\d+)/", n) for n in state
+  )
 
 
 def write_checkpoint(directory: str, tensors: dict[str, np.ndarray], step: int = 0) -> str:

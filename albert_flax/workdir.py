@@ -34,6 +34,7 @@ import os
 CONFIG_FILE = "config.json"
 ORBAX_PARAMS_DIR = "params"
 TOKENIZER_FILE = "spiece.model"
+WORDPIECE_VOCAB_FILE = "vocab.txt"  # a WordPiece vocabulary (Chinese models) instead
 TRAIN_CONFIG_FILE = "train_config.json"
 CHECKPOINTS_DIR = "checkpoints"
 STATE_ITEM, DATA_ITEM = "state", "data"

@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from pretrain import builtin_corpus, corpus, shards
+from pretrain import builtin_corpus, corpus, shards, word_segmentation
 from pretrain.examples import ExampleConfig, make_examples, tokenize_documents
 from pretrain.pipeline import BATCH_KEYS, PretrainingIterator, Producer
 
@@ -298,6 +298,7 @@ def make_pretraining_batches(
   shard_by: str = "auto",
   drop_remainder: bool = True,
   do_lower_case: bool = True,
+  word_segmenter: str | None = None,
   state: dict | None = None,
 ) -> PretrainingIterator:
   """Batches of ALBERT pretraining examples (SOP pairs, n-gram masking); see the module docstring.
@@ -328,6 +329,9 @@ def make_pretraining_batches(
     shard_by: "auto", "file" or "document": how text files are shared among processes.
     drop_remainder: drop the last incomplete batch (only happens with num_epochs set).
     do_lower_case: used when `tokenizer` is a path.
+    word_segmenter: Chinese whole-word masking with a WordPiece tokenizer: "jieba" segments runs
+      of CJK characters into words, each masked whole; None: every CJK character is a word, as
+      the original (see `pretrain.word_segmentation`).
     state: a `get_state()` result to resume from.
 
   Returns:
@@ -347,6 +351,8 @@ def make_pretraining_batches(
   config = ExampleConfig(
     max_seq_length, max_predictions_per_seq, masked_lm_prob, short_seq_prob, max_ngram
   )
+  config = dataclasses.replace(config, word_segmenter=word_segmenter or None)
+  word_segmentation.check_segmenter(config.word_segmenter)
   if static_shards is None and files is not None and _is_static(files):
     static_shards, files = files, None
   if static_shards is not None:

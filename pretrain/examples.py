@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from pretrain import masking, sop
+from pretrain.word_segmentation import SEGMENTERS, continuation_flags
 
 EXAMPLE_KEYS = (
   "input_ids",
@@ -42,6 +43,9 @@ class ExampleConfig:
   masked_lm_prob: float = 0.15
   short_seq_prob: float = 0.1
   max_ngram: int = 3
+  # Chinese whole-word masking: a name in word_segmentation.SEGMENTERS, or None (every CJK
+  # character its own word, as the original).
+  word_segmenter: str | None = None
 
   def __post_init__(self):
     if not isinstance(self.max_seq_length, int) or self.max_seq_length < 5:
@@ -56,6 +60,10 @@ class ExampleConfig:
       raise ValueError(f"short_seq_prob must be in [0, 1], got {self.short_seq_prob}")
     if not isinstance(self.max_ngram, int) or self.max_ngram < 1:
       raise ValueError(f"max_ngram must be an int >= 1, got {self.max_ngram!r}")
+    if self.word_segmenter is not None and self.word_segmenter not in SEGMENTERS:
+      raise ValueError(
+        f"word_segmenter must be one of {SEGMENTERS} or None, got {self.word_segmenter!r}"
+      )
 
 
 @dataclasses.dataclass
@@ -119,7 +127,13 @@ def make_examples(
   }
   p = cfg.max_predictions_per_seq
   if mask:
-    m = mask_with_tokenizer(input_ids, length, tokenizer, cfg, rng)
+    continues_word = None
+    if cfg.word_segmenter is not None:
+      flags = continuation_flags(tok.tokens, tok.sentence_lengths, tokenizer, cfg.word_segmenter)
+      # Packed exactly as the tokens are (specials and padding: no flag).
+      continues_word = sop.pack_pairs(flags.astype(np.int32), pairs, cfg.max_seq_length, 0, 0, 0)
+      continues_word = continues_word[0].astype(bool)
+    m = mask_with_tokenizer(input_ids, length, tokenizer, cfg, rng, continues_word)
     out.update(
       input_ids=m.input_ids,
       masked_lm_positions=m.masked_lm_positions,
@@ -141,8 +155,10 @@ def mask_with_tokenizer(
   tokenizer: Any,
   cfg: ExampleConfig,
   rng: np.random.Generator,
+  continues_word: np.ndarray | None = None,
 ) -> masking.MaskedExamples:
-  """`masking.mask_examples` with the tokenizer's special ids and word starts ([N, S] inputs)."""
+  """`masking.mask_examples` with the tokenizer's special ids and word starts ([N, S] inputs;
+  `continues_word` [N, S]: segmented Chinese words, see `pretrain.word_segmentation`)."""
   return masking.mask_examples(
     input_ids,
     length,
@@ -154,6 +170,7 @@ def mask_with_tokenizer(
     special_ids=(tokenizer.pad_token_id, tokenizer.cls_token_id, tokenizer.sep_token_id),
     mask_id=tokenizer.mask_token_id,
     num_special_tokens=_num_special(tokenizer),
+    continues_word=continues_word,
   )
 
 

@@ -1,13 +1,14 @@
 """N-gram whole-word masking as in the original ALBERT `create_masked_lm_predictions`, vectorized.
 
 The original, per example: candidates are whole words (a SentencePiece piece starting with "▁"
-begins a word; [CLS]/[SEP]/padding are never candidates); `num_to_predict = min(max_predictions,
-max(1, round(len(tokens) * masked_lm_prob)))` tokens; the start words are visited in random
-order, each draws an n-gram length n in 1..max_ngram with p(n) ∝ 1/n (6/11, 3/11, 2/11 for 3),
-restricted to the words left in the sequence; if the n words would exceed the token budget the
-next shorter n-gram is tried, else the candidate is skipped; a candidate that overlaps words
-already chosen is skipped. Each chosen token becomes [MASK] (80%), a random token (10%) or stays
-unchanged (10%).
+begins a word, a WordPiece piece not starting with "##" does; Chinese words found by a segmenter are
+whole words too, see `continues_word`; [CLS]/[SEP]/padding are never candidates); `num_to_predict =
+min(max_predictions, max(1, round(len(tokens) * masked_lm_prob)))` tokens; the start words are
+visited in random order, each draws an n-gram length n in 1..max_ngram with p(n) ∝ 1/n (6/11, 3/11,
+2/11 for 3), restricted to the words left in the sequence; if the n words would exceed the token
+budget the next shorter n-gram is tried, else the candidate is skipped; a candidate that overlaps
+words already chosen is skipped. Each chosen token becomes [MASK] (80%), a random token (10%) or
+stays unchanged (10%).
 
 Here the same procedure runs for a whole array of examples at once: step k looks at every
 example's k-th start word (a lazily drawn random permutation), with numpy over the examples that
@@ -61,6 +62,7 @@ def mask_examples(
   special_ids: tuple[int, ...] = (0, 2, 3),
   mask_id: int = 4,
   num_special_tokens: int = 5,
+  continues_word: np.ndarray | None = None,
 ) -> MaskedExamples:
   """Chooses and replaces n-gram whole-word masks for a batch of packed examples.
 
@@ -76,6 +78,9 @@ def mask_examples(
     special_ids: ids that are never masked ([CLS], [SEP], padding).
     mask_id: id of [MASK].
     num_special_tokens: random replacements are drawn from [num_special_tokens, vocab_size).
+    continues_word: [N, S] bool, optional: True where a token continues the word before it
+      although its piece would begin one (a Chinese character inside a segmented word, see
+      `pretrain.word_segmentation`); such a word is one candidate, masked whole.
 
   Returns:
     MaskedExamples; `input_ids` is a new array.
@@ -100,7 +105,14 @@ def mask_examples(
   cand = code > 0
   prev_cand = np.zeros_like(cand)
   prev_cand[:, 1:] = cand[:, :-1]
-  starts = cand & ((code == 1) | ~prev_cand)
+  begins = code == 1
+  if continues_word is not None:
+    if np.shape(continues_word) != input_ids.shape:
+      raise ValueError(
+        f"continues_word has shape {np.shape(continues_word)}, input_ids {input_ids.shape}"
+      )
+    begins &= ~np.asarray(continues_word, bool)
+  starts = cand & (begins | ~prev_cand)
   num_words = starts.sum(axis=1)  # [N]
   max_words = int(num_words.max()) if n_ex else 0
   # cand_before[r, j]: candidate tokens before position j. Words partition the candidates in

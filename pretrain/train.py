@@ -125,6 +125,8 @@ def _training_documents_file(config, directory: str) -> str:
 def prepare_tokenizer(config, workdir: str) -> af.AlbertTokenizer:
   """workdir/spiece.model: kept from an earlier run, copied from the config / init_from, or
   trained on the training documents (by process 0; the others wait)."""
+  if config.tokenizer.get("vocab_file"):
+    return _prepare_wordpiece(config, workdir)
   target = os.path.join(workdir, TOKENIZER_FILE)
   source = config.tokenizer.spm_model
   if (
@@ -158,6 +160,19 @@ def prepare_tokenizer(config, workdir: str) -> af.AlbertTokenizer:
         os.replace(target + ".tmp", target)
   _barrier("tokenizer")
   return af.AlbertTokenizer(target, do_lower_case=config.tokenizer.do_lower_case)
+
+
+def _prepare_wordpiece(config, workdir: str):
+  """workdir/vocab.txt, copied from tokenizer.vocab_file (by process 0; the others wait)."""
+  target = os.path.join(workdir, layout.WORDPIECE_VOCAB_FILE)
+  source = config.tokenizer.vocab_file
+  if jax.process_index() == 0 and not os.path.isfile(target):
+    if not os.path.isfile(source):
+      raise FileNotFoundError(f"tokenizer.vocab_file {source!r} does not exist")
+    shutil.copyfile(source, target + ".tmp")
+    os.replace(target + ".tmp", target)
+  _barrier("tokenizer")
+  return af.WordPieceTokenizer(target, do_lower_case=config.tokenizer.do_lower_case)
 
 
 def _barrier(name: str) -> None:
@@ -213,6 +228,7 @@ def make_batches(
     masked_lm_prob=d.masked_lm_prob,
     short_seq_prob=d.short_seq_prob,
     max_ngram=d.max_ngram,
+    word_segmenter=d.get("word_segmenter") or None,
     process_index=share[0],
     process_count=share[1],
     eval_fraction=d.eval_fraction,

@@ -10,7 +10,7 @@ from finetune.tasks.base import EvalSet, Task
 
 
 def get_task(config: ml_collections.ConfigDict, tokenizer: Any) -> Task:
-  """The Task for config.family ("glue", "squad", "race", "ner")."""
+  """The Task for config.family ("glue", "squad", "race", "ner", "clue", "cmrc")."""
   family = config.get("family", "")
   if family == "glue":
     from finetune.tasks.glue import GlueTask
@@ -28,8 +28,16 @@ def get_task(config: ml_collections.ConfigDict, tokenizer: Any) -> Task:
     from finetune.tasks.ner import NerTask
 
     return NerTask(config, tokenizer)
+  if family == "clue":
+    from finetune.tasks.clue import ClueTask
+
+    return ClueTask(config, tokenizer)
+  if family == "cmrc":
+    from finetune.tasks.cmrc import CmrcTask
+
+    return CmrcTask(config, tokenizer)
   raise ValueError(
-    f"config.family {family!r} is not one of 'glue', 'squad', 'race', 'ner'; "
+    f"config.family {family!r} is not one of 'glue', 'squad', 'race', 'ner', 'clue', 'cmrc'; "
     "start from one of finetune/configs/*.py"
   )
 

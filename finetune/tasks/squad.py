@@ -169,7 +169,8 @@ class SquadTask(Task):
     return [EvalSet("dev", self._features(examples, training=False), True, examples)]
 
   # ------------------------------------------------------------------ scoring
-  def score(self, eval_set, outputs):
+  def best_answers(self, eval_set, outputs) -> tuple[dict, dict, dict, dict]:
+    """(answers, score differences, n-best lists, gold answer texts) by question id."""
     c = self.config
     examples = eval_set.meta
     answers, diffs, nbest = nbest_answers(
@@ -181,6 +182,11 @@ class SquadTask(Task):
       c.max_answer_length,
     )
     golds = {e.qid: [text for text, _ in e.answers] for e in examples}
+    return answers, diffs, nbest, golds
+
+  def score(self, eval_set, outputs):
+    c = self.config
+    answers, diffs, nbest, golds = self.best_answers(eval_set, outputs)
     if not self.v2:
       return squad_metrics.evaluate_v1(golds, answers), SquadPredictions(
         answers, diffs, nbest, answers

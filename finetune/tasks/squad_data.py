@@ -175,8 +175,12 @@ def squad_features(
   doc_stride: int,
   max_query_length: int,
   training: bool,
+  offsets_fn=tokenize_with_offsets,
 ) -> dict[str, np.ndarray]:
   """Windowed features of SQuAD examples.
+
+  `offsets_fn(tokenizer, text) -> (ids, spans [T, 2])` gives the context's tokens and their raw
+  character spans (default: SentencePiece's; CMRC passes the tokenizer's offsets mapping).
 
   Returns, with F features and S = max_seq_length:
     input_ids, token_type_ids, attention_mask: int32 [F, S];
@@ -193,7 +197,7 @@ def squad_features(
   for index, (example, q_ids) in enumerate(zip(examples, questions)):
     q_ids = q_ids[:max_query_length]
     if example.context not in cache:
-      cache[example.context] = tokenize_with_offsets(tokenizer, example.context)
+      cache[example.context] = offsets_fn(tokenizer, example.context)
     doc_ids, doc_spans = cache[example.context]
     room = max_seq_length - len(q_ids) - 3
     if room < 1:

@@ -71,6 +71,9 @@ def get_config() -> ml_collections.ConfigDict:
   c.data.masked_lm_prob = 0.15
   c.data.short_seq_prob = 0.1
   c.data.max_ngram = 3
+  # Chinese whole-word masking (a WordPiece vocabulary): "jieba" masks segmented words whole;
+  # "" masks each CJK character as a word, as the original.
+  c.data.word_segmenter = ""
   c.data.shuffle_buffer = 0  # 0: the pipeline's default
   c.data.num_workers = 0  # worker processes making examples per host
 
@@ -79,6 +82,9 @@ def get_config() -> ml_collections.ConfigDict:
   # A SentencePiece model. Empty: train one on the training documents (kept in the workdir as
   # spiece.model), or take spiece.model from `init_from`'s directory when continuing.
   c.tokenizer.spm_model = ""
+  # A WordPiece vocabulary (BERT's vocab.txt, Google's vocab_chinese.txt: Chinese models) instead
+  # of SentencePiece; kept in the workdir as vocab.txt.
+  c.tokenizer.vocab_file = ""
   c.tokenizer.vocab_size = 30000
   c.tokenizer.do_lower_case = True
   c.tokenizer.max_training_sentences = 5_000_000  # lines streamed to the tokenizer trainer

@@ -1,0 +1,36 @@
+r"""CMRC 2018 fine-tuning (Chinese span extraction; a WordPiece checkpoint such as albert_base_zh).
+
+    python -m finetune --config=finetune/configs/cmrc.py --workdir=/tmp/cmrc \
+        --config.init_from=albert_base_zh/ --config.data_dir=cmrc2018_public/
+
+data_dir holds train.json and dev.json (CLUE's names) or cmrc2018_train.json and
+cmrc2018_dev.json. Scores: CMRC's official F1, EM and their average (finetune/cmrc_metric.py).
+"""
+
+from finetune.configs.common import base_config
+
+# CLUE's CMRC 2018 baseline (baselines/models_pytorch/mrc_pytorch/run_mrc_cmrc2018.sh): 2 epochs,
+# batch 32, lr 3e-5, warm-up 10%, max_seq_length 512; 2 epochs of its 10,142 training questions.
+PER_TASK = {
+  "cmrc2018": {
+    "learning_rate": 3e-5,
+    "batch_size": 32,
+    "train_steps": 634,
+    "warmup_steps": 63,
+    "hidden_dropout_prob": 0.0,
+    "max_seq_length": 512,
+  },
+}
+
+
+def get_config():
+  c = base_config()
+  c.family = "cmrc"
+  c.task = "cmrc2018"
+  c.doc_stride = 128
+  c.max_query_length = 64
+  c.n_best_size = 20
+  c.max_answer_length = 30
+  c.per_task_key = "task"
+  c.per_task = PER_TASK
+  return c

@@ -1,0 +1,69 @@
+"""CMRC 2018 (Chinese span extraction, SQuAD-style JSON): AlbertForQuestionAnswering.
+
+Data: config.data_dir holds the files as CLUE distributes them (train.json, dev.json; test.json
+is unlabeled and skipped) or as the CMRC repository names them (cmrc2018_train.json,
+cmrc2018_dev.json). The reader, the sliding windows, the answer mapping and the n-best search
+are SQuAD v1.1's (`finetune.tasks.squad`, `squad_data`); the tokens' character spans come from
+the tokenizer's offsets (`return_offsets_mapping`, as a WordPiece tokenizer gives them), so an
+answer span maps back to the raw characters. Scores: the official CMRC metric
+(`finetune.cmrc_metric`: character-level F1 and EM, and their average).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+
+from finetune import cmrc_metric
+from finetune.tasks.base import Task
+from finetune.tasks.squad import SquadPredictions, SquadTask
+from finetune.tasks.squad_data import read_squad_json, squad_features
+
+FILES = {"train": ("train.json", "cmrc2018_train.json"), "dev": ("dev.json", "cmrc2018_dev.json")}
+
+
+def tokenize_with_offsets(tokenizer: Any, text: str) -> tuple[list[int], np.ndarray]:
+  """Ids of `text` (no special tokens) and each token's raw character span [T, 2], from the
+  tokenizer's offsets mapping."""
+  encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+  spans = np.asarray(encoded["offset_mapping"], np.int64).reshape(-1, 2)
+  return list(encoded["input_ids"]), spans
+
+
+class CmrcTask(SquadTask):
+  """CMRC 2018: SQuAD v1.1's task with CMRC's files and metric."""
+
+  def __init__(self, config, tokenizer):
+    Task.__init__(self, config, tokenizer)
+    self.v2 = False  # every CMRC 2018 question has an answer
+    self._threshold = None
+
+  def _examples(self, split: str):
+    if not self.config.get("data_dir"):
+      raise ValueError("CMRC 2018 reads its JSON files: set --config.data_dir")
+    for name in FILES[split]:
+      if os.path.isfile(self.data_path(name)):
+        return read_squad_json(self.data_path(name), "1.1")
+    raise FileNotFoundError(f"no CMRC 2018 {split} file in {self.config.data_dir}: {FILES[split]}")
+
+  def _features(self, examples, training):
+    c = self.config
+    return squad_features(
+      examples,
+      self.tokenizer,
+      c.max_seq_length,
+      c.doc_stride,
+      c.max_query_length,
+      training,
+      offsets_fn=tokenize_with_offsets,
+    )
+
+  @property
+  def best_metric(self) -> str:
+    return "dev/average"
+
+  def score(self, eval_set, outputs):
+    answers, diffs, nbest, golds = self.best_answers(eval_set, outputs)
+    return cmrc_metric.evaluate(golds, answers), SquadPredictions(answers, diffs, nbest, answers)
