@@ -1,10 +1,10 @@
 """Training of ALBERT's SentencePiece vocabulary (`train_tokenizer`).
 
 A unigram model with ids 0..4 = <pad>, <unk>, [CLS], [SEP], [MASK], trained on text normalized as
-`AlbertTokenizer` normalizes it, streaming the files and drawing a seeded sample of the lines
-(sentencepiece's own sampler ignores the seed). Kept apart from `tokenization.py`, which encodes
-text:
-training is run once per vocabulary, encoding in every data pipeline.
+`AlbertTokenizer` normalizes it (`text_normalization`), streaming the files and drawing a seeded
+sample of the lines (sentencepiece's own sampler ignores the seed). Kept apart from
+`tokenization.py`, which encodes text: training is run once per vocabulary, encoding in every data
+pipeline.
 """
 
 from __future__ import annotations
@@ -17,7 +17,10 @@ from collections.abc import Iterator, Sequence
 
 import sentencepiece as spm
 
-from albert_flax.tokenization import SPECIAL_PIECES, normalize_text
+from albert_flax.text_normalization import normalize_text
+
+# The special pieces and the ids the released ALBERT models (and train_tokenizer) give them.
+SPECIAL_PIECES = {"pad": "<pad>", "unk": "<unk>", "cls": "[CLS]", "sep": "[SEP]", "mask": "[MASK]"}
 
 
 def _expand_files(files: str | os.PathLike | Sequence[str | os.PathLike]) -> list[str]:
