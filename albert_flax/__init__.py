@@ -37,6 +37,7 @@ _LAZY = {
   "WordPieceTokenizer": "wordpiece",
   "load_tokenizer": "tokenizer_loading",
   "train_tokenizer": "tokenizer_training",
+  "train_wordpiece_vocab": "tokenizer_training",
   "from_pretrained": "checkpoints",
   "save_pretrained": "checkpoints",
 }
