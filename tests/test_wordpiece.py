@@ -308,3 +308,56 @@ def test_save_pretrained_writes_the_vocabulary_it_was_given(tmp_path, tok, vocab
   # A vocab.txt path is copied as vocab.txt.
   af.save_pretrained(tmp_path / "path", model, params, tokenizer=vocab_file)
   assert _same(af.load_tokenizer(tmp_path / "path"), tok)
+
+
+# --------------------------------------------------------------------- pretraining's tokenizer
+
+
+def test_pretraining_tokenizer_choice(tmp_path, vocab_file):
+  """tokenizer.vocab_file copies a WordPiece vocabulary into the workdir; kind=wordpiece without
+  one trains it on the training documents; the default stays SentencePiece."""
+  from pretrain import train as pretrain_train
+  from pretrain.configs import tiny
+
+  rng = random.Random(8)
+  corpus = tmp_path / "corpus.txt"
+  docs = ["\n".join(_line(rng) + "。" for _ in range(rng.randint(3, 8))) for _ in range(150)]
+  corpus.write_text("\n\n".join(docs) + "\n", encoding="utf-8")
+
+  for name in "abcd":  # the program makes the workdir before it prepares the tokenizer
+    (tmp_path / name).mkdir()
+
+  def config(**tokenizer):
+    c = tiny.get_config()
+    c.data.train_files = str(corpus)
+    c.tokenizer.vocab_size = 300
+    c.tokenizer.update(tokenizer)
+    return c
+
+  given = pretrain_train.prepare_tokenizer(config(vocab_file=vocab_file), str(tmp_path / "a"))
+  assert isinstance(given, WordPieceTokenizer)
+  assert open(tmp_path / "a" / "vocab.txt").read() == open(vocab_file).read()
+  trained = pretrain_train.prepare_tokenizer(config(kind="wordpiece"), str(tmp_path / "b"))
+  assert isinstance(trained, WordPieceTokenizer) and os.path.isfile(tmp_path / "b" / "vocab.txt")
+  assert 100 < trained.vocab_size <= 300 and trained.tokenize("北京大学") == [
+    "北",
+    "京",
+    "大",
+    "学",
+  ]
+  assert trained.convert_ids_to_tokens([0, 1, 2, 3, 4]) == [
+    "[PAD]",
+    "[UNK]",
+    "[CLS]",
+    "[SEP]",
+    "[MASK]",
+  ]
+  assert isinstance(
+    pretrain_train.prepare_tokenizer(config(), str(tmp_path / "c")), AlbertTokenizer
+  )
+  with pytest.raises(ValueError, match="tokenizer.kind must be"):
+    pretrain_train.prepare_tokenizer(config(kind="bpe"), str(tmp_path / "d"))
+  with pytest.raises(ValueError, match="WordPiece vocabulary"):
+    pretrain_train.prepare_tokenizer(
+      config(kind="sentencepiece", vocab_file=vocab_file), str(tmp_path / "d")
+    )
