@@ -199,7 +199,9 @@ def train_wordpiece_vocab(
   vocabulary holds every character of the sample plus the most useful "##" continuations. Ids
   0..4 are [PAD], [UNK], [CLS], [SEP], [MASK]. Files, sampling and `seed` as train_tokenizer.
   """
-  from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
+  from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+
+  from albert_flax.wordpiece import bert_normalizer
 
   if not isinstance(vocab_size, int) or vocab_size <= len(WORDPIECE_SPECIAL_TOKENS):
     raise ValueError(
@@ -208,9 +210,7 @@ def train_wordpiece_vocab(
     )
   paths = _expand_files(files)
   tokenizer = Tokenizer(models.WordPiece(unk_token=WORDPIECE_SPECIAL_TOKENS[1]))
-  tokenizer.normalizer = normalizers.BertNormalizer(
-    clean_text=True, handle_chinese_chars=True, strip_accents=None, lowercase=do_lower_case
-  )
+  tokenizer.normalizer = bert_normalizer(do_lower_case)
   tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
   trainer = trainers.WordPieceTrainer(
     vocab_size=vocab_size,

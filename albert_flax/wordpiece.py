@@ -6,8 +6,8 @@ continues a word. `WordPieceTokenizer` gives the same pieces and ids as transfor
 `BertTokenizer` on the same vocabulary:
 
 * BERT's basic tokenization: text cleanup (control characters and U+FFFD dropped, whitespace to
-  spaces), a space around every CJK character, split on whitespace and punctuation, lower-casing
-  with accents stripped (NFD, marks dropped) when do_lower_case (or as strip_accents says);
+  spaces), a space around every CJK character, lower-casing, NFC, accents stripped (NFD, marks
+  dropped) when do_lower_case (or as strip_accents says), split on whitespace and punctuation;
 * greedy longest-match-first WordPiece over each word, a word without a match (or longer than
   max_input_chars_per_word characters) becoming [UNK];
 * the literal special tokens in the text ([CLS], [SEP], [MASK], [PAD], [UNK]) kept whole.
@@ -60,6 +60,31 @@ def read_vocab(vocab_file: str | os.PathLike) -> list[str]:
   return tokens
 
 
+def bert_normalizer(
+  do_lower_case: bool, strip_accents: bool | None = None, tokenize_chinese_chars: bool = True
+) -> Any:
+  """BERT's normalization as a `tokenizers` normalizer (the tokenizer's, and its trainer's).
+
+  BertTokenizer's order: clean up, space CJK characters, lower-case, NFC (so that "e\u0301"
+  meets a cased vocabulary's "é"), then strip accents (NFD, marks dropped) when strip_accents
+  says so, or when lower-casing if it is None.
+  """
+  from tokenizers import normalizers
+
+  steps = [
+    normalizers.BertNormalizer(
+      clean_text=True,
+      handle_chinese_chars=tokenize_chinese_chars,
+      strip_accents=False,
+      lowercase=do_lower_case,
+    ),
+    normalizers.NFC(),
+  ]
+  if do_lower_case if strip_accents is None else strip_accents:
+    steps += [normalizers.NFD(), normalizers.StripAccents()]
+  return normalizers.Sequence(steps)
+
+
 class WordPieceTokenizer(TokenizerBase):
   """BERT's WordPiece tokenizer; pieces and ids match transformers' slow `BertTokenizer`.
 
@@ -108,7 +133,7 @@ class WordPieceTokenizer(TokenizerBase):
     self._setup(read_vocab(path), path, settings)
 
   def _setup(self, tokens: list[str], path: str, settings: dict[str, Any]) -> None:
-    from tokenizers import AddedToken, Tokenizer, models, normalizers, pre_tokenizers
+    from tokenizers import AddedToken, Tokenizer, models, pre_tokenizers
 
     if settings["strip_accents"] not in (None, True, False):
       raise ValueError(
@@ -147,11 +172,8 @@ class WordPieceTokenizer(TokenizerBase):
         continuing_subword_prefix=CONTINUATION,
       )
     )
-    tk.normalizer = normalizers.BertNormalizer(
-      clean_text=True,
-      handle_chinese_chars=self.tokenize_chinese_chars,
-      strip_accents=self.strip_accents,
-      lowercase=self.do_lower_case,
+    tk.normalizer = bert_normalizer(
+      self.do_lower_case, self.strip_accents, self.tokenize_chinese_chars
     )
     tk.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     # Literal special tokens are found in the raw text, before normalization (as BertTokenizer:

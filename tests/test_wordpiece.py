@@ -87,14 +87,32 @@ def test_trained_vocabulary(vocab_file, tok):
   assert ids == (0, 1, 2, 3, 4)
 
 
+@pytest.fixture(scope="module")
+def cased_vocab_file(vocab_file):
+  """A vocabulary with capitals and accents (trained without lower-casing)."""
+  corpus = os.path.join(os.path.dirname(vocab_file), "corpus.txt")
+  out = os.path.join(os.path.dirname(vocab_file), "cased", "vocab.txt")
+  return train_wordpiece_vocab(corpus, 400, out, do_lower_case=False, min_frequency=1)
+
+
 @pytest.mark.parametrize(
-  "kwargs", [{}, {"do_lower_case": False}, {"strip_accents": False}, {"strip_accents": True}]
+  "cased, kwargs",
+  [
+    (False, {}),
+    (False, {"strip_accents": True}),
+    (True, {"do_lower_case": False}),
+    (True, {"do_lower_case": False, "strip_accents": True}),
+    (True, {"strip_accents": False}),
+  ],
 )
-def test_tokenize_parity(vocab_file, kwargs):
+def test_tokenize_parity(vocab_file, cased_vocab_file, cased, kwargs):
   import transformers
 
-  ref = transformers.BertTokenizer(vocab_file, **kwargs)
-  ours = WordPieceTokenizer(vocab_file, **kwargs)
+  path = cased_vocab_file if cased else vocab_file
+  if cased:  # the vocabulary has what lower-casing or stripping would otherwise hide
+    assert {"é", "B", "Σ"} <= set(open(path, encoding="utf-8").read().split("\n"))
+  ref = transformers.BertTokenizer(path, **kwargs)
+  ours = WordPieceTokenizer(path, **kwargs)
   texts = _strings(1000)
   batch = ours.encode_as_ids(texts)
   for text, ids in zip(texts, batch):
