@@ -131,3 +131,92 @@ def normalize_with_origin(
       f"{text[:80]!r}: {current[:80]!r} vs {expected[:80]!r}"
     )
   return current, np.asarray(origin, np.int64)
+
+
+# ----------------------------------------------------------------- BERT's basic tokenization
+# transformers' slow BertTokenizer (and the original tokenization.py), character classes read from
+# Python's unicodedata as that code reads them. Each text is rewritten with str.translate tables
+# built from its own distinct characters (classes cached per character), then split on spaces.
+
+# CJK Unified Ideographs and their extensions and compatibility blocks (not Hangul or kana).
+_CJK_RANGES = (
+  (0x4E00, 0x9FFF),
+  (0x3400, 0x4DBF),
+  (0x20000, 0x2A6DF),
+  (0x2A700, 0x2B73F),
+  (0x2B740, 0x2B81F),
+  (0x2B820, 0x2CEAF),
+  (0xF900, 0xFAFF),
+  (0x2F800, 0x2FA1F),
+)
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _cleaned(ch: str) -> str | None:
+  """BERT's _clean_text of one character: "" (dropped: NUL, U+FFFD, control and other C*
+  categories but tab/newline/CR), " " (whitespace), or None (kept)."""
+  cat = unicodedata.category(ch)
+  if ch in "\x00\ufffd" or (cat.startswith("C") and ch not in "\t\n\r"):
+    return ""
+  if ch in " \t\n\r" or cat == "Zs":
+    return " "
+  return None
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _is_punctuation(ch: str) -> bool:
+  # BERT treats every ASCII non-letter, non-digit as punctuation ("$", "^", "`" included).
+  cp = ord(ch)
+  if 33 <= cp <= 47 or 58 <= cp <= 64 or 91 <= cp <= 96 or 123 <= cp <= 126:
+    return True
+  return unicodedata.category(ch).startswith("P")
+
+
+def _is_cjk(ch: str) -> bool:
+  cp = ord(ch)
+  return any(a <= cp <= b for a, b in _CJK_RANGES)
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _is_mark(ch: str) -> bool:
+  return unicodedata.category(ch) == "Mn"
+
+
+# ASCII text needs one table: cleanup and punctuation (NFC and accents never change it).
+_ASCII_TABLE = {
+  cp: (" " + chr(cp) + " " if _is_punctuation(chr(cp)) else _cleaned(chr(cp)))
+  for cp in range(128)
+  if _is_punctuation(chr(cp)) or _cleaned(chr(cp)) is not None
+}
+
+
+def bert_words(
+  text: str, do_lower_case: bool, strip_accents: bool | None, tokenize_chinese_chars: bool
+) -> list[str]:
+  """The words BERT's basic tokenization cuts `text` into (WordPiece then cuts each word).
+
+  In transformers' BertTokenizer's order: lower-case (character by character), drop control
+  characters and U+0000/U+FFFD, whitespace to spaces, spaces around CJK characters, NFC,
+  accents stripped (NFD, Mn marks dropped) when strip_accents, or when lower-casing if it is
+  None; split on whitespace and around each punctuation character.
+  """
+  if do_lower_case:
+    text = lower(text)
+  if text.isascii():
+    return text.translate(_ASCII_TABLE).split()
+  table = {}
+  for ch in set(text):
+    cleaned = _cleaned(ch)
+    if cleaned is not None:
+      table[ord(ch)] = cleaned
+    elif tokenize_chinese_chars and _is_cjk(ch):
+      table[ord(ch)] = " " + ch + " "
+  text = unicodedata.normalize("NFC", text.translate(table))
+  if do_lower_case:
+    text = text.lower()
+  if do_lower_case if strip_accents is None else strip_accents:
+    text = unicodedata.normalize("NFD", text)
+    text = text.translate({ord(ch): None for ch in set(text) if _is_mark(ch)})
+  return text.translate(
+    {ord(ch): " " + ch + " " for ch in set(text) if _is_punctuation(ch)}
+  ).split()

@@ -12,27 +12,33 @@ continues a word. `WordPieceTokenizer` gives the same pieces and ids as transfor
   max_input_chars_per_word characters) becoming [UNK];
 * the literal special tokens in the text ([CLS], [SEP], [MASK], [PAD], [UNK]) kept whole.
 
-The work is done by the `tokenizers` library (a dependency of transformers; its BertNormalizer,
-BertPreTokenizer and WordPiece model are that algorithm, and the tests hold it to BertTokenizer):
-Rust, multi-threaded over a batch, with each token's character span in the raw text. The calling
-convention (pairs, truncation, padding, offsets, overflow windows) is `encoding.TokenizerBase`,
-the same as `AlbertTokenizer`'s.
+`encode_as_ids` (the data pipeline's path) and `tokenize` run BERT's basic tokenization in Python
+(`text_normalization.bert_words`: str.translate tables over each text's distinct characters) and
+WordPiece with a per-word cache: on this machine several times faster than the `tokenizers`
+library's Rust BertNormalizer + WordPiece (benchmarks/bench_tokenizer.py), and held to the slow
+BertTokenizer by the tests. Offsets (`return_offsets_mapping=True`) come from the `tokenizers`
+library (BertNormalizer + NFC, BertPreTokenizer, WordPiece: the algorithm of BertTokenizerFast,
+whose spans the tests compare). The calling convention (pairs, truncation, padding, offsets,
+overflow windows) is `encoding.TokenizerBase`, the same as `AlbertTokenizer`'s.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from albert_flax.encoding import TokenizerBase
+from albert_flax.text_normalization import bert_words
 
 VOCAB_FILE_NAME = "vocab.txt"
 # BERT's special tokens by name (the constructor takes others).
 SPECIAL_TOKENS = {"pad": "[PAD]", "unk": "[UNK]", "cls": "[CLS]", "sep": "[SEP]", "mask": "[MASK]"}
 CONTINUATION = "##"
+_CACHE_LIMIT = 1 << 20  # words whose ids encode_as_ids remembers
 # transformers' clean_up_tokenization: the spaces decoding leaves before punctuation and clitics.
 _CLEAN_UP = (
   (" .", "."),
@@ -182,6 +188,10 @@ class WordPieceTokenizer(TokenizerBase):
       [AddedToken(t, special=True, normalized=False) for t in specials.values()]
     )
     self._tokenizer = tk
+    # Literal special tokens, longest first (leftmost-longest, as transformers' trie splits).
+    alternatives = sorted(specials.values(), key=len, reverse=True)
+    self._special_re = re.compile("(" + "|".join(map(re.escape, alternatives)) + ")")
+    self._cache: dict[str, list[int]] = {}
     self.word_start_mask: np.ndarray = np.array(
       [not t.startswith(CONTINUATION) for t in tokens], dtype=bool
     )
@@ -218,7 +228,45 @@ class WordPieceTokenizer(TokenizerBase):
     """Pieces of `text` (no [CLS]/[SEP] added): basic tokenization, then WordPiece."""
     if not isinstance(text, str):
       raise TypeError(f"tokenize expects a str, got {type(text).__name__}")
-    return self._tokenizer.encode(text, add_special_tokens=False).tokens
+    return [self._tokens[i] for i in self._ids_of(text)]
+
+  def _word_ids(self, word: str) -> list[int]:
+    """Greedy longest-match-first WordPiece of one word (BertTokenizer's WordpieceTokenizer):
+    the longest vocabulary entry at each position ("##" after the first); [UNK] for the whole
+    word when some position has none, or when it is longer than max_input_chars_per_word."""
+    if len(word) > self.max_input_chars_per_word:
+      return [self.unk_token_id]
+    vocab, ids, start = self.vocab, [], 0
+    while start < len(word):
+      for end in range(len(word), start, -1):
+        piece = word[start:end] if start == 0 else CONTINUATION + word[start:end]
+        if piece in vocab:
+          ids.append(vocab[piece])
+          start = end
+          break
+      else:
+        return [self.unk_token_id]
+    return ids
+
+  def _ids_of(self, text: str) -> list[int]:
+    """Ids of one text: literal special tokens kept whole, BERT's basic tokenization of the
+    rest (text_normalization.bert_words), WordPiece of each word (cached per word)."""
+    out: list[int] = []
+    cache = self._cache
+    if len(cache) > _CACHE_LIMIT:  # bounded memory over an endless corpus
+      cache.clear()
+    parts = self._special_re.split(text) if self._special_re.search(text) else [text]
+    for k, part in enumerate(parts):
+      if k % 2:  # a special token
+        out.append(self.vocab[part])
+        continue
+      words = bert_words(part, self.do_lower_case, self.strip_accents, self.tokenize_chinese_chars)
+      for word in words:
+        ids = cache.get(word)
+        if ids is None:
+          ids = cache[word] = self._word_ids(word)
+        out.extend(ids)
+    return out
 
   def convert_tokens_to_ids(self, tokens: str | Sequence[str]) -> int | list[int]:
     """Id of a token, or ids of a list of tokens (unknown tokens -> unk_token_id)."""
@@ -280,7 +328,7 @@ class WordPieceTokenizer(TokenizerBase):
     Returns a list of ids for a str, a list of such lists for a sequence of str.
     """
     single, batch = self._check_batch(texts, "encode_as_ids")
-    rows = [e.ids for e in self._tokenizer.encode_batch(batch, add_special_tokens=False)]
+    rows = [self._ids_of(t) for t in batch]
     return rows[0] if single else rows
 
   def _encode_with_offsets(self, texts: Sequence[str]) -> list[tuple[list[int], np.ndarray]]:
