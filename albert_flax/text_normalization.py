@@ -182,6 +182,32 @@ def _is_mark(ch: str) -> bool:
   return unicodedata.category(ch) == "Mn"
 
 
+# Hangul jamo compose into syllables under NFC although each is a starter.
+_JAMO_RANGES = ((0x1100, 0x11FF), (0xA960, 0xA97F), (0xD7B0, 0xD7FF))
+
+
+@functools.lru_cache(maxsize=1 << 17)
+def _one_pass(ch: str, tokenize_chinese_chars: bool) -> tuple[bool, str | None]:
+  """(inert, replacement) of one character. Inert: NFC, NFD, lower-casing and accent stripping
+  leave it alone and it combines with no neighbour, so a text of inert characters needs one
+  translate table: `replacement` (dropped, a space, or set off by spaces: CJK, punctuation)."""
+  cleaned = _cleaned(ch)
+  if cleaned is not None:
+    return True, cleaned
+  cp = ord(ch)
+  inert = (
+    unicodedata.combining(ch) == 0
+    and unicodedata.category(ch) != "Mn"
+    and unicodedata.normalize("NFD", ch) == ch
+    and unicodedata.normalize("NFC", ch) == ch
+    and ch.lower() == ch
+    and not any(a <= cp <= b for a, b in _JAMO_RANGES)
+  )
+  if (tokenize_chinese_chars and _is_cjk(ch)) or _is_punctuation(ch):
+    return inert, " " + ch + " "
+  return inert, None
+
+
 # ASCII text needs one table: cleanup and punctuation (NFC and accents never change it).
 _ASCII_TABLE = {
   cp: (" " + chr(cp) + " " if _is_punctuation(chr(cp)) else _cleaned(chr(cp)))
@@ -204,6 +230,9 @@ def bert_words(
     text = lower(text)
   if text.isascii():
     return text.translate(_ASCII_TABLE).split()
+  rules = [(ord(ch), _one_pass(ch, tokenize_chinese_chars)) for ch in set(text)]
+  if all(inert for _, (inert, _) in rules):  # e.g. Chinese text: one table does it all
+    return text.translate({cp: r for cp, (_, r) in rules if r is not None}).split()
   table = {}
   for ch in set(text):
     cleaned = _cleaned(ch)

@@ -34,6 +34,18 @@ ALPHABET = list("aBcΣσςİé,.!?中文日本大学。，\x00\x7f\u200b\ufffd \
   "学习",
   "##ab",
   "x" * 120,  # longer than max_input_chars_per_word: [UNK]
+  # What NFC composes, other whitespace and separators, characters beyond the BMP.
+  "<\u0338",
+  "\u1100\u1161",
+  "\u212b",
+  "\u0340",
+  "\u2028",
+  "\x85",
+  "\x1c",
+  "\u00a0",
+  "\U00020000",
+  "\U0001f600",
+  "《》、",
 ]
 
 
