@@ -34,7 +34,10 @@ from albert_flax.modeling import AlbertModelOutput, AlbertModule, validate_input
 # name -> the albert_flax submodule that defines it.
 _LAZY = {
   "AlbertTokenizer": "tokenization",
+  "WordPieceTokenizer": "wordpiece",
+  "load_tokenizer": "tokenizer_loading",
   "train_tokenizer": "tokenizer_training",
+  "train_wordpiece_vocab": "tokenizer_training",
   "from_pretrained": "checkpoints",
   "save_pretrained": "checkpoints",
 }

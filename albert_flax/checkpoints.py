@@ -490,8 +490,9 @@ def save_pretrained(
 
   format: "orbax" (config.json + params/), "hf" (config.json + model.safetensors, loadable by
   transformers' AlbertFor*.from_pretrained) or "tf" (albert_config.json + model.ckpt-0, the
-  original google-research/albert layout). `tokenizer`: a spiece.model path or an
-  AlbertTokenizer, copied as spiece.model. Returns `path`. "hf"/"tf" gather the arrays to host.
+  original google-research/albert layout). `tokenizer`: a spiece.model or vocab.txt path, or an
+  AlbertTokenizer / WordPieceTokenizer, written so that `af.load_tokenizer(path)` reloads it.
+  Returns `path`. "hf"/"tf" gather the arrays to host.
   """
   if format not in ("orbax", "hf", "tf"):
     raise ValueError(f"format must be 'orbax', 'hf' or 'tf', got {format!r}")
@@ -555,15 +556,22 @@ def _check_tree(flat: dict, expected: dict, target: str) -> None:
 
 
 def _save_tokenizer(tokenizer: Any, directory: str) -> None:
+  """The vocabulary the model goes with, as `af.load_tokenizer` finds it: a tokenizer writes
+  itself (spiece.model or vocab.txt, and tokenizer_config.json naming its class); a file is
+  copied as spiece.model (a *.model) or vocab.txt (a WordPiece vocabulary)."""
   if isinstance(tokenizer, (str, os.PathLike)):
     if not os.path.isfile(tokenizer):
       raise FileNotFoundError(f"tokenizer file {tokenizer} does not exist")
-    target = os.path.join(directory, TOKENIZER_FILE)
+    name = TOKENIZER_FILE if os.fspath(tokenizer).endswith(".model") else "vocab.txt"
+    target = os.path.join(directory, name)
     if os.path.abspath(tokenizer) != target:
       shutil.copyfile(tokenizer, target)
+  elif hasattr(tokenizer, "save_pretrained"):
+    tokenizer.save_pretrained(directory)
   elif hasattr(tokenizer, "save_vocabulary"):
     tokenizer.save_vocabulary(directory)
   else:
     raise TypeError(
-      f"tokenizer must be a spiece.model path or an AlbertTokenizer, got {type(tokenizer).__name__}"
+      "tokenizer must be a spiece.model or vocab.txt path, an AlbertTokenizer or a "
+      f"WordPieceTokenizer, got {type(tokenizer).__name__}"
     )

@@ -7,37 +7,47 @@ transformers:
 * normalization as ALBERT does it (`normalize_text`): collapse whitespace and strip (remove_space),
   `` and '' to ", NFKD with combining marks dropped (unless keep_accents), lower-casing;
 * pieces that end in a digit followed by "," are re-split (`9,` -> `9` `,`), as the original
-  ALBERT/BERT
-  tokenization does, so that numbers like "1,000" do not glue the comma to the digits;
+  ALBERT/BERT tokenization does, so that numbers like "1,000" do not glue the comma to the digits;
 * the literal special tokens ([CLS], [SEP], [MASK], <pad>, <unk>) in the text are kept whole, [MASK]
   eating the whitespace on its left, as transformers does.
 
 `encode_as_ids` is the fast batch path for data pipelines: one multi-threaded sentencepiece call
-for the
-whole batch; only the rows that hold a piece needing the digit-comma split are patched in Python.
+for the whole batch; only the rows that hold a piece needing the digit-comma split are patched in
+Python. Offsets (`return_offsets_mapping=True`) come from sentencepiece's piece spans in the
+normalized text, mapped back to raw characters through `text_normalization.normalize_with_origin`.
+The calling convention (pairs, truncation, padding, overflow windows) is `encoding.TokenizerBase`.
 `train_tokenizer` (in `tokenizer_training.py`, re-exported here) trains a unigram model with ids
 0..4 = <pad>, <unk>, [CLS], [SEP], [MASK] on text normalized the same way, streaming the files.
 """
 
 from __future__ import annotations
 
-import functools
-import itertools
+import json
 import os
 import re
 import shutil
-import sys
-import unicodedata
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import sentencepiece as spm
 
+from albert_flax.encoding import BatchEncoding, TokenizerBase
+from albert_flax.text_normalization import lower as _lower
+from albert_flax.text_normalization import lower_with_origin, normalize_text, normalize_with_origin
+from albert_flax.text_normalization import preprocess_text as _preprocess
+from albert_flax.tokenizer_training import SPECIAL_PIECES, train_tokenizer
+
+__all__ = [
+  "AlbertTokenizer",
+  "BatchEncoding",
+  "normalize_text",
+  "train_tokenizer",
+  "SPECIAL_PIECES",
+]
+
 SPIECE_UNDERLINE = "▁"
 VOCAB_FILE_NAME = "spiece.model"
-# The special pieces and the ids the released ALBERT models (and train_tokenizer) give them.
-SPECIAL_PIECES = {"pad": "<pad>", "unk": "<unk>", "cls": "[CLS]", "sep": "[SEP]", "mask": "[MASK]"}
 # The original ALBERT vocabulary was trained with these user-defined symbols (always split off).
 ALBERT_USER_DEFINED_SYMBOLS = ("(", ")", '"', "-", ".", "–", "£", "€")
 
@@ -51,57 +61,11 @@ _SPECIAL_RE = re.compile(
 _LSTRIP_SPECIALS = frozenset({SPECIAL_PIECES["mask"]})
 
 
-@functools.lru_cache(maxsize=1)
-def _combining_marks_re() -> re.Pattern[str]:
-  """Regex of every code point with a nonzero canonical combining class (built once, ~0.1 s)."""
-  marks = [chr(c) for c in range(sys.maxunicode + 1) if unicodedata.combining(chr(c))]
-  return re.compile("[" + "".join(re.escape(m) for m in marks) + "]")
-
-
-def _lower(text: str) -> str:
-  # transformers lower-cases character by character before anything else; that differs from
-  # str.lower only for capital sigma, which str.lower turns into final sigma at word ends.
-  return text.replace("\u03a3", "\u03c3").lower()
-
-
-def _preprocess(text: str, remove_space: bool, keep_accents: bool, do_lower_case: bool) -> str:
-  """ALBERT's `preprocess_text` (the original run_classifier/tokenization.py and transformers')."""
-  if remove_space:
-    text = " ".join(text.strip().split())
-  text = text.replace("``", '"').replace("''", '"')
-  if not keep_accents and not text.isascii():  # ASCII is already NFKD and has no combining marks
-    text = unicodedata.normalize("NFKD", text)
-    if not text.isascii():
-      text = _combining_marks_re().sub("", text)
-  if do_lower_case:
-    text = text.lower()
-  return text
-
-
-def normalize_text(
-  text: str, *, do_lower_case: bool = True, remove_space: bool = True, keep_accents: bool = False
-) -> str:
-  """`text` normalized as `AlbertTokenizer` does before sentencepiece (no special tokens in it)."""
-  if do_lower_case:
-    text = _lower(text)
-  return _preprocess(text, remove_space, keep_accents, do_lower_case)
-
-
-class BatchEncoding(dict):
-  """The output of `AlbertTokenizer.__call__`: a dict whose keys also read as attributes."""
-
-  def __getattr__(self, name: str) -> Any:
-    try:
-      return self[name]
-    except KeyError:
-      raise AttributeError(name) from None
-
-
 # Single-character pieces the original ALBERT data code treats as word starts (_is_start_piece).
 _START_PUNCTUATION = frozenset('!"#$%&"()*+,-./:;?@[\\]^_`{|}~')
 
 
-class AlbertTokenizer:
+class AlbertTokenizer(TokenizerBase):
   """SentencePiece tokenizer of ALBERT; pieces and ids match transformers' slow `AlbertTokenizer`.
 
   Args:
@@ -332,15 +296,6 @@ class AlbertTokenizer:
     out += self.sp_model.DecodePieces(current) if current else ""
     return out.strip()
 
-  def decode(self, ids: Sequence[int] | np.ndarray, skip_special_tokens: bool = False) -> str:
-    """Text of one sequence of ids [seq] (special tokens written literally unless skipped)."""
-    if isinstance(ids, np.ndarray) and ids.ndim != 1:
-      raise ValueError(f"decode takes one sequence [seq], got an array of shape {ids.shape}")
-    if isinstance(ids, (int, np.integer)):
-      ids = [int(ids)]
-    tokens = self.convert_ids_to_tokens(ids, skip_special_tokens=skip_special_tokens)
-    return self.convert_tokens_to_string(tokens)
-
   # ----------------------------------------------------------------- fast batch path
   def encode_as_ids(self, texts: str | Sequence[str]) -> list[int] | list[list[int]]:
     """Ids of one text or a batch (no special tokens added); equal to
@@ -379,48 +334,112 @@ class AlbertTokenizer:
         rows[i] = [j for t in row for j in (self._split_of(t) if t in split_ids else (t,))]
     return rows[0] if single else rows
 
+  # ----------------------------------------------------------------- offsets
+  def _encode_with_offsets(self, texts: Sequence[str]) -> list[tuple[list[int], np.ndarray]]:
+    """Ids of each text (equal to `encode_as_ids`) and each token's raw character span
+    int64 [T, 2]: token t covers text[s, e). As transformers' AlbertTokenizerFast, except that
+    the space a word starts with ("▁the") is not part of its span (as BertTokenizerFast's spans
+    leave it out), so a span is the word; a token that stands for whitespace only (a lone "▁")
+    has an empty span at the next raw character."""
+    return [self._offsets_one(t) for t in texts]
+
+  def _offsets_one(self, text: str) -> tuple[list[int], np.ndarray]:
+    if not isinstance(text, str):
+      raise TypeError(f"expected a str, got {type(text).__name__}")
+    current, origin = text, list(range(len(text)))
+    if self.do_lower_case:  # as tokenize(): lower-case all but the special tokens, then split
+      chunks, origins, pos = [], [], 0
+      for m in [*_SPECIAL_RE.finditer(text), None]:
+        stop = m.start() if m is not None else len(text)
+        lowered, where = lower_with_origin(text[pos:stop], list(range(pos, stop)))
+        chunks.append(lowered)
+        origins += where
+        if m is not None:
+          chunks.append(m.group())
+          origins += range(m.start(), m.end())
+          pos = m.end()
+      current, origin = "".join(chunks), origins
+    ids: list[int] = []
+    spans: list[tuple[int, int]] = []
+    pos = 0
+    matches = list(_SPECIAL_RE.finditer(current))
+    for m in [*matches, None]:
+      stop = m.start() if m is not None else len(current)
+      segment = current[pos:stop]
+      if m is not None and m.group() in _LSTRIP_SPECIALS:
+        segment = segment.rstrip()
+      if segment:
+        self._segment_offsets(segment, origin[pos : pos + len(segment)], text, ids, spans)
+      if m is not None:
+        ids.append(self.sp_model.PieceToId(m.group()))
+        spans.append((origin[m.start()], origin[m.end() - 1] + 1))
+        pos = m.end()
+    return ids, np.array(spans, np.int64).reshape(-1, 2)
+
+  def _segment_offsets(
+    self, segment: str, seg_origin: list[int], text: str, ids: list, spans: list
+  ) -> None:
+    """Append the ids and raw spans of `segment` (a stretch of `text` without special tokens,
+    whose characters come from text[seg_origin[i]])."""
+    normalized, local = normalize_with_origin(
+      segment,
+      do_lower_case=self.do_lower_case,
+      remove_space=self.remove_space,
+      keep_accents=self.keep_accents,
+    )
+    seg_origin = np.asarray(seg_origin, np.int64)
+    origin = seg_origin[local]
+    # Raw position of normalized char i, and one past the segment for spans reaching its end.
+    origin_end = np.append(origin, seg_origin[-1] + 1 if len(seg_origin) else 0)
+    proto = self.sp_model.encode(normalized, return_type="proto")
+    encoded = normalized.encode("utf-8")
+    char_of_byte = np.zeros(len(encoded) + 1, np.int64)  # byte offset -> char offset
+    widths = np.fromiter((len(c.encode("utf-8")) for c in normalized), np.int64, len(normalized))
+    char_of_byte[:-1] = np.repeat(np.arange(len(normalized)), widths)
+    char_of_byte[-1] = len(normalized)
+
+    def raw_span(begin: int, end: int) -> tuple[int, int]:
+      while begin < end and normalized[begin] == " ":
+        begin += 1
+      if begin >= end:
+        return int(origin_end[begin]), int(origin_end[begin])
+      start = int(origin[begin])
+      # Up to where the next normalized character comes from, so that raw characters the
+      # normalization dropped (a combining accent, the second ` of ``) stay inside the span;
+      # never past trailing raw whitespace, never less than the last character itself.
+      stop = int(origin_end[end])
+      while stop > start and text[stop - 1].isspace():
+        stop -= 1
+      return start, max(stop, int(origin[end - 1]) + 1)
+
+    for piece in proto.pieces:
+      begin, end = int(char_of_byte[piece.begin]), int(char_of_byte[piece.end])
+      if not self._needs_split(piece.piece):
+        ids.append(piece.id)
+        spans.append(raw_span(begin, end))
+        continue
+      parts = self._split_digit_comma(piece.piece)
+      # The parts before the comma (the last normalized character) take the characters of the
+      # piece in turn; a lone "▁" takes none (an empty span, as raw_span gives it).
+      pos = begin
+      while pos < end - 1 and normalized[pos] == " ":
+        pos += 1
+      lengths = [len(part.lstrip(SPIECE_UNDERLINE)) for part in parts[:-1]]
+      # (Should sentencepiece's own normalization have changed a character, all take the whole.)
+      exact = "".join(p.lstrip(SPIECE_UNDERLINE) for p in parts[:-1]) == normalized[pos : end - 1]
+      for part, n in zip(parts[:-1], lengths):
+        ids.append(self.sp_model.PieceToId(part))
+        spans.append(raw_span(pos, pos + n) if exact else raw_span(begin, end - 1))
+        pos += n
+      ids.append(self.sp_model.PieceToId(parts[-1]))
+      spans.append(raw_span(end - 1, end))
+
   def _split_of(self, token_id: int) -> list[int]:
     ids = self._split_cache.get(token_id)
     if ids is None:
       ids = self.convert_tokens_to_ids(self._split_digit_comma(self.sp_model.IdToPiece(token_id)))
       self._split_cache[token_id] = ids
     return ids
-
-  # ----------------------------------------------------------------- model inputs
-  def build_inputs_with_special_tokens(
-    self, token_ids_0: Sequence[int], token_ids_1: Sequence[int] | None = None
-  ) -> list[int]:
-    """`[CLS] A [SEP]` or `[CLS] A [SEP] B [SEP]`."""
-    out = [self.cls_token_id, *token_ids_0, self.sep_token_id]
-    if token_ids_1 is not None:
-      out += [*token_ids_1, self.sep_token_id]
-    return out
-
-  def get_special_tokens_mask(
-    self,
-    token_ids_0: Sequence[int],
-    token_ids_1: Sequence[int] | None = None,
-    already_has_special_tokens: bool = False,
-  ) -> list[int]:
-    """1 for special tokens, 0 for sequence tokens, for build_inputs_with_special_tokens' output
-    (or for `token_ids_0` itself if it already has them: every special id, <unk> too, is 1)."""
-    if already_has_special_tokens:
-      if token_ids_1 is not None:
-        raise ValueError("token_ids_1 must be None when the ids already hold special tokens")
-      return [1 if int(i) in self.all_special_ids else 0 for i in token_ids_0]
-    mask = [1] + [0] * len(token_ids_0) + [1]
-    if token_ids_1 is not None:
-      mask += [0] * len(token_ids_1) + [1]
-    return mask
-
-  def create_token_type_ids_from_sequences(
-    self, token_ids_0: Sequence[int], token_ids_1: Sequence[int] | None = None
-  ) -> list[int]:
-    """Segment ids: 0 for `[CLS] A [SEP]`, 1 for `B [SEP]`."""
-    types = [0] * (len(token_ids_0) + 2)
-    if token_ids_1 is not None:
-      types += [1] * (len(token_ids_1) + 1)
-    return types
 
   def save_vocabulary(
     self, save_directory: str | os.PathLike, filename_prefix: str | None = None
@@ -439,129 +458,40 @@ class AlbertTokenizer:
         f.write(self._proto)
     return (out,)
 
-  @staticmethod
-  def _truncate_pair(a: list[int], b: list[int], n_remove: int) -> tuple[list[int], list[int]]:
-    # transformers' "longest_first": take from the longer until equal, then split the rest,
-    # the extra token (odd count) from the second sequence.
-    first = min(abs(len(b) - len(a)), n_remove)
-    second = n_remove - first
-    if len(a) > len(b):
-      ra, rb = first + second // 2, second - second // 2
-    else:
-      ra, rb = second // 2, first + second - second // 2
-    return a[: len(a) - ra], b[: len(b) - rb]
-
-  def __call__(
-    self,
-    text: str | Sequence[str],
-    text_pair: str | Sequence[str] | None = None,
-    *,
-    add_special_tokens: bool = True,
-    max_length: int | None = None,
-    truncation: bool | str = False,
-    padding: bool | str = False,
-    return_tensors: str | None = None,
-  ) -> BatchEncoding:
-    """Encode a text (or pair), or a batch, into `input_ids`, `token_type_ids`, `attention_mask`.
-
-    A str gives flat lists [seq]; a list gives lists of lists [batch][seq]; return_tensors="np"
-    gives int32 arrays [batch, seq] (batch 1 for a str). Truncation is transformers'
-    "longest_first" to `max_length` (special tokens included); padding is on the right with
-    pad_token_id: True/"longest" to the longest row, "max_length" to `max_length`.
-    """
-    single = isinstance(text, str)
-    if not single and not (isinstance(text, Sequence) and all(isinstance(t, str) for t in text)):
-      raise TypeError("text must be a str or a list of str")
-    if text_pair is not None and (
-      single != isinstance(text_pair, str)
-      or not single
-      and (not isinstance(text_pair, Sequence) or len(text_pair) != len(text))
-    ):
-      raise ValueError(
-        "text_pair must be a str when text is a str, a list of str as long "
-        "as text when text is a list"
-      )
-    if not (isinstance(truncation, bool) or truncation in ("longest_first", "do_not_truncate")):
-      raise ValueError(f"truncation must be True/'longest_first' or False, got {truncation!r}")
-    if not (isinstance(padding, bool) or padding in ("longest", "max_length", "do_not_pad")):
-      raise ValueError(
-        f"padding must be one of False, True, 'longest', 'max_length', got {padding!r}"
-      )
-    if return_tensors not in (None, "np"):
-      raise ValueError(f"return_tensors must be None or 'np', got {return_tensors!r}")
-    if max_length is not None and (not isinstance(max_length, (int, np.integer)) or max_length < 1):
-      raise ValueError(f"max_length must be a positive int, got {max_length!r}")
-    truncate = truncation in (True, "longest_first")
-    if (truncate or padding == "max_length") and max_length is None:
-      raise ValueError(
-        f"truncation=True and padding='max_length' need max_length (got "
-        f"truncation={truncation!r}, padding={padding!r})"
-      )
-    n_special = (3 if text_pair is not None else 2) if add_special_tokens else 0
-    if truncate and max_length < n_special:
-      raise ValueError(f"max_length={max_length} leaves no room for the {n_special} special tokens")
-
-    ids_a = self.encode_as_ids([text] if single else list(text))
-    ids_b = (
-      [None] * len(ids_a)
-      if text_pair is None
-      else self.encode_as_ids([text_pair] if single else list(text_pair))
-    )
-    input_ids, token_type_ids = [], []
-    for a, b in zip(ids_a, ids_b):
-      excess = len(a) + len(b or ()) + n_special - (max_length or 0)
-      if truncate and excess > 0:
-        a, b = (a[: len(a) - excess], None) if b is None else self._truncate_pair(a, b, excess)
-      if add_special_tokens:
-        input_ids.append(self.build_inputs_with_special_tokens(a, b))
-        token_type_ids.append(self.create_token_type_ids_from_sequences(a, b))
-      else:  # transformers gives type 0 to both sequences when no special tokens are added
-        input_ids.append(a + (b or []))
-        token_type_ids.append([0] * len(input_ids[-1]))
-
-    longest = max(map(len, input_ids), default=0)
-    target = (
-      max_length if padding == "max_length" else longest if padding in (True, "longest") else None
-    )
-    if return_tensors == "np":
-      if padding == "max_length" and longest > max_length:
-        raise ValueError(
-          f"a sequence has {longest} tokens, more than max_length={max_length}, "
-          "and truncation is off: pass truncation=True to cut it"
-        )
-      if target is None and any(len(r) != longest for r in input_ids):
-        raise ValueError(
-          "sequences have different lengths: pass padding=True (or 'max_length') to return arrays"
-        )
-      # One vectorized scatter: the row-major True cells of `valid` take the concatenated rows.
-      lengths = np.fromiter(map(len, input_ids), np.int64, len(input_ids))
-      valid = np.arange(longest if target is None else target) < lengths[:, None]
-      total = int(lengths.sum())
-      out = {
-        "input_ids": np.full(valid.shape, self.pad_token_id, np.int32),
-        "token_type_ids": np.zeros(valid.shape, np.int32),
-        "attention_mask": valid.astype(np.int32),
-      }
-      flat = itertools.chain.from_iterable
-      out["input_ids"][valid] = np.fromiter(flat(input_ids), np.int32, total)
-      out["token_type_ids"][valid] = np.fromiter(flat(token_type_ids), np.int32, total)
-      return BatchEncoding(out)
-
-    # Lists: rows longer than `target` (no truncation) stay whole, as in transformers.
-    fills = [max(0, (target or 0) - len(r)) for r in input_ids]
-    out = {
-      "input_ids": [r + [self.pad_token_id] * f for r, f in zip(input_ids, fills)],
-      "token_type_ids": [r + [0] * f for r, f in zip(token_type_ids, fills)],
-      "attention_mask": [[1] * len(r) + [0] * f for r, f in zip(input_ids, fills)],
+  def save_pretrained(self, save_directory: str | os.PathLike) -> tuple[str, str]:
+    """Write spiece.model and a tokenizer_config.json naming this tokenizer and its settings
+    (what `af.load_tokenizer` and transformers' AutoTokenizer read); returns both paths."""
+    (vocab,) = self.save_vocabulary(save_directory)
+    config = {
+      "tokenizer_class": "AlbertTokenizer",
+      "do_lower_case": self.do_lower_case,
+      "remove_space": self.remove_space,
+      "keep_accents": self.keep_accents,
     }
-    return BatchEncoding({k: v[0] for k, v in out.items()} if single else out)
+    return vocab, write_tokenizer_config(save_directory, config)
+
+
+TOKENIZER_CONFIG_FILE = "tokenizer_config.json"
+
+
+def write_tokenizer_config(directory: str | os.PathLike, config: dict[str, Any]) -> str:
+  """Write `config` as <directory>/tokenizer_config.json (transformers' name); returns the path."""
+  path = os.path.join(os.fspath(directory), TOKENIZER_CONFIG_FILE)
+  with open(path, "w", encoding="utf-8") as f:
+    json.dump(config, f, indent=2, ensure_ascii=False)
+    f.write("\n")
+  return path
 
 
 def __getattr__(name: str) -> Any:
-  # `train_tokenizer` lives in tokenizer_training.py (which imports this module for the
-  # normalization); resolved on first use so neither module's import needs the other finished.
-  if name == "train_tokenizer":
-    from albert_flax.tokenizer_training import train_tokenizer
+  # The WordPiece tokenizer and load_tokenizer live in their own files (which import this one);
+  # resolved on first use so `from albert_flax.tokenization import WordPieceTokenizer` works.
+  if name == "WordPieceTokenizer":
+    from albert_flax.wordpiece import WordPieceTokenizer
 
-    return train_tokenizer
+    return WordPieceTokenizer
+  if name == "load_tokenizer":
+    from albert_flax.tokenizer_loading import load_tokenizer
+
+    return load_tokenizer
   raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,10 +1,11 @@
-"""Training of ALBERT's SentencePiece vocabulary (`train_tokenizer`).
+"""Training of ALBERT's SentencePiece vocabulary (`train_tokenizer`) and of a BERT WordPiece
+vocabulary for Chinese models (`train_wordpiece_vocab`).
 
 A unigram model with ids 0..4 = <pad>, <unk>, [CLS], [SEP], [MASK], trained on text normalized as
-`AlbertTokenizer` normalizes it, streaming the files and drawing a seeded sample of the lines
-(sentencepiece's own sampler ignores the seed). Kept apart from `tokenization.py`, which encodes
-text:
-training is run once per vocabulary, encoding in every data pipeline.
+`AlbertTokenizer` normalizes it (`text_normalization`), streaming the files and drawing a seeded
+sample of the lines (sentencepiece's own sampler ignores the seed). Kept apart from
+`tokenization.py`, which encodes text: training is run once per vocabulary, encoding in every data
+pipeline.
 """
 
 from __future__ import annotations
@@ -17,7 +18,10 @@ from collections.abc import Iterator, Sequence
 
 import sentencepiece as spm
 
-from albert_flax.tokenization import SPECIAL_PIECES, normalize_text
+from albert_flax.text_normalization import normalize_text
+
+# The special pieces and the ids the released ALBERT models (and train_tokenizer) give them.
+SPECIAL_PIECES = {"pad": "<pad>", "unk": "<unk>", "cls": "[CLS]", "sep": "[SEP]", "mask": "[MASK]"}
 
 
 def _expand_files(files: str | os.PathLike | Sequence[str | os.PathLike]) -> list[str]:
@@ -50,10 +54,10 @@ def _nonblank_lines(paths: Sequence[str]) -> Iterator[str]:
           yield line
 
 
-def _training_lines(
-  paths: Sequence[str], sample_size: int, shuffle: bool, seed: int, **norm: bool
+def _sampled_lines(
+  paths: Sequence[str], sample_size: int, shuffle: bool, seed: int
 ) -> Iterator[str]:
-  """Normalized lines for sentencepiece, streamed, keeping `sample_size` of them (0: all).
+  """Non-blank lines, streamed, keeping `sample_size` of them (0: all).
 
   The sample is drawn here, not by sentencepiece: its own sampler ignores the random seed, so the
   model would change from run to run. With shuffle, a uniform sample of exactly `sample_size`
@@ -78,7 +82,14 @@ def _training_lines(
       lines = sampled(lines, sample_size, total)
   elif sample_size > 0:
     lines = itertools.islice(lines, sample_size)
-  for line in lines:
+  return lines
+
+
+def _training_lines(
+  paths: Sequence[str], sample_size: int, shuffle: bool, seed: int, **norm: bool
+) -> Iterator[str]:
+  """The sampled lines, normalized as the tokenizer normalizes text, for sentencepiece."""
+  for line in _sampled_lines(paths, sample_size, shuffle, seed):
     line = normalize_text(line, **norm)
     if line:
       yield line
@@ -163,4 +174,57 @@ def train_tokenizer(
   got = [sp.IdToPiece(i) for i in range(len(expected))]
   if got != expected:
     raise RuntimeError(f"trained model {path!r} has ids 0..4 = {got}, expected {expected}")
+  return path
+
+
+# BERT's special tokens, as train_wordpiece_vocab lays them out (ids 0..4, ALBERT's order).
+WORDPIECE_SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+
+
+def train_wordpiece_vocab(
+  files: str | os.PathLike | Sequence[str | os.PathLike],
+  vocab_size: int,
+  vocab_file: str | os.PathLike,
+  *,
+  do_lower_case: bool = True,
+  input_sentence_size: int = 10_000_000,
+  shuffle_input_sentence: bool = True,
+  min_frequency: int = 2,
+  seed: int = 0,
+) -> str:
+  """Train a BERT WordPiece vocabulary (for `WordPieceTokenizer`); returns `vocab_file`.
+
+  With the `tokenizers` library's WordPiece trainer, on text cut as `WordPieceTokenizer` cuts it
+  (BERT's normalizer and pre-tokenizer: every CJK character a word of its own), so the
+  vocabulary holds every character of the sample plus the most useful "##" continuations. Ids
+  0..4 are [PAD], [UNK], [CLS], [SEP], [MASK]. Files, sampling and `seed` as train_tokenizer.
+  """
+  from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+
+  from albert_flax.wordpiece import bert_normalizer
+
+  if not isinstance(vocab_size, int) or vocab_size <= len(WORDPIECE_SPECIAL_TOKENS):
+    raise ValueError(
+      f"vocab_size must be an int above the {len(WORDPIECE_SPECIAL_TOKENS)} special tokens, "
+      f"got {vocab_size!r}"
+    )
+  paths = _expand_files(files)
+  tokenizer = Tokenizer(models.WordPiece(unk_token=WORDPIECE_SPECIAL_TOKENS[1]))
+  tokenizer.normalizer = bert_normalizer(do_lower_case)
+  tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+  trainer = trainers.WordPieceTrainer(
+    vocab_size=vocab_size,
+    min_frequency=min_frequency,
+    special_tokens=list(WORDPIECE_SPECIAL_TOKENS),
+    continuing_subword_prefix="##",
+    show_progress=False,
+  )
+  lines = _sampled_lines(paths, input_sentence_size, shuffle_input_sentence, seed)
+  tokenizer.train_from_iterator(lines, trainer)
+  tokens = sorted(tokenizer.get_vocab().items(), key=lambda item: item[1])
+  path = os.fspath(vocab_file)
+  if os.path.dirname(path):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+  with open(path, "w", encoding="utf-8") as f:
+    f.writelines(token + "\n" for token, _ in tokens)
   return path

@@ -7,12 +7,14 @@ when they resume, and by users. Their names live here only; everything else impo
     <saved model>/                    af.save_pretrained(path, ...)
       config.json                     CONFIG_FILE (transformers' config, with "architectures")
       params/                         ORBAX_PARAMS_DIR (format="orbax")
-      spiece.model                    TOKENIZER_FILE (when a tokenizer was given)
+      spiece.model                    TOKENIZER_FILE (when a tokenizer was given), or
+      vocab.txt                       WORDPIECE_VOCAB_FILE, with tokenizer_config.json
 
     <pretraining workdir>/
       config.json                     the model's config (AlbertForPreTraining)
       train_config.json               TRAIN_CONFIG_FILE: the program's whole config
-      spiece.model                    the tokenizer the run uses (trained or copied)
+      spiece.model                    the tokenizer the run uses (trained or copied),
+                                      or vocab.txt (a WordPiece vocabulary)
       checkpoints/<step>/state/       CHECKPOINTS_DIR / STATE_ITEM: the train state
       checkpoints/<step>/data/        DATA_ITEM: the data iterators' positions
       metrics.jsonl, tensorboard/     METRICS_FILE, TENSORBOARD_DIR
@@ -34,7 +36,7 @@ import os
 CONFIG_FILE = "config.json"
 ORBAX_PARAMS_DIR = "params"
 TOKENIZER_FILE = "spiece.model"
-WORDPIECE_VOCAB_FILE = "vocab.txt"  # a WordPiece vocabulary (Chinese models) instead
+WORDPIECE_VOCAB_FILE = "vocab.txt"  # the tokenizer when it is a WordPiece vocabulary (Chinese)
 TRAIN_CONFIG_FILE = "train_config.json"
 CHECKPOINTS_DIR = "checkpoints"
 STATE_ITEM, DATA_ITEM = "state", "data"

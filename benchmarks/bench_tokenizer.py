@@ -1,4 +1,6 @@
-"""Batch-encoding speed: albert_flax.AlbertTokenizer against transformers' slow AlbertTokenizer.
+"""Batch-encoding speed: albert_flax.AlbertTokenizer against transformers' slow AlbertTokenizer,
+and albert_flax.WordPieceTokenizer (Chinese models' BERT vocabulary) against transformers' slow
+BertTokenizer, on English text and on synthetic Chinese text.
 
 Text: paragraphs of the Python standard library's docstrings (read from the stdlib sources with
 `ast`, so nothing is imported or downloaded). Model: --model, or a unigram vocabulary trained
@@ -9,7 +11,9 @@ here on those paragraphs with albert_flax's train_tokenizer.
 
 Prints texts/s and tokens/s of: ours __call__ (ids + masks) and encode_as_ids (the data pipeline's
 path, all cores and one thread) against transformers' slow tokenizer __call__ and encode (the
-reference; the fast Rust tokenizer is printed for orientation when it converts).
+reference; the fast Rust tokenizer is printed for orientation when it converts). Then the same
+for WordPiece, on a vocabulary trained here (train_wordpiece_vocab) on those paragraphs plus as
+many lines of seeded random common CJK characters and Chinese punctuation.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from __future__ import annotations
 import argparse
 import ast
 import os
+import random
 import sys
 import sysconfig
 import tempfile
@@ -24,6 +29,8 @@ import time
 from collections.abc import Callable
 
 from albert_flax.tokenization import AlbertTokenizer, train_tokenizer
+from albert_flax.tokenizer_training import train_wordpiece_vocab
+from albert_flax.wordpiece import WordPieceTokenizer
 
 
 def stdlib_paragraphs(limit: int) -> list[str]:
@@ -51,6 +58,71 @@ def stdlib_paragraphs(limit: int) -> list[str]:
               if len(out) >= limit:
                 return out
   return out
+
+
+def chinese_lines(n: int, seed: int = 0) -> list[str]:
+  """`n` lines of random characters of the 3,000 first CJK code points, with punctuation and an
+  occasional Latin word (a stand-in for Chinese text: only the tokenizer's speed is measured)."""
+  rng = random.Random(seed)
+  out = []
+  for _ in range(n):
+    parts = []
+    for _ in range(rng.randint(20, 120)):
+      r = rng.random()
+      parts.append(
+        chr(0x4E00 + rng.randrange(3000))
+        if r < 0.9
+        else rng.choice("，。、；：！？")
+        if r < 0.98
+        else f" GPU{rng.randrange(100)} "
+      )
+    out.append("".join(parts))
+  return out
+
+
+def print_rows(rows: list[tuple[str, float, int]], n_texts: int) -> None:
+  base = rows[0][1]
+  print(f"{'':44s} {'texts/s':>10s} {'tokens/s':>12s} {'speed-up':>9s}")
+  for name, seconds, tokens in rows:
+    print(f"{name:44s} {n_texts / seconds:10.0f} {tokens / seconds:12.0f} {base / seconds:8.1f}x")
+
+
+def bench_wordpiece(texts: list[str], vocab_file: str, repeat: int, label: str) -> None:
+  """WordPieceTokenizer against transformers' BertTokenizer (slow: the reference) and
+  BertTokenizerFast, with a parity count."""
+  import transformers
+
+  ours, hf = WordPieceTokenizer(vocab_file), transformers.BertTokenizer(vocab_file)
+  fast = transformers.BertTokenizerFast(vocab_file)
+  rows: list[tuple[str, float, int]] = []
+
+  def run(name: str, fn: Callable[[], list[list[int]]], times: int) -> list[list[int]]:
+    seconds, ids = best_time(fn, times)
+    rows.append((name, seconds, sum(map(len, ids))))
+    return ids
+
+  ref = run(
+    "transformers slow: encode per text",
+    lambda: [hf.encode(t, add_special_tokens=False) for t in texts],
+    1,
+  )
+  ref_call = run("transformers slow: __call__(batch)", lambda: hf(texts)["input_ids"], 1)
+  got = run("ours: encode_as_ids(batch)", lambda: ours.encode_as_ids(texts), repeat)
+  got_call = run("ours: __call__(batch)", lambda: ours(texts)["input_ids"], repeat)
+  seconds, enc = best_time(
+    lambda: ours(texts, max_length=512, truncation=True, padding="max_length", return_tensors="np"),
+    repeat,
+  )
+  rows.append(("ours: __call__(batch, pad to 512, np)", seconds, int(enc["attention_mask"].sum())))
+  run("transformers fast (Rust): __call__(batch)", lambda: fast(texts)["input_ids"], repeat)
+  mismatches = sum(a != b for a, b in zip(got, ref)) + sum(
+    a != b for a, b in zip(got_call, ref_call)
+  )
+  print(
+    f"\nWordPiece, {label}: parity with transformers' slow BertTokenizer: {mismatches} "
+    f"mismatching rows of {2 * len(texts)}"
+  )
+  print_rows(rows, len(texts))
 
 
 def best_time(fn: Callable[[], object], repeat: int) -> tuple[float, object]:
@@ -134,13 +206,21 @@ def main() -> None:
     mismatches = sum(a != b for a, b in zip(got, ref)) + sum(
       a != b for a, b in zip(got_call, ref_call)
     )
-    print(f"parity with transformers slow: {mismatches} mismatching rows of {2 * len(texts)}")
-    base = rows[0][1]
-    print(f"{'':44s} {'texts/s':>10s} {'tokens/s':>12s} {'speed-up':>9s}")
-    for name, seconds, tokens in rows:
-      print(
-        f"{name:44s} {len(texts) / seconds:10.0f} {tokens / seconds:12.0f} {base / seconds:8.1f}x"
-      )
+    print(
+      f"SentencePiece: parity with transformers slow: {mismatches} mismatching rows of "
+      f"{2 * len(texts)}"
+    )
+    print_rows(rows, len(texts))
+
+    chinese = chinese_lines(len(texts))
+    corpus = os.path.join(tmp, "wordpiece_corpus.txt")
+    with open(corpus, "w", encoding="utf-8") as f:
+      f.write("\n".join(texts + chinese) + "\n")
+    t0 = time.perf_counter()
+    vocab = train_wordpiece_vocab(corpus, args.vocab_size, os.path.join(tmp, "vocab.txt"))
+    print(f"\ntrain_wordpiece_vocab: {time.perf_counter() - t0:.1f} s for {args.vocab_size} tokens")
+    bench_wordpiece(texts, vocab, args.repeat, "English paragraphs")
+    bench_wordpiece(chinese, vocab, args.repeat, f"{len(chinese)} synthetic Chinese lines")
 
 
 if __name__ == "__main__":

@@ -83,23 +83,9 @@ def resolve_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDi
 
 
 def load_tokenizer(config: ml_collections.ConfigDict) -> Any:
-  """config.spm_model, else spiece.model (or the original release's 30k-clean.model) next to
-  the checkpoint, or in its Hugging Face Hub repository."""
-  path = config.get("spm_model")
-  if not path:
-    init = config.init_from
-    directory = init if os.path.isdir(init) else os.path.dirname(init)
-    candidates = [os.path.join(directory, name) for name in ("spiece.model", "30k-clean.model")]
-    found = [c for c in candidates if os.path.isfile(c)]
-    if found:
-      path = found[0]
-    elif not os.path.exists(init) and init.count("/") == 1:
-      import huggingface_hub  # a Hub id: the tokenizer lives in the same repository
-
-      path = huggingface_hub.hf_hub_download(init, "spiece.model")
-    else:
-      raise FileNotFoundError(f"no spiece.model next to {init}; pass --config.spm_model")
-  return af.AlbertTokenizer(path)
+  """config.spm_model (a spiece.model or a WordPiece vocab.txt), else the tokenizer `init_from`
+  goes with (`af.load_tokenizer`: next to the checkpoint, or in its Hub repository)."""
+  return af.load_tokenizer(config.get("spm_model") or config.init_from)
 
 
 # ============================================================================ data checks

@@ -232,11 +232,12 @@ def _digest(*parts: Any) -> str:
 
 
 def load_tokenizer(tokenizer: Any, do_lower_case: bool = True) -> Any:
-  """An `albert_flax.AlbertTokenizer` from a path (str/PathLike), or the tokenizer as given."""
+  """The tokenizer of a path (a spiece.model or a WordPiece vocab.txt: `af.load_tokenizer`), or
+  the tokenizer as given."""
   if isinstance(tokenizer, (str, os.PathLike)):
-    from albert_flax.tokenization import AlbertTokenizer
+    from albert_flax.tokenizer_loading import load_tokenizer
 
-    return AlbertTokenizer(tokenizer, do_lower_case=do_lower_case)
+    return load_tokenizer(tokenizer, do_lower_case=do_lower_case)
   return tokenizer
 
 

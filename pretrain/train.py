@@ -4,7 +4,7 @@
     from pretrain.configs import tiny
     train.train_and_evaluate(tiny.get_config(), "runs/tiny")
 
-The workdir ends up holding: spiece.model (the tokenizer), config.json (the model's),
+The workdir ends up holding: spiece.model or vocab.txt (the tokenizer), config.json (the model's),
 train_config.json (this run's config), checkpoints/ (orbax, with the data position),
 metrics.jsonl, tensorboard/, and at the end params/, the final model:
 `af.from_pretrained(workdir)` loads it (or the newest checkpoint, mid-run).
@@ -122,57 +122,71 @@ def _training_documents_file(config, directory: str) -> str:
   return path
 
 
-def prepare_tokenizer(config, workdir: str) -> af.AlbertTokenizer:
-  """workdir/spiece.model: kept from an earlier run, copied from the config / init_from, or
-  trained on the training documents (by process 0; the others wait)."""
-  if config.tokenizer.get("vocab_file"):
-    return _prepare_wordpiece(config, workdir)
-  target = os.path.join(workdir, TOKENIZER_FILE)
-  source = config.tokenizer.spm_model
-  if (
-    not source
-    and config.init_from
-    and os.path.isfile(os.path.join(config.init_from, TOKENIZER_FILE))
-  ):
-    source = os.path.join(config.init_from, TOKENIZER_FILE)
+def tokenizer_kind(config) -> str:
+  """The tokenizer a run uses: tokenizer.kind ("sentencepiece" or "wordpiece"), or WordPiece
+  when tokenizer.vocab_file is set."""
+  kind = config.tokenizer.get("kind", "") or (
+    "wordpiece" if config.tokenizer.get("vocab_file") else "sentencepiece"
+  )
+  if kind not in ("sentencepiece", "wordpiece"):
+    raise ValueError(f"tokenizer.kind must be 'sentencepiece' or 'wordpiece', got {kind!r}")
+  if config.tokenizer.spm_model and config.tokenizer.get("vocab_file"):
+    raise ValueError("set tokenizer.spm_model (SentencePiece) or tokenizer.vocab_file (WordPiece)")
+  if kind == "wordpiece" and config.tokenizer.spm_model:
+    raise ValueError("tokenizer.kind='wordpiece' takes tokenizer.vocab_file, not spm_model")
+  if kind == "sentencepiece" and config.tokenizer.get("vocab_file"):
+    raise ValueError("tokenizer.vocab_file is a WordPiece vocabulary: tokenizer.kind='wordpiece'")
+  return kind
+
+
+def prepare_tokenizer(config, workdir: str) -> af.AlbertTokenizer | af.WordPieceTokenizer:
+  """workdir/spiece.model (SentencePiece) or workdir/vocab.txt (WordPiece, tokenizer_kind):
+  kept from an earlier run, copied from the config / init_from, or trained on the training
+  documents (by process 0; the others wait)."""
+  wordpiece = tokenizer_kind(config) == "wordpiece"
+  target = os.path.join(workdir, layout.WORDPIECE_VOCAB_FILE if wordpiece else TOKENIZER_FILE)
+  source = config.tokenizer.get("vocab_file") if wordpiece else config.tokenizer.spm_model
+  names = ("vocab.txt", "vocab_chinese.txt") if wordpiece else (TOKENIZER_FILE,)
+  if not source and config.init_from:
+    found = [os.path.join(config.init_from, n) for n in names]
+    source = next((f for f in found if os.path.isfile(f)), "")
   if jax.process_index() == 0 and not os.path.isfile(target):
     if source:
       if not os.path.isfile(source):
-        raise FileNotFoundError(f"tokenizer.spm_model {source!r} does not exist")
+        key = "vocab_file" if wordpiece else "spm_model"
+        raise FileNotFoundError(f"tokenizer.{key} {source!r} does not exist")
       shutil.copyfile(source, target + ".tmp")
       os.replace(target + ".tmp", target)
     else:
       log.info(
-        "training a %d-piece SentencePiece tokenizer on the training documents",
+        "training a %d-piece %s tokenizer on the training documents",
         config.tokenizer.vocab_size,
+        "WordPiece" if wordpiece else "SentencePiece",
       )
       with tempfile.TemporaryDirectory() as tmp:
         corpus_file = _training_documents_file(config, tmp)
-        model = af.train_tokenizer(
-          corpus_file,
-          config.tokenizer.vocab_size,
-          os.path.join(tmp, "spiece"),
-          seed=config.seed,
-          do_lower_case=config.tokenizer.do_lower_case,
-          hard_vocab_limit=False,
-        )
+        if wordpiece:
+          model = af.train_wordpiece_vocab(
+            corpus_file,
+            config.tokenizer.vocab_size,
+            os.path.join(tmp, "vocab.txt"),
+            do_lower_case=config.tokenizer.do_lower_case,
+            seed=config.seed,
+          )
+        else:
+          model = af.train_tokenizer(
+            corpus_file,
+            config.tokenizer.vocab_size,
+            os.path.join(tmp, "spiece"),
+            seed=config.seed,
+            do_lower_case=config.tokenizer.do_lower_case,
+            hard_vocab_limit=False,
+          )
         shutil.copyfile(model, target + ".tmp")
         os.replace(target + ".tmp", target)
   _barrier("tokenizer")
-  return af.AlbertTokenizer(target, do_lower_case=config.tokenizer.do_lower_case)
-
-
-def _prepare_wordpiece(config, workdir: str):
-  """workdir/vocab.txt, copied from tokenizer.vocab_file (by process 0; the others wait)."""
-  target = os.path.join(workdir, layout.WORDPIECE_VOCAB_FILE)
-  source = config.tokenizer.vocab_file
-  if jax.process_index() == 0 and not os.path.isfile(target):
-    if not os.path.isfile(source):
-      raise FileNotFoundError(f"tokenizer.vocab_file {source!r} does not exist")
-    shutil.copyfile(source, target + ".tmp")
-    os.replace(target + ".tmp", target)
-  _barrier("tokenizer")
-  return af.WordPieceTokenizer(target, do_lower_case=config.tokenizer.do_lower_case)
+  cls = af.WordPieceTokenizer if wordpiece else af.AlbertTokenizer
+  return cls(target, do_lower_case=config.tokenizer.do_lower_case)
 
 
 def _barrier(name: str) -> None:
@@ -194,8 +208,8 @@ def build_model(config, vocab_size: int):
     if model.config.vocab_size != vocab_size:
       raise ValueError(
         f"init_from {config.init_from!r} has vocab_size {model.config.vocab_size} "
-        f"but the tokenizer has {vocab_size}; set tokenizer.spm_model to the "
-        "checkpoint's spiece.model"
+        f"but the tokenizer has {vocab_size}; set tokenizer.spm_model (or vocab_file) to the "
+        "checkpoint's spiece.model (or vocab.txt)"
       )
   else:
     model = af.AlbertForPreTraining(

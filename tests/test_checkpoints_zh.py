@@ -37,13 +37,9 @@ def write_vocab(path, size: int = TINY["vocab_size"]) -> list[str]:
 
 
 def encode(directory):
-  """input_ids, attention_mask, token_type_ids of TEXT through the directory's vocabulary.
-
-  The stand-in for af.WordPieceTokenizer until it is merged: transformers' BertTokenizer."""
-  import transformers
-
-  vocab = [f for f in ("vocab.txt", "vocab_chinese.txt") if os.path.isfile(directory / f)][0]
-  tokenizer = transformers.BertTokenizer(str(directory / vocab))
+  """input_ids, attention_mask, token_type_ids of TEXT through the directory's vocabulary
+  (the tokenizer af.load_tokenizer finds for the checkpoint)."""
+  tokenizer = af.load_tokenizer(str(directory))
   enc = tokenizer(TEXT, padding="max_length", max_length=18, truncation=True, return_tensors="np")
   assert (enc["input_ids"] != tokenizer.unk_token_id).all()  # the vocabulary covers the text
   assert tokenizer.convert_ids_to_tokens(enc["input_ids"][1])[4:6] == ["al", "##bert"]

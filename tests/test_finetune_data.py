@@ -13,76 +13,11 @@ import pytest
 from albert_flax.tokenization import AlbertTokenizer
 from finetune.data import DataError, encode_pairs, eval_batches, train_batches, write_json
 from finetune.tasks import glue, ner, race, squad, squad_data
-from finetune.tasks.offsets import tokenize_with_offsets
 
 
 @pytest.fixture(scope="module")
 def tok(tmp_path_factory):
   return AlbertTokenizer(td.make_tokenizer(str(tmp_path_factory.mktemp("spm"))))
-
-
-# --------------------------------------------------------------------- offsets
-
-
-@pytest.mark.parametrize(
-  "text",
-  [
-    "  Hello  Wörld, 1,000 ﬁsh ``quoted'' 한국어 x",
-    "In 1990, the cafe\u0301 was naïve. ΣΑΣ İstanbul",
-    "a\t\tb\u00a0c  ",
-    "",
-    "   ",
-    "Über 9, 10,5 straße ½ end",
-  ],
-)
-def test_offsets_match_tokenizer_and_cover_text(tok, text):
-  ids, spans = tokenize_with_offsets(tok, text)
-  assert ids == tok.encode_as_ids(text)
-  assert spans.shape == (len(ids), 2)
-  assert np.all(spans[:, 0] <= spans[:, 1]) and np.all(np.diff(spans[:, 0]) >= 0)
-  # every non-space raw character is covered by some token
-  covered = np.zeros(len(text), bool)
-  for a, b in spans:
-    covered[a:b] = True
-  assert all(covered[i] or text[i].isspace() for i in range(len(text)))
-
-
-def test_offsets_on_random_unicode(tok):
-  """Random mixes of the characters normalization changes: the character map must reproduce
-  the tokenizer's normalization (it checks itself) and the ids must equal the tokenizer's."""
-  alphabet = list("abcXYZ 019,.`'\"-") + [
-    "  ",
-    "\t",
-    "\n",
-    "\u00a0",
-    "\u3000",
-    "é",
-    "e\u0301",
-    "ﬁ",
-    "½",
-    "Σ",
-    "İ",
-    "ß",
-    "Å",
-    "한",
-    "``",
-    "''",
-    "9,",
-  ]
-  rng = random.Random(7)
-  for _ in range(200):
-    text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 30)))
-    ids, spans = tokenize_with_offsets(tok, text)
-    assert ids == tok.encode_as_ids(text), text
-    assert len(spans) == len(ids) and (spans[:, 1] <= len(text)).all()
-
-
-def test_offsets_keep_raw_characters(tok):
-  text = "Cafe\u0301 ``Quoted'' ﬁsh"
-  ids, spans = tokenize_with_offsets(tok, text)
-  pieces = [text[a:b] for a, b in spans if b > a]
-  assert "Cafe\u0301" in "".join(pieces)  # the dropped accent stays inside the span
-  assert "``" in pieces or any("``" in p for p in pieces)
 
 
 # --------------------------------------------------------------------- batching
@@ -261,7 +196,7 @@ def test_squad_reader_and_features_map_answers(tmp_path, tok):
   # every context token has its most-context window exactly once
   for i in range(len(examples)):
     rows = np.nonzero(owners == i)[0]
-    n_tokens = len(tokenize_with_offsets(tok, examples[i].context)[0])
+    n_tokens = len(squad_data.context_tokens(tok, examples[i].context)[0])
     assert f["max_context"][rows].sum() == n_tokens
 
 

@@ -1,9 +1,6 @@
 """Fine-tuning in Chinese: the CLUE readers (fields, label sets, CLUEWSC2020's span marks, CLUE's
 submission file) and CMRC 2018 (windows and answers through WordPiece offsets; the official
 character-level metric on hand-checked cases).
-
-The tokenizer is the WordPiece stand-in (tests/zh_testdata.py) until af.WordPieceTokenizer is
-merged.
 """
 
 from __future__ import annotations
@@ -12,8 +9,9 @@ import json
 
 import numpy as np
 import pytest
-from zh_testdata import WordPieceStandIn, write_vocab
+from zh_testdata import write_vocab
 
+import albert_flax as af
 from finetune import cmrc_metric, squad_metrics
 from finetune.configs import clue as clue_config
 from finetune.configs import cmrc as cmrc_config
@@ -29,7 +27,7 @@ TRAIN = Split("train", "train.json", "")
 def tok(tmp_path_factory):
   path = tmp_path_factory.mktemp("zh_vocab") / "vocab.txt"
   write_vocab(path)
-  return WordPieceStandIn(path)
+  return af.WordPieceTokenizer(str(path))
 
 
 def _write_lines(path, rows):

@@ -2,8 +2,7 @@
 
 The corpus (tests/zh_testdata.py) has known word boundaries: every character belongs to one
 lexicon word, each run of characters is a phrase between 「 and 」 that jieba segments into its
-lexicon words. The tokenizer is the WordPiece stand-in (transformers' BertTokenizer) until
-af.WordPieceTokenizer is merged.
+lexicon words. The tokenizer is af.WordPieceTokenizer.
 """
 
 from __future__ import annotations
@@ -11,7 +10,7 @@ from __future__ import annotations
 import jax
 import numpy as np
 import pytest
-from zh_testdata import WORD_OF_CHAR, WordPieceStandIn, write_corpus, write_vocab
+from zh_testdata import WORD_OF_CHAR, write_corpus, write_vocab
 
 import albert_flax as af
 from albert_flax import sharding
@@ -24,7 +23,7 @@ def corpus(tmp_path_factory):
   directory = tmp_path_factory.mktemp("zh_corpus")
   write_corpus(directory / "corpus.txt", num_docs=120)
   write_vocab(directory / "vocab.txt")
-  return directory / "corpus.txt", WordPieceStandIn(directory / "vocab.txt")
+  return directory / "corpus.txt", af.WordPieceTokenizer(directory / "vocab.txt")
 
 
 def _examples(corpus, segmenter, count=3000, seq=48):
@@ -221,13 +220,12 @@ def test_tiny_chinese_pretraining_learns(corpus):
   assert before < 0.03 and after > 0.1, (before, after)
 
 
-def test_workdir_keeps_the_wordpiece_vocabulary(corpus, tmp_path, monkeypatch):
+def test_workdir_keeps_the_wordpiece_vocabulary(corpus, tmp_path):
   """--config.tokenizer.vocab_file: copied into the workdir as vocab.txt, a WordPiece tokenizer
-  over it is what the run uses (the stand-in until af.WordPieceTokenizer is merged)."""
+  over it is what the run uses."""
   from pretrain import train as pretrain_train
   from pretrain.configs import tiny
 
-  monkeypatch.setattr(af, "WordPieceTokenizer", WordPieceStandIn, raising=False)
   vocab = corpus[0].parent / "vocab.txt"
   config = tiny.get_config()
   config.tokenizer.vocab_file = str(vocab)

@@ -4,6 +4,7 @@ trained here on text the test writes."""
 import os
 import pickle
 import random
+import unicodedata
 
 import numpy as np
 import pytest
@@ -407,3 +408,201 @@ def test_unknown_comma_and_digits(tmp_path, hf_cls):
   texts = ["x ٣, y", "٣٣,", "the 9, fox", "a,b ٢,٣", "日本, 1,000"] + _test_strings(60)
   assert tok.encode_as_ids(texts) == [hf.encode(t, add_special_tokens=False) for t in texts]
   assert [tok.tokenize(t) for t in texts] == [hf.tokenize(t) for t in texts]
+
+
+# --------------------------------------------------------------------- offsets
+
+
+@pytest.fixture(scope="module")
+def tok(model_file):
+  return AlbertTokenizer(model_file)
+
+
+def _offsets(tok, text):
+  """Ids (no special tokens) and raw character spans [T, 2] from the tokenizer's own offsets."""
+  enc = tok(text, add_special_tokens=False, return_offsets_mapping=True)
+  return enc["input_ids"], np.asarray(enc["offset_mapping"], np.int64).reshape(-1, 2)
+
+
+@pytest.mark.parametrize(
+  "text",
+  [
+    "  Hello  Wörld, 1,000 ﬁsh ``quoted'' 한국어 x",
+    "In 1990, the cafe\u0301 was naïve. ΣΑΣ İstanbul",
+    "a\t\tb\u00a0c  ",
+    "",
+    "   ",
+    "Über 9, 10,5 straße ½ end",
+  ],
+)
+def test_offsets_match_tokenizer_and_cover_text(tok, text):
+  ids, spans = _offsets(tok, text)
+  assert ids == tok.encode_as_ids(text)
+  assert spans.shape == (len(ids), 2)
+  assert np.all(spans[:, 0] <= spans[:, 1]) and np.all(np.diff(spans[:, 0]) >= 0)
+  # every non-space raw character is covered by some token
+  covered = np.zeros(len(text), bool)
+  for a, b in spans:
+    covered[a:b] = True
+  assert all(covered[i] or text[i].isspace() for i in range(len(text)))
+
+
+def test_offsets_on_random_unicode(tok):
+  """Random mixes of the characters normalization changes: the character map must reproduce
+  the tokenizer's normalization (it checks itself) and the ids must equal the tokenizer's."""
+  alphabet = list("abcXYZ 019,.`'\"-") + [
+    "  ",
+    "\t",
+    "\n",
+    "\u00a0",
+    "\u3000",
+    "é",
+    "e\u0301",
+    "ﬁ",
+    "½",
+    "Σ",
+    "İ",
+    "ß",
+    "Å",
+    "한",
+    "``",
+    "''",
+    "9,",
+    "[MASK]",
+    " [MASK] ",
+    "<PAD>",
+    "[cls]",
+    "<unk>",
+  ]
+  rng = random.Random(7)
+  for _ in range(200):
+    text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 30)))
+    ids, spans = _offsets(tok, text)
+    assert ids == tok.encode_as_ids(text), text
+    assert len(spans) == len(ids) and (spans[:, 1] <= len(text)).all()
+    for i, (a, b) in zip(ids, spans):  # a literal special token spans exactly its own text
+      if i in tok.all_special_ids and i != tok.unk_token_id:
+        assert text[a:b].lower() == tok.convert_ids_to_tokens(i).lower(), text
+
+
+def test_offsets_keep_raw_characters(tok):
+  text = "Cafe\u0301 ``Quoted'' ﬁsh"
+  ids, spans = _offsets(tok, text)
+  pieces = [text[a:b] for a, b in spans if b > a]
+  assert "Cafe\u0301" in "".join(pieces)  # the dropped accent stays inside the span
+  assert "``" in pieces or any("``" in p for p in pieces)
+
+
+OFFSET_TEXTS = [
+  "Café naïve  résumé Zürich, 1,000,000 and 9, 12,5 in 1999, the 2,3,4 numbers",
+  "  Cafe\u0301 ﬁne straße ΟΔΟΣ Σοφία x9, a1, $5,00 (paren) 3.14",
+  "中文 北京大学 the fox, 日本語 7,000 Ångström",
+]
+
+
+def _trimmed(text, span):
+  """transformers' span as ours: without the space a word starts with (transformers' SentencePiece
+  offsets include it), and with the combining marks normalization dropped after its last letter
+  (transformers' leave "e\u0301" half out)."""
+  a, b = span
+  while a < b and text[a].isspace():
+    a += 1
+  while a < b < len(text) and unicodedata.combining(text[b]):
+    b += 1
+  return a, b
+
+
+@pytest.mark.parametrize("text", OFFSET_TEXTS)
+def test_offsets_equal_transformers(tok, model_file, text):
+  """Each token's span equals transformers' AlbertTokenizerFast's (whose first space we leave
+  out); where we split "9," as the slow tokenizer does and the fast one does not, our pieces
+  together cover its span."""
+  import transformers
+
+  fast = transformers.AlbertTokenizerFast(vocab_file=model_file)
+  ref = fast(text, add_special_tokens=False, return_offsets_mapping=True)
+  ref_pieces = fast.convert_ids_to_tokens(ref["input_ids"])
+  ids, spans = _offsets(tok, text)
+  pieces = tok.convert_ids_to_tokens(ids)
+  assert ids == tok.encode_as_ids(text)
+  j = 0
+  for piece, span in zip(ref_pieces, ref["offset_mapping"]):
+    expected = _trimmed(text, span)
+    if pieces[j] == piece == "▁":  # whitespace only: ours is empty where the next token starts
+      assert spans[j, 0] == spans[j, 1] == spans[j + 1, 0], text  # (transformers' covers a char)
+      j += 1
+      continue
+    if pieces[j] == piece:
+      assert tuple(spans[j]) == expected, (piece, text)
+      j += 1
+      continue
+    assert tok._needs_split(piece), (piece, pieces[j], text)  # the only way the two differ
+    k = j
+    while "".join(pieces[j : k + 1]).lstrip("▁") != piece.lstrip("▁"):
+      k += 1
+    assert (spans[j, 0], spans[k, 1]) == expected, (piece, text)
+    j = k + 1
+  assert j == len(pieces)
+
+
+def test_overflow_windows_and_batch_decode_equal_transformers(tok, model_file, hf_cls):
+  """stride + return_overflowing_tokens give transformers' windows (ids, types, masks, the
+  sample mapping, offsets), alone and on either side of a pair; batch_decode its texts."""
+  import transformers
+
+  fast = transformers.AlbertTokenizerFast(vocab_file=model_file)
+  rng = random.Random(3)
+  # Without "digit," (transformers' fast tokenizer does not split those, the slow one does) and
+  # `` '' (for which transformers' span holds one of the two characters, ours both).
+  words = [w for w in WORDS if not any(c.isdigit() for c in w) and "``" not in w and "''" not in w]
+  long_texts = [" ".join(rng.choice(words) for _ in range(rng.randint(5, 40))) for _ in range(6)]
+  questions = [" ".join(rng.choice(words) for _ in range(rng.randint(1, 4))) for _ in range(6)]
+  cases = [
+    ((long_texts,), dict(max_length=16, stride=4, truncation=True)),
+    ((long_texts[0],), dict(max_length=12, stride=0, truncation=True)),
+    ((questions, long_texts), dict(max_length=24, stride=6, truncation="only_second")),
+    ((long_texts, questions), dict(max_length=20, stride=3, truncation="only_first")),
+    (
+      (questions, long_texts),
+      dict(max_length=24, stride=5, truncation="only_second", padding=True),
+    ),
+  ]
+  for args, kwargs in cases:
+    ref = fast(*args, return_overflowing_tokens=True, return_offsets_mapping=True, **kwargs)
+    ours = tok(*args, return_overflowing_tokens=True, return_offsets_mapping=True, **kwargs)
+    assert len(set(ref["overflow_to_sample_mapping"])) < len(ref["input_ids"])  # some overflow
+    assert set(ours) == set(ref), kwargs
+    for key in ("input_ids", "token_type_ids", "attention_mask", "overflow_to_sample_mapping"):
+      assert ours[key] == ref[key], (key, kwargs)
+    sides = [[t] if isinstance(t, str) else t for t in args]
+    for row, owner in enumerate(ref["overflow_to_sample_mapping"]):
+      expected = [
+        _trimmed(sides[side][owner], span)
+        for side, span in zip(ref["token_type_ids"][row], ref["offset_mapping"][row])
+      ]
+      assert ours["offset_mapping"][row] == expected, kwargs
+  windows = tok(
+    long_texts,
+    max_length=16,
+    stride=4,
+    truncation=True,
+    padding=True,
+    return_overflowing_tokens=True,
+    return_tensors="np",
+  )
+  ref = fast(
+    long_texts,
+    max_length=16,
+    stride=4,
+    truncation=True,
+    padding=True,
+    return_overflowing_tokens=True,
+  )
+  np.testing.assert_array_equal(windows["input_ids"], ref["input_ids"])
+  np.testing.assert_array_equal(
+    windows["overflow_to_sample_mapping"], ref["overflow_to_sample_mapping"]
+  )
+  slow = hf_cls(model_file)  # whose decode ours follows (test_decode_parity)
+  for skip in (False, True):
+    expected = slow.batch_decode(ref["input_ids"], skip_special_tokens=skip)
+    assert tok.batch_decode(windows["input_ids"], skip_special_tokens=skip) == expected

@@ -1,5 +1,5 @@
-"""Chinese test data: a corpus whose word boundaries are known, its WordPiece vocabulary, and the
-stand-in WordPiece tokenizer.
+"""Chinese test data: a corpus whose word boundaries are known, and its WordPiece
+vocabulary.
 
 The corpus is built from LEXICON, words that share no character, so every character names its
 word and its place in it. Sentences are fixed phrases of 1-3 words (a phrase determines its words,
@@ -63,37 +63,3 @@ def write_corpus(path, num_docs: int, seed: int = 0, num_phrases: int = 40) -> N
           parts.append("，albert，「" + "".join(phrases[int(rng.integers(len(phrases)))]) + "」")
         f.write("".join(parts) + "。\n")
       f.write("\n")
-
-
-class WordPieceStandIn:
-  """transformers' (slow) BertTokenizer behind the interface af.WordPieceTokenizer gives
-  (encode_as_ids, word_start_mask, convert_*, vocab_size, special ids): the pipeline's view of a
-  WordPiece tokenizer until af.WordPieceTokenizer is merged, then replaced by it."""
-
-  def __init__(self, vocab_file: str, do_lower_case: bool = True):
-    import transformers
-
-    self._tok = transformers.BertTokenizer(str(vocab_file), do_lower_case=do_lower_case)
-    self._vocab_file, self._lower = str(vocab_file), do_lower_case
-    self.vocab_size = len(self._tok.vocab)
-    tokens = self._tok.convert_ids_to_tokens(list(range(self.vocab_size)))
-    self.word_start_mask = np.array([not t.startswith("##") for t in tokens])
-    for name in ("pad", "unk", "cls", "sep", "mask"):
-      setattr(self, f"{name}_token_id", getattr(self._tok, f"{name}_token_id"))
-
-  def encode_as_ids(self, texts: list[str]) -> list[list[int]]:
-    return [self._tok.convert_tokens_to_ids(self._tok.tokenize(t)) for t in texts]
-
-  def convert_ids_to_tokens(self, ids):
-    return self._tok.convert_ids_to_tokens(ids)
-
-  def convert_tokens_to_ids(self, tokens):
-    return self._tok.convert_tokens_to_ids(tokens)
-
-  def __call__(self, *args, **kwargs):
-    if kwargs.get("return_offsets_mapping"):  # only transformers' fast tokenizer gives offsets
-      import transformers
-
-      fast = transformers.BertTokenizerFast(self._vocab_file, do_lower_case=self._lower)
-      return fast(*args, **kwargs)
-    return self._tok(*args, **kwargs)

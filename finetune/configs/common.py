@@ -28,7 +28,9 @@ def base_config() -> ml_collections.ConfigDict:
 
   # --- model and data
   c.init_from = ""  # required: any path af.from_pretrained takes (orbax, HF dir, TF, hub id)
-  c.spm_model = ""  # default: spiece.model next to the checkpoint
+  # spiece.model or a WordPiece vocab.txt; default: the tokenizer the checkpoint goes with
+  # (af.load_tokenizer: spiece.model, vocab.txt, vocab_chinese.txt, tokenizer_config.json)
+  c.spm_model = ""
   c.data_dir = ""  # original files; empty: tensorflow-datasets
   c.tfds_data_dir = ""  # tfds data_dir (empty: tfds' default)
   c.tfds_download = True

@@ -12,24 +12,13 @@ answer span maps back to the raw characters. Scores: the official CMRC metric
 from __future__ import annotations
 
 import os
-from typing import Any
-
-import numpy as np
 
 from finetune import cmrc_metric
 from finetune.tasks.base import Task
 from finetune.tasks.squad import SquadPredictions, SquadTask
-from finetune.tasks.squad_data import read_squad_json, squad_features
+from finetune.tasks.squad_data import read_squad_json
 
 FILES = {"train": ("train.json", "cmrc2018_train.json"), "dev": ("dev.json", "cmrc2018_dev.json")}
-
-
-def tokenize_with_offsets(tokenizer: Any, text: str) -> tuple[list[int], np.ndarray]:
-  """Ids of `text` (no special tokens) and each token's raw character span [T, 2], from the
-  tokenizer's offsets mapping."""
-  encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-  spans = np.asarray(encoded["offset_mapping"], np.int64).reshape(-1, 2)
-  return list(encoded["input_ids"]), spans
 
 
 class CmrcTask(SquadTask):
@@ -47,18 +36,6 @@ class CmrcTask(SquadTask):
       if os.path.isfile(self.data_path(name)):
         return read_squad_json(self.data_path(name), "1.1")
     raise FileNotFoundError(f"no CMRC 2018 {split} file in {self.config.data_dir}: {FILES[split]}")
-
-  def _features(self, examples, training):
-    c = self.config
-    return squad_features(
-      examples,
-      self.tokenizer,
-      c.max_seq_length,
-      c.doc_stride,
-      c.max_query_length,
-      training,
-      offsets_fn=tokenize_with_offsets,
-    )
 
   @property
   def best_metric(self) -> str:

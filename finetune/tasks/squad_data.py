@@ -2,10 +2,11 @@
 
 A context longer than the window is split into overlapping windows `doc_stride` tokens apart (the
 original run_squad's sliding window); each feature is `[CLS] question [SEP] window [SEP]`.
-Answers are given in characters of the raw context; `tokenize_with_offsets` gives every context
-token its raw character span, so a character answer maps to tokens exactly and a predicted token
-span maps back to the raw text (no whitespace-tokenization heuristics). A training answer outside
-a window, or a v2.0 question without answer, points at [CLS] (position 0), as in transformers.
+Answers are given in characters of the raw context; the tokenizer's offsets
+(`return_offsets_mapping=True`) give every context token its raw character span, so a character
+answer maps to tokens exactly and a predicted token span maps back to the raw text (no
+whitespace-tokenization heuristics). A training answer outside a window, or a v2.0 question
+without answer, points at [CLS] (position 0), as in transformers.
 """
 
 from __future__ import annotations
@@ -17,7 +18,12 @@ import os
 import numpy as np
 
 from finetune.data import DataError, pad_sequences
-from finetune.tasks.offsets import tokenize_with_offsets
+
+
+def context_tokens(tokenizer, context: str) -> tuple[list[int], np.ndarray]:
+  """Ids of `context` (no special tokens) and each token's raw character span int64 [T, 2]."""
+  enc = tokenizer(context, add_special_tokens=False, return_offsets_mapping=True)
+  return enc["input_ids"], np.asarray(enc["offset_mapping"], np.int64).reshape(-1, 2)
 
 
 @dataclasses.dataclass
@@ -175,12 +181,9 @@ def squad_features(
   doc_stride: int,
   max_query_length: int,
   training: bool,
-  offsets_fn=tokenize_with_offsets,
 ) -> dict[str, np.ndarray]:
-  """Windowed features of SQuAD examples.
-
-  `offsets_fn(tokenizer, text) -> (ids, spans [T, 2])` gives the context's tokens and their raw
-  character spans (default: SentencePiece's; CMRC passes the tokenizer's offsets mapping).
+  """Windowed features of SQuAD examples; the context's tokens map back to its characters
+  through the tokenizer's offsets (`context_tokens`), for SentencePiece and WordPiece alike.
 
   Returns, with F features and S = max_seq_length:
     input_ids, token_type_ids, attention_mask: int32 [F, S];
@@ -197,7 +200,7 @@ def squad_features(
   for index, (example, q_ids) in enumerate(zip(examples, questions)):
     q_ids = q_ids[:max_query_length]
     if example.context not in cache:
-      cache[example.context] = offsets_fn(tokenizer, example.context)
+      cache[example.context] = context_tokens(tokenizer, example.context)
     doc_ids, doc_spans = cache[example.context]
     room = max_seq_length - len(q_ids) - 3
     if room < 1:

@@ -82,9 +82,11 @@ def get_config() -> ml_collections.ConfigDict:
   # A SentencePiece model. Empty: train one on the training documents (kept in the workdir as
   # spiece.model), or take spiece.model from `init_from`'s directory when continuing.
   c.tokenizer.spm_model = ""
-  # A WordPiece vocabulary (BERT's vocab.txt, Google's vocab_chinese.txt: Chinese models) instead
-  # of SentencePiece; kept in the workdir as vocab.txt.
+  # A BERT WordPiece vocabulary (vocab.txt: Chinese models) instead; kind "wordpiece" without a
+  # vocab_file trains one on the documents (kept as vocab.txt). kind "": WordPiece when
+  # vocab_file is set, else SentencePiece.
   c.tokenizer.vocab_file = ""
+  c.tokenizer.kind = ""  # "", "sentencepiece" or "wordpiece"
   c.tokenizer.vocab_size = 30000
   c.tokenizer.do_lower_case = True
   c.tokenizer.max_training_sentences = 5_000_000  # lines streamed to the tokenizer trainer
