@@ -99,6 +99,33 @@ def make_examples(
     The examples dict described in the module docstring.
   """
   rng = np.random.default_rng([int(k) for k in key])
+  out = pair_examples(tok, cfg, tokenizer, rng)
+  p = cfg.max_predictions_per_seq
+  if mask:
+    m = mask_with_tokenizer(out["input_ids"], out["length"], tokenizer, cfg, rng)
+    out.update(
+      input_ids=m.input_ids,
+      masked_lm_positions=m.masked_lm_positions,
+      masked_lm_ids=m.masked_lm_ids,
+      masked_lm_weights=m.masked_lm_weights,
+    )
+  else:
+    out.update(
+      masked_lm_positions=np.zeros((num_examples(out), p), np.int32),
+      masked_lm_ids=np.zeros((num_examples(out), p), np.int32),
+      masked_lm_weights=np.zeros((num_examples(out), p), np.float32),
+    )
+  return out
+
+
+def pair_examples(
+  tok: Tokenized, cfg: ExampleConfig, tokenizer: Any, rng: np.random.Generator
+) -> dict[str, np.ndarray]:
+  """Sentence-order pairs of the tokenized documents, shuffled and packed, not masked.
+
+  Returns:
+    input_ids, token_type_ids [N, S] int32, length [N] int32, sentence_order_label [N] int32.
+  """
   pairs = sop.create_pairs(
     tok.sentence_lengths, tok.doc_num_sentences, cfg.max_seq_length, cfg.short_seq_prob, rng
   )
@@ -111,28 +138,12 @@ def make_examples(
     tokenizer.sep_token_id,
     tokenizer.pad_token_id,
   )
-  out = {
+  return {
     "input_ids": input_ids,
     "token_type_ids": token_type_ids,
     "length": length,
     "sentence_order_label": pairs.label.astype(np.int32),
   }
-  p = cfg.max_predictions_per_seq
-  if mask:
-    m = mask_with_tokenizer(input_ids, length, tokenizer, cfg, rng)
-    out.update(
-      input_ids=m.input_ids,
-      masked_lm_positions=m.masked_lm_positions,
-      masked_lm_ids=m.masked_lm_ids,
-      masked_lm_weights=m.masked_lm_weights,
-    )
-  else:
-    out.update(
-      masked_lm_positions=np.zeros((len(pairs), p), np.int32),
-      masked_lm_ids=np.zeros((len(pairs), p), np.int32),
-      masked_lm_weights=np.zeros((len(pairs), p), np.float32),
-    )
-  return out
 
 
 def mask_with_tokenizer(
