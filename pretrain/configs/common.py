@@ -72,7 +72,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.data.short_seq_prob = 0.1
   c.data.max_ngram = 3
   c.data.shuffle_buffer = 0  # 0: the pipeline's default
-  c.data.num_workers = 0  # worker processes making examples per host
+  c.data.num_workers = 0  # grain mp_prefetch processes making examples per host
 
   # --- tokenizer
   c.tokenizer = ml_collections.ConfigDict()
