@@ -1,17 +1,24 @@
 """Throughput and memory of the pretraining data pipeline (pretrain.data.make_pretraining_batches).
 
     PYTHONPATH=. python benchmarks/bench_data_pipeline.py [--workdir /tmp/bench_data] [--quick]
+        [--baseline REV] [--rounds N]
+
+Two implementations side by side: this tree's (`new`, grain) and the `pretrain` package of git
+revision `--baseline` (`old`; default: the hand-written pool before grain), extracted with
+`git archive`. Every throughput figure is measured in its own subprocess, old and new
+alternating (`--rounds` times each), so the machine's drift falls on both.
 
 Corpus: the built-in corpus (Python standard library docstrings, ~0.4M tokens), its documents
 grouped by 4 into Wikipedia-sized articles (~1k tokens); the "4x" corpus is four such copies with
 different groupings (new documents, same text statistics). Tokenizer: a SentencePiece unigram
 model of 8k pieces trained on it (the pipeline's cost barely depends on the vocabulary size).
 
-Prints, for max_seq_length 128 and 512 (P = 20) and num_workers 0 and 2: examples/s (wall clock)
-and examples per CPU-second (main process and workers; the figure that holds when the machine is
-shared), and where the CPU time goes for one window (tokenize / pairs + packing / masking). Then
-the peak RSS of a process that reads one full epoch of the small and of the 4x corpus with windows
-of 128 documents (it should not grow with the corpus).
+Prints, for max_seq_length 128 and 512 (P = 20) and num_workers 0 and 2: examples/s (wall clock,
+median of the rounds) and examples per CPU-second (main process and workers: the figure that
+holds when the machine is shared), old and new and their ratio; where the CPU time goes for one
+window (tokenize / pairs + packing / masking). Then the peak RSS of a process that reads one full
+epoch of the small and of the 4x corpus with windows of 128 documents (it should not grow with
+the corpus), for both.
 """
 
 from __future__ import annotations
@@ -20,11 +27,14 @@ import argparse
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+# Appended: a PYTHONPATH naming another `pretrain` (the baseline's, in child processes) comes first.
+sys.path.append(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from pretrain import builtin_corpus, corpus, data  # noqa: E402
 from pretrain.examples import ExampleConfig, make_examples, tokenize_documents  # noqa: E402
@@ -51,21 +61,45 @@ def build_corpora(workdir: str) -> tuple[str, str, str]:
   return small, large, model
 
 
-def _cpu(pids: list[int]) -> float:
-  """CPU seconds of this process and of the live processes `pids` (workers)."""
+BASELINE = "ca8fa6d"  # The last revision with the hand-written worker pool (before grain).
+REPO = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+
+
+def _descendants(pid: int) -> list[int]:
+  out = []
+  try:
+    tasks = os.listdir(f"/proc/{pid}/task")
+  except OSError:
+    return out
+  for tid in tasks:
+    try:
+      with open(f"/proc/{pid}/task/{tid}/children") as f:
+        kids = [int(k) for k in f.read().split()]
+    except OSError:
+      continue
+    for kid in kids:
+      out += [kid, *_descendants(kid)]
+  return out
+
+
+def _cpu() -> float:
+  """CPU seconds of this process and of its live descendants (worker processes)."""
   s = resource.getrusage(resource.RUSAGE_SELF)
   total = s.ru_utime + s.ru_stime
   tick = os.sysconf("SC_CLK_TCK")
-  for pid in pids:
-    with open(f"/proc/{pid}/stat") as f:
-      fields = f.read().rsplit(")", 1)[1].split()
+  for pid in _descendants(os.getpid()):
+    try:
+      with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+      continue
     total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
   return total
 
 
 def throughput(files: str, model: str, seq: int, workers: int, min_examples: int) -> dict:
   """Steady state: after worker start-up and `min_examples // 4` examples, over windows of 256
-  documents (~300k tokens each)."""
+  documents (~300k tokens each). Runs the `pretrain` first on sys.path."""
   from albert_flax.tokenization import AlbertTokenizer
 
   tok = AlbertTokenizer(model)
@@ -85,11 +119,10 @@ def throughput(files: str, model: str, seq: int, workers: int, min_examples: int
     n = 0
     while n < min_examples // 4:
       n += len(next(it)["input_ids"])
-    pids = [p.pid for p in it._pool._pool] if it._pool is not None else []
-    n, t0, c0 = 0, time.perf_counter(), _cpu(pids)
+    n, t0, c0 = 0, time.perf_counter(), _cpu()
     while n < min_examples:
       n += len(next(it)["input_ids"])
-    wall, cpu = time.perf_counter() - t0, _cpu(pids) - c0
+    wall, cpu = time.perf_counter() - t0, _cpu() - c0
   return {"examples": n, "examples_per_s": n / wall, "examples_per_cpu_s": n / cpu}
 
 
@@ -136,29 +169,51 @@ def _peak_rss_child(files: str, model: str, seq: int) -> None:
   )
 
 
-def peak_rss(files: str, model: str, seq: int) -> dict:
+def _child(root: str, *args: str) -> dict:
+  """Runs this script with `args` in a subprocess whose `pretrain` package is the one in `root`."""
+  env = dict(os.environ, PYTHONPATH=os.pathsep.join([root, os.path.abspath(REPO)]))
   out = subprocess.run(
-    [sys.executable, __file__, "--_rss_child", files, model, str(seq)],
+    [sys.executable, os.path.abspath(__file__), *args],
     check=True,
     capture_output=True,
     text=True,
+    env=env,
+    cwd=root,
   ).stdout
   return json.loads(out.strip().splitlines()[-1])
+
+
+def extract_baseline(rev: str, into: str) -> str:
+  """The `pretrain` package of git revision `rev`, written under `into`; returns that root."""
+  archive = subprocess.run(
+    ["git", "-C", REPO, "archive", rev, "pretrain"], check=True, capture_output=True
+  ).stdout
+  subprocess.run(["tar", "-x", "-C", into], input=archive, check=True)
+  return into
 
 
 def main() -> None:
   p = argparse.ArgumentParser()
   p.add_argument("--workdir", default="/tmp/bench_data_pipeline")
   p.add_argument("--quick", action="store_true", help="fewer examples per measurement")
+  p.add_argument("--baseline", default=BASELINE, help="git revision of the `old` pipeline")
+  p.add_argument("--rounds", type=int, default=3, help="measurements of each side, alternating")
   p.add_argument("--_rss_child", nargs=3, help=argparse.SUPPRESS)
+  p.add_argument("--_throughput_child", nargs=5, help=argparse.SUPPRESS)
   args = p.parse_args()
   if args._rss_child:
     _peak_rss_child(args._rss_child[0], args._rss_child[1], int(args._rss_child[2]))
     return
+  if args._throughput_child:
+    files, model, seq, workers, need = args._throughput_child
+    print(json.dumps(throughput(files, model, int(seq), int(workers), int(need))))
+    return
   small, large, model = build_corpora(args.workdir)
+  from benchmarks.common import cpu_model
+
   print(
     f"corpus: small {os.path.getsize(small) / 2**20:.1f} MiB, "
-    f"4x {os.path.getsize(large) / 2**20:.1f} MiB; {os.cpu_count()} CPUs, "
+    f"4x {os.path.getsize(large) / 2**20:.1f} MiB; {os.cpu_count()} CPUs ({cpu_model()}), "
     f"load average {os.getloadavg()[0]:.1f}"
   )
   for seq in (128, 512):
@@ -168,21 +223,39 @@ def main() -> None:
       f"per 1000 examples: tokenize {b['tokenize_s_per_1k']:.3f}s, pairs+pack "
       f"{b['pairs_pack_s_per_1k']:.3f}s, masking {b['masking_s_per_1k']:.3f}s (CPU, 1 thread)"
     )
-  for seq in (128, 512):
-    need = (2 if args.quick else 6) * (4000 if seq == 128 else 1500)
-    for workers in (0, 2):
-      r = throughput(large, model, seq, workers, need)
-      print(
-        f"S={seq} num_workers={workers}: {r['examples_per_s']:.0f} examples/s wall, "
-        f"{r['examples_per_cpu_s']:.0f} examples per CPU-second ({r['examples']} examples)"
-      )
-  for seq in (512,):
-    for name, path in (("small", small), ("4x", large)):
-      r = peak_rss(path, model, seq)
-      print(
-        f"peak RSS, one epoch of the {name} corpus at S={seq}: {r['peak_rss_mib']:.0f} MiB "
-        f"({r['examples']} examples)"
-      )
+  with tempfile.TemporaryDirectory() as tmp:
+    roots = {"old": extract_baseline(args.baseline, tmp), "new": os.path.abspath(REPO)}
+    for seq in (128, 512):
+      need = (2 if args.quick else 6) * (4000 if seq == 128 else 1500)
+      for workers in (0, 2):
+        runs: dict[str, list[dict]] = {"old": [], "new": []}
+        for r in range(args.rounds):
+          for side in ("old", "new") if r % 2 == 0 else ("new", "old"):
+            child_args = ("--_throughput_child", large, model, str(seq), str(workers), str(need))
+            runs[side].append(_child(roots[side], *child_args))
+        med = {
+          side: {
+            k: statistics.median(x[k] for x in rs) for k in ("examples_per_s", "examples_per_cpu_s")
+          }
+          for side, rs in runs.items()
+        }
+        print(
+          f"S={seq} num_workers={workers}: examples/s wall old {med['old']['examples_per_s']:.0f}"
+          f" new {med['new']['examples_per_s']:.0f} (new/old "
+          f"{med['new']['examples_per_s'] / med['old']['examples_per_s']:.2f}); per CPU-second "
+          f"old {med['old']['examples_per_cpu_s']:.0f} new {med['new']['examples_per_cpu_s']:.0f}"
+          f" (new/old {med['new']['examples_per_cpu_s'] / med['old']['examples_per_cpu_s']:.2f});"
+          f" {args.rounds} rounds, walls old "
+          f"{[round(x['examples_per_s']) for x in runs['old']]} new "
+          f"{[round(x['examples_per_s']) for x in runs['new']]}"
+        )
+    for side in ("old", "new"):
+      for name, path in (("small", small), ("4x", large)):
+        r = _child(roots[side], "--_rss_child", path, model, "512")
+        print(
+          f"{side}: peak RSS, one epoch of the {name} corpus at S=512: "
+          f"{r['peak_rss_mib']:.0f} MiB ({r['examples']} examples)"
+        )
 
 
 if __name__ == "__main__":

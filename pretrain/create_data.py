@@ -21,9 +21,10 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+import grain
 import numpy as np
 
-from pretrain import corpus, data, shards
+from pretrain import corpus, data, pipeline, shards
 from pretrain.examples import (
   ExampleConfig,
   concat_examples,
@@ -31,19 +32,24 @@ from pretrain.examples import (
   num_examples,
   tokenize_documents,
 )
-from pretrain.pipeline import make_pool, ordered_map
 
 
-def _work(
-  ctx: tuple[Any, ExampleConfig, int, int], docs: list[list[str]], key: tuple[int, ...]
-) -> dict[str, np.ndarray]:
-  """All `dupe_factor` variants of one window, shuffled together."""
-  tokenizer, config, dupe_factor, seed = ctx
-  tok = tokenize_documents(docs, tokenizer)
-  parts = [make_examples(tok, config, tokenizer, (seed, dupe, *key)) for dupe in range(dupe_factor)]
-  ex = concat_examples(parts)
-  order = np.random.default_rng([seed, *key, 0x5A]).permutation(num_examples(ex))
-  return {k: v[order] for k, v in ex.items()}
+class _AllVariants(grain.transforms.Map):
+  """A window of documents -> all `dupe_factor` variants of its examples, shuffled together."""
+
+  def __init__(self, tokenizer: Any, config: ExampleConfig, dupe_factor: int, seed: int):
+    self.tokenizer, self.config, self.dupe_factor, self.seed = tokenizer, config, dupe_factor, seed
+
+  def map(self, window: dict[str, Any]) -> dict[str, np.ndarray]:
+    tok = tokenize_documents(window["documents"], self.tokenizer)
+    w, seed = window["window"], self.seed
+    parts = [
+      make_examples(tok, self.config, self.tokenizer, (seed, dupe, w))
+      for dupe in range(self.dupe_factor)
+    ]
+    ex = concat_examples(parts)
+    order = np.random.default_rng([seed, w, 0x5A]).permutation(num_examples(ex))
+    return {k: v[order] for k, v in ex.items()}
 
 
 def create_data(
@@ -90,17 +96,19 @@ def create_data(
     tfds_data_dir=tfds_data_dir,
     cache_dir=cache_dir,
   )
-  producer = data.TextProducer(
-    source, tokenizer, config, shuffle_buffer, seed, 0, 1, split or builtin_split
+  stream = data.TextStream(
+    source, tokenizer, config, shuffle_buffer, seed, 0, 1, split or builtin_split, num_epochs=1
   )
-  tasks = ((docs, (w,)) for w, (docs, _) in enumerate(producer.windows(0, None)))
-  ctx = (tokenizer, config, dupe_factor, seed)
-  pool = make_pool(num_workers, ctx) if num_workers else None
+  windows = stream.windows().map(_AllVariants(tokenizer, config, dupe_factor, seed))
+  if num_workers:
+    pipeline.allow_unparsed_absl_flags()
+    windows = windows.mp_prefetch(grain.MultiprocessingOptions(num_workers))
   writer = shards.ShardWriter(output_dir, num_shards)
   start = last_log = time.time()
   total = 0
+  examples = iter(windows)
   try:
-    for _, ex in ordered_map(_work, ctx, tasks, pool, 2 * max(num_workers, 1), lambda t: t):
+    for ex in examples:
       writer.write(ex)
       total += num_examples(ex)
       if time.time() - last_log > log_every:
@@ -108,15 +116,14 @@ def create_data(
         print(f"create_data: {total} examples, {total / (last_log - start):.0f}/s", flush=True)
   finally:
     writer.close()
-    if pool is not None:
-      pool.terminate()
+    getattr(examples, "close", lambda: None)()  # Stops mp_prefetch workers.
   if total == 0:
     raise ValueError(
-      f"{producer.name}: no pretraining examples (a pair needs a document chunk of "
+      f"{stream.name}: no pretraining examples (a pair needs a document chunk of "
       "at least two sentences)"
     )
   info = {
-    "source": producer.name,
+    "source": stream.name,
     "spm_model": str(spm_model),
     "do_lower_case": do_lower_case,
     "vocab_size": tokenizer.vocab_size,

@@ -21,7 +21,9 @@ masking) unless read from static shards. Each process reads a disjoint share of 
 (`jax.process_index()` of `jax.process_count()` unless given); `batch_size` is the number of
 examples per batch of this process. Documents are handled in windows of `shuffle_buffer`
 documents (pairs are shuffled within a window; the file order is shuffled every epoch), so memory
-does not grow with the corpus.
+does not grow with the corpus. Static shards are shuffled globally (a new permutation of all
+records every epoch, process p taking every n-th). The pipeline runs on grain (see
+`pretrain/pipeline.py`): `num_workers` are its `mp_prefetch` processes.
 
 Batches: input_ids, attention_mask, token_type_ids [B, S] int32 (`[CLS] A [SEP] B [SEP]`, right
 padding with id 0; token type 0 for `[CLS] A [SEP]`, 1 for `B [SEP]`); masked_lm_positions,
@@ -31,18 +33,20 @@ sentence_order_label [B] int32 (1 = the two segments are swapped).
 
 from __future__ import annotations
 
-import dataclasses
-import math
+import logging
 import os
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
+import grain
 import numpy as np
 
-from pretrain import builtin_corpus, corpus, shards, word_segmentation
-from pretrain.examples import ExampleConfig, make_examples, tokenize_documents
-from pretrain.pipeline import BATCH_KEYS, PretrainingIterator, Producer
+from pretrain import builtin_corpus, corpus, pipeline, shards, word_segmentation
+from pretrain.examples import ExampleConfig
+from pretrain.pipeline import BATCH_KEYS, PretrainingIterator
+
+log = logging.getLogger(__name__)
 
 __all__ = [
   "make_pretraining_batches",
@@ -52,33 +56,18 @@ __all__ = [
   "make_source",
   "split_corpus",
   "load_tokenizer",
-  "TextProducer",
-  "StaticProducer",
+  "TextStream",
+  "StaticStream",
 ]
 
 DEFAULT_SHUFFLE_BUFFER_DOCS = 1024
-DEFAULT_SHUFFLE_BUFFER_EXAMPLES = 4096
 
 
-# ----------------------------------------------------------------------------- producers
+# ----------------------------------------------------------------------------- streams
 
 
-@dataclasses.dataclass(frozen=True)
-class _TextContext:
-  tokenizer: Any
-  config: ExampleConfig
-
-
-def _text_work(
-  ctx: _TextContext, docs: list[list[str]], key: tuple[int, ...]
-) -> dict[str, np.ndarray]:
-  return make_examples(tokenize_documents(docs, ctx.tokenizer), ctx.config, ctx.tokenizer, key)
-
-
-class TextProducer(Producer):
-  """Windows of `window_docs` documents of a source -> dynamically masked examples."""
-
-  work = staticmethod(_text_work)
+class TextStream:
+  """Windows of `window_docs` documents of a source -> dynamically masked chunks (grain)."""
 
   def __init__(
     self,
@@ -91,40 +80,56 @@ class TextProducer(Producer):
     process_count: int,
     split: str | None = None,
     eval_fraction: float = corpus.DEFAULT_EVAL_FRACTION,
+    num_epochs: int | None = None,
   ):
     if window_docs < 1:
       raise ValueError(f"shuffle_buffer must be >= 1 document, got {window_docs}")
     corpus.check_split(split)
     _check_vocab(tokenizer)
-    self.source, self.window_docs = source, window_docs
+    self.source, self.window_docs, self.num_epochs = source, window_docs, num_epochs
     self.seed, self.process_index, self.process_count = seed, process_index, process_count
     self.split, self.eval_fraction = split, eval_fraction
-    self.context = _TextContext(tokenizer, config)
+    self.tokenizer, self.config = tokenizer, config
     self.name = source.name + (f" (split {split})" if split not in (None, "all") else "")
 
   def settings(self) -> str:
     return _digest(
       self.window_docs,
-      self.context.config,
+      self.config,
       self.split,
       self.eval_fraction,
-      self.context.tokenizer.vocab_size,
+      self.tokenizer.vocab_size,
       type(self.source).__name__,
     )
 
-  def windows(self, epoch: int, position: dict | None) -> Iterator[tuple[list, dict]]:
-    docs: list[list[str]] = []
-    pos = position
-    stream = self.source.documents(
-      epoch, position, self.process_index, self.process_count, self.seed
+  def windows(self, start: pipeline.Start = pipeline.Start()) -> pipeline.DocumentWindows:
+    return pipeline.DocumentWindows(
+      self.source,
+      self.window_docs,
+      self.seed,
+      self.process_index,
+      self.process_count,
+      self.num_epochs,
+      self.split,
+      self.eval_fraction,
+      start,
     )
-    for doc, pos in corpus.select_split(stream, self.split, self.eval_fraction):
-      docs.append(doc)
-      if len(docs) == self.window_docs:
-        yield docs, pos
-        docs = []
-    if docs:
-      yield docs, pos
+
+  def dataset(self, start: pipeline.Start) -> grain.IterDataset:
+    return (
+      self.windows(start)
+      .map(pipeline.MakePairs(self.tokenizer, self.config))
+      .map(pipeline.MaskTokens(self.tokenizer, self.config))
+    )
+
+  def upgrade_state(self, state: dict) -> dict:
+    # A state of the pipeline before grain: the same windows of the same documents, but pairs
+    # and masks drawn from other random streams, so the examples after it are new ones.
+    log.warning("data state of an older pipeline: resuming at its window with new masks")
+    return state
+
+  def close(self) -> None:
+    pass
 
 
 def _check_vocab(tokenizer: Any) -> None:
@@ -150,78 +155,68 @@ def _check_vocab(tokenizer: Any) -> None:
     raise ValueError("tokenizer.word_start_mask must have vocab_size entries")
 
 
-@dataclasses.dataclass(frozen=True)
-class _StaticContext:
-  max_seq_length: int
-  max_predictions_per_seq: int
-  name: str
+class StaticStream:
+  """Examples of static shards, globally shuffled every epoch, in chunks of `chunk_size`.
 
-
-def _static_work(
-  ctx: _StaticContext, records: list[bytes], key: tuple[int, ...]
-) -> dict[str, np.ndarray]:
-  ex = shards.decode_records(records, ctx.max_seq_length, ctx.max_predictions_per_seq, ctx.name)
-  order = np.random.default_rng(list(key)).permutation(len(records))
-  return {k: v[order] for k, v in ex.items()}
-
-
-class StaticProducer(Producer):
-  """Blocks of `block_size` records of static shards; block order and record order within a block
-  are shuffled every epoch. Process p reads records [p * m, (p + 1) * m) of the concatenated
-  shards, m = total // process_count, so every process gets as many examples."""
-
-  work = staticmethod(_static_work)
+  Process p of n reads positions p, p + n, ... of each epoch's permutation of all records.
+  """
 
   def __init__(
     self,
     files: str | Sequence[str],
     max_seq_length: int,
     max_predictions_per_seq: int,
-    block_size: int,
+    chunk_size: int,
     seed: int,
     process_index: int,
     process_count: int,
+    num_epochs: int | None = None,
   ):
-    if block_size < 1:
-      raise ValueError(f"shuffle_buffer must be >= 1 example, got {block_size}")
-    self.reader = shards.ShardReader(files)
-    self.name = self.reader.name
-    info = shards.read_info(self.reader.files)
+    self.source = shards.open_shards(files)
+    self.name = shards.shards_name(self.source)
+    info = shards.read_info(corpus.expand_files(files))
     if info is not None and info.get("max_seq_length", 0) > max_seq_length:
       raise ValueError(
         f"{self.name} were written with max_seq_length={info['max_seq_length']}, "
         f"larger than the requested {max_seq_length}"
       )
-    self.share = len(self.reader) // process_count
-    if self.share == 0:
+    if len(self.source) < process_count:
       raise ValueError(
-        f"{self.name}: {len(self.reader)} examples cannot be shared among {process_count} processes"
+        f"{self.name}: {len(self.source)} examples cannot be shared among {process_count} processes"
       )
-    self.first = process_index * self.share
-    self.block_size = block_size
-    self.num_blocks = math.ceil(self.share / block_size)
+    self.max_seq_length, self.max_predictions_per_seq = max_seq_length, max_predictions_per_seq
+    self.chunk_size, self.num_epochs = chunk_size, num_epochs
     self.seed, self.process_index, self.process_count = seed, process_index, process_count
-    self.context = _StaticContext(max_seq_length, max_predictions_per_seq, self.name)
 
   def settings(self) -> str:
     return _digest(
-      self.block_size,
-      self.context.max_seq_length,
-      self.context.max_predictions_per_seq,
-      len(self.reader),
+      "global-shuffle", self.max_seq_length, self.max_predictions_per_seq, len(self.source)
     )
 
-  def windows(self, epoch: int, position: dict | None) -> Iterator[tuple[list, dict]]:
-    order = np.random.default_rng([self.seed, self.process_index, epoch, 0xB10C]).permutation(
-      self.num_blocks
+  def dataset(self, start: pipeline.Start) -> grain.IterDataset:
+    return pipeline.static_chunks(
+      self.source,
+      self.name,
+      self.max_seq_length,
+      self.max_predictions_per_seq,
+      self.chunk_size,
+      self.seed,
+      self.process_index,
+      self.process_count,
+      self.num_epochs,
+      start,
     )
-    for i in range((position or {"block": 0})["block"], self.num_blocks):
-      start = self.first + int(order[i]) * self.block_size
-      end = min(start + self.block_size, self.first + self.share)
-      yield self.reader.read(start, end), {"block": i + 1}
+
+  def upgrade_state(self, state: dict) -> dict:
+    # Blocks of the pipeline before grain cannot be mapped onto the global shuffle: restart the
+    # saved epoch (its examples are seen again in a new order).
+    epoch = int(state["epoch"])
+    log.warning("static-shard data state of an older pipeline: restarting epoch %d", epoch)
+    first = -(-(epoch * len(self.source) - self.process_index) // self.process_count)
+    return {"epoch": epoch, "window": 0, "position": {"example": max(first, 0)}, "offset": 0}
 
   def close(self) -> None:
-    self.reader.close()
+    pass
 
 
 def _digest(*parts: Any) -> str:
@@ -301,6 +296,7 @@ def make_pretraining_batches(
   do_lower_case: bool = True,
   word_segmenter: str | None = None,
   state: dict | None = None,
+  **example_options: Any,
 ) -> PretrainingIterator:
   """Batches of ALBERT pretraining examples (SOP pairs, n-gram masking); see the module docstring.
 
@@ -315,11 +311,12 @@ def make_pretraining_batches(
     seed: the same seed and options give the same batches.
     masked_lm_prob, short_seq_prob, max_ngram: as the original flags (0.15, 0.1, 3).
     num_epochs: passes over the data; None repeats forever. Each pass makes new pairs and masks.
-    shuffle_buffer: documents per window (text; default 1024) or examples per block (static;
-      default 4096): memory is proportional to it.
+    shuffle_buffer: documents per window (text; default 1024): memory is proportional to it.
+      Static shards are shuffled globally and ignore it.
     process_index, process_count: this process's share (default: jax.process_index()/count()).
-    num_workers: worker processes making examples (0: in this process). Results do not depend
-      on it. Workers are spawned: call from under `if __name__ == "__main__":` in scripts.
+    num_workers: grain `mp_prefetch` worker processes making examples (0: in this process).
+      Results and states do not depend on it. Workers are spawned: call from under
+      `if __name__ == "__main__":` in scripts.
     split: None/"all", "train" or "eval": keep all documents, or hold out the `eval_fraction`
       of them chosen by a hash of their first sentence (for any text source). Static shards
       accept None/"all"/"train" (all their examples).
@@ -334,6 +331,7 @@ def make_pretraining_batches(
       of CJK characters into words, each masked whole; None: every CJK character is a word, as
       the original (see `pretrain.word_segmentation`).
     state: a `get_state()` result to resume from.
+    **example_options: further fields of `ExampleConfig` (how examples are made).
 
   Returns:
     A `PretrainingIterator` (iterator of batch dicts with get_state/set_state/close).
@@ -349,10 +347,17 @@ def make_pretraining_batches(
     )
   if not isinstance(seed, (int, np.integer)) or seed < 0:
     raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+  if num_epochs is not None and (not isinstance(num_epochs, int) or num_epochs < 1):
+    raise ValueError(f"num_epochs must be None (repeat forever) or an int >= 1, got {num_epochs!r}")
   config = ExampleConfig(
-    max_seq_length, max_predictions_per_seq, masked_lm_prob, short_seq_prob, max_ngram
+    max_seq_length,
+    max_predictions_per_seq,
+    masked_lm_prob,
+    short_seq_prob,
+    max_ngram,
+    word_segmenter=word_segmenter or None,
+    **example_options,
   )
-  config = dataclasses.replace(config, word_segmenter=word_segmenter or None)
   word_segmentation.check_segmenter(config.word_segmenter)
   if static_shards is None and files is not None and _is_static(files):
     static_shards, files = files, None
@@ -366,14 +371,15 @@ def make_pretraining_batches(
         "split='eval' does not apply to static shards: write held-out shards "
         "with `python -m pretrain.create_data --split=eval` and read those"
       )
-    producer: Producer = StaticProducer(
+    stream: TextStream | StaticStream = StaticStream(
       static_shards,
       max_seq_length,
       max_predictions_per_seq,
-      shuffle_buffer or DEFAULT_SHUFFLE_BUFFER_EXAMPLES,
+      batch_size,
       int(seed),
       process_index,
       process_count,
+      num_epochs,
     )
   else:
     tokenizer = load_tokenizer(tokenizer, do_lower_case)
@@ -389,7 +395,7 @@ def make_pretraining_batches(
     )
     if builtin_split is not None and split not in (None, builtin_split):
       raise ValueError(f"files={files!r} asks for split {builtin_split!r}, but split={split!r}")
-    producer = TextProducer(
+    stream = TextStream(
       source,
       tokenizer,
       config,
@@ -399,11 +405,11 @@ def make_pretraining_batches(
       process_count,
       split or builtin_split,
       eval_fraction,
+      num_epochs,
     )
   return PretrainingIterator(
-    producer,
+    stream,
     batch_size,
-    num_epochs=num_epochs,
     drop_remainder=drop_remainder,
     num_workers=num_workers,
     state=state,

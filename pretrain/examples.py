@@ -34,6 +34,10 @@ EXAMPLE_KEYS = (
 )
 
 
+# pair_examples' per-token word flags for the masking step (not a batch field).
+CONTINUES_WORD = "continues_word"
+
+
 @dataclasses.dataclass(frozen=True)
 class ExampleConfig:
   """How examples are made (the original create_pretraining_data.py flags)."""
@@ -107,6 +111,36 @@ def make_examples(
     The examples dict described in the module docstring.
   """
   rng = np.random.default_rng([int(k) for k in key])
+  out = pair_examples(tok, cfg, tokenizer, rng)
+  p = cfg.max_predictions_per_seq
+  continues_word = out.pop(CONTINUES_WORD, None)
+  if mask:
+    m = mask_with_tokenizer(out["input_ids"], out["length"], tokenizer, cfg, rng, continues_word)
+    out.update(
+      input_ids=m.input_ids,
+      masked_lm_positions=m.masked_lm_positions,
+      masked_lm_ids=m.masked_lm_ids,
+      masked_lm_weights=m.masked_lm_weights,
+    )
+  else:
+    out.update(
+      masked_lm_positions=np.zeros((num_examples(out), p), np.int32),
+      masked_lm_ids=np.zeros((num_examples(out), p), np.int32),
+      masked_lm_weights=np.zeros((num_examples(out), p), np.float32),
+    )
+  return out
+
+
+def pair_examples(
+  tok: Tokenized, cfg: ExampleConfig, tokenizer: Any, rng: np.random.Generator
+) -> dict[str, np.ndarray]:
+  """Sentence-order pairs of the tokenized documents, shuffled and packed, not masked.
+
+  Returns:
+    input_ids, token_type_ids [N, S] int32, length [N] int32, sentence_order_label [N] int32;
+    with `cfg.word_segmenter`, also CONTINUES_WORD [N, S] bool (the token continues a segmented
+    word: the masking step takes it, see `pretrain.word_segmentation`).
+  """
   pairs = sop.create_pairs(
     tok.sentence_lengths, tok.doc_num_sentences, cfg.max_seq_length, cfg.short_seq_prob, rng
   )
@@ -125,27 +159,11 @@ def make_examples(
     "length": length,
     "sentence_order_label": pairs.label.astype(np.int32),
   }
-  p = cfg.max_predictions_per_seq
-  if mask:
-    continues_word = None
-    if cfg.word_segmenter is not None:
-      flags = continuation_flags(tok.tokens, tok.sentence_lengths, tokenizer, cfg.word_segmenter)
-      # Packed exactly as the tokens are (specials and padding: no flag).
-      continues_word = sop.pack_pairs(flags.astype(np.int32), pairs, cfg.max_seq_length, 0, 0, 0)
-      continues_word = continues_word[0].astype(bool)
-    m = mask_with_tokenizer(input_ids, length, tokenizer, cfg, rng, continues_word)
-    out.update(
-      input_ids=m.input_ids,
-      masked_lm_positions=m.masked_lm_positions,
-      masked_lm_ids=m.masked_lm_ids,
-      masked_lm_weights=m.masked_lm_weights,
-    )
-  else:
-    out.update(
-      masked_lm_positions=np.zeros((len(pairs), p), np.int32),
-      masked_lm_ids=np.zeros((len(pairs), p), np.int32),
-      masked_lm_weights=np.zeros((len(pairs), p), np.float32),
-    )
+  if cfg.word_segmenter is not None:
+    flags = continuation_flags(tok.tokens, tok.sentence_lengths, tokenizer, cfg.word_segmenter)
+    # Packed exactly as the tokens are (specials and padding: no flag).
+    packed = sop.pack_pairs(flags.astype(np.int32), pairs, cfg.max_seq_length, 0, 0, 0)[0]
+    out[CONTINUES_WORD] = packed.astype(bool)
   return out
 
 

@@ -1,33 +1,46 @@
-"""The resumable batch iterator: windows of work -> examples (in worker processes) -> batches.
+"""The pretraining input on grain: document windows -> pairs -> masks -> batches, resumable.
 
-A producer cuts its input into windows (a few thousand documents, or a block of static records)
-and says how to turn one window into examples with a pure function of (window, key), where key =
-(seed, process_index, process_count, epoch, window index). The iterator runs that function in
-order (in `num_workers` processes if asked, with a bounded look-ahead) and cuts batches from the
-concatenated examples. Memory is bounded by the window size times the look-ahead, never by the
-corpus size.
+Text (dynamic masking):
+    DocumentWindows (a grain IterDataset: `shuffle_buffer` documents of this process's share per
+    element, epoch after epoch)
+    .map(MakePairs)   tokenize, sentence-order pairs, shuffle, pack   (rng: key + PAIRS)
+    .map(MaskTokens)  n-gram whole-word masking                      (rng: key + MASKS)
+    .mp_prefetch(num_workers)
+Static shards (masked once by `python -m pretrain.create_data`):
+    MapDataset.source(ArrayRecordDataSource).shuffle(seed).repeat(num_epochs)[p::n]
+    .batch(batch_size, decode)   a global shuffle, reseeded every epoch (grain's index shuffle:
+    no permutation array, memory flat in the number of records)
+    .to_iter_dataset().mp_prefetch(num_workers)
+Then `PretrainingIterator` (a grain DatasetIterator) cuts the chunks into batches.
 
-State: because every window is a function of its key and its input position, the place in the
-stream is {"epoch", "window", "position" (the producer's position of the window's input),
-"offset" (examples of that window already consumed)} plus the seed and share for a sanity check:
-a handful of ints, JSON-serializable. `set_state` re-reads that window and skips `offset`
-examples, so a resumed iterator yields exactly the batches the uninterrupted one would have.
+Every chunk is a pure function of its key (seed, process_index, process_count, epoch, window) and
+of its input position, and carries both. The randomness of pairing and of masking comes from the
+key, not from grain's per-iterator element counter, so a chunk is the same whether made in this
+process or in any of the `mp_prefetch` workers (each reads the stream and keeps every n-th window).
+
+State: {"epoch", "window", "position" (where the chunk holding the next example starts),
+"offset" (its examples already returned)} plus seed, share and a digest of the settings for a
+sanity check: a handful of ints, JSON. `set_state` rebuilds the grain pipeline from that
+position. We keep this state instead of grain's own: grain's state of an `mp_prefetch` pipeline
+is every worker's state, so it grows with the workers and only restores with the same
+`num_workers`, and grain's `RebatchIterDataset` rejects empty chunks (a window may make no
+example); ours restores with any number of workers and fits in a few hundred bytes.
 """
 
 from __future__ import annotations
 
-import abc
-import collections
-import multiprocessing
-import weakref
-from collections.abc import Callable, Iterator
+import dataclasses
+from collections.abc import Iterator
 from typing import Any
 
+import grain
 import numpy as np
 
+from pretrain import corpus, shards
 from pretrain import examples as examples_lib
+from pretrain.examples import ExampleConfig
 
-STATE_VERSION = 1
+STATE_VERSION = 2
 BATCH_KEYS = (
   "input_ids",
   "attention_mask",
@@ -37,131 +50,266 @@ BATCH_KEYS = (
   "masked_lm_weights",
   "sentence_order_label",
 )
+# Appended to a chunk's key: pairing and masking draw from streams of their own.
+PAIRS_STREAM, MASKS_STREAM = 0x5041, 0x4D41
 
 
-class Producer(abc.ABC):
-  """Cuts one process's share of the input into windows; `work` turns a window into examples."""
+@dataclasses.dataclass(frozen=True)
+class Start:
+  """Where a stream starts: epoch, index of the window in it, input position of that window."""
 
-  name: str
-  seed: int
-  process_index: int
-  process_count: int
-  # Sent once to every worker process: what `work` needs besides the window (tokenizer, config).
-  context: Any
-  # A module-level function (context, window, key) -> examples dict: picklable, deterministic.
-  work: Callable[[Any, Any, tuple[int, ...]], dict[str, np.ndarray]]
-
-  @abc.abstractmethod
-  def windows(self, epoch: int, position: dict | None) -> Iterator[tuple[Any, dict]]:
-    """Yields (window, position after it) of `epoch`, starting at `position` (None: the start)."""
-
-  def key(self, epoch: int, window: int) -> tuple[int, ...]:
-    return (self.seed, self.process_index, self.process_count, epoch, window)
-
-  def settings(self) -> str:
-    """A short digest of the settings that decide the stream (checked when a state is restored)."""
-    return ""
-
-  def close(self) -> None:  # noqa: B027 (optional: producers without resources keep this)
-    """Release the producer's resources (files, worker processes); nothing by default."""
+  epoch: int = 0
+  window: int = 0
+  position: dict | None = None
 
 
-_WORKER_CONTEXT: Any = None
+# ----------------------------------------------------------------------------- text
 
 
-def _init_worker(context: Any) -> None:
-  global _WORKER_CONTEXT
-  _WORKER_CONTEXT = context
+class DocumentWindows(grain.IterDataset):
+  """Windows of `window_docs` documents of one process's share of `source`, from `start`.
 
-
-def _run_in_worker(work: Callable, window: Any, key: tuple[int, ...]) -> dict[str, np.ndarray]:
-  return work(_WORKER_CONTEXT, window, key)
-
-
-def make_pool(num_workers: int, context: Any):
-  """A pool of `num_workers` processes holding `context` (sent once, not with every window)."""
-  # spawn, not fork: the parent may run JAX (threads), which fork would copy in a broken state.
-  return multiprocessing.get_context("spawn").Pool(
-    num_workers, initializer=_init_worker, initargs=(context,)
-  )
-
-
-def ordered_map(
-  work: Callable,
-  context: Any,
-  tasks: Iterator,
-  pool,
-  prefetch: int,
-  args: Callable[[Any], tuple[Any, tuple[int, ...]]],
-) -> Iterator[tuple[Any, Any]]:
-  """Yields (task, work(context, *args(task))) in task order; in `pool` (if not None) with at most
-  `prefetch` tasks in flight, so reading never runs far ahead of the consumer."""
-  if pool is None:
-    for task in tasks:
-      yield task, work(context, *args(task))
-    return
-  pending: collections.deque = collections.deque()
-  for task in tasks:
-    pending.append((task, pool.apply_async(_run_in_worker, (work, *args(task)))))
-    if len(pending) >= prefetch:
-      task, res = pending.popleft()
-      yield task, res.get()
-  while pending:
-    task, res = pending.popleft()
-    yield task, res.get()
-
-
-class PretrainingIterator:
-  """Iterator of batches (dicts of numpy arrays) with `get_state()` / `set_state(state)`.
-
-  Each batch: input_ids, attention_mask, token_type_ids [B, S] int32; masked_lm_positions,
-  masked_lm_ids [B, P] int32; masked_lm_weights [B, P] float32; sentence_order_label [B] int32.
-  Use it as a context manager (or call `close()`) to stop worker processes early.
+  Elements: {"key", "epoch", "window", "position", "next_position", "documents"}; the file order
+  is shuffled every epoch (by the source), pairs are shuffled within a window (by MakePairs).
+  `num_epochs` None repeats forever. `set_slice` (called by `mp_prefetch` in each worker) keeps
+  every `step`-th window: all workers read the text, each tokenizes and masks its own windows.
   """
 
   def __init__(
     self,
-    producer: Producer,
+    source: corpus.DocumentSource,
+    window_docs: int,
+    seed: int,
+    process_index: int,
+    process_count: int,
+    num_epochs: int | None = None,
+    split: str | None = None,
+    eval_fraction: float = corpus.DEFAULT_EVAL_FRACTION,
+    start: Start = Start(),
+  ):
+    super().__init__()
+    self.source, self.window_docs, self.num_epochs = source, window_docs, num_epochs
+    self.seed, self.process_index, self.process_count = seed, process_index, process_count
+    self.split, self.eval_fraction, self.start = split, eval_fraction, start
+    self.slice = slice(0, None, 1)
+
+  def set_slice(self, sl: slice, sequential_slice: bool = False) -> None:
+    del sequential_slice  # Windows are dealt round-robin, the order mp_prefetch reads them in.
+    self.slice = sl
+
+  def windows(self, start: Start) -> Iterator[dict[str, Any]]:
+    epoch, window, position = start.epoch, start.window, start.position
+    first, step = self.slice.start or 0, self.slice.step or 1
+    ordinal = 0
+    while self.num_epochs is None or epoch < self.num_epochs:
+      fresh, count, docs = window == 0 and position is None, 0, []
+      stream = self.source.documents(
+        epoch, position, self.process_index, self.process_count, self.seed
+      )
+      for doc, pos in corpus.select_split(stream, self.split, self.eval_fraction):
+        docs.append(doc)
+        if len(docs) == self.window_docs:
+          yield from self._element(epoch, window, position, pos, docs, ordinal, first, step)
+          window, position, docs, ordinal, count = window + 1, pos, [], ordinal + 1, count + 1
+      if docs:
+        yield from self._element(epoch, window, position, pos, docs, ordinal, first, step)
+        ordinal, count = ordinal + 1, count + 1
+      if fresh and count == 0:
+        raise ValueError(
+          f"{self.source.name}: no documents for process {self.process_index} of "
+          f"{self.process_count}"
+        )
+      epoch, window, position = epoch + 1, 0, None
+
+  def _element(self, epoch, window, position, next_position, docs, ordinal, first, step):
+    if ordinal % step == first:
+      key = (self.seed, self.process_index, self.process_count, epoch, window)
+      yield {
+        "key": key,
+        "epoch": epoch,
+        "window": window,
+        "position": position,
+        "next_position": next_position,
+        "documents": docs,
+      }
+
+  def __iter__(self) -> grain.DatasetIterator:
+    return _WindowsIterator(self)
+
+
+class _WindowsIterator(grain.DatasetIterator):
+  """Iterator over DocumentWindows; its state is the (epoch, window, position) of the next one."""
+
+  def __init__(self, ds: DocumentWindows):
+    super().__init__()
+    self._ds = ds
+    self.set_state(dataclasses.asdict(ds.start))
+
+  def __next__(self) -> dict[str, Any]:
+    element = next(self._windows)
+    self._next = {"epoch": element["epoch"], "window": element["window"] + 1}
+    self._next["position"] = element["next_position"]
+    return element
+
+  def get_state(self) -> dict[str, Any]:
+    return dict(self._next)
+
+  def set_state(self, state: dict[str, Any]) -> None:
+    self._next = dict(state)
+    self._windows = self._ds.windows(Start(**state))
+
+
+class MakePairs(grain.transforms.Map):
+  """Window -> its documents tokenized, sentence-order pairs shuffled and packed (unmasked)."""
+
+  def __init__(self, tokenizer: Any, config: ExampleConfig):
+    self.tokenizer, self.config = tokenizer, config
+
+  def map(self, window: dict[str, Any]) -> dict[str, Any]:
+    tok = examples_lib.tokenize_documents(window.pop("documents"), self.tokenizer)
+    rng = np.random.default_rng([*window["key"], PAIRS_STREAM])
+    window["examples"] = examples_lib.pair_examples(tok, self.config, self.tokenizer, rng)
+    return window
+
+
+class MaskTokens(grain.transforms.Map):
+  """Paired examples -> n-gram whole-word masked (masked_lm_* arrays added, input_ids masked)."""
+
+  def __init__(self, tokenizer: Any, config: ExampleConfig):
+    self.tokenizer, self.config = tokenizer, config
+
+  def map(self, chunk: dict[str, Any]) -> dict[str, Any]:
+    ex = chunk["examples"]
+    rng = np.random.default_rng([*chunk["key"], MASKS_STREAM])
+    continues_word = ex.pop(examples_lib.CONTINUES_WORD, None)
+    m = examples_lib.mask_with_tokenizer(
+      ex["input_ids"], ex["length"], self.tokenizer, self.config, rng, continues_word
+    )
+    ex.update(
+      input_ids=m.input_ids,
+      masked_lm_positions=m.masked_lm_positions,
+      masked_lm_ids=m.masked_lm_ids,
+      masked_lm_weights=m.masked_lm_weights,
+    )
+    return chunk
+
+
+# ----------------------------------------------------------------------------- static shards
+
+
+class _DecodeRecords:
+  """A list of records -> padded examples dict (grain's batch_fn)."""
+
+  def __init__(self, max_seq_length: int, max_predictions_per_seq: int, name: str):
+    self.args = (max_seq_length, max_predictions_per_seq, name)
+
+  def __call__(self, records: list[bytes]) -> dict[str, np.ndarray]:
+    return shards.decode_records(records, *self.args)
+
+
+class _AddChunkPosition:
+  """(index, examples) -> chunk: the example index it starts at is its input position."""
+
+  def __init__(self, first: int, window: int, chunk_size: int, per_epoch: float):
+    self.first, self.window, self.chunk_size, self.per_epoch = first, window, chunk_size, per_epoch
+
+  def __call__(self, index: int, examples: dict[str, np.ndarray]) -> dict[str, Any]:
+    start = self.first + index * self.chunk_size
+    return {
+      "epoch": int(start / self.per_epoch),
+      "window": self.window + index,
+      "position": {"example": start},
+      "next_position": {"example": start + examples_lib.num_examples(examples)},
+      "examples": examples,
+    }
+
+
+def static_chunks(
+  source: grain.sources.ArrayRecordDataSource,
+  name: str,
+  max_seq_length: int,
+  max_predictions_per_seq: int,
+  chunk_size: int,
+  seed: int,
+  process_index: int,
+  process_count: int,
+  num_epochs: int | None,
+  start: Start,
+) -> grain.IterDataset:
+  """Chunks of `chunk_size` examples of this process's share of the globally shuffled records.
+
+  Every epoch is a new permutation of all records (the same on every process); process p takes
+  its positions p, p + n, p + 2n, ... (n processes): shares are disjoint, and every process gets
+  as many examples (a finite stream is cut to a multiple of n).
+  """
+  num_records = len(source)
+  records = grain.MapDataset.source(source).shuffle(seed=seed % 2**32).repeat(num_epochs)
+  if num_epochs is not None:
+    records = records[: num_records * num_epochs // process_count * process_count]
+  first = (start.position or {"example": 0})["example"]
+  mine = records[process_index::process_count][first:]
+  chunks = mine.batch(
+    chunk_size, batch_fn=_DecodeRecords(max_seq_length, max_predictions_per_seq, name)
+  ).map_with_index(_AddChunkPosition(first, start.window, chunk_size, num_records / process_count))
+  # A few chunks read ahead by grain's threads (its default, 500 elements, is ~GBs of batches).
+  return chunks.to_iter_dataset(grain.ReadOptions(num_threads=2, prefetch_buffer_size=2))
+
+
+# ----------------------------------------------------------------------------- batches
+
+
+class PretrainingIterator(grain.DatasetIterator):
+  """Iterator of batches (dicts of numpy arrays) with `get_state()` / `set_state(state)`.
+
+  Each batch: input_ids, attention_mask, token_type_ids [B, S] int32; masked_lm_positions,
+  masked_lm_ids [B, P] int32; masked_lm_weights [B, P] float32; sentence_order_label [B] int32.
+  Use it as a context manager (or call `close()`) to stop the worker processes early.
+
+  Args:
+    stream: makes the grain dataset of chunks from a `Start` (`dataset(start)`), and has `name`,
+      `seed`, `process_index`, `process_count`, `settings()`, `upgrade_state(state)`, `close()`.
+    batch_size: examples per batch.
+    drop_remainder: drop the last incomplete batch of a finite stream.
+    num_workers: grain `mp_prefetch` worker processes (0: in this process). The batches do not
+      depend on it. Workers are spawned: call from under `if __name__ == "__main__":` in scripts.
+    state: a `get_state()` result to start from.
+  """
+
+  def __init__(
+    self,
+    stream: Any,
     batch_size: int,
     *,
-    num_epochs: int | None = None,
     drop_remainder: bool = True,
     num_workers: int = 0,
-    prefetch: int | None = None,
     state: dict | None = None,
   ):
+    super().__init__()
     if not isinstance(batch_size, int) or batch_size < 1:
       raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
-    if num_epochs is not None and (not isinstance(num_epochs, int) or num_epochs < 1):
-      raise ValueError(
-        f"num_epochs must be None (repeat forever) or an int >= 1, got {num_epochs!r}"
-      )
     if not isinstance(num_workers, int) or num_workers < 0:
       raise ValueError(f"num_workers must be an int >= 0, got {num_workers!r}")
-    self.producer = producer
-    self.batch_size = batch_size
-    self.num_epochs = num_epochs
-    self.drop_remainder = drop_remainder
-    self.num_workers = num_workers
-    self.prefetch = prefetch if prefetch is not None else 2 * max(num_workers, 1)
-    self._pool = None
-    self._finalizer = None
-    self._stream: Iterator | None = None
-    self.set_state(state or {"epoch": 0, "window": 0, "position": None, "offset": 0})
+    self.stream, self.batch_size = stream, batch_size
+    self.drop_remainder, self.num_workers = drop_remainder, num_workers
+    self._chunks: Any = None
+    self.set_state(
+      state or {"version": STATE_VERSION, "epoch": 0, "window": 0, "position": None, "offset": 0}
+    )
 
   # ---------------------------------------------------------------- state
   def get_state(self) -> dict:
     """The position after the last batch returned: small, JSON-serializable."""
+    s = self.stream
     return {
       "version": STATE_VERSION,
       "epoch": self._epoch,
       "window": self._window,
       "position": self._position,
       "offset": self._offset,
-      "seed": self.producer.seed,
-      "process_index": self.producer.process_index,
-      "process_count": self.producer.process_count,
-      "settings": self.producer.settings(),
+      "seed": s.seed,
+      "process_index": s.process_index,
+      "process_count": s.process_count,
+      "settings": s.settings(),
     }
 
   def set_state(self, state: dict) -> None:
@@ -169,94 +317,64 @@ class PretrainingIterator:
     if not isinstance(state, dict) or not {"epoch", "window", "position", "offset"} <= state.keys():
       raise ValueError(f"not an iterator state: {state!r}")
     for k in ("seed", "process_index", "process_count"):
-      if k in state and state[k] != getattr(self.producer, k):
+      if k in state and state[k] != getattr(self.stream, k):
         raise ValueError(
           f"iterator state was saved with {k}={state[k]}, this iterator has "
-          f"{k}={getattr(self.producer, k)}"
+          f"{k}={getattr(self.stream, k)}"
         )
-    if state.get("settings", self.producer.settings()) != self.producer.settings():
+    if state.get("version", 1) < STATE_VERSION:
+      state = self.stream.upgrade_state(state)
+    elif state.get("settings", self.stream.settings()) != self.stream.settings():
       raise ValueError(
         "iterator state was saved with other data settings (window size, "
         "max_seq_length, masking or split options): it would not resume the same "
         "stream"
       )
-    if self._stream is not None:
-      self._stream.close()
+    self._close_chunks()
     self._epoch, self._window = int(state["epoch"]), int(state["window"])
     self._position, self._offset = state["position"], int(state["offset"])
-    self._stream = self._results(self._epoch, self._window, self._position)
+    ds = self.stream.dataset(Start(self._epoch, self._window, self._position))
+    if self.num_workers:
+      allow_unparsed_absl_flags()
+      ds = ds.mp_prefetch(grain.MultiprocessingOptions(self.num_workers, per_worker_buffer_size=2))
+    self._chunks = iter(ds)
     self._current: dict[str, np.ndarray] | None = None
     self._next_position: dict | None = None
     # Counted to detect a share that yields no examples in a whole epoch (else: an endless loop).
     self._fresh_epoch = self._window == 0 and self._position is None and self._offset == 0
     self._epoch_examples = 0
 
-  # ---------------------------------------------------------------- windows -> examples
-  def _tasks(self, epoch: int, window: int, position: dict | None):
-    producer = self.producer
-    while self.num_epochs is None or epoch < self.num_epochs:
-      fresh = window == 0 and position is None
-      count = 0
-      for win, next_position in producer.windows(epoch, position):
-        yield epoch, window, position, next_position, win
-        window, position, count = window + 1, next_position, count + 1
-      if fresh and count == 0:
-        raise ValueError(
-          f"{producer.name}: no documents for process {producer.process_index} of "
-          f"{producer.process_count}"
-        )
-      epoch, window, position = epoch + 1, 0, None
-
-  def _results(self, epoch: int, window: int, position: dict | None):
-    producer = self.producer
-    tasks = (
-      (e, w, pos, nxt, win, producer.key(e, w))
-      for e, w, pos, nxt, win in self._tasks(epoch, window, position)
-    )
-    pool = self._get_pool() if self.num_workers else None
-    for (e, w, pos, nxt, _, _), ex in ordered_map(
-      producer.work, producer.context, tasks, pool, self.prefetch, lambda t: (t[4], t[5])
-    ):
-      yield e, w, pos, nxt, ex
-
-  def _get_pool(self):
-    if self._pool is None:
-      self._pool = make_pool(self.num_workers, self.producer.context)
-      self._finalizer = weakref.finalize(self, self._pool.terminate)
-    return self._pool
-
+  # ---------------------------------------------------------------- chunks -> batches
   def _advance(self) -> bool:
-    """Loads the next window's examples; False at the end of the last epoch."""
+    """Loads the next chunk's examples; False at the end of the stream."""
     while True:
       try:
-        e, w, pos, nxt, ex = next(self._stream)
+        chunk = next(self._chunks)
       except StopIteration:
         self._check_epoch_had_examples()
         return False
+      e, w, ex = chunk["epoch"], chunk["window"], chunk["examples"]
       if e != self._epoch:
         self._check_epoch_had_examples()
         self._fresh_epoch, self._epoch_examples = True, 0
       n = examples_lib.num_examples(ex)
       self._epoch_examples += n
-      # After a restore the first window is the saved one: skip what was consumed.
+      # After a restore the first chunk is the saved one: skip what was consumed.
       offset = self._offset if (e, w) == (self._epoch, self._window) else 0
-      self._epoch, self._window, self._position, self._next_position = e, w, pos, nxt
+      self._epoch, self._window = e, w
+      self._position, self._next_position = chunk["position"], chunk["next_position"]
       if offset < n:
         self._current, self._offset = ex, offset
         return True
-      self._window, self._position, self._offset = w + 1, nxt, 0
+      self._window, self._position, self._offset = w + 1, self._next_position, 0
 
   def _check_epoch_had_examples(self) -> None:
     if self._fresh_epoch and self._epoch_examples == 0:
-      p = self.producer
+      s = self.stream
       raise ValueError(
-        f"{p.name}: no pretraining examples in a whole epoch for process {p.process_index} of "
-        f"{p.process_count} (a pair needs a document chunk of at least two sentences)"
+        f"{s.name}: no pretraining examples in a whole epoch for process {s.process_index} of "
+        f"{s.process_count} (a pair needs a document chunk of at least two sentences)"
       )
-
-  # ---------------------------------------------------------------- batches
-  def __iter__(self) -> PretrainingIterator:
-    return self
 
   def __next__(self) -> dict[str, np.ndarray]:
     parts = []
@@ -269,27 +387,39 @@ class PretrainingIterator:
       parts.append({k: v[self._offset : self._offset + take] for k, v in self._current.items()})
       self._offset += take
       need -= take
-      if self._offset == n:  # The window is used up: the state points past it.
+      if self._offset == n:  # The chunk is used up: the state points past it.
         self._window, self._position, self._offset = self._window + 1, self._next_position, 0
         self._current = None
     if need and (self.drop_remainder or not parts):
       raise StopIteration
     return to_batch(examples_lib.concat_examples(parts) if len(parts) > 1 else parts[0])
 
+  def _close_chunks(self) -> None:
+    close = getattr(self._chunks, "close", None)
+    if close is not None:
+      close()
+    self._chunks = None
+
   def close(self) -> None:
-    """Stops the worker processes (if any)."""
-    if self._stream is not None:
-      self._stream.close()
-    if self._finalizer is not None:
-      self._finalizer()
-      self._pool = self._finalizer = None
-    self.producer.close()
+    """Stops the worker processes (if any) and closes the input."""
+    self._close_chunks()
+    self.stream.close()
 
   def __enter__(self) -> PretrainingIterator:
     return self
 
   def __exit__(self, *exc) -> None:
     self.close()
+
+
+def allow_unparsed_absl_flags() -> None:
+  # grain's mp_prefetch reads one of its absl flags (worker profiling) without checking that
+  # flags were parsed, which fails in programs that do not use absl.app (notebooks, tests,
+  # scripts): mark them parsed, at their defaults. A later absl.app.run parses argv as usual.
+  from absl import flags
+
+  if not flags.FLAGS.is_parsed():
+    flags.FLAGS.mark_as_parsed()
 
 
 def to_batch(ex: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

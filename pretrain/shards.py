@@ -172,46 +172,48 @@ def read_info(files: Sequence[str]) -> dict[str, Any] | None:
     return json.load(f)
 
 
+def open_shards(files: str | Sequence[str]) -> Any:
+  """A `grain.sources.ArrayRecordDataSource` over the records of all `files` (globs), in order.
+
+  Raises:
+    ValueError: naming a file that is not an ArrayRecord file, or when there are no records.
+  """
+  import grain
+
+  _array_record()  # The clear ImportError when array_record is missing.
+  paths = corpus.expand_files(files)
+  for path in paths:
+    try:  # Open each file once here: a bad one is named now, not in a worker later.
+      _array_record().ArrayRecordReader(path).close()
+    except Exception as e:  # array_record raises ValueError/RuntimeError with the riegeli message.
+      raise ValueError(f"cannot read static shard {path!r}: {e}") from e
+  source = grain.sources.ArrayRecordDataSource(paths)
+  if len(source) == 0:
+    raise ValueError(f"{shards_name(source)}: no examples")
+  return source
+
+
+def shards_name(source: Any) -> str:
+  """How errors name a set of shards."""
+  paths = [str(p) for p in source.paths] if not isinstance(source.paths, str) else [source.paths]
+  more = f" (+{len(paths) - 1} more)" if len(paths) > 1 else ""
+  return f"static shards {paths[0]!r}{more}"
+
+
 class ShardReader:
   """Random access to the records of several ArrayRecord files, as one sequence."""
 
   def __init__(self, files: str | Sequence[str]):
-    ar = _array_record()
-    self.files = corpus.expand_files(files)
-    self._readers = []
-    counts = []
-    for path in self.files:
-      try:
-        reader = ar.ArrayRecordReader(path)
-      except (
-        Exception
-      ) as e:  # array_record raises ValueError/RuntimeError with the riegeli message.
-        raise ValueError(f"cannot read static shard {path!r}: {e}") from e
-      self._readers.append(reader)
-      counts.append(reader.num_records())
-    self.offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-    self.name = f"static shards {self.files[0]!r}" + (
-      f" (+{len(self.files) - 1} more)" if len(self.files) > 1 else ""
-    )
-    if self.offsets[-1] == 0:
-      raise ValueError(f"{self.name}: no examples")
+    self.source = open_shards(files)
+    self.files = list(self.source.paths)
+    self.name = shards_name(self.source)
 
   def __len__(self) -> int:
-    return int(self.offsets[-1])
+    return len(self.source)
 
   def read(self, start: int, end: int) -> list[bytes]:
     """Records [start, end) of the concatenated files."""
-    out: list[bytes] = []
-    f = int(np.searchsorted(self.offsets, start, side="right")) - 1
-    while start < end:
-      local_end = min(end, int(self.offsets[f + 1]))
-      lo, hi = start - int(self.offsets[f]), local_end - int(self.offsets[f])
-      if hi > lo:
-        out.extend(self._readers[f].read(lo, hi))
-      start = local_end
-      f += 1
-    return out
+    return list(self.source.__getitems__(range(start, end)))
 
   def close(self) -> None:
-    for r in self._readers:
-      r.close()
+    pass

@@ -75,7 +75,7 @@ def get_config() -> ml_collections.ConfigDict:
   # "" masks each CJK character as a word, as the original.
   c.data.word_segmenter = ""
   c.data.shuffle_buffer = 0  # 0: the pipeline's default
-  c.data.num_workers = 0  # worker processes making examples per host
+  c.data.num_workers = 0  # grain mp_prefetch processes making examples per host
 
   # --- tokenizer
   c.tokenizer = ml_collections.ConfigDict()
