@@ -46,7 +46,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
-from albert_flax import convert_hf, convert_tf, workdir
+from albert_flax import convert_hf, convert_tf, model_card, workdir
 from albert_flax.config import AlbertConfig
 from albert_flax.heads import MODEL_CLASSES, AlbertForPreTraining
 
@@ -494,7 +494,8 @@ def save_pretrained(
   format: "orbax" (config.json + params/), "hf" (config.json + model.safetensors, loadable by
   transformers' AlbertFor*.from_pretrained) or "tf" (albert_config.json + model.ckpt-0, the
   original google-research/albert layout). `tokenizer`: a spiece.model path or an
-  AlbertTokenizer, copied as spiece.model. Returns `path`. "hf"/"tf" gather the arrays to host.
+  AlbertTokenizer, copied as spiece.model. Also writes a README.md model card (see
+  `albert_flax.model_card`). Returns `path`. "hf"/"tf" gather the arrays to host.
   """
   if format not in ("orbax", "hf", "tf"):
     raise ValueError(f"format must be 'orbax', 'hf' or 'tf', got {format!r}")
@@ -542,6 +543,9 @@ def save_pretrained(
     convert_tf.write_checkpoint(path, tensors)
   if tokenizer is not None:
     _save_tokenizer(tokenizer, path)
+  if jax.process_index() == 0:  # README.md: architecture, parameter counts, training, limits
+    shapes = {p: tuple(np.shape(v)) for p, v in flat.items()}
+    model_card.write_model_card(path, config, architecture, shapes, format)
   return path
 
 
