@@ -25,7 +25,7 @@ from albert_flax.config import AlbertConfig
 
 logger = logging.getLogger(__name__)
 
-CARD_FILE = "README.md"
+CARD_FILE = layout.MODEL_CARD_FILE
 # The first line of the card's body: how we recognize a card we wrote (and may overwrite).
 _MARKER = "<!-- model card written by albert-flax -->"
 

@@ -52,6 +52,16 @@ def _boxes(linen_model: nn.Module) -> dict:
   return jax.eval_shape(_boxed_init(linen_model), jax.random.key(0))
 
 
+def _key(rngs: nnx.Rngs, stream: str) -> jax.Array:
+  """A key from `rngs`' stream `stream`, else its "default", else any stream it has."""
+  names = list(dict(rngs.items()))
+  if stream in names or "default" in names:
+    return getattr(rngs, stream)()
+  if not names:
+    raise ValueError("rngs has no stream: pass e.g. nnx.Rngs(0)")
+  return getattr(rngs, names[0])()
+
+
 class _BridgedModel(bridge.ToNNX):
   """An nnx.Module holding the parameters of the linen model class `_linen_class`."""
 
@@ -72,9 +82,9 @@ class _BridgedModel(bridge.ToNNX):
     rngs = nnx.Rngs(0) if rngs is None else rngs
     linen_model = self._linen_class(config)
     # Only the dropout stream travels to the linen apply; parameters are never created there.
-    super().__init__(linen_model, rngs=nnx.Rngs(dropout=rngs.dropout()))
+    super().__init__(linen_model, rngs=nnx.Rngs(dropout=_key(rngs, "dropout")))
     if params is None:
-      variables = _boxed_init(linen_model)(rngs.params())
+      variables = _boxed_init(linen_model)(_key(rngs, "params"))
     else:
       if isinstance(params, Mapping) and set(params) == {"params"}:
         params = params["params"]

@@ -228,7 +228,7 @@ class QuestionAnsweringPipeline(Pipeline):
     rows, spans = [], []
     for item in batch:
       question, context = item["question"], item["context"]
-      q_ids = tok.encode_as_ids(question)
+      q_ids = tok(question, add_special_tokens=False)["input_ids"]
       c_ids, offsets = _context_tokens(tok, context)
       room = self.max_length - len(q_ids) - 3
       if room < 1:
@@ -273,7 +273,7 @@ def _context_tokens(tokenizer, context: str) -> tuple[list[int], list[tuple[int,
     return list(enc["input_ids"]), [tuple(o) for o in enc["offset_mapping"]]
   # Otherwise: find each token's text, in order, in the lower-cased context (exact for text
   # that normalization does not rewrite; a token not found gets the offsets of its neighbour).
-  ids = tokenizer.encode_as_ids(context)
+  ids = tokenizer(context, add_special_tokens=False)["input_ids"]
   lowered, cursor, offsets = context.lower(), 0, []
   for token in ids:
     piece = tokenizer.convert_ids_to_tokens(int(token)).replace("\u2581", "").lower()

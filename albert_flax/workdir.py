@@ -8,6 +8,7 @@ when they resume, and by users. Their names live here only; everything else impo
       config.json                     CONFIG_FILE (transformers' config, with "architectures")
       params/                         ORBAX_PARAMS_DIR (format="orbax")
       spiece.model                    TOKENIZER_FILE (when a tokenizer was given)
+      README.md                       MODEL_CARD_FILE (albert_flax.model_card)
 
     <pretraining workdir>/
       config.json                     the model's config (AlbertForPreTraining)
@@ -34,6 +35,7 @@ import os
 CONFIG_FILE = "config.json"
 ORBAX_PARAMS_DIR = "params"
 TOKENIZER_FILE = "spiece.model"
+MODEL_CARD_FILE = "README.md"
 TRAIN_CONFIG_FILE = "train_config.json"
 CHECKPOINTS_DIR = "checkpoints"
 STATE_ITEM, DATA_ITEM = "state", "data"

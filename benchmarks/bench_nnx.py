@@ -40,6 +40,7 @@ def main() -> None:
   from flax import nnx
 
   import albert_flax as af
+  from albert_flax import sharding
 
   info = common.machine_info()
   common.print_machine(info)
@@ -55,7 +56,7 @@ def main() -> None:
 
   # --- linen
   linen = af.AlbertForSequenceClassification(config)
-  params = af.sharding.unbox(jax.jit(linen.init)(jax.random.key(0), ids[:1])["params"])
+  params = sharding.unbox(jax.jit(linen.init)(jax.random.key(0), ids[:1])["params"])
   opt_state = tx.init(params)
 
   @jax.jit
