@@ -90,7 +90,11 @@ def _vocabulary(directory: str, config: AlbertConfig) -> str:
   if os.path.isfile(spiece):
     import sentencepiece as spm
 
-    pieces = spm.SentencePieceProcessor(model_file=spiece).get_piece_size()
+    try:
+      pieces = spm.SentencePieceProcessor(model_file=spiece).get_piece_size()
+    except Exception as e:  # the card describes; it never stops a save
+      logger.warning("model card: could not read %s (%s)", spiece, e)
+      return f"SentencePiece model `{layout.TOKENIZER_FILE}` (unreadable: {type(e).__name__})."
     return f"SentencePiece model `{layout.TOKENIZER_FILE}` with {pieces:,} pieces."
   vocab_txt = os.path.join(directory, "vocab.txt")
   if os.path.isfile(vocab_txt):
@@ -220,7 +224,11 @@ def write_model_card(
       if _MARKER not in f.read():
         logger.info("save_pretrained: keeping the existing %s (not written by albert-flax)", path)
         return None
-  text = build_model_card(directory, config, architecture, shapes, format)
+  try:
+    text = build_model_card(directory, config, architecture, shapes, format)
+  except (OSError, ValueError) as e:  # e.g. a malformed metrics.jsonl: the save itself stands
+    logger.warning("save_pretrained: no model card for %s (%s: %s)", directory, type(e).__name__, e)
+    return None
   with open(path, "w", encoding="utf-8") as f:
     f.write(text)
   return path
