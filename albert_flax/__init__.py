@@ -40,7 +40,11 @@ _LAZY = {
   "train_wordpiece_vocab": "tokenizer_training",
   "from_pretrained": "checkpoints",
   "save_pretrained": "checkpoints",
+  "pipeline": "pipelines",
+  "push_to_hub": "model_card",
 }
+# Submodules reached as attributes (`af.nnx`), imported on first use.
+_SUBMODULES = ("nnx",)
 
 __all__ = [
   "AlbertConfig",
@@ -78,6 +82,8 @@ _MOVED = {
 
 
 def __getattr__(name):
+  if name in _SUBMODULES:
+    return importlib.import_module(f"albert_flax.{name}")
   if name in _MOVED:
     return importlib.import_module(f"albert_flax.{_MOVED[name]}")
   if name not in _LAZY:

@@ -48,7 +48,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
-from albert_flax import convert_hf, convert_tf, workdir
+from albert_flax import convert_hf, convert_tf, model_card, workdir
 from albert_flax.config import AlbertConfig
 from albert_flax.heads import MODEL_CLASSES, AlbertForPreTraining
 
@@ -492,7 +492,8 @@ def save_pretrained(
   transformers' AlbertFor*.from_pretrained) or "tf" (albert_config.json + model.ckpt-0, the
   original google-research/albert layout). `tokenizer`: a spiece.model or vocab.txt path, or an
   AlbertTokenizer / WordPieceTokenizer, written so that `af.load_tokenizer(path)` reloads it.
-  Returns `path`. "hf"/"tf" gather the arrays to host.
+  Also writes a README.md model card (`albert_flax.model_card`). Returns `path`. "hf"/"tf"
+  gather the arrays to host.
   """
   if format not in ("orbax", "hf", "tf"):
     raise ValueError(f"format must be 'orbax', 'hf' or 'tf', got {format!r}")
@@ -540,6 +541,9 @@ def save_pretrained(
     convert_tf.write_checkpoint(path, tensors)
   if tokenizer is not None:
     _save_tokenizer(tokenizer, path)
+  if jax.process_index() == 0:  # README.md: architecture, parameter counts, training, limits
+    shapes = {p: tuple(np.shape(v)) for p, v in flat.items()}
+    model_card.write_model_card(path, config, architecture, shapes, format)
   return path
 
 

@@ -66,11 +66,14 @@ class AlbertForPreTrainingOutput:
     sop_logits: [batch, 2] float32 sentence-order logits (class 1 = segments swapped).
     hidden_states: tuple of L + 1 arrays [batch, seq, hidden] (compute dtype) from the backbone
       when called with output_hidden_states=True, else None.
+    attentions: L * inner_group_num arrays [batch, heads, seq, seq] float32 (attention
+      probabilities) when called with output_attentions=True, else None.
   """
 
   prediction_logits: Array  # [batch, seq, V], or [batch, P, V] at `masked_positions`
   sop_logits: Array  # [batch, 2]
   hidden_states: tuple[Array, ...] | None = None
+  attentions: tuple[Array, ...] | None = None  # each [batch, heads, seq, seq]
 
 
 @flax.struct.dataclass
@@ -82,10 +85,13 @@ class MaskedLMOutput:
       else [batch, seq, vocab].
     hidden_states: tuple of L + 1 arrays [batch, seq, hidden] (compute dtype) from the backbone
       when called with output_hidden_states=True, else None.
+    attentions: L * inner_group_num arrays [batch, heads, seq, seq] float32 (attention
+      probabilities) when called with output_attentions=True, else None.
   """
 
   logits: Array  # [batch, seq, V] or [batch, P, V]
   hidden_states: tuple[Array, ...] | None = None
+  attentions: tuple[Array, ...] | None = None  # each [batch, heads, seq, seq]
 
 
 @flax.struct.dataclass
@@ -96,10 +102,13 @@ class SequenceClassifierOutput:
     logits: [batch, num_labels] float32 (num_labels == 1: [batch, 1] regression scores).
     hidden_states: tuple of L + 1 arrays [batch, seq, hidden] (compute dtype) from the backbone
       when called with output_hidden_states=True, else None.
+    attentions: L * inner_group_num arrays [batch, heads, seq, seq] float32 (attention
+      probabilities) when called with output_attentions=True, else None.
   """
 
   logits: Array  # [batch, num_labels]
   hidden_states: tuple[Array, ...] | None = None
+  attentions: tuple[Array, ...] | None = None  # each [batch, heads, seq, seq]
 
 
 @flax.struct.dataclass
@@ -110,10 +119,13 @@ class MultipleChoiceModelOutput:
     logits: [batch, num_choices] float32, one score per choice (softmax over choices).
     hidden_states: tuple of L + 1 arrays [batch * num_choices, seq, hidden] (the choices are
       flattened into the batch inside the model) when output_hidden_states=True, else None.
+    attentions: L * inner_group_num arrays [batch * num_choices, heads, seq, seq] float32 when
+      output_attentions=True, else None.
   """
 
   logits: Array  # [batch, num_choices]
   hidden_states: tuple[Array, ...] | None = None
+  attentions: tuple[Array, ...] | None = None  # each [batch, heads, seq, seq]
 
 
 @flax.struct.dataclass
@@ -124,10 +136,13 @@ class TokenClassifierOutput:
     logits: [batch, seq, num_labels] float32, one row per token (padding included).
     hidden_states: tuple of L + 1 arrays [batch, seq, hidden] (compute dtype) from the backbone
       when called with output_hidden_states=True, else None.
+    attentions: L * inner_group_num arrays [batch, heads, seq, seq] float32 (attention
+      probabilities) when called with output_attentions=True, else None.
   """
 
   logits: Array  # [batch, seq, num_labels]
   hidden_states: tuple[Array, ...] | None = None
+  attentions: tuple[Array, ...] | None = None  # each [batch, heads, seq, seq]
 
 
 @flax.struct.dataclass
@@ -139,11 +154,14 @@ class QuestionAnsweringModelOutput:
     end_logits: [batch, seq] float32 span-end scores per token.
     hidden_states: tuple of L + 1 arrays [batch, seq, hidden] (compute dtype) from the backbone
       when called with output_hidden_states=True, else None.
+    attentions: L * inner_group_num arrays [batch, heads, seq, seq] float32 (attention
+      probabilities) when called with output_attentions=True, else None.
   """
 
   start_logits: Array  # [batch, seq]
   end_logits: Array  # [batch, seq]
   hidden_states: tuple[Array, ...] | None = None
+  attentions: tuple[Array, ...] | None = None  # each [batch, heads, seq, seq]
 
 
 def gather_positions(hidden: Array, positions: Array) -> Array:
@@ -210,6 +228,7 @@ class AlbertModel(nn.Module):
     position_ids=None,
     deterministic: bool = True,
     output_hidden_states: bool = False,
+    output_attentions: bool = False,
   ) -> AlbertModelOutput:
     """Run the backbone.
 
@@ -217,13 +236,20 @@ class AlbertModel(nn.Module):
       {inputs}
       {deterministic}
       output_hidden_states: also return the backbone's per-step hidden states.
+      output_attentions: also return every layer's attention probabilities.
 
     Returns:
       AlbertModelOutput: last_hidden_state [batch, seq, hidden] (compute dtype), pooler_output
       [batch, hidden] float32 (None without the pooler), hidden_states or None.
     """
     return self.albert(
-      input_ids, attention_mask, token_type_ids, position_ids, deterministic, output_hidden_states
+      input_ids,
+      attention_mask,
+      token_type_ids,
+      position_ids,
+      deterministic,
+      output_hidden_states,
+      output_attentions,
     )
 
 
@@ -249,6 +275,7 @@ class AlbertForPreTraining(nn.Module):
     masked_positions=None,
     deterministic: bool = True,
     output_hidden_states: bool = False,
+    output_attentions: bool = False,
   ) -> AlbertForPreTrainingOutput:
     """MLM and SOP logits.
 
@@ -258,6 +285,7 @@ class AlbertForPreTraining(nn.Module):
       {deterministic}
         Dropout covers the backbone and the SOP head's classifier dropout.
       output_hidden_states: also return the backbone's per-step hidden states.
+      output_attentions: also return every layer's attention probabilities.
 
     Returns:
       AlbertForPreTrainingOutput: prediction_logits [batch, P, vocab] (or [batch, seq, vocab]
@@ -269,7 +297,13 @@ class AlbertForPreTraining(nn.Module):
     """
     _check_positions(masked_positions, np.shape(input_ids)[-1])
     out = self.albert(
-      input_ids, attention_mask, token_type_ids, position_ids, deterministic, output_hidden_states
+      input_ids,
+      attention_mask,
+      token_type_ids,
+      position_ids,
+      deterministic,
+      output_hidden_states,
+      output_attentions,
     )
     hidden = out.last_hidden_state
     if masked_positions is not None:
@@ -278,7 +312,9 @@ class AlbertForPreTraining(nn.Module):
     sop_logits = self.sop_classifier(
       self.sop_dropout(out.pooler_output, deterministic=deterministic)
     )
-    return AlbertForPreTrainingOutput(prediction_logits, sop_logits, out.hidden_states)
+    return AlbertForPreTrainingOutput(
+      prediction_logits, sop_logits, out.hidden_states, out.attentions
+    )
 
 
 class _SOPHead(nn.Module):
@@ -309,6 +345,7 @@ class AlbertForMaskedLM(nn.Module):
     masked_positions=None,
     deterministic: bool = True,
     output_hidden_states: bool = False,
+    output_attentions: bool = False,
   ) -> MaskedLMOutput:
     """MLM logits.
 
@@ -317,6 +354,7 @@ class AlbertForMaskedLM(nn.Module):
       {masked_positions}
       {deterministic}
       output_hidden_states: also return the backbone's per-step hidden states.
+      output_attentions: also return every layer's attention probabilities.
 
     Returns:
       MaskedLMOutput: logits [batch, P, vocab] (or [batch, seq, vocab] without
@@ -324,12 +362,18 @@ class AlbertForMaskedLM(nn.Module):
     """
     _check_positions(masked_positions, np.shape(input_ids)[-1])
     out = self.albert(
-      input_ids, attention_mask, token_type_ids, position_ids, deterministic, output_hidden_states
+      input_ids,
+      attention_mask,
+      token_type_ids,
+      position_ids,
+      deterministic,
+      output_hidden_states,
+      output_attentions,
     )
     hidden = out.last_hidden_state
     if masked_positions is not None:
       hidden = gather_positions(hidden, masked_positions)
-    return MaskedLMOutput(self.predictions(hidden, self.albert), out.hidden_states)
+    return MaskedLMOutput(self.predictions(hidden, self.albert), out.hidden_states, out.attentions)
 
 
 class AlbertForSequenceClassification(nn.Module):
@@ -347,6 +391,7 @@ class AlbertForSequenceClassification(nn.Module):
     position_ids=None,
     deterministic: bool = True,
     output_hidden_states: bool = False,
+    output_attentions: bool = False,
   ) -> SequenceClassifierOutput:
     """Classify each sequence from the pooled first token.
 
@@ -355,17 +400,24 @@ class AlbertForSequenceClassification(nn.Module):
       {deterministic}
         Dropout covers the backbone and the classifier dropout on the pooled output.
       output_hidden_states: also return the backbone's per-step hidden states.
+      output_attentions: also return every layer's attention probabilities.
 
     Returns:
       SequenceClassifierOutput: logits [batch, num_labels] float32.
     """
     cfg = self.config
     out = AlbertModule(cfg, name="albert")(
-      input_ids, attention_mask, token_type_ids, position_ids, deterministic, output_hidden_states
+      input_ids,
+      attention_mask,
+      token_type_ids,
+      position_ids,
+      deterministic,
+      output_hidden_states,
+      output_attentions,
     )
     pooled = nn.Dropout(_classifier_dropout(cfg))(out.pooler_output, deterministic=deterministic)
     logits = dense(cfg, cfg.num_labels, ("hidden", "classes"), "classifier")(pooled)
-    return SequenceClassifierOutput(logits.astype(jnp.float32), out.hidden_states)
+    return SequenceClassifierOutput(logits.astype(jnp.float32), out.hidden_states, out.attentions)
 
 
 class AlbertForMultipleChoice(nn.Module):
@@ -382,6 +434,7 @@ class AlbertForMultipleChoice(nn.Module):
     position_ids=None,
     deterministic: bool = True,
     output_hidden_states: bool = False,
+    output_attentions: bool = False,
   ) -> MultipleChoiceModelOutput:
     """Score each choice.
 
@@ -393,6 +446,7 @@ class AlbertForMultipleChoice(nn.Module):
         `rngs={"dropout": key}` in `apply`.
       output_hidden_states: also return the backbone's per-step hidden states, each
         [batch * num_choices, seq, hidden].
+      output_attentions: also return every layer's attention probabilities.
 
     Returns:
       MultipleChoiceModelOutput: logits [batch, num_choices] float32.
@@ -421,11 +475,12 @@ class AlbertForMultipleChoice(nn.Module):
       flat(position_ids),
       deterministic,
       output_hidden_states,
+      output_attentions,
     )
     pooled = nn.Dropout(_classifier_dropout(cfg))(out.pooler_output, deterministic=deterministic)
     logits = dense(cfg, 1, ("hidden", "classes"), "classifier")(pooled)
     return MultipleChoiceModelOutput(
-      logits.astype(jnp.float32).reshape(shape[0], shape[1]), out.hidden_states
+      logits.astype(jnp.float32).reshape(shape[0], shape[1]), out.hidden_states, out.attentions
     )
 
 
@@ -444,6 +499,7 @@ class AlbertForTokenClassification(nn.Module):
     position_ids=None,
     deterministic: bool = True,
     output_hidden_states: bool = False,
+    output_attentions: bool = False,
   ) -> TokenClassifierOutput:
     """Classify each token.
 
@@ -452,19 +508,26 @@ class AlbertForTokenClassification(nn.Module):
       {deterministic}
         Dropout covers the backbone and the classifier dropout on every hidden state.
       output_hidden_states: also return the backbone's per-step hidden states.
+      output_attentions: also return every layer's attention probabilities.
 
     Returns:
       TokenClassifierOutput: logits [batch, seq, num_labels] float32.
     """
     cfg = self.config
     out = AlbertModule(cfg, add_pooling_layer=False, name="albert")(
-      input_ids, attention_mask, token_type_ids, position_ids, deterministic, output_hidden_states
+      input_ids,
+      attention_mask,
+      token_type_ids,
+      position_ids,
+      deterministic,
+      output_hidden_states,
+      output_attentions,
     )
     hidden = nn.Dropout(_classifier_dropout(cfg))(
       out.last_hidden_state, deterministic=deterministic
     )
     logits = dense(cfg, cfg.num_labels, ("hidden", "classes"), "classifier")(hidden)
-    return TokenClassifierOutput(logits.astype(jnp.float32), out.hidden_states)
+    return TokenClassifierOutput(logits.astype(jnp.float32), out.hidden_states, out.attentions)
 
 
 class AlbertForQuestionAnswering(nn.Module):
@@ -482,6 +545,7 @@ class AlbertForQuestionAnswering(nn.Module):
     position_ids=None,
     deterministic: bool = True,
     output_hidden_states: bool = False,
+    output_attentions: bool = False,
   ) -> QuestionAnsweringModelOutput:
     """Span start and end scores for every token.
 
@@ -490,17 +554,26 @@ class AlbertForQuestionAnswering(nn.Module):
       {deterministic}
         The head itself has no dropout (as in transformers); only the backbone's applies.
       output_hidden_states: also return the backbone's per-step hidden states.
+      output_attentions: also return every layer's attention probabilities.
 
     Returns:
       QuestionAnsweringModelOutput: start_logits and end_logits, each [batch, seq] float32.
     """
     cfg = self.config
     out = AlbertModule(cfg, add_pooling_layer=False, name="albert")(
-      input_ids, attention_mask, token_type_ids, position_ids, deterministic, output_hidden_states
+      input_ids,
+      attention_mask,
+      token_type_ids,
+      position_ids,
+      deterministic,
+      output_hidden_states,
+      output_attentions,
     )
     logits = dense(cfg, 2, ("hidden", "classes"), "qa_outputs")(out.last_hidden_state)
     logits = logits.astype(jnp.float32)
-    return QuestionAnsweringModelOutput(logits[..., 0], logits[..., 1], out.hidden_states)
+    return QuestionAnsweringModelOutput(
+      logits[..., 0], logits[..., 1], out.hidden_states, out.attentions
+    )
 
 
 # Class name -> class, for code that picks a task model by name (checkpoints, CLIs).

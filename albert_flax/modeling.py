@@ -48,6 +48,9 @@ class AlbertModelOutput:
     hidden_states: tuple of L + 1 arrays, each [batch, seq, hidden] in the compute dtype: the
       embeddings after the E->H projection, then the output of each step; None unless called
       with output_hidden_states=True.
+    attentions: tuple of L * inner_group_num arrays, each [batch, heads, seq, seq] float32: the
+      attention probabilities of every layer application in order (as transformers returns
+      them); None unless called with output_attentions=True.
   """
 
   last_hidden_state: Array  # [batch, seq, hidden]
@@ -55,6 +58,7 @@ class AlbertModelOutput:
   # (embedding output after the E->H projection, then each of the L steps), each [batch, seq,
   # hidden]
   hidden_states: tuple[Array, ...] | None = None
+  attentions: tuple[Array, ...] | None = None  # each [batch, heads, seq, seq]
 
 
 # --------------------------------------------------------------------------- helpers
@@ -257,8 +261,12 @@ class AlbertAttention(nn.Module):
   config: AlbertConfig
 
   @nn.compact
-  def __call__(self, hidden: Array, mask: Array, deterministic: bool) -> Array:
-    """hidden: [batch, seq, H]; mask: [batch, 1, 1, seq] bool (True = attend) -> [batch, seq, H]."""
+  def __call__(
+    self, hidden: Array, mask: Array, deterministic: bool, output_attentions: bool = False
+  ) -> tuple[Array, Array | None]:
+    """hidden: [batch, seq, H]; mask: [batch, 1, 1, seq] bool (True = attend) ->
+    ([batch, seq, H], the probabilities [batch, heads, seq, seq] float32 when output_attentions
+    else None)."""
     cfg = self.config
     batch, seq, _ = hidden.shape
     heads, head_dim = cfg.num_attention_heads, cfg.head_dim
@@ -270,7 +278,9 @@ class AlbertAttention(nn.Module):
     query, key, value = project("query"), project("key"), project("value")
     dropout_active = cfg.attention_probs_dropout_prob > 0.0 and not deterministic
     impl = cfg.attention_implementation
-    if impl == "einsum" or (impl == "auto" and dropout_active):
+    probs = None
+    # Fused attention kernels never materialize the probabilities: asking for them takes einsum.
+    if impl == "einsum" or (impl == "auto" and dropout_active) or output_attentions:
       # Scores and softmax in float32; probabilities back to the compute dtype for the PV matmul.
       scores = jnp.einsum("bqnd,bknd->bnqk", query, key, preferred_element_type=jnp.float32)
       scores = scores / np.sqrt(head_dim).astype(np.float32)
@@ -290,7 +300,8 @@ class AlbertAttention(nn.Module):
     context = context.reshape(batch, seq, cfg.hidden_size)
     projected = dense(cfg, cfg.hidden_size, ("joined_kv", "hidden"), "dense")(context)
     projected = nn.Dropout(cfg.hidden_dropout_prob)(projected, deterministic=deterministic)
-    return layer_norm(cfg, "LayerNorm")(hidden.astype(jnp.float32) + projected.astype(jnp.float32))
+    out = layer_norm(cfg, "LayerNorm")(hidden.astype(jnp.float32) + projected.astype(jnp.float32))
+    return out, (probs if output_attentions else None)
 
 
 class AlbertLayer(nn.Module):
@@ -299,10 +310,15 @@ class AlbertLayer(nn.Module):
   config: AlbertConfig
 
   @nn.compact
-  def __call__(self, hidden: Array, mask: Array, deterministic: bool) -> Array:
-    """[batch, seq, H] (compute dtype) -> [batch, seq, H] (compute dtype)."""
+  def __call__(
+    self, hidden: Array, mask: Array, deterministic: bool, output_attentions: bool = False
+  ) -> tuple[Array, Array | None]:
+    """[batch, seq, H] (compute dtype) -> ([batch, seq, H] (compute dtype), attention
+    probabilities [batch, heads, seq, seq] or None)."""
     cfg = self.config
-    attention_out = AlbertAttention(cfg, name="attention")(hidden, mask, deterministic)
+    attention_out, probs = AlbertAttention(cfg, name="attention")(
+      hidden, mask, deterministic, output_attentions
+    )
     x = dense(cfg, cfg.intermediate_size, ("hidden", "mlp"), "ffn")(attention_out)
     x = constrain(
       activation_fn(cfg.hidden_act)(x), ("activation_batch", "activation_length", "activation_mlp")
@@ -310,7 +326,7 @@ class AlbertLayer(nn.Module):
     x = dense(cfg, cfg.hidden_size, ("mlp", "hidden"), "ffn_output")(x)
     x = nn.Dropout(cfg.hidden_dropout_prob)(x, deterministic=deterministic)
     out = layer_norm(cfg, "full_layer_layer_norm")(x.astype(jnp.float32) + attention_out)
-    return out.astype(cfg.compute_dtype)
+    return out.astype(cfg.compute_dtype), probs
 
 
 class AlbertLayerGroup(nn.Module):
@@ -318,18 +334,28 @@ class AlbertLayerGroup(nn.Module):
 
   Its signature is a scan body: (carry, *broadcast) -> (carry, per-step output), i.e.
   (hidden [batch, seq, H], mask [batch, 1, 1, seq], deterministic) ->
-  (hidden [batch, seq, H], hidden again when `emit_hidden_states` else None).
+  (hidden [batch, seq, H], (hidden again when `emit_hidden_states` else None, the
+  inner_group_num layers' attention probabilities [inner, batch, heads, seq, seq] when
+  `emit_attentions` else None)).
   """
 
   config: AlbertConfig
   emit_hidden_states: bool = False
+  emit_attentions: bool = False
 
   @nn.compact
   def __call__(self, hidden: Array, mask: Array, deterministic: bool):
+    attentions = []
     for i in range(self.config.inner_group_num):
-      hidden = AlbertLayer(self.config, name=f"albert_layers_{i}")(hidden, mask, deterministic)
+      hidden, probs = AlbertLayer(self.config, name=f"albert_layers_{i}")(
+        hidden, mask, deterministic, self.emit_attentions
+      )
+      attentions.append(probs)
     hidden = constrain(hidden, ("activation_batch", "activation_length", "activation_hidden"))
-    return hidden, (hidden if self.emit_hidden_states else None)
+    return hidden, (
+      hidden if self.emit_hidden_states else None,
+      jnp.stack(attentions) if self.emit_attentions else None,
+    )
 
 
 def remat_policy(name: str):
@@ -355,15 +381,22 @@ class AlbertTransformer(nn.Module):
 
   @nn.compact
   def __call__(
-    self, embeddings: Array, mask: Array, deterministic: bool, output_hidden_states: bool = False
-  ) -> tuple[Array, tuple[Array, ...] | None]:
-    """embeddings: [batch, seq, E]; mask: [batch, 1, 1, seq] -> ([batch, seq, H], hidden states)."""
+    self,
+    embeddings: Array,
+    mask: Array,
+    deterministic: bool,
+    output_hidden_states: bool = False,
+    output_attentions: bool = False,
+  ) -> tuple[Array, tuple[Array, ...] | None, tuple[Array, ...] | None]:
+    """embeddings: [batch, seq, E]; mask: [batch, 1, 1, seq] -> ([batch, seq, H], hidden states,
+    attention probabilities (L * inner_group_num arrays [batch, heads, seq, seq]))."""
     cfg = self.config
     hidden = dense(cfg, cfg.hidden_size, ("embedding", "hidden"), "embedding_hidden_mapping_in")(
       embeddings
     )
     hidden = constrain(hidden, ("activation_batch", "activation_length", "activation_hidden"))
     all_hidden = [hidden] if output_hidden_states else None
+    all_attentions = [] if output_attentions else None
 
     group_cls = AlbertLayerGroup
     if cfg.remat != "none":
@@ -384,19 +417,29 @@ class AlbertTransformer(nn.Module):
           in_axes=(nn.broadcast, nn.broadcast),
           length=steps,
         )
-        hidden, per_step = scanned(cfg, output_hidden_states, name=name)(
-          hidden, mask, deterministic
-        )
+        hidden, (step_hidden, step_attentions) = scanned(
+          cfg, output_hidden_states, output_attentions, name=name
+        )(hidden, mask, deterministic)
         if output_hidden_states:
-          all_hidden.extend(per_step[i] for i in range(steps))
+          all_hidden.extend(step_hidden[i] for i in range(steps))
+        if output_attentions:  # [steps, inner, batch, heads, seq, seq], in application order
+          all_attentions.extend(
+            step_attentions[i, j] for i in range(steps) for j in range(cfg.inner_group_num)
+          )
       else:
         # Python unrolling, kept only to compare compile time against in benchmarks.
-        layer_group = group_cls(cfg, output_hidden_states, name=name)
+        layer_group = group_cls(cfg, output_hidden_states, output_attentions, name=name)
         for _ in range(steps):
-          hidden, _ = layer_group(hidden, mask, deterministic)
+          hidden, (_, step_attentions) = layer_group(hidden, mask, deterministic)
           if output_hidden_states:
             all_hidden.append(hidden)
-    return hidden, (tuple(all_hidden) if output_hidden_states else None)
+          if output_attentions:
+            all_attentions.extend(step_attentions)
+    return (
+      hidden,
+      tuple(all_hidden) if output_hidden_states else None,
+      tuple(all_attentions) if output_attentions else None,
+    )
 
 
 # --------------------------------------------------------------------------- the backbone
@@ -429,6 +472,7 @@ class AlbertModule(nn.Module):
     position_ids: Array | None = None,
     deterministic: bool = True,
     output_hidden_states: bool = False,
+    output_attentions: bool = False,
   ) -> AlbertModelOutput:
     """Run the backbone.
 
@@ -440,6 +484,8 @@ class AlbertModule(nn.Module):
       deterministic: True (the default) disables dropout; False applies it and needs
         `rngs={"dropout": key}` in `apply` (each scanned layer step gets its own split key).
       output_hidden_states: also return the per-step hidden states.
+      output_attentions: also return every layer's attention probabilities (computed with the
+        einsum attention whatever `attention_implementation` says).
 
     Returns:
       AlbertModelOutput: last_hidden_state [batch, seq, hidden] (compute dtype), pooler_output
@@ -458,10 +504,15 @@ class AlbertModule(nn.Module):
       position_ids = jnp.broadcast_to(jnp.arange(input_ids.shape[-1]), input_ids.shape)
     embedded = self.embeddings(input_ids, token_type_ids, position_ids, deterministic)
     mask = (jnp.asarray(attention_mask) > 0)[:, None, None, :]
-    hidden, all_hidden = self.encoder(embedded, mask, deterministic, output_hidden_states)
+    hidden, all_hidden, all_attentions = self.encoder(
+      embedded, mask, deterministic, output_hidden_states, output_attentions
+    )
     pooled = None
     if self.add_pooling_layer:
       pooled = jnp.tanh(self.pooler(hidden[:, 0]).astype(jnp.float32))
     return AlbertModelOutput(
-      last_hidden_state=hidden, pooler_output=pooled, hidden_states=all_hidden
+      last_hidden_state=hidden,
+      pooler_output=pooled,
+      hidden_states=all_hidden,
+      attentions=all_attentions,
     )

@@ -9,6 +9,7 @@ when they resume, and by users. Their names live here only; everything else impo
       params/                         ORBAX_PARAMS_DIR (format="orbax")
       spiece.model                    TOKENIZER_FILE (when a tokenizer was given), or
       vocab.txt                       WORDPIECE_VOCAB_FILE, with tokenizer_config.json
+      README.md                       MODEL_CARD_FILE (albert_flax.model_card)
 
     <pretraining workdir>/
       config.json                     the model's config (AlbertForPreTraining)
@@ -37,6 +38,7 @@ CONFIG_FILE = "config.json"
 ORBAX_PARAMS_DIR = "params"
 TOKENIZER_FILE = "spiece.model"
 WORDPIECE_VOCAB_FILE = "vocab.txt"  # the tokenizer when it is a WordPiece vocabulary (Chinese)
+MODEL_CARD_FILE = "README.md"
 TRAIN_CONFIG_FILE = "train_config.json"
 CHECKPOINTS_DIR = "checkpoints"
 STATE_ITEM, DATA_ITEM = "state", "data"

@@ -334,5 +334,38 @@ def quickstart() -> nbformat.NotebookNode:
         print(pt_model.config.id2label, "max |difference|:",
               float(np.max(np.abs(pt_logits - np.asarray(flax_logits)))))
       """),
+    md("""
+      ## 7. NNX, pipelines and the model card
+
+      `af.nnx` holds every model as a `flax.nnx.Module` with its weights (the same tree as the
+      linen model), trainable with `nnx.Optimizer` under `nnx.jit`. `af.pipeline` runs a saved
+      model on raw text; `save_pretrained` wrote a `README.md` model card next to the weights.
+      """),
+    code("""
+      from flax import nnx
+
+      nnx_clf = af.nnx.from_pretrained(hf_dir, af.AlbertForSequenceClassification)
+      nnx_opt = nnx.Optimizer(nnx_clf, optax.adamw(1e-3), wrt=nnx.Param)
+
+
+      @nnx.jit
+      def nnx_train_step(model, opt, batch):
+        def loss_fn(model):
+          logits = model(batch["input_ids"], attention_mask=batch["attention_mask"],
+                         token_type_ids=batch["token_type_ids"], deterministic=False).logits
+          return losses.mean_loss(losses.sequence_classification_loss(logits, batch["labels"]))
+        loss, grads = nnx.value_and_grad(loss_fn)(model)
+        opt.update(model, grads)  # in place: the module now holds the new weights
+        return loss
+
+
+      nnx_batch = {k: v[:16] for k, v in data.items()}
+      for step in range(2):
+        print(f"nnx step {step}  loss {float(nnx_train_step(nnx_clf, nnx_opt, nnx_batch)):.4f}")
+      nnx_dir = af.nnx.save_pretrained(os.path.join(WORKDIR, "classifier-nnx"), nnx_clf, tokenizer=tok)
+      classify = af.pipeline("text-classification", model=nnx_dir, max_length=32)
+      print(classify(["Open the file for reading.", "Return the sum of two numbers."]))
+      print(open(os.path.join(nnx_dir, "README.md")).read()[:400])
+      """),
   ]
   return build("quickstart.ipynb", cells, dict(KERNEL))
