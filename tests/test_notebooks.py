@@ -5,7 +5,8 @@ very interpreter in a temp dir, so nothing needs `ipykernel install`), offline (
 the notebooks then build their models locally instead of downloading them), on CPU, in a temp
 working directory. A notebook's cell tagged "parameters" is followed by an injected cell with the
 tiny sizes below, as papermill does. The committed .ipynb files must also hold no outputs and be
-exactly what notebooks/build_notebooks.py writes, so the generator and the files cannot drift.
+exactly their jupytext sources (notebooks/*.py, percent format, linted with the rest of the tree),
+so the two cannot drift: edit the .py, then `jupytext --sync notebooks/*.py`.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import os
 import sys
 from pathlib import Path
 
+import jupytext
 import nbclient
 import nbformat
 import pytest
@@ -28,8 +30,6 @@ KERNEL_NAME = "albert-flax-tests"
 # Seconds one cell may take; the slowest cells (a few jitted train steps) take ~10 s on 2 cores.
 CELL_TIMEOUT_S = 300
 
-sys.path.insert(0, str(NOTEBOOKS))
-import build_notebooks  # noqa: E402
 
 # Values injected after each notebook's "parameters" cell.
 PARAMETERS = {
@@ -124,14 +124,16 @@ def test_committed_notebook_is_generated_and_has_no_outputs(name):
       assert cell.outputs == [] and cell.execution_count is None, (
         f"{name} cell {cell.id} holds outputs: commit notebooks without them"
       )
-  generated = build_notebooks.NOTEBOOKS[name]()
+  source = NOTEBOOKS / name.replace(".ipynb", ".py")
+  generated = jupytext.read(source)
 
   def summary(nb):
     return [(c.cell_type, c.source, c.metadata.get("tags", [])) for c in nb.cells]
 
   assert summary(committed) == summary(generated), (
-    f"{name} differs from notebooks/build_notebooks.py: run `python notebooks/build_notebooks.py`"
+    f"{name} differs from {source.name}: run `jupytext --sync notebooks/{source.name}`"
   )
+  assert committed.metadata.get("jupytext", {}).get("formats") == "ipynb,py:percent"
 
 
 def test_a_failing_cell_fails_the_run(kernel_manager_factory, tmp_path):
