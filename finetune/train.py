@@ -97,13 +97,15 @@ def resolve_config(
 def checkpoint_hidden_size(init_from: str) -> int | None:
   """The hidden size in the checkpoint's config (None when it cannot be read: the load that
   follows reports the problem)."""
-  if not init_from:
-    return None
-  try:
-    return int(af.AlbertConfig.from_pretrained(init_from).hidden_size)
-  except Exception as e:  # the checkpoint load names the problem better
-    log.warning("could not read the hidden size of %s (%s): published defaults", init_from, e)
-    return None
+  directory = init_from if os.path.isdir(init_from) else os.path.dirname(init_from)
+  for name in ("config.json", "albert_config.json"):  # local checkpoints; Hub ids: released sizes
+    path = os.path.join(directory, name)
+    if init_from and os.path.isfile(path):
+      try:
+        return int(af.AlbertConfig.from_json_file(path).hidden_size)
+      except (ValueError, KeyError, TypeError) as e:  # the checkpoint load names it better
+        log.warning("could not read the hidden size from %s (%s): published defaults", path, e)
+  return None
 
 
 def load_tokenizer(config: ml_collections.ConfigDict) -> Any:
@@ -413,7 +415,12 @@ def train_and_evaluate(
     predict_fn = make_predict_fn(model, task, state_shardings.params, mesh)
     compiles = buckets_lib.CompileCounter()
     if steps is not None:
-      steps.update(train_step=train_step, predict_fn=predict_fn, compiles=compiles)
+      steps.update(
+        train_step=train_step,
+        predict_fn=predict_fn,
+        compiles=compiles,
+        best_metric=task.best_metric,
+      )
   else:
     train_step, predict_fn, compiles = steps["train_step"], steps["predict_fn"], steps["compiles"]
 
