@@ -1,7 +1,7 @@
 r"""Fine-tuning speed: ours length-bucketed vs ours padded to 512 vs transformers' PyTorch ALBERT
 with dynamic padding, side by side in one run.
 
-    PYTHONPATH=. python benchmarks/bench_finetune.py --size base --sets sst2,mnli \
+    PYTHONPATH=. python benchmarks/bench_finetune.py --size base-v2 --sets sst2,mnli \
         --dtypes float32,bfloat16 --examples 128 --batch-size 16 [--json out.json]
 
 Data: a GLUE-like classification set of synthetic token ids whose lengths follow SST-2's
@@ -92,7 +92,7 @@ def run_ours(args, kind, features, dtype, bucketed: bool) -> dict[str, float]:
   config.update(dict(length_buckets=None if bucketed else ()))
   task = GlueTask(resolve_config(config), None)
   cfg = dataclasses.replace(
-    af.AlbertConfig.preset(f"{args.size}-v2"), dtype=dtype, num_labels=3 if kind == "mnli" else 2
+    af.AlbertConfig.preset(args.size), dtype=dtype, num_labels=3 if kind == "mnli" else 2
   )
   model = task.model_class(cfg)
   n = len(features["labels"])
@@ -160,7 +160,7 @@ def run_torch(args, kind, features, dtype) -> dict[str, float]:
   import albert_flax as af
 
   torch.manual_seed(0)
-  cfg = af.AlbertConfig.preset(f"{args.size}-v2")
+  cfg = af.AlbertConfig.preset(args.size)
   hf = transformers.AlbertConfig(**hf_config_dict(cfg), num_labels=3 if kind == "mnli" else 2)
   model = transformers.AlbertForSequenceClassification(hf)
   model.train()
@@ -212,7 +212,7 @@ def run_torch(args, kind, features, dtype) -> dict[str, float]:
 
 def main(argv=None) -> dict:
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  parser.add_argument("--size", default="base", help="preset size: tiny, base, large, ...")
+  parser.add_argument("--size", default="base-v2", help="preset: tiny, base-v2, large-v2, ...")
   parser.add_argument("--sets", default="sst2,mnli")
   parser.add_argument("--dtypes", default="float32,bfloat16")
   parser.add_argument("--examples", type=int, default=128)
@@ -234,7 +234,7 @@ def main(argv=None) -> dict:
   for kind in args.sets.split(","):
     import albert_flax as af
 
-    vocab = af.AlbertConfig.preset(f"{args.size}-v2").vocab_size
+    vocab = af.AlbertConfig.preset(args.size).vocab_size
     features = synthetic_features(kind, args.examples, vocab, seed=0)
     lengths = features["attention_mask"].sum(-1)
     print(

@@ -258,7 +258,7 @@ def test_seeds_summary():
 
 
 def test_several_seeds_in_one_process_keep_the_best(checkpoint, tmp_path, monkeypatch):
-  """A separable task learned only partly in 12 steps: the runs differ, the best is kept."""
+  """A separable task learned only partly in 30 steps: the runs differ, the best is kept."""
   from albert_flax.train import training
 
   built = []
@@ -266,9 +266,12 @@ def test_several_seeds_in_one_process_keep_the_best(checkpoint, tmp_path, monkey
   monkeypatch.setattr(
     training, "make_train_step", lambda *a, **k: built.append(1) or original(*a, **k)
   )
-  data = _write_varied_sentiment(str(tmp_path / "SST-2"), n_train=48, n_dev=24)
+  data = td.write_sentiment(str(tmp_path / "SST-2"), n_train=64, n_dev=32)
   workdir = tmp_path / "work"
-  config = _config(glue, checkpoint, data, task="sst2", train_steps=12, eval_every_steps=6)
+  config = _config(glue, checkpoint, data, task="sst2", train_steps=30, eval_every_steps=15)
+  config.update(
+    dict(learning_rate=2e-3, max_seq_length=16, length_buckets=(8,), log_every_steps=15)
+  )
   config.seeds = (3,)
   config.seed = 10
   best = train_and_evaluate(config, str(workdir))
