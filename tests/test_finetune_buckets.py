@@ -122,6 +122,8 @@ def test_train_batches_one_padded_length_each_epoch_once_and_resume(n):
     mixed += len({min(w for w in widths if w >= r) for r in rows}) > 1
   assert mixed <= 2 * (40 // (n // 8) + 1)  # at most len(buckets) - 1 leftover batches an epoch
   assert len({b["input_ids"].shape[-1] for b in batches}) == 3
+  widths_seen = [b["input_ids"].shape[-1] for b in batches[: n // 8]]
+  assert widths_seen != sorted(widths_seen)  # an epoch's batches shuffled, not bucket by bucket
   # every example of an epoch is seen exactly once; the rows that fill no batch at the end of
   # an epoch are carried into the next
   per_epoch = n // 8
