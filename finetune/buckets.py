@@ -16,6 +16,12 @@ batches the uninterrupted run would have (`tf.data`'s `bucket_by_sequence_length
 it is not used because it is a TensorFlow input pipeline and its batches are not indexable by
 step).
 
+Per task: GLUE rows are one sentence or one pair; RACE rows are [choices, seq] and take their
+longest choice's bucket; NER rows are sentence windows, their labels cut with the inputs; SQuAD
+rows are doc-stride windows, which for contexts longer than max_seq_length are full (the top
+bucket): only short contexts and the last window of a long one land in smaller buckets, so
+bucketing gains little on SQuAD and changes nothing there but the padding it skips.
+
 Evaluation (`eval_batch_plan`): rows sorted by length, cut in order into batches padded to
 their longest row's bucket; the caller writes the outputs back in the original order.
 """
