@@ -40,8 +40,9 @@ from albert_flax.train.checkpoints import (
   same_on_all_processes,
 )
 from albert_flax.train.metric_writers import MetricWriter
-from finetune.configs.common import PER_TASK_FIELDS
-from finetune.data import MODEL_INPUTS, Features, eval_batches, num_rows, train_batches, write_json
+from finetune import buckets as buckets_lib
+from finetune.configs.common import PER_TASK_FIELDS, SMALL_HIDDEN_SIZE, SMALL_MODEL_DEFAULTS
+from finetune.data import MODEL_INPUTS, Features, num_rows, train_batches, write_json
 from finetune.tasks import EvalSet, Task, get_task
 
 log = logging.getLogger(__name__)
@@ -49,11 +50,25 @@ log = logging.getLogger(__name__)
 # ============================================================================ configuration
 
 
-def resolve_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-  """A copy with the per-task defaults filled in (fields still None) and the settings checked."""
+def resolve_config(
+  config: ml_collections.ConfigDict, hidden_size: int | None = None
+) -> ml_collections.ConfigDict:
+  """A copy with the per-task defaults filled in (fields still None) and the settings checked.
+
+  hidden_size: the checkpoint's; below SMALL_HIDDEN_SIZE the small-model defaults replace the
+  published learning rate and length. `config.hyperparameter_defaults` says which were used.
+  """
   config = ml_collections.ConfigDict(config.to_dict())
   key = str(config.get(config.get("per_task_key") or "", "")).replace(".", "_")
   row = config.per_task.get(key) if config.get("per_task") else None
+  config.hyperparameter_defaults = "published per-task"
+  if row is not None and hidden_size is not None and hidden_size < SMALL_HIDDEN_SIZE:
+    row = ml_collections.ConfigDict({**row.to_dict(), **SMALL_MODEL_DEFAULTS})
+    config.hyperparameter_defaults = (
+      f"small-model (hidden size {hidden_size} < {SMALL_HIDDEN_SIZE}: "
+      + ", ".join(f"{k} {v}" for k, v in SMALL_MODEL_DEFAULTS.items())
+      + ", the rest published per-task)"
+    )
   if config.get("warmup_steps") is None and config.get("train_steps") is not None and row:
     # Steps given, warm-up not: keep the published warm-up fraction of training.
     config.warmup_steps = int(round(config.train_steps * row.warmup_steps / row.train_steps))
@@ -79,7 +94,22 @@ def resolve_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDi
     )
   if config.eval_every_steps <= 0:
     config.eval_every_steps = max(1, config.train_steps // 10)
+  buckets_lib.resolve_buckets(config.get("length_buckets"), config.max_seq_length)  # checks
   return config
+
+
+def checkpoint_hidden_size(init_from: str) -> int | None:
+  """The hidden size in the checkpoint's config (None when it cannot be read: the load that
+  follows reports the problem)."""
+  directory = init_from if os.path.isdir(init_from) else os.path.dirname(init_from)
+  for name in ("config.json", "albert_config.json"):  # local checkpoints; Hub ids: released sizes
+    path = os.path.join(directory, name)
+    if init_from and os.path.isfile(path):
+      try:
+        return int(af.AlbertConfig.from_json_file(path).hidden_size)
+      except (ValueError, KeyError, TypeError) as e:  # the checkpoint load names it better
+        log.warning("could not read the hidden size from %s (%s): published defaults", path, e)
+  return None
 
 
 def load_tokenizer(config: ml_collections.ConfigDict) -> Any:
@@ -112,6 +142,8 @@ def make_stats_fn(model, task: Task) -> training.StatsFn:
   (dropout on) or inference mode, then the task's loss terms as (sum, weight) pairs."""
 
   def stats_fn(params, batch, rng, train):
+    if "dropout_seed" in batch:  # runs of several seeds share one compiled step (seeds.py)
+      rng = jax.random.fold_in(rng, batch["dropout_seed"][0])
     outputs = model.apply(
       {"params": params},
       batch["input_ids"],
@@ -159,50 +191,111 @@ def _to_host(tree) -> dict[str, np.ndarray]:
   return {k: np.asarray(v) for k, v in jax.device_get(tree).items()}
 
 
+# Per-position outputs at padding positions: a score no real position has, whatever the
+# padded length, so outputs with and without buckets are equal and no n-best slot goes to padding.
+PADDING_SCORE = -1e9
+
+
 def predict_set(
-  predict_fn, params, eval_set: EvalSet, batch_size: int, mesh
+  predict_fn,
+  params,
+  eval_set: EvalSet,
+  batch_size: int,
+  mesh,
+  buckets: tuple[int, ...] | None = None,
+  sequence_outputs: tuple[str, ...] = (),
+  compiles: buckets_lib.CompileCounter | None = None,
 ) -> dict[str, np.ndarray]:
-  """head_outputs over a whole set, [N, ...] each, in the set's order."""
+  """head_outputs over a whole set, [N, ...] each, in the set's order.
+
+  buckets: rows sorted by length, each batch padded to the smallest bucket that holds it, the
+  outputs written back in the set's order; None: batches in order at full length.
+  sequence_outputs: the per-position outputs [N, seq, ...] (padded back to full length; padding
+  positions hold PADDING_SCORE either way).
+  """
   inputs = {k: eval_set.features[k] for k in MODEL_INPUTS}
   n = num_rows(inputs)
-  parts: list[dict[str, np.ndarray]] = []
-  for batch in eval_batches(inputs, batch_size):
-    real = int(batch.pop("weights").sum())
+  if n == 0:
+    return {}
+  full = inputs["input_ids"].shape[-1]
+  lengths = buckets_lib.row_lengths(inputs)
+  if buckets:
+    plan = buckets_lib.eval_batch_plan(lengths, batch_size, buckets)
+  else:
+    plan = buckets_lib.eval_batch_plan(np.zeros(n, np.int64), batch_size, (full,))
+  merged: dict[str, np.ndarray] = {}
+  for rows, real, width in plan:
+    batch = buckets_lib.trim({k: v[rows] for k, v in inputs.items()}, width)
+    if compiles is not None:
+      compiles.record("predict", batch)
     device_batch = sharding.global_batch(_local_rows(batch, mesh, batch_size), mesh, batch_size)
     out = _to_host(predict_fn(params, device_batch))
-    parts.append({k: v[:real] for k, v in out.items()})
-  if not parts:
-    return {}
-  merged = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-  if any(len(v) != n for v in merged.values()):
-    raise RuntimeError(
-      f"predicted { ({k: len(v) for k, v in merged.items()}) } rows for "
-      f"{n} inputs of {eval_set.name}"
-    )
+    out = buckets_lib.pad_outputs(out, sequence_outputs, full, PADDING_SCORE)
+    for k, v in out.items():
+      if k not in merged:
+        merged[k] = np.zeros((n,) + v.shape[1:], v.dtype)
+      merged[k][rows[:real]] = v[:real]
+  if sequence_outputs:
+    padding = inputs["attention_mask"] == 0  # [N, seq]
+    for k in sequence_outputs:
+      merged[k][padding] = PADDING_SCORE
   return merged
 
 
 def evaluate(
-  task: Task, predict_fn, params, sets: list[EvalSet], config, mesh
+  task: Task,
+  predict_fn,
+  params,
+  sets: list[EvalSet],
+  config,
+  mesh,
+  compiles: buckets_lib.CompileCounter | None = None,
 ) -> tuple[dict[str, float], dict[str, Any]]:
   """("<set>/<metric>" -> value, set name -> predictions)."""
   results, predictions = {}, {}
+  buckets = _buckets(config)
   for eval_set in sets:
-    outputs = predict_set(predict_fn, params, eval_set, config.eval_batch_size, mesh)
+    outputs = predict_set(
+      predict_fn,
+      params,
+      eval_set,
+      config.eval_batch_size,
+      mesh,
+      buckets=buckets,
+      sequence_outputs=task.sequence_outputs,
+      compiles=compiles,
+    )
     scores, predictions[eval_set.name] = task.score(eval_set, outputs)
     results.update({f"{eval_set.name}/{k}": float(v) for k, v in scores.items()})
   return results, predictions
 
 
+def _buckets(config) -> tuple[int, ...] | None:
+  """The run's padded lengths; None when config.length_buckets is empty (today's padding)."""
+  spec = config.get("length_buckets")
+  if spec is not None and len(spec) == 0:
+    return None
+  return buckets_lib.resolve_buckets(spec, config.max_seq_length)
+
+
 # ============================================================================ the loop
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
+def train_and_evaluate(
+  config: ml_collections.ConfigDict, workdir: str, steps: dict[str, Any] | None = None
+) -> dict[str, float]:
   """Fine-tune `config.init_from` on the config's task; returns the final metrics.
 
   Rerunning with the same workdir resumes from checkpoints/latest (the same batches follow).
+  steps: a dict shared by runs of one config that differ only in seed (finetune/seeds.py): the
+  first run puts its jitted steps there, the others reuse them, so they compile once; the seed
+  then reaches the dropout RNG through the batch.
   """
-  config = resolve_config(config)
+  if config.get("seeds") is not None and steps is None:
+    from finetune.seeds import train_seeds  # one process, several seeds
+
+    return train_seeds(config, workdir)
+  config = resolve_config(config, checkpoint_hidden_size(config.get("init_from", "")))
   workdir = os.path.abspath(workdir)
   os.makedirs(workdir, exist_ok=True)
   lead = jax.process_index() == 0
@@ -245,6 +338,20 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     num_rows(train_features),
     {s.name: num_rows(s.features) for s in dev_sets},
   )
+  buckets = _buckets(config)
+  log.info(
+    "hyper-parameters (%s defaults): learning_rate %g, batch_size %d, train_steps %d, "
+    "warmup_steps %d, max_seq_length %d, hidden_dropout_prob %g, seed %d, length buckets %s",
+    config.hyperparameter_defaults,
+    config.learning_rate,
+    config.batch_size,
+    config.train_steps,
+    config.warmup_steps,
+    config.max_seq_length,
+    config.hidden_dropout_prob,
+    config.seed,
+    list(buckets) if buckets else f"none (every batch padded to {config.max_seq_length})",
+  )
 
   # ---------------------------------------------------------------- state and steps
   mesh = sharding.make_mesh(config.mesh.data, config.mesh.fsdp, config.mesh.tensor)
@@ -284,17 +391,28 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     init_params, optimizer, mesh, jax.random.key(config.seed), params=params
   )
   del params
-  train_step = training.make_train_step(
-    make_stats_fn(model, task),
-    task.loss_weights,
-    optimizer,
-    state_shardings,
-    mesh,
-    grad_accum_steps=config.grad_accum_steps,
-    seed=config.seed,
-    learning_rate_fn=schedule,
-  )
-  predict_fn = make_predict_fn(model, task, state_shardings.params, mesh)
+  if steps is None or "train_step" not in steps:
+    train_step = training.make_train_step(
+      make_stats_fn(model, task),
+      task.loss_weights,
+      optimizer,
+      state_shardings,
+      mesh,
+      grad_accum_steps=config.grad_accum_steps,
+      seed=0 if steps is not None else config.seed,  # shared: the seed comes with the batch
+      learning_rate_fn=schedule,
+    )
+    predict_fn = make_predict_fn(model, task, state_shardings.params, mesh)
+    compiles = buckets_lib.CompileCounter()
+    if steps is not None:
+      steps.update(
+        train_step=train_step,
+        predict_fn=predict_fn,
+        compiles=compiles,
+        best_metric=task.best_metric,
+      )
+  else:
+    train_step, predict_fn, compiles = steps["train_step"], steps["predict_fn"], steps["compiles"]
 
   latest = TrainCheckpointManager(os.path.join(workdir, layout.LATEST_CHECKPOINTS), max_to_keep=1)
   best = BestParams(
@@ -318,16 +436,20 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   # ---------------------------------------------------------------- training
   targets = [k for k in train_features if k not in MODEL_INPUTS]
   # The batches are a function of (seed, step): resuming at `start` replays the same sequence.
-  batches = train_batches(
-    {k: train_features[k] for k in list(MODEL_INPUTS) + targets},
-    config.batch_size,
-    seed=config.seed,
-    start_step=start,
-  )
+  columns = {k: train_features[k] for k in list(MODEL_INPUTS) + targets}
+  if buckets is None:
+    batches = train_batches(columns, config.batch_size, seed=config.seed, start_step=start)
+  else:
+    batches = buckets_lib.bucketed_train_batches(
+      columns, config.batch_size, config.seed, buckets, start_step=start
+    )
   with PreemptionGuard() as guard:
     for step in range(start, config.train_steps):
       batch = next(batches)
       batch["weights"] = np.ones((config.batch_size,), np.float32)
+      if steps is not None:
+        batch["dropout_seed"] = np.full((config.batch_size,), config.seed, np.int32)
+      compiles.record("train_step", batch)
       device_batch = sharding.global_batch(
         _local_rows(batch, mesh, config.batch_size), mesh, config.batch_size
       )
@@ -339,7 +461,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         training.check_finite(metrics, done)
         writer.write(done, metrics)
       if done % config.eval_every_steps == 0 or done == config.train_steps:
-        results, _ = evaluate(task, predict_fn, state.params, dev_sets, config, mesh)
+        results, _ = evaluate(task, predict_fn, state.params, dev_sets, config, mesh, compiles)
         writer.write(done, results, split="eval")
         latest.save(done, state, {"next_batch": done})
         best.offer(done, state.params, results)
@@ -357,10 +479,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   final_sets = task.eval_sets(final=True)
   for s in final_sets:
     _check_features(s.features, model.config, s.name)
-  results, predictions = evaluate(task, predict_fn, best_params, final_sets, config, mesh)
+  results, predictions = evaluate(task, predict_fn, best_params, final_sets, config, mesh, compiles)
   results["best_step"] = float(best_step)
-  writer.write(config.train_steps, results, split="final")
+  # jit compiles once per shape: the distinct padded lengths are the run's compilations
+  writer.write(config.train_steps, {**results, **compiles.counts()}, split="final")
   log.info("final results (best step %d): %s", best_step, results)
+  log.info("compilations (one per padded length): %s", compiles.describe())
   if lead:
     prediction_dir = os.path.join(workdir, layout.PREDICTIONS_DIR)
     for s in final_sets:

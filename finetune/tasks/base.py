@@ -42,6 +42,9 @@ class Task(abc.ABC):
   """Base class of the fine-tuning tasks."""
 
   model_class: type[nn.Module]
+  # `head_outputs` with one value per position ([batch, seq, ...]): length-bucketed prediction
+  # pads them back to max_seq_length (padding positions get a very low score).
+  sequence_outputs: tuple[str, ...] = ()
 
   def __init__(self, config: ml_collections.ConfigDict, tokenizer: Any):
     self.config = config

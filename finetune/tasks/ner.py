@@ -128,6 +128,7 @@ class NerTask(Task):
   """CoNLL-2003 NER (or any CoNLL-format tagging with config.entity_types)."""
 
   model_class = af.AlbertForTokenClassification
+  sequence_outputs = ("logits",)
 
   def __init__(self, config, tokenizer):
     super().__init__(config, tokenizer)

@@ -101,6 +101,7 @@ class SquadTask(Task):
   """SQuAD v1.1 / v2.0 question answering."""
 
   model_class = af.AlbertForQuestionAnswering
+  sequence_outputs = ("start_logits", "end_logits")
 
   def __init__(self, config, tokenizer):
     super().__init__(config, tokenizer)

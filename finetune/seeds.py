@@ -1,0 +1,147 @@
+"""Several fine-tunings of one config in one process, one per seed, and their summary.
+
+ALBERT fine-tuning is unstable on small sets (RTE, MRPC, CoLA, STS-B): the paper and the
+original scripts report the best dev result over several runs. `--config.seeds=N` runs seeds
+`config.seed` .. `config.seed + N - 1` (`--config.seeds=3,17,42` runs those), one after the
+other, sharing one set of jitted steps, so the step compiles once per padded length for all of
+them. Outputs in `workdir`:
+
+    seed_<s>/              each run's full workdir (metrics, checkpoints, predictions, model)
+    seeds_summary.json     per metric: mean, std (over runs), best; the runs' results; best seed
+    model/                 the best run's model (highest task.best_metric)
+
+A rerun resumes: finished runs (their eval_results.json exists) are read, not run again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+
+from albert_flax import workdir as layout
+from finetune.data import write_json
+
+log = logging.getLogger(__name__)
+
+SUMMARY_FILE = "seeds_summary.json"
+
+
+def seed_list(seeds: int | Sequence[int], first: int = 0) -> list[int]:
+  """One number N: the N seeds from `first`; several: those seeds."""
+  if isinstance(seeds, int):
+    seeds = (seeds,)
+  seeds = [int(s) for s in seeds]
+  if len(seeds) == 1:
+    if seeds[0] < 1:
+      raise ValueError(f"config.seeds={seeds[0]}: the number of runs must be at least 1")
+    return list(range(first, first + seeds[0]))
+  if len(set(seeds)) != len(seeds):
+    raise ValueError(f"config.seeds {seeds} repeats a seed")
+  return seeds
+
+
+def run_dir(workdir: str, seed: int) -> str:
+  return os.path.join(workdir, f"seed_{seed}")
+
+
+def summarize(runs: dict[int, dict[str, float]], best_metric: str) -> dict[str, Any]:
+  """Mean, standard deviation (population, over runs) and best (highest) of every metric, and
+  the seed whose `best_metric` is highest (the first such seed on ties)."""
+  names = sorted({k for r in runs.values() for k in r if k != "best_step"})
+  metrics = {}
+  for name in names:
+    values = np.array([r[name] for r in runs.values() if name in r], np.float64)
+    metrics[name] = {
+      "mean": float(values.mean()),
+      "std": float(values.std()),
+      "best": float(values.max()),
+    }
+  missing = [s for s, r in runs.items() if best_metric not in r]
+  if missing:
+    raise KeyError(f"runs of seeds {missing} report no {best_metric!r}")
+  best_seed = max(runs, key=lambda s: (runs[s][best_metric], -list(runs).index(s)))
+  return {
+    "seeds": list(runs),
+    "best_metric": best_metric,
+    "best_seed": best_seed,
+    "metrics": metrics,
+    "runs": {str(s): r for s, r in runs.items()},
+  }
+
+
+def train_seeds(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
+  """Run `train_and_evaluate` once per seed of `config.seeds`; returns the best run's results
+  ({} when a run stopped on request: rerun the command to resume)."""
+  from finetune.train import train_and_evaluate  # train.py calls this module
+
+  workdir = os.path.abspath(workdir)
+  seeds = seed_list(config.seeds, int(config.seed))
+  steps: dict[str, Any] = {}  # the jitted steps, shared by the runs
+  runs: dict[int, dict[str, float]] = {}
+  for seed in seeds:
+    directory = run_dir(workdir, seed)
+    done = os.path.join(directory, layout.EVAL_RESULTS_FILE)
+    if os.path.isfile(done):
+      with open(done, encoding="utf-8") as f:
+        runs[seed] = json.load(f)
+      log.info("seed %d already finished in %s", seed, directory)
+      continue
+    run_config = ml_collections.ConfigDict(config.to_dict())
+    run_config.seed = seed
+    run_config.seeds = None
+    log.info("seed %d of %s -> %s", seed, seeds, directory)
+    results = train_and_evaluate(run_config, directory, steps=steps)
+    if not results:
+      return {}  # stopped on request
+    runs[seed] = results
+  best_metric = steps.get("best_metric") or _best_metric(config)
+  summary = summarize(runs, best_metric)
+  if "compiles" in steps:
+    summary["compiles"] = steps["compiles"].counts()
+  best_seed = summary["best_seed"]
+  if jax.process_index() == 0:
+    _copy_tree(os.path.join(run_dir(workdir, best_seed), layout.MODEL_DIR), workdir)
+    write_json(os.path.join(workdir, SUMMARY_FILE), summary)
+  log.info(
+    "%d seeds: best %s = %s (seed %d); %s",
+    len(seeds),
+    best_metric,
+    runs[best_seed][best_metric],
+    best_seed,
+    {
+      k: f"{v['mean']:.4f} +- {v['std']:.4f} (best {v['best']:.4f})"
+      for k, v in summary["metrics"].items()
+    },
+  )
+  return runs[best_seed]
+
+
+def _best_metric(config: ml_collections.ConfigDict) -> str:
+  """The task's best-checkpoint metric, when every run was already finished."""
+  from finetune.tasks import get_task
+  from finetune.train import resolve_config
+
+  return get_task(resolve_config(config), None).best_metric
+
+
+def _copy_tree(source: str, workdir: str) -> None:
+  """The best run's model into workdir/model, replaced in one rename."""
+  target = os.path.join(workdir, layout.MODEL_DIR)
+  tmp = tempfile.mkdtemp(prefix="." + layout.MODEL_DIR + ".", dir=workdir)
+  try:
+    shutil.copytree(source, tmp, dirs_exist_ok=True)
+    if os.path.isdir(target):
+      shutil.rmtree(target)
+    os.replace(tmp, target)
+  except BaseException:
+    shutil.rmtree(tmp, ignore_errors=True)
+    raise
