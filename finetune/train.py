@@ -26,18 +26,18 @@ import tempfile
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
 import albert_flax as af
 from albert_flax import sharding
 from albert_flax import workdir as layout
-from albert_flax.train import optim, training
+from albert_flax.train import training
 from albert_flax.train.checkpoints import PreemptionGuard, TrainCheckpointManager
 from albert_flax.train.metric_writers import MetricWriter
 from finetune.configs.common import PER_TASK_FIELDS
 from finetune.data import MODEL_INPUTS, Features, eval_batches, num_rows, train_batches, write_json
+from finetune.steps import build_steps
 from finetune.tasks import EvalSet, Task, get_task
 
 log = logging.getLogger(__name__)
@@ -268,43 +268,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     raise ValueError(
       f"eval_batch_size {config.eval_batch_size} must be a multiple of the {split} batch shards"
     )
-  optimizer, schedule = optim.create_optimizer(
-    config.optimizer,
-    config.learning_rate,
-    config.train_steps,
-    config.warmup_steps,
-    weight_decay=config.weight_decay,
-    grad_clip_norm=config.grad_clip_norm,
-    b1=config.adam_b1,
-    b2=config.adam_b2,
-    eps=config.adam_eps,
-    bias_correction=config.adam_bias_correction,
-  )
-  dummy = {k: jnp.asarray(v[:1]) for k, v in train_features.items() if k in MODEL_INPUTS}
-
-  def init_params(rng):
-    return model.init(
-      rng,
-      dummy["input_ids"],
-      attention_mask=dummy["attention_mask"],
-      token_type_ids=dummy["token_type_ids"],
-    )["params"]
-
+  # The same builder serves compile-only mode (finetune.steps.compile_program).
+  steps = build_steps(config, model, task, mesh, {k: v[:1] for k, v in train_features.items()})
   state, state_shardings = training.init_train_state(
-    init_params, optimizer, mesh, jax.random.key(config.seed), params=params
+    steps.init_params_fn, steps.optimizer, mesh, jax.random.key(config.seed), params=params
   )
   del params
-  train_step = training.make_train_step(
-    make_stats_fn(model, task),
-    task.loss_weights,
-    optimizer,
-    state_shardings,
-    mesh,
-    grad_accum_steps=config.grad_accum_steps,
-    seed=config.seed,
-    learning_rate_fn=schedule,
-  )
-  predict_fn = make_predict_fn(model, task, state_shardings.params, mesh)
+  train_step, predict_fn = steps.train_step, steps.predict_step
 
   latest = TrainCheckpointManager(os.path.join(workdir, layout.LATEST_CHECKPOINTS), max_to_keep=1)
   best = BestParams(
