@@ -534,23 +534,36 @@ def format_report(report: dict[str, Any]) -> str:
 
 
 def compile_for_topology(
-  config: ml_collections.ConfigDict, build: BuildFn, topology: Topology
+  config: ml_collections.ConfigDict, build: BuildFn, topology: Topology, train_only: bool = False
 ) -> tuple[dict[str, Any], list[StepCompile]]:
-  """Build the program over the slice's devices, compile all its steps, report."""
+  """Build the program over the slice's devices, compile its steps, report.
+
+  The steps after one that does not fit are not compiled (nor any but the train step with
+  `train_only`).
+  """
   program = build(config, topology.devices())
-  results = [compile_job(job, topology.chip.hbm_bytes) for job in program.jobs]
+  results = []
+  for job in program.jobs[: 1 if train_only else None]:
+    results.append(compile_job(job, topology.chip.hbm_bytes))
+    if not results[-1].fits:
+      break  # the train step decides; the others would only take compile time
   return build_report(topology, program, results), results
 
 
-def _suggestions(config: ml_collections.ConfigDict, num_devices: int) -> list[tuple[str, dict]]:
-  """(description, {config key: value}) of changes that lower memory per chip, cheapest first."""
+def _suggestions(
+  config: ml_collections.ConfigDict, report: dict[str, Any]
+) -> list[tuple[str, dict]]:
+  """(description, {config key: value}) of changes that lower memory per chip, cheapest first:
+  remat, a larger fsdp axis (parameters and optimizer state split further), and gradient
+  accumulation (activations of a micro-batch), up to the factor that scaling the compiler's
+  temporaries down linearly says should fit."""
   out = []
   if config.remat != "full":
     out.append((f"remat 'full' (from {config.remat!r})", {"remat": "full"}))
-  data, fsdp, tensor = config.mesh.data, config.mesh.fsdp, config.mesh.tensor
+  devices, fsdp, tensor = report["num_devices"], config.mesh.fsdp, config.mesh.tensor
   for factor in (2, 4, 8):
     new_fsdp = fsdp * factor
-    if new_fsdp * tensor > num_devices or num_devices % (new_fsdp * tensor):
+    if new_fsdp * tensor > devices or devices % (new_fsdp * tensor):
       break
     out.append(
       (
@@ -558,10 +571,18 @@ def _suggestions(config: ml_collections.ConfigDict, num_devices: int) -> list[tu
         {"mesh.fsdp": new_fsdp, "mesh.data": -1},
       )
     )
-  for factor in (2, 4, 8):
-    accum = config.grad_accum_steps * factor
-    out.append((f"grad_accum_steps {accum}", {"grad_accum_steps": accum}))
-  del data
+  b = report["per_device_bytes"]
+  room = 0.9 * report["hbm_bytes_per_device"] - (b["arguments"] or 0)
+  needed = (b["temporaries"] or 0) / room if room > 0 else 2
+  rows = config.batch_size // max(1, devices // tensor)  # rows per batch shard
+  factor = 2
+  while factor <= rows:
+    if rows % factor == 0:
+      accum = config.grad_accum_steps * factor
+      out.append((f"grad_accum_steps {accum}", {"grad_accum_steps": accum}))
+    if factor >= needed:
+      break
+    factor *= 2
   return out
 
 
@@ -603,11 +624,13 @@ def compile_only(
       )
     )
     tried = []
-    for description, changes in _suggestions(config, report["num_devices"]):
+    for description, changes in _suggestions(config, report):
       line = {"change": description, "config": changes}
       if suggest:
         try:
-          candidate, _ = compile_for_topology(_with(config, changes), build, slice_)
+          candidate, _ = compile_for_topology(
+            _with(config, changes), build, slice_, train_only=True
+          )
           line.update(
             fits=candidate["fits"],
             total_bytes=candidate["per_device_bytes"]["total"],
