@@ -225,6 +225,34 @@ def _captured_stderr() -> Iterator[list[str]]:
       lines.extend(text.splitlines())
 
 
+class _LibtpuLog:
+  """What libtpu's compiler logged while in use: libtpu writes its warnings to log files
+  ($TPU_LOG_DIR, default /tmp/tpu_logs, named after the process id), not to stderr."""
+
+  def __init__(self):
+    self.directory = os.environ.get("TPU_LOG_DIR") or "/tmp/tpu_logs"
+    self.start = self._sizes()
+
+  def _sizes(self) -> dict[str, int]:
+    try:
+      names = os.listdir(self.directory)
+    except OSError:
+      return {}
+    suffix = f".{os.getpid()}"
+    paths = [
+      os.path.join(self.directory, n) for n in names if n.endswith(suffix) and ".WARNING." in n
+    ]
+    return {p: os.path.getsize(p) for p in paths if os.path.isfile(p)}
+
+  def new_lines(self) -> list[str]:
+    lines = []
+    for path, size in self._sizes().items():
+      with open(path, "rb") as f:
+        f.seek(self.start.get(path, 0) if self.start.get(path, 0) <= size else 0)
+        lines += f.read().decode("utf-8", "replace").splitlines()
+    return lines
+
+
 # Compiler messages that cost speed or memory at scale (XLA's log lines contain them).
 _WARNING_PATTERNS = (
   "Involuntary full rematerialization",
@@ -381,6 +409,7 @@ def compile_job(job: CompileJob, hbm_bytes: int) -> StepCompile:
   """AOT-compile one step; an out-of-memory refusal is a result (fits=False), not an error."""
   start = time.perf_counter()
   arguments = sharded_bytes(job.args)
+  libtpu_log = _LibtpuLog()
   with _captured_stderr() as log_lines:
     try:
       compiled = job.step.lower(*job.args).compile()
@@ -390,7 +419,7 @@ def compile_job(job: CompileJob, hbm_bytes: int) -> StepCompile:
         raise
       compiled, error = None, str(e)
   seconds = time.perf_counter() - start
-  warnings = _compiler_warnings(log_lines)
+  warnings = _compiler_warnings(log_lines + libtpu_log.new_lines())
   if compiled is None:
     figures = _out_of_memory_figures(error)
     temporaries = figures.get("temporaries")
