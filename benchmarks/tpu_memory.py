@@ -2,7 +2,7 @@
 compiler itself (compile-only: libtpu on this CPU machine, no TPU; see docs/tpu.md).
 
     python benchmarks/tpu_memory.py --rows=base:512:v4-64,xxlarge:512:v4-512 [--search]
-        [--max-batch] [--json=out.json] [--embedding-rule=fsdp]
+        [--max-batch] [--json=out.json] [--embedding-rule=fsdp] [--batch=N] [--mesh=D,F,T]
 
 A row is SIZE:SEQ:SLICE (SIZE = a pretrain/configs/ file: base, large, xlarge, xxlarge), at the
 paper's batch 4096 with 20 predictions. Each row compiles the config's train step as shipped and
@@ -69,7 +69,8 @@ def _summary(report: dict) -> str:
   return (
     f"{'fits' if report['fits'] else 'NO'} {gib:.1f} GiB, mesh {mesh}, remat {report['remat']}, "
     f"{report['examples_per_second_at_50pct']:.0f} ex/s at 50%, collectives: {coll or '-'}, "
-    f"compile {report['compile_seconds'].get('train_step', 0)} s"
+    f"compile {report['compile_seconds'].get('train_step', 0)} s, "
+    f"{sum('rematerialization' in w for w in report['warnings'])} remat warnings"
   )
 
 
@@ -79,6 +80,11 @@ def main() -> None:
   p.add_argument("--search", action="store_true")
   p.add_argument("--max-batch", action="store_true")
   p.add_argument("--embedding-rule", default=None, choices=["fsdp"])
+  p.add_argument("--batch", type=int, default=4096, help="global batch (default: the paper's)")
+  p.add_argument("--mesh", default=None, help="DATA,FSDP,TENSOR instead of the config's")
+  p.add_argument(
+    "--remat", default=None, choices=REMAT_BY_RECOMPUTE, help="instead of the config's"
+  )
   p.add_argument("--json", default=None)
   args = p.parse_args()
   if args.embedding_rule:
@@ -88,7 +94,11 @@ def main() -> None:
   for row in args.rows.split(","):
     size, seq, name = row.split(":")
     topology = aot.parse_topology(name)
-    config = config_for(size, int(seq))
+    config = config_for(size, int(seq), args.batch)
+    if args.remat:
+      config.remat = args.remat
+    if args.mesh:
+      config.mesh.data, config.mesh.fsdp, config.mesh.tensor = map(int, args.mesh.split(","))
     report = compile_row(config, topology)
     print(f"{size} S={seq} {name} ({topology.name}) shipped: {_summary(report)}", flush=True)
     entry = {"row": row, "shipped": report}
