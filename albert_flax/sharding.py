@@ -27,8 +27,13 @@ MESH_AXES = ("data", "fsdp", "tensor")
 BATCH_AXES = ("data", "fsdp")
 
 # Logical axis name -> mesh axis (or axes, or None = replicated). Order matters: flax gives each
-# mesh axis to the first logical axis of an array that claims it, so for the embedding projection
-# [embedding, hidden] "hidden" takes "fsdp" and "embedding" stays whole.
+# mesh axis to the first logical axis of an array that claims it.
+# "embedding" (E = 128) stays whole: the word table [vocab, E] is split over "tensor" by vocabulary
+# only. Splitting E over "fsdp" too made the token gather's output (E split over fsdp) clash with
+# the batch split (also over fsdp): XLA then replicated the gather ("Involuntary full
+# rematerialization") and all-gathered the table every step. Whole, the table costs V*E*4 bytes
+# (15 MB at V=30000) per tensor shard, and the gather is vocabulary-parallel (masked local lookups,
+# one all-reduce of [batch, seq, E] over "tensor").
 LOGICAL_RULES: tuple[tuple[str, Any], ...] = (
   # activations
   ("activation_batch", BATCH_AXES),
@@ -42,7 +47,7 @@ LOGICAL_RULES: tuple[tuple[str, Any], ...] = (
   ("pooler_out", "tensor"),
   # ... and FSDP over the model width
   ("hidden", "fsdp"),
-  ("embedding", "fsdp"),
+  ("embedding", None),  # see above
   ("positions", None),
   ("token_types", None),
   ("classes", None),
@@ -86,15 +91,68 @@ def make_mesh(
 ) -> Mesh:
   """A ("data", "fsdp", "tensor") mesh over `devices` (default: all devices of all processes).
 
-  -1 for one axis takes the remaining devices. Device order comes from `jax.make_mesh` (topology
-  aware on TPU), so the innermost axis ("tensor") gets the closest devices. Axes are `Auto`: the
-  compiler propagates shardings from the annotated inputs, outputs and constraints.
+  -1 for one axis takes the remaining devices. Axes are `Auto`: the compiler propagates shardings
+  from the annotated inputs, outputs and constraints.
+
+  On TPU the device order is topology aware (`tpu_device_mesh`): the innermost axis ("tensor")
+  gets the closest chips, and with several slices (devices with different `slice_index`) the
+  "data" axis spans the slices, the rest stays inside each slice. Elsewhere (CPU, GPU) the order
+  comes from `jax.make_mesh`.
   """
   devices = list(jax.devices() if devices is None else devices)
   shape = resolve_mesh_shape(data, fsdp, tensor, len(devices))
+  if devices[0].platform == "tpu":
+    grid = tpu_device_mesh(shape, devices)
+    return Mesh(grid, MESH_AXES, axis_types=(AxisType.Auto,) * len(MESH_AXES))
   return jax.make_mesh(
     shape, MESH_AXES, axis_types=(AxisType.Auto,) * len(MESH_AXES), devices=devices
   )
+
+
+def tpu_device_mesh(shape: Sequence[int], devices: Sequence[jax.Device]) -> np.ndarray:
+  """TPU devices arranged as a `shape` (data, fsdp, tensor) array for a Mesh.
+
+  jax's mesh utilities map the logical axes onto the torus; when an axis cannot take whole
+  physical axes (e.g. fsdp 8 x tensor 2 on a 4x8x8 v4 torus) they are allowed to split physical
+  axes, which only costs some collective bandwidth, instead of refusing as `jax.make_mesh` does.
+  Several slices: "data" is split as (slices, data / slices), the outer part over the data-center
+  network (a hybrid mesh), so only the data-parallel gradient reduction crosses slices.
+
+  Raises ValueError naming the problem when no arrangement exists.
+  """
+  from jax.experimental import mesh_utils
+
+  shape = tuple(int(s) for s in shape)
+  slices = sorted({getattr(d, "slice_index", 0) for d in devices})
+  cores = {getattr(d, "core_on_chip", 0) for d in devices}
+  kind = devices[0].device_kind
+  if len(cores) > 1 and kind not in ("TPU v2", "TPU v3"):
+    raise ValueError(
+      f"{kind} devices come one per TensorCore here ({len(devices)} devices); meshes need one "
+      "device per chip: for a topology description pass chip_config_name='megacore' "
+      "(albert_flax.train.aot does)"
+    )
+  try:
+    if len(slices) > 1:
+      if shape[0] % len(slices):
+        raise ValueError(
+          f"mesh (data, fsdp, tensor) = {shape}: the data axis must be a multiple of the "
+          f"{len(slices)} slices (it spans them)"
+        )
+      per_slice = (shape[0] // len(slices),) + shape[1:]
+      return mesh_utils.create_hybrid_device_mesh(
+        per_slice, (len(slices), 1, 1), devices, allow_split_physical_axes=True
+      )
+    try:  # whole physical axes per logical axis when possible: the fastest collectives
+      return mesh_utils.create_device_mesh(shape, devices)
+    except (ValueError, NotImplementedError, AssertionError):
+      return mesh_utils.create_device_mesh(shape, devices, allow_split_physical_axes=True)
+  except (NotImplementedError, AssertionError) as e:
+    raise ValueError(
+      f"cannot lay mesh (data, fsdp, tensor) = {shape} onto {len(devices)} {kind} devices in "
+      f"{len(slices)} slice(s): {e}. Choose axis sizes that are products of the slice's torus "
+      "dimensions (powers of 2 on every TPU slice)"
+    ) from e
 
 
 # ------------------------------------------------------------------------------ array shardings

@@ -99,7 +99,7 @@ def train_seeds(config: ml_collections.ConfigDict, workdir: str) -> dict[str, fl
     run_config.seed = seed
     run_config.seeds = None
     log.info("seed %d of %s -> %s", seed, seeds, directory)
-    results = train_and_evaluate(run_config, directory, steps=steps)
+    results = train_and_evaluate(run_config, directory, shared_steps=steps)
     if not results:
       return {}  # stopped on request
     runs[seed] = results

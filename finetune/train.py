@@ -26,14 +26,13 @@ import tempfile
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
 import albert_flax as af
 from albert_flax import sharding
 from albert_flax import workdir as layout
-from albert_flax.train import optim, training
+from albert_flax.train import training
 from albert_flax.train.checkpoints import (
   PreemptionGuard,
   TrainCheckpointManager,
@@ -43,6 +42,7 @@ from albert_flax.train.metric_writers import MetricWriter
 from finetune import buckets as buckets_lib
 from finetune.configs.common import PER_TASK_FIELDS, SMALL_HIDDEN_SIZE, SMALL_MODEL_DEFAULTS
 from finetune.data import MODEL_INPUTS, Features, num_rows, train_batches, write_json
+from finetune.steps import build_steps
 from finetune.tasks import EvalSet, Task, get_task
 
 log = logging.getLogger(__name__)
@@ -282,16 +282,16 @@ def _buckets(config) -> tuple[int, ...] | None:
 
 
 def train_and_evaluate(
-  config: ml_collections.ConfigDict, workdir: str, steps: dict[str, Any] | None = None
+  config: ml_collections.ConfigDict, workdir: str, shared_steps: dict[str, Any] | None = None
 ) -> dict[str, float]:
   """Fine-tune `config.init_from` on the config's task; returns the final metrics.
 
   Rerunning with the same workdir resumes from checkpoints/latest (the same batches follow).
-  steps: a dict shared by runs of one config that differ only in seed (finetune/seeds.py): the
-  first run puts its jitted steps there, the others reuse them, so they compile once; the seed
-  then reaches the dropout RNG through the batch.
+  shared_steps: a dict shared by runs of one config that differ only in seed (finetune/seeds.py):
+  the first run puts its jitted steps there, the others reuse them, so they compile once; the
+  seed then reaches the dropout RNG through the batch.
   """
-  if config.get("seeds") is not None and steps is None:
+  if config.get("seeds") is not None and shared_steps is None:
     from finetune.seeds import train_seeds  # one process, several seeds
 
     return train_seeds(config, workdir)
@@ -365,54 +365,28 @@ def train_and_evaluate(
     raise ValueError(
       f"eval_batch_size {config.eval_batch_size} must be a multiple of the {split} batch shards"
     )
-  optimizer, schedule = optim.create_optimizer(
-    config.optimizer,
-    config.learning_rate,
-    config.train_steps,
-    config.warmup_steps,
-    weight_decay=config.weight_decay,
-    grad_clip_norm=config.grad_clip_norm,
-    b1=config.adam_b1,
-    b2=config.adam_b2,
-    eps=config.adam_eps,
-    bias_correction=config.adam_bias_correction,
-  )
-  dummy = {k: jnp.asarray(v[:1]) for k, v in train_features.items() if k in MODEL_INPUTS}
-
-  def init_params(rng):
-    return model.init(
-      rng,
-      dummy["input_ids"],
-      attention_mask=dummy["attention_mask"],
-      token_type_ids=dummy["token_type_ids"],
-    )["params"]
-
+  # The same builder serves compile-only mode (finetune.steps.compile_program). Runs that differ
+  # only in seed (finetune/seeds.py) share one build through `shared_steps`: the seed then comes
+  # with each batch (dropout_seed), so N seeds compile once.
+  if shared_steps is not None and "steps" in shared_steps:
+    steps, compiles = shared_steps["steps"], shared_steps["compiles"]
+  else:
+    steps = build_steps(
+      config,
+      model,
+      task,
+      mesh,
+      {k: v[:1] for k, v in train_features.items()},
+      train_seed=0 if shared_steps is not None else config.seed,
+    )
+    compiles = buckets_lib.CompileCounter()
+    if shared_steps is not None:
+      shared_steps.update(steps=steps, compiles=compiles, best_metric=task.best_metric)
   state, state_shardings = training.init_train_state(
-    init_params, optimizer, mesh, jax.random.key(config.seed), params=params
+    steps.init_params_fn, steps.optimizer, mesh, jax.random.key(config.seed), params=params
   )
   del params
-  if steps is None or "train_step" not in steps:
-    train_step = training.make_train_step(
-      make_stats_fn(model, task),
-      task.loss_weights,
-      optimizer,
-      state_shardings,
-      mesh,
-      grad_accum_steps=config.grad_accum_steps,
-      seed=0 if steps is not None else config.seed,  # shared: the seed comes with the batch
-      learning_rate_fn=schedule,
-    )
-    predict_fn = make_predict_fn(model, task, state_shardings.params, mesh)
-    compiles = buckets_lib.CompileCounter()
-    if steps is not None:
-      steps.update(
-        train_step=train_step,
-        predict_fn=predict_fn,
-        compiles=compiles,
-        best_metric=task.best_metric,
-      )
-  else:
-    train_step, predict_fn, compiles = steps["train_step"], steps["predict_fn"], steps["compiles"]
+  train_step, predict_fn = steps.train_step, steps.predict_step
 
   latest = TrainCheckpointManager(os.path.join(workdir, layout.LATEST_CHECKPOINTS), max_to_keep=1)
   best = BestParams(
@@ -447,7 +421,7 @@ def train_and_evaluate(
     for step in range(start, config.train_steps):
       batch = next(batches)
       batch["weights"] = np.ones((config.batch_size,), np.float32)
-      if steps is not None:
+      if shared_steps is not None:
         batch["dropout_seed"] = np.full((config.batch_size,), config.seed, np.int32)
       compiles.record("train_step", batch)
       device_batch = sharding.global_batch(

@@ -6,6 +6,10 @@ command resumes from the newest checkpoint in the workdir.
 Several processes: `--jax_distributed` calls `jax.distributed.initialize()` (auto-detected on TPU
 pods and SLURM); `--coordinator_address=HOST:PORT --num_processes=N --process_id=I` set it up by
 hand (on CPU the processes talk through gloo). See pretrain/README.md.
+
+Compile-only (no TPU needed, libtpu installed): `--compile_only --topology=v4-512 [--num_slices=N]
+[--report=FILE.json] [--suggest]` compiles this config's exact steps for that slice and reports
+memory per chip, collectives and estimated speed (docs/tpu.md); exit status 1 when it does not fit.
 """
 
 import logging
@@ -53,10 +57,17 @@ _DISTRIBUTED = flags.DEFINE_bool(
 _COORDINATOR = flags.DEFINE_string("coordinator_address", None, "HOST:PORT of process 0.")
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Number of processes.")
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index.")
+from albert_flax.train import aot  # noqa: E402
+
+_AOT = aot.define_flags()
 
 
 def main(argv):
   del argv
+  if _AOT.compile_only.value:
+    from pretrain import steps
+
+    sys.exit(_AOT.run(_CONFIG.value, steps.compile_program))
   import jax
 
   if _COORDINATOR.value:

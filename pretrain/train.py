@@ -23,7 +23,6 @@ import time
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
@@ -34,6 +33,7 @@ from albert_flax.train import losses, optim, training
 from albert_flax.train.checkpoints import PreemptionGuard, TrainCheckpointManager
 from albert_flax.train.metric_writers import MetricWriter
 from pretrain import data as data_lib
+from pretrain.steps import build_steps
 
 log = logging.getLogger(__name__)
 
@@ -357,53 +357,29 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     model.config,
   )
 
-  # ----------------------------------------------------------------- state
-  optimizer, schedule = optim.create_optimizer(
-    config.optimizer,
-    config.learning_rate,
-    config.num_train_steps,
-    config.warmup_steps,
-    config.weight_decay,
-    config.grad_clip_norm,
-    bias_correction=config.adam_bias_correction,
-  )
-  dummy = jnp.zeros((1, config.max_seq_length), jnp.int32)
-  dummy_positions = jnp.zeros((1, config.max_predictions_per_seq), jnp.int32)
-
-  def init_params_fn(rng):
-    return model.init(rng, dummy, masked_positions=dummy_positions)["params"]
-
+  # ----------------------------------------------------------------- state and steps
+  # The same builder serves compile-only mode (pretrain.steps.compile_program).
+  steps = build_steps(config, model, mesh)
+  train_step, eval_step = steps.train_step, steps.eval_step
   checkpoints = TrainCheckpointManager(
     os.path.join(workdir, CHECKPOINTS_DIR), max_to_keep=config.checkpoint_max_to_keep
   )
-  rng = jax.random.key(config.seed)
   restored = None
   if checkpoints.latest_step() is not None:
-    abstract, shardings = training.abstract_train_state(init_params_fn, optimizer, mesh, rng)
-    restored = checkpoints.restore(training.abstract_with_shardings(abstract, shardings))
+    restored = checkpoints.restore(
+      training.abstract_with_shardings(steps.abstract_state, steps.state_shardings)
+    )
   if restored is not None:
     state, data_state, step = restored
     log.info("resumed from the checkpoint at step %d", step)
   else:
-    state, shardings = training.init_train_state(
-      init_params_fn, optimizer, mesh, rng, params=init_params
+    state, _ = training.init_train_state(
+      steps.init_params_fn, steps.optimizer, mesh, jax.random.key(config.seed), params=init_params
     )
     data_state, step = None, 0
   del init_params
 
-  # ----------------------------------------------------------------- steps and data
-  stats_fn = losses.pretraining_stats_fn(model)
-  train_step = training.make_train_step(
-    stats_fn,
-    losses.pretraining_loss_weights,
-    optimizer,
-    shardings,
-    mesh,
-    grad_accum_steps=config.grad_accum_steps,
-    seed=config.seed,
-    learning_rate_fn=schedule,
-  )
-  eval_step = training.make_eval_step(stats_fn, shardings.params, mesh)
+  # ----------------------------------------------------------------- data
   train_batches = make_batches(
     config, tokenizer, local_batch, (share_index, share_count), evaluation=False, state=data_state
   )

@@ -1,7 +1,10 @@
 """ALBERT-base (v2 sizes: L12 H768 E128, 11.7M parameters) with the paper's recipe.
 
 Batch 4096 x 512 tokens, 20 predictions per sequence, LAMB lr 0.00176, 3125 warm-up steps,
-125k steps, bf16 compute with float32 parameters. On a TPU pod slice (workdir and data on a
+125k steps, bf16 compute with float32 parameters. remat "full": without it the step needs
+76.7 GiB per chip on a v4-64 (32 GiB HBM); with it 6.3 GiB (the TPU compiler's figures:
+`python -m pretrain --config=pretrain/configs/base.py --compile_only --topology=v4-64`,
+benchmarks/RESULTS.md). On a TPU pod slice (workdir and data on a
 filesystem every host sees; see pretrain/README.md):
 
     gcloud compute tpus tpu-vm create albert --zone=us-central2-b --accelerator-type=v4-64 \
@@ -21,4 +24,5 @@ from pretrain.configs import common
 def get_config():
   c = common.get_config()
   c.model = "base-v2"
+  c.remat = "full"  # see the docstring: remat "none" does not fit a v4-64 at batch 4096 x 512
   return c

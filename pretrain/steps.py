@@ -1,0 +1,149 @@
+"""The pretraining steps, built by one function for the training run and for compile-only mode.
+
+`build_steps(config, model, mesh)` makes the optimizer, the train state's shapes and shardings,
+and the jitted train and eval steps; `train.train_and_evaluate` runs them, and
+`compile_program` (for `python -m pretrain --compile_only --topology=...`) hands the very same
+steps, with abstract arguments, to the TPU compiler (`albert_flax.train.aot`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from jax.sharding import Mesh
+
+import albert_flax as af
+from albert_flax import sharding
+from albert_flax.flops import model_flops_per_step
+from albert_flax.train import aot, losses, optim, training
+
+
+@dataclasses.dataclass
+class PretrainingSteps:
+  """Everything the loop needs besides data: the optimizer, the state's layout, the steps."""
+
+  optimizer: optax.GradientTransformation
+  schedule: Callable[[Any], Any]
+  init_params_fn: Callable[[jax.Array], Any]  # rng -> boxed params (for shapes and axis names)
+  abstract_state: training.TrainState  # ShapeDtypeStructs
+  state_shardings: training.TrainState
+  train_step: training.MeshFunction  # (state, batch) -> (state, metrics)
+  eval_step: training.MeshFunction  # (params, batch) -> stats
+
+
+def batch_shapes(config: ml_collections.ConfigDict) -> dict[str, tuple[tuple[int, ...], Any]]:
+  """name -> (global shape, dtype) of a training batch, as `pretrain.data` makes them."""
+  b, s, p = config.batch_size, config.max_seq_length, config.max_predictions_per_seq
+  return {
+    "input_ids": ((b, s), np.int32),
+    "attention_mask": ((b, s), np.int32),
+    "token_type_ids": ((b, s), np.int32),
+    "masked_lm_positions": ((b, p), np.int32),
+    "masked_lm_ids": ((b, p), np.int32),
+    "masked_lm_weights": ((b, p), np.float32),
+    "sentence_order_label": ((b,), np.int32),
+  }
+
+
+def build_steps(config: ml_collections.ConfigDict, model: Any, mesh: Mesh) -> PretrainingSteps:
+  """The optimizer, state layout and jitted steps of `config` for `model` on `mesh`.
+
+  Computes nothing: the state's shapes come from `jax.eval_shape`.
+  """
+  optimizer, schedule = optim.create_optimizer(
+    config.optimizer,
+    config.learning_rate,
+    config.num_train_steps,
+    config.warmup_steps,
+    config.weight_decay,
+    config.grad_clip_norm,
+    bias_correction=config.adam_bias_correction,
+  )
+  dummy = jnp.zeros((1, config.max_seq_length), jnp.int32)
+  dummy_positions = jnp.zeros((1, config.max_predictions_per_seq), jnp.int32)
+
+  def init_params_fn(rng):
+    return model.init(rng, dummy, masked_positions=dummy_positions)["params"]
+
+  abstract, shardings = training.abstract_train_state(
+    init_params_fn, optimizer, mesh, jax.random.key(config.seed)
+  )
+  stats_fn = losses.pretraining_stats_fn(model)
+  train_step = training.make_train_step(
+    stats_fn,
+    losses.pretraining_loss_weights,
+    optimizer,
+    shardings,
+    mesh,
+    grad_accum_steps=config.grad_accum_steps,
+    seed=config.seed,
+    learning_rate_fn=schedule,
+  )
+  eval_step = training.make_eval_step(stats_fn, shardings.params, mesh)
+  return PretrainingSteps(
+    optimizer, schedule, init_params_fn, abstract, shardings, train_step, eval_step
+  )
+
+
+# ================================================================================ compile only
+
+
+def model_for_shapes(config: ml_collections.ConfigDict) -> af.AlbertForPreTraining:
+  """The model the run would build, from config files only (no weights, no tokenizer).
+
+  `init_from` may name a preset ("base-v2") or a checkpoint (its config.json is read); without
+  it, `config.model` with the tokenizer's configured vocabulary size.
+  """
+  overrides = {k: v for k, v in config.model_overrides.to_dict().items() if v is not None}
+  overrides.update(dtype=config.dtype, param_dtype=config.param_dtype, remat=config.remat)
+  if config.init_from in af.AlbertConfig.preset_names():
+    model_config = af.AlbertConfig.preset(config.init_from, **overrides)
+  elif config.init_from:
+    model_config = af.AlbertConfig.from_pretrained(config.init_from).replace(**overrides)
+  else:
+    model_config = af.AlbertConfig.preset(
+      config.model, vocab_size=config.tokenizer.vocab_size, **overrides
+    )
+  return af.AlbertForPreTraining(model_config)
+
+
+def compile_program(
+  config: ml_collections.ConfigDict, devices: Sequence[jax.Device]
+) -> aot.Program:
+  """The train and eval steps of `config` over `devices`, with abstract arguments."""
+  from pretrain.train import validate_config  # the run's own checks
+
+  validate_config(config)
+  model = model_for_shapes(config)
+  mesh = sharding.make_mesh(config.mesh.data, config.mesh.fsdp, config.mesh.tensor, devices)
+  split = sharding.batch_split(mesh) * config.grad_accum_steps
+  if config.batch_size % split:
+    raise ValueError(
+      f"batch_size {config.batch_size} must be divisible by grad_accum_steps x data x fsdp = "
+      f"{split} (mesh {dict(mesh.shape)})"
+    )
+  steps = build_steps(config, model, mesh)
+  state = training.abstract_with_shardings(steps.abstract_state, steps.state_shardings)
+  batch = {
+    name: jax.ShapeDtypeStruct(shape, dtype, sharding=sharding.batch_sharding(mesh, len(shape)))
+    for name, (shape, dtype) in batch_shapes(config).items()
+  }
+  flops = model_flops_per_step(
+    model.config, config.batch_size, config.max_seq_length, config.max_predictions_per_seq
+  )
+  return aot.Program(
+    mesh,
+    [
+      aot.CompileJob("train_step", steps.train_step, (state, batch)),
+      aot.CompileJob("eval_step", steps.eval_step, (state.params, batch)),
+    ],
+    config.batch_size,
+    flops,
+  )
