@@ -9,6 +9,10 @@ from __future__ import annotations
 import os
 
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")  # before jax
+# The test extras install libtpu (for the TPU compiler's compile-only tests, which build their
+# devices from a topology and need no TPU backend). Without this every jax process, and every
+# process of a multi-process test, would first try to open a TPU and contend for libtpu's lock.
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 import functools
 
