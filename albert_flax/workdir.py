@@ -28,6 +28,7 @@ when they resume, and by users. Their names live here only; everything else impo
       model/                          MODEL_DIR: the fine-tuned model (a saved model, above)
       hf/                             HF_EXPORT_DIR: the same in transformers' format
       metrics.jsonl, tensorboard/
+      seed_<s>/, seeds_summary.json   SEED_RUN_DIR, SEEDS_SUMMARY_FILE: --config.seeds=N runs
 """
 
 from __future__ import annotations
@@ -50,3 +51,5 @@ EVAL_RESULTS_FILE = "eval_results.json"
 PREDICTIONS_DIR = "predictions"
 MODEL_DIR = "model"
 HF_EXPORT_DIR = "hf"
+SEEDS_SUMMARY_FILE = "seeds_summary.json"  # --config.seeds=N: mean, std, best over the runs
+SEED_RUN_DIR = "seed_{seed}"  # one fine-tuning workdir per seed

@@ -32,7 +32,7 @@ from finetune.data import write_json
 
 log = logging.getLogger(__name__)
 
-SUMMARY_FILE = "seeds_summary.json"
+SUMMARY_FILE = layout.SEEDS_SUMMARY_FILE
 
 
 def seed_list(seeds: int | Sequence[int], first: int = 0) -> list[int]:
@@ -50,7 +50,7 @@ def seed_list(seeds: int | Sequence[int], first: int = 0) -> list[int]:
 
 
 def run_dir(workdir: str, seed: int) -> str:
-  return os.path.join(workdir, f"seed_{seed}")
+  return os.path.join(workdir, layout.SEED_RUN_DIR.format(seed=seed))
 
 
 def summarize(runs: dict[int, dict[str, float]], best_metric: str) -> dict[str, Any]:
