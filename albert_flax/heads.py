@@ -192,7 +192,8 @@ class AlbertMLMHead(nn.Module):
     """hidden: [..., H] -> logits [..., V] float32."""
     cfg = self.config
     x = dense(cfg, cfg.embedding_size, ("hidden", "embedding"), "dense")(hidden)
-    x = layer_norm(cfg, "LayerNorm")(activation_fn(cfg.hidden_act)(x))
+    # The activation in float32 (a no-op cast in float32), as in the layers.
+    x = layer_norm(cfg, "LayerNorm")(activation_fn(cfg.hidden_act)(x.astype(jnp.float32)))
     bias = self.param("bias", _zeros(("vocab",)), (cfg.vocab_size,), cfg.parameter_dtype)
     return albert.embeddings.attend(x) + jnp.asarray(bias, jnp.float32)
 

@@ -29,6 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from albert_flax import precision
 from albert_flax.config import AlbertConfig
 
 Array = jax.Array
@@ -94,11 +95,39 @@ def _zeros(axes: tuple[str | None, ...]):
   return nn.with_logical_partitioning(nn.initializers.zeros_init(), axes)
 
 
+class Dense(nn.Module):
+  """y = x @ kernel + bias with the parameters of `nn.Dense` ("kernel" [in, out], "bias" [out]).
+
+  The GEMM takes compute-dtype operands and accumulates in float32 (`precision.dense_matmul`,
+  whose backward GEMMs do the same); the bias is added in float32 and the result cast to the
+  compute dtype. Inside a scanned group called through `precision.with_compute_copies` the
+  compute-dtype kernel comes from that collection (cast once per step, outside the loop).
+  """
+
+  features: int
+  dtype: Any = jnp.float32
+  param_dtype: Any = jnp.float32
+  kernel_init: Callable[..., Array] = nn.initializers.lecun_normal()
+  bias_init: Callable[..., Array] = nn.initializers.zeros_init()
+
+  @nn.compact
+  def __call__(self, x: Array) -> Array:
+    """[..., in] -> [..., features] in `dtype`."""
+    kernel = self.param("kernel", self.kernel_init, (x.shape[-1], self.features), self.param_dtype)
+    bias = self.param("bias", self.bias_init, (self.features,), self.param_dtype)
+    if self.has_variable(precision.COMPUTE_COPIES, "kernel"):
+      kernel_copy = self.get_variable(precision.COMPUTE_COPIES, "kernel")
+    else:
+      kernel_copy = jnp.asarray(kernel, self.dtype)
+    y = precision.dense_matmul(jnp.asarray(x, self.dtype), kernel_copy, kernel)
+    return (y + jnp.asarray(bias, jnp.float32)).astype(self.dtype)
+
+
 def dense(
   config: AlbertConfig, features: int, axes: tuple[str | None, str | None], name: str
-) -> nn.Dense:
+) -> Dense:
   """A Dense layer with ALBERT's init, the config's dtypes and logical axis names [in, out]."""
-  return nn.Dense(
+  return Dense(
     features,
     dtype=config.compute_dtype,
     param_dtype=config.parameter_dtype,
@@ -244,12 +273,9 @@ class AlbertEmbeddings(nn.Module):
   def attend(self, x: Array) -> Array:
     """Tied decoder: [..., E] -> [..., V] logits in float32 (matmul in the compute dtype)."""
     table = jnp.asarray(self.word_embeddings.embedding, self.config.compute_dtype)
-    return jnp.einsum(
-      "...e,ve->...v",
-      x.astype(self.config.compute_dtype),
-      table,
-      preferred_element_type=jnp.float32,
-    )
+    rows = x.reshape(-1, x.shape[-1]).astype(self.config.compute_dtype)
+    logits = precision.einsum_f32("ne,ve->nv", rows, table)
+    return logits.reshape(*x.shape[:-1], table.shape[0])
 
 
 # --------------------------------------------------------------------------- the shared layer
@@ -279,15 +305,29 @@ class AlbertAttention(nn.Module):
     dropout_active = cfg.attention_probs_dropout_prob > 0.0 and not deterministic
     impl = cfg.attention_implementation
     probs = None
-    # Fused attention kernels never materialize the probabilities: asking for them takes einsum.
-    if impl == "einsum" or (impl == "auto" and dropout_active) or output_attentions:
+    # In a low-precision compute dtype "auto" takes the explicit path as well (except on GPU,
+    # where jax.nn.dot_product_attention can run cuDNN's fused kernel): its GEMMs run with
+    # float32 accumulation in both directions, where XLA's lowering of dot_product_attention
+    # leaves the PV product and the backward GEMMs to float32. Fused attention kernels never
+    # materialize the probabilities: asking for them takes the explicit path too.
+    explicit = (
+      impl == "einsum"
+      or output_attentions
+      or (
+        impl == "auto"
+        and (
+          dropout_active or (cfg.compute_dtype != jnp.float32 and jax.default_backend() != "gpu")
+        )
+      )
+    )
+    if explicit:
       # Scores and softmax in float32; probabilities back to the compute dtype for the PV matmul.
-      scores = jnp.einsum("bqnd,bknd->bnqk", query, key, preferred_element_type=jnp.float32)
+      scores = precision.einsum_f32("bqnd,bknd->bnqk", query, key)
       scores = scores / np.sqrt(head_dim).astype(np.float32)
       scores = jnp.where(mask, scores, jnp.finfo(jnp.float32).min)
-      probs = jax.nn.softmax(scores, axis=-1)
+      probs = precision.softmax_to(scores, value.dtype)
       probs = nn.Dropout(cfg.attention_probs_dropout_prob)(probs, deterministic=deterministic)
-      context = jnp.einsum("bnqk,bknd->bqnd", probs.astype(value.dtype), value)
+      context = precision.einsum_f32("bnqk,bknd->bqnd", probs, value).astype(value.dtype)
     else:
       if dropout_active:
         raise ValueError(
@@ -300,8 +340,38 @@ class AlbertAttention(nn.Module):
     context = context.reshape(batch, seq, cfg.hidden_size)
     projected = dense(cfg, cfg.hidden_size, ("joined_kv", "hidden"), "dense")(context)
     projected = nn.Dropout(cfg.hidden_dropout_prob)(projected, deterministic=deterministic)
-    out = layer_norm(cfg, "LayerNorm")(hidden.astype(jnp.float32) + projected.astype(jnp.float32))
+    # Float32 out: the FFN's residual. Rounding it to bf16 as well moved the bf16 model's logits
+    # further from float32's (relative error 0.0065 against 0.0060 before issue 15; 0.0056 so).
+    out = add_and_norm(self, cfg, "LayerNorm", hidden, projected, out_dtype=jnp.float32)
     return out, (probs if output_attentions else None)
+
+
+def _norm_of_sum(
+  module: nn.Module, config: AlbertConfig, name: str, out_dtype: Any, residual, delta
+) -> Array:
+  total = residual.astype(jnp.float32) + delta.astype(jnp.float32)
+  return layer_norm(config, name)(total).astype(out_dtype)
+
+
+def add_and_norm(
+  module: nn.Module,
+  config: AlbertConfig,
+  name: str,
+  residual: Array,
+  delta: Array,
+  out_dtype: Any = None,
+) -> Array:
+  """LayerNorm `name` (a child of `module`) of residual + delta, both [batch, seq, H].
+
+  Sum and statistics in float32, the result in `out_dtype` (default: the compute dtype). In a
+  low-precision compute dtype the norm is recomputed in the backward pass, so what the layer
+  keeps for it is its two inputs as they are, not float32 intermediates of the activation.
+  """
+  out_dtype = jnp.dtype(out_dtype or config.compute_dtype)
+  if config.compute_dtype == jnp.float32:
+    return _norm_of_sum(module, config, name, out_dtype, residual, delta)
+  recomputed = nn.remat(_norm_of_sum, prevent_cse=False, static_argnums=(1, 2, 3))
+  return recomputed(module, config, name, out_dtype, residual, delta)
 
 
 class AlbertLayer(nn.Module):
@@ -321,12 +391,21 @@ class AlbertLayer(nn.Module):
     )
     x = dense(cfg, cfg.intermediate_size, ("hidden", "mlp"), "ffn")(attention_out)
     x = constrain(
-      activation_fn(cfg.hidden_act)(x), ("activation_batch", "activation_length", "activation_mlp")
+      _activation_in_float32(cfg, x), ("activation_batch", "activation_length", "activation_mlp")
     )
     x = dense(cfg, cfg.hidden_size, ("mlp", "hidden"), "ffn_output")(x)
     x = nn.Dropout(cfg.hidden_dropout_prob)(x, deterministic=deterministic)
-    out = layer_norm(cfg, "full_layer_layer_norm")(x.astype(jnp.float32) + attention_out)
-    return out.astype(cfg.compute_dtype), probs
+    return add_and_norm(self, cfg, "full_layer_layer_norm", attention_out, x), probs
+
+
+def _activation_in_float32(config: AlbertConfig, x: Array) -> Array:
+  """The FFN activation of compute-dtype `x` [..., I], computed in float32, returned in the
+  compute dtype. In a low-precision dtype it is recomputed in the backward pass, so only `x`
+  (compute dtype) is kept for it, not float32 intermediates of [batch, seq, I]."""
+  act = activation_fn(config.hidden_act)
+  if x.dtype == jnp.float32:
+    return act(x)
+  return jax.checkpoint(lambda v: act(v.astype(jnp.float32)).astype(v.dtype), prevent_cse=False)(x)
 
 
 class AlbertLayerGroup(nn.Module):
@@ -412,11 +491,19 @@ class AlbertTransformer(nn.Module):
       if cfg.scan_layers:
         scanned = nn.scan(
           group_cls,
-          variable_broadcast="params",
+          variable_broadcast=("params", precision.COMPUTE_COPIES),
           split_rngs={"params": False, "dropout": True},
           in_axes=(nn.broadcast, nn.broadcast),
           length=steps,
         )
+        if cfg.compute_dtype != cfg.parameter_dtype and not self.is_initializing():
+          # Loop-invariant work out of the loop: the group's kernels are cast to the compute
+          # dtype here, once per call, and broadcast into every step beside the parameters.
+          scanned = nn.map_variables(
+            scanned,
+            ("params", precision.COMPUTE_COPIES),
+            trans_in_fn=functools.partial(precision.with_compute_copies, dtype=cfg.compute_dtype),
+          )
         hidden, (step_hidden, step_attentions) = scanned(
           cfg, output_hidden_states, output_attentions, name=name
         )(hidden, mask, deterministic)

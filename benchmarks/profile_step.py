@@ -66,6 +66,29 @@ def category(name: str, opcode: str, op_name: str) -> str:
   return f"elementwise {direction}"
 
 
+# Kernel kinds by what XLA names the kernel after (fusions are named by their ops, in order):
+# the first word found decides. "convert" and "dynamic-update-slice" are what a mixed-precision
+# step loses to dtype conversions and to stacking the scan's saved activations (issue 15).
+KERNEL_KINDS = (
+  ("dynamic-update-slice", "dynamic-update-slice"),
+  ("convert", "convert"),
+  ("gemm", "ynn"),
+  ("gemm", "dot"),
+  ("broadcast", "broadcast"),
+  ("copy/transpose/slice", "copy"),
+  ("copy/transpose/slice", "transpose"),
+  ("copy/transpose/slice", "slice"),
+)
+
+
+def kernel_kind(name: str, opcode: str) -> str:
+  """What one kernel is, by its name or opcode (KERNEL_KINDS), else "other"."""
+  for kind, word in KERNEL_KINDS:
+    if word in name or word in opcode:
+      return kind
+  return "other"
+
+
 def parse_args(argv=None) -> argparse.Namespace:
   p = argparse.ArgumentParser(
     description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -113,6 +136,7 @@ def main(argv=None) -> dict[str, float]:
 
   by_group: collections.Counter = collections.Counter()
   by_kernel: collections.Counter = collections.Counter()
+  by_kind: collections.Counter = collections.Counter()
   for plane in profile.planes:
     for line in plane.lines:
       for event in line.events:
@@ -121,6 +145,7 @@ def main(argv=None) -> dict[str, float]:
         opcode, op_name = table[event.name]
         group = category(event.name, opcode, op_name)
         by_group[group] += event.duration_ns
+        by_kind[kernel_kind(event.name, opcode)] += event.duration_ns
         by_kernel[(group, event.name, op_name[-80:])] += event.duration_ns
   total = sum(by_group.values())
   if not total:
@@ -132,6 +157,9 @@ def main(argv=None) -> dict[str, float]:
   )
   for group, ns in by_group.most_common():
     print(f"  {group:18s} {ns / 1e6:8.0f} ms  {100 * ns / total:5.1f}%")
+  print("by kernel kind:")
+  for kind, ns in by_kind.most_common():
+    print(f"  {kind:20s} {ns / 1e6:8.0f} ms  {100 * ns / total:5.1f}%")
   print(f"top {args.top} kernels:")
   for (group, name, op_name), ns in by_kernel.most_common(args.top):
     print(f"  {ns / 1e6:7.0f} ms  {group:17s} {name:24s} {op_name}")

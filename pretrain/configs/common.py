@@ -50,7 +50,11 @@ def get_config() -> ml_collections.ConfigDict:
   c.model_overrides = model_overrides()
   c.dtype = "bfloat16"  # compute dtype of the matmuls; params, LayerNorm, softmax, losses: float32
   c.param_dtype = "float32"
-  c.remat = "none"  # "none" | "full" | "dots" | "dots_with_no_batch_dims"
+  # "none" | "full" | "dots" | "dots_with_no_batch_dims". "dots" (save the GEMM outputs, recompute
+  # the rest) by measurement (benchmarks/RESULTS.md, issue 15): base train step on a 2-core AVX2
+  # EPYC, dots / none 1.06x in f32 and 1.07x in bf16 (6.29 vs 6.76 s), 1.4x on a bf16 Xeon
+  # (issue 15), with 0.4x the temp memory (643 vs 1603 MiB). xlarge/xxlarge override with "full".
+  c.remat = "dots"
   # Continue pretraining from any checkpoint af.from_pretrained reads (a workdir, an orbax or HF
   # directory, a TF checkpoint, a hub id). Empty: start from scratch.
   c.init_from = ""

@@ -26,6 +26,9 @@ def get_config():
   )
   c.model_overrides.num_hidden_layers = 2
   c.dtype = "float32"  # bf16 matmuls are emulated (slow) on most CPUs
+  # "dots" by measurement (benchmarks/RESULTS.md, issue 15): tiny f32 train step dots / none
+  # 1.54x [1.15, 2.08] on the 2-core EPYC (1.22x, 1.02 vs 1.25 s, in issue 4's table).
+  c.remat = "dots"
   c.tokenizer.vocab_size = 2000
   c.data.eval_fraction = 0.05
 
