@@ -33,29 +33,6 @@ from albert_flax.modeling import (
 Array = jax.Array
 
 
-# The arguments every single-sequence model's __call__ takes, documented once: `_documented`
-# puts them in place of "{inputs}", "{masked_positions}" and "{deterministic}" in a docstring's
-# Args section (indented for it).
-_ARG_DOCS = {
-  "{inputs}": """input_ids: [batch, seq] integer token ids in [0, vocab_size).
-      attention_mask: [batch, seq], 1 (or any value > 0) = token, 0 = padding; None = all ones.
-      token_type_ids: [batch, seq] integer segment ids in [0, type_vocab_size); None = zeros.
-      position_ids: [batch, seq] integer positions; None = 0 .. seq-1.""",
-  "{masked_positions}": """masked_positions: [batch, P] integer positions in [0, seq) to run the
-        MLM head on (unused slots of the pretraining data hold position 0 with weight 0); None =
-        every position.""",
-  "{deterministic}": """deterministic: True (default) disables dropout; False applies it and needs
-        `rngs={"dropout": key}` in `apply`.""",
-}
-
-
-def _documented(call):
-  """Fill the shared argument docs (`_ARG_DOCS`) into `call`'s docstring."""
-  for placeholder, text in _ARG_DOCS.items():
-    call.__doc__ = call.__doc__.replace(placeholder, text)
-  return call
-
-
 @flax.struct.dataclass
 class AlbertForPreTrainingOutput:
   """What `AlbertForPreTraining` returns (V = config.vocab_size, P = masked positions per row).
@@ -220,7 +197,6 @@ class AlbertModel(nn.Module):
   def setup(self):
     self.albert = AlbertModule(self.config, self.add_pooling_layer)
 
-  @_documented
   def __call__(
     self,
     input_ids,
@@ -234,8 +210,12 @@ class AlbertModel(nn.Module):
     """Run the backbone.
 
     Args:
-      {inputs}
-      {deterministic}
+      input_ids: [batch, seq] integer token ids in [0, vocab_size).
+      attention_mask: [batch, seq], 1 (or any value > 0) = token, 0 = padding; None = all ones.
+      token_type_ids: [batch, seq] integer segment ids in [0, type_vocab_size); None = zeros.
+      position_ids: [batch, seq] integer positions; None = 0 .. seq-1.
+      deterministic: True (default) disables dropout; False applies it and needs
+        `rngs={"dropout": key}` in `apply`.
       output_hidden_states: also return the backbone's per-step hidden states.
       output_attentions: also return every layer's attention probabilities.
 
@@ -266,7 +246,6 @@ class AlbertForPreTraining(nn.Module):
     self.sop_dropout = nn.Dropout(_classifier_dropout(self.config))
     self.sop_classifier = _SOPHead(self.config)
 
-  @_documented
   def __call__(
     self,
     input_ids,
@@ -281,9 +260,15 @@ class AlbertForPreTraining(nn.Module):
     """MLM and SOP logits.
 
     Args:
-      {inputs}
-      {masked_positions}
-      {deterministic}
+      input_ids: [batch, seq] integer token ids in [0, vocab_size).
+      attention_mask: [batch, seq], 1 (or any value > 0) = token, 0 = padding; None = all ones.
+      token_type_ids: [batch, seq] integer segment ids in [0, type_vocab_size); None = zeros.
+      position_ids: [batch, seq] integer positions; None = 0 .. seq-1.
+      masked_positions: [batch, P] integer positions in [0, seq) to run the MLM head on
+        (unused slots of the pretraining data hold position 0 with weight 0); None = every
+        position.
+      deterministic: True (default) disables dropout; False applies it and needs
+        `rngs={"dropout": key}` in `apply`.
         Dropout covers the backbone and the SOP head's classifier dropout.
       output_hidden_states: also return the backbone's per-step hidden states.
       output_attentions: also return every layer's attention probabilities.
@@ -336,7 +321,6 @@ class AlbertForMaskedLM(nn.Module):
     self.albert = AlbertModule(self.config, add_pooling_layer=False)
     self.predictions = AlbertMLMHead(self.config)
 
-  @_documented
   def __call__(
     self,
     input_ids,
@@ -351,9 +335,15 @@ class AlbertForMaskedLM(nn.Module):
     """MLM logits.
 
     Args:
-      {inputs}
-      {masked_positions}
-      {deterministic}
+      input_ids: [batch, seq] integer token ids in [0, vocab_size).
+      attention_mask: [batch, seq], 1 (or any value > 0) = token, 0 = padding; None = all ones.
+      token_type_ids: [batch, seq] integer segment ids in [0, type_vocab_size); None = zeros.
+      position_ids: [batch, seq] integer positions; None = 0 .. seq-1.
+      masked_positions: [batch, P] integer positions in [0, seq) to run the MLM head on
+        (unused slots of the pretraining data hold position 0 with weight 0); None = every
+        position.
+      deterministic: True (default) disables dropout; False applies it and needs
+        `rngs={"dropout": key}` in `apply`.
       output_hidden_states: also return the backbone's per-step hidden states.
       output_attentions: also return every layer's attention probabilities.
 
@@ -383,7 +373,6 @@ class AlbertForSequenceClassification(nn.Module):
   config: AlbertConfig
 
   @nn.compact
-  @_documented
   def __call__(
     self,
     input_ids,
@@ -397,8 +386,12 @@ class AlbertForSequenceClassification(nn.Module):
     """Classify each sequence from the pooled first token.
 
     Args:
-      {inputs}
-      {deterministic}
+      input_ids: [batch, seq] integer token ids in [0, vocab_size).
+      attention_mask: [batch, seq], 1 (or any value > 0) = token, 0 = padding; None = all ones.
+      token_type_ids: [batch, seq] integer segment ids in [0, type_vocab_size); None = zeros.
+      position_ids: [batch, seq] integer positions; None = 0 .. seq-1.
+      deterministic: True (default) disables dropout; False applies it and needs
+        `rngs={"dropout": key}` in `apply`.
         Dropout covers the backbone and the classifier dropout on the pooled output.
       output_hidden_states: also return the backbone's per-step hidden states.
       output_attentions: also return every layer's attention probabilities.
@@ -491,7 +484,6 @@ class AlbertForTokenClassification(nn.Module):
   config: AlbertConfig
 
   @nn.compact
-  @_documented
   def __call__(
     self,
     input_ids,
@@ -505,8 +497,12 @@ class AlbertForTokenClassification(nn.Module):
     """Classify each token.
 
     Args:
-      {inputs}
-      {deterministic}
+      input_ids: [batch, seq] integer token ids in [0, vocab_size).
+      attention_mask: [batch, seq], 1 (or any value > 0) = token, 0 = padding; None = all ones.
+      token_type_ids: [batch, seq] integer segment ids in [0, type_vocab_size); None = zeros.
+      position_ids: [batch, seq] integer positions; None = 0 .. seq-1.
+      deterministic: True (default) disables dropout; False applies it and needs
+        `rngs={"dropout": key}` in `apply`.
         Dropout covers the backbone and the classifier dropout on every hidden state.
       output_hidden_states: also return the backbone's per-step hidden states.
       output_attentions: also return every layer's attention probabilities.
@@ -537,7 +533,6 @@ class AlbertForQuestionAnswering(nn.Module):
   config: AlbertConfig
 
   @nn.compact
-  @_documented
   def __call__(
     self,
     input_ids,
@@ -551,8 +546,12 @@ class AlbertForQuestionAnswering(nn.Module):
     """Span start and end scores for every token.
 
     Args:
-      {inputs}
-      {deterministic}
+      input_ids: [batch, seq] integer token ids in [0, vocab_size).
+      attention_mask: [batch, seq], 1 (or any value > 0) = token, 0 = padding; None = all ones.
+      token_type_ids: [batch, seq] integer segment ids in [0, type_vocab_size); None = zeros.
+      position_ids: [batch, seq] integer positions; None = 0 .. seq-1.
+      deterministic: True (default) disables dropout; False applies it and needs
+        `rngs={"dropout": key}` in `apply`.
         The head itself has no dropout (as in transformers); only the backbone's applies.
       output_hidden_states: also return the backbone's per-step hidden states.
       output_attentions: also return every layer's attention probabilities.
