@@ -6,16 +6,21 @@
 
 Checkpoint layouts read by `from_pretrained(path)`, tried in this order:
   orbax      path/config.json + path/params/         (what save_pretrained(format="orbax") writes)
-  workdir    path/config.json + path/checkpoints/<step>/state/   (a pretraining workdir: an orbax
-             CheckpointManager directory whose item "state" is a pytree with a "params" key holding
-             the unboxed parameter tree; the largest <step> is read, params only)
+  workdir    a pretraining workdir: path/config.json + path/params/ once the run finished; before
+             that (or with `step=`), path/checkpoints/<step>/state/ (an orbax CheckpointManager
+             directory whose item "state" is a pytree with a "params" key holding the unboxed
+             parameter tree; params only). An unfinished run is refused unless `step=N` or
+             `step="latest"` asks for a mid-run checkpoint. A fine-tuning workdir: its model/.
   hf         path/config.json + model.safetensors | pytorch_model.bin | their sharded *.index.json
   tf         path/albert_config.json + path/model.ckpt-<step>.{index,data-*}, or the prefix itself
   hub id     anything else that looks like "owner/name": huggingface_hub.snapshot_download, then hf
 
 Loading rules (every source goes through `_assemble`, in our parameter names):
+  - Without a model class, the class the checkpoint was saved as (config.json "architectures")
+    is built, so a fine-tuned head is never replaced by another; AlbertForPreTraining when the
+    checkpoint does not say.
   - Known ALBERT parts the target model does not have (pooler, MLM head, SOP head, another task's
-    head) are dropped and listed in one INFO log line.
+    head) are dropped and listed in one WARNING log line (trained weights are being discarded).
   - Parts the target needs that the checkpoint lacks (a new task head, a pooler) are initialized
     from `rng` and listed in one WARNING log line. A missing backbone tensor is an error.
   - A task head (`classifier`) saved by a different architecture (config.json "architectures")
@@ -80,8 +85,9 @@ class _Source:
 
 def from_pretrained(
   path: str | os.PathLike,
-  ModelClass: type[nn.Module] | str = AlbertForPreTraining,
+  ModelClass: type[nn.Module] | str | None = None,
   *,
+  step: int | str | None = None,
   dtype: str | None = None,
   param_dtype: str | None = None,
   rng: jax.Array | int = 0,
@@ -92,7 +98,10 @@ def from_pretrained(
 
   Args:
     path: a directory, a TF checkpoint prefix, or a Hugging Face Hub id ("albert/albert-base-v2").
-    ModelClass: one of the model classes (or its name).
+    ModelClass: one of the model classes (or its name); None: the class the checkpoint was saved
+      as (config.json "architectures"), else AlbertForPreTraining.
+    step: a pretraining workdir's checkpoint to read: a step number, or "latest" (the newest that
+      reads back). Needed for a run that has not finished (it has no final model yet).
     dtype, param_dtype: compute / parameter dtype ("float32", "bfloat16"); parameters are cast.
     rng: key or seed for heads the checkpoint lacks.
     ignore_mismatched_heads: re-initialize head tensors whose shape differs from the target's.
@@ -100,13 +109,16 @@ def from_pretrained(
   Returns:
     (model, params): the flax module and its plain (unboxed) parameter tree.
   """
-  model_cls = _model_class(ModelClass)
+  if ModelClass is not None:
+    model_cls = _model_class(ModelClass)
   overrides = dict(head_kwargs)
   if dtype is not None:
     overrides["dtype"] = dtype
   if param_dtype is not None:
     overrides["param_dtype"] = param_dtype
-  source = _open(os.fspath(path))
+  source = _open(os.fspath(path), step)
+  if ModelClass is None:
+    model_cls = MODEL_CLASSES.get(source.architecture or "", AlbertForPreTraining)
   config = source.config.replace(**overrides)
   model = model_cls(config)
   resized = "num_labels" in head_kwargs and head_kwargs["num_labels"] != source.config.num_labels
@@ -128,15 +140,31 @@ def _model_class(model_class) -> type[nn.Module]:
   return model_class
 
 
-def _open(path: str) -> _Source:
+def _open(path: str, step: int | str | None = None) -> _Source:
   """Find out which layout `path` is and read it."""
   if os.path.isdir(path):
     has_config = os.path.isfile(os.path.join(path, CONFIG_NAME))
+    model_dir = os.path.join(path, workdir.MODEL_DIR)
+    if not has_config and os.path.isfile(os.path.join(model_dir, CONFIG_NAME)):
+      return _open(model_dir)  # a fine-tuning workdir: its model
+    has_checkpoints = os.path.isdir(os.path.join(path, WORKDIR_CHECKPOINTS))
+    if has_config and has_checkpoints and step is not None:
+      return _open_workdir_step(path, step)
+    if step is not None:
+      raise ValueError(f"step={step!r}: {path} is not a pretraining workdir with checkpoints/")
     if has_config and os.path.isdir(os.path.join(path, ORBAX_PARAMS_DIR)):
       return _open_orbax(path, os.path.join(path, ORBAX_PARAMS_DIR), subtree=None)
-    if has_config and os.path.isdir(os.path.join(path, WORKDIR_CHECKPOINTS)):
-      return _open_orbax(
-        path, _newest_state(os.path.join(path, WORKDIR_CHECKPOINTS)), subtree="params"
+    if has_config and has_checkpoints:
+      steps = _workdir_steps(os.path.join(path, WORKDIR_CHECKPOINTS))
+      status = workdir.read_run_status(path) or {}
+      state = status.get("status", "no run status")
+      total = status.get("total_steps")
+      raise ValueError(
+        f"{path} is an unfinished pretraining run ({state}"
+        + (f", step {status.get('step')} of {total}" if total else "")
+        + f"): it has no final model yet, only checkpoints at steps {steps}. Pass step="
+        f"{steps[-1] if steps else 'N'} or step='latest' to load a mid-run checkpoint "
+        "(--config.init_from_step= in the programs), or finish the run."
       )
     files = convert_hf.weight_files(path)
     if files:
@@ -262,15 +290,39 @@ def _open_tf(prefix: str, config_path: str) -> _Source:
   return _Source(prefix, config, tensors, unknown, architecture=None)
 
 
-def _newest_state(checkpoints_dir: str) -> str:
-  steps = [
+def _workdir_steps(checkpoints_dir: str) -> list[int]:
+  """The complete checkpoints' steps, ascending."""
+  return sorted(
     int(d)
     for d in os.listdir(checkpoints_dir)
     if d.isdigit() and os.path.isdir(os.path.join(checkpoints_dir, d, STATE_ITEM))
-  ]
+  )
+
+
+def _open_workdir_step(directory: str, step: int | str) -> _Source:
+  """A pretraining workdir's checkpoint of `step`, or with "latest" the newest that reads back:
+  an unreadable newest one is skipped with a warning, as a resuming run does."""
+  checkpoints_dir = os.path.join(directory, WORKDIR_CHECKPOINTS)
+  steps = _workdir_steps(checkpoints_dir)
   if not steps:
     raise FileNotFoundError(f"{checkpoints_dir} holds no <step>/{STATE_ITEM}/ checkpoint")
-  return os.path.join(checkpoints_dir, str(max(steps)), STATE_ITEM)
+  if step != "latest":
+    if not isinstance(step, int) or step not in steps:
+      raise ValueError(f"step={step!r}: {checkpoints_dir} holds the steps {steps} (or 'latest')")
+    candidates = [step]
+  else:
+    candidates = steps[::-1]
+  for i, candidate in enumerate(candidates):
+    item = os.path.join(checkpoints_dir, str(candidate), STATE_ITEM)
+    try:
+      return _open_orbax(directory, item, subtree="params")
+    except ValueError as e:
+      if i + 1 == len(candidates):
+        raise
+      logger.warning(
+        "checkpoint at step %d cannot be read (%s); loading the previous one", candidate, e
+      )
+  raise AssertionError("unreachable")
 
 
 def _open_orbax(directory: str, item_dir: str, subtree: str | None) -> _Source:
@@ -417,8 +469,11 @@ def _assemble(source: _Source, model: nn.Module, rng, reinit_mismatched: bool) -
       f"({len(problems)} problem(s)):\n  " + "\n  ".join(problems)
     )
   if dropped:
-    logger.info(
-      "from_pretrained: %s does not use these checkpoint tensors: %s", target, ", ".join(dropped)
+    logger.warning(
+      "from_pretrained: %s drops these checkpoint tensors (it has no such parts; pass the "
+      "checkpoint's own class to keep them): %s",
+      target,
+      ", ".join(dropped),
     )
   params = {p: jnp.asarray(a, dtype=expected[p].dtype) for p, a in loaded.items()}
   if fresh:

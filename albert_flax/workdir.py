@@ -16,8 +16,12 @@ when they resume, and by users. Their names live here only; everything else impo
       checkpoints/<step>/state/       CHECKPOINTS_DIR / STATE_ITEM: the train state
       checkpoints/<step>/data/        DATA_ITEM: the data iterators' positions
       metrics.jsonl, tensorboard/     METRICS_FILE, TENSORBOARD_DIR
+      run_status.json                 RUN_STATUS_FILE: "running" | "interrupted" | "finished", step
+      config_history/                 CONFIG_HISTORY_DIR: train_config.json of every start
+      LOCK                            LOCK_FILE: held by the run working here (host, pid)
+      params/                         the final model (when the run finished)
 
-    <fine-tuning workdir>/
+    <fine-tuning workdir>/            (run_status.json, config_history/, LOCK as above)
       checkpoints/latest/<step>/      LATEST_CHECKPOINTS: the train state at the last evaluation
       checkpoints/best/<step>/        BEST_CHECKPOINTS: the best parameters so far
       eval_results.json               EVAL_RESULTS_FILE: final metrics (written last)
@@ -29,7 +33,9 @@ when they resume, and by users. Their names live here only; everything else impo
 
 from __future__ import annotations
 
+import json
 import os
+from typing import Any
 
 CONFIG_FILE = "config.json"
 ORBAX_PARAMS_DIR = "params"
@@ -45,3 +51,31 @@ EVAL_RESULTS_FILE = "eval_results.json"
 PREDICTIONS_DIR = "predictions"
 MODEL_DIR = "model"
 HF_EXPORT_DIR = "hf"
+RUN_STATUS_FILE = "run_status.json"
+CONFIG_HISTORY_DIR = "config_history"
+LOCK_FILE = "LOCK"
+
+# What a run's status says (RUN_STATUS_FILE's "status"). A run killed outright stays "running".
+RUNNING, INTERRUPTED, FINISHED = "running", "interrupted", "finished"
+
+
+def read_run_status(directory: str) -> dict[str, Any] | None:
+  """The run's status record ({"status", "step", "total_steps", ...}), or None when absent."""
+  path = os.path.join(directory, RUN_STATUS_FILE)
+  if not os.path.isfile(path):
+    return None
+  try:
+    with open(path, encoding="utf-8") as f:
+      return json.load(f)
+  except (OSError, json.JSONDecodeError):
+    return None
+
+
+def write_run_status(directory: str, status: str, step: int, **fields: Any) -> None:
+  """Replace the status record in one rename (a reader never sees half of it)."""
+  record = {"status": status, "step": int(step), **fields}
+  path = os.path.join(directory, RUN_STATUS_FILE)
+  with open(path + ".tmp", "w", encoding="utf-8") as f:
+    json.dump(record, f, indent=2, sort_keys=True, default=str)
+    f.write("\n")
+  os.replace(path + ".tmp", path)

@@ -10,9 +10,9 @@ A checkpoint cut short (the process killed while writing) is never taken for a c
 orbax writes into a temporary directory and renames it only once everything is written (on
 filesystems without atomic rename, e.g. GCS, it writes a commit marker instead).
 
-`PreemptionGuard` turns SIGTERM (how TPU VMs and most schedulers announce preemption) into a
-request to save and stop at the next step boundary; with several processes they agree on the
-step through JAX's preemption sync service.
+`PreemptionGuard` turns SIGTERM (how TPU VMs and most schedulers announce preemption) and
+SIGINT (Ctrl-C) into a request to save and stop at the next step boundary; with several
+processes they agree on the step through JAX's preemption sync service.
 """
 
 from __future__ import annotations
@@ -238,23 +238,39 @@ class TrainCheckpointManager:
 class PreemptionGuard:
   """`with PreemptionGuard() as guard: ... if guard.should_stop(step): save; break`.
 
-  One process: a SIGTERM handler sets a flag (the previous handler is restored on exit).
-  Several processes: `jax.experimental.multihost_utils.reached_preemption_sync_point`, which
-  JAX's distributed runtime drives from SIGTERM on any process, so all stop at the same step.
+  SIGTERM (how schedulers and TPU VMs announce preemption) and SIGINT (Ctrl-C) both ask for a
+  checkpoint and a stop at the next step boundary; a second Ctrl-C aborts at once
+  (KeyboardInterrupt). The previous handlers are restored on exit.
+  One process: the handlers set a flag. Several processes: the stop must happen at the same step
+  on all of them, so the decision is `multihost_utils.reached_preemption_sync_point`, which JAX's
+  distributed runtime drives from a SIGTERM on any process; a SIGINT is turned into a SIGTERM to
+  the same process so that it travels the same way.
   """
 
   def __init__(self):
     self.requested = False
-    self._previous = None
+    self.signal_name: str | None = None
+    self._previous: dict[int, Any] = {}
 
   def _handler(self, signum, frame):
     del frame
-    log.warning("received signal %d: saving a checkpoint and stopping at the next step", signum)
-    self.requested = True
+    name = signal.Signals(signum).name
+    if self.requested and signum == signal.SIGINT:
+      raise KeyboardInterrupt  # a second Ctrl-C: the user wants out now
+    log.warning("received %s: saving a checkpoint and stopping at the next step", name)
+    self.requested, self.signal_name = True, name
+    if jax.process_count() > 1 and signum == signal.SIGINT:
+      os.kill(os.getpid(), signal.SIGTERM)  # JAX's preemption notifier tells the others
 
   def __enter__(self) -> PreemptionGuard:
-    if jax.process_count() == 1:
-      self._previous = signal.signal(signal.SIGTERM, self._handler)
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+      return self  # signal handlers can only be set from the main thread
+    # Several processes: JAX's runtime owns SIGTERM (it starts the preemption sync).
+    signums = [signal.SIGINT] + ([signal.SIGTERM] if jax.process_count() == 1 else [])
+    for signum in signums:
+      self._previous[signum] = signal.signal(signum, self._handler)
     return self
 
   def should_stop(self, step: int) -> bool:
@@ -262,10 +278,13 @@ class PreemptionGuard:
       return self.requested
     from jax.experimental import multihost_utils
 
-    self.requested = self.requested or multihost_utils.reached_preemption_sync_point(step)
-    return self.requested
+    if multihost_utils.reached_preemption_sync_point(step):
+      self.requested = True
+      self.signal_name = self.signal_name or "SIGTERM"
+      return True
+    return False  # a local flag alone would stop this process without the others
 
   def __exit__(self, *exc) -> None:
-    if self._previous is not None:
-      signal.signal(signal.SIGTERM, self._previous)
-      self._previous = None
+    for signum, previous in self._previous.items():
+      signal.signal(signum, previous)
+    self._previous = {}

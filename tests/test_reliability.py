@@ -1,0 +1,143 @@
+"""Nothing lost, nothing silent (issue 14): interrupted runs say so, one run per workdir, a
+changed config is refused, a finished run says it is finished, unfinished workdirs are not loaded
+as models by accident.
+
+The CLI runs are subprocesses of `python -m pretrain` sharing one XLA compilation cache; one run
+sequence serves several assertions (each CLI run costs ~20-40 s on a loaded 2-core machine).
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+from test_pretrain_train import (
+  REPO,
+  _complete_steps,
+  _env,
+  _launch,
+  _rows,
+  _small_overrides,
+  _wait_for,
+  _write_corpus,
+)
+
+import albert_flax as af
+from albert_flax.train import program
+from albert_flax.train.run_control import config_changes
+
+
+def _finish(proc, log, log_path, timeout=600):
+  try:
+    proc.wait(timeout=timeout)
+  finally:
+    if proc.poll() is None:
+      proc.kill()
+    log.close()
+  return proc.returncode, open(log_path).read()
+
+
+def test_interrupted_run_locked_workdir_changed_config_and_finished_rerun(tmp_path):
+  corpus = _write_corpus(tmp_path / "corpus.txt")
+  # Long enough (in steps) that the signal comes before the end; the steps are fast once compiled.
+  flags = _small_overrides(corpus, steps=40) + ["--config.checkpoint_every_steps=4"]
+  env = _env(tmp_path / "xla_cache")
+  workdir = tmp_path / "run"
+
+  # 1) A run trains; a second run on the same workdir fails at once, naming the holder.
+  first_log = tmp_path / "first.txt"
+  proc, log = _launch(workdir, flags, env, first_log)
+  _wait_for(
+    lambda: (
+      os.path.exists(workdir / "metrics.jsonl") and any(r["step"] >= 3 for r in _rows(workdir))
+    ),
+    proc,
+    first_log,
+  )
+  second = subprocess.run(
+    [sys.executable, "-m", "pretrain", f"--workdir={workdir}", *flags],
+    cwd=REPO,
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
+  assert second.returncode == program.EXIT_WORKDIR_BUSY, second.stderr[-3000:]
+  assert f"process {proc.pid}" in second.stderr and "in use by another run" in second.stderr
+
+  # 2) Ctrl-C (SIGINT) saves a checkpoint, says where it stopped and how to resume, records it,
+  # and exits with the "interrupted, resumable" status.
+  _wait_for(
+    lambda: (
+      os.path.exists(workdir / "metrics.jsonl") and any(r["step"] >= 3 for r in _rows(workdir))
+    ),
+    proc,
+    first_log,
+  )
+  proc.send_signal(signal.SIGINT)
+  code, output = _finish(proc, log, first_log)
+  assert code == program.EXIT_INTERRUPTED, output[-4000:]
+  status = json.loads((workdir / "run_status.json").read_text())
+  assert status["status"] == "interrupted" and status["signal"] == "SIGINT"
+  stopped = status["step"]
+  assert 3 <= stopped < 40 and stopped in _complete_steps(workdir)
+  assert f"Interrupted at step {stopped}" in output and "Resume with:" in output
+  assert "-m pretrain" in output
+  assert not os.path.exists(workdir / "LOCK")  # released on the way out
+
+  # 3) The unfinished workdir is not a model: refused, naming the step, unless a step is asked.
+  with pytest.raises(
+    ValueError, match=f"unfinished pretraining run \\(interrupted, step {stopped}"
+  ):
+    af.from_pretrained(workdir)
+  model, _ = af.from_pretrained(workdir, step="latest")
+  assert model.config.hidden_size == 32
+
+  # 4) Resuming with a changed config is refused with the changed keys; safe keys may change.
+  changed = subprocess.run(
+    [
+      sys.executable,
+      "-m",
+      "pretrain",
+      f"--workdir={workdir}",
+      *flags,
+      "--config.learning_rate=0.5",
+      "--config.max_seq_length=16",
+    ],
+    cwd=REPO,
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
+  assert changed.returncode == program.EXIT_FAILED
+  assert "learning_rate: 0.001 -> 0.5" in changed.stderr or "learning_rate" in changed.stderr
+  assert "max_seq_length: 32 -> 16" in changed.stderr
+
+  # 5) Resume to the end (a safe key changed), then rerun the finished run: it says so.
+  resume_log = tmp_path / "resume.txt"
+  proc, log = _launch(workdir, flags + ["--config.log_every_steps=2"], env, resume_log)
+  code, output = _finish(proc, log, resume_log)
+  assert code == 0, output[-4000:]
+  assert "Pretraining finished at step 40" in output and "model:" in output and "next:" in output
+  assert json.loads((workdir / "run_status.json").read_text())["status"] == "finished"
+  assert len(os.listdir(workdir / "config_history")) == 2
+  again_log = tmp_path / "again.txt"
+  proc, log = _launch(workdir, flags, env, again_log)
+  code, output = _finish(proc, log, again_log)
+  assert code == 0, output[-4000:]
+  assert "finished already (step 40)" in output and "masked_lm_accuracy" in output
+
+
+def test_config_changes_lists_unsafe_keys_only():
+  old = {"a": 1, "num_train_steps": 10, "log_every_steps": 5, "data": {"x": "p"}}
+  new = {"a": 2, "num_train_steps": 20, "log_every_steps": 1, "data": {"x": "q", "y": 1}}
+  assert config_changes(old, new, ("log_every_steps",), "num_train_steps") == [
+    "a: 1 -> 2",
+    "data.x: 'p' -> 'q'",
+    "data.y: '<absent>' -> 1",
+  ]
+  fewer = dict(old, num_train_steps=5)
+  assert config_changes(old, fewer, (), "num_train_steps") == ["num_train_steps: 10 -> 5"]
