@@ -51,7 +51,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
-from albert_flax import convert_hf, convert_tf, workdir
+from albert_flax import convert_hf, convert_tf, integrity, workdir
 from albert_flax.config import AlbertConfig
 from albert_flax.heads import MODEL_CLASSES, AlbertForPreTraining
 
@@ -355,6 +355,7 @@ def _open_orbax(directory: str, item_dir: str, subtree: str | None) -> _Source:
       f"Could not read the orbax checkpoint {item_dir}: it is corrupt, incomplete "
       f"or not a parameter tree ({type(e).__name__}: {e})"
     ) from None
+  _verify_orbax(directory, item_dir, subtree, restored)
   if subtree is not None:
     restored = restored[subtree]
   tensors, unknown = {}, []
@@ -365,6 +366,28 @@ def _open_orbax(directory: str, item_dir: str, subtree: str | None) -> _Source:
     else:
       unknown.append((our_path, tuple(np.shape(array))))
   return _Source(item_dir, config, tensors, unknown, _architecture(config_path))
+
+
+def _verify_orbax(directory: str, item_dir: str, subtree: str | None, restored: Any) -> None:
+  """Check the restored arrays against the integrity record written with them (if any: older
+  saves have none)."""
+  if subtree is None:
+    record = integrity.read_record(os.path.join(directory, workdir.INTEGRITY_FILE))
+  else:  # a training checkpoint: <step>/integrity/ holds the whole state's record
+    record = _read_json_item(os.path.join(os.path.dirname(item_dir), workdir.INTEGRITY_ITEM))
+    if record is not None:
+      record = {k: v for k, v in record.items() if k.startswith(subtree + "/")}
+  if record:
+    integrity.verify(record, restored, item_dir)
+
+
+def _read_json_item(item_dir: str) -> dict | None:
+  """An orbax JsonSave item's content, or None when the item is absent."""
+  if not os.path.isdir(item_dir):
+    return None
+  import orbax.checkpoint as ocp
+
+  return ocp.Checkpointer(ocp.JsonCheckpointHandler()).restore(item_dir)
 
 
 def _unwrap_boxes(tree):
@@ -463,6 +486,8 @@ def _assemble(source: _Source, model: nn.Module, rng, reinit_mismatched: bool) -
       fresh.append(path)
     else:
       problems.append(f"{path} {list(expected[path].shape)}: missing from the checkpoint")
+  if not problems:
+    integrity.check_finite(loaded, source.description)
   if problems:
     raise ValueError(
       f"Cannot load {source.description} into {target} "
@@ -569,8 +594,14 @@ def save_pretrained(
 
     config.to_json_file(os.path.join(path, CONFIG_NAME), architecture)
     checkpointer = ocp.StandardCheckpointer()
-    checkpointer.save(os.path.join(path, ORBAX_PARAMS_DIR), nn.meta.unbox(dict(params)), force=True)
+    unboxed = nn.meta.unbox(dict(params))
+    checkpointer.save(os.path.join(path, ORBAX_PARAMS_DIR), unboxed, force=True)
     checkpointer.wait_until_finished()
+    # After the arrays: a record without its arrays is never left behind. Every process takes
+    # part in fingerprinting (the arrays may be sharded over processes); the first one writes.
+    record = integrity.fingerprints(unboxed)
+    if jax.process_index() == 0:
+      integrity.write_record(os.path.join(path, workdir.INTEGRITY_FILE), record)
   elif format == "hf":
     if architecture in _FIXED_TWO_LABELS:  # transformers sizes these heads by num_labels
       config = config.replace(num_labels=2, label_names=None, problem_type=None)

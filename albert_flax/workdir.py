@@ -7,6 +7,7 @@ when they resume, and by users. Their names live here only; everything else impo
     <saved model>/                    af.save_pretrained(path, ...)
       config.json                     CONFIG_FILE (transformers' config, with "architectures")
       params/                         ORBAX_PARAMS_DIR (format="orbax")
+      integrity.json                  INTEGRITY_FILE: each array's fingerprint
       spiece.model                    TOKENIZER_FILE (when a tokenizer was given)
 
     <pretraining workdir>/
@@ -15,6 +16,7 @@ when they resume, and by users. Their names live here only; everything else impo
       spiece.model                    the tokenizer the run uses (trained or copied)
       checkpoints/<step>/state/       CHECKPOINTS_DIR / STATE_ITEM: the train state
       checkpoints/<step>/data/        DATA_ITEM: the data iterators' positions
+      checkpoints/<step>/integrity/   INTEGRITY_ITEM: each array's fingerprint
       metrics.jsonl, tensorboard/     METRICS_FILE, TENSORBOARD_DIR
       run_status.json                 RUN_STATUS_FILE: "running" | "interrupted" | "finished", step
       config_history/                 CONFIG_HISTORY_DIR: train_config.json of every start
@@ -42,7 +44,8 @@ ORBAX_PARAMS_DIR = "params"
 TOKENIZER_FILE = "spiece.model"
 TRAIN_CONFIG_FILE = "train_config.json"
 CHECKPOINTS_DIR = "checkpoints"
-STATE_ITEM, DATA_ITEM = "state", "data"
+STATE_ITEM, DATA_ITEM, INTEGRITY_ITEM = "state", "data", "integrity"
+INTEGRITY_FILE = "integrity.json"
 METRICS_FILE = "metrics.jsonl"
 TENSORBOARD_DIR = "tensorboard"
 LATEST_CHECKPOINTS = os.path.join(CHECKPOINTS_DIR, "latest")

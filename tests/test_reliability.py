@@ -7,11 +7,16 @@ sequence serves several assertions (each CLI run costs ~20-40 s on a loaded 2-co
 """
 
 import json
+import logging
 import os
 import signal
 import subprocess
 import sys
 
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
 import pytest
 from test_pretrain_train import (
   REPO,
@@ -25,7 +30,8 @@ from test_pretrain_train import (
 )
 
 import albert_flax as af
-from albert_flax.train import program
+from albert_flax.train import program, training
+from albert_flax.train.checkpoints import TrainCheckpointManager
 from albert_flax.train.run_control import config_changes
 
 
@@ -141,3 +147,69 @@ def test_config_changes_lists_unsafe_keys_only():
   ]
   fewer = dict(old, num_train_steps=5)
   assert config_changes(old, fewer, (), "num_train_steps") == ["num_train_steps: 10 -> 5"]
+
+
+# ------------------------------------------------------------------------------ integrity
+
+
+def _tiny_model():
+  config = af.AlbertConfig.preset(
+    "tiny", vocab_size=50, hidden_size=16, embedding_size=8, intermediate_size=32,
+    num_attention_heads=2, num_hidden_layers=1,
+  )  # fmt: skip
+  model = af.AlbertForSequenceClassification(config)
+  params = model.init(jax.random.key(0), jnp.zeros((1, 4), jnp.int32))["params"]
+  return model, nn.meta.unbox(params)
+
+
+def _flip_bytes_in_largest_file(directory, count=64):
+  files = [os.path.join(r, n) for r, _, names in os.walk(directory) for n in names]
+  path = max(files, key=os.path.getsize)
+  data = bytearray(open(path, "rb").read())
+  middle = len(data) // 2
+  for i in range(middle, middle + count):
+    data[i] ^= 0x5A
+  open(path, "wb").write(bytes(data))
+
+
+def test_flipped_bytes_in_a_saved_model_are_an_error_naming_the_array(tmp_path):
+  model, params = _tiny_model()
+  af.save_pretrained(tmp_path, model, params, format="orbax")
+  assert os.path.isfile(tmp_path / "integrity.json")
+  _flip_bytes_in_largest_file(tmp_path / "params")
+  with pytest.raises(ValueError, match=r"fails its integrity check.*albert/"):
+    af.from_pretrained(tmp_path)
+
+
+def test_non_finite_weights_are_rejected_on_load(tmp_path):
+  model, params = _tiny_model()
+  params["classifier"]["bias"] = params["classifier"]["bias"].at[0].set(jnp.nan)
+  af.save_pretrained(tmp_path, model, params, format="hf")
+  with pytest.raises(ValueError, match="non-finite weights.*classifier.bias"):
+    af.from_pretrained(tmp_path)
+
+
+def test_training_resume_skips_a_checkpoint_failing_its_integrity_check(tmp_path, caplog):
+  mesh_sharding = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+
+  def state(value):
+    return training.TrainState(
+      step=jnp.asarray(value, jnp.int32),
+      params={"w": jnp.arange(4096, dtype=jnp.float32) * value},
+      opt_state={"mu": jnp.full((8,), -float(value))},
+    )
+
+  abstract = jax.tree.map(
+    lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=mesh_sharding), state(0)
+  )
+  directory = str(tmp_path / "checkpoints")
+  with TrainCheckpointManager(directory, max_to_keep=3) as manager:
+    for step in (2, 4):
+      manager.save(step, state(step), {"at": step})
+  _flip_bytes_in_largest_file(os.path.join(directory, "4", "state"), count=16)
+  with TrainCheckpointManager(directory) as manager, caplog.at_level(logging.WARNING):
+    restored, data_state, step = manager.restore(abstract)
+  assert step == 2 and data_state == {"at": 2}
+  np.testing.assert_array_equal(restored.params["w"], np.arange(4096) * 2.0)
+  assert "step 4" in caplog.text and "integrity check" in caplog.text and "params/w" in caplog.text
+  # The loader applies the same rule to a workdir's checkpoints (step="latest" skips it too).

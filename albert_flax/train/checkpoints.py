@@ -3,7 +3,8 @@
 `TrainCheckpointManager` keeps the last `max_to_keep` checkpoints of a run under one directory;
 each holds the train state (sharded arrays, written by every process in parallel, asynchronously)
 and, as JSON, the data iterator state of every process, so a resumed run sees the batches the
-interrupted one would have seen. Restoring takes the newest checkpoint that reads back; a corrupt
+interrupted one would have seen, and each array's fingerprint (albert_flax.integrity), checked on
+restore. Restoring takes the newest checkpoint that reads back and passes that check; a corrupt
 newest one is moved aside with a warning and the previous one is used.
 
 A checkpoint cut short (the process killed while writing) is never taken for a complete one:
@@ -28,7 +29,8 @@ from typing import Any
 import jax
 import numpy as np
 
-from albert_flax.workdir import DATA_ITEM, STATE_ITEM
+from albert_flax import integrity
+from albert_flax.workdir import DATA_ITEM, INTEGRITY_ITEM, STATE_ITEM
 
 log = logging.getLogger(__name__)
 
@@ -98,15 +100,32 @@ class TrainCheckpointManager:
     max_to_keep: older checkpoints are deleted (after the newer one is complete).
     async_save: write in a background thread; the step loop goes on once arrays are copied
       off the devices.
+    best_metric: keep the `max_to_keep` checkpoints with the highest `metrics[best_metric]`
+      (given to `save`) instead of the newest ones: orbax's own best_fn / best_mode.
   All methods must be called by every process (they synchronize).
   """
 
-  def __init__(self, directory: str, max_to_keep: int = 3, async_save: bool = True):
+  def __init__(
+    self,
+    directory: str,
+    max_to_keep: int = 3,
+    async_save: bool = True,
+    best_metric: str | None = None,
+  ):
     import orbax.checkpoint as ocp
 
     self._ocp = ocp
     self.directory = os.path.abspath(directory)
+    self.best_metric = best_metric
+    best = {}
+    if best_metric is not None:
+      best = dict(
+        best_fn=lambda metrics: float(metrics[best_metric]),
+        best_mode="max",
+        keep_checkpoints_without_metrics=False,
+      )
     options = ocp.CheckpointManagerOptions(
+      **best,
       max_to_keep=max_to_keep,
       create=True,
       enable_async_checkpointing=async_save,
@@ -116,7 +135,7 @@ class TrainCheckpointManager:
       ),
     )
     self._manager = ocp.CheckpointManager(
-      self.directory, options=options, item_names=(STATE_ITEM, DATA_ITEM)
+      self.directory, options=options, item_names=(STATE_ITEM, DATA_ITEM, INTEGRITY_ITEM)
     )
 
   # ------------------------------------------------------------------------------ queries
@@ -126,22 +145,43 @@ class TrainCheckpointManager:
   def latest_step(self) -> int | None:
     return self._manager.latest_step()
 
+  def best(self) -> tuple[int | None, float]:
+    """(step, metric value) of the best checkpoint kept; (None, -inf) when there is none."""
+    step = self._manager.best_step()
+    if step is None:
+      return None, -float("inf")
+    metrics = self._manager.metadata(step).metrics or {}
+    return step, float(metrics.get(self.best_metric, -float("inf")))
+
   # ------------------------------------------------------------------------------- save
-  def save(self, step: int, state: Any, data_state: Any = None, force: bool = False) -> bool:
+  def save(
+    self,
+    step: int,
+    state: Any,
+    data_state: Any = None,
+    force: bool = False,
+    metrics: dict[str, float] | None = None,
+  ) -> bool:
     """Start saving `state` and this process's `data_state` (JSON-serializable) as `step`.
 
-    Returns False when a checkpoint of that step exists already.
+    `metrics` (with `best_metric`) must be the same on every process (`same_on_all_processes`):
+    which checkpoints are kept is decided from them. Returns False when a checkpoint of that
+    step exists already.
     """
     if step in self._manager.all_steps():
       return False
     states = _allgather_json(data_state)
+    # Fingerprints computed on the devices now (the state's buffers may be donated to the next
+    # step), saved in the same checkpoint: committed together with the arrays or not at all.
+    record = integrity.fingerprints(state)
     args = self._ocp.args.Composite(
       **{
         STATE_ITEM: self._ocp.args.StandardSave(state),
         DATA_ITEM: self._ocp.args.JsonSave({"process_count": len(states), "processes": states}),
+        INTEGRITY_ITEM: self._ocp.args.JsonSave(record),
       }
     )
-    return self._manager.save(step, args=args, force=force)
+    return self._manager.save(step, args=args, force=force, metrics=metrics)
 
   def wait_until_finished(self) -> None:
     self._manager.wait_until_finished()
@@ -163,15 +203,18 @@ class TrainCheckpointManager:
     failures = []
     for step in steps:
       try:
-        restored = self._manager.restore(
-          step,
-          args=self._ocp.args.Composite(
-            **{
-              STATE_ITEM: self._ocp.args.StandardRestore(abstract_state),
-              DATA_ITEM: self._ocp.args.JsonRestore(),
-            }
-          ),
-        )
+        items = {
+          STATE_ITEM: self._ocp.args.StandardRestore(abstract_state),
+          DATA_ITEM: self._ocp.args.JsonRestore(),
+        }
+        has_record = os.path.isdir(os.path.join(self.directory, str(step), INTEGRITY_ITEM))
+        if has_record:
+          items[INTEGRITY_ITEM] = self._ocp.args.JsonRestore()
+        restored = self._manager.restore(step, args=self._ocp.args.Composite(**items))
+        if has_record:
+          integrity.verify(
+            restored[INTEGRITY_ITEM], restored[STATE_ITEM], f"checkpoint at step {step}"
+          )
         error = None
       except Exception as e:  # orbax raises many types for unreadable files
         error = f"{type(e).__name__}: {str(e)[:300]}"
