@@ -63,6 +63,12 @@ def resolve_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDi
     config.warmup_steps = int(round(config.train_steps * row.warmup_steps / row.train_steps))
   for field in PER_TASK_FIELDS:
     if config.get(field) is None:
+      if row is None and config.get("per_task"):  # a typo, not a missing learning rate
+        raise ValueError(
+          f"unknown {config.get('per_task_key')} {config.get(config.per_task_key)!r}: choose "
+          f"one of {sorted(config.per_task)} (or set config.{field} and the other "
+          f"{list(PER_TASK_FIELDS)} yourself)"
+        )
       if row is None or row.get(field) is None:
         raise ValueError(
           f"config.{field} is not set and config.per_task has no default for "
@@ -397,7 +403,6 @@ def _train(config: ml_collections.ConfigDict, workdir: str, run: WorkdirRun) -> 
       writer.close()
 
   # ---------------------------------------------------------------- final evaluation
-  best_params, best_step = best.restore(state.params)
   final_sets = task.eval_sets(final=True)
   for s in final_sets:
     _check_features(s.features, model.config, s.name)

@@ -67,6 +67,8 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
       problems.append(f"{key} must be a positive int, got {c[key]!r}")
   if not isinstance(c.eval_steps, int) or c.eval_steps < 0:
     problems.append(f"eval_steps must be an int >= 0, got {c.eval_steps!r}")
+  if not c.init_from and c.model not in af.AlbertConfig.preset_names():
+    problems.append(f"model must be one of {af.AlbertConfig.preset_names()}, got {c.model!r}")
   if c.optimizer not in optim.OPTIMIZERS:
     problems.append(f"optimizer must be one of {optim.OPTIMIZERS}, got {c.optimizer!r}")
   if not c.learning_rate > 0:
@@ -123,6 +125,11 @@ def _training_documents_file(config, directory: str) -> str:
       lines += len(doc)
       if lines >= config.tokenizer.max_training_sentences:
         break
+  if not lines:  # name the user's input, not this temporary file
+    raise ValueError(
+      "the training corpus holds no text to train a tokenizer on (only whitespace?): "
+      f"{config.data.tfds_name or config.data.train_files}"
+    )
   return path
 
 

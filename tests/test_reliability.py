@@ -213,3 +213,36 @@ def test_training_resume_skips_a_checkpoint_failing_its_integrity_check(tmp_path
   np.testing.assert_array_equal(restored.params["w"], np.arange(4096) * 2.0)
   assert "step 4" in caplog.text and "integrity check" in caplog.text and "params/w" in caplog.text
   # The loader applies the same rule to a workdir's checkpoints (step="latest" skips it too).
+
+
+# ------------------------------------------------------------------------------ corpora
+
+
+def test_corpora_as_they_come(tmp_path, caplog):
+  from pretrain import corpus
+  from pretrain import train as pretrain_train
+  from pretrain.configs import tiny
+
+  good = tmp_path / "a.txt"
+  good.write_text("One sentence here.\nAnother one.\n\nA second document.\n")
+  for name in ("b.txt", "c.txt"):
+    (tmp_path / name).write_bytes(b"")
+  # Empty files among real ones are skipped with one warning giving their count.
+  with caplog.at_level(logging.WARNING):
+    source = corpus.TextFileSource(str(tmp_path / "*.txt"))
+  assert source.files == [str(good)]
+  assert "skipping 2 empty input file(s) of 3" in caplog.text
+  # Nothing left: an error.
+  with pytest.raises(ValueError, match="all 2 input file"):
+    corpus.TextFileSource(f"{tmp_path / 'b.txt'},{tmp_path / 'c.txt'}")
+  # NUL bytes are not text.
+  (tmp_path / "zeros.bin").write_bytes(b"\0" * 4096)
+  with pytest.raises(ValueError, match="zeros.bin.*not text.*NUL"):
+    corpus.TextFileSource(str(tmp_path / "zeros.bin"))
+  # A whitespace-only corpus names the user's files, not a temporary file.
+  blank = tmp_path / "blank.txt"
+  blank.write_text("   \n\n \t \n")
+  config = tiny.get_config()
+  config.data.train_files = str(blank)
+  with pytest.raises(ValueError, match=f"holds no text.*{blank}"):
+    pretrain_train._training_documents_file(config, str(tmp_path))

@@ -58,8 +58,14 @@ def define_flags(
   from absl import flags
   from ml_collections import config_flags
 
+  try:  # ml_collections applies the --config.KEY overrides of sys.argv here, at definition
+    config = config_flags.DEFINE_config_file(
+      "config", default_config, config_help, lock_config=True
+    )
+  except (AttributeError, KeyError) as e:
+    _bad_config_key(e, sys.argv)
   holders = ProgramFlags(
-    config=config_flags.DEFINE_config_file("config", default_config, config_help, lock_config=True),
+    config=config,
     workdir=flags.DEFINE_string(
       "workdir", default_workdir, "Checkpoints, metrics, the model; a rerun resumes from here."
     ),
@@ -145,8 +151,38 @@ def finish(
     print(summary(), flush=True)
 
 
+def _bad_config_key(error: Exception, argv: Sequence[str]) -> None:
+  """Report an unknown --config.KEY in one line and exit with EXIT_USAGE."""
+  key = str(error).strip("\"'")
+  given = [a for a in argv[1:] if a.startswith("--config.") and key in a.split("=", 1)[0]]
+  print(
+    f"error: unknown config key {key!r}"
+    + (f" in {given[0]}" if given else "")
+    + ": the config file has no such key (check the spelling against the config file)",
+    file=sys.stderr,
+    flush=True,
+  )
+  sys.exit(EXIT_USAGE)
+
+
+def _parse_flags(argv: list[str]) -> list[str]:
+  """absl's flag parsing, with a bad --config.KEY reported in one line (ml_collections raises
+  from deep inside absl's parser, which would print its whole traceback)."""
+  from absl import flags
+
+  try:
+    return flags.FLAGS(argv)
+  except flags.Error as e:
+    print(f"error: {e}\nPass --help for the flags.", file=sys.stderr, flush=True)
+  except (AttributeError, KeyError) as e:
+    _bad_config_key(e, argv)
+  except (ValueError, TypeError) as e:
+    print(f"error: bad flag value: {e}", file=sys.stderr, flush=True)
+  sys.exit(EXIT_USAGE)
+
+
 def run(main: Callable[[list[str]], None]) -> None:
-  """absl's app.run, with the exit codes above for a busy workdir."""
+  """absl's app.run, with the exit codes above for a busy workdir and bad config keys."""
   from absl import app
 
   def wrapped(argv):
@@ -156,4 +192,4 @@ def run(main: Callable[[list[str]], None]) -> None:
       print(f"error: {e}", file=sys.stderr, flush=True)
       sys.exit(EXIT_WORKDIR_BUSY)
 
-  app.run(wrapped)
+  app.run(wrapped, flags_parser=_parse_flags)
