@@ -246,3 +246,51 @@ def test_corpora_as_they_come(tmp_path, caplog):
   config.data.train_files = str(blank)
   with pytest.raises(ValueError, match=f"holds no text.*{blank}"):
     pretrain_train._training_documents_file(config, str(tmp_path))
+
+
+# ------------------------------------------------------------------------------ errors
+
+
+def test_errors_a_user_can_act_on(tmp_path):
+  import finetune_testdata as td
+
+  from finetune.configs import glue
+  from finetune.tasks import get_task
+  from finetune.train import resolve_config
+  from pretrain import train as pretrain_train
+  from pretrain.configs import tiny
+
+  # A mistyped GLUE task is named (not "learning_rate is not set").
+  config = glue.get_config()
+  config.init_from = "x"
+  config.task = "sst-2"
+  with pytest.raises(ValueError, match=r"unknown task 'sst-2': choose one of \[.*'sst2'"):
+    resolve_config(config)
+  # A header-only train.tsv is named.
+  data = td.write_sentiment(str(tmp_path / "SST-2"), n_train=0, n_dev=2)
+  config.task, config.data_dir = "sst2", data
+  task = get_task(resolve_config(config), af.AlbertTokenizer(td.make_tokenizer(str(tmp_path))))
+  with pytest.raises(ValueError, match=f"{data}/train.tsv holds no training examples"):
+    task.train_features()
+  # A preset typo is caught by the config check, before any tokenizer training.
+  config = tiny.get_config()
+  config.model = "basev2"
+  with pytest.raises(ValueError, match="model must be one of .*got 'basev2'"):
+    pretrain_train.validate_config(config)
+
+
+def test_unknown_config_key_is_one_line():
+  for program_name in ("pretrain", "finetune"):
+    out = subprocess.run(
+      [sys.executable, "-m", program_name, "--workdir=/nonexistent"]
+      + (["--config=finetune/configs/glue.py"] if program_name == "finetune" else [])
+      + ["--config.no_such_key=1"],
+      cwd=REPO,
+      env=dict(os.environ, PYTHONPATH=REPO),
+      capture_output=True,
+      text=True,
+      timeout=300,
+    )
+    assert out.returncode == program.EXIT_USAGE, out.stderr[-2000:]
+    assert "Traceback" not in out.stderr
+    assert "unknown config key 'no_such_key' in --config.no_such_key=1" in out.stderr
