@@ -294,3 +294,27 @@ def test_unknown_config_key_is_one_line():
     assert out.returncode == program.EXIT_USAGE, out.stderr[-2000:]
     assert "Traceback" not in out.stderr
     assert "unknown config key 'no_such_key' in --config.no_such_key=1" in out.stderr
+
+
+def test_workdir_lock_detects_stale_holders_and_is_released(tmp_path, caplog):
+  import ml_collections
+
+  from albert_flax.train.run_control import WorkdirRun
+
+  config = ml_collections.ConfigDict({"num_train_steps": 3, "learning_rate": 0.1})
+  lock = tmp_path / "LOCK"
+  # A lock left by a process that is gone (SIGKILL) is stale: taken over with a warning.
+  dead = subprocess.Popen([sys.executable, "-c", "pass"])
+  dead.wait()
+  lock.write_text(json.dumps({"host": os.uname().nodename, "pid": dead.pid}))
+  with caplog.at_level(logging.WARNING), WorkdirRun(str(tmp_path), config):
+    assert json.loads(lock.read_text())["pid"] == os.getpid()
+    # While held, a second run fails at once, naming the holder.
+    with pytest.raises(program.WorkdirBusyError, match=f"process {os.getpid()} on"):
+      WorkdirRun(str(tmp_path), config).__enter__()
+  assert "stale lock" in caplog.text
+  assert not lock.exists()  # released on exit
+  # Released on an error too.
+  with pytest.raises(RuntimeError), WorkdirRun(str(tmp_path), config):
+    raise RuntimeError("boom")
+  assert not lock.exists()
