@@ -147,6 +147,7 @@ class TrainCheckpointManager:
 
   def best(self) -> tuple[int | None, float]:
     """(step, metric value) of the best checkpoint kept; (None, -inf) when there is none."""
+    self._manager.wait_until_finished()  # an unfinished save has no metadata to read yet
     step = self._manager.best_step()
     if step is None:
       return None, -float("inf")
