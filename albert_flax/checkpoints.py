@@ -6,9 +6,11 @@
 
 Checkpoint layouts read by `from_pretrained(path)`, tried in this order:
   orbax      path/config.json + path/params/         (what save_pretrained(format="orbax") writes)
-  workdir    path/config.json + path/checkpoints/<step>/state/   (a pretraining workdir: an orbax
-             CheckpointManager directory whose item "state" is a pytree with a "params" key holding
-             the unboxed parameter tree; the largest <step> is read, params only)
+  workdir    a pretraining workdir: path/config.json + path/params/ once the run finished; before
+             that (or with `step=`), path/checkpoints/<step>/state/ (an orbax CheckpointManager
+             directory whose item "state" is a pytree with a "params" key holding the unboxed
+             parameter tree; params only). An unfinished run is refused unless `step=N` or
+             `step="latest"` asks for a mid-run checkpoint. A fine-tuning workdir: its model/.
   hf         path/config.json + model.safetensors | pytorch_model.bin | their sharded *.index.json
   tf         path/albert_config.json + path/model.ckpt-<step>.{index,data-*}, or the prefix itself;
              Google's Chinese albert_*_zh alike, brightmart albert_zh's albert_config_<size>.json +
@@ -16,8 +18,11 @@ Checkpoint layouts read by `from_pretrained(path)`, tried in this order:
   hub id     anything else that looks like "owner/name": huggingface_hub.snapshot_download, then hf
 
 Loading rules (every source goes through `_assemble`, in our parameter names):
+  - Without a model class, the class the checkpoint was saved as (config.json "architectures")
+    is built, so a fine-tuned head is never replaced by another; AlbertForPreTraining when the
+    checkpoint does not say.
   - Known ALBERT parts the target model does not have (pooler, MLM head, SOP head, another task's
-    head) are dropped and listed in one INFO log line.
+    head) are dropped and listed in one WARNING log line (trained weights are being discarded).
   - Parts the target needs that the checkpoint lacks (a new task head, a pooler) are initialized
     from `rng` and listed in one WARNING log line. A missing backbone tensor is an error.
   - A task head (`classifier`) saved by a different architecture (config.json "architectures")
@@ -48,7 +53,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
-from albert_flax import convert_hf, convert_tf, model_card, workdir
+from albert_flax import convert_hf, convert_tf, integrity, model_card, workdir
 from albert_flax.config import AlbertConfig
 from albert_flax.heads import MODEL_CLASSES, AlbertForPreTraining
 
@@ -84,8 +89,9 @@ class _Source:
 
 def from_pretrained(
   path: str | os.PathLike,
-  ModelClass: type[nn.Module] | str = AlbertForPreTraining,
+  ModelClass: type[nn.Module] | str | None = None,
   *,
+  step: int | str | None = None,
   dtype: str | None = None,
   param_dtype: str | None = None,
   rng: jax.Array | int = 0,
@@ -96,7 +102,10 @@ def from_pretrained(
 
   Args:
     path: a directory, a TF checkpoint prefix, or a Hugging Face Hub id ("albert/albert-base-v2").
-    ModelClass: one of the model classes (or its name).
+    ModelClass: one of the model classes (or its name); None: the class the checkpoint was saved
+      as (config.json "architectures"), else AlbertForPreTraining.
+    step: a pretraining workdir's checkpoint to read: a step number, or "latest" (the newest that
+      reads back). Needed for a run that has not finished (it has no final model yet).
     dtype, param_dtype: compute / parameter dtype ("float32", "bfloat16"); parameters are cast.
     rng: key or seed for heads the checkpoint lacks.
     ignore_mismatched_heads: re-initialize head tensors whose shape differs from the target's.
@@ -104,13 +113,16 @@ def from_pretrained(
   Returns:
     (model, params): the flax module and its plain (unboxed) parameter tree.
   """
-  model_cls = _model_class(ModelClass)
+  if ModelClass is not None:
+    model_cls = _model_class(ModelClass)
   overrides = dict(head_kwargs)
   if dtype is not None:
     overrides["dtype"] = dtype
   if param_dtype is not None:
     overrides["param_dtype"] = param_dtype
-  source = _open(os.fspath(path))
+  source = _open(os.fspath(path), step)
+  if ModelClass is None:
+    model_cls = MODEL_CLASSES.get(source.architecture or "", AlbertForPreTraining)
   config = source.config.replace(**overrides)
   model = model_cls(config)
   resized = "num_labels" in head_kwargs and head_kwargs["num_labels"] != source.config.num_labels
@@ -132,15 +144,31 @@ def _model_class(model_class) -> type[nn.Module]:
   return model_class
 
 
-def _open(path: str) -> _Source:
+def _open(path: str, step: int | str | None = None) -> _Source:
   """Find out which layout `path` is and read it."""
   if os.path.isdir(path):
     has_config = os.path.isfile(os.path.join(path, CONFIG_NAME))
+    model_dir = os.path.join(path, workdir.MODEL_DIR)
+    if not has_config and os.path.isfile(os.path.join(model_dir, CONFIG_NAME)):
+      return _open(model_dir)  # a fine-tuning workdir: its model
+    has_checkpoints = os.path.isdir(os.path.join(path, WORKDIR_CHECKPOINTS))
+    if has_config and has_checkpoints and step is not None:
+      return _open_workdir_step(path, step)
+    if step is not None:
+      raise ValueError(f"step={step!r}: {path} is not a pretraining workdir with checkpoints/")
     if has_config and os.path.isdir(os.path.join(path, ORBAX_PARAMS_DIR)):
       return _open_orbax(path, os.path.join(path, ORBAX_PARAMS_DIR), subtree=None)
-    if has_config and os.path.isdir(os.path.join(path, WORKDIR_CHECKPOINTS)):
-      return _open_orbax(
-        path, _newest_state(os.path.join(path, WORKDIR_CHECKPOINTS)), subtree="params"
+    if has_config and has_checkpoints:
+      steps = _workdir_steps(os.path.join(path, WORKDIR_CHECKPOINTS))
+      status = workdir.read_run_status(path) or {}
+      state = status.get("status", "no run status")
+      total = status.get("total_steps")
+      raise ValueError(
+        f"{path} is an unfinished pretraining run ({state}"
+        + (f", step {status.get('step')} of {total}" if total else "")
+        + f"): it has no final model yet, only checkpoints at steps {steps}. Pass step="
+        f"{steps[-1] if steps else 'N'} or step='latest' to load a mid-run checkpoint "
+        "(--config.init_from_step= in the programs), or finish the run."
       )
     files = convert_hf.weight_files(path)
     if files:
@@ -259,15 +287,39 @@ def _open_tf(prefix: str, config_path: str) -> _Source:
   return _Source(prefix, config, tensors, unknown, architecture=None)
 
 
-def _newest_state(checkpoints_dir: str) -> str:
-  steps = [
+def _workdir_steps(checkpoints_dir: str) -> list[int]:
+  """The complete checkpoints' steps, ascending."""
+  return sorted(
     int(d)
     for d in os.listdir(checkpoints_dir)
     if d.isdigit() and os.path.isdir(os.path.join(checkpoints_dir, d, STATE_ITEM))
-  ]
+  )
+
+
+def _open_workdir_step(directory: str, step: int | str) -> _Source:
+  """A pretraining workdir's checkpoint of `step`, or with "latest" the newest that reads back:
+  an unreadable newest one is skipped with a warning, as a resuming run does."""
+  checkpoints_dir = os.path.join(directory, WORKDIR_CHECKPOINTS)
+  steps = _workdir_steps(checkpoints_dir)
   if not steps:
     raise FileNotFoundError(f"{checkpoints_dir} holds no <step>/{STATE_ITEM}/ checkpoint")
-  return os.path.join(checkpoints_dir, str(max(steps)), STATE_ITEM)
+  if step != "latest":
+    if not isinstance(step, int) or step not in steps:
+      raise ValueError(f"step={step!r}: {checkpoints_dir} holds the steps {steps} (or 'latest')")
+    candidates = [step]
+  else:
+    candidates = steps[::-1]
+  for i, candidate in enumerate(candidates):
+    item = os.path.join(checkpoints_dir, str(candidate), STATE_ITEM)
+    try:
+      return _open_orbax(directory, item, subtree="params")
+    except ValueError as e:
+      if i + 1 == len(candidates):
+        raise
+      logger.warning(
+        "checkpoint at step %d cannot be read (%s); loading the previous one", candidate, e
+      )
+  raise AssertionError("unreachable")
 
 
 def _open_orbax(directory: str, item_dir: str, subtree: str | None) -> _Source:
@@ -300,6 +352,7 @@ def _open_orbax(directory: str, item_dir: str, subtree: str | None) -> _Source:
       f"Could not read the orbax checkpoint {item_dir}: it is corrupt, incomplete "
       f"or not a parameter tree ({type(e).__name__}: {e})"
     ) from None
+  _verify_orbax(directory, item_dir, subtree, restored)
   if subtree is not None:
     restored = restored[subtree]
   tensors, unknown = {}, []
@@ -310,6 +363,28 @@ def _open_orbax(directory: str, item_dir: str, subtree: str | None) -> _Source:
     else:
       unknown.append((our_path, tuple(np.shape(array))))
   return _Source(item_dir, config, tensors, unknown, _architecture(config_path))
+
+
+def _verify_orbax(directory: str, item_dir: str, subtree: str | None, restored: Any) -> None:
+  """Check the restored arrays against the integrity record written with them (if any: older
+  saves have none)."""
+  if subtree is None:
+    record = integrity.read_record(os.path.join(directory, workdir.INTEGRITY_FILE))
+  else:  # a training checkpoint: <step>/integrity/ holds the whole state's record
+    record = _read_json_item(os.path.join(os.path.dirname(item_dir), workdir.INTEGRITY_ITEM))
+    if record is not None:
+      record = {k: v for k, v in record.items() if k.startswith(subtree + "/")}
+  if record:
+    integrity.verify(record, restored, item_dir)
+
+
+def _read_json_item(item_dir: str) -> dict | None:
+  """An orbax JsonSave item's content, or None when the item is absent."""
+  if not os.path.isdir(item_dir):
+    return None
+  import orbax.checkpoint as ocp
+
+  return ocp.Checkpointer(ocp.JsonCheckpointHandler()).restore(item_dir)
 
 
 def _unwrap_boxes(tree):
@@ -408,14 +483,19 @@ def _assemble(source: _Source, model: nn.Module, rng, reinit_mismatched: bool) -
       fresh.append(path)
     else:
       problems.append(f"{path} {list(expected[path].shape)}: missing from the checkpoint")
+  if not problems:
+    integrity.check_finite(loaded, source.description)
   if problems:
     raise ValueError(
       f"Cannot load {source.description} into {target} "
       f"({len(problems)} problem(s)):\n  " + "\n  ".join(problems)
     )
   if dropped:
-    logger.info(
-      "from_pretrained: %s does not use these checkpoint tensors: %s", target, ", ".join(dropped)
+    logger.warning(
+      "from_pretrained: %s drops these checkpoint tensors (it has no such parts; pass the "
+      "checkpoint's own class to keep them): %s",
+      target,
+      ", ".join(dropped),
     )
   params = {p: jnp.asarray(a, dtype=expected[p].dtype) for p, a in loaded.items()}
   if fresh:
@@ -513,8 +593,14 @@ def save_pretrained(
 
     config.to_json_file(os.path.join(path, CONFIG_NAME), architecture)
     checkpointer = ocp.StandardCheckpointer()
-    checkpointer.save(os.path.join(path, ORBAX_PARAMS_DIR), nn.meta.unbox(dict(params)), force=True)
+    unboxed = nn.meta.unbox(dict(params))
+    checkpointer.save(os.path.join(path, ORBAX_PARAMS_DIR), unboxed, force=True)
     checkpointer.wait_until_finished()
+    # After the arrays: a record without its arrays is never left behind. Every process takes
+    # part in fingerprinting (the arrays may be sharded over processes); the first one writes.
+    record = integrity.fingerprints(unboxed)
+    if jax.process_index() == 0:
+      integrity.write_record(os.path.join(path, workdir.INTEGRITY_FILE), record)
   elif format == "hf":
     if architecture in _FIXED_TWO_LABELS:  # transformers sizes these heads by num_labels
       config = config.replace(num_labels=2, label_names=None, problem_type=None)

@@ -7,6 +7,7 @@ when they resume, and by users. Their names live here only; everything else impo
     <saved model>/                    af.save_pretrained(path, ...)
       config.json                     CONFIG_FILE (transformers' config, with "architectures")
       params/                         ORBAX_PARAMS_DIR (format="orbax")
+      integrity.json                  INTEGRITY_FILE: each array's fingerprint
       spiece.model                    TOKENIZER_FILE (when a tokenizer was given), or
       vocab.txt                       WORDPIECE_VOCAB_FILE, with tokenizer_config.json
       README.md                       MODEL_CARD_FILE (albert_flax.model_card)
@@ -18,9 +19,14 @@ when they resume, and by users. Their names live here only; everything else impo
                                       or vocab.txt (a WordPiece vocabulary)
       checkpoints/<step>/state/       CHECKPOINTS_DIR / STATE_ITEM: the train state
       checkpoints/<step>/data/        DATA_ITEM: the data iterators' positions
+      checkpoints/<step>/integrity/   INTEGRITY_ITEM: each array's fingerprint
       metrics.jsonl, tensorboard/     METRICS_FILE, TENSORBOARD_DIR
+      run_status.json                 RUN_STATUS_FILE: "running" | "interrupted" | "finished", step
+      config_history/                 CONFIG_HISTORY_DIR: train_config.json of every start
+      LOCK                            LOCK_FILE: held by the run working here (host, pid)
+      params/                         the final model (when the run finished)
 
-    <fine-tuning workdir>/
+    <fine-tuning workdir>/            (run_status.json, config_history/, LOCK as above)
       checkpoints/latest/<step>/      LATEST_CHECKPOINTS: the train state at the last evaluation
       checkpoints/best/<step>/        BEST_CHECKPOINTS: the best parameters so far
       eval_results.json               EVAL_RESULTS_FILE: final metrics (written last)
@@ -33,7 +39,9 @@ when they resume, and by users. Their names live here only; everything else impo
 
 from __future__ import annotations
 
+import json
 import os
+from typing import Any
 
 CONFIG_FILE = "config.json"
 ORBAX_PARAMS_DIR = "params"
@@ -42,7 +50,8 @@ WORDPIECE_VOCAB_FILE = "vocab.txt"  # the tokenizer when it is a WordPiece vocab
 MODEL_CARD_FILE = "README.md"
 TRAIN_CONFIG_FILE = "train_config.json"
 CHECKPOINTS_DIR = "checkpoints"
-STATE_ITEM, DATA_ITEM = "state", "data"
+STATE_ITEM, DATA_ITEM, INTEGRITY_ITEM = "state", "data", "integrity"
+INTEGRITY_FILE = "integrity.json"
 METRICS_FILE = "metrics.jsonl"
 TENSORBOARD_DIR = "tensorboard"
 LATEST_CHECKPOINTS = os.path.join(CHECKPOINTS_DIR, "latest")
@@ -53,3 +62,31 @@ MODEL_DIR = "model"
 HF_EXPORT_DIR = "hf"
 SEEDS_SUMMARY_FILE = "seeds_summary.json"  # --config.seeds=N: mean, std, best over the runs
 SEED_RUN_DIR = "seed_{seed}"  # one fine-tuning workdir per seed
+RUN_STATUS_FILE = "run_status.json"
+CONFIG_HISTORY_DIR = "config_history"
+LOCK_FILE = "LOCK"
+
+# What a run's status says (RUN_STATUS_FILE's "status"). A run killed outright stays "running".
+RUNNING, INTERRUPTED, FINISHED = "running", "interrupted", "finished"
+
+
+def read_run_status(directory: str) -> dict[str, Any] | None:
+  """The run's status record ({"status", "step", "total_steps", ...}), or None when absent."""
+  path = os.path.join(directory, RUN_STATUS_FILE)
+  if not os.path.isfile(path):
+    return None
+  try:
+    with open(path, encoding="utf-8") as f:
+      return json.load(f)
+  except (OSError, json.JSONDecodeError):
+    return None
+
+
+def write_run_status(directory: str, status: str, step: int, **fields: Any) -> None:
+  """Replace the status record in one rename (a reader never sees half of it)."""
+  record = {"status": status, "step": int(step), **fields}
+  path = os.path.join(directory, RUN_STATUS_FILE)
+  with open(path + ".tmp", "w", encoding="utf-8") as f:
+    json.dump(record, f, indent=2, sort_keys=True, default=str)
+    f.write("\n")
+  os.replace(path + ".tmp", path)

@@ -7,42 +7,45 @@ Compile-only (no TPU needed, libtpu installed): `--compile_only --topology=v4-12
 [--report=FILE.json] [--suggest]` compiles this config's exact steps for that slice and reports
 memory per chip, collectives and estimated speed (docs/tpu.md); `--config.init_from` may name a
 preset (base-v2). Exit status 1 when it does not fit.
+Several processes: `--jax_distributed`, or `--coordinator_address=HOST:PORT --num_processes=N
+--process_id=I`, as for pretraining. SIGTERM or Ctrl-C saves a checkpoint and exits with status
+75 (rerun the same command to resume); the exit codes are listed in albert_flax/train/program.py.
 """
 
-import logging
-import sys
+import os
 
-from absl import app, flags
-from absl import logging as absl_logging
-from ml_collections import config_flags
+from absl import app
 
-from albert_flax.train import aot
+from albert_flax import workdir as layout
+from albert_flax.train import program
 
-_CONFIG = config_flags.DEFINE_config_file(
-  "config", None, "A finetune/configs/*.py file.", lock_config=True
-)
-_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics, results.")
-flags.mark_flags_as_required(["config"])
-_AOT = aot.define_flags()
+FLAGS = program.define_flags(None, None, "A finetune/configs/*.py file.")
+
+
+def _summary(workdir: str, results: dict) -> str:
+  lines = ["Fine-tuning finished."]
+  lines += [f"  {k}: {v:.4g}" for k, v in sorted(results.items()) if isinstance(v, float)]
+  model = os.path.join(workdir, layout.MODEL_DIR)
+  lines += [
+    f"  model:       {model} (af.from_pretrained({workdir!r}))",
+    f"  metrics:     {os.path.join(workdir, layout.EVAL_RESULTS_FILE)}, "
+    f"{os.path.join(workdir, 'metrics.jsonl')}",
+    f"  predictions: {os.path.join(workdir, layout.PREDICTIONS_DIR)}",
+  ]
+  return "\n".join(lines)
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  if _AOT.compile_only.value:
-    from finetune import steps
-
-    sys.exit(_AOT.run(_CONFIG.value, steps.compile_program))
-  if not _WORKDIR.value:
-    raise app.UsageError("--workdir is required")
-  # Our progress at INFO; the libraries' (orbax logs every file it writes) at WARNING.
-  absl_logging.set_verbosity(absl_logging.WARNING)
-  for name in ("finetune", "albert_flax"):
-    logging.getLogger(name).setLevel(logging.INFO)
+  program.exit_if_compile_only(FLAGS, "finetune.steps")
+  program.start(FLAGS, loggers=("finetune",))
   from finetune.train import train_and_evaluate  # after flag parsing: jax starts here
 
-  train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+  workdir = os.path.abspath(FLAGS.workdir.value)
+  results = train_and_evaluate(FLAGS.config.value, workdir)
+  program.finish("finetune", results, lambda: _summary(workdir, results))
 
 
 if __name__ == "__main__":
-  app.run(main)
+  program.run(main)

@@ -100,8 +100,8 @@ def train_seeds(config: ml_collections.ConfigDict, workdir: str) -> dict[str, fl
     run_config.seeds = None
     log.info("seed %d of %s -> %s", seed, seeds, directory)
     results = train_and_evaluate(run_config, directory, shared_steps=steps)
-    if not results:
-      return {}  # stopped on request
+    if results.get("interrupted"):
+      return results  # stopped on request: a rerun resumes this seed
     runs[seed] = results
   best_metric = steps.get("best_metric") or _best_metric(config)
   summary = summarize(runs, best_metric)

@@ -39,6 +39,7 @@ from albert_flax.train.checkpoints import (
   same_on_all_processes,
 )
 from albert_flax.train.metric_writers import MetricWriter
+from albert_flax.train.run_control import COMMON_SAFE_KEYS, WorkdirRun
 from finetune import buckets as buckets_lib
 from finetune.configs.common import PER_TASK_FIELDS, SMALL_HIDDEN_SIZE, SMALL_MODEL_DEFAULTS
 from finetune.data import MODEL_INPUTS, Features, num_rows, train_batches, write_json
@@ -46,6 +47,9 @@ from finetune.steps import build_steps
 from finetune.tasks import EvalSet, Task, get_task
 
 log = logging.getLogger(__name__)
+
+# Keys a resumed run may change: see albert_flax.train.run_control.
+SAFE_TO_CHANGE = COMMON_SAFE_KEYS
 
 # ============================================================================ configuration
 
@@ -74,6 +78,12 @@ def resolve_config(
     config.warmup_steps = int(round(config.train_steps * row.warmup_steps / row.train_steps))
   for field in PER_TASK_FIELDS:
     if config.get(field) is None:
+      if row is None and config.get("per_task"):  # a typo, not a missing learning rate
+        raise ValueError(
+          f"unknown {config.get('per_task_key')} {config.get(config.per_task_key)!r}: choose "
+          f"one of {sorted(config.per_task)} (or set config.{field} and the other "
+          f"{list(PER_TASK_FIELDS)} yourself)"
+        )
       if row is None or row.get(field) is None:
         raise ValueError(
           f"config.{field} is not set and config.per_task has no default for "
@@ -290,6 +300,9 @@ def train_and_evaluate(
   shared_steps: a dict shared by runs of one config that differ only in seed (finetune/seeds.py):
   the first run puts its jitted steps there, the others reuse them, so they compile once; the
   seed then reaches the dropout RNG through the batch.
+  After a SIGTERM / SIGINT stop the result is {"interrupted": True, "step": N, "signal": name};
+  a rerun of a finished run returns its results without training ("finished_before" in them is
+  not set: they are the stored eval_results).
   """
   if config.get("seeds") is not None and shared_steps is None:
     from finetune.seeds import train_seeds  # one process, several seeds
@@ -297,7 +310,25 @@ def train_and_evaluate(
     return train_seeds(config, workdir)
   config = resolve_config(config, checkpoint_hidden_size(config.get("init_from", "")))
   workdir = os.path.abspath(workdir)
-  os.makedirs(workdir, exist_ok=True)
+  with WorkdirRun(workdir, config, SAFE_TO_CHANGE, steps_key="train_steps") as run:
+    if run.finished(config.train_steps):
+      log.warning(
+        "%s holds this run, finished at step %d: nothing to do (results in %s)",
+        workdir,
+        config.train_steps,
+        os.path.join(workdir, layout.EVAL_RESULTS_FILE),
+      )
+      return dict(run.status.get("results") or {})
+    return _train(config, workdir, run, shared_steps)
+
+
+def _train(
+  config: ml_collections.ConfigDict,
+  workdir: str,
+  run: WorkdirRun,
+  shared_steps: dict[str, Any] | None,
+) -> dict[str, Any]:
+  """train_and_evaluate's work, inside the run's hold on the workdir."""
   lead = jax.process_index() == 0
 
   # ---------------------------------------------------------------- data, then the model
@@ -389,16 +420,16 @@ def train_and_evaluate(
   train_step, predict_fn = steps.train_step, steps.predict_step
 
   latest = TrainCheckpointManager(os.path.join(workdir, layout.LATEST_CHECKPOINTS), max_to_keep=1)
-  best = BestParams(
-    os.path.join(workdir, layout.BEST_CHECKPOINTS),
-    task.best_metric,
-    training.abstract_with_shardings(state.params, state_shardings.params),
+  # The best parameters so far: orbax keeps the checkpoint of the highest task.best_metric.
+  best = TrainCheckpointManager(
+    os.path.join(workdir, layout.BEST_CHECKPOINTS), max_to_keep=1, best_metric=task.best_metric
   )
   restored = latest.restore(training.abstract_with_shardings(state, state_shardings))
   start = 0
   if restored is not None:
     state, _, start = restored
     log.info("resuming at step %d from %s", start, latest.directory)
+  run.mark_running(start, config.train_steps)
   writer = MetricWriter(
     workdir,
     config.train_steps,
@@ -417,39 +448,48 @@ def train_and_evaluate(
     batches = buckets_lib.bucketed_train_batches(
       columns, config.batch_size, config.seed, buckets, start_step=start
     )
-  with PreemptionGuard() as guard:
-    for step in range(start, config.train_steps):
-      batch = next(batches)
-      batch["weights"] = np.ones((config.batch_size,), np.float32)
-      if shared_steps is not None:
-        batch["dropout_seed"] = np.full((config.batch_size,), config.seed, np.int32)
-      compiles.record("train_step", batch)
-      device_batch = sharding.global_batch(
-        _local_rows(batch, mesh, config.batch_size), mesh, config.batch_size
-      )
-      state, metrics = train_step(state, device_batch)
-      done = step + 1
-      writer.advance(done)
-      if done % config.log_every_steps == 0 or done == config.train_steps:
-        metrics = jax.device_get(metrics)
-        training.check_finite(metrics, done)
-        writer.write(done, metrics)
-      if done % config.eval_every_steps == 0 or done == config.train_steps:
-        results, _ = evaluate(task, predict_fn, state.params, dev_sets, config, mesh, compiles)
-        writer.write(done, results, split="eval")
-        latest.save(done, state, {"next_batch": done})
-        best.offer(done, state.params, results)
-      if guard.should_stop(done) and done < config.train_steps:  # SIGTERM: save, then stop
-        latest.save(done, state, {"next_batch": done})  # a no-op if this step was just saved
-        latest.close()
-        best.close()
-        writer.close()
-        log.warning("stopped at step %d on request; rerun the same command to resume", done)
-        return {}
-  latest.close()
+  interrupted = trained = False
+  try:
+    with PreemptionGuard() as guard:
+      for step in range(start, config.train_steps):
+        batch = next(batches)
+        batch["weights"] = np.ones((config.batch_size,), np.float32)
+        if shared_steps is not None:
+          batch["dropout_seed"] = np.full((config.batch_size,), config.seed, np.int32)
+        compiles.record("train_step", batch)
+        device_batch = sharding.global_batch(
+          _local_rows(batch, mesh, config.batch_size), mesh, config.batch_size
+        )
+        state, metrics = train_step(state, device_batch)
+        done = step + 1
+        writer.advance(done)
+        if done % config.log_every_steps == 0 or done == config.train_steps:
+          metrics = jax.device_get(metrics)
+          training.check_finite(metrics, done)
+          writer.write(done, metrics)
+        if done % config.eval_every_steps == 0 or done == config.train_steps:
+          results, _ = evaluate(task, predict_fn, state.params, dev_sets, config, mesh, compiles)
+          writer.write(done, results, split="eval")
+          latest.save(done, state, {"next_batch": done})
+          _offer_best(best, done, state.params, results)
+        if guard.should_stop(done) and done < config.train_steps:  # SIGTERM / SIGINT
+          latest.save(done, state, {"next_batch": done})  # a no-op if this step was just saved
+          interrupted = True
+          break
+    latest.wait_until_finished()
+    if interrupted:
+      run.mark_interrupted(done, config.train_steps, guard.signal_name)
+      log.warning("stopped at step %d on request; rerun the same command to resume", done)
+      return {"interrupted": True, "step": done, "signal": guard.signal_name}
+    best_params, best_step = _best_params(best, state.params, state_shardings.params)
+    trained = True
+  finally:  # every exit: an error, an interruption or the end of training
+    latest.close()
+    best.close()
+    if not trained:  # the final evaluation below still writes
+      writer.close()
 
   # ---------------------------------------------------------------- final evaluation
-  best_params, best_step = best.restore(state.params)
   final_sets = task.eval_sets(final=True)
   for s in final_sets:
     _check_features(s.features, model.config, s.name)
@@ -486,46 +526,34 @@ def train_and_evaluate(
       _export(model, host_params, tokenizer, os.path.join(workdir, layout.HF_EXPORT_DIR), "hf")
   if lead:  # last: its presence says the run completed
     write_json(os.path.join(workdir, layout.EVAL_RESULTS_FILE), results)
-  best.close()
+  run.mark_finished(config.train_steps, config.train_steps, results)
   writer.close()
   return results
 
 
-class BestParams:
-  """The parameters of the best evaluation so far (highest `metric`), one checkpoint kept in
-  `directory`; the metric value travels with it, so a resumed run compares against it."""
+def _offer_best(best: TrainCheckpointManager, step: int, params: Any, results: dict) -> None:
+  """Save `params` when results[best_metric] beats the best kept (ties keep the earlier one).
 
-  def __init__(self, directory: str, metric: str, abstract_params: Any):
-    self.metric = metric
-    self._abstract = abstract_params
-    self._manager = TrainCheckpointManager(directory, max_to_keep=1)
-    self.step, self.value = None, -float("inf")
-    restored = self._manager.restore(abstract_params) if self._manager.latest_step() else None
-    if restored is not None:
-      _, record, self.step = restored
-      self.value = float((record or {}).get("value", -float("inf")))
+  The value is process 0's on every process: the save is collective.
+  """
+  if best.best_metric not in results:
+    raise KeyError(
+      f"evaluation gave no {best.best_metric!r} (the best-checkpoint metric), only "
+      f"{sorted(results)}"
+    )
+  value = float(same_on_all_processes(float(results[best.best_metric])))
+  best_step, best_value = best.best()
+  if best_step is None or value > best_value:
+    best.save(step, params, {"metric": best.best_metric}, metrics={best.best_metric: value})
 
-  def offer(self, step: int, params: Any, results: dict[str, float]) -> None:
-    """Keep `params` if results[metric] beats the best so far (ties keep the earlier one)."""
-    if self.metric not in results:
-      raise KeyError(
-        f"evaluation gave no {self.metric!r} (the best-checkpoint metric), only {sorted(results)}"
-      )
-    value = float(same_on_all_processes(float(results[self.metric])))
-    if self.step is None or value > self.value:
-      self._manager.save(step, params, {"metric": self.metric, "value": value})
-      self.step, self.value = step, value
 
-  def restore(self, params: Any) -> tuple[Any, int]:
-    """(best params, their step); (`params`, -1) when nothing was kept."""
-    self._manager.wait_until_finished()
-    restored = self._manager.restore(self._abstract)
-    if restored is None:
-      return params, -1
-    return restored[0], restored[2]
-
-  def close(self) -> None:
-    self._manager.close()
+def _best_params(best: TrainCheckpointManager, params: Any, shardings: Any) -> tuple[Any, int]:
+  """(best params, their step); (`params`, -1) when none was kept."""
+  best.wait_until_finished()
+  restored = best.restore(training.abstract_with_shardings(params, shardings))
+  if restored is None:
+    return params, -1
+  return restored[0], restored[2]
 
 
 def _gather(tree):

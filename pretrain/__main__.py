@@ -1,7 +1,8 @@
 """`python -m pretrain [--config=pretrain/configs/<size>.py] [--workdir=DIR] [--config.KEY=VALUE]`
 
 With no flags: the tiny config (pretrain/configs/tiny.py) in ./runs/tiny. Rerunning the same
-command resumes from the newest checkpoint in the workdir.
+command resumes from the newest checkpoint in the workdir. SIGTERM or Ctrl-C saves a checkpoint
+and exits with status 75 (resumable); the exit codes are listed in albert_flax/train/program.py.
 
 Several processes: `--jax_distributed` calls `jax.distributed.initialize()` (auto-detected on TPU
 pods and SLURM); `--coordinator_address=HOST:PORT --num_processes=N --process_id=I` set it up by
@@ -10,24 +11,29 @@ hand (on CPU the processes talk through gloo). See pretrain/README.md.
 Compile-only (no TPU needed, libtpu installed): `--compile_only --topology=v4-512 [--num_slices=N]
 [--report=FILE.json] [--suggest]` compiles this config's exact steps for that slice and reports
 memory per chip, collectives and estimated speed (docs/tpu.md); exit status 1 when it does not fit.
+
+ALBERT_FLAX_HUGE_PAGES=1 in the environment restarts the process once with glibc's huge-page
+malloc (see `_reexec_with_huge_pages`): faster CPU steps, Linux/glibc only, opt-in.
 """
 
-import logging
 import os
 import platform
 import sys
 
 
 def _reexec_with_huge_pages() -> None:
-  """Restart this process once with glibc's transparent-huge-page malloc (Linux/glibc only).
+  """With ALBERT_FLAX_HUGE_PAGES=1: restart once with glibc's transparent-huge-page malloc.
 
   XLA's CPU runtime allocates each step's temporaries afresh (~200 MB for the tiny config);
   glibc serves them with mmap and the kernel faults them in 4 KiB at a time, which took ~30% of
-  the CPU time of a tiny step here. With glibc.malloc.hugetlb=1 they come in 2 MiB pages (steps
-  ~20% faster). glibc reads the setting only at process start, hence the exec (same pid, so
-  signals still reach it). Set GLIBC_TUNABLES yourself (even empty) to opt out.
+  the CPU time of a tiny step on one machine. With glibc.malloc.hugetlb=1 they come in 2 MiB
+  pages (steps ~20% faster there). glibc reads the setting only at process start, hence the
+  exec (same pid, so signals still reach it). Opt-in: it helps some CPUs and kernels only, and a
+  hidden re-exec surprises debuggers and profilers.
   """
-  if sys.platform != "linux" or "GLIBC_TUNABLES" in os.environ or platform.libc_ver()[0] != "glibc":
+  if os.environ.get("ALBERT_FLAX_HUGE_PAGES") != "1" or "GLIBC_TUNABLES" in os.environ:
+    return
+  if sys.platform != "linux" or platform.libc_ver()[0] != "glibc":
     return
   env = dict(os.environ, GLIBC_TUNABLES="glibc.malloc.hugetlb=1")
   os.execve(sys.executable, [sys.executable, "-m", "pretrain", *sys.argv[1:]], env)
@@ -36,59 +42,46 @@ def _reexec_with_huge_pages() -> None:
 if __name__ == "__main__":
   _reexec_with_huge_pages()
 
-from absl import app, flags  # noqa: E402
-from absl import logging as absl_logging  # noqa: E402
-from ml_collections import config_flags  # noqa: E402
+from albert_flax.train import program  # noqa: E402
 
-_CONFIG = config_flags.DEFINE_config_file(
-  "config",
+FLAGS = program.define_flags(
   os.path.join(os.path.dirname(__file__), "configs", "tiny.py"),
-  "Pretraining config file.",
-  lock_config=True,
-)
-_WORKDIR = flags.DEFINE_string(
-  "workdir",
   "./runs/tiny",
-  "Where checkpoints, metrics and the final model go; a rerun resumes from here.",
+  "Pretraining config file.",
 )
-_DISTRIBUTED = flags.DEFINE_bool(
-  "jax_distributed", False, "Call jax.distributed.initialize() with auto-detection."
-)
-_COORDINATOR = flags.DEFINE_string("coordinator_address", None, "HOST:PORT of process 0.")
-_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Number of processes.")
-_PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index.")
-from albert_flax.train import aot  # noqa: E402
 
-_AOT = aot.define_flags()
+
+def _summary(workdir: str, result: dict) -> str:
+  if result.get("finished_before"):
+    head = f"This run was finished already (step {result['step']}); nothing to do."
+  else:
+    head = f"Pretraining finished at step {result['step']}."
+  lines = [head]
+  if result.get("eval"):
+    lines.append("  eval:  " + ", ".join(f"{k} {v:.4g}" for k, v in result["eval"].items()))
+  if result.get("train"):
+    lines.append(
+      "  train: " + ", ".join(f"{k} {v:.4g}" for k, v in result["train"].items() if k != "step")
+    )
+  lines += [
+    f"  model:   {workdir} (af.from_pretrained({workdir!r}))",
+    f"  metrics: {os.path.join(workdir, 'metrics.jsonl')}, tensorboard --logdir {workdir}",
+    "  next:    python -m finetune --config=finetune/configs/glue.py --workdir=DIR "
+    f"--config.init_from={workdir}",
+  ]
+  return "\n".join(lines)
 
 
 def main(argv):
   del argv
-  if _AOT.compile_only.value:
-    from pretrain import steps
-
-    sys.exit(_AOT.run(_CONFIG.value, steps.compile_program))
-  import jax
-
-  if _COORDINATOR.value:
-    # CPU processes need a collectives backend; harmless on accelerators.
-    jax.config.update("jax_cpu_collectives_implementation", "gloo")
-    jax.distributed.initialize(
-      _COORDINATOR.value, num_processes=_NUM_PROCESSES.value, process_id=_PROCESS_ID.value
-    )
-  elif _DISTRIBUTED.value:
-    jax.distributed.initialize()
-  # Our progress at INFO on process 0; orbax's per-save chatter (absl logging) only at WARNING.
-  logging.getLogger().setLevel(logging.INFO if jax.process_index() == 0 else logging.WARNING)
-  absl_logging.set_verbosity(absl_logging.WARNING)
-  for name in ("pretrain", "albert_flax"):
-    logging.getLogger(name).setLevel(logging.INFO if jax.process_index() == 0 else logging.WARNING)
+  program.exit_if_compile_only(FLAGS, "pretrain.steps")
+  program.start(FLAGS, loggers=("pretrain",))
   from pretrain import train
 
-  result = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
-  if jax.process_index() == 0:
-    print({"step": result["step"], "train": result["train"], "eval": result["eval"]})
+  workdir = os.path.abspath(FLAGS.workdir.value)
+  result = train.train_and_evaluate(FLAGS.config.value, workdir)
+  program.finish("pretrain", result, lambda: _summary(workdir, result))
 
 
 if __name__ == "__main__":
-  app.run(main)
+  program.run(main)

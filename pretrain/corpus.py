@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import abc
 import glob
+import logging
 import os
 import re
 import zlib
@@ -46,6 +47,8 @@ _ABBREVIATIONS = frozenset(
 _PARAGRAPH = re.compile(r"\n\s*\n")
 _SPACE = re.compile(r"\s+")
 _HAS_WORD = re.compile(r"\w")
+
+log = logging.getLogger(__name__)
 
 
 def split_sentences(paragraph: str) -> list[str]:
@@ -169,6 +172,40 @@ def expand_files(files: str | Sequence[str]) -> list[str]:
   return out
 
 
+def _usable_files(files: list[str]) -> list[str]:
+  """`files` without the empty ones (one warning gives their count: a real corpus of hundreds
+  of files often has a few); an error when none is left, or when a file is not text."""
+  usable, empty = [], []
+  for path in files:
+    if not os.path.isfile(path):
+      raise FileNotFoundError(f"input {path!r} is not a file")
+    if not os.access(path, os.R_OK):
+      raise PermissionError(f"input file {path!r} is not readable")
+    if os.path.getsize(path) == 0:
+      empty.append(path)
+      continue
+    with open(path, "rb") as f:
+      head = f.read(_TEXT_PROBE_BYTES)
+    if b"\0" in head:  # UTF-8 text never holds NUL; binary files and zeroed blocks do
+      raise ValueError(
+        f"input file {path!r} is not text: it holds NUL bytes (a binary or zeroed file?)"
+      )
+    usable.append(path)
+  if not usable:
+    raise ValueError(
+      f"all {len(files)} input file(s) are empty: {', '.join(files[:5])}"
+      + (" ..." if len(files) > 5 else "")
+    )
+  if empty:
+    log.warning(
+      "skipping %d empty input file(s) of %d (first: %s)", len(empty), len(files), empty[0]
+    )
+  return usable
+
+
+_TEXT_PROBE_BYTES = 1 << 16
+
+
 class TextFileSource(DocumentSource):
   """Text files in the original format: one sentence per line, a blank line between documents.
 
@@ -182,14 +219,7 @@ class TextFileSource(DocumentSource):
   def __init__(self, files: str | Sequence[str], shard_by: str = "auto", name: str | None = None):
     if shard_by not in ("auto", "file", "document"):
       raise ValueError(f"shard_by must be 'auto', 'file' or 'document', got {shard_by!r}")
-    self.files = expand_files(files)
-    for path in self.files:
-      if not os.path.isfile(path):
-        raise FileNotFoundError(f"input {path!r} is not a file")
-      if not os.access(path, os.R_OK):
-        raise PermissionError(f"input file {path!r} is not readable")
-      if os.path.getsize(path) == 0:
-        raise ValueError(f"input file {path!r} is empty")
+    self.files = _usable_files(expand_files(files))
     self.shard_by = shard_by
     self.name = name or (
       self.files[0] if len(self.files) == 1 else f"{len(self.files)} files ({self.files[0]}, ...)"

@@ -32,6 +32,7 @@ from albert_flax import workdir as layout
 from albert_flax.train import losses, optim, training
 from albert_flax.train.checkpoints import PreemptionGuard, TrainCheckpointManager
 from albert_flax.train.metric_writers import MetricWriter
+from albert_flax.train.run_control import COMMON_SAFE_KEYS, WorkdirRun
 from pretrain import data as data_lib
 from pretrain.steps import build_steps
 
@@ -42,6 +43,9 @@ TRAIN_CONFIG_FILE = layout.TRAIN_CONFIG_FILE
 CHECKPOINTS_DIR = layout.CHECKPOINTS_DIR
 
 # ====================================================================================== config
+
+# Keys a resumed run may change (num_train_steps may grow): see albert_flax.train.run_control.
+SAFE_TO_CHANGE = COMMON_SAFE_KEYS + ("eval_steps",)
 
 
 def validate_config(config: ml_collections.ConfigDict) -> None:
@@ -63,6 +67,8 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
       problems.append(f"{key} must be a positive int, got {c[key]!r}")
   if not isinstance(c.eval_steps, int) or c.eval_steps < 0:
     problems.append(f"eval_steps must be an int >= 0, got {c.eval_steps!r}")
+  if not c.init_from and c.model not in af.AlbertConfig.preset_names():
+    problems.append(f"model must be one of {af.AlbertConfig.preset_names()}, got {c.model!r}")
   if c.optimizer not in optim.OPTIMIZERS:
     problems.append(f"optimizer must be one of {optim.OPTIMIZERS}, got {c.optimizer!r}")
   if not c.learning_rate > 0:
@@ -119,6 +125,11 @@ def _training_documents_file(config, directory: str) -> str:
       lines += len(doc)
       if lines >= config.tokenizer.max_training_sentences:
         break
+  if not lines:  # name the user's input, not this temporary file
+    raise ValueError(
+      "the training corpus holds no text to train a tokenizer on (only whitespace?): "
+      f"{config.data.tfds_name or config.data.train_files}"
+    )
   return path
 
 
@@ -204,7 +215,13 @@ def build_model(config, vocab_size: int):
   overrides = {k: v for k, v in config.model_overrides.to_dict().items() if v is not None}
   overrides.update(dtype=config.dtype, param_dtype=config.param_dtype, remat=config.remat)
   if config.init_from:
-    model, params = af.from_pretrained(config.init_from, af.AlbertForPreTraining, **overrides)
+    step = str(config.get("init_from_step") or "")
+    model, params = af.from_pretrained(
+      config.init_from,
+      af.AlbertForPreTraining,
+      step=int(step) if step.isdigit() else (step or None),
+      **overrides,
+    )
     if model.config.vocab_size != vocab_size:
       raise ValueError(
         f"init_from {config.init_from!r} has vocab_size {model.config.vocab_size} "
@@ -333,15 +350,36 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   """Pretrain as `config` says, in `workdir` (resuming from its newest checkpoint if any).
 
   Returns {"train": last logged train metrics, "eval": last eval metrics, "step": final step,
-  "preempted": bool}.
+  "interrupted": bool (SIGTERM / SIGINT: a checkpoint of `step` is saved), "signal": its name,
+  "finished_before": bool (the workdir held the finished run already: its results)}.
+  Raises WorkdirBusyError when another run holds the workdir, ValueError when the workdir's run
+  was started with another config (see albert_flax.train.run_control).
   """
   validate_config(config)
   workdir = os.path.abspath(workdir)
-  os.makedirs(workdir, exist_ok=True)
-  if jax.process_index() == 0:
-    with open(os.path.join(workdir, TRAIN_CONFIG_FILE), "w", encoding="utf-8") as f:
-      f.write(config.to_json_best_effort(indent=2, sort_keys=True) + "\n")
+  with WorkdirRun(workdir, config, SAFE_TO_CHANGE) as run:
+    if run.finished(config.num_train_steps):
+      log.warning(
+        "%s holds this run, finished at step %d: nothing to do (the model is in %s; pass a "
+        "larger --config.num_train_steps to train on)",
+        workdir,
+        config.num_train_steps,
+        workdir,
+      )
+      results = run.status.get("results") or {}
+      return {
+        "train": results.get("train", {}),
+        "eval": results.get("eval", {}),
+        "step": run.status["step"],
+        "interrupted": False,
+        "preempted": False,
+        "finished_before": True,
+      }
+    return _train(config, workdir, run)
 
+
+def _train(config: ml_collections.ConfigDict, workdir: str, run: WorkdirRun) -> dict[str, Any]:
+  """train_and_evaluate's work, inside the run's hold on the workdir."""
   # ----------------------------------------------------------------- mesh, tokenizer, model
   mesh = sharding.make_mesh(config.mesh.data, config.mesh.fsdp, config.mesh.tensor)
   share_index, share_count, local_batch = _share_of_devices(config, mesh)
@@ -378,6 +416,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     )
     data_state, step = None, 0
   del init_params
+  run.mark_running(step, config.num_train_steps)
 
   # ----------------------------------------------------------------- data
   train_batches = make_batches(
@@ -393,7 +432,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     return sharding.global_batch(host, mesh, config.batch_size)
 
   # ----------------------------------------------------------------- loop
-  writer = MetricWriter(workdir, config.num_train_steps, initial_step=step)
+  writer = MetricWriter(
+    workdir, config.num_train_steps, initial_step=step, progress=config.progress_bar
+  )
   last_train, last_eval = {}, {}
   pending: list[tuple[int, dict]] = []  # (step, device metrics) since the last log
   preempted = False
@@ -440,16 +481,29 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
           checkpoints.save(step, state, train_batches.get_state())
         if stop:
           preempted = True
-          log.warning("stopped at step %d on request (SIGTERM); rerun to resume", step)
+          log.warning(
+            "stopped at step %d on request (%s); rerun to resume", step, guard.signal_name
+          )
           break
     checkpoints.wait_until_finished()
     if step == config.num_train_steps and not preempted:
       af.save_pretrained(workdir, model, state.params, format="orbax")
+      run.mark_finished(step, config.num_train_steps, {"train": last_train, "eval": last_eval})
+    elif preempted:
+      run.mark_interrupted(step, config.num_train_steps, guard.signal_name)
   finally:
     writer.close()
     checkpoints.close()
     train_batches.close()
-  return {"train": last_train, "eval": last_eval, "step": step, "preempted": preempted}
+  return {
+    "train": last_train,
+    "eval": last_eval,
+    "step": step,
+    "interrupted": preempted,
+    "preempted": preempted,
+    "signal": guard.signal_name if preempted else None,
+    "finished_before": False,
+  }
 
 
 def _load_eval_batches(config, tokenizer, local_batch, share, to_global) -> list:

@@ -266,7 +266,7 @@ def test_orbax_round_trip_is_exact_and_checks_shapes(loaded, tmp_path):
   assert "albert/pooler/kernel: expected shape [64, 64], found [32, 32]" in message
 
 
-def test_pretraining_workdir_newest_state(loaded, tmp_path):
+def test_pretraining_workdir_unfinished_needs_a_step(loaded, tmp_path):
   from albert_flax.train.checkpoints import TrainCheckpointManager
 
   @flax.struct.dataclass
@@ -282,8 +282,13 @@ def test_pretraining_workdir_newest_state(loaded, tmp_path):
     scaled = jax.tree.map(lambda x, s=step: x * s, params)
     manager.save(step, State(np.int32(step), scaled, {"mu": scaled}))
   manager.close()
-  _, restored = af.from_pretrained(tmp_path)
+  # No final model: an unfinished run, refused unless a step is asked for.
+  with pytest.raises(ValueError, match=r"unfinished pretraining run.*steps \[10, 20\].*step=20"):
+    af.from_pretrained(tmp_path)
+  _, restored = af.from_pretrained(tmp_path, step="latest")
   _assert_same_params(restored, jax.tree.map(lambda x: x * 20, params))
+  _, restored = af.from_pretrained(tmp_path, step=10)
+  _assert_same_params(restored, jax.tree.map(lambda x: x * 10, params))
 
 
 def _fake_spiece(directory) -> str:
@@ -301,7 +306,9 @@ def test_unused_parts_dropped_and_new_head_initialized(pretraining_checkpoint, l
   model, params = af.from_pretrained(
     pretraining_checkpoint[0], af.AlbertForSequenceClassification, num_labels=3, rng=5
   )
-  (dropped,), (fresh,) = _records(caplog, logging.INFO), _records(caplog, logging.WARNING)
+  # Dropping trained weights is a warning too, never a quiet INFO line.
+  dropped, fresh = _records(caplog, logging.WARNING)
+  assert "drops" in dropped.getMessage()
   for name in (
     "predictions.bias",
     "predictions.dense.weight",
@@ -331,7 +338,7 @@ def test_missing_pooler_is_initialized(tmp_path, caplog):
   caplog.set_level(logging.INFO, logger=LOGGER)
   torch_reference("AlbertForMaskedLM").save_pretrained(tmp_path)  # no pooler
   _, params = af.from_pretrained(tmp_path, af.AlbertForSequenceClassification)
-  (fresh,) = _records(caplog, logging.WARNING)
+  fresh = _records(caplog, logging.WARNING)[-1]
   assert "albert/pooler/kernel" in fresh.getMessage()
   assert params["albert"]["pooler"]["kernel"].shape == (32, 32)
 
@@ -370,11 +377,26 @@ def test_head_size_mismatch(classifier_checkpoint, tmp_path, caplog):
   assert params["classifier"]["kernel"].shape == (32, 2)
 
 
+def test_no_class_builds_the_saved_architecture_and_finetune_workdirs_load(
+  classifier_checkpoint, tmp_path
+):
+  """A fine-tuned classifier loaded without a class keeps its trained head (issue 14)."""
+  model, params = af.from_pretrained(classifier_checkpoint)
+  assert type(model).__name__ == "AlbertForSequenceClassification"
+  _, explicit = af.from_pretrained(classifier_checkpoint, af.AlbertForSequenceClassification)
+  _assert_same_params(params, explicit)
+  # A fine-tuning workdir loads through its model/ folder.
+  af.save_pretrained(tmp_path / "model", model, params, format="orbax")
+  again, from_workdir = af.from_pretrained(tmp_path)
+  assert type(again).__name__ == "AlbertForSequenceClassification"
+  _assert_same_params(from_workdir, params)
+
+
 def test_another_tasks_head_is_not_reused(classifier_checkpoint, caplog):
   caplog.set_level(logging.INFO, logger=LOGGER)
   _, params = af.from_pretrained(classifier_checkpoint, af.AlbertForTokenClassification)
   # Same name and shape ([H, 3]) but a sequence classifier: dropped, and a fresh head made.
-  (dropped,), (fresh,) = _records(caplog, logging.INFO), _records(caplog, logging.WARNING)
+  dropped, fresh = _records(caplog, logging.WARNING)
   assert "classifier.weight (head of AlbertForSequenceClassification)" in dropped.getMessage()
   assert "classifier/kernel" in fresh.getMessage()
   assert params["classifier"]["kernel"].shape == (32, 3)

@@ -97,10 +97,13 @@ def test_two_processes_equal_one_process(tmp_path):
 
   # one copy of each file, by the lead: the same file set, no stray temporaries
   expected = [
+    os.path.join("config_history", "0000.json"),
     "eval_results.json",
     "metrics.jsonl",
     os.path.join("predictions", "SST-2.tsv"),
     os.path.join("predictions", "dev_predictions.tsv"),
+    "run_status.json",
+    "train_config.json",
   ]
   assert _files(single_work) == _files(multi_work) == expected, (
     _files(single_work),

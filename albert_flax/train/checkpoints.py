@@ -3,16 +3,17 @@
 `TrainCheckpointManager` keeps the last `max_to_keep` checkpoints of a run under one directory;
 each holds the train state (sharded arrays, written by every process in parallel, asynchronously)
 and, as JSON, the data iterator state of every process, so a resumed run sees the batches the
-interrupted one would have seen. Restoring takes the newest checkpoint that reads back; a corrupt
+interrupted one would have seen, and each array's fingerprint (albert_flax.integrity), checked on
+restore. Restoring takes the newest checkpoint that reads back and passes that check; a corrupt
 newest one is moved aside with a warning and the previous one is used.
 
 A checkpoint cut short (the process killed while writing) is never taken for a complete one:
 orbax writes into a temporary directory and renames it only once everything is written (on
 filesystems without atomic rename, e.g. GCS, it writes a commit marker instead).
 
-`PreemptionGuard` turns SIGTERM (how TPU VMs and most schedulers announce preemption) into a
-request to save and stop at the next step boundary; with several processes they agree on the
-step through JAX's preemption sync service.
+`PreemptionGuard` turns SIGTERM (how TPU VMs and most schedulers announce preemption) and
+SIGINT (Ctrl-C) into a request to save and stop at the next step boundary; with several
+processes they agree on the step through JAX's preemption sync service.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ from typing import Any
 import jax
 import numpy as np
 
-from albert_flax.workdir import DATA_ITEM, STATE_ITEM
+from albert_flax import integrity
+from albert_flax.workdir import DATA_ITEM, INTEGRITY_ITEM, STATE_ITEM
 
 log = logging.getLogger(__name__)
 
@@ -98,15 +100,32 @@ class TrainCheckpointManager:
     max_to_keep: older checkpoints are deleted (after the newer one is complete).
     async_save: write in a background thread; the step loop goes on once arrays are copied
       off the devices.
+    best_metric: keep the `max_to_keep` checkpoints with the highest `metrics[best_metric]`
+      (given to `save`) instead of the newest ones: orbax's own best_fn / best_mode.
   All methods must be called by every process (they synchronize).
   """
 
-  def __init__(self, directory: str, max_to_keep: int = 3, async_save: bool = True):
+  def __init__(
+    self,
+    directory: str,
+    max_to_keep: int = 3,
+    async_save: bool = True,
+    best_metric: str | None = None,
+  ):
     import orbax.checkpoint as ocp
 
     self._ocp = ocp
     self.directory = os.path.abspath(directory)
+    self.best_metric = best_metric
+    best = {}
+    if best_metric is not None:
+      best = dict(
+        best_fn=lambda metrics: float(metrics[best_metric]),
+        best_mode="max",
+        keep_checkpoints_without_metrics=False,
+      )
     options = ocp.CheckpointManagerOptions(
+      **best,
       max_to_keep=max_to_keep,
       create=True,
       enable_async_checkpointing=async_save,
@@ -116,7 +135,7 @@ class TrainCheckpointManager:
       ),
     )
     self._manager = ocp.CheckpointManager(
-      self.directory, options=options, item_names=(STATE_ITEM, DATA_ITEM)
+      self.directory, options=options, item_names=(STATE_ITEM, DATA_ITEM, INTEGRITY_ITEM)
     )
 
   # ------------------------------------------------------------------------------ queries
@@ -126,22 +145,44 @@ class TrainCheckpointManager:
   def latest_step(self) -> int | None:
     return self._manager.latest_step()
 
+  def best(self) -> tuple[int | None, float]:
+    """(step, metric value) of the best checkpoint kept; (None, -inf) when there is none."""
+    self._manager.wait_until_finished()  # an unfinished save has no metadata to read yet
+    step = self._manager.best_step()
+    if step is None:
+      return None, -float("inf")
+    metrics = self._manager.metadata(step).metrics or {}
+    return step, float(metrics.get(self.best_metric, -float("inf")))
+
   # ------------------------------------------------------------------------------- save
-  def save(self, step: int, state: Any, data_state: Any = None, force: bool = False) -> bool:
+  def save(
+    self,
+    step: int,
+    state: Any,
+    data_state: Any = None,
+    force: bool = False,
+    metrics: dict[str, float] | None = None,
+  ) -> bool:
     """Start saving `state` and this process's `data_state` (JSON-serializable) as `step`.
 
-    Returns False when a checkpoint of that step exists already.
+    `metrics` (with `best_metric`) must be the same on every process (`same_on_all_processes`):
+    which checkpoints are kept is decided from them. Returns False when a checkpoint of that
+    step exists already.
     """
     if step in self._manager.all_steps():
       return False
     states = _allgather_json(data_state)
+    # Fingerprints computed on the devices now (the state's buffers may be donated to the next
+    # step), saved in the same checkpoint: committed together with the arrays or not at all.
+    record = integrity.fingerprints(state)
     args = self._ocp.args.Composite(
       **{
         STATE_ITEM: self._ocp.args.StandardSave(state),
         DATA_ITEM: self._ocp.args.JsonSave({"process_count": len(states), "processes": states}),
+        INTEGRITY_ITEM: self._ocp.args.JsonSave(record),
       }
     )
-    return self._manager.save(step, args=args, force=force)
+    return self._manager.save(step, args=args, force=force, metrics=metrics)
 
   def wait_until_finished(self) -> None:
     self._manager.wait_until_finished()
@@ -163,15 +204,18 @@ class TrainCheckpointManager:
     failures = []
     for step in steps:
       try:
-        restored = self._manager.restore(
-          step,
-          args=self._ocp.args.Composite(
-            **{
-              STATE_ITEM: self._ocp.args.StandardRestore(abstract_state),
-              DATA_ITEM: self._ocp.args.JsonRestore(),
-            }
-          ),
-        )
+        items = {
+          STATE_ITEM: self._ocp.args.StandardRestore(abstract_state),
+          DATA_ITEM: self._ocp.args.JsonRestore(),
+        }
+        has_record = os.path.isdir(os.path.join(self.directory, str(step), INTEGRITY_ITEM))
+        if has_record:
+          items[INTEGRITY_ITEM] = self._ocp.args.JsonRestore()
+        restored = self._manager.restore(step, args=self._ocp.args.Composite(**items))
+        if has_record:
+          integrity.verify(
+            restored[INTEGRITY_ITEM], restored[STATE_ITEM], f"checkpoint at step {step}"
+          )
         error = None
       except Exception as e:  # orbax raises many types for unreadable files
         error = f"{type(e).__name__}: {str(e)[:300]}"
@@ -238,23 +282,39 @@ class TrainCheckpointManager:
 class PreemptionGuard:
   """`with PreemptionGuard() as guard: ... if guard.should_stop(step): save; break`.
 
-  One process: a SIGTERM handler sets a flag (the previous handler is restored on exit).
-  Several processes: `jax.experimental.multihost_utils.reached_preemption_sync_point`, which
-  JAX's distributed runtime drives from SIGTERM on any process, so all stop at the same step.
+  SIGTERM (how schedulers and TPU VMs announce preemption) and SIGINT (Ctrl-C) both ask for a
+  checkpoint and a stop at the next step boundary; a second Ctrl-C aborts at once
+  (KeyboardInterrupt). The previous handlers are restored on exit.
+  One process: the handlers set a flag. Several processes: the stop must happen at the same step
+  on all of them, so the decision is `multihost_utils.reached_preemption_sync_point`, which JAX's
+  distributed runtime drives from a SIGTERM on any process; a SIGINT is turned into a SIGTERM to
+  the same process so that it travels the same way.
   """
 
   def __init__(self):
     self.requested = False
-    self._previous = None
+    self.signal_name: str | None = None
+    self._previous: dict[int, Any] = {}
 
   def _handler(self, signum, frame):
     del frame
-    log.warning("received signal %d: saving a checkpoint and stopping at the next step", signum)
-    self.requested = True
+    name = signal.Signals(signum).name
+    if self.requested and signum == signal.SIGINT:
+      raise KeyboardInterrupt  # a second Ctrl-C: the user wants out now
+    log.warning("received %s: saving a checkpoint and stopping at the next step", name)
+    self.requested, self.signal_name = True, name
+    if jax.process_count() > 1 and signum == signal.SIGINT:
+      os.kill(os.getpid(), signal.SIGTERM)  # JAX's preemption notifier tells the others
 
   def __enter__(self) -> PreemptionGuard:
-    if jax.process_count() == 1:
-      self._previous = signal.signal(signal.SIGTERM, self._handler)
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+      return self  # signal handlers can only be set from the main thread
+    # Several processes: JAX's runtime owns SIGTERM (it starts the preemption sync).
+    signums = [signal.SIGINT] + ([signal.SIGTERM] if jax.process_count() == 1 else [])
+    for signum in signums:
+      self._previous[signum] = signal.signal(signum, self._handler)
     return self
 
   def should_stop(self, step: int) -> bool:
@@ -262,10 +322,13 @@ class PreemptionGuard:
       return self.requested
     from jax.experimental import multihost_utils
 
-    self.requested = self.requested or multihost_utils.reached_preemption_sync_point(step)
-    return self.requested
+    if multihost_utils.reached_preemption_sync_point(step):
+      self.requested = True
+      self.signal_name = self.signal_name or "SIGTERM"
+      return True
+    return False  # a local flag alone would stop this process without the others
 
   def __exit__(self, *exc) -> None:
-    if self._previous is not None:
-      signal.signal(signal.SIGTERM, self._previous)
-      self._previous = None
+    for signum, previous in self._previous.items():
+      signal.signal(signum, previous)
+    self._previous = {}

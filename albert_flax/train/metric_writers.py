@@ -9,6 +9,7 @@ of a run never interrupted.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import sys
@@ -19,6 +20,16 @@ import jax
 import numpy as np
 
 from albert_flax.workdir import METRICS_FILE, TENSORBOARD_DIR  # noqa: F401 (re-exported)
+
+log = logging.getLogger(__name__)
+
+
+def _format(row: Mapping[str, Any]) -> str:
+  return ", ".join(
+    f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+    for k, v in row.items()
+    if k not in ("step", "split")
+  )
 
 
 def _to_python(value: Any) -> Any:
@@ -79,7 +90,8 @@ class MetricWriter:
     initial_step: the step the run starts (or resumes) from; later rows already in the file
       are dropped.
     enabled: default: only on process 0.
-    progress: show the tqdm bar (stderr).
+    progress: show the tqdm bar when stderr is a terminal; otherwise (or when False) each
+      written row becomes one log line instead of hundreds of bar redraws in a log file.
     tensorboard: write TensorBoard event files (tensorboardX).
   """
 
@@ -96,6 +108,7 @@ class MetricWriter:
     self.path = os.path.join(workdir, METRICS_FILE)
     self._tb = self._bar = None
     self._file = None
+    self.total_steps = total_steps
     if not self.enabled:
       return
     os.makedirs(workdir, exist_ok=True)
@@ -103,7 +116,7 @@ class MetricWriter:
     self._file = open(self.path, "a", encoding="utf-8")
     if tensorboard:
       self._tb = _summary_writer_class()(os.path.join(workdir, TENSORBOARD_DIR))
-    if progress:
+    if progress and sys.stderr.isatty():
       from tqdm import tqdm
 
       self._bar = tqdm(
@@ -126,6 +139,10 @@ class MetricWriter:
         if name not in ("step", "split") and isinstance(value, (int, float)):
           self._tb.add_scalar(f"{prefix}/{name}", value, int(step))
       self._tb.flush()
+    if split is not None:  # evaluation results are news: always a log line
+      log.info("%s at step %d: %s", split, step, _format(row))
+    elif self._bar is None:
+      log.info("step %d/%d: %s", step, self.total_steps, _format(row))
     if self._bar is not None and split is None and "loss" in row:
       self._bar.set_postfix(
         {k: row[k] for k in ("loss", "masked_lm_accuracy", "sentence_order_accuracy") if k in row},

@@ -433,7 +433,10 @@ class GlueTask(Task):
 
   def train_features(self):
     train = Split("train", "train.tsv", "train")
-    return self._features(self._limited(self._read(train, labeled=True), "train"))
+    examples = self._read(train, labeled=True)
+    if examples is not None and not len(examples.ids) and not use_tfds(self.config):
+      raise ValueError(f"{self.data_path(train.file)} holds no training examples (a header only?)")
+    return self._features(self._limited(examples, "train"))
 
   def eval_sets(self, final: bool) -> list[EvalSet]:
     sets = []

@@ -58,6 +58,9 @@ def get_config() -> ml_collections.ConfigDict:
   # Continue pretraining from any checkpoint af.from_pretrained reads (a workdir, an orbax or HF
   # directory, a TF checkpoint, a hub id). Empty: start from scratch.
   c.init_from = ""
+  # With init_from a pretraining workdir whose run has not finished: the checkpoint to take, a
+  # step number or "latest" (an unfinished run is refused without one).
+  c.init_from_step = ""
 
   # --- data (pretrain.data.make_pretraining_batches)
   c.data = ml_collections.ConfigDict()
@@ -117,6 +120,8 @@ def get_config() -> ml_collections.ConfigDict:
   c.checkpoint_max_to_keep = 3
   c.eval_every_steps = 5000
   c.eval_steps = 10  # batches of batch_size held-back examples per evaluation
+  # A tqdm bar on a terminal; without one (or with False) plain log lines every log_every_steps.
+  c.progress_bar = True
 
   # --- device mesh: data x fsdp x tensor over all devices of all processes; -1 = the rest
   c.mesh = ml_collections.ConfigDict()
