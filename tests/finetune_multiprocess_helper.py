@@ -43,7 +43,7 @@ def main() -> None:
       batch_size=8,
       train_steps=10,
       warmup_steps=1,
-      learning_rate=3e-3,
+      learning_rate=1e-2,
       eval_batch_size=4,
       log_every_steps=1,
       eval_every_steps=5,

@@ -217,7 +217,8 @@ def test_resume_equals_uninterrupted_with_buckets(checkpoint, tmp_path, monkeypa
 
   with monkeypatch.context() as patch:
     patch.setattr(PreemptionGuard, "should_stop", lambda self, step: step == 3)
-    assert train_and_evaluate(config, str(tmp_path / "split")) == {}
+    stopped = train_and_evaluate(config, str(tmp_path / "split"))
+    assert stopped["interrupted"] and stopped["step"] == 3, stopped
   resumed = train_and_evaluate(config, str(tmp_path / "split"))
   assert resumed == whole
   losses = {

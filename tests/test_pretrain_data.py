@@ -419,7 +419,7 @@ def test_builtin_corpus(tmp_path, setup):
 def test_bad_inputs_raise_clear_errors(setup, tmp_path):
   empty = tmp_path / "empty.txt"
   empty.write_text("")
-  with pytest.raises(ValueError, match="empty.txt.*empty"):
+  with pytest.raises(ValueError, match=r"are empty: .*empty\.txt"):
     _batches(setup, 1, files=str(empty))
   with pytest.raises(FileNotFoundError, match="nothing-here"):
     _batches(setup, 1, files=str(tmp_path / "nothing-here*.txt"))
