@@ -5,6 +5,10 @@
     losses.py          pretraining and task-head losses as (sum, weight) pairs
     checkpoints.py     resumable orbax checkpoints of the train state and the data position
     metric_writers.py  metrics.jsonl, TensorBoard, the progress bar
+    program.py         the programs' shared entry point: flags, distributed start-up, exit codes
+    run_control.py     one run per workdir (lock), run status, config changes on resume
+    aot.py             compile-only mode: the exact steps through the TPU compiler, the report
+    tpu_topologies.py  TPU slices by name (jax's and gcloud's), their devices and HBM
 
 The model library (`albert_flax`) imports nothing from here: a program that only runs the model
 needs neither tensorboardX nor tqdm.
