@@ -11,6 +11,7 @@ special-token ids by name and `convert_ids_to_tokens` / `convert_tokens_to_strin
 from __future__ import annotations
 
 import itertools
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -47,6 +48,16 @@ def _windows(length: int, room: int, stride: int) -> list[tuple[int, int]]:
 
 class TokenizerBase:
   """Model inputs from a subclass's token ids: special tokens, truncation, padding, offsets."""
+
+  @staticmethod
+  def _vocabulary_path(
+    save_directory: str | os.PathLike, filename_prefix: str | None, file_name: str
+  ) -> str:
+    """`<save_directory>/[prefix-]<file_name>`, for save_vocabulary; the directory must exist."""
+    directory = os.fspath(save_directory)
+    if not os.path.isdir(directory):
+      raise NotADirectoryError(f"save_vocabulary: {directory!r} is not an existing directory")
+    return os.path.join(directory, (filename_prefix + "-" if filename_prefix else "") + file_name)
 
   pad_token_id: int
   unk_token_id: int

@@ -445,11 +445,7 @@ class AlbertTokenizer(TokenizerBase):
     self, save_directory: str | os.PathLike, filename_prefix: str | None = None
   ) -> tuple[str]:
     """Write the model as `<save_directory>/[prefix-]spiece.model`; returns (path,)."""
-    directory = os.fspath(save_directory)
-    if not os.path.isdir(directory):
-      raise NotADirectoryError(f"save_vocabulary: {directory!r} is not an existing directory")
-    name = (filename_prefix + "-" if filename_prefix else "") + VOCAB_FILE_NAME
-    out = os.path.join(directory, name)
+    out = self._vocabulary_path(save_directory, filename_prefix, VOCAB_FILE_NAME)
     if os.path.isfile(self.vocab_file):
       if os.path.abspath(self.vocab_file) != os.path.abspath(out):
         shutil.copyfile(self.vocab_file, out)

@@ -345,11 +345,7 @@ class WordPieceTokenizer(TokenizerBase):
     self, save_directory: str | os.PathLike, filename_prefix: str | None = None
   ) -> tuple[str]:
     """Write the vocabulary as `<save_directory>/[prefix-]vocab.txt`; returns (path,)."""
-    directory = os.fspath(save_directory)
-    if not os.path.isdir(directory):
-      raise NotADirectoryError(f"save_vocabulary: {directory!r} is not an existing directory")
-    name = (filename_prefix + "-" if filename_prefix else "") + VOCAB_FILE_NAME
-    out = os.path.join(directory, name)
+    out = self._vocabulary_path(save_directory, filename_prefix, VOCAB_FILE_NAME)
     with open(out, "w", encoding="utf-8") as f:
       f.writelines(t + "\n" for t in self._tokens)
     return (out,)

@@ -7,6 +7,7 @@ data_dir holds train.json and dev.json (CLUE's names) or cmrc2018_train.json and
 cmrc2018_dev.json. Scores: CMRC's official F1, EM and their average (finetune/cmrc_metric.py).
 """
 
+from finetune.configs import squad
 from finetune.configs.common import base_config
 
 # CLUE's CMRC 2018 baseline (baselines/models_pytorch/mrc_pytorch/run_mrc_cmrc2018.sh): 2 epochs,
@@ -27,10 +28,7 @@ def get_config():
   c = base_config()
   c.family = "cmrc"
   c.task = "cmrc2018"
-  c.doc_stride = 128
-  c.max_query_length = 64
-  c.n_best_size = 20
-  c.max_answer_length = 30
+  c.update(squad.WINDOWS)
   c.per_task_key = "task"
   c.per_task = PER_TASK
   return c

@@ -35,14 +35,15 @@ PER_TASK = {
 }
 
 
+# The sliding windows and answer search of the original run_squad (CMRC 2018 uses them too).
+WINDOWS = {"doc_stride": 128, "max_query_length": 64, "n_best_size": 20, "max_answer_length": 30}
+
+
 def get_config():
   c = base_config()
   c.family = "squad"
   c.version = "1.1"
-  c.doc_stride = 128
-  c.max_query_length = 64
-  c.n_best_size = 20
-  c.max_answer_length = 30
+  c.update(WINDOWS)
   # v2.0: answer "" when null score - best span score > this; None: the official best_f1_thresh
   # found on dev.
   c.null_score_diff_threshold = config_dict.placeholder(float)
