@@ -12,9 +12,8 @@ Several processes: `--jax_distributed`, or `--coordinator_address=HOST:PORT --nu
 75 (rerun the same command to resume); the exit codes are listed in albert_flax/train/program.py.
 """
 
-import os
-
 from absl import app
+from etils import epath
 
 from albert_flax import workdir as layout
 from albert_flax.train import program
@@ -22,15 +21,13 @@ from albert_flax.train import program
 FLAGS = program.define_flags(None, None, "A finetune/configs/*.py file.")
 
 
-def _summary(workdir: str, results: dict) -> str:
+def _summary(workdir: epath.Path, results: dict) -> str:
   lines = ["Fine-tuning finished."]
   lines += [f"  {k}: {v:.4g}" for k, v in sorted(results.items()) if isinstance(v, float)]
-  model = os.path.join(workdir, layout.MODEL_DIR)
   lines += [
-    f"  model:       {model} (af.from_pretrained({workdir!r}))",
-    f"  metrics:     {os.path.join(workdir, layout.EVAL_RESULTS_FILE)}, "
-    f"{os.path.join(workdir, 'metrics.jsonl')}",
-    f"  predictions: {os.path.join(workdir, layout.PREDICTIONS_DIR)}",
+    f"  model:       {workdir / layout.MODEL_DIR} (af.from_pretrained({str(workdir)!r}))",
+    f"  metrics:     {workdir / layout.EVAL_RESULTS_FILE}, {workdir / 'metrics.jsonl'}",
+    f"  predictions: {workdir / layout.PREDICTIONS_DIR}",
   ]
   return "\n".join(lines)
 
@@ -42,7 +39,7 @@ def main(argv):
   program.start(FLAGS, loggers=("finetune",))
   from finetune.train import train_and_evaluate  # after flag parsing: jax starts here
 
-  workdir = os.path.abspath(FLAGS.workdir.value)
+  workdir = epath.Path(FLAGS.workdir.value).expanduser().absolute()  # local, or gs://...
   results = train_and_evaluate(FLAGS.config.value, workdir)
   program.finish("finetune", results, lambda: _summary(workdir, results))
 

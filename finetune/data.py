@@ -10,13 +10,15 @@ the last batch with weight-0 rows.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
-import tempfile
+import uuid
 from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
+from etils import epath
 
 Features = dict[str, np.ndarray]
 MODEL_INPUTS = ("input_ids", "token_type_ids", "attention_mask")
@@ -33,26 +35,40 @@ class DataError(ValueError):
     self.path, self.line, self.problem = path, line, problem
 
 
-# --------------------------------------------------------------------- atomic output
+# --------------------------------------------------------------------- input and output
+# Paths are local or URLs of the path library (etils.epath, as orbax): data_dir and the workdir may
+# be in a Cloud Storage bucket (gs://...).
+
+
+def read_text(path: str | os.PathLike, kind: str) -> str:
+  """The whole text of a data file, UTF-8 (a leading byte-order mark dropped: MRPC's files start
+  with one). Fine-tuning sets are read whole anyway; a missing file is named with its `kind`."""
+  file = epath.Path(path)
+  if not file.is_file():
+    raise FileNotFoundError(f"{kind} file not found: {path}")
+  return file.read_bytes().decode("utf-8-sig")
+
+
+def text_lines(text: str) -> io.StringIO:
+  """The lines of `text` as a text-mode file gives them ("\\r\\n" and "\\r" end lines too)."""
+  return io.StringIO(text, newline=None)
 
 
 @contextlib.contextmanager
 def atomic_open(path: str | os.PathLike, mode: str = "w") -> Iterator[Any]:
   """Open a temporary file next to `path`; it replaces `path` only when the block succeeds, so
-  a crash never leaves a half-written file under the final name."""
-  path = os.fspath(path)
-  directory = os.path.dirname(path) or "."
-  os.makedirs(directory, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(
-    prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory
-  )
+  a crash never leaves a half-written file under the final name (in a bucket the temporary object
+  is copied to the final name: an object appears whole or not at all)."""
+  target = epath.Path(path)
+  target.parent.mkdir(parents=True, exist_ok=True)
+  tmp = target.parent / f".{target.name}.{uuid.uuid4().hex[:8]}.tmp"
   try:
-    with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
+    with tmp.open(mode) as f:
       yield f
-    os.replace(tmp, path)
+    tmp.replace(target)
   except BaseException:
-    with contextlib.suppress(FileNotFoundError):
-      os.remove(tmp)
+    with contextlib.suppress(OSError):
+      tmp.unlink(missing_ok=True)
     raise
 
 

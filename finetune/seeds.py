@@ -18,14 +18,14 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
-import tempfile
+import uuid
 from collections.abc import Sequence
 from typing import Any
 
 import jax
 import ml_collections
 import numpy as np
+from etils import epath
 
 from albert_flax import workdir as layout
 from finetune.data import write_json
@@ -49,8 +49,8 @@ def seed_list(seeds: int | Sequence[int], first: int = 0) -> list[int]:
   return seeds
 
 
-def run_dir(workdir: str, seed: int) -> str:
-  return os.path.join(workdir, layout.SEED_RUN_DIR.format(seed=seed))
+def run_dir(workdir: str | os.PathLike, seed: int) -> str:
+  return str(epath.Path(workdir) / layout.SEED_RUN_DIR.format(seed=seed))
 
 
 def summarize(runs: dict[int, dict[str, float]], best_metric: str) -> dict[str, Any]:
@@ -83,16 +83,15 @@ def train_seeds(config: ml_collections.ConfigDict, workdir: str) -> dict[str, fl
   ({} when a run stopped on request: rerun the command to resume)."""
   from finetune.train import train_and_evaluate  # train.py calls this module
 
-  workdir = os.path.abspath(workdir)
+  workdir = epath.Path(workdir).expanduser().absolute()  # local, or a bucket: gs://...
   seeds = seed_list(config.seeds, int(config.seed))
   steps: dict[str, Any] = {}  # the jitted steps, shared by the runs
   runs: dict[int, dict[str, float]] = {}
   for seed in seeds:
     directory = run_dir(workdir, seed)
-    done = os.path.join(directory, layout.EVAL_RESULTS_FILE)
-    if os.path.isfile(done):
-      with open(done, encoding="utf-8") as f:
-        runs[seed] = json.load(f)
+    done = epath.Path(directory) / layout.EVAL_RESULTS_FILE
+    if done.is_file():
+      runs[seed] = json.loads(done.read_text())
       log.info("seed %d already finished in %s", seed, directory)
       continue
     run_config = ml_collections.ConfigDict(config.to_dict())
@@ -109,8 +108,8 @@ def train_seeds(config: ml_collections.ConfigDict, workdir: str) -> dict[str, fl
     summary["compiles"] = steps["compiles"].counts()
   best_seed = summary["best_seed"]
   if jax.process_index() == 0:
-    _copy_tree(os.path.join(run_dir(workdir, best_seed), layout.MODEL_DIR), workdir)
-    write_json(os.path.join(workdir, SUMMARY_FILE), summary)
+    _copy_tree(epath.Path(run_dir(workdir, best_seed)) / layout.MODEL_DIR, workdir)
+    write_json(workdir / SUMMARY_FILE, summary)
   log.info(
     "%d seeds: best %s = %s (seed %d); %s",
     len(seeds),
@@ -133,15 +132,27 @@ def _best_metric(config: ml_collections.ConfigDict) -> str:
   return get_task(resolve_config(config), None).best_metric
 
 
-def _copy_tree(source: str, workdir: str) -> None:
-  """The best run's model into workdir/model, replaced in one rename."""
-  target = os.path.join(workdir, layout.MODEL_DIR)
-  tmp = tempfile.mkdtemp(prefix="." + layout.MODEL_DIR + ".", dir=workdir)
+def _copy_tree(source: epath.Path, workdir: epath.Path) -> None:
+  """The best run's model into workdir/model, replaced in one rename (in a bucket, where a
+  folder's rename copies its objects, the rename narrows the window)."""
+  target = workdir / layout.MODEL_DIR
+  tmp = workdir / f".{layout.MODEL_DIR}.{uuid.uuid4().hex[:8]}"
   try:
-    shutil.copytree(source, tmp, dirs_exist_ok=True)
-    if os.path.isdir(target):
-      shutil.rmtree(target)
-    os.replace(tmp, target)
+    _copy_files(source, tmp)
+    if target.exists():
+      target.rmtree()
+    tmp.rename(target)
   except BaseException:
-    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.rmtree(missing_ok=True)
     raise
+
+
+def _copy_files(source: epath.Path, target: epath.Path) -> None:
+  """Copy the folder `source` to `target`, file by file (epath has no copytree; a bucket has no
+  folders to copy, only objects)."""
+  target.mkdir(parents=True, exist_ok=True)
+  for item in source.iterdir():
+    if item.is_dir():
+      _copy_files(item, target / item.name)
+    else:
+      item.copy(target / item.name, overwrite=True)

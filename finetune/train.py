@@ -20,14 +20,13 @@ The machinery is the library's (`albert_flax.sharding`, `optim`, `training`); a 
 from __future__ import annotations
 
 import logging
-import os
-import shutil
-import tempfile
+import uuid
 from typing import Any
 
 import jax
 import ml_collections
 import numpy as np
+from etils import epath
 
 import albert_flax as af
 from albert_flax import sharding
@@ -111,10 +110,13 @@ def resolve_config(
 def checkpoint_hidden_size(init_from: str) -> int | None:
   """The hidden size in the checkpoint's config (None when it cannot be read: the load that
   follows reports the problem)."""
-  directory = init_from if os.path.isdir(init_from) else os.path.dirname(init_from)
-  for name in ("config.json", "albert_config.json"):  # local checkpoints; Hub ids: released sizes
-    path = os.path.join(directory, name)
-    if init_from and os.path.isfile(path):
+  if not init_from:
+    return None
+  checkpoint = epath.Path(init_from)
+  directory = checkpoint if checkpoint.is_dir() else checkpoint.parent
+  for name in ("config.json", "albert_config.json"):  # saved checkpoints; Hub ids: released sizes
+    path = directory / name
+    if path.is_file():
       try:
         return int(af.AlbertConfig.from_json_file(path).hidden_size)
       except (ValueError, KeyError, TypeError) as e:  # the checkpoint load names it better
@@ -309,14 +311,14 @@ def train_and_evaluate(
 
     return train_seeds(config, workdir)
   config = resolve_config(config, checkpoint_hidden_size(config.get("init_from", "")))
-  workdir = os.path.abspath(workdir)
+  workdir = epath.Path(workdir).expanduser().absolute()  # local, or a bucket: gs://...
   with WorkdirRun(workdir, config, SAFE_TO_CHANGE, steps_key="train_steps") as run:
     if run.finished(config.train_steps):
       log.warning(
         "%s holds this run, finished at step %d: nothing to do (results in %s)",
         workdir,
         config.train_steps,
-        os.path.join(workdir, layout.EVAL_RESULTS_FILE),
+        workdir / layout.EVAL_RESULTS_FILE,
       )
       return dict(run.status.get("results") or {})
     return _train(config, workdir, run, shared_steps)
@@ -324,7 +326,7 @@ def train_and_evaluate(
 
 def _train(
   config: ml_collections.ConfigDict,
-  workdir: str,
+  workdir: epath.Path,
   run: WorkdirRun,
   shared_steps: dict[str, Any] | None,
 ) -> dict[str, Any]:
@@ -419,10 +421,10 @@ def _train(
   del params
   train_step, predict_fn = steps.train_step, steps.predict_step
 
-  latest = TrainCheckpointManager(os.path.join(workdir, layout.LATEST_CHECKPOINTS), max_to_keep=1)
+  latest = TrainCheckpointManager(workdir / layout.LATEST_CHECKPOINTS, max_to_keep=1)
   # The best parameters so far: orbax keeps the checkpoint of the highest task.best_metric.
   best = TrainCheckpointManager(
-    os.path.join(workdir, layout.BEST_CHECKPOINTS), max_to_keep=1, best_metric=task.best_metric
+    workdir / layout.BEST_CHECKPOINTS, max_to_keep=1, best_metric=task.best_metric
   )
   restored = latest.restore(training.abstract_with_shardings(state, state_shardings))
   start = 0
@@ -500,7 +502,7 @@ def _train(
   log.info("final results (best step %d): %s", best_step, results)
   log.info("compilations (one per padded length): %s", compiles.describe())
   if lead:
-    prediction_dir = os.path.join(workdir, layout.PREDICTIONS_DIR)
+    prediction_dir = str(workdir / layout.PREDICTIONS_DIR)
     for s in final_sets:
       task.write_predictions(s, predictions[s.name], prediction_dir)
   if jax.process_count() == 1:
@@ -508,13 +510,13 @@ def _train(
       model,
       jax.device_get(best_params),
       tokenizer,
-      os.path.join(workdir, layout.MODEL_DIR),
+      workdir / layout.MODEL_DIR,
       "orbax",
     )
   else:
     # Every process writes its shards; orbax commits the directory only once all are written.
     af.save_pretrained(
-      os.path.join(workdir, layout.MODEL_DIR),
+      workdir / layout.MODEL_DIR,
       model,
       best_params,
       format="orbax",
@@ -523,9 +525,9 @@ def _train(
   if config.export_hf:
     host_params = _gather(best_params)  # every process takes part; the lead writes
     if lead:
-      _export(model, host_params, tokenizer, os.path.join(workdir, layout.HF_EXPORT_DIR), "hf")
+      _export(model, host_params, tokenizer, workdir / layout.HF_EXPORT_DIR, "hf")
   if lead:  # last: its presence says the run completed
-    write_json(os.path.join(workdir, layout.EVAL_RESULTS_FILE), results)
+    write_json(workdir / layout.EVAL_RESULTS_FILE, results)
   run.mark_finished(config.train_steps, config.train_steps, results)
   writer.close()
   return results
@@ -565,15 +567,15 @@ def _gather(tree):
   return jax.device_get(tree)
 
 
-def _export(model, params, tokenizer, path: str, format: str) -> None:
-  """save_pretrained into a temporary sibling, then one rename: no half-written model."""
-  parent = os.path.dirname(path)
-  tmp = tempfile.mkdtemp(prefix="." + os.path.basename(path) + ".", dir=parent)
+def _export(model, params, tokenizer, path: epath.Path, format: str) -> None:
+  """save_pretrained into a temporary sibling, then one rename: no half-written model (in a
+  bucket, where a folder's rename copies its objects, the rename narrows the window)."""
+  tmp = path.parent / f".{path.name}.{uuid.uuid4().hex[:8]}"
   try:
     af.save_pretrained(tmp, model, params, format=format, tokenizer=tokenizer)
-    if os.path.isdir(path):
-      shutil.rmtree(path)
-    os.replace(tmp, path)
+    if path.exists():
+      path.rmtree()
+    tmp.rename(path)
   except BaseException:
-    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.rmtree(missing_ok=True)
     raise

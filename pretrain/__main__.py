@@ -42,6 +42,8 @@ def _reexec_with_huge_pages() -> None:
 if __name__ == "__main__":
   _reexec_with_huge_pages()
 
+from etils import epath  # noqa: E402
+
 from albert_flax.train import program  # noqa: E402
 
 FLAGS = program.define_flags(
@@ -51,7 +53,7 @@ FLAGS = program.define_flags(
 )
 
 
-def _summary(workdir: str, result: dict) -> str:
+def _summary(workdir: epath.Path, result: dict) -> str:
   if result.get("finished_before"):
     head = f"This run was finished already (step {result['step']}); nothing to do."
   else:
@@ -64,8 +66,8 @@ def _summary(workdir: str, result: dict) -> str:
       "  train: " + ", ".join(f"{k} {v:.4g}" for k, v in result["train"].items() if k != "step")
     )
   lines += [
-    f"  model:   {workdir} (af.from_pretrained({workdir!r}))",
-    f"  metrics: {os.path.join(workdir, 'metrics.jsonl')}, tensorboard --logdir {workdir}",
+    f"  model:   {workdir} (af.from_pretrained({str(workdir)!r}))",
+    f"  metrics: {workdir / 'metrics.jsonl'}, tensorboard --logdir {workdir}",
     "  next:    python -m finetune --config=finetune/configs/glue.py --workdir=DIR "
     f"--config.init_from={workdir}",
   ]
@@ -78,7 +80,7 @@ def main(argv):
   program.start(FLAGS, loggers=("pretrain",))
   from pretrain import train
 
-  workdir = os.path.abspath(FLAGS.workdir.value)
+  workdir = epath.Path(FLAGS.workdir.value).expanduser().absolute()  # local, or gs://...
   result = train.train_and_evaluate(FLAGS.config.value, workdir)
   program.finish("pretrain", result, lambda: _summary(workdir, result))
 

@@ -19,12 +19,12 @@ from __future__ import annotations
 import abc
 import glob
 import logging
-import os
 import re
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
+from etils import epath
 
 Position = dict[str, int]
 Document = list[str]
@@ -149,21 +149,19 @@ class DocumentSource(abc.ABC):
 def expand_files(files: str | Sequence[str]) -> list[str]:
   """Expands globs (a list, or one string of comma-separated globs as in the original's flags).
 
+  Paths and globs may be local or URLs of the path library (`gs://bucket/corpus/*.txt`): one
+  listing of the folder above the first wildcard, not a download.
+
   Raises:
     FileNotFoundError: naming a pattern that matches no file.
   """
   patterns = [p for p in files.split(",")] if isinstance(files, str) else list(files)
   out: list[str] = []
   for pattern in patterns:
-    pattern = os.path.expanduser(str(pattern).strip())
+    pattern = str(pattern).strip()
     if not pattern:
       continue
-    matched = (
-      sorted(glob.glob(pattern))
-      if glob.has_magic(pattern)
-      else ([pattern] if os.path.exists(pattern) else [])
-    )
-    matched = [m for m in matched if not os.path.isdir(m)]
+    matched = [str(m) for m in _glob(epath.Path(pattern).expanduser()) if not m.is_dir()]
     if not matched:
       raise FileNotFoundError(f"no input file matches {pattern!r}")
     out.extend(matched)
@@ -172,20 +170,38 @@ def expand_files(files: str | Sequence[str]) -> list[str]:
   return out
 
 
+def _glob(pattern: epath.Path) -> list[epath.Path]:
+  """The paths matching `pattern` (wildcards in any component but `**`), sorted; the path itself
+  when it has no wildcard and exists."""
+  parts = pattern.parts
+  first = next((i for i, part in enumerate(parts) if glob.has_magic(part)), None)
+  if first is None:
+    return [pattern] if pattern.exists() else []
+  if "**" in parts[first:]:
+    raise ValueError(f"{pattern}: '**' (recursive) globs are not supported; use '*' per level")
+  if first == 0:  # "part-*.txt": relative, so local (a URL starts with its scheme)
+    return [epath.Path(m) for m in sorted(glob.glob(str(pattern)))]
+  # epath globs relative to a folder: the folder above the first wildcard, then the rest.
+  return sorted(epath.Path(*parts[:first]).glob("/".join(parts[first:])), key=str)
+
+
 def _usable_files(files: list[str]) -> list[str]:
   """`files` without the empty ones (one warning gives their count: a real corpus of hundreds
   of files often has a few); an error when none is left, or when a file is not text."""
   usable, empty = [], []
   for path in files:
-    if not os.path.isfile(path):
-      raise FileNotFoundError(f"input {path!r} is not a file")
-    if not os.access(path, os.R_OK):
-      raise PermissionError(f"input file {path!r} is not readable")
-    if os.path.getsize(path) == 0:
+    file = epath.Path(path)
+    try:
+      size = file.stat().length
+      with file.open("rb") as f:
+        head = f.read(_TEXT_PROBE_BYTES)
+    except PermissionError as e:
+      raise PermissionError(f"input file {path!r} is not readable: {e}") from e
+    except OSError as e:  # missing, a folder, or a failed read
+      raise FileNotFoundError(f"input {path!r} is not a readable file: {e}") from e
+    if size == 0:
       empty.append(path)
       continue
-    with open(path, "rb") as f:
-      head = f.read(_TEXT_PROBE_BYTES)
     # Binary files and zeroed blocks (a crash mid-copy) are full of NUL bytes; text holds none, or
     # a stray control character now and then (which the tokenizers' text cleanup drops).
     if head.count(b"\0") * 100 >= max(len(head), 1) and b"\0" in head:
@@ -252,8 +268,8 @@ class TextFileSource(DocumentSource):
     for file_index in range(start["file"], len(files)):
       path = files[file_index]
       offset = start["offset"] if file_index == start["file"] else 0
-      try:
-        f = open(path, "rb")
+      try:  # A stream (local file, or ranged reads of a bucket's object): seek, then read on.
+        f = epath.Path(path).open("rb")
       except OSError as e:
         raise OSError(f"cannot read input file {path!r}: {e}") from e
       with f:

@@ -13,9 +13,6 @@ flags and seed give the same files.
 
 from __future__ import annotations
 
-import argparse
-import glob
-import os
 import sys
 import time
 from collections.abc import Sequence
@@ -23,8 +20,10 @@ from typing import Any
 
 import grain
 import numpy as np
+from absl import flags
+from etils import epath
 
-from pretrain import corpus, data, pipeline, shards
+from pretrain import data, pipeline, shards
 from pretrain.examples import (
   ExampleConfig,
   concat_examples,
@@ -81,7 +80,7 @@ def create_data(
   config = ExampleConfig(
     max_seq_length, max_predictions_per_seq, masked_lm_prob, short_seq_prob, max_ngram
   )
-  stale = glob.glob(os.path.join(output_dir, "*.array_record"))
+  stale = list(epath.Path(output_dir).glob("*.array_record"))
   if stale:
     # Readers glob the directory: old shards would silently join the new ones.
     raise FileExistsError(
@@ -137,86 +136,131 @@ def create_data(
     "split": split or builtin_split,
     "num_examples": total,
     "shards": [
-      {"file": os.path.basename(p), "num_examples": c} for p, c in zip(writer.paths, writer.counts)
+      {"file": epath.Path(p).name, "num_examples": c} for p, c in zip(writer.paths, writer.counts)
     ],
   }
   shards.write_info(output_dir, info)
   return info
 
 
+# absl flags, as the programs (`python -m pretrain|finetune`), on a FlagValues of their own: `main`
+# parses a fresh argv on every call (tests and notebooks call it in-process) without touching the
+# program's flags.
+FLAGS = flags.FlagValues()
+_INPUT = flags.DEFINE_string(
+  "input",
+  None,
+  "text files (comma-separated globs, local or gs://) in the original format, or "
+  "'builtin', 'builtin:train', 'builtin:eval'; omit with --tfds_name",
+  flag_values=FLAGS,
+)
+_TFDS_NAME = flags.DEFINE_string(
+  "tfds_name",
+  None,
+  "a tensorflow-datasets text data set, e.g. wikipedia/20230601.en",
+  flag_values=FLAGS,
+)
+_TFDS_SPLIT = flags.DEFINE_string("tfds_split", "train", "its split", flag_values=FLAGS)
+_TFDS_DATA_DIR = flags.DEFINE_string(
+  "tfds_data_dir", None, "tensorflow-datasets data_dir (local or gs://)", flag_values=FLAGS
+)
+_SPM_MODEL = flags.DEFINE_string(
+  "spm_model",
+  None,
+  "SentencePiece model (spiece.model), or a WordPiece vocab.txt",
+  required=True,
+  flag_values=FLAGS,
+)
+_DO_LOWER_CASE = flags.DEFINE_bool("do_lower_case", True, "lower-case text", flag_values=FLAGS)
+_OUTPUT_DIR = flags.DEFINE_string(
+  "output_dir", None, "where the shards go (local or gs://)", required=True, flag_values=FLAGS
+)
+_MAX_SEQ_LENGTH = flags.DEFINE_integer(
+  "max_seq_length", 512, "tokens per example", flag_values=FLAGS
+)
+_MAX_PREDICTIONS = flags.DEFINE_integer(
+  "max_predictions_per_seq", 20, "masked tokens per example at most", flag_values=FLAGS
+)
+_MASKED_LM_PROB = flags.DEFINE_float("masked_lm_prob", 0.15, "masked fraction", flag_values=FLAGS)
+_SHORT_SEQ_PROB = flags.DEFINE_float(
+  "short_seq_prob", 0.1, "probability of a shorter example", flag_values=FLAGS
+)
+_MAX_NGRAM = flags.DEFINE_integer("max_ngram", 3, "longest masked n-gram", flag_values=FLAGS)
+_DUPE_FACTOR = flags.DEFINE_integer(
+  "dupe_factor", 10, "times each document is used (new pairs and masks)", flag_values=FLAGS
+)
+_RANDOM_SEED = flags.DEFINE_integer("random_seed", 12345, "seed", flag_values=FLAGS)
+_NUM_SHARDS = flags.DEFINE_integer("num_shards", 8, "output files", flag_values=FLAGS)
+_SHUFFLE_BUFFER = flags.DEFINE_integer(
+  "shuffle_buffer",
+  data.DEFAULT_SHUFFLE_BUFFER_DOCS,
+  "documents per window (memory is proportional to it)",
+  flag_values=FLAGS,
+)
+_NUM_WORKERS = flags.DEFINE_integer("num_workers", 0, "worker processes", flag_values=FLAGS)
+_SPLIT = flags.DEFINE_enum(
+  "split",
+  None,
+  ["train", "eval"],
+  "keep only the train or the held-out eval documents",
+  flag_values=FLAGS,
+)
+_CACHE_DIR = flags.DEFINE_string(
+  "cache_dir", None, "cache of the built-in corpus", flag_values=FLAGS
+)
+flags.register_multi_flags_validator(
+  ["input", "tfds_name"],
+  lambda v: (v["input"] is None) != (v["tfds_name"] is None),
+  "give exactly one of --input and --tfds_name",
+  flag_values=FLAGS,
+)
+
+
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-  p = argparse.ArgumentParser(
-    prog="python -m pretrain.create_data",
-    description=__doc__,
-    formatter_class=argparse.RawDescriptionHelpFormatter,
-  )
-  p.add_argument(
-    "--input",
-    help="text files (comma-separated globs) in the original format, or "
-    "'builtin', 'builtin:train', 'builtin:eval'; omit with --tfds_name",
-  )
-  p.add_argument(
-    "--tfds_name", help="a tensorflow-datasets text data set, e.g. wikipedia/20230601.en"
-  )
-  p.add_argument("--tfds_split", default="train")
-  p.add_argument("--tfds_data_dir")
-  p.add_argument("--spm_model", required=True, help="SentencePiece model (spiece.model)")
-  p.add_argument("--do_lower_case", action=argparse.BooleanOptionalAction, default=True)
-  p.add_argument("--output_dir", required=True)
-  p.add_argument("--max_seq_length", type=int, default=512)
-  p.add_argument("--max_predictions_per_seq", type=int, default=20)
-  p.add_argument("--masked_lm_prob", type=float, default=0.15)
-  p.add_argument("--short_seq_prob", type=float, default=0.1)
-  p.add_argument("--max_ngram", type=int, default=3)
-  p.add_argument("--dupe_factor", type=int, default=10)
-  p.add_argument("--random_seed", type=int, default=12345)
-  p.add_argument("--num_shards", type=int, default=8)
-  p.add_argument(
-    "--shuffle_buffer",
-    type=int,
-    default=data.DEFAULT_SHUFFLE_BUFFER_DOCS,
-    help="documents per window (memory is proportional to it)",
-  )
-  p.add_argument("--num_workers", type=int, default=0, help="worker processes")
-  p.add_argument(
-    "--split",
-    choices=["train", "eval"],
-    default=None,
-    help="keep only the train or the held-out eval documents",
-  )
-  p.add_argument("--cache_dir", help="cache of the built-in corpus")
-  args = p.parse_args(argv)
-  if (args.input is None) == (args.tfds_name is None):
-    p.error("give exactly one of --input and --tfds_name")
-  if args.split is not None:
-    corpus.check_split(args.split)
+  """`python -m pretrain.create_data --flag=value ...`; `argv` are the flags (no program name).
+
+  Bad flags print the problem and exit with status 2, as the programs do.
+  """
+  argv = sys.argv[1:] if argv is None else list(argv)
+  if {"--help", "-h", "--helpfull"} & set(argv):
+    print(f"{__doc__}\n{FLAGS.get_help()}")
+    sys.exit(0)
+  FLAGS.unparse_flags()  # a fresh parse: nothing carries over from an earlier call
+  try:
+    rest = FLAGS(["python -m pretrain.create_data", *argv])
+  except flags.Error as e:
+    print(f"error: {e}\nPass --help for the flags.", file=sys.stderr, flush=True)
+    sys.exit(2)
+  if len(rest) > 1:
+    print(f"error: unexpected arguments {rest[1:]}", file=sys.stderr, flush=True)
+    sys.exit(2)
   info = create_data(
-    args.input,
-    args.spm_model,
-    args.output_dir,
-    max_seq_length=args.max_seq_length,
-    max_predictions_per_seq=args.max_predictions_per_seq,
-    masked_lm_prob=args.masked_lm_prob,
-    short_seq_prob=args.short_seq_prob,
-    max_ngram=args.max_ngram,
-    dupe_factor=args.dupe_factor,
-    seed=args.random_seed,
-    num_shards=args.num_shards,
-    shuffle_buffer=args.shuffle_buffer,
-    num_workers=args.num_workers,
-    split=args.split,
-    do_lower_case=args.do_lower_case,
-    tfds_name=args.tfds_name,
-    tfds_split=args.tfds_split,
-    tfds_data_dir=args.tfds_data_dir,
-    cache_dir=args.cache_dir,
+    _INPUT.value,
+    _SPM_MODEL.value,
+    _OUTPUT_DIR.value,
+    max_seq_length=_MAX_SEQ_LENGTH.value,
+    max_predictions_per_seq=_MAX_PREDICTIONS.value,
+    masked_lm_prob=_MASKED_LM_PROB.value,
+    short_seq_prob=_SHORT_SEQ_PROB.value,
+    max_ngram=_MAX_NGRAM.value,
+    dupe_factor=_DUPE_FACTOR.value,
+    seed=_RANDOM_SEED.value,
+    num_shards=_NUM_SHARDS.value,
+    shuffle_buffer=_SHUFFLE_BUFFER.value,
+    num_workers=_NUM_WORKERS.value,
+    split=_SPLIT.value,
+    do_lower_case=_DO_LOWER_CASE.value,
+    tfds_name=_TFDS_NAME.value,
+    tfds_split=_TFDS_SPLIT.value,
+    tfds_data_dir=_TFDS_DATA_DIR.value,
+    cache_dir=_CACHE_DIR.value,
   )
   print(
-    f"create_data: wrote {info['num_examples']} examples to {args.output_dir} "
+    f"create_data: wrote {info['num_examples']} examples to {_OUTPUT_DIR.value} "
     f"({len(info['shards'])} shards)"
   )
   return info
 
 
 if __name__ == "__main__":
-  main(sys.argv[1:])
+  main()

@@ -41,6 +41,7 @@ from typing import Any
 
 import grain
 import numpy as np
+from etils import epath
 
 from pretrain import builtin_corpus, corpus, pipeline, shards, word_segmentation
 from pretrain.examples import ExampleConfig
@@ -431,10 +432,11 @@ def split_corpus(
     (train path, eval path).
   """
   source, _ = make_source(files, cache_dir=cache_dir)
-  os.makedirs(output_dir, exist_ok=True)
-  paths = (os.path.join(output_dir, "train.txt"), os.path.join(output_dir, "eval.txt"))
+  output = epath.Path(output_dir)
+  output.mkdir(parents=True, exist_ok=True)
+  paths = (str(output / "train.txt"), str(output / "eval.txt"))
   counts = [0, 0]
-  with open(paths[0], "w", encoding="utf-8") as train, open(paths[1], "w", encoding="utf-8") as ev:
+  with epath.Path(paths[0]).open("w") as train, epath.Path(paths[1]).open("w") as ev:
     for doc, _ in source.documents(0, None, 0, 1, seed=0):
       held_out = corpus.in_eval_split(doc[0], eval_fraction)
       (ev if held_out else train).write("\n".join(doc) + "\n\n")

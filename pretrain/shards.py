@@ -13,11 +13,13 @@ with `pretraining_data.json` (how they were made) in the output directory.
 from __future__ import annotations
 
 import json
-import os
+import shutil
+import tempfile
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from etils import epath
 
 from pretrain import corpus
 from pretrain.examples import EXAMPLE_KEYS
@@ -129,19 +131,26 @@ def _empty(s: int, p: int) -> dict[str, np.ndarray]:
 
 
 class ShardWriter:
-  """Writes examples round-robin into `num_shards` ArrayRecord files in `output_dir`."""
+  """Writes examples round-robin into `num_shards` ArrayRecord files in `output_dir`.
 
-  def __init__(self, output_dir: str, num_shards: int, prefix: str = "pretrain"):
+  array_record writes local files only (its writer is a file descriptor; its reader also reads
+  gs://): for an output_dir elsewhere (a bucket) the shards are written to a local temporary
+  folder and copied there by `close`, so the local disk must hold them once.
+  """
+
+  def __init__(self, output_dir: str | epath.PathLike, num_shards: int, prefix: str = "pretrain"):
     if num_shards < 1:
       raise ValueError(f"num_shards must be >= 1, got {num_shards}")
-    os.makedirs(output_dir, exist_ok=True)
+    output = epath.Path(output_dir)
+    output.mkdir(parents=True, exist_ok=True)
+    names = [f"{prefix}-{i:05d}-of-{num_shards:05d}.array_record" for i in range(num_shards)]
+    self.paths = [str(output / n) for n in names]
+    self._staging = None if _is_local(output) else tempfile.mkdtemp(prefix="albert_flax_shards.")
+    written = [epath.Path(self._staging) / n for n in names] if self._staging else self.paths
     ar = _array_record()
-    self.paths = [
-      os.path.join(output_dir, f"{prefix}-{i:05d}-of-{num_shards:05d}.array_record")
-      for i in range(num_shards)
-    ]
     # group_size 1: every record can be read alone (the reader reads ranges of them).
-    self._writers = [ar.ArrayRecordWriter(p, "group_size:1") for p in self.paths]
+    self._writers = [ar.ArrayRecordWriter(str(p), "group_size:1") for p in written]
+    self._written = [str(p) for p in written]
     self.counts = [0] * num_shards
     self._next = 0
 
@@ -154,22 +163,31 @@ class ShardWriter:
   def close(self) -> None:
     for w in self._writers:
       w.close()
+    if self._staging:
+      try:
+        for local, final in zip(self._written, self.paths):
+          epath.Path(local).copy(final, overwrite=True)
+      finally:
+        shutil.rmtree(self._staging, ignore_errors=True)
 
 
-def write_info(output_dir: str, info: dict[str, Any]) -> str:
-  path = os.path.join(output_dir, INFO_FILE)
-  with open(path, "w") as f:
-    json.dump({"format": INFO_FORMAT, **info}, f, indent=2)
-  return path
+def _is_local(path: epath.Path) -> bool:
+  """Whether `path` is on this machine's file system (not a bucket URL)."""
+  return path.absolute().as_uri().startswith("file:")
+
+
+def write_info(output_dir: str | epath.PathLike, info: dict[str, Any]) -> str:
+  path = epath.Path(output_dir) / INFO_FILE
+  path.write_text(json.dumps({"format": INFO_FORMAT, **info}, indent=2))
+  return str(path)
 
 
 def read_info(files: Sequence[str]) -> dict[str, Any] | None:
   """The `pretraining_data.json` next to the first shard, if there is one."""
-  path = os.path.join(os.path.dirname(os.path.abspath(files[0])), INFO_FILE)
-  if not os.path.exists(path):
+  path = epath.Path(files[0]).absolute().parent / INFO_FILE
+  if not path.exists():
     return None
-  with open(path) as f:
-    return json.load(f)
+  return json.loads(path.read_text())
 
 
 def open_shards(files: str | Sequence[str]) -> Any:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import tempfile
 import time
 from typing import Any
@@ -25,6 +24,7 @@ from typing import Any
 import jax
 import ml_collections
 import numpy as np
+from etils import epath
 
 import albert_flax as af
 from albert_flax import sharding
@@ -150,24 +150,26 @@ def tokenizer_kind(config) -> str:
   return kind
 
 
-def prepare_tokenizer(config, workdir: str) -> af.AlbertTokenizer | af.WordPieceTokenizer:
+def prepare_tokenizer(
+  config, workdir: str | os.PathLike
+) -> af.AlbertTokenizer | af.WordPieceTokenizer:
   """workdir/spiece.model (SentencePiece) or workdir/vocab.txt (WordPiece, tokenizer_kind):
   kept from an earlier run, copied from the config / init_from, or trained on the training
-  documents (by process 0; the others wait)."""
+  documents (by process 0; the others wait, then read it back from the workdir: a bucket when
+  the processes are hosts of a pod)."""
   wordpiece = tokenizer_kind(config) == "wordpiece"
-  target = os.path.join(workdir, layout.WORDPIECE_VOCAB_FILE if wordpiece else TOKENIZER_FILE)
+  target = epath.Path(workdir) / (layout.WORDPIECE_VOCAB_FILE if wordpiece else TOKENIZER_FILE)
   source = config.tokenizer.get("vocab_file") if wordpiece else config.tokenizer.spm_model
   names = ("vocab.txt", "vocab_chinese.txt") if wordpiece else (TOKENIZER_FILE,)
   if not source and config.init_from:
-    found = [os.path.join(config.init_from, n) for n in names]
-    source = next((f for f in found if os.path.isfile(f)), "")
-  if jax.process_index() == 0 and not os.path.isfile(target):
+    found = [epath.Path(config.init_from) / n for n in names]
+    source = next((str(f) for f in found if f.is_file()), "")
+  if jax.process_index() == 0 and not target.is_file():
     if source:
-      if not os.path.isfile(source):
+      if not epath.Path(source).is_file():
         key = "vocab_file" if wordpiece else "spm_model"
         raise FileNotFoundError(f"tokenizer.{key} {source!r} does not exist")
-      shutil.copyfile(source, target + ".tmp")
-      os.replace(target + ".tmp", target)
+      _copy_atomically(source, target)
     else:
       log.info(
         "training a %d-piece %s tokenizer on the training documents",
@@ -193,11 +195,17 @@ def prepare_tokenizer(config, workdir: str) -> af.AlbertTokenizer | af.WordPiece
             do_lower_case=config.tokenizer.do_lower_case,
             hard_vocab_limit=False,
           )
-        shutil.copyfile(model, target + ".tmp")
-        os.replace(target + ".tmp", target)
+        _copy_atomically(model, target)
   _barrier("tokenizer")
   cls = af.WordPieceTokenizer if wordpiece else af.AlbertTokenizer
-  return cls(target, do_lower_case=config.tokenizer.do_lower_case)
+  return cls(str(target), do_lower_case=config.tokenizer.do_lower_case)
+
+
+def _copy_atomically(source: str | os.PathLike, target: epath.Path) -> None:
+  """Copy to a temporary sibling, then rename: readers never see half a file."""
+  tmp = target.parent / f".{target.name}.tmp"
+  epath.Path(source).copy(tmp, overwrite=True)
+  tmp.replace(target)
 
 
 def _barrier(name: str) -> None:
@@ -356,7 +364,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   was started with another config (see albert_flax.train.run_control).
   """
   validate_config(config)
-  workdir = os.path.abspath(workdir)
+  workdir = epath.Path(workdir).expanduser().absolute()  # local, or a bucket: gs://...
   with WorkdirRun(workdir, config, SAFE_TO_CHANGE) as run:
     if run.finished(config.num_train_steps):
       log.warning(
@@ -378,7 +386,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     return _train(config, workdir, run)
 
 
-def _train(config: ml_collections.ConfigDict, workdir: str, run: WorkdirRun) -> dict[str, Any]:
+def _train(
+  config: ml_collections.ConfigDict, workdir: epath.Path, run: WorkdirRun
+) -> dict[str, Any]:
   """train_and_evaluate's work, inside the run's hold on the workdir."""
   # ----------------------------------------------------------------- mesh, tokenizer, model
   mesh = sharding.make_mesh(config.mesh.data, config.mesh.fsdp, config.mesh.tensor)
@@ -386,7 +396,7 @@ def _train(config: ml_collections.ConfigDict, workdir: str, run: WorkdirRun) -> 
   tokenizer = prepare_tokenizer(config, workdir)
   model, init_params = build_model(config, tokenizer.vocab_size)
   if jax.process_index() == 0:
-    model.config.to_json_file(os.path.join(workdir, layout.CONFIG_FILE), "AlbertForPreTraining")
+    model.config.to_json_file(workdir / layout.CONFIG_FILE, "AlbertForPreTraining")
   log.info(
     "mesh %s, %d processes, %d-row local batches; model %s",
     dict(mesh.shape),
@@ -400,7 +410,7 @@ def _train(config: ml_collections.ConfigDict, workdir: str, run: WorkdirRun) -> 
   steps = build_steps(config, model, mesh)
   train_step, eval_step = steps.train_step, steps.eval_step
   checkpoints = TrainCheckpointManager(
-    os.path.join(workdir, CHECKPOINTS_DIR), max_to_keep=config.checkpoint_max_to_keep
+    workdir / CHECKPOINTS_DIR, max_to_keep=config.checkpoint_max_to_keep
   )
   restored = None
   if checkpoints.latest_step() is not None:

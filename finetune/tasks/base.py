@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -17,6 +16,7 @@ import flax.linen as nn
 import jax
 import ml_collections
 import numpy as np
+from etils import epath
 
 from albert_flax.train.losses import Stat
 from finetune.data import Features
@@ -102,7 +102,11 @@ class Task(abc.ABC):
     return items[:limit] if limit > 0 else items
 
   def data_path(self, *parts: str) -> str:
-    return os.path.join(self.config.data_dir, *parts)
+    """A file under config.data_dir (local, or a bucket URL: gs://...)."""
+    return str(epath.Path(self.config.data_dir).joinpath(*parts))
+
+  def is_data_file(self, *parts: str) -> bool:
+    return epath.Path(self.data_path(*parts)).is_file()
 
 
 def use_tfds(config: ml_collections.ConfigDict) -> bool:

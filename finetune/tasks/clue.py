@@ -22,13 +22,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
+from etils import epath
 
-from finetune.data import DataError, atomic_open
+from finetune.data import DataError, atomic_open, read_text, text_lines
 from finetune.tasks.glue import GlueExamples, GlueSpec, GlueTask, Split
 
 _NLI = ("contradiction", "entailment", "neutral")  # CLUE's label order for CMNLI / OCNLI
@@ -99,11 +99,10 @@ ALIASES = {"cluewsc2020": "wsc", "cluewsc": "wsc"}
 
 def read_clue_file(spec: ClueSpec, path: str, labeled: bool) -> GlueExamples:
   """Read one CLUE JSON-lines file; errors name the file and line."""
-  if not os.path.isfile(path):
-    raise FileNotFoundError(f"CLUE file not found: {path}")
+  lines = text_lines(read_text(path, "CLUE"))
   texts: tuple[list[str], ...] = tuple([] for _ in range(spec.num_texts))
   labels, ids = [], []
-  with open(path, encoding="utf-8-sig") as f:
+  with lines as f:
     for number, line in enumerate(f, start=1):
       if not line.strip():
         continue
@@ -168,7 +167,7 @@ class ClueTask(GlueTask):
         "folder (train.json, dev.json, test.json)"
       )
     path = self.data_path(split.file)
-    if not labeled and not os.path.isfile(path):
+    if not labeled and not epath.Path(path).is_file():
       return None
     return read_clue_file(self.clue, path, labeled)
 
@@ -180,7 +179,7 @@ class ClueTask(GlueTask):
     if eval_set.labeled:
       return super().write_predictions(eval_set, predictions, directory)
     split, examples = eval_set.meta
-    path = os.path.join(directory, f"{split.submission}.json")
+    path = str(epath.Path(directory) / f"{split.submission}.json")
     with atomic_open(path) as f:
       for i, value in zip(examples.ids, predictions.values):
         row: dict[str, Any] = {"id": int(i) if i.isdigit() else i, "label": self._label_text(value)}

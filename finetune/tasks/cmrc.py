@@ -11,8 +11,6 @@ answer span maps back to the raw characters. Scores: the official CMRC metric
 
 from __future__ import annotations
 
-import os
-
 from finetune import cmrc_metric
 from finetune.tasks.base import Task
 from finetune.tasks.squad import SquadPredictions, SquadTask
@@ -33,7 +31,7 @@ class CmrcTask(SquadTask):
     if not self.config.get("data_dir"):
       raise ValueError("CMRC 2018 reads its JSON files: set --config.data_dir")
     for name in FILES[split]:
-      if os.path.isfile(self.data_path(name)):
+      if self.is_data_file(name):
         return read_squad_json(self.data_path(name), "1.1")
     raise FileNotFoundError(f"no CMRC 2018 {split} file in {self.config.data_dir}: {FILES[split]}")
 

@@ -16,18 +16,18 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from etils import epath
 
 import albert_flax as af
 from albert_flax.train import losses
 from finetune import metrics as metrics_lib
-from finetune.data import DataError, encode_pairs, write_tsv
+from finetune.data import DataError, encode_pairs, read_text, write_tsv
 from finetune.tasks.base import EvalSet, Task, load_tfds, use_tfds
 
 log = logging.getLogger(__name__)
@@ -200,10 +200,7 @@ class GlueExamples:
 def read_tsv(path: str) -> list[tuple[int, list[str]]]:
   """(1-based line number, fields) of every non-empty line. GLUE files are not quoted: fields
   are split on tabs only (csv.QUOTE_NONE), and lines on "\\n" only."""
-  if not os.path.isfile(path):
-    raise FileNotFoundError(f"GLUE file not found: {path}")
-  with open(path, encoding="utf-8-sig", newline="") as f:  # -sig: MRPC files start with a BOM
-    text = f.read()
+  text = read_text(path, "GLUE")
   rows = []
   for number, line in enumerate(text.split("\n"), start=1):
     line = line.rstrip("\r")
@@ -386,7 +383,7 @@ class GlueTask(Task):
         spec, path, labeled=False, text_columns=("sentence1", "sentence2"), index_column="index"
       )
     path = self.data_path(split.file)
-    if not labeled and not os.path.isfile(path):
+    if not labeled and not epath.Path(path).is_file():
       log.info("no %s; its predictions are skipped", path)
       return None
     return read_glue_file(
@@ -400,13 +397,14 @@ class GlueTask(Task):
   def _ax_path(self) -> str | None:
     if self.config.get("ax_file"):
       return self.config.ax_file
+    glue_dir = epath.Path(self.config.data_dir).absolute().parent  # data_dir is glue_data/<TASK>
     for candidate in (
-      self.data_path("diagnostic.tsv"),
-      self.data_path(os.pardir, "diagnostic", "diagnostic.tsv"),
-      self.data_path(os.pardir, "AX", "AX.tsv"),
+      epath.Path(self.data_path("diagnostic.tsv")),
+      glue_dir / "diagnostic" / "diagnostic.tsv",
+      glue_dir / "AX" / "AX.tsv",
     ):
-      if os.path.isfile(candidate):
-        return candidate
+      if candidate.is_file():
+        return str(candidate)
     return None
 
   def _features(self, examples: GlueExamples) -> dict[str, np.ndarray]:
@@ -485,7 +483,7 @@ class GlueTask(Task):
     split, examples = eval_set.meta
     values = [self._label_text(v) for v in predictions.values]
     if eval_set.labeled:
-      path = os.path.join(directory, f"{split.name}_predictions.tsv")
+      path = str(epath.Path(directory) / f"{split.name}_predictions.tsv")
       header = ["index", "prediction", "label"]
       rows = [
         [i, v, self._label_text(g)]
@@ -499,6 +497,6 @@ class GlueTask(Task):
       write_tsv(path, header, rows)
     else:
       # The GLUE server's format: index, then the label name (a score for STS-B).
-      path = os.path.join(directory, f"{split.submission}.tsv")
+      path = str(epath.Path(directory) / f"{split.submission}.tsv")
       write_tsv(path, ["index", "prediction"], [[i, v] for i, v in zip(examples.ids, values)])
     return [path]

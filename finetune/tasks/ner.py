@@ -14,15 +14,15 @@ every word gets a prediction. Scores are entity-level precision / recall / F1 (`
 from __future__ import annotations
 
 import dataclasses
-import os
 
 import jax.numpy as jnp
 import numpy as np
+from etils import epath
 
 import albert_flax as af
 from albert_flax.train import losses
 from finetune import metrics as metrics_lib
-from finetune.data import DataError, atomic_open, pad_sequences
+from finetune.data import DataError, atomic_open, pad_sequences, read_text, text_lines
 from finetune.tasks.base import EvalSet, Task, load_tfds, tfds_label_names, use_tfds
 
 IGNORE = losses.IGNORE_INDEX
@@ -48,8 +48,7 @@ def _check_tag(tag: str, types: set[str], path: str, line: int | None) -> None:
 
 def read_conll(path: str, entity_types) -> list[Sentence]:
   """Sentences of a CoNLL column file; errors name the file and line."""
-  if not os.path.isfile(path):
-    raise FileNotFoundError(f"CoNLL file not found: {path}")
+  lines = text_lines(read_text(path, "CoNLL"))
   types = set(entity_types)
   sentences, words, tags, columns = [], [], [], None
 
@@ -59,7 +58,7 @@ def read_conll(path: str, entity_types) -> list[Sentence]:
       sentences.append(Sentence(words, metrics_lib.iob1_to_iob2(tags)))
     words, tags = [], []
 
-  with open(path, encoding="utf-8") as f:
+  with lines as f:
     for number, line in enumerate(f, start=1):
       fields = line.split()
       if not fields or fields[0] == "-DOCSTART-":
@@ -163,7 +162,7 @@ class NerTask(Task):
     }[split]
     configured = self.config.get(f"{split}_file")
     for name in (configured,) if configured else candidates:
-      if os.path.isfile(self.data_path(name)):
+      if self.is_data_file(name):
         return self.data_path(name)
     if split == "test":
       return None
@@ -225,7 +224,7 @@ class NerTask(Task):
     return metrics_lib.entity_f1(predictions, [s.tags for s in eval_set.meta]), predictions
 
   def write_predictions(self, eval_set, predictions, directory: str):
-    path = os.path.join(directory, f"{eval_set.name}_predictions.txt")
+    path = str(epath.Path(directory) / f"{eval_set.name}_predictions.txt")
     with atomic_open(path) as f:  # CoNLL: token gold predicted, a blank line between sentences
       for sentence, tags in zip(eval_set.meta, predictions):
         for word, gold, predicted in zip(sentence.words, sentence.tags, tags):

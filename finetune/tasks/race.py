@@ -13,17 +13,16 @@ each level and over all questions.
 from __future__ import annotations
 
 import dataclasses
-import glob
 import json
-import os
 
 import jax.numpy as jnp
 import numpy as np
+from etils import epath
 
 import albert_flax as af
 from albert_flax.train import losses
 from finetune import metrics as metrics_lib
-from finetune.data import DataError, pad_sequences, write_json
+from finetune.data import DataError, pad_sequences, read_text, write_json
 from finetune.tasks.base import EvalSet, Task, load_tfds, use_tfds
 
 LETTERS = "ABCD"
@@ -76,20 +75,19 @@ def parse_article(raw: dict, level: str, where: str) -> list[RaceQuestion]:
 
 
 def read_race_dir(directory: str, level: str) -> list[RaceQuestion]:
-  paths = sorted(glob.glob(os.path.join(directory, "*.txt")))
+  paths = sorted(str(p) for p in epath.Path(directory).glob("*.txt"))
   if not paths:
     raise FileNotFoundError(f"no RACE article files (*.txt) in {directory}")
   questions = []
   for path in paths:
-    with open(path, encoding="utf-8") as f:
-      text = f.read()
+    text = read_text(path, "RACE")
     try:
       raw = json.loads(text)
     except json.JSONDecodeError as e:
       raise DataError(path, e.lineno, f"not valid JSON: {e.msg}") from None
     if not isinstance(raw, dict):
       raise DataError(path, 1, "expected a JSON object")
-    raw.setdefault("id", os.path.basename(path))
+    raw.setdefault("id", epath.Path(path).name)
     questions += parse_article(raw, level, path)
   return questions
 
@@ -190,7 +188,9 @@ class RaceTask(Task):
     sets = []
     for split in splits:
       if (
-        split == "test" and not use_tfds(self.config) and not os.path.isdir(self.data_path("test"))
+        split == "test"
+        and not use_tfds(self.config)
+        and not epath.Path(self.data_path("test")).is_dir()
       ):
         continue
       questions = self._limit(self._questions(split), "eval")
@@ -209,7 +209,7 @@ class RaceTask(Task):
     return out, predictions
 
   def write_predictions(self, eval_set, predictions, directory: str):
-    path = os.path.join(directory, f"{eval_set.name}_predictions.json")
+    path = str(epath.Path(directory) / f"{eval_set.name}_predictions.json")
     write_json(
       path,
       [

@@ -15,12 +15,12 @@ the windows; a question is answered "" when null score - best span score exceeds
 from __future__ import annotations
 
 import dataclasses
-import os
 from collections.abc import Mapping
 from typing import Any
 
 import jax.numpy as jnp
 import numpy as np
+from etils import epath
 
 import albert_flax as af
 from albert_flax.train import losses
@@ -206,13 +206,13 @@ class SquadTask(Task):
 
   def write_predictions(self, eval_set, predictions: SquadPredictions, directory: str):
     paths = [
-      os.path.join(directory, "predictions.json"),
-      os.path.join(directory, "nbest_predictions.json"),
+      str(epath.Path(directory) / "predictions.json"),
+      str(epath.Path(directory) / "nbest_predictions.json"),
     ]
     # The official format: question id -> answer text ("" = no answer).
     write_json(paths[0], predictions.final)
     write_json(paths[1], predictions.nbest)
     if self.v2:
-      paths.append(os.path.join(directory, "null_odds.json"))
+      paths.append(str(epath.Path(directory) / "null_odds.json"))
       write_json(paths[2], predictions.score_diffs)
     return paths

@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 
 import numpy as np
 
-from finetune.data import DataError, pad_sequences
+from finetune.data import DataError, pad_sequences, read_text
 
 
 def context_tokens(tokenizer, context: str) -> tuple[list[int], np.ndarray]:
@@ -89,10 +88,7 @@ def _check_answers(examples_answers, context, qid, where) -> list[tuple[str, int
 
 def read_squad_json(path: str, version: str) -> list[SquadExample]:
   """Examples of a SQuAD JSON file ({"data": [{"paragraphs": [{"context", "qas"}]}]})."""
-  if not os.path.isfile(path):
-    raise FileNotFoundError(f"SQuAD file not found: {path}")
-  with open(path, encoding="utf-8") as f:
-    raw = f.read()
+  raw = read_text(path, "SQuAD")
   try:
     data = json.loads(raw)
   except json.JSONDecodeError as e:
