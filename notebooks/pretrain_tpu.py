@@ -1,5 +1,8 @@
 # ---
 # jupyter:
+#   accelerator: TPU
+#   colab:
+#     provenance: []
 #   jupytext:
 #     formats: ipynb,py:percent
 #     notebook_metadata_filter: accelerator,colab
@@ -12,9 +15,6 @@
 #     display_name: Python 3
 #     language: python
 #     name: python3
-#   accelerator: TPU
-#   colab:
-#     provenance: []
 # ---
 
 # %% [markdown]
@@ -41,7 +41,7 @@ if importlib.util.find_spec("albert_flax") is None:
 
 # %% tags=["parameters"]
 # Parameters. None: chosen below from the hardware (TPU: a real short run; CPU: a few steps).
-WORKDIR = "runs/notebook"
+WORKDIR = "runs/notebook"  # or a bucket, "gs://BUCKET/notebook": it outlives this VM / runtime
 MODEL = "tiny"  # a preset of af.AlbertConfig: tiny, base-v2, large-v2, xlarge-v2, xxlarge-v2
 NUM_STEPS = None  # first leg of training
 RESUME_STEPS = None  # further steps after resuming from the checkpoint
@@ -62,6 +62,7 @@ import logging
 import os
 
 import jax
+from etils import epath
 
 import albert_flax as af
 from albert_flax import sharding
@@ -142,22 +143,22 @@ result = train.train_and_evaluate(config, WORKDIR)
 print("step", result["step"])
 print("train", {k: round(v, 4) for k, v in result["train"].items()})
 print("eval ", {k: round(v, 4) for k, v in result["eval"].items()})
-print(sorted(os.listdir(WORKDIR)))
+workdir = epath.Path(WORKDIR)  # a local folder or a bucket: the same calls read both
+print(sorted(p.name for p in workdir.iterdir()))
 
 # %% [markdown]
 # ## Watch the losses
 #
 # `metrics.jsonl` holds one JSON object per logged step (evaluation rows carry
-# `"split": "eval"`); TensorBoard reads `WORKDIR/tensorboard` (`%load_ext tensorboard`,
-# `%tensorboard --logdir runs`).
+# `"split": "eval"`); TensorBoard reads `WORKDIR/tensorboard`, in a bucket too (`%load_ext
+# tensorboard`, `%tensorboard --logdir runs` or `--logdir gs://BUCKET/notebook/tensorboard`).
 
 # %%
 import matplotlib.pyplot as plt
 
 
 def plot_metrics(workdir):
-  with open(os.path.join(workdir, "metrics.jsonl")) as f:
-    rows = [json.loads(line) for line in f]
+  rows = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
   train_rows = [r for r in rows if r.get("split") != "eval"]
   eval_rows = [r for r in rows if r.get("split") == "eval"]
   fig, axes = plt.subplots(1, 3, figsize=(15, 3.5))
@@ -168,12 +169,12 @@ def plot_metrics(workdir):
     ax.set_xlabel("step")
     ax.legend()
   fig.tight_layout()
-  fig.savefig(os.path.join(workdir, "metrics.png"))
+  fig.savefig("metrics.png")  # next to the notebook (matplotlib writes local files)
   plt.show()
   return rows
 
 
-rows = plot_metrics(WORKDIR)
+rows = plot_metrics(workdir)
 print(len(rows), "rows; last:", rows[-1])
 
 # %% [markdown]
@@ -186,11 +187,11 @@ print(len(rows), "rows; last:", rows[-1])
 # is stretched from the resumed step on.
 
 # %%
-print("checkpoints:", sorted(os.listdir(os.path.join(WORKDIR, "checkpoints"))))
+print("checkpoints:", sorted(p.name for p in (workdir / "checkpoints").iterdir()))
 config.num_train_steps = NUM_STEPS + RESUME_STEPS
 result = train.train_and_evaluate(config, WORKDIR)
 assert result["step"] == NUM_STEPS + RESUME_STEPS, result["step"]
-rows = plot_metrics(WORKDIR)
+rows = plot_metrics(workdir)
 print("logged steps:", sorted({r["step"] for r in rows}))
 
 # %% [markdown]
@@ -201,7 +202,7 @@ print("logged steps:", sorted({r["step"] for r in rows}))
 
 # %%
 model, params = af.from_pretrained(WORKDIR, af.AlbertForSequenceClassification, num_labels=3)
-tok = af.AlbertTokenizer(os.path.join(WORKDIR, "spiece.model"))
+tok = af.load_tokenizer(WORKDIR)  # its spiece.model
 enc = tok(
   ["Return a new list.", "Open the [MASK] for reading."],
   max_length=16,
@@ -223,17 +224,22 @@ print(model.config.num_hidden_layers, "layers, logits", logits.shape)
 # A pod slice (e.g. `v4-32`: 4 hosts x 4 chips) runs one process per host, all running the
 # same command; `--jax_distributed` calls `jax.distributed.initialize()`, which finds the
 # other hosts by itself on Cloud TPU. Each host reads its own share of the data, and the mesh
-# spans all chips. The workdir must be a directory every host sees at the same path (an NFS
-# share such as Filestore, mounted on each worker): process 0 trains the tokenizer and writes
-# the metrics there, and every host writes its shards of each checkpoint. The cell prints the
-# commands for this notebook's settings; run them from the machine that holds this checkout.
-# See `docs/tpu.md` for creating the slice and mounting the share.
+# spans all chips. Every host must see the same workdir and corpus: a Cloud Storage bucket in
+# the slice's region, which the TPU VMs' service account may read and write
+# (`--workdir=gs://BUCKET/run`, `--config.data.train_files='gs://BUCKET/corpus/*.txt'`). Process
+# 0 trains the tokenizer and writes the metrics and TensorBoard events there, every host writes
+# its shards of each checkpoint there and reads the tokenizer back; `af.from_pretrained` and
+# TensorBoard read the bucket directly. An NFS share mounted at the same path on every worker
+# (e.g. Filestore) is the alternative. The cell prints the commands for this notebook's
+# settings: create the bucket and grant the access, copy this checkout to every worker, install,
+# run; run them from the machine that holds this checkout. See `docs/tpu.md` for the details.
 
 # %%
 import pretrain
 
-TPU_NAME, ZONE = "albert-pod", "us-central2-b"
-SHARED_WORKDIR = "/mnt/shared/albert-" + MODEL
+TPU_NAME, ZONE, REGION = "albert-pod", "us-central2-b", "us-central2"
+BUCKET = "gs://YOUR-PROJECT-albert"  # bucket names are global: pick your own
+SHARED_WORKDIR = f"{BUCKET}/albert-{MODEL}"
 CHECKOUT = os.path.dirname(os.path.dirname(os.path.abspath(pretrain.__file__)))
 overrides = {
   "model": MODEL,
@@ -248,11 +254,22 @@ program = (
   + " ".join(f"--config.{k}={v}" for k, v in overrides.items())
 )
 ssh = f"gcloud compute tpus tpu-vm ssh {TPU_NAME} --zone={ZONE} --worker=all"
-install = "cd ~/albert-flax && pip install -e '.[tpu]'"
+install = "cd ~/albert-flax && pip install -e '.[tpu,gcs]'"
+service_account = (
+  "$(gcloud projects describe $(gcloud config get-value project) "
+  "--format='value(projectNumber)')-compute@developer.gserviceaccount.com"
+)
+# 0. the bucket, in the slice's region, writable by the TPU VMs' (default) service account;
 # 1. this checkout onto every worker; 2. install; 3. the job (the same command resumes it).
+print(f"gcloud storage buckets create {BUCKET} --location={REGION} --uniform-bucket-level-access")
+print(
+  f"gcloud storage buckets add-iam-policy-binding {BUCKET} "
+  f"--member=serviceAccount:{service_account} --role=roles/storage.objectUser\n"
+)
 print(
   f"gcloud compute tpus tpu-vm scp --recurse {CHECKOUT} {TPU_NAME}:~/albert-flax "
   f"--zone={ZONE} --worker=all\n"
 )
 print(f'{ssh} --command="{install}"\n')
-print(f'{ssh} --command="{program}"')
+print(f'{ssh} --command="{program}"\n')
+print(f"tensorboard --logdir {SHARED_WORKDIR}/tensorboard")
