@@ -37,9 +37,10 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   program.exit_if_compile_only(FLAGS, "finetune.steps")
   program.start(FLAGS, loggers=("finetune",))
+  from finetune.data import absolute_path
   from finetune.train import train_and_evaluate  # after flag parsing: jax starts here
 
-  workdir = epath.Path(FLAGS.workdir.value).expanduser().absolute()  # local, or gs://...
+  workdir = absolute_path(FLAGS.workdir.value)  # local, or a bucket: gs://...
   results = train_and_evaluate(FLAGS.config.value, workdir)
   program.finish("finetune", results, lambda: _summary(workdir, results))
 

@@ -40,6 +40,13 @@ class DataError(ValueError):
 # be in a Cloud Storage bucket (gs://...).
 
 
+def absolute_path(path: str | os.PathLike) -> epath.Path:
+  """`path` (local, or a URL of the path library: gs://...) made absolute; epath's own
+  `absolute()` would turn a URL into a local path under the current directory."""
+  path = epath.Path(path).expanduser()
+  return path if path.is_absolute() else path.absolute()
+
+
 def read_text(path: str | os.PathLike, kind: str) -> str:
   """The whole text of a data file, UTF-8 (a leading byte-order mark dropped: MRPC's files start
   with one). Fine-tuning sets are read whole anyway; a missing file is named with its `kind`."""

@@ -28,7 +28,7 @@ import numpy as np
 from etils import epath
 
 from albert_flax import workdir as layout
-from finetune.data import write_json
+from finetune.data import absolute_path, write_json
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +83,7 @@ def train_seeds(config: ml_collections.ConfigDict, workdir: str) -> dict[str, fl
   ({} when a run stopped on request: rerun the command to resume)."""
   from finetune.train import train_and_evaluate  # train.py calls this module
 
-  workdir = epath.Path(workdir).expanduser().absolute()  # local, or a bucket: gs://...
+  workdir = absolute_path(workdir)  # local, or a bucket: gs://...
   seeds = seed_list(config.seeds, int(config.seed))
   steps: dict[str, Any] = {}  # the jitted steps, shared by the runs
   runs: dict[int, dict[str, float]] = {}

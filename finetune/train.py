@@ -41,7 +41,14 @@ from albert_flax.train.metric_writers import MetricWriter
 from albert_flax.train.run_control import COMMON_SAFE_KEYS, WorkdirRun
 from finetune import buckets as buckets_lib
 from finetune.configs.common import PER_TASK_FIELDS, SMALL_HIDDEN_SIZE, SMALL_MODEL_DEFAULTS
-from finetune.data import MODEL_INPUTS, Features, num_rows, train_batches, write_json
+from finetune.data import (
+  MODEL_INPUTS,
+  Features,
+  absolute_path,
+  num_rows,
+  train_batches,
+  write_json,
+)
 from finetune.steps import build_steps
 from finetune.tasks import EvalSet, Task, get_task
 
@@ -311,7 +318,7 @@ def train_and_evaluate(
 
     return train_seeds(config, workdir)
   config = resolve_config(config, checkpoint_hidden_size(config.get("init_from", "")))
-  workdir = epath.Path(workdir).expanduser().absolute()  # local, or a bucket: gs://...
+  workdir = absolute_path(workdir)  # local, or a bucket: gs://...
   with WorkdirRun(workdir, config, SAFE_TO_CHANGE, steps_key="train_steps") as run:
     if run.finished(config.train_steps):
       log.warning(

@@ -78,9 +78,9 @@ def main(argv):
   del argv
   program.exit_if_compile_only(FLAGS, "pretrain.steps")
   program.start(FLAGS, loggers=("pretrain",))
-  from pretrain import train
+  from pretrain import corpus, train
 
-  workdir = epath.Path(FLAGS.workdir.value).expanduser().absolute()  # local, or gs://...
+  workdir = corpus.absolute_path(FLAGS.workdir.value)  # local, or a bucket: gs://...
   result = train.train_and_evaluate(FLAGS.config.value, workdir)
   program.finish("pretrain", result, lambda: _summary(workdir, result))
 

@@ -173,7 +173,7 @@ class ShardWriter:
 
 def _is_local(path: epath.Path) -> bool:
   """Whether `path` is on this machine's file system (not a bucket URL)."""
-  return path.absolute().as_uri().startswith("file:")
+  return corpus.absolute_path(path).as_uri().startswith("file:")
 
 
 def write_info(output_dir: str | epath.PathLike, info: dict[str, Any]) -> str:
@@ -184,7 +184,7 @@ def write_info(output_dir: str | epath.PathLike, info: dict[str, Any]) -> str:
 
 def read_info(files: Sequence[str]) -> dict[str, Any] | None:
   """The `pretraining_data.json` next to the first shard, if there is one."""
-  path = epath.Path(files[0]).absolute().parent / INFO_FILE
+  path = corpus.absolute_path(files[0]).parent / INFO_FILE
   if not path.exists():
     return None
   return json.loads(path.read_text())

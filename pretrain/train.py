@@ -33,6 +33,7 @@ from albert_flax.train import losses, optim, training
 from albert_flax.train.checkpoints import PreemptionGuard, TrainCheckpointManager
 from albert_flax.train.metric_writers import MetricWriter
 from albert_flax.train.run_control import COMMON_SAFE_KEYS, WorkdirRun
+from pretrain import corpus
 from pretrain import data as data_lib
 from pretrain.steps import build_steps
 
@@ -112,8 +113,6 @@ def _training_documents_file(config, directory: str) -> str:
     tfds_field=config.data.tfds_field,
   )
   split = builtin_split or ("all" if config.data.eval_files else "train")
-  from pretrain import corpus
-
   path = os.path.join(directory, "tokenizer_corpus.txt")
   lines = 0
   with open(path, "w", encoding="utf-8") as f:
@@ -364,7 +363,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   was started with another config (see albert_flax.train.run_control).
   """
   validate_config(config)
-  workdir = epath.Path(workdir).expanduser().absolute()  # local, or a bucket: gs://...
+  workdir = corpus.absolute_path(workdir)  # local, or a bucket: gs://...
   with WorkdirRun(workdir, config, SAFE_TO_CHANGE) as run:
     if run.finished(config.num_train_steps):
       log.warning(

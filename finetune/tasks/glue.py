@@ -27,7 +27,7 @@ from etils import epath
 import albert_flax as af
 from albert_flax.train import losses
 from finetune import metrics as metrics_lib
-from finetune.data import DataError, encode_pairs, read_text, write_tsv
+from finetune.data import DataError, absolute_path, encode_pairs, read_text, write_tsv
 from finetune.tasks.base import EvalSet, Task, load_tfds, use_tfds
 
 log = logging.getLogger(__name__)
@@ -397,7 +397,7 @@ class GlueTask(Task):
   def _ax_path(self) -> str | None:
     if self.config.get("ax_file"):
       return self.config.ax_file
-    glue_dir = epath.Path(self.config.data_dir).absolute().parent  # data_dir is glue_data/<TASK>
+    glue_dir = absolute_path(self.config.data_dir).parent  # data_dir is glue_data/<TASK>
     for candidate in (
       epath.Path(self.data_path("diagnostic.tsv")),
       glue_dir / "diagnostic" / "diagnostic.tsv",
