@@ -254,7 +254,7 @@ program = (
   + " ".join(f"--config.{k}={v}" for k, v in overrides.items())
 )
 ssh = f"gcloud compute tpus tpu-vm ssh {TPU_NAME} --zone={ZONE} --worker=all"
-install = "cd ~/albert-flax && pip install -e '.[tpu,gcs]'"
+install = "cd ~/albert-flax && pip install -e '.[tpu]'"
 service_account = (
   "$(gcloud projects describe $(gcloud config get-value project) "
   "--format='value(projectNumber)')-compute@developer.gserviceaccount.com"
