@@ -19,6 +19,7 @@ import functools
 import jax
 import numpy as np
 import pytest
+from gcs_server import gcs_path, gcs_server  # noqa: F401  (fixtures: a local Cloud Storage server)
 
 # L=4 steps over G=2 groups of 2 distinct layers, E != H. (transformers' AlbertLayerGroup slices
 # its head mask by L // G layers, so it needs L // G >= inner_group_num.) initializer_range 0.2
