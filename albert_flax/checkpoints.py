@@ -38,11 +38,9 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import logging
 import os
 import re
-import shutil
 import zlib
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -51,9 +49,10 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+from etils import epath
 from flax import traverse_util
 
-from albert_flax import convert_hf, convert_tf, integrity, model_card, workdir
+from albert_flax import convert_hf, convert_tf, integrity, model_card, paths, workdir
 from albert_flax.config import AlbertConfig
 from albert_flax.heads import MODEL_CLASSES, AlbertForPreTraining
 
@@ -145,21 +144,22 @@ def _model_class(model_class) -> type[nn.Module]:
 
 
 def _open(path: str, step: int | str | None = None) -> _Source:
-  """Find out which layout `path` is and read it."""
-  if os.path.isdir(path):
-    has_config = os.path.isfile(os.path.join(path, CONFIG_NAME))
-    model_dir = os.path.join(path, workdir.MODEL_DIR)
-    if not has_config and os.path.isfile(os.path.join(model_dir, CONFIG_NAME)):
-      return _open(model_dir)  # a fine-tuning workdir: its model
-    has_checkpoints = os.path.isdir(os.path.join(path, WORKDIR_CHECKPOINTS))
+  """Find out which layout `path` (local or gs://...) is and read it."""
+  directory = paths.path(path)
+  if directory.is_dir():
+    has_config = (directory / CONFIG_NAME).is_file()
+    model_dir = directory / workdir.MODEL_DIR
+    if not has_config and (model_dir / CONFIG_NAME).is_file():
+      return _open(os.fspath(model_dir))  # a fine-tuning workdir: its model
+    has_checkpoints = (directory / WORKDIR_CHECKPOINTS).is_dir()
     if has_config and has_checkpoints and step is not None:
-      return _open_workdir_step(path, step)
+      return _open_workdir_step(directory, step)
     if step is not None:
       raise ValueError(f"step={step!r}: {path} is not a pretraining workdir with checkpoints/")
-    if has_config and os.path.isdir(os.path.join(path, ORBAX_PARAMS_DIR)):
-      return _open_orbax(path, os.path.join(path, ORBAX_PARAMS_DIR), subtree=None)
+    if has_config and (directory / ORBAX_PARAMS_DIR).is_dir():
+      return _open_orbax(directory, directory / ORBAX_PARAMS_DIR, subtree=None)
     if has_config and has_checkpoints:
-      steps = _workdir_steps(os.path.join(path, WORKDIR_CHECKPOINTS))
+      steps = _workdir_steps(directory / WORKDIR_CHECKPOINTS)
       status = workdir.read_run_status(path) or {}
       state = status.get("status", "no run status")
       total = status.get("total_steps")
@@ -170,15 +170,15 @@ def _open(path: str, step: int | str | None = None) -> _Source:
         f"{steps[-1] if steps else 'N'} or step='latest' to load a mid-run checkpoint "
         "(--config.init_from_step= in the programs), or finish the run."
       )
-    files = convert_hf.weight_files(path)
+    files = convert_hf.weight_files(directory)
     if files:
       if not has_config:
         raise FileNotFoundError(f"{path} holds weights {files} but no {CONFIG_NAME}")
-      return _open_hf(path, files)
+      return _open_hf(directory, files)
   found = convert_tf.find_checkpoint(path)
   if found is not None:
     return _open_tf(*found)
-  if os.path.exists(path):
+  if directory.exists():
     raise FileNotFoundError(
       f"No ALBERT checkpoint found at {path}: expected {CONFIG_NAME} with {ORBAX_PARAMS_DIR}/ "
       f"(orbax), {WORKDIR_CHECKPOINTS}/<step>/{STATE_ITEM}/ (pretraining workdir), "
@@ -192,7 +192,7 @@ def _open(path: str, step: int | str | None = None) -> _Source:
 
 def _open_hf_path(directory: str) -> _Source:
   files = convert_hf.weight_files(directory)
-  if not files or not os.path.isfile(os.path.join(directory, CONFIG_NAME)):
+  if not files or not (paths.path(directory) / CONFIG_NAME).is_file():
     raise FileNotFoundError(
       f"{directory} has no {CONFIG_NAME} with model.safetensors or "
       "pytorch_model.bin: not a transformers ALBERT checkpoint"
@@ -241,8 +241,8 @@ def _download(repo_id: str) -> str:
 # ------------------------------------------------------------------------ the formats
 
 
-def _open_hf(directory: str, files: list[str]) -> _Source:
-  config_path = os.path.join(directory, CONFIG_NAME)
+def _open_hf(directory: str | epath.Path, files: list[str]) -> _Source:
+  config_path = paths.path(directory) / CONFIG_NAME
   config = AlbertConfig.from_json_file(config_path)
   architecture = _architecture(config_path)
   state = convert_hf.read_weight_files(files)
@@ -287,19 +287,17 @@ def _open_tf(prefix: str, config_path: str) -> _Source:
   return _Source(prefix, config, tensors, unknown, architecture=None)
 
 
-def _workdir_steps(checkpoints_dir: str) -> list[int]:
+def _workdir_steps(checkpoints_dir: epath.Path) -> list[int]:
   """The complete checkpoints' steps, ascending."""
   return sorted(
-    int(d)
-    for d in os.listdir(checkpoints_dir)
-    if d.isdigit() and os.path.isdir(os.path.join(checkpoints_dir, d, STATE_ITEM))
+    int(d.name) for d in checkpoints_dir.iterdir() if d.name.isdigit() and (d / STATE_ITEM).is_dir()
   )
 
 
-def _open_workdir_step(directory: str, step: int | str) -> _Source:
+def _open_workdir_step(directory: epath.Path, step: int | str) -> _Source:
   """A pretraining workdir's checkpoint of `step`, or with "latest" the newest that reads back:
   an unreadable newest one is skipped with a warning, as a resuming run does."""
-  checkpoints_dir = os.path.join(directory, WORKDIR_CHECKPOINTS)
+  checkpoints_dir = directory / WORKDIR_CHECKPOINTS
   steps = _workdir_steps(checkpoints_dir)
   if not steps:
     raise FileNotFoundError(f"{checkpoints_dir} holds no <step>/{STATE_ITEM}/ checkpoint")
@@ -310,7 +308,7 @@ def _open_workdir_step(directory: str, step: int | str) -> _Source:
   else:
     candidates = steps[::-1]
   for i, candidate in enumerate(candidates):
-    item = os.path.join(checkpoints_dir, str(candidate), STATE_ITEM)
+    item = checkpoints_dir / str(candidate) / STATE_ITEM
     try:
       return _open_orbax(directory, item, subtree="params")
     except ValueError as e:
@@ -322,13 +320,12 @@ def _open_workdir_step(directory: str, step: int | str) -> _Source:
   raise AssertionError("unreachable")
 
 
-def _open_orbax(directory: str, item_dir: str, subtree: str | None) -> _Source:
+def _open_orbax(directory: epath.Path, item_dir: epath.Path, subtree: str | None) -> _Source:
   """Our own parameter names: restore (only the params of a train state) as numpy arrays."""
   import orbax.checkpoint as ocp
 
-  config_path = os.path.join(directory, CONFIG_NAME)
+  config_path = directory / CONFIG_NAME
   config = AlbertConfig.from_json_file(config_path)
-  item_dir = os.path.abspath(item_dir)
   checkpointer = ocp.PyTreeCheckpointer()
   try:
     tree = checkpointer.metadata(item_dir).item_metadata.tree
@@ -362,25 +359,27 @@ def _open_orbax(directory: str, item_dir: str, subtree: str | None) -> _Source:
       tensors[our_path] = (our_path, np.asarray(array), False)
     else:
       unknown.append((our_path, tuple(np.shape(array))))
-  return _Source(item_dir, config, tensors, unknown, _architecture(config_path))
+  return _Source(os.fspath(item_dir), config, tensors, unknown, _architecture(config_path))
 
 
-def _verify_orbax(directory: str, item_dir: str, subtree: str | None, restored: Any) -> None:
+def _verify_orbax(
+  directory: epath.Path, item_dir: epath.Path, subtree: str | None, restored: Any
+) -> None:
   """Check the restored arrays against the integrity record written with them (if any: older
   saves have none)."""
   if subtree is None:
-    record = integrity.read_record(os.path.join(directory, workdir.INTEGRITY_FILE))
+    record = integrity.read_record(directory / workdir.INTEGRITY_FILE)
   else:  # a training checkpoint: <step>/integrity/ holds the whole state's record
-    record = _read_json_item(os.path.join(os.path.dirname(item_dir), workdir.INTEGRITY_ITEM))
+    record = _read_json_item(item_dir.parent / workdir.INTEGRITY_ITEM)
     if record is not None:
       record = {k: v for k, v in record.items() if k.startswith(subtree + "/")}
   if record:
     integrity.verify(record, restored, item_dir)
 
 
-def _read_json_item(item_dir: str) -> dict | None:
+def _read_json_item(item_dir: epath.Path) -> dict | None:
   """An orbax JsonSave item's content, or None when the item is absent."""
-  if not os.path.isdir(item_dir):
+  if not item_dir.is_dir():
     return None
   import orbax.checkpoint as ocp
 
@@ -396,9 +395,8 @@ def _unwrap_boxes(tree):
   return tree
 
 
-def _architecture(config_path: str) -> str | None:
-  with open(config_path, encoding="utf-8") as f:
-    architectures = json.load(f).get("architectures") or [None]
+def _architecture(config_path: epath.Path) -> str | None:
+  architectures = paths.read_json(config_path).get("architectures") or [None]
   return architectures[0]
 
 
@@ -577,7 +575,7 @@ def save_pretrained(
   """
   if format not in ("orbax", "hf", "tf"):
     raise ValueError(f"format must be 'orbax', 'hf' or 'tf', got {format!r}")
-  path = os.path.abspath(os.fspath(path))
+  directory = paths.path(path)
   model_cls = _model_class(type(model))
   config: AlbertConfig = model.config
   if isinstance(params, Mapping) and set(params) == {"params"}:  # a variables dict
@@ -586,25 +584,25 @@ def save_pretrained(
     "/".join(k): v for k, v in traverse_util.flatten_dict(nn.meta.unbox(dict(params))).items()
   }
   _check_tree(flat, expected_shapes(model), model_cls.__name__)
-  os.makedirs(path, exist_ok=True)
+  directory.mkdir(parents=True, exist_ok=True)
   architecture = model_cls.__name__
   if format == "orbax":
     import orbax.checkpoint as ocp
 
-    config.to_json_file(os.path.join(path, CONFIG_NAME), architecture)
+    config.to_json_file(directory / CONFIG_NAME, architecture)
     checkpointer = ocp.StandardCheckpointer()
     unboxed = nn.meta.unbox(dict(params))
-    checkpointer.save(os.path.join(path, ORBAX_PARAMS_DIR), unboxed, force=True)
+    checkpointer.save(directory / ORBAX_PARAMS_DIR, unboxed, force=True)
     checkpointer.wait_until_finished()
     # After the arrays: a record without its arrays is never left behind. Every process takes
     # part in fingerprinting (the arrays may be sharded over processes); the first one writes.
     record = integrity.fingerprints(unboxed)
     if jax.process_index() == 0:
-      integrity.write_record(os.path.join(path, workdir.INTEGRITY_FILE), record)
+      integrity.write_record(directory / workdir.INTEGRITY_FILE, record)
   elif format == "hf":
     if architecture in _FIXED_TWO_LABELS:  # transformers sizes these heads by num_labels
       config = config.replace(num_labels=2, label_names=None, problem_type=None)
-    config.to_json_file(os.path.join(path, CONFIG_NAME), architecture)
+    config.to_json_file(directory / CONFIG_NAME, architecture)
     bare = architecture == "AlbertModel"
     tensors = {}
     for our_path, value in flat.items():
@@ -614,23 +612,22 @@ def save_pretrained(
     if "predictions.bias" in tensors:  # the tied decoder, as transformers lays it out
       tensors[convert_hf.TIED_DECODER_WEIGHT] = tensors["albert.embeddings.word_embeddings.weight"]
       tensors[convert_hf.TIED_DECODER_BIAS] = tensors["predictions.bias"]
-    convert_hf.write_safetensors(os.path.join(path, "model.safetensors"), tensors)
+    convert_hf.write_safetensors(directory / "model.safetensors", tensors)
   else:
-    with open(os.path.join(path, "albert_config.json"), "w", encoding="utf-8") as f:
-      json.dump(convert_tf.original_config_dict(config), f, indent=2)
-      f.write("\n")
+    original_config = convert_tf.original_config_dict(config)
+    paths.write_json(directory / "albert_config.json", original_config, indent=2)
     tensors = {}
     for our_path, value in flat.items():
       name, transpose = convert_tf.path_to_tf_name(our_path)
       array = np.asarray(jax.device_get(value), dtype=np.float32)  # the original reads float32
       tensors[name] = array.T if transpose else array
-    convert_tf.write_checkpoint(path, tensors)
+    convert_tf.write_checkpoint(directory, tensors)
   if tokenizer is not None:
-    _save_tokenizer(tokenizer, path)
+    _save_tokenizer(tokenizer, directory)
   if jax.process_index() == 0:  # README.md: architecture, parameter counts, training, limits
     shapes = {p: tuple(np.shape(v)) for p, v in flat.items()}
-    model_card.write_model_card(path, config, architecture, shapes, format)
-  return path
+    model_card.write_model_card(directory, config, architecture, shapes, format)
+  return os.fspath(directory)
 
 
 def _check_tree(flat: dict, expected: dict, target: str) -> None:
@@ -645,17 +642,17 @@ def _check_tree(flat: dict, expected: dict, target: str) -> None:
     raise ValueError(f"params do not belong to this {target}:\n  " + "\n  ".join(problems))
 
 
-def _save_tokenizer(tokenizer: Any, directory: str) -> None:
+def _save_tokenizer(tokenizer: Any, directory: epath.Path) -> None:
   """The vocabulary the model goes with, as `af.load_tokenizer` finds it: a tokenizer writes
-  itself (spiece.model or vocab.txt, and tokenizer_config.json naming its class); a file is
-  copied as spiece.model (a *.model) or vocab.txt (a WordPiece vocabulary)."""
+  itself (spiece.model or vocab.txt, and tokenizer_config.json naming its class); a file (local
+  or gs://...) is copied as spiece.model (a *.model) or vocab.txt (a WordPiece vocabulary)."""
   if isinstance(tokenizer, (str, os.PathLike)):
-    if not os.path.isfile(tokenizer):
+    source = paths.path(tokenizer)
+    if not source.is_file():
       raise FileNotFoundError(f"tokenizer file {tokenizer} does not exist")
-    name = TOKENIZER_FILE if os.fspath(tokenizer).endswith(".model") else "vocab.txt"
-    target = os.path.join(directory, name)
-    if os.path.abspath(tokenizer) != target:
-      shutil.copyfile(tokenizer, target)
+    target = directory / (TOKENIZER_FILE if source.suffix == ".model" else "vocab.txt")
+    if source != target:
+      paths.write_bytes(target, source.read_bytes())
   elif hasattr(tokenizer, "save_pretrained"):
     tokenizer.save_pretrained(directory)
   elif hasattr(tokenizer, "save_vocabulary"):

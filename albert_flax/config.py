@@ -18,6 +18,8 @@ from typing import Any
 
 import jax.numpy as jnp
 
+from albert_flax import paths
+
 # Activations accepted in `hidden_act` (transformers' names). The original TF code's "gelu" is the
 # tanh approximation, which transformers calls "gelu_new": see `from_original_dict`.
 ACTIVATIONS = (
@@ -314,10 +316,9 @@ class AlbertConfig:
 
   @classmethod
   def from_json_file(cls, path: str | os.PathLike, **overrides: Any) -> AlbertConfig:
-    """Read transformers' config.json or the original albert_config.json."""
+    """Read transformers' config.json or the original albert_config.json (local or gs://...)."""
     try:
-      with open(path, encoding="utf-8") as f:
-        raw = json.load(f)
+      raw = paths.read_json(path)
     except FileNotFoundError:
       raise FileNotFoundError(f"No ALBERT config file at {path}") from None
     except json.JSONDecodeError as e:
@@ -350,9 +351,8 @@ class AlbertConfig:
     return out
 
   def to_json_file(self, path: str | os.PathLike, architecture: str | None = None) -> None:
-    with open(path, "w", encoding="utf-8") as f:
-      json.dump(self.to_hf_dict(architecture), f, indent=2, sort_keys=True)
-      f.write("\n")
+    """Write transformers' config.json (local or gs://..., in one atomic write)."""
+    paths.write_json(path, self.to_hf_dict(architecture), indent=2, sort_keys=True)
 
 
 def _released(hidden: int, layers: int, heads: int, intermediate: int, dropout: float) -> dict:

@@ -16,12 +16,13 @@ Reading uses safetensors' numpy API (no torch needed); `pytorch_model.bin` needs
 
 from __future__ import annotations
 
-import json
+import io
 import os
 from collections.abc import Iterable
 
 import numpy as np
 
+from albert_flax import paths
 from albert_flax.name_maps import HF_NAMES
 
 # Names transformers writes that carry nothing of ours: buffers, and the decoder tied to the word
@@ -63,38 +64,43 @@ def is_ignored(name: str) -> bool:
 # ----------------------------------------------------------------------------- files
 
 
-def weight_files(directory: str) -> list[str]:
-  """The weight files of a transformers directory, preferring safetensors; [] if none."""
+def weight_files(directory: str | os.PathLike) -> list[str]:
+  """The weight files of a transformers directory (local or gs://...), preferring safetensors;
+  [] if none."""
+  directory = paths.path(directory)
   for single, index in (
     ("model.safetensors", "model.safetensors.index.json"),
     ("pytorch_model.bin", "pytorch_model.bin.index.json"),
   ):
-    if os.path.isfile(os.path.join(directory, single)):
-      return [os.path.join(directory, single)]
-    index_path = os.path.join(directory, index)
-    if os.path.isfile(index_path):
+    if (directory / single).is_file():
+      return [os.fspath(directory / single)]
+    index_path = directory / index
+    if index_path.is_file():
       try:
-        with open(index_path, encoding="utf-8") as f:
-          weight_map = json.load(f)["weight_map"]
+        weight_map = paths.read_json(index_path)["weight_map"]
       except (OSError, ValueError, KeyError, TypeError) as e:
         raise ValueError(f"Could not read the shard index {index_path}: {e}") from None
-      files = [os.path.join(directory, name) for name in sorted(set(weight_map.values()))]
-      missing = [f for f in files if not os.path.isfile(f)]
+      files = [directory / name for name in sorted(set(weight_map.values()))]
+      missing = [os.fspath(f) for f in files if not f.is_file()]
       if missing:
         raise FileNotFoundError(f"{index_path} lists shard(s) that do not exist: {missing}")
-      return files
+      return [os.fspath(f) for f in files]
   return []
 
 
 def read_weight_files(files: Iterable[str]) -> dict[str, np.ndarray]:
-  """{name: numpy array} from .safetensors / .bin files. A damaged file raises naming it."""
+  """{name: numpy array} from .safetensors / .bin files (local or gs://...). A damaged file raises
+  naming it."""
   state: dict[str, np.ndarray] = {}
   for path in files:
     try:
       if path.endswith(".safetensors"):
-        from safetensors.numpy import load_file
+        from safetensors import numpy as safetensors_numpy
 
-        part = load_file(path)
+        if paths.is_local(path):
+          part = safetensors_numpy.load_file(path)  # memory-mapped
+        else:
+          part = safetensors_numpy.load(paths.path(path).read_bytes())
       else:
         part = _read_torch_bin(path)
     except ImportError:
@@ -116,15 +122,18 @@ def _read_torch_bin(path: str) -> dict[str, np.ndarray]:
       f"Reading {path} (a PyTorch pickle) needs torch: `pip install torch`, or "
       "save the checkpoint as safetensors"
     ) from None
-  loaded = torch.load(path, map_location="cpu", weights_only=True)
+  source = path if paths.is_local(path) else io.BytesIO(paths.path(path).read_bytes())
+  loaded = torch.load(source, map_location="cpu", weights_only=True)
   # bfloat16 has no numpy dtype in torch's .numpy(): go through float32 (exact).
   return {k: (v.float() if v.dtype == torch.bfloat16 else v).numpy() for k, v in loaded.items()}
 
 
-def write_safetensors(path: str, tensors: dict[str, np.ndarray]) -> None:
-  """Write `tensors` as transformers reads them (metadata format "pt")."""
-  from safetensors.numpy import save_file
+def write_safetensors(path: str | os.PathLike, tensors: dict[str, np.ndarray]) -> None:
+  """Write `tensors` as transformers reads them (metadata format "pt"), local or gs://..."""
+  from safetensors import numpy as safetensors_numpy
 
-  save_file(
-    {k: np.ascontiguousarray(v) for k, v in tensors.items()}, path, metadata={"format": "pt"}
-  )
+  contiguous = {k: np.ascontiguousarray(v) for k, v in tensors.items()}
+  if paths.is_local(path):
+    safetensors_numpy.save_file(contiguous, os.fspath(path), metadata={"format": "pt"})
+  else:  # one object upload
+    paths.write_bytes(path, safetensors_numpy.save(contiguous, metadata={"format": "pt"}))

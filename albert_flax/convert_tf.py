@@ -38,13 +38,16 @@ TensorFlow is imported only here, lazily: `pip install albert-flax[tf]`.
 
 from __future__ import annotations
 
-import glob
-import json
+import contextlib
 import os
 import re
+import tempfile
+from collections.abc import Iterator
 
 import numpy as np
+from etils import epath
 
+from albert_flax import paths
 from albert_flax.config import AlbertConfig
 from albert_flax.name_maps import BRIGHTMART_PROJECTION, BRIGHTMART_TF_NAMES, GOOGLE_TF_NAMES
 
@@ -110,23 +113,25 @@ def _checkpoint_step(prefix: str) -> float:
 def find_checkpoint(path: str) -> tuple[str, str] | None:
   """(checkpoint prefix, albert_config.json path) if `path` is an original checkpoint, else None.
 
-  `path` is a directory holding albert_config.json and model.ckpt-*.index (the newest step wins;
-  a `checkpoint` state file, if present, names the one to use), or a prefix `dir/model.ckpt-N`.
+  `path` (local or gs://...) is a directory holding albert_config.json and model.ckpt-*.index (the
+  newest step wins; a `checkpoint` state file, if present, names the one to use), or a prefix
+  `dir/model.ckpt-N`.
   """
-  if os.path.isfile(path + ".index"):
-    directory, prefix = os.path.dirname(path) or ".", path
-  elif os.path.isdir(path):
-    directory = path
-    prefixes = [f[: -len(".index")] for f in glob.glob(os.path.join(path, "*.index"))]
+  given = paths.path(path)
+  index = given.parent / (given.name + ".index")
+  if index.is_file():
+    directory, prefix = given.parent, os.fspath(given)
+  elif given.is_dir():
+    directory = given
+    prefixes = [os.fspath(f)[: -len(".index")] for f in given.glob("*.index")]
     if not prefixes:
       return None
-    state_file = os.path.join(path, "checkpoint")
+    state_file = given / "checkpoint"
     named = None
-    if os.path.isfile(state_file):
-      with open(state_file, encoding="utf-8") as f:
-        m = re.search(r'^model_checkpoint_path:\s*"(.*)"', f.read(), re.M)
+    if state_file.is_file():
+      m = re.search(r'^model_checkpoint_path:\s*"(.*)"', state_file.read_text(), re.M)
       if m:
-        named = os.path.join(path, m.group(1)) if not os.path.isabs(m.group(1)) else m.group(1)
+        named = os.fspath(given / m.group(1))  # a relative name is joined, an absolute kept
     if named is not None and named in prefixes:
       prefix = named
     else:
@@ -136,18 +141,18 @@ def find_checkpoint(path: str) -> tuple[str, str] | None:
   return prefix, _config_file(directory, prefix)
 
 
-def _config_file(directory: str, prefix: str) -> str:
+def _config_file(directory: epath.Path, prefix: str) -> str:
   """albert_config.json, else the one albert_config_<size>.json albert_zh ships."""
-  config = os.path.join(directory, "albert_config.json")
-  if os.path.isfile(config):
-    return config
-  sized = sorted(glob.glob(os.path.join(directory, "albert_config_*.json")))
+  config = directory / "albert_config.json"
+  if config.is_file():
+    return os.fspath(config)
+  sized = sorted(os.fspath(c) for c in directory.glob("albert_config_*.json"))
   if len(sized) == 1:
     return sized[0]
   if sized:
     raise ValueError(
       f"Found the TF checkpoint {prefix} and several configs next to it, "
-      f"{[os.path.basename(c) for c in sized]}: keep the one that goes with it, or name it "
+      f"{[paths.path(c).name for c in sized]}: keep the one that goes with it, or name it "
       "albert_config.json"
     )
   raise FileNotFoundError(
@@ -155,13 +160,36 @@ def _config_file(directory: str, prefix: str) -> str:
   )
 
 
+@contextlib.contextmanager
+def _local_prefix(prefix: str, write: bool = False) -> Iterator[str]:
+  """A local prefix for TensorFlow's checkpoint reader / writer. A remote checkpoint's files are
+  copied through a temporary directory (downloaded first to read, uploaded after writing): TF
+  would reach gs:// through tf.io.gfile, another path library, which cannot be pointed at
+  anything but Google's endpoint (albert_flax.paths)."""
+  if paths.is_local(prefix):
+    yield prefix
+    return
+  remote = paths.path(prefix)
+  with tempfile.TemporaryDirectory() as tmp:
+    local = epath.Path(tmp)
+    if not write:
+      for f in remote.parent.glob(remote.name + ".*"):
+        (local / f.name).write_bytes(f.read_bytes())
+    yield os.fspath(local / remote.name)
+    if write:
+      for f in local.iterdir():
+        (remote.parent / f.name).write_bytes(f.read_bytes())
+
+
 def read_checkpoint(prefix: str) -> dict[str, np.ndarray]:
-  """{variable name: array} of an original checkpoint, optimizer slots left out."""
+  """{variable name: array} of an original checkpoint (local or gs://...), optimizer slots left
+  out."""
   tf = _tf()
   try:
-    reader = tf.train.load_checkpoint(prefix)
-    names = sorted(reader.get_variable_to_shape_map())
-    return {name: np.asarray(reader.get_tensor(name)) for name in names if not is_ignored(name)}
+    with _local_prefix(prefix) as local_prefix:
+      reader = tf.train.load_checkpoint(local_prefix)
+      names = sorted(reader.get_variable_to_shape_map())
+      return {name: np.asarray(reader.get_tensor(name)) for name in names if not is_ignored(name)}
   except (tf.errors.OpError, ValueError) as e:
     raise ValueError(
       f"Could not read the TF checkpoint {prefix} (.index/.data files): it is "
@@ -184,8 +212,7 @@ def read_original(
   if not is_brightmart(state):
     tensors, unknown = GOOGLE_TF_NAMES.rename(state)
     return config, tensors, unknown
-  with open(config_path, encoding="utf-8") as f:
-    ln_type = json.load(f).get("ln_type") or "postln"
+  ln_type = paths.read_json(config_path).get("ln_type") or "postln"
   if ln_type != "postln":
     raise ValueError(
       f"{config_path} has \"ln_type\": {ln_type!r}: albert_zh's pre-LayerNorm transformer is "
@@ -232,24 +259,27 @@ def is_brightmart(state: dict[str, np.ndarray]) -> bool:
   )
 
 
-def write_checkpoint(directory: str, tensors: dict[str, np.ndarray], step: int = 0) -> str:
-  """Write an original-format checkpoint `directory/model.ckpt-<step>`; returns the prefix."""
+def write_checkpoint(
+  directory: str | os.PathLike, tensors: dict[str, np.ndarray], step: int = 0
+) -> str:
+  """Write an original-format checkpoint `directory/model.ckpt-<step>` (local or gs://...);
+  returns the prefix."""
   tf = _tf()
-  prefix = os.path.join(directory, f"model.ckpt-{step}")
+  prefix = os.fspath(paths.path(directory) / f"model.ckpt-{step}")
   names = sorted(tensors)
-  with tf.device("/cpu:0"):
+  with _local_prefix(prefix, write=True) as local_prefix, tf.device("/cpu:0"):
     tf.raw_ops.SaveV2(
-      prefix=prefix,
+      prefix=local_prefix,
       tensor_names=names,
       shape_and_slices=[""] * len(names),
       tensors=[tf.constant(tensors[n]) for n in names],
     )
   # The state file that tf.train.latest_checkpoint reads (relative path: the directory can move).
-  with open(os.path.join(directory, "checkpoint"), "w", encoding="utf-8") as f:
-    f.write(
-      f'model_checkpoint_path: "model.ckpt-{step}"\n'
-      f'all_model_checkpoint_paths: "model.ckpt-{step}"\n'
-    )
+  paths.write_text(
+    paths.path(directory) / "checkpoint",
+    f'model_checkpoint_path: "model.ckpt-{step}"\n'
+    f'all_model_checkpoint_paths: "model.ckpt-{step}"\n',
+  )
   return prefix
 
 

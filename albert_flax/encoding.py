@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from albert_flax import paths
+
 _TRUNCATIONS = (True, False, "longest_first", "only_first", "only_second", "do_not_truncate")
 _PADDINGS = (True, False, "longest", "max_length", "do_not_pad")
 _NO_SPAN = (0, 0)  # the span of special tokens and padding, as transformers writes it
@@ -53,11 +55,14 @@ class TokenizerBase:
   def _vocabulary_path(
     save_directory: str | os.PathLike, filename_prefix: str | None, file_name: str
   ) -> str:
-    """`<save_directory>/[prefix-]<file_name>`, for save_vocabulary; the directory must exist."""
-    directory = os.fspath(save_directory)
-    if not os.path.isdir(directory):
-      raise NotADirectoryError(f"save_vocabulary: {directory!r} is not an existing directory")
-    return os.path.join(directory, (filename_prefix + "-" if filename_prefix else "") + file_name)
+    """`<save_directory>/[prefix-]<file_name>`, for save_vocabulary; a local directory must exist
+    (a bucket has no directories: gs://... is taken as it is)."""
+    directory = paths.path(save_directory)
+    if paths.is_local(directory) and not directory.is_dir():
+      raise NotADirectoryError(
+        f"save_vocabulary: {os.fspath(save_directory)!r} is not an existing directory"
+      )
+    return os.fspath(directory / ((filename_prefix + "-" if filename_prefix else "") + file_name))
 
   pad_token_id: int
   unk_token_id: int

@@ -19,7 +19,6 @@ each array whole on one host, in one byte order and layout: not what a sharded s
 from __future__ import annotations
 
 import functools
-import json
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -27,6 +26,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from albert_flax import paths
 
 _GOLDEN = 2654435761  # Knuth's multiplicative hash constant (2^32 / phi)
 
@@ -126,15 +127,15 @@ def check_finite(flat: Mapping[str, Any], where: str) -> None:
     )
 
 
-def write_record(path: str, record: Mapping[str, int]) -> None:
-  """Write `record` ({array path: fingerprint}) as JSON to `path` (one rename: never half)."""
-  with open(path + ".tmp", "w", encoding="utf-8") as f:
-    json.dump(dict(record), f, indent=0, sort_keys=True)
-  os.replace(path + ".tmp", path)
+def write_record(path: str | os.PathLike, record: Mapping[str, int]) -> None:
+  """Write `record` ({array path: fingerprint}) as JSON to `path`, local or gs://... (atomically:
+  never half, see albert_flax.paths)."""
+  paths.write_json(path, dict(record), indent=0, sort_keys=True)
 
 
-def read_record(path: str) -> dict[str, int] | None:
-  if not os.path.isfile(path):
+def read_record(path: str | os.PathLike) -> dict[str, int] | None:
+  """The record at `path`, or None when there is none."""
+  try:
+    return paths.read_json(path)
+  except FileNotFoundError:
     return None
-  with open(path, encoding="utf-8") as f:
-    return json.load(f)

@@ -19,7 +19,9 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+from etils import epath
 
+from albert_flax import paths
 from albert_flax import workdir as layout
 from albert_flax.config import AlbertConfig
 
@@ -52,18 +54,19 @@ def parameter_counts(shapes: Mapping[str, tuple[int, ...]]) -> dict[str, int]:
   return counts
 
 
-def _training_dir(path: str) -> str | None:
+def _training_dir(path: epath.Path) -> epath.Path | None:
   """The training workdir `path` was saved in (itself or its parent holds metrics.jsonl)."""
-  for candidate in (path, os.path.dirname(path)):
-    if os.path.isfile(os.path.join(candidate, layout.METRICS_FILE)):
+  for candidate in (path, path.parent):
+    if (candidate / layout.METRICS_FILE).is_file():
       return candidate
   return None
 
 
-def final_metrics(metrics_file: str) -> dict[str, dict[str, Any]]:
-  """The last row of each split ("train" for rows without one) of a metrics.jsonl."""
+def final_metrics(metrics_file: str | os.PathLike) -> dict[str, dict[str, Any]]:
+  """The last row of each split ("train" for rows without one) of a metrics.jsonl (local or
+  gs://...)."""
   last: dict[str, dict[str, Any]] = {}
-  with open(metrics_file, encoding="utf-8") as f:
+  with paths.open_text(metrics_file) as f:
     for line in f:
       if line.strip():
         row = json.loads(line)
@@ -85,20 +88,20 @@ def _training_data(train_config: Mapping[str, Any]) -> list[str]:
   return lines
 
 
-def _vocabulary(directory: str, config: AlbertConfig) -> str:
-  spiece = os.path.join(directory, layout.TOKENIZER_FILE)
-  if os.path.isfile(spiece):
+def _vocabulary(directory: epath.Path, config: AlbertConfig) -> str:
+  spiece = directory / layout.TOKENIZER_FILE
+  if spiece.is_file():
     import sentencepiece as spm
 
     try:
-      pieces = spm.SentencePieceProcessor(model_file=spiece).get_piece_size()
+      pieces = spm.SentencePieceProcessor(model_proto=spiece.read_bytes()).get_piece_size()
     except Exception as e:  # the card describes; it never stops a save
       logger.warning("model card: could not read %s (%s)", spiece, e)
       return f"SentencePiece model `{layout.TOKENIZER_FILE}` (unreadable: {type(e).__name__})."
     return f"SentencePiece model `{layout.TOKENIZER_FILE}` with {pieces:,} pieces."
-  vocab_txt = os.path.join(directory, "vocab.txt")
-  if os.path.isfile(vocab_txt):
-    with open(vocab_txt, encoding="utf-8") as f:
+  vocab_txt = directory / layout.WORDPIECE_VOCAB_FILE
+  if vocab_txt.is_file():
+    with paths.open_text(vocab_txt) as f:
       words = sum(1 for line in f if line.strip())
     return f"WordPiece vocabulary `vocab.txt` with {words:,} tokens."
   return (
@@ -108,7 +111,7 @@ def _vocabulary(directory: str, config: AlbertConfig) -> str:
 
 
 def build_model_card(
-  directory: str,
+  directory: str | os.PathLike,
   config: AlbertConfig,
   architecture: str,
   shapes: Mapping[str, tuple[int, ...]],
@@ -125,6 +128,7 @@ def build_model_card(
   """
   from albert_flax import __version__
 
+  directory = paths.path(directory)
   counts = parameter_counts(shapes)
   tag = _PIPELINE_TAGS.get(architecture, "feature-extraction")
   lines = [
@@ -134,7 +138,7 @@ def build_model_card(
     "tags: [albert, jax, flax]",
     "---",
     _MARKER,
-    f"# {os.path.basename(directory.rstrip(os.sep))}",
+    f"# {directory.name}",
     "",
     f"ALBERT `{architecture}` saved by albert-flax {__version__} in the `{format}` format.",
     "",
@@ -178,12 +182,11 @@ def build_model_card(
   training = _training_dir(directory)
   if training is not None:
     lines += ["## Training", ""]
-    train_config_file = os.path.join(training, layout.TRAIN_CONFIG_FILE)
-    if os.path.isfile(train_config_file):
-      with open(train_config_file, encoding="utf-8") as f:
-        data = _training_data(json.load(f))
+    train_config_file = training / layout.TRAIN_CONFIG_FILE
+    if train_config_file.is_file():
+      data = _training_data(paths.read_json(train_config_file))
       lines += [f"Training data: {', '.join(data)}." if data else "", ""]
-    for split, row in final_metrics(os.path.join(training, layout.METRICS_FILE)).items():
+    for split, row in final_metrics(training / layout.METRICS_FILE).items():
       metrics = ", ".join(f"{k} = {v}" for k, v in row.items() if k != "step")
       lines.append(f"- {split} (step {row.get('step')}): {metrics}")
     lines.append("")
@@ -210,28 +213,25 @@ def build_model_card(
 
 
 def write_model_card(
-  directory: str,
+  directory: str | os.PathLike,
   config: AlbertConfig,
   architecture: str,
   shapes: Mapping[str, tuple[int, ...]],
   format: str,
 ) -> str | None:
-  """Write `directory`/README.md (see `build_model_card`); returns its path, or None when a
-  README.md albert-flax did not write is already there (it is kept)."""
-  path = os.path.join(directory, CARD_FILE)
-  if os.path.isfile(path):
-    with open(path, encoding="utf-8") as f:
-      if _MARKER not in f.read():
-        logger.info("save_pretrained: keeping the existing %s (not written by albert-flax)", path)
-        return None
+  """Write `directory`/README.md (local or gs://...; see `build_model_card`); returns its path,
+  or None when a README.md albert-flax did not write is already there (it is kept)."""
+  path = paths.path(directory) / CARD_FILE
+  if path.is_file() and _MARKER not in paths.read_text(path):
+    logger.info("save_pretrained: keeping the existing %s (not written by albert-flax)", path)
+    return None
   try:
     text = build_model_card(directory, config, architecture, shapes, format)
   except (OSError, ValueError) as e:  # e.g. a malformed metrics.jsonl: the save itself stands
     logger.warning("save_pretrained: no model card for %s (%s: %s)", directory, type(e).__name__, e)
     return None
-  with open(path, "w", encoding="utf-8") as f:
-    f.write(text)
-  return path
+  paths.write_text(path, text)
+  return os.fspath(path)
 
 
 def push_to_hub(

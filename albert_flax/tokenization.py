@@ -22,16 +22,15 @@ The calling convention (pairs, truncation, padding, overflow windows) is `encodi
 
 from __future__ import annotations
 
-import json
 import os
 import re
-import shutil
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import sentencepiece as spm
 
+from albert_flax import paths
 from albert_flax.encoding import BatchEncoding, TokenizerBase
 from albert_flax.text_normalization import lower as _lower
 from albert_flax.text_normalization import lower_with_origin, normalize_text, normalize_with_origin
@@ -96,10 +95,10 @@ class AlbertTokenizer(TokenizerBase):
     num_threads: int = -1,
   ) -> None:
     path = os.fspath(spm_model_file)
-    if not os.path.isfile(path):
+    if not paths.path(path).is_file():  # local or gs://...
       raise FileNotFoundError(f"SentencePiece model file not found: {path!r}")
-    with open(path, "rb") as f:
-      proto = f.read()
+    # sentencepiece opens local files only: it gets the serialized model instead.
+    proto = paths.path(path).read_bytes()
     self._setup(proto, path, do_lower_case, remove_space, keep_accents, num_threads)
 
   def _setup(
@@ -444,14 +443,11 @@ class AlbertTokenizer(TokenizerBase):
   def save_vocabulary(
     self, save_directory: str | os.PathLike, filename_prefix: str | None = None
   ) -> tuple[str]:
-    """Write the model as `<save_directory>/[prefix-]spiece.model`; returns (path,)."""
+    """Write the model we hold (the bytes of the file it was read from) as
+    `<save_directory>/[prefix-]spiece.model`, local or gs://...; returns (path,)."""
     out = self._vocabulary_path(save_directory, filename_prefix, VOCAB_FILE_NAME)
-    if os.path.isfile(self.vocab_file):
-      if os.path.abspath(self.vocab_file) != os.path.abspath(out):
-        shutil.copyfile(self.vocab_file, out)
-    else:  # e.g. unpickled in another process: write the model we hold
-      with open(out, "wb") as f:
-        f.write(self._proto)
+    if paths.path(self.vocab_file) != paths.path(out):
+      paths.write_bytes(out, self._proto)
     return (out,)
 
   def save_pretrained(self, save_directory: str | os.PathLike) -> tuple[str, str]:
@@ -471,12 +467,11 @@ TOKENIZER_CONFIG_FILE = "tokenizer_config.json"
 
 
 def write_tokenizer_config(directory: str | os.PathLike, config: dict[str, Any]) -> str:
-  """Write `config` as <directory>/tokenizer_config.json (transformers' name); returns the path."""
-  path = os.path.join(os.fspath(directory), TOKENIZER_CONFIG_FILE)
-  with open(path, "w", encoding="utf-8") as f:
-    json.dump(config, f, indent=2, ensure_ascii=False)
-    f.write("\n")
-  return path
+  """Write `config` as <directory>/tokenizer_config.json (transformers' name; local or gs://...);
+  returns the path."""
+  path = paths.path(directory) / TOKENIZER_CONFIG_FILE
+  paths.write_json(path, config, indent=2, ensure_ascii=False)
+  return os.fspath(path)
 
 
 def __getattr__(name: str) -> Any:

@@ -18,12 +18,14 @@ that file: *.model as SentencePiece, anything else as a WordPiece vocabulary.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
 from typing import Any
 
+from etils import epath
+
+from albert_flax import paths
 from albert_flax.tokenization import TOKENIZER_CONFIG_FILE, AlbertTokenizer
 from albert_flax.wordpiece import WordPieceTokenizer
 
@@ -52,26 +54,26 @@ def load_tokenizer(
   `kwargs` (do_lower_case=..., ...) override what tokenizer_config.json says.
   """
   path = os.fspath(path_or_hub_id)
-  if os.path.isfile(path):
-    cls = AlbertTokenizer if path.endswith(".model") else WordPieceTokenizer
-    return cls(path, **kwargs)
-  if os.path.isdir(path):
-    return _from_directory(path, kwargs)
-  if os.path.isfile(path + ".index"):  # a TF checkpoint prefix (dir/model.ckpt-0)
-    return _from_directory(os.path.dirname(path) or ".", kwargs)
-  if os.path.exists(path) or os.path.isabs(path) or path.startswith("."):
+  given = paths.path(path)  # local or gs://...
+  if given.is_file():
+    cls = AlbertTokenizer if given.suffix == ".model" else WordPieceTokenizer
+    return cls(given, **kwargs)
+  if given.is_dir():
+    return _from_directory(given, kwargs)
+  if given.with_name(given.name + ".index").is_file():  # a TF checkpoint prefix (dir/model.ckpt-0)
+    return _from_directory(given.parent, kwargs)
+  if given.exists() or not paths.is_local(path) or os.path.isabs(path) or path.startswith("."):
     raise FileNotFoundError(f"No tokenizer at {path}: not a file, directory or TF checkpoint")
   if re.fullmatch(r"[A-Za-z0-9][\w.\-]*(/[\w.\-]+)?", path) and ".." not in path:
-    return _from_directory(_download(path), kwargs)
+    return _from_directory(epath.Path(_download(path)), kwargs)
   raise FileNotFoundError(f"No such file or directory: {path}")
 
 
-def _from_directory(directory: str, overrides: dict[str, Any]) -> Any:
+def _from_directory(directory: epath.Path, overrides: dict[str, Any]) -> Any:
   config: dict[str, Any] = {}
-  config_path = os.path.join(directory, TOKENIZER_CONFIG_FILE)
-  if os.path.isfile(config_path):
-    with open(config_path, encoding="utf-8") as f:
-      config = json.load(f)
+  config_path = directory / TOKENIZER_CONFIG_FILE
+  if config_path.is_file():
+    config = paths.read_json(config_path)
   found = {
     AlbertTokenizer: _first_file(directory, SENTENCEPIECE_FILES),
     WordPieceTokenizer: _first_file(directory, WORDPIECE_FILES),
@@ -98,10 +100,10 @@ def _from_directory(directory: str, overrides: dict[str, Any]) -> Any:
   return cls(found[cls], **settings)
 
 
-def _first_file(directory: str, names: tuple[str, ...]) -> str | None:
+def _first_file(directory: epath.Path, names: tuple[str, ...]) -> epath.Path | None:
   for name in names:
-    if os.path.isfile(os.path.join(directory, name)):
-      return os.path.join(directory, name)
+    if (directory / name).is_file():
+      return directory / name
   return None
 
 

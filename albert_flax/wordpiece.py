@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from albert_flax import paths
 from albert_flax.encoding import TokenizerBase
 from albert_flax.text_normalization import bert_words
 
@@ -57,9 +58,9 @@ _CLEAN_UP = (
 def read_vocab(vocab_file: str | os.PathLike) -> list[str]:
   """The tokens of a WordPiece vocabulary file, one a line, the line number being the id."""
   path = os.fspath(vocab_file)
-  if not os.path.isfile(path):
+  if not paths.path(path).is_file():  # local or gs://...
     raise FileNotFoundError(f"WordPiece vocabulary file not found: {path!r}")
-  with open(path, encoding="utf-8") as f:
+  with paths.open_text(path) as f:
     tokens = [line.rstrip("\n") for line in f]
   if not tokens:
     raise ValueError(f"WordPiece vocabulary file {path!r} is empty")
@@ -344,10 +345,10 @@ class WordPieceTokenizer(TokenizerBase):
   def save_vocabulary(
     self, save_directory: str | os.PathLike, filename_prefix: str | None = None
   ) -> tuple[str]:
-    """Write the vocabulary as `<save_directory>/[prefix-]vocab.txt`; returns (path,)."""
+    """Write the vocabulary as `<save_directory>/[prefix-]vocab.txt` (local or gs://...);
+    returns (path,)."""
     out = self._vocabulary_path(save_directory, filename_prefix, VOCAB_FILE_NAME)
-    with open(out, "w", encoding="utf-8") as f:
-      f.writelines(t + "\n" for t in self._tokens)
+    paths.write_text(out, "".join(t + "\n" for t in self._tokens))
     return (out,)
 
   def save_pretrained(self, save_directory: str | os.PathLike) -> tuple[str, str]:

@@ -43,6 +43,8 @@ import json
 import os
 from typing import Any
 
+from albert_flax import paths
+
 CONFIG_FILE = "config.json"
 ORBAX_PARAMS_DIR = "params"
 TOKENIZER_FILE = "spiece.model"
@@ -70,23 +72,18 @@ LOCK_FILE = "LOCK"
 RUNNING, INTERRUPTED, FINISHED = "running", "interrupted", "finished"
 
 
-def read_run_status(directory: str) -> dict[str, Any] | None:
-  """The run's status record ({"status", "step", "total_steps", ...}), or None when absent."""
-  path = os.path.join(directory, RUN_STATUS_FILE)
-  if not os.path.isfile(path):
-    return None
+def read_run_status(directory: str | os.PathLike) -> dict[str, Any] | None:
+  """The run's status record ({"status", "step", "total_steps", ...}), or None when absent.
+  `directory` may be local or gs://..."""
+  path = paths.path(directory) / RUN_STATUS_FILE
   try:
-    with open(path, encoding="utf-8") as f:
-      return json.load(f)
+    return paths.read_json(path)
   except (OSError, json.JSONDecodeError):
     return None
 
 
-def write_run_status(directory: str, status: str, step: int, **fields: Any) -> None:
-  """Replace the status record in one rename (a reader never sees half of it)."""
+def write_run_status(directory: str | os.PathLike, status: str, step: int, **fields: Any) -> None:
+  """Replace the status record atomically (a reader never sees half of it; paths.write_json)."""
   record = {"status": status, "step": int(step), **fields}
-  path = os.path.join(directory, RUN_STATUS_FILE)
-  with open(path + ".tmp", "w", encoding="utf-8") as f:
-    json.dump(record, f, indent=2, sort_keys=True, default=str)
-    f.write("\n")
-  os.replace(path + ".tmp", path)
+  path = paths.path(directory) / RUN_STATUS_FILE
+  paths.write_json(path, record, indent=2, sort_keys=True, default=str)

@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 import signal
 import zlib
 from typing import Any
@@ -29,7 +28,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from albert_flax import integrity
+from albert_flax import integrity, paths
 from albert_flax.workdir import DATA_ITEM, INTEGRITY_ITEM, STATE_ITEM
 
 log = logging.getLogger(__name__)
@@ -74,7 +73,7 @@ def _all_processes_agree(ok: bool) -> bool:
 _managers_created = 0
 
 
-def _barrier_prefix(directory: str) -> str:
+def _barrier_prefix(directory: str | os.PathLike) -> str:
   """A name for this manager's barriers that no other manager of the run shares.
 
   Orbax names the barriers of an asynchronous save after the step directory only
@@ -88,7 +87,7 @@ def _barrier_prefix(directory: str) -> str:
   """
   global _managers_created
   _managers_created += 1
-  digest = zlib.crc32(directory.encode("utf-8")) & 0xFFFFFFFF
+  digest = zlib.crc32(os.fspath(directory).encode("utf-8")) & 0xFFFFFFFF
   return f"albert_ckpt{_managers_created}_{digest:08x}"
 
 
@@ -96,7 +95,8 @@ class TrainCheckpointManager:
   """Orbax CheckpointManager for (train state, per-process data iterator state).
 
   Args:
-    directory: the checkpoints directory (created); one subdirectory per saved step.
+    directory: the checkpoints directory (created), local or gs://...; one subdirectory per
+      saved step.
     max_to_keep: older checkpoints are deleted (after the newer one is complete).
     async_save: write in a background thread; the step loop goes on once arrays are copied
       off the devices.
@@ -107,7 +107,7 @@ class TrainCheckpointManager:
 
   def __init__(
     self,
-    directory: str,
+    directory: str | os.PathLike,
     max_to_keep: int = 3,
     async_save: bool = True,
     best_metric: str | None = None,
@@ -115,7 +115,7 @@ class TrainCheckpointManager:
     import orbax.checkpoint as ocp
 
     self._ocp = ocp
-    self.directory = os.path.abspath(directory)
+    self.directory = paths.path(directory)  # an epath.Path, as orbax takes it
     self.best_metric = best_metric
     best = {}
     if best_metric is not None:
@@ -208,7 +208,7 @@ class TrainCheckpointManager:
           STATE_ITEM: self._ocp.args.StandardRestore(abstract_state),
           DATA_ITEM: self._ocp.args.JsonRestore(),
         }
-        has_record = os.path.isdir(os.path.join(self.directory, str(step), INTEGRITY_ITEM))
+        has_record = (self.directory / str(step) / INTEGRITY_ITEM).is_dir()
         if has_record:
           items[INTEGRITY_ITEM] = self._ocp.args.JsonRestore()
         restored = self._manager.restore(step, args=self._ocp.args.Composite(**items))
@@ -252,16 +252,16 @@ class TrainCheckpointManager:
   def _set_aside(self, steps: list[int]) -> None:
     """Move unreadable step directories out of the way (kept for inspection)."""
     if jax.process_index() == 0:
-      aside = self.directory.rstrip("/") + ".corrupt"
-      os.makedirs(aside, exist_ok=True)
+      aside = self.directory.parent / (self.directory.name + ".corrupt")
+      aside.mkdir(parents=True, exist_ok=True)
       for step in steps:
-        for name in os.listdir(self.directory):
-          if name.isdigit() and int(name) == step:
-            target = os.path.join(aside, name)
-            if os.path.exists(target):
-              shutil.rmtree(target)
-            shutil.move(os.path.join(self.directory, name), target)
-            log.warning("moved unreadable checkpoint %s to %s", name, aside)
+        for found in self.directory.iterdir():
+          if found.name.isdigit() and int(found.name) == step:
+            target = aside / found.name
+            if target.exists():
+              target.rmtree()
+            paths.move_tree(found, target)
+            log.warning("moved unreadable checkpoint %s to %s", found.name, aside)
     if jax.process_count() > 1:
       from jax.experimental import multihost_utils
 

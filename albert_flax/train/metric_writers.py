@@ -4,6 +4,12 @@ Only process 0 writes (every process may call). One JSON object per logged step:
 {"step": 100, "loss": ..., ...}; evaluation rows carry "split": "eval". A resumed run drops the rows
 after the step it resumed from, so the file of a run interrupted and resumed reads like the file
 of a run never interrupted.
+
+In a bucket (workdir gs://...): an object cannot be appended to, so metrics.jsonl is uploaded
+whole after each row (one atomic object write: a reader sees every row so far, never half of
+one; rows are few, one per logged step). TensorBoard event files go to gs:// through
+tensorboardX's own Cloud Storage writer (google-cloud-storage, which gcsfs depends on; it too
+uploads the whole file at each flush), which TensorBoard reads as `--logdir gs://.../tensorboard`.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from albert_flax import paths
 from albert_flax.workdir import METRICS_FILE, TENSORBOARD_DIR  # noqa: F401 (re-exported)
 
 log = logging.getLogger(__name__)
@@ -61,31 +68,33 @@ def _summary_writer_class() -> type:
   return SummaryWriter
 
 
-def truncate_rows_after(path: str, step: int) -> None:
-  """Keep only the rows of `path` (a metrics.jsonl) with "step" <= step."""
-  if not os.path.exists(path):
-    return
-  with open(path, encoding="utf-8") as f:
-    lines = f.readlines()
-  kept = []
-  for line in lines:
+def _complete_rows(text: str) -> list[str]:
+  rows = []
+  for line in text.splitlines():
     try:
-      row = json.loads(line)
+      rows.append(json.dumps(json.loads(line)) + "\n")
     except json.JSONDecodeError:  # a line cut short by a kill: drop it
       continue
-    if int(row.get("step", 0)) <= step:
-      kept.append(json.dumps(row) + "\n")
-  tmp = path + ".tmp"
-  with open(tmp, "w", encoding="utf-8") as f:
-    f.writelines(kept)
-  os.replace(tmp, path)
+  return rows
+
+
+def truncate_rows_after(path: str | os.PathLike, step: int) -> None:
+  """Keep only the rows of `path` (a metrics.jsonl, local or gs://...) with "step" <= step."""
+  if not paths.path(path).exists():
+    return
+  kept = [
+    row
+    for row in _complete_rows(paths.read_text(path))
+    if int(json.loads(row).get("step", 0)) <= step
+  ]
+  paths.write_text(path, "".join(kept))
 
 
 class MetricWriter:
   """metrics.jsonl + TensorBoard + progress bar (rate and ETA) for a run of `total_steps`.
 
   Args:
-    workdir: where metrics.jsonl and tensorboard/ go.
+    workdir: where metrics.jsonl and tensorboard/ go (local or gs://...).
     total_steps: the step the run ends at (the progress bar's total).
     initial_step: the step the run starts (or resumes) from; later rows already in the file
       are dropped.
@@ -97,7 +106,7 @@ class MetricWriter:
 
   def __init__(
     self,
-    workdir: str,
+    workdir: str | os.PathLike,
     total_steps: int,
     initial_step: int = 0,
     enabled: bool | None = None,
@@ -105,17 +114,23 @@ class MetricWriter:
     tensorboard: bool = True,
   ):
     self.enabled = jax.process_index() == 0 if enabled is None else enabled
-    self.path = os.path.join(workdir, METRICS_FILE)
+    workdir = paths.path(workdir)
+    self.path = os.fspath(workdir / METRICS_FILE)
     self._tb = self._bar = None
     self._file = None
+    self._rows: list[str] | None = None  # in a bucket: every row, uploaded whole at each write
     self.total_steps = total_steps
     if not self.enabled:
       return
-    os.makedirs(workdir, exist_ok=True)
+    workdir.mkdir(parents=True, exist_ok=True)
     truncate_rows_after(self.path, initial_step)
-    self._file = open(self.path, "a", encoding="utf-8")
+    if paths.is_local(workdir):
+      self._file = open(self.path, "a", encoding="utf-8")
+    else:
+      exists = paths.path(self.path).exists()
+      self._rows = _complete_rows(paths.read_text(self.path)) if exists else []
     if tensorboard:
-      self._tb = _summary_writer_class()(os.path.join(workdir, TENSORBOARD_DIR))
+      self._tb = _summary_writer_class()(os.fspath(workdir / TENSORBOARD_DIR))
     if progress and sys.stderr.isatty():
       from tqdm import tqdm
 
@@ -131,8 +146,12 @@ class MetricWriter:
     row.update({k: _to_python(v) for k, v in metrics.items()})
     if split is not None:
       row["split"] = split
-    self._file.write(json.dumps(row) + "\n")
-    self._file.flush()
+    if self._file is not None:
+      self._file.write(json.dumps(row) + "\n")
+      self._file.flush()
+    else:
+      self._rows.append(json.dumps(row) + "\n")
+      paths.write_text(self.path, "".join(self._rows))
     if self._tb is not None:
       prefix = split or "train"
       for name, value in row.items():
@@ -161,7 +180,7 @@ class MetricWriter:
       self._tb.close()
     if self._file is not None:
       self._file.close()
-    self._tb = self._bar = self._file = None
+    self._tb = self._bar = self._file = self._rows = None
 
   def __enter__(self) -> MetricWriter:
     return self

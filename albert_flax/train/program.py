@@ -72,7 +72,9 @@ def define_flags(
   holders = ProgramFlags(
     config=config,
     workdir=flags.DEFINE_string(
-      "workdir", default_workdir, "Checkpoints, metrics, the model; a rerun resumes from here."
+      "workdir",
+      default_workdir,
+      "Checkpoints, metrics, the model (a local folder or gs://bucket/...); a rerun resumes here.",
     ),
     jax_distributed=flags.DEFINE_bool(
       "jax_distributed",

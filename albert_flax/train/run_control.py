@@ -9,7 +9,13 @@
 - The lock (workdir/LOCK: host, pid, command) is taken by process 0 for the whole run (one lock
   per run, not per process); every process learns the outcome, so all fail together when another
   run holds it. It is released on any exit; a lock left by a process that no longer exists (on
-  this host) is stale and taken over with a warning.
+  this host) is stale and taken over with a warning. Taking it is one atomic create-if-absent
+  (`paths.create_new`): O_EXCL on a local disk, and in a bucket (workdir gs://...) an upload
+  with the precondition ifGenerationMatch=0, which Cloud Storage refuses when the object exists,
+  so of two runs starting at once exactly one gets the lock. A lock left in a bucket by a host
+  that died cannot be checked from another host (its pid means nothing here): the message says
+  to delete it.
+- Small files (run_status.json, train_config.json) are replaced atomically (paths.write_json).
 - A workdir that holds a run resumes only with the config it was started with, apart from keys
   that are safe to change (`safe_keys`; the step count may only grow): any other change is refused
   with the list of changed keys. Every start's config is kept in config_history/.
@@ -31,6 +37,7 @@ from typing import Any
 
 import jax
 
+from albert_flax import paths
 from albert_flax import workdir as layout
 from albert_flax.train.checkpoints import same_on_all_processes
 from albert_flax.train.program import WorkdirBusyError
@@ -92,17 +99,17 @@ class WorkdirRun:
 
   def __init__(
     self,
-    workdir: str,
+    workdir: str | os.PathLike,
     config: Any,
     safe_keys: Sequence[str] = COMMON_SAFE_KEYS,
     steps_key: str = "num_train_steps",
   ):
-    self.workdir = workdir
+    self.workdir = paths.path(workdir)  # local or gs://...
     self.config_json = json.loads(config.to_json_best_effort(sort_keys=True))
     self.safe_keys = tuple(safe_keys) + (steps_key,)
     self.steps_key = steps_key
     self.lead = jax.process_index() == 0
-    self._lock_path = os.path.join(workdir, layout.LOCK_FILE)
+    self._lock_path = self.workdir / layout.LOCK_FILE
     self._holding = False
     self.status: dict[str, Any] | None = None
 
@@ -116,46 +123,38 @@ class WorkdirRun:
       "command": " ".join(sys.argv),
     }
     for _ in range(2):
+      if paths.create_new(self._lock_path, json.dumps(me).encode("utf-8")):
+        self._holding = True
+        return None
       try:
-        fd = os.open(self._lock_path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-      except FileExistsError:
-        try:
-          with open(self._lock_path, encoding="utf-8") as f:
-            holder = json.load(f)
-        except (OSError, json.JSONDecodeError):
-          holder = {}
-        if holder.get("host") == me["host"] and not _alive(int(holder.get("pid", -1))):
-          log.warning(
-            "taking over the stale lock of process %s (no longer running) in %s",
-            holder.get("pid"),
-            self.workdir,
-          )
-          os.remove(self._lock_path)
-          continue
-        return (
-          f"{self.workdir} is in use by another run: process {holder.get('pid')} on "
-          f"{holder.get('host')} since {holder.get('since')} ({holder.get('command')}). Wait for "
-          f"it to end, or use another --workdir; if that run is gone, delete {self._lock_path}"
+        holder = paths.read_json(self._lock_path)
+      except (OSError, json.JSONDecodeError):
+        holder = {}
+      if holder.get("host") == me["host"] and not _alive(int(holder.get("pid", -1))):
+        log.warning(
+          "taking over the stale lock of process %s (no longer running) in %s",
+          holder.get("pid"),
+          self.workdir,
         )
-      with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump(me, f)
-      self._holding = True
-      return None
+        self._lock_path.unlink(missing_ok=True)
+        continue
+      return (
+        f"{self.workdir} is in use by another run: process {holder.get('pid')} on "
+        f"{holder.get('host')} since {holder.get('since')} ({holder.get('command')}). Wait for "
+        f"it to end, or use another --workdir; if that run is gone, delete {self._lock_path}"
+      )
     return f"could not take the lock {self._lock_path}"
 
   def _release_lock(self) -> None:
     if self._holding:
       self._holding = False
-      try:
-        os.remove(self._lock_path)
-      except FileNotFoundError:
-        pass
+      self._lock_path.unlink(missing_ok=True)
 
   # ------------------------------------------------------------------------ enter / exit
   def __enter__(self) -> WorkdirRun:
     problem = None
     if self.lead:
-      os.makedirs(self.workdir, exist_ok=True)
+      self.workdir.mkdir(parents=True, exist_ok=True)
       problem = self._take_lock()
     problem = same_on_all_processes(problem)
     if problem:
@@ -183,24 +182,19 @@ class WorkdirRun:
 
   # --------------------------------------------------------------------------- config
   def _check_config(self) -> list[str]:
-    path = os.path.join(self.workdir, layout.TRAIN_CONFIG_FILE)
-    if self.status is None or not os.path.isfile(path):
+    path = self.workdir / layout.TRAIN_CONFIG_FILE
+    if self.status is None or not path.is_file():
       return []  # nothing to resume: a fresh start
-    with open(path, encoding="utf-8") as f:
-      old = json.load(f)
+    old = paths.read_json(path)
     return config_changes(old, self.config_json, self.safe_keys, self.steps_key)
 
   def _record_config(self) -> None:
     text = json.dumps(self.config_json, indent=2, sort_keys=True) + "\n"
-    history = os.path.join(self.workdir, layout.CONFIG_HISTORY_DIR)
-    os.makedirs(history, exist_ok=True)
-    n = len([f for f in os.listdir(history) if f.endswith(".json")])
-    with open(os.path.join(history, f"{n:04d}.json"), "w", encoding="utf-8") as f:
-      f.write(text)
-    path = os.path.join(self.workdir, layout.TRAIN_CONFIG_FILE)
-    with open(path + ".tmp", "w", encoding="utf-8") as f:
-      f.write(text)
-    os.replace(path + ".tmp", path)
+    history = self.workdir / layout.CONFIG_HISTORY_DIR
+    history.mkdir(parents=True, exist_ok=True)
+    n = len(list(history.glob("*.json"))) if history.is_dir() else 0
+    paths.write_text(history / f"{n:04d}.json", text)
+    paths.write_text(self.workdir / layout.TRAIN_CONFIG_FILE, text)
 
   # --------------------------------------------------------------------------- status
   def finished(self, total_steps: int) -> bool:

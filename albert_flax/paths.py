@@ -1,0 +1,111 @@
+"""Paths that may be local or in Cloud Storage (gs://): one path library, `etils.epath`.
+
+Every path we take (a saved model, a workdir, a tokenizer file, a corpus) may be a gs:// URL, or
+any scheme etils.epath reads (s3://, ...); TPU pods keep their workdirs in buckets. All file I/O
+goes through `epath.Path` (orbax's own path library), so one code path serves both; this module
+holds only what epath does not say itself:
+
+- `path(p)`: an epath.Path; local paths made absolute (orbax requires that), URLs as they are
+  (epath's absolute() would glue the working directory onto "gs://...").
+- Atomic writes (`write_text`, `write_bytes`, `write_json`): a reader sees the old content or
+  the new, never half. Locally that is a temporary file renamed over the target. In a bucket an
+  object upload is already atomic (the object appears when its upload completes), and a rename
+  there is a copy and a delete (two steps, not one), so the object is written in place.
+- `open_text`, `read_text`: UTF-8 whatever the locale (fsspec's text mode uses the locale's).
+- `create_new(p, data)`: create `p` only if it does not exist, atomically (the workdir lock).
+  epath has no exclusive mode; fsspec's `pipe_file(mode="create")` is one: O_EXCL locally,
+  `ifGenerationMatch=0` (a generation precondition, enforced by the server) in a bucket.
+
+The gs:// backend. With TensorFlow installed, epath reads gs:// through tf.io.gfile unless
+EPATH_USE_TF=false; tf.io.gfile's Cloud Storage endpoint is compiled in, so that route cannot be
+pointed at a local server and is not what our tests exercise. We default EPATH_USE_TF to false
+(fsspec + gcsfs, a dependency: tested against a local Cloud Storage server, see tests/gcs_server.py)
+for the whole process, orbax's paths included. Set EPATH_USE_TF=true before importing albert_flax
+to get tf.io.gfile back.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import uuid
+from typing import Any
+
+os.environ.setdefault("EPATH_USE_TF", "false")  # see the module docstring; read at each call
+
+import fsspec  # noqa: E402
+from etils import epath  # noqa: E402
+
+PathLike = str | os.PathLike
+
+
+def is_local(p: PathLike) -> bool:
+  """Whether `p` is on this machine's file system (not a URL such as gs://bucket/...)."""
+  return fsspec.utils.get_protocol(os.fspath(p)) in ("file", "local")
+
+
+def path(p: PathLike) -> epath.Path:
+  """`p` as an epath.Path: absolute when local, the URL itself otherwise."""
+  result = epath.Path(os.fspath(p))
+  return result.expanduser().absolute() if is_local(p) else result
+
+
+def write_bytes(p: PathLike, data: bytes) -> None:
+  """Replace the file `p` with `data` atomically (see the module docstring)."""
+  target = path(p)
+  if not is_local(target):
+    target.write_bytes(data)
+    return
+  tmp = target.parent / f".{target.name}.{uuid.uuid4().hex[:8]}.tmp"
+  tmp.write_bytes(data)
+  os.replace(tmp, target)
+
+
+def write_text(p: PathLike, text: str) -> None:
+  """Replace the file `p` with `text` (UTF-8) atomically."""
+  write_bytes(p, text.encode("utf-8"))
+
+
+def write_json(p: PathLike, value: Any, **dump_args: Any) -> None:
+  """Replace the file `p` with `value` as JSON (and a final newline) atomically."""
+  write_text(p, json.dumps(value, **dump_args) + "\n")
+
+
+def open_text(p: PathLike) -> io.TextIOWrapper:
+  """The file `p` opened to read as UTF-8 text, streamed (newlines as open() reads them). Its
+  text mode is ours: fsspec's would decode in the locale's encoding."""
+  return io.TextIOWrapper(path(p).open("rb"), encoding="utf-8")
+
+
+def read_text(p: PathLike) -> str:
+  """The whole UTF-8 text of the file `p` (see `open_text`)."""
+  with open_text(p) as f:
+    return f.read()
+
+
+def read_json(p: PathLike) -> Any:
+  return json.loads(read_text(p))
+
+
+def create_new(p: PathLike, data: bytes) -> bool:
+  """Create the file `p` holding `data` if no file is there: True; False when one exists. One
+  atomic step, locally and in a bucket, so of two processes racing exactly one gets True."""
+  target = path(p)
+  fs, fs_path = fsspec.core.url_to_fs(os.fspath(target))
+  try:
+    fs.pipe_file(fs_path, data, mode="create")
+  except FileExistsError:
+    return False
+  return True
+
+
+def move_tree(source: PathLike, target: PathLike) -> None:
+  """Move the file or folder `source` to `target` (which must not exist). Locally one rename; in a
+  bucket each object is copied and deleted (a bucket has no folders to rename)."""
+  source, target = path(source), path(target)
+  if is_local(source):
+    os.replace(source, target)
+    return
+  fs, fs_source = fsspec.core.url_to_fs(os.fspath(source))
+  fs.mv(fs_source, fsspec.core.url_to_fs(os.fspath(target))[1], recursive=True)

@@ -1,0 +1,223 @@
+"""The library on gs://, against a local Cloud Storage server (tests/gcs_server.py): saved models,
+tokenizers, training checkpoints, the workdir lock and status, metric files and TensorBoard.
+
+Each test checks what the server holds (its own listing, or bytes read back through another
+route), so a write that went to the local disk or stayed in a client cache fails.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import struct
+
+import finetune_testdata as td
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+
+import albert_flax as af
+from albert_flax import paths
+from albert_flax import workdir as layout
+from albert_flax.train import program, training
+from albert_flax.train.checkpoints import TrainCheckpointManager
+from albert_flax.train.metric_writers import MetricWriter
+from albert_flax.train.run_control import WorkdirRun
+
+
+def _names(server, directory) -> list[str]:
+  """The object names under `directory` (a gs:// epath.Path), relative to it."""
+  prefix = os.fspath(directory).removeprefix(f"gs://{server.bucket}/") + "/"
+  return [n.removeprefix(prefix) for n in server.object_names(prefix)]
+
+
+@pytest.fixture(scope="module")
+def spiece(tmp_path_factory) -> str:
+  return td.make_tokenizer(str(tmp_path_factory.mktemp("spm")))
+
+
+def _tiny_classifier():
+  config = af.AlbertConfig.preset(
+    "tiny", vocab_size=120, hidden_size=16, embedding_size=8, intermediate_size=32,
+    num_attention_heads=2, num_hidden_layers=2, num_labels=3,
+  )  # fmt: skip
+  model = af.AlbertForSequenceClassification(config)
+  params = model.init(jax.random.key(0), jnp.zeros((1, 4), jnp.int32))["params"]
+  return model, nn.meta.unbox(params)
+
+
+# ------------------------------------------------------------------------- saved models
+
+
+def test_save_and_load_a_model_with_its_tokenizer_in_a_bucket(gcs_server, gcs_path, spiece):
+  model, params = _tiny_classifier()
+  tokenizer = af.AlbertTokenizer(spiece)
+  af.save_pretrained(gcs_path / "model", model, params, tokenizer=tokenizer)
+  names = _names(gcs_server, gcs_path / "model")
+  for expected in ("config.json", "integrity.json", "spiece.model", "tokenizer_config.json"):
+    assert expected in names, names
+  assert any(n.startswith("params/") for n in names), names
+  assert "<!-- model card written by albert-flax -->" in paths.read_text(
+    gcs_path / "model" / "README.md"
+  )
+
+  loaded_model, loaded = af.from_pretrained(os.fspath(gcs_path / "model"))  # the saved class
+  assert type(loaded_model).__name__ == "AlbertForSequenceClassification"
+  enc = tokenizer(["a b c", "d"], padding="max_length", max_length=8, return_tensors="np")
+  ids, mask = enc["input_ids"], enc["attention_mask"]
+  expected = model.apply({"params": params}, ids, attention_mask=mask).logits
+  got = loaded_model.apply({"params": loaded}, ids, attention_mask=mask).logits
+  np.testing.assert_array_equal(np.asarray(got), np.asarray(expected))
+
+  reloaded = af.load_tokenizer(os.fspath(gcs_path / "model"))
+  assert isinstance(reloaded, af.AlbertTokenizer)
+  assert (
+    reloaded(["Ünïcödé café, 1,000"])["input_ids"]
+    == tokenizer(["Ünïcödé café, 1,000"])["input_ids"]
+  )
+  # The integrity record in the bucket is checked: a changed fingerprint is an error.
+  record = paths.read_json(gcs_path / "model" / "integrity.json")
+  name = sorted(record)[0]
+  record[name] = (int(record[name]) + 1) % 2**32
+  paths.write_json(gcs_path / "model" / "integrity.json", record)
+  with pytest.raises(ValueError, match="fails its integrity check"):
+    af.from_pretrained(os.fspath(gcs_path / "model"))
+
+
+def test_transformers_format_and_a_tokenizer_file_in_a_bucket(gcs_server, gcs_path, spiece):
+  model, params = _tiny_classifier()
+  (gcs_path / "spiece.model").write_bytes(open(spiece, "rb").read())
+  # A tokenizer file in the bucket, copied next to the weights.
+  af.save_pretrained(
+    gcs_path / "hf", model, params, format="hf", tokenizer=gcs_path / "spiece.model"
+  )
+  names = _names(gcs_server, gcs_path / "hf")
+  assert {"config.json", "model.safetensors", "spiece.model", "README.md"} <= set(names), names
+  _, loaded = af.from_pretrained(os.fspath(gcs_path / "hf"), af.AlbertForSequenceClassification)
+  for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(loaded)):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+  assert af.load_tokenizer(os.fspath(gcs_path / "hf" / "spiece.model")).vocab_size == (
+    af.AlbertTokenizer(spiece).vocab_size
+  )
+
+
+def test_wordpiece_vocabulary_in_a_bucket(gcs_server, gcs_path, tmp_path):
+  vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "中", "国", "人", "hello", "##s"]
+  (tmp_path / "vocab.txt").write_text("".join(t + "\n" for t in vocab), encoding="utf-8")
+  tokenizer = af.WordPieceTokenizer(str(tmp_path / "vocab.txt"))
+  tokenizer.save_pretrained(gcs_path / "zh")
+  assert _names(gcs_server, gcs_path / "zh") == ["tokenizer_config.json", "vocab.txt"]
+  reloaded = af.load_tokenizer(os.fspath(gcs_path / "zh"))
+  assert isinstance(reloaded, af.WordPieceTokenizer)
+  assert reloaded(["中国人 hellos"])["input_ids"] == [[2, 5, 6, 7, 8, 9, 3]]
+
+
+# ------------------------------------------------------------------ training machinery
+
+
+def _state(value):
+  return training.TrainState(
+    step=jnp.asarray(value, jnp.int32),
+    params={"w": jnp.arange(512, dtype=jnp.float32) * value},
+    opt_state={"mu": jnp.full((8,), -float(value))},
+  )
+
+
+def test_train_checkpoints_save_restore_and_fall_back_in_a_bucket(gcs_server, gcs_path, caplog):
+  sharding = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+  abstract = jax.tree.map(
+    lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), _state(0)
+  )
+  directory = gcs_path / "checkpoints"
+  with TrainCheckpointManager(os.fspath(directory), max_to_keep=2) as manager:
+    for step in (2, 4, 6):
+      manager.save(step, _state(step), {"at": step})
+  names = _names(gcs_server, directory)
+  assert {n.split("/")[0] for n in names} == {"4", "6"}, names  # max_to_keep=2 in the bucket
+  with TrainCheckpointManager(os.fspath(directory)) as manager:
+    restored, data_state, step = manager.restore(abstract)
+  assert step == 6 and data_state == {"at": 6}
+  np.testing.assert_array_equal(restored.params["w"], np.arange(512) * 6.0)
+
+  # A newest checkpoint whose integrity record disagrees is set aside; the previous one is used.
+  record_files = [n for n in names if n.startswith("6/integrity/") and n.endswith(".json")]
+  record_file = directory / record_files[0]
+  record = paths.read_json(record_file)
+  record["params/w"] = (int(record["params/w"]) + 1) % 2**32
+  paths.write_json(record_file, record)
+  with TrainCheckpointManager(os.fspath(directory)) as manager, caplog.at_level(logging.WARNING):
+    restored, data_state, step = manager.restore(abstract)
+  assert step == 4 and data_state == {"at": 4}
+  np.testing.assert_array_equal(restored.params["w"], np.arange(512) * 4.0)
+  assert "integrity check" in caplog.text and "params/w" in caplog.text
+  assert {n.split("/")[0] for n in _names(gcs_server, directory)} == {"4"}
+  assert _names(gcs_server, gcs_path / "checkpoints.corrupt")[0].startswith("6/")
+
+
+def test_workdir_lock_status_and_config_in_a_bucket(gcs_server, gcs_path):
+  config = ml_collections.ConfigDict({"num_train_steps": 3, "learning_rate": 0.1})
+  workdir = os.fspath(gcs_path / "run")
+  with WorkdirRun(workdir, config) as run:
+    holder = paths.read_json(gcs_path / "run" / "LOCK")
+    assert holder["pid"] == os.getpid()
+    # While held, a second run is refused at once, naming the holder (the create-if-absent
+    # precondition failed on the server).
+    with pytest.raises(program.WorkdirBusyError, match=f"process {os.getpid()} on"):
+      WorkdirRun(workdir, config).__enter__()
+    run.mark_finished(3, 3, {"loss": 0.5})
+  names = _names(gcs_server, gcs_path / "run")
+  assert "LOCK" not in names  # released
+  assert {"run_status.json", "train_config.json", "config_history/0000.json"} <= set(names)
+  assert layout.read_run_status(workdir)["status"] == "finished"
+  # A rerun with a changed config is refused from what the bucket holds.
+  changed = ml_collections.ConfigDict({"num_train_steps": 3, "learning_rate": 0.2})
+  with pytest.raises(ValueError, match="learning_rate: 0.1 -> 0.2"):
+    WorkdirRun(workdir, changed).__enter__()
+  # A lock another host holds is not taken over.
+  paths.write_json(gcs_path / "run" / "LOCK", {"host": "other-host", "pid": 1})
+  with pytest.raises(program.WorkdirBusyError, match="process 1 on other-host"):
+    WorkdirRun(workdir, config).__enter__()
+
+
+def _scalars(event_file: bytes) -> list[tuple[str, int, float]]:
+  """(tag, step, value) of every scalar in a TensorBoard event file (TFRecord framing)."""
+  from tensorboardX.proto.event_pb2 import Event
+
+  out, pos = [], 0
+  while pos < len(event_file):
+    (length,) = struct.unpack("<Q", event_file[pos : pos + 8])
+    event = Event.FromString(event_file[pos + 12 : pos + 12 + length])
+    pos += 12 + length + 4
+    for value in event.summary.value:
+      out.append((value.tag, event.step, round(value.simple_value, 6)))
+  return out
+
+
+def test_metric_rows_and_tensorboard_in_a_bucket(gcs_server, gcs_path):
+  workdir = gcs_path / "run"
+  with MetricWriter(os.fspath(workdir), total_steps=30, enabled=True, progress=False) as writer:
+    for step in (10, 20, 30):
+      writer.write(step, {"loss": 1.0 / step})
+      rows = paths.read_text(workdir / "metrics.jsonl").splitlines()
+      assert json.loads(rows[-1]) == {"step": step, "loss": 1.0 / step}  # there after each row
+    writer.write(30, {"accuracy": 0.5}, split="eval")
+  # A run resumed from step 10 drops the later rows, as locally.
+  with MetricWriter(os.fspath(workdir), 30, initial_step=10, enabled=True, progress=False) as w:
+    w.write(20, {"loss": 0.25})
+  rows = [json.loads(r) for r in paths.read_text(workdir / "metrics.jsonl").splitlines()]
+  assert rows == [{"step": 10, "loss": 0.1}, {"step": 20, "loss": 0.25}]
+
+  events = [n for n in _names(gcs_server, workdir) if n.startswith("tensorboard/events.out")]
+  assert len(events) == 2, events  # one file per writer
+  scalars = sorted(s for e in events for s in _scalars((workdir / e).read_bytes()))
+  assert scalars == [
+    ("eval/accuracy", 30, 0.5),
+    ("train/loss", 10, 0.1),
+    ("train/loss", 20, 0.05),
+    ("train/loss", 20, 0.25),
+    ("train/loss", 30, round(1 / 30, 6)),
+  ]
