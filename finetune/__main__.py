@@ -15,6 +15,7 @@ Several processes: `--jax_distributed`, or `--coordinator_address=HOST:PORT --nu
 from absl import app
 from etils import epath
 
+from albert_flax import paths
 from albert_flax import workdir as layout
 from albert_flax.train import program
 
@@ -37,10 +38,9 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   program.exit_if_compile_only(FLAGS, "finetune.steps")
   program.start(FLAGS, loggers=("finetune",))
-  from finetune.data import absolute_path
   from finetune.train import train_and_evaluate  # after flag parsing: jax starts here
 
-  workdir = absolute_path(FLAGS.workdir.value)  # local, or a bucket: gs://...
+  workdir = paths.path(FLAGS.workdir.value)  # local (made absolute), or a bucket: gs://...
   results = train_and_evaluate(FLAGS.config.value, workdir)
   program.finish("finetune", results, lambda: _summary(workdir, results))
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import os
 import uuid
 from collections.abc import Iterator, Mapping
@@ -19,6 +18,8 @@ from typing import Any
 
 import numpy as np
 from etils import epath
+
+from albert_flax import paths
 
 Features = dict[str, np.ndarray]
 MODEL_INPUTS = ("input_ids", "token_type_ids", "attention_mask")
@@ -40,13 +41,6 @@ class DataError(ValueError):
 # be in a Cloud Storage bucket (gs://...).
 
 
-def absolute_path(path: str | os.PathLike) -> epath.Path:
-  """`path` (local, or a URL of the path library: gs://...) made absolute; epath's own
-  `absolute()` would turn a URL into a local path under the current directory."""
-  path = epath.Path(path).expanduser()
-  return path if path.is_absolute() else path.absolute()
-
-
 def read_text(path: str | os.PathLike, kind: str) -> str:
   """The whole text of a data file, UTF-8 (a leading byte-order mark dropped: MRPC's files start
   with one). Fine-tuning sets are read whole anyway; a missing file is named with its `kind`."""
@@ -63,27 +57,34 @@ def text_lines(text: str) -> io.StringIO:
 
 @contextlib.contextmanager
 def atomic_open(path: str | os.PathLike, mode: str = "w") -> Iterator[Any]:
-  """Open a temporary file next to `path`; it replaces `path` only when the block succeeds, so
-  a crash never leaves a half-written file under the final name (in a bucket the temporary object
-  is copied to the final name: an object appears whole or not at all)."""
-  target = epath.Path(path)
+  """Open `path` to write so that a crash never leaves a half-written file under its name.
+
+  Locally: a temporary file next to it, renamed over it when the block succeeds. In a bucket:
+  the text is kept in memory and uploaded when the block succeeds (an object appears whole when
+  its upload completes; a rename there would be a copy and a delete, and closing a half-written
+  upload would publish it).
+  """
+  target = paths.path(path)
+  if not paths.is_local(target):
+    buffer = io.BytesIO() if "b" in mode else io.StringIO()
+    yield buffer
+    data = buffer.getvalue()
+    paths.write_bytes(target, data if isinstance(data, bytes) else data.encode("utf-8"))
+    return
   target.parent.mkdir(parents=True, exist_ok=True)
   tmp = target.parent / f".{target.name}.{uuid.uuid4().hex[:8]}.tmp"
   try:
     with tmp.open(mode) as f:
       yield f
-    tmp.replace(target)
+    os.replace(tmp, target)
   except BaseException:
-    with contextlib.suppress(OSError):
-      tmp.unlink(missing_ok=True)
+    tmp.unlink(missing_ok=True)
     raise
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:
   """JSON with sorted keys, written atomically."""
-  with atomic_open(path) as f:
-    json.dump(obj, f, indent=2, sort_keys=True, ensure_ascii=False)
-    f.write("\n")
+  paths.write_json(path, obj, indent=2, sort_keys=True, ensure_ascii=False)
 
 
 def write_tsv(path: str | os.PathLike, header: list[str], rows: list[list[Any]]) -> None:

@@ -27,8 +27,9 @@ import ml_collections
 import numpy as np
 from etils import epath
 
+from albert_flax import paths
 from albert_flax import workdir as layout
-from finetune.data import absolute_path, write_json
+from finetune.data import write_json
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +84,7 @@ def train_seeds(config: ml_collections.ConfigDict, workdir: str) -> dict[str, fl
   ({} when a run stopped on request: rerun the command to resume)."""
   from finetune.train import train_and_evaluate  # train.py calls this module
 
-  workdir = absolute_path(workdir)  # local, or a bucket: gs://...
+  workdir = paths.path(workdir)  # local (made absolute), or a bucket: gs://...
   seeds = seed_list(config.seeds, int(config.seed))
   steps: dict[str, Any] = {}  # the jitted steps, shared by the runs
   runs: dict[int, dict[str, float]] = {}
@@ -133,15 +134,20 @@ def _best_metric(config: ml_collections.ConfigDict) -> str:
 
 
 def _copy_tree(source: epath.Path, workdir: epath.Path) -> None:
-  """The best run's model into workdir/model, replaced in one rename (in a bucket, where a
-  folder's rename copies its objects, the rename narrows the window)."""
+  """The best run's model into workdir/model, replaced in one rename; in a bucket (where a
+  folder's "rename" copies every object) copied in place."""
   target = workdir / layout.MODEL_DIR
+  if not paths.is_local(target):
+    if target.exists():
+      target.rmtree()
+    _copy_files(source, target)
+    return
   tmp = workdir / f".{layout.MODEL_DIR}.{uuid.uuid4().hex[:8]}"
   try:
     _copy_files(source, tmp)
     if target.exists():
       target.rmtree()
-    tmp.rename(target)
+    paths.move_tree(tmp, target)
   except BaseException:
     tmp.rmtree(missing_ok=True)
     raise

@@ -29,7 +29,7 @@ import numpy as np
 from etils import epath
 
 import albert_flax as af
-from albert_flax import sharding
+from albert_flax import paths, sharding
 from albert_flax import workdir as layout
 from albert_flax.train import training
 from albert_flax.train.checkpoints import (
@@ -44,7 +44,6 @@ from finetune.configs.common import PER_TASK_FIELDS, SMALL_HIDDEN_SIZE, SMALL_MO
 from finetune.data import (
   MODEL_INPUTS,
   Features,
-  absolute_path,
   num_rows,
   train_batches,
   write_json,
@@ -318,7 +317,7 @@ def train_and_evaluate(
 
     return train_seeds(config, workdir)
   config = resolve_config(config, checkpoint_hidden_size(config.get("init_from", "")))
-  workdir = absolute_path(workdir)  # local, or a bucket: gs://...
+  workdir = paths.path(workdir)  # local (made absolute), or a bucket: gs://...
   with WorkdirRun(workdir, config, SAFE_TO_CHANGE, steps_key="train_steps") as run:
     if run.finished(config.train_steps):
       log.warning(
@@ -575,14 +574,20 @@ def _gather(tree):
 
 
 def _export(model, params, tokenizer, path: epath.Path, format: str) -> None:
-  """save_pretrained into a temporary sibling, then one rename: no half-written model (in a
-  bucket, where a folder's rename copies its objects, the rename narrows the window)."""
+  """save_pretrained into a temporary sibling, then one rename: no half-written model. In a
+  bucket, where a folder's "rename" copies every object, the model is written in place
+  (eval_results.json, written after it, says the run completed)."""
+  if not paths.is_local(path):
+    if path.exists():
+      path.rmtree()
+    af.save_pretrained(path, model, params, format=format, tokenizer=tokenizer)
+    return
   tmp = path.parent / f".{path.name}.{uuid.uuid4().hex[:8]}"
   try:
     af.save_pretrained(tmp, model, params, format=format, tokenizer=tokenizer)
     if path.exists():
       path.rmtree()
-    tmp.rename(path)
+    paths.move_tree(tmp, path)
   except BaseException:
     tmp.rmtree(missing_ok=True)
     raise

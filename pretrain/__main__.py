@@ -78,9 +78,10 @@ def main(argv):
   del argv
   program.exit_if_compile_only(FLAGS, "pretrain.steps")
   program.start(FLAGS, loggers=("pretrain",))
-  from pretrain import corpus, train
+  from albert_flax import paths
+  from pretrain import train
 
-  workdir = corpus.absolute_path(FLAGS.workdir.value)  # local, or a bucket: gs://...
+  workdir = paths.path(FLAGS.workdir.value)  # local (made absolute), or a bucket: gs://...
   result = train.train_and_evaluate(FLAGS.config.value, workdir)
   program.finish("pretrain", result, lambda: _summary(workdir, result))
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 import abc
 import glob
 import logging
-import os
 import re
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
@@ -145,13 +144,6 @@ class DocumentSource(abc.ABC):
     `start` is a position yielded earlier for the same (epoch, share, seed), or None for the
     beginning of the epoch. Every document has at least one sentence.
     """
-
-
-def absolute_path(path: str | os.PathLike) -> epath.Path:
-  """`path` (local, or a URL of the path library: gs://...) made absolute; epath's own
-  `absolute()` would turn a URL into a local path under the current directory."""
-  path = epath.Path(path).expanduser()
-  return path if path.is_absolute() else path.absolute()
 
 
 def expand_files(files: str | Sequence[str]) -> list[str]:

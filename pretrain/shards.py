@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 from etils import epath
 
+from albert_flax import paths
 from pretrain import corpus
 from pretrain.examples import EXAMPLE_KEYS
 
@@ -145,7 +146,9 @@ class ShardWriter:
     output.mkdir(parents=True, exist_ok=True)
     names = [f"{prefix}-{i:05d}-of-{num_shards:05d}.array_record" for i in range(num_shards)]
     self.paths = [str(output / n) for n in names]
-    self._staging = None if _is_local(output) else tempfile.mkdtemp(prefix="albert_flax_shards.")
+    self._staging = (
+      None if paths.is_local(output) else tempfile.mkdtemp(prefix="albert_flax_shards.")
+    )
     written = [epath.Path(self._staging) / n for n in names] if self._staging else self.paths
     ar = _array_record()
     # group_size 1: every record can be read alone (the reader reads ranges of them).
@@ -171,11 +174,6 @@ class ShardWriter:
         shutil.rmtree(self._staging, ignore_errors=True)
 
 
-def _is_local(path: epath.Path) -> bool:
-  """Whether `path` is on this machine's file system (not a bucket URL)."""
-  return corpus.absolute_path(path).as_uri().startswith("file:")
-
-
 def write_info(output_dir: str | epath.PathLike, info: dict[str, Any]) -> str:
   path = epath.Path(output_dir) / INFO_FILE
   path.write_text(json.dumps({"format": INFO_FORMAT, **info}, indent=2))
@@ -184,7 +182,7 @@ def write_info(output_dir: str | epath.PathLike, info: dict[str, Any]) -> str:
 
 def read_info(files: Sequence[str]) -> dict[str, Any] | None:
   """The `pretraining_data.json` next to the first shard, if there is one."""
-  path = corpus.absolute_path(files[0]).parent / INFO_FILE
+  path = paths.path(files[0]).parent / INFO_FILE
   if not path.exists():
     return None
   return json.loads(path.read_text())

@@ -27,7 +27,7 @@ import numpy as np
 from etils import epath
 
 import albert_flax as af
-from albert_flax import sharding
+from albert_flax import paths, sharding
 from albert_flax import workdir as layout
 from albert_flax.train import losses, optim, training
 from albert_flax.train.checkpoints import PreemptionGuard, TrainCheckpointManager
@@ -168,7 +168,7 @@ def prepare_tokenizer(
       if not epath.Path(source).is_file():
         key = "vocab_file" if wordpiece else "spm_model"
         raise FileNotFoundError(f"tokenizer.{key} {source!r} does not exist")
-      _copy_atomically(source, target)
+      paths.write_bytes(target, epath.Path(source).read_bytes())
     else:
       log.info(
         "training a %d-piece %s tokenizer on the training documents",
@@ -194,17 +194,10 @@ def prepare_tokenizer(
             do_lower_case=config.tokenizer.do_lower_case,
             hard_vocab_limit=False,
           )
-        _copy_atomically(model, target)
+        paths.write_bytes(target, epath.Path(model).read_bytes())
   _barrier("tokenizer")
   cls = af.WordPieceTokenizer if wordpiece else af.AlbertTokenizer
   return cls(str(target), do_lower_case=config.tokenizer.do_lower_case)
-
-
-def _copy_atomically(source: str | os.PathLike, target: epath.Path) -> None:
-  """Copy to a temporary sibling, then rename: readers never see half a file."""
-  tmp = target.parent / f".{target.name}.tmp"
-  epath.Path(source).copy(tmp, overwrite=True)
-  tmp.replace(target)
 
 
 def _barrier(name: str) -> None:
@@ -363,7 +356,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   was started with another config (see albert_flax.train.run_control).
   """
   validate_config(config)
-  workdir = corpus.absolute_path(workdir)  # local, or a bucket: gs://...
+  workdir = paths.path(workdir)  # local (made absolute), or a bucket: gs://...
   with WorkdirRun(workdir, config, SAFE_TO_CHANGE) as run:
     if run.finished(config.num_train_steps):
       log.warning(

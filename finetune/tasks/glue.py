@@ -25,9 +25,10 @@ import numpy as np
 from etils import epath
 
 import albert_flax as af
+from albert_flax import paths
 from albert_flax.train import losses
 from finetune import metrics as metrics_lib
-from finetune.data import DataError, absolute_path, encode_pairs, read_text, write_tsv
+from finetune.data import DataError, encode_pairs, read_text, write_tsv
 from finetune.tasks.base import EvalSet, Task, load_tfds, use_tfds
 
 log = logging.getLogger(__name__)
@@ -397,7 +398,7 @@ class GlueTask(Task):
   def _ax_path(self) -> str | None:
     if self.config.get("ax_file"):
       return self.config.ax_file
-    glue_dir = absolute_path(self.config.data_dir).parent  # data_dir is glue_data/<TASK>
+    glue_dir = paths.path(self.config.data_dir).parent  # data_dir is glue_data/<TASK>
     for candidate in (
       epath.Path(self.data_path("diagnostic.tsv")),
       glue_dir / "diagnostic" / "diagnostic.tsv",
