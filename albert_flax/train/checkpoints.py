@@ -117,6 +117,7 @@ class TrainCheckpointManager:
     self._ocp = ocp
     self.directory = paths.path(directory)  # an epath.Path, as orbax takes it
     self.best_metric = best_metric
+    self._saved_metric: dict[int, float] = {}  # best_metric of the steps this process saved
     best = {}
     if best_metric is not None:
       best = dict(
@@ -151,6 +152,11 @@ class TrainCheckpointManager:
     step = self._manager.best_step()
     if step is None:
       return None, -float("inf")
+    if step in self._saved_metric:
+      # Not re-read: in a bucket, orbax's metadata() on a host other than the primary raises
+      # after that host's own save (its handler still holds the items' "temporary" paths,
+      # which in a bucket are the final names; only the primary's finalize clears them).
+      return step, self._saved_metric[step]
     metrics = self._manager.metadata(step).metrics or {}
     return step, float(metrics.get(self.best_metric, -float("inf")))
 
@@ -182,7 +188,10 @@ class TrainCheckpointManager:
         INTEGRITY_ITEM: self._ocp.args.JsonSave(record),
       }
     )
-    return self._manager.save(step, args=args, force=force, metrics=metrics)
+    saved = self._manager.save(step, args=args, force=force, metrics=metrics)
+    if saved and metrics and self.best_metric in metrics:
+      self._saved_metric[step] = float(metrics[self.best_metric])
+    return saved
 
   def wait_until_finished(self) -> None:
     self._manager.wait_until_finished()
