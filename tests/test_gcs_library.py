@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import pytest
+import sentencepiece as spm
 from flax import traverse_util
 
 import albert_flax as af
@@ -112,6 +113,19 @@ def test_transformers_format_and_a_tokenizer_file_in_a_bucket(gcs_server, gcs_pa
   )
 
 
+def test_original_tf_format_in_a_bucket(gcs_server, gcs_path):
+  """TensorFlow's checkpoint reader and writer see local files only (they would reach gs://
+  through tf.io.gfile): the files go through a temporary folder."""
+  model, params = _tiny_classifier()
+  af.save_pretrained(gcs_path / "tf", model, params, format="tf")
+  names = _names(gcs_server, gcs_path / "tf")
+  assert {"albert_config.json", "checkpoint", "model.ckpt-0.index"} <= set(names), names
+  assert any(n.startswith("model.ckpt-0.data-") for n in names), names
+  _, loaded = af.from_pretrained(os.fspath(gcs_path / "tf"), af.AlbertForSequenceClassification)
+  for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(loaded)):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
 def test_wordpiece_vocabulary_in_a_bucket(gcs_server, gcs_path, tmp_path):
   vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "中", "国", "人", "hello", "##s"]
   (tmp_path / "vocab.txt").write_text("".join(t + "\n" for t in vocab), encoding="utf-8")
@@ -121,6 +135,41 @@ def test_wordpiece_vocabulary_in_a_bucket(gcs_server, gcs_path, tmp_path):
   reloaded = af.load_tokenizer(os.fspath(gcs_path / "zh"))
   assert isinstance(reloaded, af.WordPieceTokenizer)
   assert reloaded(["中国人 hellos"])["input_ids"] == [[2, 5, 6, 7, 8, 9, 3]]
+
+
+def test_tokenizers_trained_from_and_into_a_bucket(gcs_server, gcs_path, tmp_path):
+  """A corpus glob in the bucket (streamed), the model written to the bucket: the same model as
+  from the same files on disk."""
+  import random
+
+  rng = random.Random(0)
+  for k in range(2):
+    text = "".join(td.sentence(rng, 10).capitalize() + ".\n" for _ in range(150))
+    (tmp_path / f"part{k}.txt").write_text(text, encoding="utf-8")
+    (gcs_path / "corpus" / f"part{k}.txt").write_text(text)
+  local = af.train_tokenizer(
+    str(tmp_path / "part*.txt"), 100, str(tmp_path / "spm" / "spiece"),
+    hard_vocab_limit=False, num_threads=1,
+  )  # fmt: skip
+  remote = af.train_tokenizer(
+    os.fspath(gcs_path / "corpus" / "part*.txt"), 100, gcs_path / "vocab" / "spiece",
+    hard_vocab_limit=False, num_threads=1,
+  )  # fmt: skip
+  assert remote == os.fspath(gcs_path / "vocab" / "spiece.model")
+  assert _names(gcs_server, gcs_path / "vocab") == ["spiece.model", "spiece.vocab"]
+  # The same pieces and scores (the files differ in the model_prefix the trainer records).
+  local_sp = spm.SentencePieceProcessor(model_file=local)
+  remote_sp = spm.SentencePieceProcessor(model_proto=paths.path(remote).read_bytes())
+  assert remote_sp.get_piece_size() == local_sp.get_piece_size() > 50
+  for i in range(local_sp.get_piece_size()):
+    assert remote_sp.id_to_piece(i) == local_sp.id_to_piece(i)
+    assert remote_sp.get_score(i) == local_sp.get_score(i)
+
+  vocab = af.train_wordpiece_vocab(
+    os.fspath(gcs_path / "corpus" / "*.txt"), 60, os.fspath(gcs_path / "wp" / "vocab.txt")
+  )
+  tokens = paths.read_text(vocab).splitlines()
+  assert tokens[:5] == ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] and len(tokens) > 20
 
 
 # ------------------------------------------------------------------ training machinery
