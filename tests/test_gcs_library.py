@@ -57,6 +57,26 @@ def _tiny_classifier():
   return model, traverse_util.unflatten_dict(flat)
 
 
+def test_a_write_by_another_client_is_seen_at_once(gcs_server, gcs_path):
+  """Another host (here: google-cloud-storage, another client) adds a file to a folder this
+  process has listed: listing, exists() and glob see it (no stale listing cache)."""
+  from google.auth.credentials import AnonymousCredentials
+  from google.cloud import storage
+
+  (gcs_path / "a.txt").write_text("a")
+  assert [p.name for p in gcs_path.iterdir()] == ["a.txt"]
+  assert not (gcs_path / "b.txt").exists()
+  client = storage.Client(credentials=AnonymousCredentials(), project="test")
+  prefix = os.fspath(gcs_path).removeprefix(f"gs://{gcs_server.bucket}/")
+  client.bucket(gcs_server.bucket).blob(f"{prefix}/b.txt").upload_from_string(b"b")
+  assert sorted(p.name for p in gcs_path.iterdir()) == ["a.txt", "b.txt"]
+  assert (gcs_path / "b.txt").exists()
+  assert paths.glob(os.fspath(gcs_path / "*.txt")) == [
+    os.fspath(gcs_path / "a.txt"),
+    os.fspath(gcs_path / "b.txt"),
+  ]
+
+
 # ------------------------------------------------------------------------- saved models
 
 
