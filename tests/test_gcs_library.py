@@ -235,6 +235,25 @@ def test_train_checkpoints_save_restore_and_fall_back_in_a_bucket(gcs_server, gc
   assert _names(gcs_server, gcs_path / "checkpoints.corrupt")[0].startswith("6/")
 
 
+def test_two_processes_checkpoint_into_one_bucket(gcs_server, gcs_path):
+  """jax.distributed over gloo: each process writes its shards of a sharded array into the bucket
+  (through tensorstore), two managers at once; both restore what was saved
+  (tests/checkpoint_multiprocess_helper.py)."""
+  from multiprocess_launch import finish, free_port, start
+
+  port = free_port()
+  procs = [
+    start("checkpoint_multiprocess_helper.py", 2, i, port, 1, workdir=gcs_path, steps=3)
+    for i in range(2)
+  ]
+  results = [finish(p, timeout=300) for p in procs]
+  for code, output in results:
+    assert code == 0 and output.rstrip().endswith("OK"), output[-4000:]
+  names = _names(gcs_server, gcs_path)
+  assert {n.split("/")[1] for n in names if n.startswith("latest/")} == {"2", "3"}, names
+  assert any("ocdbt.process_1" in n for n in names), names  # the second process's shards
+
+
 def test_workdir_lock_status_and_config_in_a_bucket(gcs_server, gcs_path):
   config = ml_collections.ConfigDict({"num_train_steps": 3, "learning_rate": 0.1})
   workdir = os.fspath(gcs_path / "run")
