@@ -279,6 +279,18 @@ def test_workdir_lock_status_and_config_in_a_bucket(gcs_server, gcs_path):
     WorkdirRun(workdir, config).__enter__()
 
 
+def test_of_racing_lock_takers_exactly_one_wins(gcs_path):
+  """create_new is one create-if-absent request: of 8 threads creating the same object at once,
+  one succeeds and its content is the one kept."""
+  from concurrent.futures import ThreadPoolExecutor
+
+  lock = gcs_path / "LOCK"
+  with ThreadPoolExecutor(8) as pool:
+    won = list(pool.map(lambda i: paths.create_new(lock, str(i).encode()), range(8)))
+  assert won.count(True) == 1, won
+  assert paths.read_text(lock) == str(won.index(True))
+
+
 def _scalars(event_file: bytes) -> list[tuple[str, int, float]]:
   """(tag, step, value) of every scalar in a TensorBoard event file (TFRecord framing)."""
   from tensorboardX.proto.event_pb2 import Event
