@@ -589,7 +589,10 @@ def save_pretrained(
   if format == "orbax":
     import orbax.checkpoint as ocp
 
-    config.to_json_file(directory / CONFIG_NAME, architecture)
+    # The small files are written once, by the first process (every process of a multi-host
+    # run saves: each writes its own shards of the arrays, one object per file in a bucket).
+    if jax.process_index() == 0:
+      config.to_json_file(directory / CONFIG_NAME, architecture)
     checkpointer = ocp.StandardCheckpointer()
     unboxed = nn.meta.unbox(dict(params))
     checkpointer.save(directory / ORBAX_PARAMS_DIR, unboxed, force=True)
@@ -622,7 +625,7 @@ def save_pretrained(
       array = np.asarray(jax.device_get(value), dtype=np.float32)  # the original reads float32
       tensors[name] = array.T if transpose else array
     convert_tf.write_checkpoint(directory, tensors)
-  if tokenizer is not None:
+  if tokenizer is not None and jax.process_index() == 0:
     _save_tokenizer(tokenizer, directory)
   if jax.process_index() == 0:  # README.md: architecture, parameter counts, training, limits
     shapes = {p: tuple(np.shape(v)) for p, v in flat.items()}

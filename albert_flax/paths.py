@@ -11,7 +11,10 @@ holds only what epath does not say itself:
   the new, never half. Locally that is a temporary file renamed over the target. In a bucket an
   object upload is already atomic (the object appears when its upload completes), and a rename
   there is a copy and a delete (two steps, not one), so the object is written in place.
+- `glob(pattern)`: a pattern with wildcards anywhere (epath globs below one folder only).
 - `open_text`, `read_text`: UTF-8 whatever the locale (fsspec's text mode uses the locale's).
+- No stale listings: gcsfs's listing cache is off (see below), so what another host wrote is
+  seen at once.
 - `create_new(p, data)`: create `p` only if it does not exist, atomically (the workdir lock).
   epath has no exclusive mode; fsspec's `pipe_file(mode="create")` is one: O_EXCL locally,
   `ifGenerationMatch=0` (a generation precondition, enforced by the server) in a bucket.
@@ -26,6 +29,7 @@ to get tf.io.gfile back.
 
 from __future__ import annotations
 
+import glob as glob_module
 import io
 import json
 import os
@@ -35,9 +39,15 @@ from typing import Any
 os.environ.setdefault("EPATH_USE_TF", "false")  # see the module docstring; read at each call
 
 import fsspec  # noqa: E402
+import fsspec.config  # noqa: E402
 from etils import epath  # noqa: E402
 
 PathLike = str | os.PathLike
+
+# gcsfs caches folder listings for ever, updating them on its own writes only: a file that
+# another process (another host of a pod, or tensorstore writing orbax's arrays) adds to a listed
+# folder would stay invisible to exists(), iterdir() and glob. Every lookup asks the bucket.
+fsspec.config.conf.setdefault("gcs", {}).setdefault("use_listings_cache", False)
 
 
 def is_local(p: PathLike) -> bool:
@@ -85,7 +95,18 @@ def read_text(p: PathLike) -> str:
 
 
 def read_json(p: PathLike) -> Any:
+  """The JSON value in the file `p` (UTF-8)."""
   return json.loads(read_text(p))
+
+
+def glob(pattern: PathLike) -> list[str]:
+  """The files and folders matching `pattern` (`*`, `?`, `[...]` anywhere in it: glob.glob
+  locally, fsspec's glob in a bucket), sorted: local paths, or URLs of the same scheme."""
+  pattern = os.fspath(pattern)
+  if is_local(pattern):
+    return sorted(glob_module.glob(pattern))
+  fs, fs_pattern = fsspec.core.url_to_fs(pattern)
+  return sorted(fs.unstrip_protocol(p) for p in fs.glob(fs_pattern))
 
 
 def create_new(p: PathLike, data: bytes) -> bool:

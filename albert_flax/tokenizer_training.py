@@ -14,10 +14,12 @@ import glob
 import itertools
 import os
 import random
+import tempfile
 from collections.abc import Iterator, Sequence
 
 import sentencepiece as spm
 
+from albert_flax import paths
 from albert_flax.text_normalization import normalize_text
 
 # The special pieces and the ids the released ALBERT models (and train_tokenizer) give them.
@@ -25,37 +27,39 @@ SPECIAL_PIECES = {"pad": "<pad>", "unk": "<unk>", "cls": "[CLS]", "sep": "[SEP]"
 
 
 def _expand_files(files: str | os.PathLike | Sequence[str | os.PathLike]) -> list[str]:
+  """The input files (local or gs://...; glob patterns expanded, sorted: the same order, and
+  model, on every run)."""
   patterns = [files] if isinstance(files, (str, os.PathLike)) else list(files)
   if not patterns:
     raise ValueError("train_tokenizer: no input files given")
-  paths: list[str] = []
+  found: list[str] = []
   for pattern in map(os.fspath, patterns):
     if glob.has_magic(pattern):
-      matched = sorted(glob.glob(pattern))  # sorted: the same order (and model) on every run
+      matched = paths.glob(pattern)
       if not matched:
         raise FileNotFoundError(f"train_tokenizer: no file matches {pattern!r}")
-      paths += matched
-    elif os.path.isfile(pattern):
-      paths.append(pattern)
+      found += matched
+    elif paths.path(pattern).is_file():
+      found.append(pattern)
     else:
       raise FileNotFoundError(f"train_tokenizer: input file not found: {pattern!r}")
-  for path in paths:
-    with open(path, encoding="utf-8") as f:  # stop at the first line with text
+  for path in found:
+    with paths.open_text(path) as f:  # stop at the first line with text
       if all(line.isspace() for line in f):
         raise ValueError(f"train_tokenizer: input file {path!r} holds no text")
-  return paths
+  return found
 
 
-def _nonblank_lines(paths: Sequence[str]) -> Iterator[str]:
-  for path in paths:
-    with open(path, encoding="utf-8") as f:
+def _nonblank_lines(files: Sequence[str]) -> Iterator[str]:
+  for path in files:
+    with paths.open_text(path) as f:  # streamed, also from a bucket
       for line in f:
         if not line.isspace():
           yield line
 
 
 def _sampled_lines(
-  paths: Sequence[str], sample_size: int, shuffle: bool, seed: int
+  files: Sequence[str], sample_size: int, shuffle: bool, seed: int
 ) -> Iterator[str]:
   """Non-blank lines, streamed, keeping `sample_size` of them (0: all).
 
@@ -64,9 +68,9 @@ def _sampled_lines(
   lines (Knuth's selection sampling: one pass, no memory, after a pass that counts the lines);
   without, the first `sample_size` lines.
   """
-  lines: Iterator[str] = _nonblank_lines(paths)
+  lines: Iterator[str] = _nonblank_lines(files)
   if sample_size > 0 and shuffle:
-    total = sum(1 for _ in _nonblank_lines(paths))
+    total = sum(1 for _ in _nonblank_lines(files))
     if total > sample_size:
       rng = random.Random(seed)
 
@@ -86,10 +90,10 @@ def _sampled_lines(
 
 
 def _training_lines(
-  paths: Sequence[str], sample_size: int, shuffle: bool, seed: int, **norm: bool
+  files: Sequence[str], sample_size: int, shuffle: bool, seed: int, **norm: bool
 ) -> Iterator[str]:
   """The sampled lines, normalized as the tokenizer normalizes text, for sentencepiece."""
-  for line in _sampled_lines(paths, sample_size, shuffle, seed):
+  for line in _sampled_lines(files, sample_size, shuffle, seed):
     line = normalize_text(line, **norm)
     if line:
       yield line
@@ -110,7 +114,9 @@ def train_tokenizer(
   seed: int = 0,
   hard_vocab_limit: bool = True,
 ) -> str:
-  """Train ALBERT's SentencePiece unigram model; returns the path `<model_prefix>.model`.
+  """Train ALBERT's SentencePiece unigram model; returns the path `<model_prefix>.model`
+  (`model_prefix` local or gs://...: sentencepiece writes into a local folder, then the
+  .model and .vocab files are uploaded).
 
   Ids 0..4 are <pad>, <unk>, [CLS], [SEP], [MASK] (no BOS/EOS), as in the released ALBERT
   vocabulary.
@@ -134,7 +140,21 @@ def train_tokenizer(
     raise ValueError(
       f"input_sentence_size must be an int >= 0 (0: all lines), got {input_sentence_size!r}"
     )
-  paths = _expand_files(files)
+  inputs = _expand_files(files)
+  if not paths.is_local(model_prefix):
+    with tempfile.TemporaryDirectory() as tmp:
+      local = train_tokenizer(
+        inputs, vocab_size, os.path.join(tmp, "spiece"),
+        input_sentence_size=input_sentence_size, shuffle_input_sentence=shuffle_input_sentence,
+        character_coverage=character_coverage, num_threads=num_threads,
+        do_lower_case=do_lower_case, keep_accents=keep_accents,
+        user_defined_symbols=user_defined_symbols, seed=seed, hard_vocab_limit=hard_vocab_limit,
+      )  # fmt: skip
+      remote = paths.path(model_prefix)
+      for suffix in (".vocab", ".model"):  # the model last: its presence means both are there
+        with open(local[: -len(".model")] + suffix, "rb") as f:
+          paths.write_bytes(remote.parent / (remote.name + suffix), f.read())
+    return os.fspath(remote.parent / (remote.name + ".model"))
   prefix = os.fspath(model_prefix)
   if os.path.dirname(prefix):
     os.makedirs(os.path.dirname(prefix), exist_ok=True)
@@ -143,7 +163,7 @@ def train_tokenizer(
   control = [SPECIAL_PIECES["cls"], SPECIAL_PIECES["sep"], SPECIAL_PIECES["mask"]]
   spm.SentencePieceTrainer.train(
     sentence_iterator=_training_lines(
-      paths,
+      inputs,
       input_sentence_size,
       shuffle_input_sentence,
       seed,
@@ -208,7 +228,7 @@ def train_wordpiece_vocab(
       f"vocab_size must be an int above the {len(WORDPIECE_SPECIAL_TOKENS)} special tokens, "
       f"got {vocab_size!r}"
     )
-  paths = _expand_files(files)
+  inputs = _expand_files(files)
   tokenizer = Tokenizer(models.WordPiece(unk_token=WORDPIECE_SPECIAL_TOKENS[1]))
   tokenizer.normalizer = bert_normalizer(do_lower_case)
   tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
@@ -219,12 +239,11 @@ def train_wordpiece_vocab(
     continuing_subword_prefix="##",
     show_progress=False,
   )
-  lines = _sampled_lines(paths, input_sentence_size, shuffle_input_sentence, seed)
+  lines = _sampled_lines(inputs, input_sentence_size, shuffle_input_sentence, seed)
   tokenizer.train_from_iterator(lines, trainer)
   tokens = sorted(tokenizer.get_vocab().items(), key=lambda item: item[1])
   path = os.fspath(vocab_file)
-  if os.path.dirname(path):
+  if paths.is_local(path) and os.path.dirname(path):
     os.makedirs(os.path.dirname(path), exist_ok=True)
-  with open(path, "w", encoding="utf-8") as f:
-    f.writelines(token + "\n" for token, _ in tokens)
+  paths.write_text(path, "".join(token + "\n" for token, _ in tokens))  # local or gs://...
   return path

@@ -7,9 +7,14 @@ of a run never interrupted.
 
 In a bucket (workdir gs://...): an object cannot be appended to, so metrics.jsonl is uploaded
 whole after each row (one atomic object write: a reader sees every row so far, never half of
-one; rows are few, one per logged step). TensorBoard event files go to gs:// through
-tensorboardX's own Cloud Storage writer (google-cloud-storage, which gcsfs depends on; it too
-uploads the whole file at each flush), which TensorBoard reads as `--logdir gs://.../tensorboard`.
+one; rows are few, one per logged step). TensorBoard event files are written by tensorboardX
+into a local temporary folder and uploaded whole (through etils.epath, like every other file)
+when they have grown, checked after each row, and at the end; TensorBoard reads them with
+`--logdir gs://.../tensorboard`. (tensorboardX's thread writes the events out every
+`flush_secs`, 120 s: the bucket's copy lags by as much, as a local file does.)
+(tensorboardX's own gs:// writer is not used: it is a second Cloud Storage client, and its
+writers, kept alive by an atexit hook, upload once more when garbage-collected at exit, retrying
+for minutes when the bucket is unreachable by then.)
 """
 
 from __future__ import annotations
@@ -18,7 +23,9 @@ import json
 import logging
 import math
 import os
+import shutil
 import sys
+import tempfile
 from collections.abc import Mapping
 from typing import Any
 
@@ -117,6 +124,9 @@ class MetricWriter:
     workdir = paths.path(workdir)
     self.path = os.fspath(workdir / METRICS_FILE)
     self._tb = self._bar = None
+    self._tb_staging: str | None = None  # in a bucket: the local folder tensorboardX writes
+    self._tb_uploaded: dict[str, int] = {}  # event file name -> the size uploaded
+    self._tb_dir = workdir / TENSORBOARD_DIR
     self._file = None
     self._rows: list[str] | None = None  # in a bucket: every row, uploaded whole at each write
     self.total_steps = total_steps
@@ -130,7 +140,10 @@ class MetricWriter:
       exists = paths.path(self.path).exists()
       self._rows = _complete_rows(paths.read_text(self.path)) if exists else []
     if tensorboard:
-      self._tb = _summary_writer_class()(os.fspath(workdir / TENSORBOARD_DIR))
+      logdir = os.fspath(self._tb_dir)
+      if not paths.is_local(workdir):
+        logdir = self._tb_staging = tempfile.mkdtemp(prefix="albert_flax_tensorboard_")
+      self._tb = _summary_writer_class()(logdir)
     if progress and sys.stderr.isatty():
       from tqdm import tqdm
 
@@ -158,6 +171,7 @@ class MetricWriter:
         if name not in ("step", "split") and isinstance(value, (int, float)):
           self._tb.add_scalar(f"{prefix}/{name}", value, int(step))
       self._tb.flush()
+      self._upload_tensorboard()
     if split is not None:  # evaluation results are news: always a log line
       log.info("%s at step %d: %s", split, step, _format(row))
     elif self._bar is None:
@@ -167,6 +181,18 @@ class MetricWriter:
         {k: row[k] for k in ("loss", "masked_lm_accuracy", "sentence_order_accuracy") if k in row},
         refresh=False,
       )
+
+  def _upload_tensorboard(self) -> None:
+    """In a bucket: copy the event files tensorboardX wrote locally (each whole: one object)."""
+    if self._tb_staging is None:
+      return
+    for name in sorted(os.listdir(self._tb_staging)):
+      local = os.path.join(self._tb_staging, name)
+      if os.path.getsize(local) != self._tb_uploaded.get(name):
+        with open(local, "rb") as f:
+          data = f.read()
+        paths.write_bytes(self._tb_dir / name, data)
+        self._tb_uploaded[name] = len(data)
 
   def advance(self, step: int) -> None:
     """Move the progress bar to `step`."""
@@ -178,6 +204,10 @@ class MetricWriter:
       self._bar.close()
     if self._tb is not None:
       self._tb.close()
+      self._upload_tensorboard()
+    if self._tb_staging is not None:
+      shutil.rmtree(self._tb_staging, ignore_errors=True)
+      self._tb_staging = None
     if self._file is not None:
       self._file.close()
     self._tb = self._bar = self._file = self._rows = None
