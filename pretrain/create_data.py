@@ -8,7 +8,9 @@ with new sentence-order pairs and new masks. Unlike it, the corpus is streamed i
 `--shuffle_buffer` documents (examples are shuffled within a window), so memory does not grow
 with the corpus. The output (`pretrain-XXXXX-of-YYYYY.array_record` and `pretraining_data.json`) is
 read back with `make_pretraining_batches(static_shards="DIR/*.array_record", ...)`. The same
-flags and seed give the same files.
+flags and seed give the same files. Inputs and --output_dir may be gs:// URLs: array_record writes
+local files only, so shards for a bucket are written to a local temporary folder and copied there
+at the end (array_record reads them from the bucket directly).
 """
 
 from __future__ import annotations
