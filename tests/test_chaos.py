@@ -2,10 +2,11 @@
 
 `python -m pretrain` is stopped by SIGKILL, SIGTERM and SIGINT at moments drawn from a seeded
 random generator (a number of trained steps plus a fraction of a step), once by SIGKILL while a
-checkpoint is being written, and once its newest checkpoint is damaged on disk while it is down;
+checkpoint is being written, and once its two newest checkpoints are damaged while it is down;
 each time the same command starts it again. The final metrics and parameters must be those of a
-run never interrupted, every start must resume from the newest checkpoint that passes its
-integrity check (and say so in one line when it skips one), and no log may hold a traceback.
+run never interrupted, every start must resume from the newest checkpoint that reads back and
+passes its integrity check (saying so in one line for each one it skips), and no log may hold a
+traceback (orbax's aborted reads of an unreadable checkpoint used to print dozens).
 
 "While a checkpoint is being written" is hit without timing luck: orbax writes a step into
 `<step>.orbax-checkpoint-tmp` and renames it when complete, so the test waits for that folder,
@@ -17,6 +18,7 @@ import json
 import os
 import random
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -175,17 +177,21 @@ def test_runs_interrupted_at_random_moments_end_as_an_uninterrupted_run(tmp_path
       expected_resume = max(complete)  # (a save cut short is never taken for a complete one)
 
     if run == len(plan) - 1:
-      # Damage the newest checkpoint's arrays: the next start must detect it, say so in one
-      # line, set it aside and resume from the one before.
-      assert len(complete) >= 2, complete
-      damaged, expected_resume = complete[-1], complete[-2]
-      _flip_bytes_in_largest_file(workdir / "checkpoints" / str(damaged) / "state")
+      # Damage the two newest checkpoints: array files gone from the newest (orbax cannot read
+      # it), flipped bytes in the next (it reads, but fails its integrity check). The next start
+      # must say so in one line each, set them aside and resume from the one before.
+      assert len(complete) >= 3, complete
+      unreadable, flipped, expected_resume = complete[-1], complete[-2], complete[-3]
+      shutil.rmtree(workdir / "checkpoints" / str(unreadable) / "state" / "d")
+      _flip_bytes_in_largest_file(workdir / "checkpoints" / str(flipped) / "state")
 
   final = logs[-1].read_text()
   fallback = [line for line in final.splitlines() if "cannot be restored" in line]
-  assert len(fallback) == 1 and f"step {damaged}" in fallback[0], final[-4000:]
-  assert "integrity check" in fallback[0], fallback
-  assert os.path.isdir(str(workdir / "checkpoints") + ".corrupt/" + str(damaged))
+  assert len(fallback) == 2, final[-4000:]
+  assert f"step {unreadable}" in fallback[0] and f"step {flipped}" in fallback[1], fallback
+  assert "integrity check" in fallback[1], fallback
+  for step in (unreadable, flipped):
+    assert os.path.isdir(str(workdir / "checkpoints") + f".corrupt/{step}")
 
   # The same metrics, row for row, and the same final parameters as the uninterrupted run.
   assert _comparable(_rows(workdir)) == _comparable(_rows(reference))

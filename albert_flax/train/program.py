@@ -128,18 +128,33 @@ def exit_if_compile_only(program_flags: ProgramFlags, steps_module: str) -> None
     sys.exit(program_flags.aot.run(program_flags.config.value, build))
 
 
+def _is_closed_loop_noise(error: BaseException | None) -> bool:
+  return isinstance(error, RuntimeError) and "Event loop is closed" in str(error)
+
+
 def _quiet_asyncio_after_fallback() -> None:
-  """orbax's aborted reads of an unreadable checkpoint leave coroutines whose loop has closed;
-  asyncio logs each as a traceback ("Event loop is closed"). The fallback to the previous
-  checkpoint already logged one line saying what happened: those tracebacks are noise."""
+  """orbax's aborted reads of an unreadable checkpoint leave tensorstore callbacks that fire after
+  their event loop has closed; each "Event loop is closed" error reaches Python's unraisable-
+  exception hook (printed as a bare traceback) or asyncio's logger, dozens of them. The fallback
+  to the previous checkpoint already logged one line saying what happened: those are noise, and
+  only those are dropped (every other unraisable error still goes to the previous hook)."""
 
   class _DropClosedLoop(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-      text = record.getMessage()
       exc = record.exc_info[1] if record.exc_info else None
-      return "Event loop is closed" not in text and "Event loop is closed" not in str(exc or "")
+      return "Event loop is closed" not in record.getMessage() and not _is_closed_loop_noise(exc)
 
+  if getattr(sys.unraisablehook, "drops_closed_loop_noise", False):
+    return  # installed already
   logging.getLogger("asyncio").addFilter(_DropClosedLoop())
+  previous = sys.unraisablehook
+
+  def unraisablehook(unraisable) -> None:
+    if not _is_closed_loop_noise(unraisable.exc_value):
+      previous(unraisable)
+
+  unraisablehook.drops_closed_loop_noise = True
+  sys.unraisablehook = unraisablehook
 
 
 def resume_command(program: str) -> str:
