@@ -39,6 +39,7 @@ from albert_flax.train.checkpoints import (
   same_on_all_processes,
 )
 from albert_flax.train.metric_writers import MetricWriter
+from albert_flax.train.program import ConfigError
 from albert_flax.train.run_control import COMMON_SAFE_KEYS, WorkdirRun
 from finetune import buckets as buckets_lib
 from finetune.configs.common import PER_TASK_FIELDS, SMALL_HIDDEN_SIZE, SMALL_MODEL_DEFAULTS
@@ -61,6 +62,7 @@ def resolve_config(
 
   hidden_size: the checkpoint's; below SMALL_HIDDEN_SIZE the small-model defaults replace the
   published learning rate and length. `config.hyperparameter_defaults` says which were used.
+  Raises ConfigError (a ValueError) naming a setting that cannot work, before any work starts.
   """
   config = ml_collections.ConfigDict(config.to_dict())
   key = str(config.get(config.get("per_task_key") or "", "")).replace(".", "_")
@@ -79,32 +81,35 @@ def resolve_config(
   for field in PER_TASK_FIELDS:
     if config.get(field) is None:
       if row is None and config.get("per_task"):  # a typo, not a missing learning rate
-        raise ValueError(
+        raise ConfigError(
           f"unknown {config.get('per_task_key')} {config.get(config.per_task_key)!r}: choose "
           f"one of {sorted(config.per_task)} (or set config.{field} and the other "
           f"{list(PER_TASK_FIELDS)} yourself)"
         )
       if row is None or row.get(field) is None:
-        raise ValueError(
+        raise ConfigError(
           f"config.{field} is not set and config.per_task has no default for "
           f"{config.get('per_task_key')}={key!r}"
         )
       config[field] = row[field]
   if not config.get("init_from"):
-    raise ValueError(
+    raise ConfigError(
       "--config.init_from is required: a checkpoint to fine-tune (any path "
       "af.from_pretrained reads, or a Hugging Face Hub id)"
     )
   for field in ("batch_size", "train_steps", "eval_batch_size", "max_seq_length"):
     if int(config[field]) < 1:
-      raise ValueError(f"config.{field} must be positive, got {config[field]}")
+      raise ConfigError(f"config.{field} must be positive, got {config[field]}")
   if not 0 <= config.warmup_steps <= config.train_steps:
-    raise ValueError(
+    raise ConfigError(
       f"warmup_steps {config.warmup_steps} must be in [0, train_steps {config.train_steps}]"
     )
   if config.eval_every_steps <= 0:
     config.eval_every_steps = max(1, config.train_steps // 10)
-  buckets_lib.resolve_buckets(config.get("length_buckets"), config.max_seq_length)  # checks
+  try:
+    buckets_lib.resolve_buckets(config.get("length_buckets"), config.max_seq_length)  # checks
+  except ValueError as e:
+    raise ConfigError(str(e)) from None
   return config
 
 

@@ -32,6 +32,7 @@ from albert_flax import workdir as layout
 from albert_flax.train import losses, optim, training
 from albert_flax.train.checkpoints import PreemptionGuard, TrainCheckpointManager
 from albert_flax.train.metric_writers import MetricWriter
+from albert_flax.train.program import ConfigError
 from albert_flax.train.run_control import COMMON_SAFE_KEYS, WorkdirRun
 from pretrain import data as data_lib
 from pretrain.steps import build_steps
@@ -49,7 +50,7 @@ SAFE_TO_CHANGE = COMMON_SAFE_KEYS + ("eval_steps",)
 
 
 def validate_config(config: ml_collections.ConfigDict) -> None:
-  """Raise ValueError naming every inconsistent setting."""
+  """Raise ConfigError (a ValueError) naming every inconsistent setting."""
   c = config
   problems = []
   for key in (
@@ -83,8 +84,23 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     )
   if c.data.tfds_name and c.data.train_files not in ("", "builtin"):
     problems.append("give data.train_files or data.tfds_name, not both")
-  if problems:
-    raise ValueError("Invalid pretraining config: " + "; ".join(problems))
+  try:
+    tokenizer_kind(c)
+  except ValueError as e:
+    problems.append(str(e))
+  if not problems and not c.init_from:  # the model, as build_model makes it (any vocab_size)
+    try:
+      model_config = af.AlbertConfig.preset(c.model, **_model_overrides(c))
+    except (ValueError, TypeError) as e:
+      problems.append(f"model_overrides: {e}")
+    else:
+      if c.max_seq_length > model_config.max_position_embeddings:
+        problems.append(
+          f"max_seq_length {c.max_seq_length} exceeds the model's max_position_embeddings "
+          f"{model_config.max_position_embeddings}"
+        )
+  if problems:  # before any work (tokenizer training, data reading): minutes, on a big corpus
+    raise ConfigError("Invalid pretraining config: " + "; ".join(problems))
 
 
 def _share_of_devices(config, mesh) -> tuple[int, int, int]:
@@ -210,10 +226,16 @@ def _barrier(name: str) -> None:
 # ================================================================================ model, data
 
 
-def build_model(config, vocab_size: int):
-  """(model, initial params or None): a preset with overrides, or the `init_from` checkpoint."""
+def _model_overrides(config) -> dict[str, Any]:
+  """The AlbertConfig fields the run sets: model_overrides given, dtypes, remat."""
   overrides = {k: v for k, v in config.model_overrides.to_dict().items() if v is not None}
   overrides.update(dtype=config.dtype, param_dtype=config.param_dtype, remat=config.remat)
+  return overrides
+
+
+def build_model(config, vocab_size: int):
+  """(model, initial params or None): a preset with overrides, or the `init_from` checkpoint."""
+  overrides = _model_overrides(config)
   if config.init_from:
     step = str(config.get("init_from_step") or "")
     model, params = af.from_pretrained(

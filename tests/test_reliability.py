@@ -281,21 +281,37 @@ def test_errors_a_user_can_act_on(tmp_path):
     pretrain_train.validate_config(config)
 
 
-def test_unknown_config_key_is_one_line():
-  for program_name in ("pretrain", "finetune"):
-    out = subprocess.run(
-      [sys.executable, "-m", program_name, "--workdir=/nonexistent"]
-      + (["--config=finetune/configs/glue.py"] if program_name == "finetune" else [])
-      + ["--config.no_such_key=1"],
-      cwd=REPO,
-      env=dict(os.environ, PYTHONPATH=REPO),
-      capture_output=True,
-      text=True,
-      timeout=300,
-    )
-    assert out.returncode == program.EXIT_USAGE, out.stderr[-2000:]
-    assert "Traceback" not in out.stderr
-    assert "unknown config key 'no_such_key' in --config.no_such_key=1" in out.stderr
+GLUE = "--config=finetune/configs/glue.py"
+UNKNOWN_KEY = "unknown config key 'no_such_key' in --config.no_such_key=1"
+
+
+@pytest.mark.parametrize(
+  "command, message",
+  [
+    (["pretrain", "--config.no_such_key=1"], UNKNOWN_KEY),
+    (["finetune", GLUE, "--config.no_such_key=1"], UNKNOWN_KEY),
+    (["pretrain", "--config.model=basev2"], "model must be one of ['base-v1', "),
+    (["pretrain", "--config.max_seq_length=1024"], "max_seq_length 1024 exceeds the model's"),
+    (["finetune", GLUE, "--config.task=sst-2", "--config.init_from=x"], "unknown task 'sst-2'"),
+  ],
+)
+def test_bad_config_keys_and_values_are_one_line_before_any_work(tmp_path, command, message):
+  """Reported in one line with the usage status, before the workdir is taken or any tokenizer
+  trained or data read (the preset typo used to surface after minutes of tokenizer training)."""
+  workdir = tmp_path / "run"
+  out = subprocess.run(
+    [sys.executable, "-m", command[0], f"--workdir={workdir}", *command[1:]],
+    cwd=REPO,
+    env=dict(os.environ, PYTHONPATH=REPO),
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
+  assert out.returncode == program.EXIT_USAGE, out.stderr[-2000:]
+  assert "Traceback" not in out.stderr, out.stderr[-2000:]
+  errors = [line for line in out.stderr.splitlines() if line.startswith("error: ")]
+  assert len(errors) == 1 and message in errors[0], out.stderr[-2000:]
+  assert not workdir.exists()
 
 
 def test_workdir_lock_detects_stale_holders_and_is_released(tmp_path, caplog):

@@ -11,7 +11,7 @@
 Exit status (what a job scheduler sees):
   0   EXIT_OK            the run finished (or was finished already)
   1   EXIT_FAILED        an error: the message says what; fix it before rerunning
-  2   EXIT_USAGE         bad flags or config keys (absl's usage error)
+  2   EXIT_USAGE         bad flags, config keys or config values (found before any work starts)
   73  EXIT_WORKDIR_BUSY  another run holds the workdir's lock (the message names it)
   75  EXIT_INTERRUPTED   stopped by SIGTERM or SIGINT after saving a checkpoint: rerun the same
                          command to resume (EX_TEMPFAIL: "try again later")
@@ -37,6 +37,11 @@ log = logging.getLogger(__name__)
 
 class WorkdirBusyError(RuntimeError):
   """Another run holds the workdir (EXIT_WORKDIR_BUSY)."""
+
+
+class ConfigError(ValueError):
+  """A config value that cannot work, found before any work starts (EXIT_USAGE): the message
+  names the keys. The command line reports it in one line, without a traceback."""
 
 
 @dataclasses.dataclass
@@ -215,7 +220,8 @@ def _parse_flags(argv: list[str]) -> list[str]:
 
 
 def run(main: Callable[[list[str]], None]) -> None:
-  """absl's app.run, with the exit codes above for a busy workdir and bad config keys."""
+  """absl's app.run, with the exit codes above for a busy workdir and bad config keys or values
+  (each reported in one line: the message says what to change; a traceback would bury it)."""
   from absl import app
 
   def wrapped(argv):
@@ -224,5 +230,8 @@ def run(main: Callable[[list[str]], None]) -> None:
     except WorkdirBusyError as e:
       print(f"error: {e}", file=sys.stderr, flush=True)
       sys.exit(EXIT_WORKDIR_BUSY)
+    except ConfigError as e:
+      print(f"error: {e}", file=sys.stderr, flush=True)
+      sys.exit(EXIT_USAGE)
 
   app.run(wrapped, flags_parser=_parse_flags)
