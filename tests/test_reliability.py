@@ -10,6 +10,7 @@ import gc
 import json
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -385,3 +386,56 @@ class _RaisesWhenCollected:
 
   def __del__(self):
     raise self.error
+
+
+def test_finetune_command_interrupted_by_sigint_and_sigterm_saves_says_so_and_resumes(tmp_path):
+  import finetune_testdata as td
+
+  (tmp_path / "pretrained").mkdir()
+  checkpoint = td.tiny_checkpoint(tmp_path / "pretrained")
+  data = td.write_sentiment(str(tmp_path / "SST-2"), n_train=64, n_dev=8)
+  workdir = tmp_path / "run"
+  steps = 60
+  command = [
+    sys.executable, "-m", "finetune", GLUE, f"--workdir={workdir}", "--config.task=sst2",
+    f"--config.init_from={checkpoint}", f"--config.data_dir={data}",
+    "--config.max_seq_length=16", "--config.batch_size=8", "--config.eval_batch_size=8",
+    f"--config.train_steps={steps}", "--config.warmup_steps=1", "--config.learning_rate=1e-3",
+    "--config.eval_every_steps=30", "--config.log_every_steps=1", "--config.tensorboard=False",
+  ]  # fmt: skip
+  env = _env(tmp_path / "xla_cache")
+  resumed_at = 0
+  for run, name in enumerate(("SIGINT", "SIGTERM", None)):
+    log_path = tmp_path / f"run{run}.txt"
+    log = open(log_path, "w")
+    proc = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+    def logged_steps(path=log_path):
+      return [int(s) for s in re.findall(rf"\] step (\d+)/{steps}:", path.read_text())]
+
+    if resumed_at:
+      _wait_for(lambda: logged_steps(), proc, log_path)  # noqa: B023 (called in this iteration)
+      assert f"resuming at step {resumed_at}" in log_path.read_text()
+      assert logged_steps()[0] == resumed_at + 1
+    if name is None:
+      code, output = _finish(proc, log, log_path)
+      assert code == program.EXIT_OK, output[-4000:]
+      break
+    # Once training is under way (past the first step's compilation), the signal.
+    _wait_for(lambda: max(logged_steps(), default=0) >= resumed_at + 3, proc, log_path)  # noqa: B023
+    proc.send_signal(getattr(signal, name))
+    code, output = _finish(proc, log, log_path)
+    assert code == program.EXIT_INTERRUPTED, output[-4000:]
+    status = json.loads((workdir / "run_status.json").read_text())
+    assert status["status"] == "interrupted" and status["signal"] == name, status
+    resumed_at = status["step"]
+    assert resumed_at == logged_steps()[-1] < steps, (status, logged_steps())
+    assert f"Interrupted at step {resumed_at} ({name})" in output, output[-4000:]
+    assert "Resume with:" in output and "-m finetune" in output
+    assert os.path.isdir(workdir / "checkpoints" / "latest" / str(resumed_at))
+    assert not (workdir / "eval_results.json").exists()
+  assert "Fine-tuning finished." in output and "model:" in output
+  assert json.loads((workdir / "run_status.json").read_text())["status"] == "finished"
+  assert (workdir / "eval_results.json").exists() and (workdir / "model").is_dir()
+  rows = [json.loads(line) for line in open(workdir / "metrics.jsonl")]
+  assert [r["step"] for r in rows if "split" not in r] == list(range(1, steps + 1))
