@@ -20,22 +20,21 @@ import random
 import re
 import shutil
 import signal
-import subprocess
-import sys
 import time
 
 import jax
 import numpy as np
 import pytest
 from test_pretrain_train import (
-  REPO,
   _comparable,
   _complete_steps,
   _env,
+  _launch,
   _rows,
   _small_overrides,
   _write_corpus,
 )
+from test_reliability import _flip_bytes_in_largest_file
 
 import albert_flax as af
 from albert_flax.train import program
@@ -44,18 +43,6 @@ SEED = 14  # the moments of the interruptions; any seed must pass
 STEPS = 40
 EVERY = 4  # checkpoint_every_steps
 TMP_SUFFIX = ".orbax-checkpoint-tmp"  # orbax's folder for a step still being written
-
-
-def _start(workdir, flags, env, log_path):
-  log = open(log_path, "w")
-  proc = subprocess.Popen(
-    [sys.executable, "-m", "pretrain", f"--workdir={workdir}", *flags],
-    cwd=REPO,
-    env=env,
-    stdout=log,
-    stderr=subprocess.STDOUT,
-  )
-  return proc, log
 
 
 def _trained_steps(log_path) -> list[int]:
@@ -108,15 +95,6 @@ def _interrupt(proc, what, workdir, log_path, first, more_steps, pause) -> None:
     proc.send_signal(getattr(signal, what))
 
 
-def _flip_bytes_in_largest_file(directory, count=16):
-  files = [os.path.join(r, n) for r, _, names in os.walk(directory) for n in names]
-  path = max(files, key=os.path.getsize)
-  data = bytearray(open(path, "rb").read())
-  for i in range(len(data) // 2, len(data) // 2 + count):
-    data[i] ^= 0x5A
-  open(path, "wb").write(bytes(data))
-
-
 def test_runs_interrupted_at_random_moments_end_as_an_uninterrupted_run(tmp_path):
   rng = random.Random(SEED)
   corpus = _write_corpus(tmp_path / "corpus.txt", docs=60)
@@ -127,7 +105,7 @@ def test_runs_interrupted_at_random_moments_end_as_an_uninterrupted_run(tmp_path
   env = _env(tmp_path / "xla_cache")
 
   reference = tmp_path / "reference"
-  proc, log = _start(reference, flags, env, tmp_path / "reference.log")
+  proc, log = _launch(reference, flags, env, tmp_path / "reference.log")
   assert proc.wait(timeout=600) == 0, (tmp_path / "reference.log").read_text()[-4000:]
   log.close()
 
@@ -140,7 +118,7 @@ def test_runs_interrupted_at_random_moments_end_as_an_uninterrupted_run(tmp_path
   for run, what in enumerate(plan + ["to the end"]):
     log_path = tmp_path / f"run{run}.log"
     logs.append(log_path)
-    proc, log = _start(workdir, flags, env, log_path)
+    proc, log = _launch(workdir, flags, env, log_path)
     if what == "to the end":
       assert proc.wait(timeout=600) == 0, log_path.read_text()[-4000:]
     else:
@@ -183,7 +161,7 @@ def test_runs_interrupted_at_random_moments_end_as_an_uninterrupted_run(tmp_path
       assert len(complete) >= 3, complete
       unreadable, flipped, expected_resume = complete[-1], complete[-2], complete[-3]
       shutil.rmtree(workdir / "checkpoints" / str(unreadable) / "state" / "d")
-      _flip_bytes_in_largest_file(workdir / "checkpoints" / str(flipped) / "state")
+      _flip_bytes_in_largest_file(workdir / "checkpoints" / str(flipped) / "state", count=16)
 
   final = logs[-1].read_text()
   fallback = [line for line in final.splitlines() if "cannot be restored" in line]
