@@ -167,7 +167,9 @@ def test_runs_interrupted_at_random_moments_end_as_an_uninterrupted_run(tmp_path
   fallback = [line for line in final.splitlines() if "cannot be restored" in line]
   assert len(fallback) == 2, final[-4000:]
   assert f"step {unreadable}" in fallback[0] and f"step {flipped}" in fallback[1], fallback
-  assert "integrity check" in fallback[1], fallback
+  # Flipped bytes mostly decode into wrong values, which only the integrity check catches (so with
+  # this seed); where they land in a compressed chunk's framing orbax cannot read them at all.
+  assert "integrity check" in fallback[1] or "TensorStore" in fallback[1], fallback
   for step in (unreadable, flipped):
     assert os.path.isdir(str(workdir / "checkpoints") + f".corrupt/{step}")
 
