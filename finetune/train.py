@@ -32,12 +32,10 @@ import albert_flax as af
 from albert_flax import paths, sharding
 from albert_flax import workdir as layout
 from albert_flax.train import training
-from albert_flax.train.checkpoints import (
-  PreemptionGuard,
-  TrainCheckpointManager,
-  same_on_all_processes,
-)
+from albert_flax.train.checkpoints import TrainCheckpointManager, same_on_all_processes
+from albert_flax.train.loop import TrainLoop
 from albert_flax.train.metric_writers import MetricWriter
+from albert_flax.train.program import ConfigError
 from albert_flax.train.run_control import COMMON_SAFE_KEYS, WorkdirRun
 from finetune import buckets as buckets_lib
 from finetune.configs.common import PER_TASK_FIELDS, SMALL_HIDDEN_SIZE, SMALL_MODEL_DEFAULTS
@@ -66,6 +64,7 @@ def resolve_config(
 
   hidden_size: the checkpoint's; below SMALL_HIDDEN_SIZE the small-model defaults replace the
   published learning rate and length. `config.hyperparameter_defaults` says which were used.
+  Raises ConfigError (a ValueError) naming a setting that cannot work, before any work starts.
   """
   config = ml_collections.ConfigDict(config.to_dict())
   key = str(config.get(config.get("per_task_key") or "", "")).replace(".", "_")
@@ -84,32 +83,35 @@ def resolve_config(
   for field in PER_TASK_FIELDS:
     if config.get(field) is None:
       if row is None and config.get("per_task"):  # a typo, not a missing learning rate
-        raise ValueError(
+        raise ConfigError(
           f"unknown {config.get('per_task_key')} {config.get(config.per_task_key)!r}: choose "
           f"one of {sorted(config.per_task)} (or set config.{field} and the other "
           f"{list(PER_TASK_FIELDS)} yourself)"
         )
       if row is None or row.get(field) is None:
-        raise ValueError(
+        raise ConfigError(
           f"config.{field} is not set and config.per_task has no default for "
           f"{config.get('per_task_key')}={key!r}"
         )
       config[field] = row[field]
   if not config.get("init_from"):
-    raise ValueError(
+    raise ConfigError(
       "--config.init_from is required: a checkpoint to fine-tune (any path "
       "af.from_pretrained reads, or a Hugging Face Hub id)"
     )
   for field in ("batch_size", "train_steps", "eval_batch_size", "max_seq_length"):
     if int(config[field]) < 1:
-      raise ValueError(f"config.{field} must be positive, got {config[field]}")
+      raise ConfigError(f"config.{field} must be positive, got {config[field]}")
   if not 0 <= config.warmup_steps <= config.train_steps:
-    raise ValueError(
+    raise ConfigError(
       f"warmup_steps {config.warmup_steps} must be in [0, train_steps {config.train_steps}]"
     )
   if config.eval_every_steps <= 0:
     config.eval_every_steps = max(1, config.train_steps // 10)
-  buckets_lib.resolve_buckets(config.get("length_buckets"), config.max_seq_length)  # checks
+  try:
+    buckets_lib.resolve_buckets(config.get("length_buckets"), config.max_seq_length)  # checks
+  except ValueError as e:
+    raise ConfigError(str(e)) from None
   return config
 
 
@@ -337,8 +339,6 @@ def _train(
   shared_steps: dict[str, Any] | None,
 ) -> dict[str, Any]:
   """train_and_evaluate's work, inside the run's hold on the workdir."""
-  lead = jax.process_index() == 0
-
   # ---------------------------------------------------------------- data, then the model
   tokenizer = load_tokenizer(config)
   task = get_task(config, tokenizer)
@@ -437,7 +437,6 @@ def _train(
   if restored is not None:
     state, _, start = restored
     log.info("resuming at step %d from %s", start, latest.directory)
-  run.mark_running(start, config.train_steps)
   writer = MetricWriter(
     workdir,
     config.train_steps,
@@ -456,47 +455,46 @@ def _train(
     batches = buckets_lib.bucketed_train_batches(
       columns, config.batch_size, config.seed, buckets, start_step=start
     )
-  interrupted = trained = False
-  try:
-    with PreemptionGuard() as guard:
-      for step in range(start, config.train_steps):
-        batch = next(batches)
-        batch["weights"] = np.ones((config.batch_size,), np.float32)
-        if shared_steps is not None:
-          batch["dropout_seed"] = np.full((config.batch_size,), config.seed, np.int32)
-        compiles.record("train_step", batch)
-        device_batch = sharding.global_batch(
-          _local_rows(batch, mesh, config.batch_size), mesh, config.batch_size
-        )
-        state, metrics = train_step(state, device_batch)
-        done = step + 1
-        writer.advance(done)
-        if done % config.log_every_steps == 0 or done == config.train_steps:
-          metrics = jax.device_get(metrics)
-          training.check_finite(metrics, done)
-          writer.write(done, metrics)
-        if done % config.eval_every_steps == 0 or done == config.train_steps:
-          results, _ = evaluate(task, predict_fn, state.params, dev_sets, config, mesh, compiles)
-          writer.write(done, results, split="eval")
-          latest.save(done, state, {"next_batch": done})
-          _offer_best(best, done, state.params, results)
-        if guard.should_stop(done) and done < config.train_steps:  # SIGTERM / SIGINT
-          latest.save(done, state, {"next_batch": done})  # a no-op if this step was just saved
-          interrupted = True
-          break
-    latest.wait_until_finished()
-    if interrupted:
-      run.mark_interrupted(done, config.train_steps, guard.signal_name)
-      log.warning("stopped at step %d on request; rerun the same command to resume", done)
-      return {"interrupted": True, "step": done, "signal": guard.signal_name}
+  # The writer is closed on every exit, after the final evaluation's rows.
+  loop = TrainLoop(run, start, config.train_steps, checkpoints=[latest, best], close=[writer])
+  with loop:
+    for step in loop:
+      batch = next(batches)
+      batch["weights"] = np.ones((config.batch_size,), np.float32)
+      if shared_steps is not None:
+        batch["dropout_seed"] = np.full((config.batch_size,), config.seed, np.int32)
+      compiles.record("train_step", batch)
+      device_batch = sharding.global_batch(
+        _local_rows(batch, mesh, config.batch_size), mesh, config.batch_size
+      )
+      state, metrics = train_step(state, device_batch)
+      writer.advance(step)
+      if loop.due(config.log_every_steps):
+        metrics = jax.device_get(metrics)
+        training.check_finite(metrics, step)
+        writer.write(step, metrics)
+      if loop.due(config.eval_every_steps):
+        results, _ = evaluate(task, predict_fn, state.params, dev_sets, config, mesh, compiles)
+        writer.write(step, results, split="eval")
+        latest.save(step, state, {"next_batch": step})
+        _offer_best(best, step, state.params, results)
+      if loop.stopping:  # SIGTERM / SIGINT
+        latest.save(step, state, {"next_batch": step})  # a no-op if this step was just saved
+    if loop.interrupted:
+      return {"interrupted": True, "step": loop.step, "signal": loop.signal_name}
     best_params, best_step = _best_params(best, state.params, state_shardings.params)
-    trained = True
-  finally:  # every exit: an error, an interruption or the end of training
-    latest.close()
-    best.close()
-    if not trained:  # the final evaluation below still writes
-      writer.close()
+    return _final_evaluation(
+      config, workdir, run, task, model, tokenizer, predict_fn, mesh, compiles, writer,
+      best_params, best_step,
+    )  # fmt: skip
 
+
+def _final_evaluation(
+  config, workdir, run, task, model, tokenizer, predict_fn, mesh, compiles, writer, best_params,
+  best_step,
+) -> dict[str, float]:  # fmt: skip
+  """The best parameters on the final evaluation sets: results, predictions, the model."""
+  lead = jax.process_index() == 0
   # ---------------------------------------------------------------- final evaluation
   final_sets = task.eval_sets(final=True)
   for s in final_sets:
@@ -535,7 +533,6 @@ def _train(
   if lead:  # last: its presence says the run completed
     write_json(workdir / layout.EVAL_RESULTS_FILE, results)
   run.mark_finished(config.train_steps, config.train_steps, results)
-  writer.close()
   return results
 
 

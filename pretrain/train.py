@@ -30,8 +30,10 @@ import albert_flax as af
 from albert_flax import paths, sharding
 from albert_flax import workdir as layout
 from albert_flax.train import losses, optim, training
-from albert_flax.train.checkpoints import PreemptionGuard, TrainCheckpointManager
+from albert_flax.train.checkpoints import TrainCheckpointManager
+from albert_flax.train.loop import TrainLoop
 from albert_flax.train.metric_writers import MetricWriter
+from albert_flax.train.program import ConfigError
 from albert_flax.train.run_control import COMMON_SAFE_KEYS, WorkdirRun
 from pretrain import corpus
 from pretrain import data as data_lib
@@ -50,7 +52,7 @@ SAFE_TO_CHANGE = COMMON_SAFE_KEYS + ("eval_steps",)
 
 
 def validate_config(config: ml_collections.ConfigDict) -> None:
-  """Raise ValueError naming every inconsistent setting."""
+  """Raise ConfigError (a ValueError) naming every inconsistent setting."""
   c = config
   problems = []
   for key in (
@@ -84,8 +86,23 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     )
   if c.data.tfds_name and c.data.train_files not in ("", "builtin"):
     problems.append("give data.train_files or data.tfds_name, not both")
-  if problems:
-    raise ValueError("Invalid pretraining config: " + "; ".join(problems))
+  try:
+    tokenizer_kind(c)
+  except ValueError as e:
+    problems.append(str(e))
+  if not problems and not c.init_from:  # the model, as build_model makes it (any vocab_size)
+    try:
+      model_config = af.AlbertConfig.preset(c.model, **_model_overrides(c))
+    except (ValueError, TypeError) as e:
+      problems.append(f"model_overrides: {e}")
+    else:
+      if c.max_seq_length > model_config.max_position_embeddings:
+        problems.append(
+          f"max_seq_length {c.max_seq_length} exceeds the model's max_position_embeddings "
+          f"{model_config.max_position_embeddings}"
+        )
+  if problems:  # before any work (tokenizer training, data reading): minutes, on a big corpus
+    raise ConfigError("Invalid pretraining config: " + "; ".join(problems))
 
 
 def _share_of_devices(config, mesh) -> tuple[int, int, int]:
@@ -210,10 +227,16 @@ def _barrier(name: str) -> None:
 # ================================================================================ model, data
 
 
-def build_model(config, vocab_size: int):
-  """(model, initial params or None): a preset with overrides, or the `init_from` checkpoint."""
+def _model_overrides(config) -> dict[str, Any]:
+  """The AlbertConfig fields the run sets: model_overrides given, dtypes, remat."""
   overrides = {k: v for k, v in config.model_overrides.to_dict().items() if v is not None}
   overrides.update(dtype=config.dtype, param_dtype=config.param_dtype, remat=config.remat)
+  return overrides
+
+
+def build_model(config, vocab_size: int):
+  """(model, initial params or None): a preset with overrides, or the `init_from` checkpoint."""
+  overrides = _model_overrides(config)
   if config.init_from:
     step = str(config.get("init_from_step") or "")
     model, params = af.from_pretrained(
@@ -418,7 +441,6 @@ def _train(
     )
     data_state, step = None, 0
   del init_params
-  run.mark_running(step, config.num_train_steps)
 
   # ----------------------------------------------------------------- data
   train_batches = make_batches(
@@ -439,71 +461,57 @@ def _train(
   )
   last_train, last_eval = {}, {}
   pending: list[tuple[int, dict]] = []  # (step, device metrics) since the last log
-  preempted = False
-  try:
-    with PreemptionGuard() as guard:
-      timer_start, timer_steps = None, 0
-      while step < config.num_train_steps:
-        batch = next_global_batch(train_batches)
-        state, metrics = train_step(state, batch)
-        step += 1
-        pending.append((step, metrics))
-        if len(pending) > 1:  # check the step before, while this one runs
-          training.check_finite(jax.device_get(pending[-2][1]), pending[-2][0])
-        if timer_start is None:  # start timing after the first (compiling) step
-          jax.block_until_ready(metrics)
-          timer_start, timer_steps = time.perf_counter(), 0
-        else:
-          timer_steps += 1
-        writer.advance(step)
-        final = step == config.num_train_steps
-        stop = guard.should_stop(step)
+  timer_start, timer_steps = None, 0
+  loop = TrainLoop(
+    run, step, config.num_train_steps, checkpoints=[checkpoints], close=[writer, train_batches]
+  )
+  with loop:
+    for step in loop:
+      batch = next_global_batch(train_batches)
+      state, metrics = train_step(state, batch)
+      pending.append((step, metrics))
+      if len(pending) > 1:  # check the step before, while this one runs
+        training.check_finite(jax.device_get(pending[-2][1]), pending[-2][0])
+      if timer_start is None:  # start timing after the first (compiling) step
+        jax.block_until_ready(metrics)
+        timer_start, timer_steps = time.perf_counter(), 0
+      else:
+        timer_steps += 1
+      writer.advance(step)
 
-        if step % config.log_every_steps == 0 or final or stop:
-          training.check_finite(jax.device_get(metrics), step)
-          last_train = _mean_metrics([m for _, m in pending])
-          elapsed = time.perf_counter() - timer_start
-          last_train["examples_per_second"] = (
-            config.batch_size * timer_steps / elapsed if timer_steps and elapsed > 0 else 0.0
+      if loop.due(config.log_every_steps) or loop.stopping:
+        training.check_finite(jax.device_get(metrics), step)
+        last_train = _mean_metrics([m for _, m in pending])
+        elapsed = time.perf_counter() - timer_start
+        last_train["examples_per_second"] = (
+          config.batch_size * timer_steps / elapsed if timer_steps and elapsed > 0 else 0.0
+        )
+        writer.write(step, last_train)
+        pending, timer_start, timer_steps = [], time.perf_counter(), 0
+
+      if config.eval_steps and loop.due(config.eval_every_steps):
+        if eval_batches is None:
+          eval_batches = _load_eval_batches(
+            config, tokenizer, local_batch, (share_index, share_count), next_global_batch
           )
-          writer.write(step, last_train)
-          pending, timer_start, timer_steps = [], time.perf_counter(), 0
+        last_eval = evaluate(eval_step, state.params, eval_batches)
+        writer.write(step, last_eval, split="eval")
+        timer_start = time.perf_counter()  # eval time is not training throughput
 
-        if config.eval_steps and (step % config.eval_every_steps == 0 or final):
-          if eval_batches is None:
-            eval_batches = _load_eval_batches(
-              config, tokenizer, local_batch, (share_index, share_count), next_global_batch
-            )
-          last_eval = evaluate(eval_step, state.params, eval_batches)
-          writer.write(step, last_eval, split="eval")
-          timer_start = time.perf_counter()  # eval time is not training throughput
-
-        if step % config.checkpoint_every_steps == 0 or final or stop:
-          training.check_finite(jax.device_get(metrics), step)  # never save a diverged state
-          checkpoints.save(step, state, train_batches.get_state())
-        if stop:
-          preempted = True
-          log.warning(
-            "stopped at step %d on request (%s); rerun to resume", step, guard.signal_name
-          )
-          break
-    checkpoints.wait_until_finished()
-    if step == config.num_train_steps and not preempted:
+      if loop.due(config.checkpoint_every_steps) or loop.stopping:
+        training.check_finite(jax.device_get(metrics), step)  # never save a diverged state
+        checkpoints.save(step, state, train_batches.get_state())
+    step = loop.step
+    if not loop.interrupted and step == config.num_train_steps:  # every save is complete
       af.save_pretrained(workdir, model, state.params, format="orbax")
       run.mark_finished(step, config.num_train_steps, {"train": last_train, "eval": last_eval})
-    elif preempted:
-      run.mark_interrupted(step, config.num_train_steps, guard.signal_name)
-  finally:
-    writer.close()
-    checkpoints.close()
-    train_batches.close()
   return {
     "train": last_train,
     "eval": last_eval,
     "step": step,
-    "interrupted": preempted,
-    "preempted": preempted,
-    "signal": guard.signal_name if preempted else None,
+    "interrupted": loop.interrupted,
+    "preempted": loop.interrupted,
+    "signal": loop.signal_name,
     "finished_before": False,
   }
 

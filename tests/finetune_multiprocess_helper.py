@@ -12,7 +12,8 @@ import argparse
 import json
 import os
 
-import multiprocess_launch  # tests/ is this script's directory, so on sys.path
+import finetune_testdata  # tests/ is this script's directory, so on sys.path
+import multiprocess_launch
 
 
 def main() -> None:
@@ -30,26 +31,20 @@ def main() -> None:
   from finetune.configs import glue
   from finetune.train import train_and_evaluate
 
-  config = glue.get_config()
-  config.init_from = args.checkpoint
-  config.data_dir = args.data
   # Global batches 8 (train) and 4 (eval) over 2 devices; eval every 5 of 10 steps, so the best
   # checkpoint is chosen between two evaluations. The tests' dev set (11 rows) ends in a batch of
   # 3 real rows + 1 padding row, split over both processes.
-  config.update(
-    dict(
-      task="sst2",
-      max_seq_length=16,
-      batch_size=8,
-      train_steps=10,
-      warmup_steps=1,
-      learning_rate=1e-2,
-      eval_batch_size=4,
-      log_every_steps=1,
-      eval_every_steps=5,
-      progress_bar=False,
-      tensorboard=False,
-    )
+  config = finetune_testdata.run_config(
+    glue,
+    args.checkpoint,
+    args.data,
+    task="sst2",
+    max_seq_length=16,
+    train_steps=10,
+    learning_rate=1e-2,
+    eval_batch_size=4,
+    log_every_steps=1,
+    eval_every_steps=5,
   )
   results = train_and_evaluate(config, args.workdir)
   with open(os.path.join(args.out, f"result_{args.process_id}.json"), "w") as f:

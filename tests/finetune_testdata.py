@@ -255,6 +255,31 @@ def write_conll(
   return directory
 
 
+def run_config(module, checkpoint: str, data_dir: str, **fields):
+  """`module.get_config()` (a finetune/configs module) for a short test run from `checkpoint` on
+  `data_dir`: batches of 8, 4 steps, logging and evaluation every 2, no progress bar or
+  TensorBoard; `fields` override any of it."""
+  config = module.get_config()
+  config.init_from = checkpoint
+  config.data_dir = data_dir
+  config.update(
+    dict(
+      max_seq_length=64,
+      batch_size=8,
+      train_steps=4,
+      warmup_steps=1,
+      learning_rate=1e-3,
+      eval_batch_size=8,
+      log_every_steps=2,
+      eval_every_steps=2,
+      progress_bar=False,
+      tensorboard=False,
+    )
+  )
+  config.update(fields)
+  return config
+
+
 def tiny_checkpoint(root) -> str:
   """A tiny pretrained-model directory under `root` (a pathlib.Path): config.json, params/
   (orbax) and spiece.model, with a 1-layer, 32-wide backbone. Returns its path."""

@@ -17,6 +17,7 @@ import flax.struct
 import jax
 import numpy as np
 import pytest
+import tf_checkpoints
 from conftest import TINY, assert_outputs_match, forward, torch_outputs, torch_reference
 from flax import traverse_util
 
@@ -94,91 +95,12 @@ def test_offline_hub_id_raises_a_clear_error(monkeypatch, tmp_path):
 
 
 def _write_original_checkpoint(directory, torch_model) -> None:
-  """An original google-research/albert checkpoint, spelled out name by name (with Adam slots
-  and global_step as run_pretraining.py leaves them), written by a TF1 Saver."""
-  import tensorflow as tf
-
-  sd = {k: v.numpy() for k, v in torch_model.state_dict().items()}
-  c = torch_model.config
-  v = {
-    "bert/embeddings/word_embeddings": sd["albert.embeddings.word_embeddings.weight"],
-    "bert/embeddings/position_embeddings": sd["albert.embeddings.position_embeddings.weight"],
-    "bert/embeddings/token_type_embeddings": sd["albert.embeddings.token_type_embeddings.weight"],
-    "bert/embeddings/LayerNorm/gamma": sd["albert.embeddings.LayerNorm.weight"],
-    "bert/embeddings/LayerNorm/beta": sd["albert.embeddings.LayerNorm.bias"],
-    "bert/encoder/embedding_hidden_mapping_in/kernel": sd[
-      "albert.encoder.embedding_hidden_mapping_in.weight"
-    ].T,
-    "bert/encoder/embedding_hidden_mapping_in/bias": sd[
-      "albert.encoder.embedding_hidden_mapping_in.bias"
-    ],
-    "bert/pooler/dense/kernel": sd["albert.pooler.weight"].T,
-    "bert/pooler/dense/bias": sd["albert.pooler.bias"],
-    "cls/predictions/transform/dense/kernel": sd["predictions.dense.weight"].T,
-    "cls/predictions/transform/dense/bias": sd["predictions.dense.bias"],
-    "cls/predictions/transform/LayerNorm/gamma": sd["predictions.LayerNorm.weight"],
-    "cls/predictions/transform/LayerNorm/beta": sd["predictions.LayerNorm.bias"],
-    "cls/predictions/output_bias": sd["predictions.bias"],
-    "cls/seq_relationship/output_weights": sd["sop_classifier.classifier.weight"],  # [2, H]
-    "cls/seq_relationship/output_bias": sd["sop_classifier.classifier.bias"],
-  }
-  for g in range(c.num_hidden_groups):
-    for i in range(c.inner_group_num):
-      src = f"albert.encoder.albert_layer_groups.{g}.albert_layers.{i}."
-      dst = f"bert/encoder/transformer/group_{g}/inner_group_{i}/"
-      for ours, theirs in (
-        ("attention.query", "attention_1/self/query"),
-        ("attention.key", "attention_1/self/key"),
-        ("attention.value", "attention_1/self/value"),
-        ("attention.dense", "attention_1/output/dense"),
-        ("ffn", "ffn_1/intermediate/dense"),
-        ("ffn_output", "ffn_1/intermediate/output/dense"),
-      ):
-        v[dst + theirs + "/kernel"] = sd[src + ours + ".weight"].T
-        v[dst + theirs + "/bias"] = sd[src + ours + ".bias"]
-      for ours, theirs in (
-        ("attention.LayerNorm", "LayerNorm"),
-        ("full_layer_layer_norm", "LayerNorm_1"),
-      ):
-        v[dst + theirs + "/gamma"] = sd[src + ours + ".weight"]
-        v[dst + theirs + "/beta"] = sd[src + ours + ".bias"]
-  for name in list(v):
-    v[name + "/adam_m"] = np.full_like(v[name], 7.0)
-    v[name + "/adam_v"] = np.full_like(v[name], 9.0)
-  graph = tf.Graph()
-  with graph.as_default():
-    variables = {
-      name: tf.compat.v1.Variable(value, name=name.replace("/", "_")) for name, value in v.items()
-    }
-    variables["global_step"] = tf.compat.v1.Variable(np.int64(125000), name="global_step")
-    saver = tf.compat.v1.train.Saver(var_list=variables)
-    with tf.compat.v1.Session(graph=graph) as session:
-      session.run(tf.compat.v1.global_variables_initializer())
-      saver.save(session, os.path.join(directory, "model.ckpt"), global_step=125000)
+  """An original google-research/albert checkpoint (with Adam slots and global_step as
+  run_pretraining.py leaves them) and its albert_config.json."""
+  variables = tf_checkpoints.original_variables(torch_model)
+  tf_checkpoints.save_tf1(directory, "model.ckpt-125000", variables, global_step=125000)
   with open(os.path.join(directory, "albert_config.json"), "w") as f:
-    json.dump(
-      {
-        "attention_probs_dropout_prob": 0.0,
-        "hidden_act": "gelu",
-        "hidden_dropout_prob": 0.0,
-        "embedding_size": c.embedding_size,
-        "hidden_size": c.hidden_size,
-        "initializer_range": c.initializer_range,
-        "intermediate_size": c.intermediate_size,
-        "max_position_embeddings": c.max_position_embeddings,
-        "num_attention_heads": c.num_attention_heads,
-        "num_hidden_layers": c.num_hidden_layers,
-        "num_hidden_groups": c.num_hidden_groups,
-        "net_structure_type": 0,
-        "gap_size": 0,
-        "num_memory_blocks": 0,
-        "inner_group_num": c.inner_group_num,
-        "down_scale_factor": 1,
-        "type_vocab_size": c.type_vocab_size,
-        "vocab_size": c.vocab_size,
-      },
-      f,
-    )
+    json.dump(tf_checkpoints.original_config(torch_model.config, "gelu"), f)
 
 
 def _transformers_reads_tf(directory, inputs, capsys):

@@ -11,11 +11,11 @@ MLM head) written out in numpy.
 from __future__ import annotations
 
 import json
-import os
 
 import numpy as np
 import pytest
 from conftest import TINY, forward, torch_reference
+from tf_checkpoints import original_config, original_variables, save_tf1
 
 import albert_flax as af
 
@@ -46,28 +46,6 @@ def encode(directory):
   return enc["input_ids"], enc["attention_mask"], enc["token_type_ids"]
 
 
-def save_tf1(directory, prefix: str, variables: dict[str, np.ndarray], slot: str = "adam") -> None:
-  """Write `variables` (original names) as a TF1 Saver does, with the optimizer's slots beside
-  them (`slot`: "adam" as google-research's optimizers name them, "lamb" as albert_zh's LAMB)."""
-  import tensorflow as tf
-
-  slots = {}
-  for name, value in variables.items():
-    slots[f"{name}/{slot}_m"] = np.zeros_like(value)
-    slots[f"{name}/{slot}_v"] = np.ones_like(value)
-  graph = tf.Graph()
-  with graph.as_default():
-    tf_vars = {
-      name: tf.compat.v1.Variable(value.astype(np.float32), name=f"v{i}")
-      for i, (name, value) in enumerate({**variables, **slots}.items())
-    }
-    tf_vars["global_step"] = tf.compat.v1.Variable(np.int64(1000), name="global_step")
-    saver = tf.compat.v1.train.Saver(var_list=tf_vars)
-    with tf.compat.v1.Session(graph=graph) as session:
-      session.run(tf.compat.v1.global_variables_initializer())
-      saver.save(session, os.path.join(directory, prefix), write_meta_graph=False)
-
-
 def masked_lm_logits(model, params, inputs) -> np.ndarray:
   return np.asarray(forward(model, params, *inputs, output_hidden_states=False).logits)
 
@@ -85,65 +63,8 @@ def test_google_chinese_checkpoint_loads_with_parity(tmp_path):
 
   c = dict(num_hidden_groups=1, inner_group_num=1, hidden_act="relu")
   reference = torch_reference("AlbertForMaskedLM", seed=3, **c)
-  sd = {k: v.numpy() for k, v in reference.state_dict().items()}
-  layer = "albert.encoder.albert_layer_groups.0.albert_layers.0."
-  tf_layer = "bert/encoder/transformer/group_0/inner_group_0/"
-  v = {
-    "bert/embeddings/word_embeddings": sd["albert.embeddings.word_embeddings.weight"],
-    "bert/embeddings/position_embeddings": sd["albert.embeddings.position_embeddings.weight"],
-    "bert/embeddings/token_type_embeddings": sd["albert.embeddings.token_type_embeddings.weight"],
-    "bert/embeddings/LayerNorm/gamma": sd["albert.embeddings.LayerNorm.weight"],
-    "bert/embeddings/LayerNorm/beta": sd["albert.embeddings.LayerNorm.bias"],
-    "bert/encoder/embedding_hidden_mapping_in/kernel": sd[
-      "albert.encoder.embedding_hidden_mapping_in.weight"
-    ].T,
-    "bert/encoder/embedding_hidden_mapping_in/bias": sd[
-      "albert.encoder.embedding_hidden_mapping_in.bias"
-    ],
-    "cls/predictions/transform/dense/kernel": sd["predictions.dense.weight"].T,
-    "cls/predictions/transform/dense/bias": sd["predictions.dense.bias"],
-    "cls/predictions/transform/LayerNorm/gamma": sd["predictions.LayerNorm.weight"],
-    "cls/predictions/transform/LayerNorm/beta": sd["predictions.LayerNorm.bias"],
-    "cls/predictions/output_bias": sd["predictions.bias"],
-  }
-  for theirs, ours in (
-    ("attention_1/self/query", "attention.query"),
-    ("attention_1/self/key", "attention.key"),
-    ("attention_1/self/value", "attention.value"),
-    ("attention_1/output/dense", "attention.dense"),
-    ("ffn_1/intermediate/dense", "ffn"),
-    ("ffn_1/intermediate/output/dense", "ffn_output"),
-  ):
-    v[tf_layer + theirs + "/kernel"] = sd[layer + ours + ".weight"].T
-    v[tf_layer + theirs + "/bias"] = sd[layer + ours + ".bias"]
-  for theirs, ours in (
-    ("LayerNorm", "attention.LayerNorm"),
-    ("LayerNorm_1", "full_layer_layer_norm"),
-  ):
-    v[tf_layer + theirs + "/gamma"] = sd[layer + ours + ".weight"]
-    v[tf_layer + theirs + "/beta"] = sd[layer + ours + ".bias"]
-  save_tf1(tmp_path, "model.ckpt-best", v)
-  t = reference.config
-  config = {
-    "attention_probs_dropout_prob": 0.0,
-    "hidden_act": "relu",
-    "hidden_dropout_prob": 0.0,
-    "embedding_size": t.embedding_size,
-    "hidden_size": t.hidden_size,
-    "initializer_range": 0.02,
-    "intermediate_size": t.intermediate_size,
-    "max_position_embeddings": t.max_position_embeddings,
-    "num_attention_heads": t.num_attention_heads,
-    "num_hidden_layers": t.num_hidden_layers,
-    "num_hidden_groups": 1,
-    "net_structure_type": 0,
-    "gap_size": 0,
-    "num_memory_blocks": 0,
-    "inner_group_num": 1,
-    "down_scale_factor": 1,
-    "type_vocab_size": 2,
-    "vocab_size": t.vocab_size,
-  }
+  save_tf1(tmp_path, "model.ckpt-best", original_variables(reference))
+  config = original_config(reference.config, "relu")
   (tmp_path / "albert_config.json").write_text(json.dumps(config))
   write_vocab(tmp_path / "vocab_chinese.txt")
   inputs = encode(tmp_path)

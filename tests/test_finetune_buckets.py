@@ -41,26 +41,9 @@ def _write_varied_sentiment(directory, n_train, n_dev, seed=0):
 
 
 def _config(module, checkpoint, data_dir, **fields):
-  config = module.get_config()
-  config.init_from = checkpoint
-  config.data_dir = data_dir
-  config.update(
-    dict(
-      max_seq_length=64,
-      batch_size=8,
-      train_steps=6,
-      warmup_steps=1,
-      learning_rate=1e-3,
-      eval_batch_size=8,
-      log_every_steps=1,
-      eval_every_steps=3,
-      progress_bar=False,
-      tensorboard=False,
-      length_buckets=(16, 32),
-    )
-  )
-  config.update(fields)
-  return config
+  """A short run in length buckets of 16 and 32, logging every step, evaluating every 3."""
+  buckets = dict(train_steps=6, log_every_steps=1, eval_every_steps=3, length_buckets=(16, 32))
+  return td.run_config(module, checkpoint, data_dir, **{**buckets, **fields})
 
 
 def _records(workdir):

@@ -62,6 +62,14 @@ def _objective(model, params, task, batch):
   return float(objective(params, batch))
 
 
+def _assert_same_loss(torch_model, model, params, task, inputs, **targets):
+  """Our objective on (inputs, targets) equals transformers' loss within 1e-5."""
+  ids, mask, types = inputs
+  batch = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types, **targets}
+  expected = _torch_loss(torch_model, ids, mask, types, **targets)
+  assert _objective(model, params, task, batch) == pytest.approx(expected, abs=1e-5)
+
+
 def _task(cls, config_module, **fields):
   config = config_module.get_config()
   config.update(dict(init_from="unused", **fields))
@@ -74,13 +82,7 @@ def test_sequence_classification_loss(tmp_path):
   ids, mask, types = make_inputs()
   labels = np.array([2, 0, 1])
   task = _task(GlueTask, glue_config, task="mnli")
-  ours = _objective(
-    model,
-    params,
-    task,
-    {"input_ids": ids, "attention_mask": mask, "token_type_ids": types, "labels": labels},
-  )
-  assert ours == pytest.approx(_torch_loss(torch_model, ids, mask, types, labels=labels), abs=1e-5)
+  _assert_same_loss(torch_model, model, params, task, (ids, mask, types), labels=labels)
 
 
 def test_regression_loss(tmp_path):
@@ -89,13 +91,7 @@ def test_regression_loss(tmp_path):
   ids, mask, types = make_inputs(seed=1)
   scores = np.array([0.5, 3.25, 4.0], np.float32)
   task = _task(GlueTask, glue_config, task="stsb")
-  ours = _objective(
-    model,
-    params,
-    task,
-    {"input_ids": ids, "attention_mask": mask, "token_type_ids": types, "labels": scores},
-  )
-  assert ours == pytest.approx(_torch_loss(torch_model, ids, mask, types, labels=scores), abs=1e-5)
+  _assert_same_loss(torch_model, model, params, task, (ids, mask, types), labels=scores)
 
 
 def test_multi_label_loss(tmp_path):
@@ -127,13 +123,7 @@ def test_multiple_choice_loss(tmp_path):
   ids, mask, types = make_inputs(choices=4, seed=3)
   labels = np.array([3, 0, 2])
   task = _task(RaceTask, race_config)
-  ours = _objective(
-    model,
-    params,
-    task,
-    {"input_ids": ids, "attention_mask": mask, "token_type_ids": types, "labels": labels},
-  )
-  assert ours == pytest.approx(_torch_loss(torch_model, ids, mask, types, labels=labels), abs=1e-5)
+  _assert_same_loss(torch_model, model, params, task, (ids, mask, types), labels=labels)
 
 
 def test_token_classification_loss(tmp_path):
@@ -145,13 +135,7 @@ def test_token_classification_loss(tmp_path):
   labels[:, 0] = -100  # [CLS]
   labels[0, 2:4] = -100  # continuation pieces
   task = _task(NerTask, ner_config)
-  ours = _objective(
-    model,
-    params,
-    task,
-    {"input_ids": ids, "attention_mask": mask, "token_type_ids": types, "labels": labels},
-  )
-  assert ours == pytest.approx(_torch_loss(torch_model, ids, mask, types, labels=labels), abs=1e-5)
+  _assert_same_loss(torch_model, model, params, task, (ids, mask, types), labels=labels)
 
 
 def test_span_loss_and_first_train_step(tmp_path):

@@ -25,26 +25,7 @@ def checkpoint(tmp_path_factory):
   return td.tiny_checkpoint(tmp_path_factory.mktemp("tiny_albert"))
 
 
-def _config(module, checkpoint, data_dir, **fields):
-  config = module.get_config()
-  config.init_from = checkpoint
-  config.data_dir = data_dir
-  config.update(
-    dict(
-      max_seq_length=64,
-      batch_size=8,
-      train_steps=4,
-      warmup_steps=1,
-      learning_rate=1e-3,
-      eval_batch_size=8,
-      log_every_steps=2,
-      eval_every_steps=2,
-      progress_bar=False,
-      tensorboard=False,
-    )
-  )
-  config.update(fields)
-  return config
+_config = td.run_config
 
 
 def _read_json(path):

@@ -11,7 +11,7 @@
 Exit status (what a job scheduler sees):
   0   EXIT_OK            the run finished (or was finished already)
   1   EXIT_FAILED        an error: the message says what; fix it before rerunning
-  2   EXIT_USAGE         bad flags or config keys (absl's usage error)
+  2   EXIT_USAGE         bad flags, config keys or config values (found before any work starts)
   73  EXIT_WORKDIR_BUSY  another run holds the workdir's lock (the message names it)
   75  EXIT_INTERRUPTED   stopped by SIGTERM or SIGINT after saving a checkpoint: rerun the same
                          command to resume (EX_TEMPFAIL: "try again later")
@@ -37,6 +37,11 @@ log = logging.getLogger(__name__)
 
 class WorkdirBusyError(RuntimeError):
   """Another run holds the workdir (EXIT_WORKDIR_BUSY)."""
+
+
+class ConfigError(ValueError):
+  """A config value that cannot work, found before any work starts (EXIT_USAGE): the message
+  names the keys. The command line reports it in one line, without a traceback."""
 
 
 @dataclasses.dataclass
@@ -130,18 +135,33 @@ def exit_if_compile_only(program_flags: ProgramFlags, steps_module: str) -> None
     sys.exit(program_flags.aot.run(program_flags.config.value, build))
 
 
+def _is_closed_loop_noise(error: BaseException | None) -> bool:
+  return isinstance(error, RuntimeError) and "Event loop is closed" in str(error)
+
+
 def _quiet_asyncio_after_fallback() -> None:
-  """orbax's aborted reads of an unreadable checkpoint leave coroutines whose loop has closed;
-  asyncio logs each as a traceback ("Event loop is closed"). The fallback to the previous
-  checkpoint already logged one line saying what happened: those tracebacks are noise."""
+  """orbax's aborted reads of an unreadable checkpoint leave tensorstore callbacks that fire after
+  their event loop has closed; each "Event loop is closed" error reaches Python's unraisable-
+  exception hook (printed as a bare traceback) or asyncio's logger, dozens of them. The fallback
+  to the previous checkpoint already logged one line saying what happened: those are noise, and
+  only those are dropped (every other unraisable error still goes to the previous hook)."""
 
   class _DropClosedLoop(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-      text = record.getMessage()
       exc = record.exc_info[1] if record.exc_info else None
-      return "Event loop is closed" not in text and "Event loop is closed" not in str(exc or "")
+      return "Event loop is closed" not in record.getMessage() and not _is_closed_loop_noise(exc)
 
+  if getattr(sys.unraisablehook, "drops_closed_loop_noise", False):
+    return  # installed already
   logging.getLogger("asyncio").addFilter(_DropClosedLoop())
+  previous = sys.unraisablehook
+
+  def unraisablehook(unraisable) -> None:
+    if not _is_closed_loop_noise(unraisable.exc_value):
+      previous(unraisable)
+
+  unraisablehook.drops_closed_loop_noise = True
+  sys.unraisablehook = unraisablehook
 
 
 def resume_command(program: str) -> str:
@@ -202,7 +222,8 @@ def _parse_flags(argv: list[str]) -> list[str]:
 
 
 def run(main: Callable[[list[str]], None]) -> None:
-  """absl's app.run, with the exit codes above for a busy workdir and bad config keys."""
+  """absl's app.run, with the exit codes above for a busy workdir and bad config keys or values
+  (each reported in one line: the message says what to change; a traceback would bury it)."""
   from absl import app
 
   def wrapped(argv):
@@ -211,5 +232,8 @@ def run(main: Callable[[list[str]], None]) -> None:
     except WorkdirBusyError as e:
       print(f"error: {e}", file=sys.stderr, flush=True)
       sys.exit(EXIT_WORKDIR_BUSY)
+    except ConfigError as e:
+      print(f"error: {e}", file=sys.stderr, flush=True)
+      sys.exit(EXIT_USAGE)
 
   app.run(wrapped, flags_parser=_parse_flags)
