@@ -14,7 +14,6 @@ model is compiled once per bucket, not once per input length.
 
 from __future__ import annotations
 
-import inspect
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -183,8 +182,11 @@ class TextClassificationPipeline(Pipeline):
 
 class QuestionAnsweringPipeline(Pipeline):
   """{"score", "start", "end", "answer"}: the best context span (character offsets into the
-  context), scored as transformers does: softmax over the start and the end logits of the
-  context tokens, score = p(start) * p(end), end >= start, at most `max_answer_len` tokens."""
+  context), scored as transformers does. A context longer than `max_length` leaves room for is
+  cut into overlapping windows (the tokenizer's `return_overflowing_tokens` with `stride` =
+  `doc_stride` tokens shared by neighbours, default min(128, max_length // 2)); in each window a
+  softmax over the start and the end logits of its context tokens gives score = p(start) *
+  p(end), end >= start, at most `max_answer_len` tokens, and the best span of all windows wins."""
 
   task = "question-answering"
 
@@ -198,32 +200,48 @@ class QuestionAnsweringPipeline(Pipeline):
         inputs = [{"question": q, "context": c} for q, c in zip(question, context)]
     return super().__call__(inputs, **kwargs)
 
-  def _process(self, batch: list[Mapping], max_answer_len: int = 15) -> list:
+  def _process(
+    self, batch: list[Mapping], max_answer_len: int = 15, doc_stride: int | None = None
+  ) -> list:
     tok = self.tokenizer
-    rows, spans = [], []
-    for item in batch:
+    rows, windows = [], []  # windows: (input index, first context position, context offsets)
+    for index, item in enumerate(batch):
       question, context = item["question"], item["context"]
-      q_ids = tok(question, add_special_tokens=False)["input_ids"]
-      c_ids, offsets = _context_tokens(tok, context)
-      room = self.max_length - len(q_ids) - 3
+      q_len = len(tok(question, add_special_tokens=False)["input_ids"])
+      room = self.max_length - q_len - 3
       if room < 1:
         raise ValueError(f"the question {question!r} leaves no room for the context")
-      c_ids, offsets = c_ids[:room], offsets[:room]  # no stride windows yet: the context is cut
-      rows.append(
-        (
-          tok.build_inputs_with_special_tokens(q_ids, c_ids),
-          tok.create_token_type_ids_from_sequences(q_ids, c_ids),
-        )
+      # A default stride must fit the room a short max_length leaves; a chosen one is checked
+      # by the tokenizer (it must be smaller than the room).
+      stride = min(128, self.max_length // 2, room - 1) if doc_stride is None else doc_stride
+      enc = tok(
+        question,
+        context,
+        max_length=self.max_length,
+        truncation="only_second",
+        return_overflowing_tokens=True,
+        stride=stride,
+        return_offsets_mapping=True,
       )
-      spans.append((len(q_ids) + 2, offsets))
-    results = []
-    for item, (first, offsets), out in zip(batch, spans, self._run(rows)):
+      for ids, types, spans in zip(enc["input_ids"], enc["token_type_ids"], enc["offset_mapping"]):
+        first = q_len + 2  # [CLS] question [SEP]
+        last = len(ids) - 1  # the closing [SEP]
+        rows.append((list(ids), list(types)))
+        if last <= first:
+          raise ValueError(f"the context {context!r} has no tokens")
+        windows.append((index, first, [tuple(s) for s in spans[first:last]]))
+    best: dict[int, tuple[float, int, int]] = {}
+    for (index, first, offsets), out in zip(windows, self._run(rows)):
       start, end, score = best_span(
         out.start_logits[first : first + len(offsets)],
         out.end_logits[first : first + len(offsets)],
         max_answer_len,
       )
-      begin, finish = offsets[start][0], offsets[end][1]
+      if index not in best or score > best[index][0]:  # the first window wins a tie
+        best[index] = (score, offsets[start][0], offsets[end][1])
+    results = []
+    for index, item in enumerate(batch):
+      score, begin, finish = best[index]
       results.append(
         {"score": score, "start": begin, "end": finish, "answer": item["context"][begin:finish]}
       )
@@ -232,33 +250,12 @@ class QuestionAnsweringPipeline(Pipeline):
 
 def best_span(start_logits, end_logits, max_answer_len: int) -> tuple[int, int, float]:
   """The (start, end, score) maximizing p(start) * p(end) with start <= end < start +
-  max_answer_len, p = softmax over the given (context) logits."""
+  max_answer_len, p = softmax over the given (context) logits [context]."""
   p_start = _softmax(np.asarray(start_logits, np.float64))
   p_end = _softmax(np.asarray(end_logits, np.float64))
   scores = np.triu(np.tril(np.outer(p_start, p_end), max_answer_len - 1))
   start, end = np.unravel_index(int(np.argmax(scores)), scores.shape)
   return int(start), int(end), float(scores[start, end])
-
-
-def _context_tokens(tokenizer, context: str) -> tuple[list[int], list[tuple[int, int]]]:
-  """Ids of the context and each token's (start, end) character offsets in it."""
-  call = inspect.signature(tokenizer.__call__).parameters
-  if "return_offsets_mapping" in call:  # the tokenizer knows its offsets
-    enc = tokenizer(context, add_special_tokens=False, return_offsets_mapping=True)
-    return list(enc["input_ids"]), [tuple(o) for o in enc["offset_mapping"]]
-  # Otherwise: find each token's text, in order, in the lower-cased context (exact for text
-  # that normalization does not rewrite; a token not found gets the offsets of its neighbour).
-  ids = tokenizer(context, add_special_tokens=False)["input_ids"]
-  lowered, cursor, offsets = context.lower(), 0, []
-  for token in ids:
-    piece = tokenizer.convert_ids_to_tokens(int(token)).replace("\u2581", "").lower()
-    found = lowered.find(piece, cursor) if piece else -1
-    if found < 0 or found - cursor > 1 + len(piece):
-      offsets.append((cursor, cursor))
-    else:
-      cursor = found + len(piece)
-      offsets.append((found, cursor))
-  return ids, offsets
 
 
 class FeatureExtractionPipeline(Pipeline):

@@ -15,6 +15,8 @@ os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")  
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 import functools
+import shutil
+import tempfile
 
 import jax
 import numpy as np
@@ -38,6 +40,37 @@ TINY = dict(
   initializer_range=0.2,
 )
 BATCH, SEQ = 3, 9
+
+
+def pytest_configure(config):
+  """One persistent XLA compilation cache for the whole test session, in a temp dir.
+
+  Many tests compile the same small programs again: a new `jax.jit` of the same function in
+  another test, every `python -m pretrain|finetune` subprocess and notebook kernel of the same
+  tiny config. The cache serves this process, its pytest-xdist workers (started after this runs,
+  they inherit the environment) and every subprocess; every compilation is kept (minimum compile
+  time 0). Entries are keyed by the HLO, the compile options, the devices and jax's version, so a
+  hit is the executable a compile would give. Only process 0 of a multi-process (jax.distributed)
+  run writes entries; an entry read while another process writes it fails to decompress, and jax
+  then warns and compiles. The process that made the directory removes it at the end;
+  JAX_COMPILATION_CACHE_DIR set beforehand is used as it is.
+  """
+  if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+    directory = tempfile.mkdtemp(prefix="albert-flax-tests-xla-cache-")
+    config.add_cleanup(functools.partial(shutil.rmtree, directory, ignore_errors=True))
+    os.environ.update(
+      JAX_COMPILATION_CACHE_DIR=directory,
+      JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+      JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0",
+    )
+  # jax read its flags from the environment when conftest imported it: set them here too.
+  jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"])
+  if "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS" in os.environ:
+    seconds = float(os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"])
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", seconds)
+  if "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES" in os.environ:
+    size = int(os.environ["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"])
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", size)
 
 
 def make_inputs(choices: int | None = None, seed: int = 0):

@@ -146,6 +146,65 @@ def test_question_answering(saved):
   assert qa([{"question": question, "context": context}] * 3) == [got] * 3
 
 
+def test_question_answering_long_context_windows(saved):
+  """A context longer than max_length leaves room for: overlapping windows (stride tokens
+  shared), a softmax per window over its context tokens, the best span over all windows."""
+  question = "who saw the river"
+  context = (
+    "john went to paris and mary saw the river near the big red house in london "
+    "the city had a film and the river ran past the house where john saw mary"
+  )
+  directory, stride = saved["question-answering"], 4
+  qa = af.pipeline("question-answering", model=directory, batch_size=2, max_length=MAX_LENGTH)
+  got = qa(question=question, context=context, doc_stride=stride)
+
+  # By hand: cut the context's tokens into windows of the room left, each starting
+  # room - stride tokens after the previous one, the last reaching the end.
+  model, params = af.from_pretrained(directory, af.AlbertForQuestionAnswering)
+  tok = af.AlbertTokenizer(f"{directory}/spiece.model")
+  q_ids = tok.encode_as_ids(question)
+  enc = tok(context, add_special_tokens=False, return_offsets_mapping=True)
+  c_ids, offsets = enc["input_ids"], enc["offset_mapping"]
+  room = MAX_LENGTH - len(q_ids) - 3
+  starts = [0]
+  while starts[-1] + room < len(c_ids):
+    starts.append(starts[-1] + room - stride)
+  assert len(starts) >= 3
+  ids = np.zeros((len(starts), MAX_LENGTH), np.int32)
+  types, mask = np.zeros_like(ids), np.zeros_like(ids)
+  for row, start in enumerate(starts):
+    window = [tok.cls_token_id, *q_ids, tok.sep_token_id, *c_ids[start : start + room]]
+    window.append(tok.sep_token_id)
+    ids[row, : len(window)] = window
+    mask[row, : len(window)] = 1
+    types[row, len(q_ids) + 2 : len(window)] = 1
+  out = jax.device_get(
+    jax.jit(model.apply)({"params": params}, ids, attention_mask=mask, token_type_ids=types)
+  )
+  first, candidates = len(q_ids) + 2, []
+  for row, start in enumerate(starts):
+    n = min(room, len(c_ids) - start)
+    p_start = _softmax(out.start_logits[row, first : first + n].astype(np.float64))
+    p_end = _softmax(out.end_logits[row, first : first + n].astype(np.float64))
+    for i in range(n):
+      for j in range(i, min(n, i + 15)):
+        candidates.append((p_start[i] * p_end[j], -row, start + i, start + j))
+  score, row, i, j = max(candidates)
+  assert row < 0  # the best span is not in the first window (which a cut context would keep)
+  np.testing.assert_allclose(got["score"], score, rtol=1e-4)
+  assert (got["start"], got["end"]) == (offsets[i][0], offsets[j][1])
+  assert got["answer"] == context[got["start"] : got["end"]]
+  # Windows of several inputs share batches; each input gets its own best span.
+  # (One window of 22 tokens: the 24 bucket, already compiled.)
+  short = {"question": question, "context": "mary saw the river near the big red house in london"}
+  both = qa([short, {"question": question, "context": context}], doc_stride=stride)
+  for mixed, alone in ((both[0], qa(short)), (both[1], got)):
+    assert mixed["answer"] == alone["answer"] and mixed["start"] == alone["start"]
+    np.testing.assert_allclose(mixed["score"], alone["score"], rtol=1e-4)
+  with pytest.raises(ValueError, match="stride"):
+    qa(question=question, context=context, doc_stride=room)
+
+
 def test_feature_extraction(saved):
   texts = ["john went to paris", "the river"]
   extract = af.pipeline("feature-extraction", model=saved["feature-extraction"])

@@ -71,7 +71,8 @@ def _env(cache_dir):
   env = dict(os.environ)
   env.pop("XLA_FLAGS", None)  # one CPU device, as a plain `python -m pretrain`
   env.update(
-    JAX_COMPILATION_CACHE_DIR=str(cache_dir),
+    # The session's cache (tests/conftest.py) where there is one: the runs of every test share it.
+    JAX_COMPILATION_CACHE_DIR=os.environ.get("JAX_COMPILATION_CACHE_DIR", str(cache_dir)),
     JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
     JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0",
     PYTHONPATH=REPO + os.pathsep + env.get("PYTHONPATH", ""),
