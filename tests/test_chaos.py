@@ -150,6 +150,7 @@ def test_runs_interrupted_at_random_moments_end_as_an_uninterrupted_run(tmp_path
       assert status["status"] == "interrupted" and status["signal"] == what, where
       assert f"Interrupted at step {status['step']} ({what})" in text, where
       assert status["step"] == max(_complete_steps(workdir)) == trained[-1] < STEPS, where
+      assert not (workdir / "params").exists(), where  # no final model from a stopped run
     if what != "to the end":
       complete = _complete_steps(workdir)
       expected_resume = max(complete)  # (a save cut short is never taken for a complete one)

@@ -8,7 +8,6 @@ XLA compilation cache (in the test's tmp dir), so only the first one compiles.
 import json
 import logging
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -19,7 +18,7 @@ import numpy as np
 import pytest
 
 import albert_flax as af
-from albert_flax.train import metric_writers, training
+from albert_flax.train import training
 from albert_flax.train.checkpoints import TrainCheckpointManager
 from pretrain import train as pretrain_train
 from pretrain.configs import tiny
@@ -130,7 +129,9 @@ def _comparable(rows):
   return [{k: v for k, v in r.items() if k != "examples_per_second"} for r in rows]
 
 
-def test_killed_and_preempted_runs_resume_to_the_uninterrupted_result(tmp_path):
+def test_run_writes_its_workdir_and_continues_from_its_model(tmp_path):
+  # Interruptions (SIGKILL, SIGTERM, SIGINT, one mid-save) and resuming to the uninterrupted
+  # result are tests/test_chaos.py's; in a bucket, tests/test_gcs_programs.py's.
   corpus = _write_corpus(tmp_path / "corpus.txt")
   flags = _small_overrides(corpus, steps=12)
   env = _env(tmp_path / "xla_cache")
@@ -138,49 +139,7 @@ def test_killed_and_preempted_runs_resume_to_the_uninterrupted_result(tmp_path):
 
   reference = tmp_path / "reference"
   _run(reference, flags, env, log_path)
-
-  resumed = tmp_path / "resumed"
-  # 1) SIGKILL right after the checkpoint of step 4 is complete.
-  proc, log = _launch(resumed, flags, env, log_path)
-  _wait_for(lambda: any(s >= 4 for s in _complete_steps(resumed)), proc, log_path)
-  proc.send_signal(signal.SIGKILL)
-  proc.wait()
-  log.close()
-  killed_at = max(_complete_steps(resumed))
-  assert killed_at < 12
-  # 2) Resume, then SIGTERM once it has trained past the checkpoint: it saves and exits with the
-  # "interrupted, resumable" status.
-  # (Rows the killed run logged after its checkpoint are dropped first, as the program itself
-  # does on resuming, so a new row shows the new process is training.)
-  metric_writers.truncate_rows_after(os.path.join(resumed, "metrics.jsonl"), killed_at)
-  proc, log = _launch(resumed, flags, env, log_path)
-  _wait_for(
-    lambda: (
-      os.path.exists(os.path.join(resumed, "metrics.jsonl"))
-      and any(r["step"] > killed_at + 1 for r in _rows(resumed))
-    ),
-    proc,
-    log_path,
-  )
-  proc.send_signal(signal.SIGTERM)
-  assert proc.wait(timeout=300) == 75, open(log_path).read()[-4000:]
-  log.close()
-  stopped_at = max(_complete_steps(resumed))
-  assert killed_at < stopped_at < 12, (killed_at, stopped_at)
-  assert "SIGTERM" in open(log_path).read()
-  assert not os.path.exists(os.path.join(resumed, "params"))  # no final model yet
-  # 3) Resume to the end.
-  _run(resumed, flags, env, log_path)
-
-  ref_rows, got_rows = _rows(reference), _rows(resumed)
-  assert [r["step"] for r in got_rows] == [r["step"] for r in ref_rows]
-  for ref, got in zip(_comparable(ref_rows), _comparable(got_rows)):
-    assert ref.keys() == got.keys()
-    for key in ref:
-      if isinstance(ref[key], float):
-        assert abs(ref[key] - got[key]) <= 1e-5 * max(1.0, abs(ref[key])), (ref["step"], key)
-      else:
-        assert ref[key] == got[key], (ref["step"], key)
+  ref_rows = _rows(reference)
 
   # The workdir holds what the program promises, and the final model loads.
   train_rows = [r for r in ref_rows if "split" not in r]
@@ -200,12 +159,8 @@ def test_killed_and_preempted_runs_resume_to_the_uninterrupted_result(tmp_path):
   for name in ("spiece.model", "config.json", "train_config.json", "params", "tensorboard"):
     assert os.path.exists(os.path.join(reference, name)), name
   assert any(f.startswith("events") for f in os.listdir(os.path.join(reference, "tensorboard")))
-  _, ref_params = af.from_pretrained(str(reference))
-  model, got_params = af.from_pretrained(str(resumed))
+  model, ref_params = af.from_pretrained(str(reference))
   assert model.config.hidden_size == 32 and model.config.vocab_size <= 120
-  jax.tree.map(
-    lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), ref_params, got_params
-  )
 
   # Continuing pretraining from the final model: its tokenizer is taken along, and one step
   # (learning rate 0 at step 0 of the warm-up) leaves exactly the loaded parameters.
