@@ -79,7 +79,9 @@ def main(argv):
   from pretrain import train
 
   workdir = os.path.abspath(FLAGS.workdir.value)
-  result = train.train_and_evaluate(FLAGS.config.value, workdir)
+  result = train.train_and_evaluate(
+    FLAGS.config.value, workdir, load_compiled=FLAGS.aot.load_compiled.value
+  )
   program.finish("pretrain", result, lambda: _summary(workdir, result))
 
 
