@@ -237,6 +237,7 @@ def test_a_step_that_cannot_fit_fails_with_the_compilers_figures(tmp_path):
     "--compile_only",
     "--topology=v5litepod-4",
     f"--report={report}",
+    f"--save_compiled={tmp_path / 'compiled'}",
   ]
   env = dict(os.environ, PYTHONPATH=ROOT, GLIBC_TUNABLES="")
   proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
@@ -244,6 +245,7 @@ def test_a_step_that_cannot_fit_fails_with_the_compilers_figures(tmp_path):
   assert "does not fit on v5e:2x2" in proc.stdout
   assert "exceeds available HBM" in proc.stdout  # the compiler's own figures
   assert "try remat 'full'" in proc.stdout and "grad_accum_steps 2" in proc.stdout
+  assert "not saved" in proc.stdout and not (tmp_path / "compiled").exists()
   written = json.loads(report.read_text())
   assert written["fits"] is False and written["num_devices"] == 4
   assert written["per_device_bytes"]["temporaries"] > 16 * 2**30
