@@ -8,10 +8,11 @@ A row is SIZE:SEQ:SLICE (SIZE = a pretrain/configs/ file: base, large, xlarge, x
 paper's batch 4096 with 20 predictions. Each row compiles the config's train step as shipped and
 prints: fits or not, GiB per chip (the compiler's arguments + temporaries + outputs), the
 collectives per step, and examples/s at 50% of the chip's peak bf16 FLOP/s (analytic FLOPs).
---search: when it does not fit, the remat policies from least to most recomputation, then larger
-fsdp axes, until one fits. --max-batch: the largest global batch (powers of two) that fits without
-accumulation, reported per chip. --embedding-rule=fsdp measures the old sharding rule (the word
-table's E split over fsdp) for a before/after comparison of the collectives.
+--search: the least recomputation that fits: the remat policies from least to most recomputation
+(then larger fsdp axes), each compiled, until one fits. --max-batch: the largest global batch
+(powers of two) that fits without accumulation, reported per chip.
+--embedding-rule=fsdp measures the old sharding rule (the word table's E split over fsdp) for a
+before/after comparison of the collectives.
 
 Each compile of a big preset takes tens of seconds to minutes on a small machine.
 """
@@ -28,6 +29,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import common  # noqa: E402  (benchmarks/common.py)
+import ml_collections  # noqa: E402
 
 from albert_flax import sharding  # noqa: E402
 from albert_flax.train import aot, training  # noqa: E402
@@ -54,11 +56,47 @@ def config_for(size: str, seq: int, batch: int = 4096):
 
 
 def compile_row(config, topology: aot.Topology) -> dict:
-  start = time.perf_counter()
+  start, cpu_start = time.perf_counter(), time.process_time()
   report, _ = aot.compile_for_topology(config, steps.compile_program, topology, train_only=True)
   report["wall_seconds"] = round(time.perf_counter() - start, 1)
+  # CPU seconds of this process (all threads): what the compile costs, whatever the load.
+  report["cpu_seconds"] = round(time.process_time() - cpu_start, 1)
   report["remat"] = config.remat
+  report["load_average"] = common.load_average()  # the machine may be shared: say how busy
   return report
+
+
+def _search(entry: dict, shipped, topology: aot.Topology, report: dict, save) -> None:
+  """entry["fits_with"]: the least recomputation that fits. The remat policies from least to
+  most recomputation (those below the shipped one first, then, when the shipped one does not fit,
+  those above it), then larger fsdp axes under remat "full"; each one compiled."""
+  config = ml_collections.ConfigDict(shipped.to_dict())
+  order = list(REMAT_BY_RECOMPUTE)
+  for remat in order:
+    if remat == shipped.remat:
+      if report["fits"]:
+        entry["fits_with"] = report
+        return
+      continue
+    if order.index(remat) < order.index(shipped.remat) or not report["fits"]:
+      config.remat = remat
+      found = compile_row(config, topology)
+      print(f"  remat {remat}: {_summary(found)}", flush=True)
+      entry.setdefault("tried", []).append(found)
+      save()
+      if found["fits"]:
+        entry["fits_with"] = found
+        return
+  config.remat = "full"
+  while config.mesh.fsdp * config.mesh.tensor * 2 <= report["num_devices"]:
+    config.mesh.fsdp, config.mesh.data = config.mesh.fsdp * 2, -1
+    found = compile_row(config, topology)
+    print(f"  fsdp {config.mesh.fsdp}: {_summary(found)}", flush=True)
+    entry.setdefault("tried", []).append(found)
+    save()
+    if found["fits"]:
+      entry["fits_with"] = found
+      return
 
 
 def _summary(report: dict) -> str:
@@ -69,7 +107,7 @@ def _summary(report: dict) -> str:
   return (
     f"{'fits' if report['fits'] else 'NO'} {gib:.1f} GiB, mesh {mesh}, remat {report['remat']}, "
     f"{report['examples_per_second_at_50pct']:.0f} ex/s at 50%, collectives: {coll or '-'}, "
-    f"compile {report['compile_seconds'].get('train_step', 0)} s, "
+    f"compile {report['compile_seconds'].get('train_step', 0)} s ({report['cpu_seconds']} CPU s), "
     f"{sum('rematerialization' in w for w in report['warnings'])} remat warnings"
   )
 
@@ -91,6 +129,12 @@ def main() -> None:
     _use_embedding_rule(args.embedding_rule)
   print(f"# cpu={common.cpu_model()} load={common.load_average()}")
   rows = []
+
+  def save() -> None:  # after every compile: a long run killed midway keeps what it measured
+    machine = common.machine_info()
+    machine["versions"]["libtpu"] = common._version("libtpu")
+    common.write_json(args.json, {"machine": machine, "rows": rows})
+
   for row in args.rows.split(","):
     size, seq, name = row.split(":")
     topology = aot.parse_topology(name)
@@ -102,36 +146,35 @@ def main() -> None:
     report = compile_row(config, topology)
     print(f"{size} S={seq} {name} ({topology.name}) shipped: {_summary(report)}", flush=True)
     entry = {"row": row, "shipped": report}
-    if args.search and not report["fits"]:
-      for remat in REMAT_BY_RECOMPUTE[REMAT_BY_RECOMPUTE.index(config.remat) + 1 :]:
-        config.remat = remat
-        found = compile_row(config, topology)
-        print(f"  remat {remat}: {_summary(found)}", flush=True)
-        if found["fits"]:
-          entry["fits_with"] = found
-          break
-      else:
-        while not entry.get("fits_with") and config.mesh.fsdp * 2 <= report["num_devices"]:
-          config.mesh.fsdp, config.mesh.data = config.mesh.fsdp * 2, -1
-          found = compile_row(config, topology)
-          print(f"  fsdp {config.mesh.fsdp}: {_summary(found)}", flush=True)
-          if found["fits"]:
-            entry["fits_with"] = found
+    rows.append(entry)
+    save()
+    if args.search:
+      _search(entry, config, topology, report, save)
     if args.max_batch:
-      best = config.batch_size if report["fits"] else None
+      # From the shipped settings, or those --search found to fit.
+      if not report["fits"] and entry.get("fits_with"):
+        config.remat = entry["fits_with"]["remat"]
+        mesh = entry["fits_with"]["mesh"]
+        config.mesh.data, config.mesh.fsdp, config.mesh.tensor = (
+          mesh["data"],
+          mesh["fsdp"],
+          mesh["tensor"],
+        )
+      best = config.batch_size if report["fits"] or entry.get("fits_with") else None
       batch = config.batch_size * 2
       while best is not None:
         trial = config_for(size, int(seq), batch)
         trial.remat, trial.mesh = config.remat, config.mesh
         found = compile_row(trial, topology)
         print(f"  batch {batch}: {_summary(found)}", flush=True)
+        entry.setdefault("batches", []).append(found)
+        save()
         if not found["fits"]:
           break
         best, batch = batch, batch * 2
       entry["max_batch_per_chip"] = None if best is None else best // report["num_devices"]
       print(f"  largest batch per chip without accumulation: {entry['max_batch_per_chip']}")
-    rows.append(entry)
-  common.write_json(args.json, {"machine": common.machine_info(), "rows": rows})
+      save()
 
 
 if __name__ == "__main__":

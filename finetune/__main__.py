@@ -36,6 +36,9 @@ def _summary(workdir: epath.Path, results: dict) -> str:
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  if FLAGS.aot.save_compiled.value or FLAGS.aot.load_compiled.value:
+    # A fine-tuning run compiles a step per length bucket and seed layout, not one program.
+    raise app.UsageError("--save_compiled / --load_compiled are for pretraining runs only")
   program.exit_if_compile_only(FLAGS, "finetune.steps")
   program.start(FLAGS, loggers=("finetune",))
   from finetune.train import train_and_evaluate  # after flag parsing: jax starts here

@@ -11,6 +11,9 @@ hand (on CPU the processes talk through gloo). See pretrain/README.md.
 Compile-only (no TPU needed, libtpu installed): `--compile_only --topology=v4-512 [--num_slices=N]
 [--report=FILE.json] [--suggest]` compiles this config's exact steps for that slice and reports
 memory per chip, collectives and estimated speed (docs/tpu.md); exit status 1 when it does not fit.
+`--save_compiled=DIR` keeps the compiled steps; a run given `--load_compiled=DIR` runs them
+instead of compiling, after checking jax, libtpu, slice, mesh and config (albert_flax/train/
+compiled_steps.py).
 
 ALBERT_FLAX_HUGE_PAGES=1 in the environment restarts the process once with glibc's huge-page
 malloc (see `_reexec_with_huge_pages`): faster CPU steps, Linux/glibc only, opt-in.
@@ -82,7 +85,9 @@ def main(argv):
   from pretrain import train
 
   workdir = paths.path(FLAGS.workdir.value)  # local (made absolute), or a bucket: gs://...
-  result = train.train_and_evaluate(FLAGS.config.value, workdir)
+  result = train.train_and_evaluate(
+    FLAGS.config.value, workdir, load_compiled=FLAGS.aot.load_compiled.value
+  )
   program.finish("pretrain", result, lambda: _summary(workdir, result))
 
 

@@ -94,6 +94,26 @@ def build_steps(config: ml_collections.ConfigDict, model: Any, mesh: Mesh) -> Pr
 
 # ================================================================================ compile only
 
+# Config keys the steps never read (the data pipeline, the tokenizer's files, the loop's
+# cadence): a saved compiled step still serves a run that changes them. The tokenizer's
+# vocabulary size does shape the step; if the trained tokenizer's differs, the argument check
+# of `use_saved_steps` names the word table.
+KEYS_NOT_IN_STEPS = (
+  "data",
+  "tokenizer.spm_model",
+  "tokenizer.vocab_file",
+  "tokenizer.kind",
+  "tokenizer.do_lower_case",
+  "tokenizer.max_training_sentences",
+  "init_from_step",
+  "log_every_steps",
+  "checkpoint_every_steps",
+  "checkpoint_max_to_keep",
+  "eval_every_steps",
+  "eval_steps",
+  "progress_bar",
+)
+
 
 def model_for_shapes(config: ml_collections.ConfigDict) -> af.AlbertForPreTraining:
   """The model the run would build, from config files only (no weights, no tokenizer).
@@ -130,20 +150,48 @@ def compile_program(
       f"{split} (mesh {dict(mesh.shape)})"
     )
   steps = build_steps(config, model, mesh)
-  state = training.abstract_with_shardings(steps.abstract_state, steps.state_shardings)
-  batch = {
-    name: jax.ShapeDtypeStruct(shape, dtype, sharding=sharding.batch_sharding(mesh, len(shape)))
-    for name, (shape, dtype) in batch_shapes(config).items()
-  }
+  arguments = abstract_arguments(config, steps, mesh)
   flops = model_flops_per_step(
     model.config, config.batch_size, config.max_seq_length, config.max_predictions_per_seq
   )
   return aot.Program(
     mesh,
     [
-      aot.CompileJob("train_step", steps.train_step, (state, batch)),
-      aot.CompileJob("eval_step", steps.eval_step, (state.params, batch)),
+      aot.CompileJob("train_step", steps.train_step, arguments["train_step"]),
+      aot.CompileJob("eval_step", steps.eval_step, arguments["eval_step"]),
     ],
     config.batch_size,
     flops,
+    KEYS_NOT_IN_STEPS,
+  )
+
+
+def abstract_arguments(
+  config: ml_collections.ConfigDict, steps: PretrainingSteps, mesh: Mesh
+) -> dict[str, tuple]:
+  """{step name: its arguments as ShapeDtypeStructs with shardings}: (state, batch) and
+  (params, batch), the batch [batch_size, ...] split over the mesh's batch axes."""
+  state = training.abstract_with_shardings(steps.abstract_state, steps.state_shardings)
+  batch = {
+    name: jax.ShapeDtypeStruct(shape, dtype, sharding=sharding.batch_sharding(mesh, len(shape)))
+    for name, (shape, dtype) in batch_shapes(config).items()
+  }
+  return {"train_step": (state, batch), "eval_step": (state.params, batch)}
+
+
+def use_saved_steps(
+  steps: PretrainingSteps, config: ml_collections.ConfigDict, mesh: Mesh, path: str
+) -> PretrainingSteps:
+  """`steps` with the train and eval steps saved in `path` (`--compile_only --save_compiled`)
+  instead of jitted ones, so the run compiles neither. Raises
+  compiled_steps.CompiledMismatchError naming what differs when they were compiled for another
+  jax / libtpu, slice, mesh, config or argument shape."""
+  from albert_flax.train import compiled_steps
+
+  running = compiled_steps.metadata(config, mesh, KEYS_NOT_IN_STEPS)
+  loaded = compiled_steps.load(path, running, abstract_arguments(config, steps, mesh))
+  return dataclasses.replace(
+    steps,
+    train_step=training.MeshFunction(loaded["train_step"], mesh, steps.train_step.rules),
+    eval_step=training.MeshFunction(loaded["eval_step"], mesh, steps.eval_step.rules),
   )

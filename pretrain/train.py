@@ -37,7 +37,7 @@ from albert_flax.train.program import ConfigError
 from albert_flax.train.run_control import COMMON_SAFE_KEYS, WorkdirRun
 from pretrain import corpus
 from pretrain import data as data_lib
-from pretrain.steps import build_steps
+from pretrain.steps import build_steps, use_saved_steps
 
 log = logging.getLogger(__name__)
 
@@ -369,8 +369,13 @@ def evaluate(eval_step, params, eval_batches: list[dict[str, jax.Array]]) -> dic
   return training.stats_to_metrics(total, losses.PRETRAINING_LOSSES)
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+def train_and_evaluate(
+  config: ml_collections.ConfigDict, workdir: str | epath.PathLike, load_compiled: str | None = None
+) -> dict[str, Any]:
   """Pretrain as `config` says, in `workdir` (resuming from its newest checkpoint if any).
+
+  load_compiled: a directory of steps saved by `--compile_only --save_compiled`, run instead of
+  compiling them (checked first: pretrain.steps.use_saved_steps).
 
   Returns {"train": last logged train metrics, "eval": last eval metrics, "step": final step,
   "interrupted": bool (SIGTERM / SIGINT: a checkpoint of `step` is saved), "signal": its name,
@@ -398,11 +403,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         "preempted": False,
         "finished_before": True,
       }
-    return _train(config, workdir, run)
+    return _train(config, workdir, run, load_compiled)
 
 
 def _train(
-  config: ml_collections.ConfigDict, workdir: epath.Path, run: WorkdirRun
+  config: ml_collections.ConfigDict,
+  workdir: epath.Path,
+  run: WorkdirRun,
+  load_compiled: str | None,
 ) -> dict[str, Any]:
   """train_and_evaluate's work, inside the run's hold on the workdir."""
   # ----------------------------------------------------------------- mesh, tokenizer, model
@@ -423,6 +431,9 @@ def _train(
   # ----------------------------------------------------------------- state and steps
   # The same builder serves compile-only mode (pretrain.steps.compile_program).
   steps = build_steps(config, model, mesh)
+  if load_compiled:
+    steps = use_saved_steps(steps, config, mesh, load_compiled)
+    log.info("train and eval steps loaded from %s (compiled ahead of time)", load_compiled)
   train_step, eval_step = steps.train_step, steps.eval_step
   checkpoints = TrainCheckpointManager(
     workdir / CHECKPOINTS_DIR, max_to_keep=config.checkpoint_max_to_keep

@@ -8,6 +8,7 @@ not skipped). Tiny shapes keep each compile to seconds.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import subprocess
@@ -18,7 +19,7 @@ import numpy as np
 import pytest
 
 from albert_flax import sharding
-from albert_flax.train import aot
+from albert_flax.train import aot, compiled_steps
 from finetune import steps as finetune_steps
 from finetune.configs import glue
 from pretrain import steps as pretrain_steps
@@ -236,6 +237,7 @@ def test_a_step_that_cannot_fit_fails_with_the_compilers_figures(tmp_path):
     "--compile_only",
     "--topology=v5litepod-4",
     f"--report={report}",
+    f"--save_compiled={tmp_path / 'compiled'}",
   ]
   env = dict(os.environ, PYTHONPATH=ROOT, GLIBC_TUNABLES="")
   proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
@@ -243,6 +245,122 @@ def test_a_step_that_cannot_fit_fails_with_the_compilers_figures(tmp_path):
   assert "does not fit on v5e:2x2" in proc.stdout
   assert "exceeds available HBM" in proc.stdout  # the compiler's own figures
   assert "try remat 'full'" in proc.stdout and "grad_accum_steps 2" in proc.stdout
+  assert "not saved" in proc.stdout and not (tmp_path / "compiled").exists()
   written = json.loads(report.read_text())
   assert written["fits"] is False and written["num_devices"] == 4
   assert written["per_device_bytes"]["temporaries"] > 16 * 2**30
+
+
+# ------------------------------------------------------------------ saved compiled steps
+
+
+def test_saved_tpu_steps_are_refused_for_another_config_or_slice(tmp_path):
+  # A TPU executable cannot be loaded without a TPU (jax: "PjRtCompiler must be constructed
+  # with a Client"): here the save and the checks made before loading; the CPU test below loads.
+  slice_ = aot.parse_topology("v5e:2x2", num_slices=2)
+  config = _pretrain_config(-1, 1, 1)
+  program = pretrain_steps.compile_program(config, slice_.devices())
+  eval_job = program.jobs[1]  # compiles faster than the train step; saved the same way
+  result = aot.compile_job(eval_job, slice_.chip.hbm_bytes)
+  record = compiled_steps.metadata(
+    config, program.mesh, program.keys_not_in_steps, slice_.description
+  )
+  directory = str(tmp_path / "compiled")
+  compiled_steps.save(directory, {"eval_step": result.compiled}, record)
+  saved = compiled_steps.read_metadata(directory)
+  assert saved["devices"] == {
+    "platform": "tpu",
+    "device_kind": program.mesh.devices.flat[0].device_kind,
+    "num_devices": 8,
+    "num_slices": 2,
+    "torus": "2x2x1",
+  }
+  assert saved["versions"]["libtpu"] and saved["mesh"] == {"data": 8, "fsdp": 1, "tensor": 1}
+  assert saved["steps"] == ["eval_step"]
+
+  def differences(config, devices):
+    mesh = pretrain_steps.compile_program(config, devices).mesh
+    running = compiled_steps.metadata(config, mesh, pretrain_steps.KEYS_NOT_IN_STEPS)
+    return compiled_steps.differences(saved, running)
+
+  assert differences(config, slice_.devices()) == []
+  moved = _pretrain_config(-1, 1, 1)
+  moved.data.train_files, moved.log_every_steps = "gs://elsewhere/*.txt", 7  # not in the step
+  assert differences(moved, slice_.devices()) == []
+  bigger = _pretrain_config(-1, 1, 1, batch_size=32)
+  assert differences(bigger, slice_.devices()) == ["config: batch_size (16 -> 32)"]
+  one_slice = differences(config, aot.parse_topology("v5e:2x4").devices())[0]
+  assert "num_slices 2 -> 1" in one_slice and "torus '2x2x1' -> '2x4x1'" in one_slice
+  v4 = differences(config, aot.parse_topology("v4:2x2x2").devices())[0]
+  assert "device_kind" in v4 and "v5e:2x2 x 2 slices" in v4
+  with pytest.raises(compiled_steps.CompiledMismatchError, match=r"batch_size \(16 -> 32\)"):
+    compiled_steps.load(
+      directory,
+      compiled_steps.metadata(bigger, program.mesh, pretrain_steps.KEYS_NOT_IN_STEPS),
+      {"eval_step": eval_job.args},
+    )
+
+
+def _write_corpus(path, docs=100):
+  rs = np.random.RandomState(0)
+  words = (
+    "the a module function returns value list object class method string file data name type "
+    "error default argument number path system time call set new first test line key item "
+    "result can is are be when if this that of to in for with by on"
+  ).split()
+  with open(path, "w", encoding="utf-8") as f:
+    for _ in range(docs):
+      for _ in range(rs.randint(3, 8)):
+        f.write(" ".join(rs.choice(words, size=rs.randint(4, 10))).capitalize() + ".\n")
+      f.write("\n")
+  return str(path)
+
+
+def _small_cpu_config(corpus, **changes):
+  c = _pretrain_config(-1, 1, 1, **changes)
+  c.data.train_files, c.data.eval_fraction = corpus, 0.2
+  c.tokenizer.vocab_size = 64  # what the corpus below fills
+  for key, value in dict(
+    hidden_size=32, embedding_size=16, num_attention_heads=2, intermediate_size=64
+  ).items():
+    c.model_overrides[key] = value
+  c.num_train_steps, c.log_every_steps, c.eval_steps, c.progress_bar = 2, 1, 0, False
+  c.remat, c.dtype = "none", "float32"  # the quickest to compile
+  return c
+
+
+def test_a_run_uses_saved_cpu_steps_and_refuses_mismatched_ones(tmp_path, caplog):
+  from pretrain import train as pretrain_train
+
+  corpus = _write_corpus(tmp_path / "corpus.txt")
+  config = _small_cpu_config(corpus)
+  program = pretrain_steps.compile_program(config, jax.devices())  # this CPU's 8 devices
+  results = [aot.compile_job(job, 2**40) for job in program.jobs]
+  directory = str(tmp_path / "compiled")
+  compiled_steps.save(
+    directory,
+    {r.name: r.compiled for r in results},
+    compiled_steps.metadata(config, program.mesh, program.keys_not_in_steps),
+  )
+
+  with caplog.at_level(logging.WARNING), jax.log_compiles(True):
+    result = pretrain_train.train_and_evaluate(
+      config, str(tmp_path / "run"), load_compiled=directory
+    )
+  assert result["step"] == 2 and np.isfinite(result["train"]["loss"])
+  compiles = [r.getMessage()[:60] for r in caplog.records if "Compiling" in r.getMessage()]
+  assert compiles, "jax.log_compiles logged nothing: the check below would prove nothing"
+  # The steps are jitted functions named "step" (albert_flax.train.training): never compiled.
+  assert not [m for m in compiles if m.startswith("Compiling jit(step) ")], compiles
+
+  # The same model with another vocabulary (a tokenizer that came out smaller): same config,
+  # so the metadata matches, but the word table's shape does not.
+  other = pretrain_steps.model_for_shapes(_small_cpu_config(corpus, seed=0))
+  other = type(other)(other.config.replace(vocab_size=100))
+  steps = pretrain_steps.build_steps(config, other, program.mesh)
+  with pytest.raises(compiled_steps.CompiledMismatchError, match="word_embeddings.*64.*100"):
+    pretrain_steps.use_saved_steps(steps, config, program.mesh, directory)
+  changed = _small_cpu_config(corpus, learning_rate=0.0123)
+  steps = pretrain_steps.build_steps(changed, other, program.mesh)
+  with pytest.raises(compiled_steps.CompiledMismatchError, match=r"learning_rate \(.* -> 0.0123"):
+    pretrain_steps.use_saved_steps(steps, changed, program.mesh, directory)

@@ -62,6 +62,9 @@ class Program:
   jobs: list[CompileJob]
   batch_size: int
   model_flops_per_step: float
+  # Config keys (dotted; a group's name covers it) the steps never read: a saved compiled step
+  # (--save_compiled) still serves a run that changes them (see compiled_steps).
+  keys_not_in_steps: tuple[str, ...] = ()
 
 
 BuildFn = Callable[[ml_collections.ConfigDict, Sequence[jax.Device]], Program]
@@ -529,15 +532,28 @@ def compile_only(
   report_path: str | None = None,
   suggest: bool = False,
   print_fn: Callable[[str], None] = print,
+  save_path: str | None = None,
 ) -> int:
   """The `--compile_only` mode of both programs; returns the exit status (0: it fits).
 
   Writes the JSON report to `report_path` whether or not the step fits. When it does not: the
   compiler's figures in one line, and what would make it fit, each compiled when `suggest`.
+  save_path: when the steps fit, save them there for a run's --load_compiled (compiled_steps).
   """
   slice_ = parse_topology(topology, num_slices)
-  report, _ = compile_for_topology(config, build, slice_)
+  program = build(config, slice_.devices())
+  report, results = compile_for_topology(config, lambda *_: program, slice_)
   print_fn(format_report(report))
+  if save_path and report["fits"]:
+    from albert_flax.train import compiled_steps
+
+    record = compiled_steps.metadata(
+      config, program.mesh, program.keys_not_in_steps, slice_.description
+    )
+    compiled_steps.save(save_path, {r.name: r.compiled for r in results}, record)
+    print_fn(f"saved the compiled steps to {save_path} (a run's --load_compiled={save_path})")
+  elif save_path:
+    print_fn(f"not saved to {save_path}: the steps do not fit")
   if not report["fits"]:
     b = report["per_device_bytes"]
     print_fn(
@@ -591,6 +607,8 @@ class Flags:
   num_slices: Any
   report: Any
   suggest: Any
+  save_compiled: Any
+  load_compiled: Any
 
   def run(self, config: ml_collections.ConfigDict, build: BuildFn) -> int:
     """`compile_only` with the flags' values; raises ValueError without --topology."""
@@ -603,11 +621,13 @@ class Flags:
       self.num_slices.value,
       self.report.value,
       self.suggest.value,
+      save_path=self.save_compiled.value,
     )
 
 
 def define_flags() -> Flags:
-  """Define --compile_only, --topology, --num_slices, --report, --suggest (absl flags)."""
+  """Define --compile_only, --topology, --num_slices, --report, --suggest, --save_compiled and
+  --load_compiled (absl flags)."""
   from absl import flags
 
   return Flags(
@@ -626,5 +646,17 @@ def define_flags() -> Flags:
     flags.DEFINE_string("report", None, "--compile_only: write the JSON report to this file."),
     flags.DEFINE_bool(
       "suggest", False, "--compile_only: when it does not fit, compile each suggested change."
+    ),
+    flags.DEFINE_string(
+      "save_compiled",
+      None,
+      "--compile_only: save the compiled steps to this directory (local or gs://) for a run's "
+      "--load_compiled.",
+    ),
+    flags.DEFINE_string(
+      "load_compiled",
+      None,
+      "Run the steps saved by --compile_only --save_compiled in this directory instead of "
+      "compiling them, after checking that jax, libtpu, the slice, mesh and config match.",
     ),
   )

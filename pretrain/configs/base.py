@@ -1,11 +1,11 @@
 """ALBERT-base (v2 sizes: L12 H768 E128, 11.7M parameters) with the paper's recipe.
 
 Batch 4096 x 512 tokens, 20 predictions per sequence, LAMB lr 0.00176, 3125 warm-up steps,
-125k steps, bf16 compute with float32 parameters. remat "full": without it the step needs
-76.7 GiB per chip on a v4-64 (32 GiB HBM); with it 6.3 GiB (the TPU compiler's figures:
-`python -m pretrain --config=pretrain/configs/base.py --compile_only --topology=v4-64`,
-benchmarks/RESULTS.md). On a TPU pod slice (workdir and data on a
-filesystem every host sees; see pretrain/README.md):
+125k steps, bf16 compute with float32 parameters. remat "full": without remat the step needs
+32.0 GiB of temporaries per chip on a v4-64 (the compiler has 30.75 GiB: it does not fit); with it
+5.6 GiB (the TPU compiler's figures: `python -m pretrain --config=pretrain/configs/base.py
+--compile_only --topology=v4-64`, benchmarks/RESULTS.md; "dots_with_no_batch_dims" fits too).
+On a TPU pod slice (workdir and data on a filesystem every host sees; see pretrain/README.md):
 
     gcloud compute tpus tpu-vm create albert --zone=us-central2-b --accelerator-type=v4-64 \
         --version=tpu-ubuntu2204-base

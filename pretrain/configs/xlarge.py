@@ -3,6 +3,8 @@
 Batch 4096 x 512, 20 predictions, LAMB lr 0.00176, 3125 warm-up, 125k steps, bf16 compute.
 The shared layer is recomputed in the backward pass (remat "full") to fit 24 layers of
 activations; parameters and LAMB moments are split over an fsdp axis of 4 within each data replica.
+On a v4-256 (mesh data 32 x fsdp 4) the TPU compiler plans 5.3 GiB per chip (`--compile_only
+--topology=v4-256`, benchmarks/RESULTS.md).
 
     gcloud compute tpus tpu-vm create albert --zone=us-central2-b --accelerator-type=v4-256 \
         --version=tpu-ubuntu2204-base

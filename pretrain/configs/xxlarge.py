@@ -3,7 +3,7 @@
 Batch 4096 x 512, 20 predictions, LAMB lr 0.00176, 3125 warm-up, 125k steps, bf16 compute, no
 dropout (as the released xxlarge). remat "full"; parameters and LAMB moments split over
 fsdp=8, and the FFN/attention width over tensor=2 (a tensor axis inside each host). On a v4-512
-the TPU compiler plans 6.4 GiB per chip (`--compile_only --topology=v4-512`, benchmarks/RESULTS.md).
+the TPU compiler plans 5.6 GiB per chip (`--compile_only --topology=v4-512`, benchmarks/RESULTS.md).
 
     gcloud compute tpus tpu-vm create albert --zone=us-central2-b --accelerator-type=v4-512 \
         --version=tpu-ubuntu2204-base
