@@ -67,6 +67,7 @@ def write_bytes(p: PathLike, data: bytes) -> None:
   if not is_local(target):
     target.write_bytes(data)
     return
+  target.parent.mkdir(parents=True, exist_ok=True)  # as a bucket needs no folders
   tmp = target.parent / f".{target.name}.{uuid.uuid4().hex[:8]}.tmp"
   tmp.write_bytes(data)
   os.replace(tmp, target)
