@@ -23,7 +23,7 @@ from albert_flax.train import aot, compiled_steps
 from finetune import steps as finetune_steps
 from finetune.configs import glue
 from pretrain import steps as pretrain_steps
-from pretrain.configs import tiny
+from pretrain.configs import base, tiny
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -199,6 +199,28 @@ def test_finetuning_steps_compile():
   assert [j.name for j in program.jobs] == ["train_step", "predict_step"]
   for job in program.jobs:
     _check_compiled(job, aot.compile_job(job, slice_.chip.hbm_bytes))
+
+
+def test_base_steps_compile_under_fsdp_and_tensor():
+  # The released size's shapes (hidden 768, 12 heads, vocabulary 30000: the word table split by
+  # vocabulary over "tensor") at a short length: the pretraining and the fine-tuning train step.
+  slice_ = aot.parse_topology("v4:2x2x1")
+  c = base.get_config()
+  c.batch_size, c.max_seq_length, c.max_predictions_per_seq = 16, 64, 8
+  c.mesh.data, c.mesh.fsdp, c.mesh.tensor = 1, 2, 2
+  program = pretrain_steps.compile_program(c, slice_.devices())
+  shapes = {leaf.shape for leaf in jax.tree.leaves(program.jobs[0].args)}
+  assert (30000, 128) in shapes and (768, 768) in shapes  # base's word table and attention
+  train = aot.compile_job(program.jobs[0], slice_.chip.hbm_bytes)
+  _check_compiled(program.jobs[0], train)
+  assert train.collectives["all-gather"]["count"] > 0  # fsdp gathers the shared layer
+  assert not [w for w in train.warnings if "rematerialization" in w], train.warnings
+  f = glue.get_config()
+  f.init_from, f.task = "base-v2", "mnli"  # shapes only: no weights are read
+  f.batch_size, f.eval_batch_size, f.max_seq_length = 8, 8, 64
+  f.mesh.data, f.mesh.fsdp, f.mesh.tensor = 1, 2, 2
+  program = finetune_steps.compile_program(f, slice_.devices())
+  _check_compiled(program.jobs[0], aot.compile_job(program.jobs[0], slice_.chip.hbm_bytes))
 
 
 def test_analytic_flops_equal_the_benchmarks_formula():
