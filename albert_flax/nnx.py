@@ -144,18 +144,9 @@ AlbertForMultipleChoice = _model_class(heads.AlbertForMultipleChoice)
 AlbertForTokenClassification = _model_class(heads.AlbertForTokenClassification)
 AlbertForQuestionAnswering = _model_class(heads.AlbertForQuestionAnswering)
 
-# Class name -> NNX class.
+# Class name -> NNX class: one for each linen task model (heads.MODEL_CLASSES), by the same name.
 MODEL_CLASSES: dict[str, type[_BridgedModel]] = {
-  cls.__name__: cls
-  for cls in (
-    AlbertModel,
-    AlbertForPreTraining,
-    AlbertForMaskedLM,
-    AlbertForSequenceClassification,
-    AlbertForMultipleChoice,
-    AlbertForTokenClassification,
-    AlbertForQuestionAnswering,
-  )
+  name: globals()[name] for name in heads.MODEL_CLASSES
 }
 
 
