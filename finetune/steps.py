@@ -9,14 +9,13 @@ very same steps, with abstract arguments, to the TPU compiler (`albert_flax.trai
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import optax
 from jax.sharding import Mesh
 
 import albert_flax as af
@@ -27,15 +26,9 @@ from finetune.data import MODEL_INPUTS
 
 
 @dataclasses.dataclass
-class FinetuningSteps:
-  """Everything the loop needs besides data: the optimizer, the state's layout, the steps."""
+class FinetuningSteps(training.ProgramSteps):
+  """training.ProgramSteps and the prediction step."""
 
-  optimizer: optax.GradientTransformation
-  schedule: Callable[[Any], Any]
-  init_params_fn: Callable[[jax.Array], Any]  # rng -> boxed params (for shapes and axis names)
-  abstract_state: training.TrainState  # ShapeDtypeStructs
-  state_shardings: training.TrainState
-  train_step: training.MeshFunction  # (state, batch) -> (state, metrics)
   predict_step: training.MeshFunction  # (params, inputs) -> task.head_outputs
 
 

@@ -9,14 +9,13 @@ steps, with abstract arguments, to the TPU compiler (`albert_flax.train.aot`).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import optax
 from jax.sharding import Mesh
 
 import albert_flax as af
@@ -26,15 +25,9 @@ from albert_flax.train import aot, losses, optim, training
 
 
 @dataclasses.dataclass
-class PretrainingSteps:
-  """Everything the loop needs besides data: the optimizer, the state's layout, the steps."""
+class PretrainingSteps(training.ProgramSteps):
+  """training.ProgramSteps and the evaluation step."""
 
-  optimizer: optax.GradientTransformation
-  schedule: Callable[[Any], Any]
-  init_params_fn: Callable[[jax.Array], Any]  # rng -> boxed params (for shapes and axis names)
-  abstract_state: training.TrainState  # ShapeDtypeStructs
-  state_shardings: training.TrainState
-  train_step: training.MeshFunction  # (state, batch) -> (state, metrics)
   eval_step: training.MeshFunction  # (params, batch) -> stats
 
 

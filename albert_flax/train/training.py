@@ -19,6 +19,7 @@ The rest of the machinery a training loop uses lives beside this file: `checkpoi
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -333,3 +334,16 @@ def check_finite(metrics: Mapping[str, Any], step: int) -> None:
       f"loss is {loss} at step {step}; stopping (checkpoints are kept). "
       f"Metrics of that step: {shown}"
     )
+
+
+@dataclasses.dataclass
+class ProgramSteps:
+  """Everything a program's loop needs besides data: the optimizer, the state's layout, the train
+  step. Each program adds its evaluation step (pretrain.steps, finetune.steps)."""
+
+  optimizer: optax.GradientTransformation
+  schedule: Callable[[Any], Any]
+  init_params_fn: Callable[[jax.Array], Any]  # rng -> boxed params (for shapes and axis names)
+  abstract_state: TrainState  # ShapeDtypeStructs
+  state_shardings: TrainState
+  train_step: MeshFunction  # (state, batch) -> (state, metrics)
