@@ -395,13 +395,15 @@ def test_finetune_command_interrupted_by_sigint_and_sigterm_saves_says_so_and_re
   checkpoint = td.tiny_checkpoint(tmp_path / "pretrained")
   data = td.write_sentiment(str(tmp_path / "SST-2"), n_train=64, n_dev=8)
   workdir = tmp_path / "run"
-  steps = 60
+  # Steps take milliseconds here: enough of them that a signal sent a few steps in (the log is
+  # polled every 0.2 s) always lands before the last one, even on a loaded machine.
+  steps = 800
   command = [
     sys.executable, "-m", "finetune", GLUE, f"--workdir={workdir}", "--config.task=sst2",
     f"--config.init_from={checkpoint}", f"--config.data_dir={data}",
     "--config.max_seq_length=16", "--config.batch_size=8", "--config.eval_batch_size=8",
     f"--config.train_steps={steps}", "--config.warmup_steps=1", "--config.learning_rate=1e-3",
-    "--config.eval_every_steps=30", "--config.log_every_steps=1", "--config.tensorboard=False",
+    "--config.eval_every_steps=400", "--config.log_every_steps=1", "--config.tensorboard=False",
   ]  # fmt: skip
   env = _env(tmp_path / "xla_cache")
   resumed_at = 0
