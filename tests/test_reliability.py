@@ -6,6 +6,7 @@ The CLI runs are subprocesses of `python -m pretrain` sharing one XLA compilatio
 sequence serves several assertions (each CLI run costs ~20-40 s on a loaded 2-core machine).
 """
 
+import asyncio
 import gc
 import json
 import logging
@@ -376,6 +377,25 @@ def test_a_fallback_over_an_unreadable_checkpoint_is_one_log_line(tmp_path, capl
   for error in (closed, other):
     _RaisesWhenCollected(error)  # collected at once: Python hands `error` to the hook
   assert [u.exc_value for u in reached] == [other]
+  # The other arrays' reads fail after the restore did; asyncio reports each such task when it is
+  # collected ("Task exception was never retrieved"): dropped for orbax's reads, kept for others.
+  from orbax.checkpoint._src.serialization.serialization import async_deserialize
+
+  async def some_other_read():
+    raise ValueError("a real error")
+
+  caplog.clear()
+  with caplog.at_level(logging.ERROR, logger="asyncio"):
+    for read in (lambda: async_deserialize(None, {"driver": "zarr"}), some_other_read):
+      loop = asyncio.new_event_loop()
+      task = loop.create_task(read())
+      loop.run_until_complete(asyncio.sleep(0.01))
+      assert task.done()  # failed; its exception is never retrieved
+      del task
+      gc.collect()
+      loop.close()
+  unretrieved = [r for r in caplog.records if "never retrieved" in r.getMessage()]
+  assert len(unretrieved) == 1 and "some_other_read" in unretrieved[0].getMessage(), caplog.text
 
 
 class _RaisesWhenCollected:

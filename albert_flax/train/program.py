@@ -139,16 +139,31 @@ def _is_closed_loop_noise(error: BaseException | None) -> bool:
   return isinstance(error, RuntimeError) and "Event loop is closed" in str(error)
 
 
+def _is_unretrieved_read(record: logging.LogRecord) -> bool:
+  """asyncio's report of an orbax array read that failed after its restore had already failed."""
+  message = record.getMessage()
+  return (
+    message.startswith("Task exception was never retrieved")
+    and "coro=<async_deserialize()" in message
+    and "orbax" in message
+  )
+
+
 def _quiet_asyncio_after_fallback() -> None:
   """orbax's aborted reads of an unreadable checkpoint leave tensorstore callbacks that fire after
   their event loop has closed; each "Event loop is closed" error reaches Python's unraisable-
-  exception hook (printed as a bare traceback) or asyncio's logger, dozens of them. The fallback
+  exception hook (printed as a bare traceback) or asyncio's logger, dozens of them. The reads of
+  the other arrays fail too, after the first failure ended the restore: asyncio logs each as a
+  "Task exception was never retrieved" with a traceback when the task is collected. The fallback
   to the previous checkpoint already logged one line saying what happened: those are noise, and
-  only those are dropped (every other unraisable error still goes to the previous hook)."""
+  only those are dropped (every other unraisable error still goes to the previous hook, every
+  other asyncio record to the log)."""
 
   class _DropClosedLoop(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
       exc = record.exc_info[1] if record.exc_info else None
+      if _is_unretrieved_read(record):
+        return False
       return "Event loop is closed" not in record.getMessage() and not _is_closed_loop_noise(exc)
 
   if getattr(sys.unraisablehook, "drops_closed_loop_noise", False):
