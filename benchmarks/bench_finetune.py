@@ -13,7 +13,9 @@ eps 1e-6, global-norm clipping 1.0, linear warm-up and decay), then predicts the
 
   ours bucketed   finetune.buckets batches (length_buckets: powers of two from 32 to 512), the
                   step of finetune.train (albert_flax.train.training.make_train_step); the time
-                  counts every compilation (one per padded length).
+                  counts every compilation (one per padded length, train and predict steps,
+                  compiled side by side before the first step as the program does:
+                  config.compile_ahead).
   ours padded     every batch padded to 512 (length_buckets=(), the behaviour before buckets).
                   Its epoch is extrapolated: compile + `--padded-steps` timed steps, scaled to
                   the epoch's step count (the full epoch would take most of the run).
@@ -21,8 +23,10 @@ eps 1e-6, global-norm clipping 1.0, linear warm-up and decay), then predicts the
                   longest row (DataCollatorWithPadding), torch.optim.AdamW with the same
                   settings; bf16 through torch.autocast (float32 parameters, as ours).
 
-Reported: training examples/s and seconds to the epochs (compile included), prediction
-examples/s, and ratios bucketed / padded and bucketed / torch.
+Reported: training examples/s and seconds to the epochs (compile included; ours also split into
+compile and steps, with the mean step time per padded length), prediction examples/s (compiled
+ahead: the prediction compiles count in the training time), and ratios bucketed / padded and
+bucketed / torch.
 """
 
 from __future__ import annotations
@@ -120,32 +124,63 @@ def run_ours(args, kind, features, dtype, bucketed: bool) -> dict[str, float]:
     batches = buckets_lib.bucketed_train_batches(features, args.batch_size, 0, buckets)
   else:
     batches = train_batches(features, args.batch_size, 0)
-  timed = steps if bucketed else min(steps, args.padded_steps + 1)
-  widths, durations = [], []
-  start = time.perf_counter()
-  for _ in range(timed):
-    batch = next(batches)
-    batch["weights"] = np.ones((args.batch_size,), np.float32)
-    t = time.perf_counter()
-    state, metrics = step(state, sharding.global_batch(batch, mesh, args.batch_size))
-    jax.block_until_ready(metrics)
-    durations.append(time.perf_counter() - t)
-    widths.append(batch["input_ids"].shape[-1])
-  total = time.perf_counter() - start
-  if not bucketed and timed < steps:  # extrapolate: the first call compiled, the rest are steps
-    total = durations[0] + np.mean(durations[1:]) * (steps - 1)
+  timed = steps if bucketed else min(steps, args.padded_steps)
   predict_fn = make_predict_fn(model, task, shardings.params, mesh)
   inputs = {k: v for k, v in features.items() if k != "labels"}
+
+  def device_batch(batch):
+    return sharding.global_batch(
+      dict(batch, weights=np.ones((args.batch_size,), np.float32)), mesh, args.batch_size
+    )
+
+  # As the program does (config.compile_ahead): every train and predict program the epoch and
+  # the prediction need, compiled side by side before the first step; the time counts in the
+  # epoch's.
+  start = time.perf_counter()
+  lengths = buckets_lib.row_lengths(inputs)
+  if buckets:
+    widths = buckets_lib.train_widths(lengths, args.batch_size, buckets, 0, 0, steps)
+    plan = buckets_lib.eval_batch_plan(lengths, args.batch_size, buckets)
+  else:
+    widths = [MAX_LENGTH]
+    plan = buckets_lib.eval_batch_plan(lengths * 0, args.batch_size, (MAX_LENGTH,))
+  rows = np.arange(args.batch_size) % n
+  jobs = [
+    (step, (state, device_batch(buckets_lib.trim({k: v[rows] for k, v in features.items()}, w))))
+    for w in widths
+  ]
+  for w in sorted({p.width for p in plan}):
+    batch = buckets_lib.trim({k: v[rows] for k, v in inputs.items()}, w)
+    jobs.append((predict_fn, (state.params, sharding.global_batch(batch, mesh, args.batch_size))))
+  compiles = training.compile_concurrently(jobs)
+  compile_s = time.perf_counter() - start
+  step_widths, durations = [], []
+  for _ in range(timed):
+    batch = next(batches)
+    t = time.perf_counter()
+    state, metrics = step(state, device_batch(batch))
+    jax.block_until_ready(metrics)
+    durations.append(time.perf_counter() - t)
+    step_widths.append(batch["input_ids"].shape[-1])
+  assert len(set(step_widths) - set(widths)) == 0, (step_widths, widths)
+  steps_s = float(np.sum(durations)) * steps / timed  # extrapolated when timed < steps (padded)
   eval_set = EvalSet("dev", inputs, False)
   t = time.perf_counter()
   predict_set(predict_fn, state.params, eval_set, args.batch_size, mesh, buckets)
   eval_s = time.perf_counter() - t
+  by_width = {
+    int(w): float(np.mean([d for d, x in zip(durations, step_widths) if x == w]))
+    for w in sorted(set(step_widths))
+  }
   return {
-    "train_s": total,
-    "train_ex_s": steps * args.batch_size / total,
+    "train_s": compile_s + steps_s,
+    "compile_s": compile_s,
+    "steps_s": steps_s,
+    "step_s_by_width": by_width,
+    "train_ex_s": steps * args.batch_size / (compile_s + steps_s),
     "eval_ex_s": n / eval_s,
-    "compiles": len(set(widths)),
-    "extrapolated": not bucketed and timed < steps,
+    "compiles": compiles,
+    "extrapolated": timed < steps,
   }
 
 
@@ -252,7 +287,14 @@ def main(argv=None) -> dict:
         print(
           f"{kind:5s} {dtype:9s} {side:9s} train {r['train_ex_s']:8.2f} ex/s "
           f"{r['train_s']:8.1f} s/{args.epochs} epoch(s)"
-          + (f" ({r['compiles']} compiles)" if "compiles" in r else "")
+          + (
+            f" (compile {r['compile_s']:.1f} s, {r['compiles']} programs; steps "
+            f"{r['steps_s']:.1f} s; s/step by width "
+            + ", ".join(f"{w}: {t:.3f}" for w, t in r["step_s_by_width"].items())
+            + ")"
+            if "compiles" in r
+            else ""
+          )
           + (" [extrapolated]" if r.get("extrapolated") else "")
           + f"   eval {r['eval_ex_s']:8.2f} ex/s",
           flush=True,

@@ -139,6 +139,26 @@ def bucketed_batch_indices(
       step += 1
 
 
+def train_widths(
+  lengths: np.ndarray,
+  batch_size: int,
+  buckets: Sequence[int],
+  seed: int,
+  start_step: int,
+  end_step: int,
+) -> list[int]:
+  """The distinct padded widths of the training batches of steps [start_step, end_step), in
+  ascending order: the train-step programs a run needs (computed from the lengths alone)."""
+  possible = {bucket_width(int(n), buckets) for n in np.unique(lengths)}
+  widths: set[int] = set()
+  batches = bucketed_batch_indices(lengths, batch_size, buckets, seed, start_step)
+  for _ in range(max(0, end_step - start_step)):
+    widths.add(next(batches)[1])
+    if widths == possible:
+      break
+  return sorted(widths)
+
+
 def bucketed_train_batches(
   features: Features,
   batch_size: int,

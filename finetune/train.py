@@ -52,7 +52,7 @@ from finetune.tasks import EvalSet, Task, get_task
 log = logging.getLogger(__name__)
 
 # Keys a resumed run may change: see albert_flax.train.run_control.
-SAFE_TO_CHANGE = COMMON_SAFE_KEYS
+SAFE_TO_CHANGE = (*COMMON_SAFE_KEYS, "compile_ahead")
 
 # ============================================================================ configuration
 
@@ -193,6 +193,62 @@ def make_predict_fn(model, task: Task, params_shardings, mesh) -> training.MeshF
 
   jitted = jax.jit(predict, in_shardings=(params_shardings, sharding.batch_sharding(mesh)))
   return training.MeshFunction(jitted, mesh, sharding.LOGICAL_RULES)
+
+
+def _train_batch(batch: Features, config, mesh, seed_in_batch: bool) -> dict[str, jax.Array]:
+  """A training batch (every row, on every process) -> the train step's global batch: this
+  process's rows, the per-row weights, and the run's seed when runs share the step."""
+  batch = dict(batch, weights=np.ones((config.batch_size,), np.float32))
+  if seed_in_batch:
+    batch["dropout_seed"] = np.full((config.batch_size,), config.seed, np.int32)
+  return sharding.global_batch(_local_rows(batch, mesh, config.batch_size), mesh, config.batch_size)
+
+
+def _compile_ahead(config, steps, state, columns, dev_sets, buckets, start, mesh, seed_in_batch):
+  """Compiles, side by side, the train-step programs of every padded width the run's batches
+  will have (from the rows' lengths) and the prediction programs of the dev sets' widths, before
+  the first step: one compile after another at first use costs their sum, on a host's idle
+  cores they overlap (XLA compiles each program on one thread)."""
+  import time
+
+  n = num_rows(columns)
+  if buckets is None:
+    train_widths = [columns["input_ids"].shape[-1]]
+  else:
+    lengths = buckets_lib.row_lengths(columns)
+    train_widths = buckets_lib.train_widths(
+      lengths, config.batch_size, buckets, config.seed, start, config.train_steps
+    )
+  rows = np.arange(config.batch_size) % n
+  jobs = []
+  for width in train_widths:
+    batch = buckets_lib.trim({k: v[rows] for k, v in columns.items()}, width)
+    jobs.append((steps.train_step, (state, _train_batch(batch, config, mesh, seed_in_batch))))
+  predict_widths = set()
+  for eval_set in dev_sets:
+    inputs = {k: eval_set.features[k] for k in MODEL_INPUTS}
+    if not num_rows(inputs):
+      continue
+    lengths = buckets_lib.row_lengths(inputs)
+    plan_buckets = buckets or (inputs["input_ids"].shape[-1],)
+    for planned in buckets_lib.eval_batch_plan(lengths, config.eval_batch_size, plan_buckets):
+      if planned.width in predict_widths:
+        continue
+      predict_widths.add(planned.width)
+      batch = buckets_lib.trim({k: v[planned.rows] for k, v in inputs.items()}, planned.width)
+      local = _local_rows(batch, mesh, config.eval_batch_size)
+      device_batch = sharding.global_batch(local, mesh, config.eval_batch_size)
+      jobs.append((steps.predict_step, (state.params, device_batch)))
+  began = time.perf_counter()
+  compiled = training.compile_concurrently(jobs)
+  if compiled:
+    log.info(
+      "compiled %d programs ahead in %.1f s (train_step widths %s, predict widths %s)",
+      compiled,
+      time.perf_counter() - began,
+      ", ".join(map(str, train_widths)),
+      ", ".join(map(str, sorted(predict_widths))) or "none",
+    )
 
 
 def _local_rows(batch: Features, mesh, global_size: int) -> Features:
@@ -455,19 +511,16 @@ def _train(
     batches = buckets_lib.bucketed_train_batches(
       columns, config.batch_size, config.seed, buckets, start_step=start
     )
+  seed_in_batch = shared_steps is not None
+  if config.compile_ahead and start < config.train_steps:
+    _compile_ahead(config, steps, state, columns, dev_sets, buckets, start, mesh, seed_in_batch)
   # The writer is closed on every exit, after the final evaluation's rows.
   loop = TrainLoop(run, start, config.train_steps, checkpoints=[latest, best], close=[writer])
   with loop:
     for step in loop:
       batch = next(batches)
-      batch["weights"] = np.ones((config.batch_size,), np.float32)
-      if shared_steps is not None:
-        batch["dropout_seed"] = np.full((config.batch_size,), config.seed, np.int32)
       compiles.record("train_step", batch)
-      device_batch = sharding.global_batch(
-        _local_rows(batch, mesh, config.batch_size), mesh, config.batch_size
-      )
-      state, metrics = train_step(state, device_batch)
+      state, metrics = train_step(state, _train_batch(batch, config, mesh, seed_in_batch))
       writer.advance(step)
       if loop.due(config.log_every_steps):
         metrics = jax.device_get(metrics)

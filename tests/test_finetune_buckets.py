@@ -126,6 +126,10 @@ def test_train_batches_one_padded_length_each_epoch_once_and_resume(n):
     assert all(np.array_equal(batch[k], again[k]) for k in batch)
   other = buckets.bucketed_train_batches(features, 8, seed=4, buckets=widths)
   assert not np.array_equal(next(other)["row"], batches[0]["row"])
+  # the widths compiled ahead are the widths of the run's batches, from any start
+  for start, end in ((0, 40), (13, 20), (2, 3)):
+    expected = sorted({b["input_ids"].shape[-1] for b in batches[start:end]})
+    assert buckets.train_widths(lengths, 8, widths, 3, start, end) == expected, (start, end)
 
 
 def test_eval_plan_covers_every_row_once():
@@ -192,17 +196,28 @@ def test_eval_outputs_equal_with_and_without_buckets_glue_pairs(checkpoint, tmp_
 
 
 def test_resume_equals_uninterrupted_with_buckets(checkpoint, tmp_path, monkeypatch):
-  data = _write_varied_sentiment(str(tmp_path / "SST-2"), n_train=40, n_dev=12)
-  config = _config(glue, checkpoint, data, task="sst2")
-  whole = train_and_evaluate(config, str(tmp_path / "whole"))
-  # the same run stopped at step 3 (as by SIGTERM), then rerun
+  """Also: the split run compiles its programs ahead (config.compile_ahead), the whole run at
+  first use; results equal, and every step and prediction of the resumed run ran a program
+  compiled ahead (none compiled at first use)."""
+  from albert_flax.train import training
   from albert_flax.train.checkpoints import PreemptionGuard
 
+  data = _write_varied_sentiment(str(tmp_path / "SST-2"), n_train=40, n_dev=12)
+  config = _config(glue, checkpoint, data, task="sst2", compile_ahead=False)
+  whole = train_and_evaluate(config, str(tmp_path / "whole"))
+  # the same run stopped at step 3 (as by SIGTERM), then rerun
+  config.compile_ahead = True
   with monkeypatch.context() as patch:
     patch.setattr(PreemptionGuard, "should_stop", lambda self, step: step == 3)
     stopped = train_and_evaluate(config, str(tmp_path / "split"))
     assert stopped["interrupted"] and stopped["step"] == 3, stopped
+  ahead = []  # per call of a step: did it run an executable compiled ahead?
+  call = training.MeshFunction.__call__
+  monkeypatch.setattr(
+    training.MeshFunction, "__call__", lambda f, *a: ahead.append(f.has_compiled(*a)) or call(f, *a)
+  )
   resumed = train_and_evaluate(config, str(tmp_path / "split"))
+  assert len(ahead) >= 3 + 2 and all(ahead), ahead  # 3 steps, 2 evaluations of the dev set
   assert resumed == whole
   losses = {
     name: [(r["step"], r["loss"]) for r in _records(tmp_path / name) if "split" not in r]

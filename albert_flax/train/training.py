@@ -20,6 +20,7 @@ The rest of the machinery a training loop uses lives beside this file: `checkpoi
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -156,18 +157,66 @@ class MeshFunction:
 
   Flax's `with_logical_constraint` reads both from context at trace time; wrapping every call
   keeps callers free of that detail. `.lower(...)` exposes the compiled cost / memory analyses.
+  Executables compiled ahead (`compile_concurrently`) are run for calls whose arguments have
+  their shapes and dtypes; other calls go through jit.
   """
 
   def __init__(self, jitted: Callable, mesh: Mesh, rules: Sequence[tuple[str, Any]]):
     self._jitted, self.mesh, self.rules = jitted, mesh, rules
+    self._compiled: dict[tuple, jax.stages.Compiled] = {}
 
   def __call__(self, *args):
+    if self._compiled:
+      executable = self._compiled.get(_signature(args))
+      if executable is not None:
+        return executable(*args)
     with jax.set_mesh(self.mesh), nn.logical_axis_rules(self.rules):
       return self._jitted(*args)
 
   def lower(self, *args):
     with jax.set_mesh(self.mesh), nn.logical_axis_rules(self.rules):
       return self._jitted.lower(*args)
+
+  def has_compiled(self, *args) -> bool:
+    """Whether a call with arguments shaped like `args` runs an executable compiled ahead."""
+    return _signature(args) in self._compiled
+
+
+def _signature(args: tuple) -> tuple:
+  """What an executable is compiled for: the arguments' tree, shapes and dtypes."""
+  leaves, treedef = jax.tree.flatten(args)
+  return (treedef, *((tuple(x.shape), np.dtype(x.dtype)) for x in leaves))
+
+
+def compile_concurrently(
+  jobs: Sequence[tuple[MeshFunction, tuple]], max_threads: int | None = None
+) -> int:
+  """Compiles every (function, arguments) job ahead of its first call, several at once.
+
+  XLA compiles one program on one thread and releases the GIL while it does, so the programs a
+  run will need (one per padded length, for each step) compile side by side on the host's
+  cores instead of one after the other at their first calls. Tracing and lowering hold the GIL
+  and run here first, in order. arguments: arrays or ShapeDtypeStructs with the shardings the
+  calls will have. Jobs whose shapes are compiled already are skipped. Returns how many
+  programs were compiled.
+  """
+  import concurrent.futures
+
+  todo, seen = [], set()
+  for function, args in jobs:
+    key = _signature(args)
+    if key in function._compiled or (id(function), key) in seen:
+      continue
+    seen.add((id(function), key))
+    todo.append((function, key, function.lower(*args)))
+  if not todo:
+    return 0
+  threads = min(len(todo), max_threads or os.cpu_count() or 1)
+  with concurrent.futures.ThreadPoolExecutor(threads, thread_name_prefix="compile") as pool:
+    executables = list(pool.map(lambda job: job[2].compile(), todo))
+  for (function, key, _), executable in zip(todo, executables, strict=True):
+    function._compiled[key] = executable
+  return len(todo)
 
 
 def _split_micro_batches(batch: Batch, num: int, mesh: Mesh) -> Batch:

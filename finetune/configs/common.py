@@ -74,6 +74,9 @@ def base_config() -> ml_collections.ConfigDict:
   # finetune/buckets.py); None: powers of two from 32 up to max_seq_length; () pads every batch
   # to max_seq_length.
   c.length_buckets = config_dict.placeholder(tuple)
+  # Compile the steps of every padded length the run will use before the first step, several at
+  # once (XLA compiles a program on one thread): False compiles each at its first use.
+  c.compile_ahead = True
 
   # --- loop
   c.seed = 0
