@@ -54,6 +54,7 @@ class ProgramFlags:
   coordinator_address: Any
   num_processes: Any
   process_id: Any
+  compilation_cache_dir: Any
   aot: Any  # albert_flax.train.aot.Flags: --compile_only, --topology, --num_slices, ...
 
 
@@ -91,6 +92,14 @@ def define_flags(
     ),
     num_processes=flags.DEFINE_integer("num_processes", None, "Number of processes."),
     process_id=flags.DEFINE_integer("process_id", None, "This process's index."),
+    compilation_cache_dir=flags.DEFINE_string(
+      "compilation_cache_dir",
+      DEFAULT_COMPILATION_CACHE,
+      "jax's persistent compilation cache (a local folder or gs://...): a rerun, another seed "
+      "or another run of the same model and shapes loads its compiled steps instead of "
+      "compiling them; '' turns it off. JAX_COMPILATION_CACHE_DIR, when set, is used unless "
+      "this flag is given.",
+    ),
     aot=aot.define_flags(),
   )
   if not default_config:
@@ -123,6 +132,34 @@ def start(program_flags: ProgramFlags, loggers: Sequence[str]) -> None:
   for name in (*loggers, "albert_flax"):
     logging.getLogger(name).setLevel(level)
   _quiet_asyncio_after_fallback()
+  flag = program_flags.compilation_cache_dir
+  use_compilation_cache(flag.value, explicit=flag.present)
+
+
+# MaxText keeps its cache in ~/jax_cache; ours sits with the other per-user caches.
+DEFAULT_COMPILATION_CACHE = "~/.cache/albert_flax/jax"
+
+
+def use_compilation_cache(directory: str, explicit: bool = False) -> str | None:
+  """Points jax's persistent compilation cache at `directory` ('' / None: off), unless a cache
+  was set already (JAX_COMPILATION_CACHE_DIR) and `directory` is not `explicit`. Entries are
+  keyed by the program, the compile options, the devices and the jax version, so a hit is what
+  a compile would give; jax caches programs that took over a second to compile. Returns the
+  cache in use."""
+  import jax
+  from jax.experimental.compilation_cache import compilation_cache
+
+  current = jax.config.jax_compilation_cache_dir
+  if current and not explicit:
+    return current
+  if directory and "://" not in directory:
+    directory = os.path.abspath(os.path.expanduser(directory))
+  jax.config.update("jax_compilation_cache_dir", directory or None)
+  compilation_cache.reset_cache()  # in case a compile already opened the previous one
+  if not directory:
+    return None
+  log.info("compiled steps are cached in %s (--compilation_cache_dir)", directory)
+  return directory
 
 
 def exit_if_compile_only(program_flags: ProgramFlags, steps_module: str) -> None:
