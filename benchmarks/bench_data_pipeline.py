@@ -131,15 +131,17 @@ def throughput(
     while n < min_examples:
       n += len(next(it)["input_ids"])
     wall, (main1, workers1) = time.perf_counter() - t0, _cpu()
-  main, worker = main1 - main0, workers1 - workers0
-  return {
-    "examples": n,
-    "examples_per_s": n / wall,
-    "examples_per_cpu_s": n / (main + worker),
-    "main_cpu_ms_per_1k": 1e6 * main / n,
-    "workers_cpu_ms_per_1k": 1e6 * worker / n,
-    "first_batch_s": first_batch_s,
-  }
+    main, worker = main1 - main0, workers1 - workers0
+    result = {
+      "examples": n,
+      "examples_per_s": n / wall,
+      "examples_per_cpu_s": n / (main + worker),
+      "main_cpu_ms_per_1k": 1e6 * main / n,
+      "workers_cpu_ms_per_1k": 1e6 * worker / n,
+      "first_batch_s": first_batch_s,
+    }
+    print(json.dumps(result), flush=True)  # Before closing the workers (see `_child`).
+  return result
 
 
 def breakdown(files: str, model: str, seq: int) -> dict:
@@ -187,17 +189,35 @@ def _peak_rss_child(files: str, model: str, seq: int) -> None:
 
 
 def _child(root: str, *args: str) -> dict:
-  """Runs this script with `args` in a subprocess whose `pretrain` package is the one in `root`."""
+  """Runs this script with `args` in a subprocess whose `pretrain` package is the one in `root`;
+  returns the JSON line it prints."""
   env = dict(os.environ, PYTHONPATH=os.pathsep.join([root, os.path.abspath(REPO)]))
-  out = subprocess.run(
-    [sys.executable, os.path.abspath(__file__), *args],
-    check=True,
-    capture_output=True,
-    text=True,
-    env=env,
-    cwd=root,
-  ).stdout
-  return json.loads(out.strip().splitlines()[-1])
+  with tempfile.TemporaryFile("w+") as err:
+    proc = subprocess.Popen(
+      [sys.executable, os.path.abspath(__file__), *args],
+      stdout=subprocess.PIPE,
+      stderr=err,
+      text=True,
+      env=env,
+      cwd=root,
+      start_new_session=True,  # Its own process group: killed with its workers if it hangs.
+    )
+    result = None
+    for line in proc.stdout:
+      if line.startswith("{"):
+        result = json.loads(line)
+        break
+    try:
+      # The result is printed before the iterator closes: the old pool's `terminate` can hang
+      # (its task thread blocked on a full pipe), which must not stop the benchmark.
+      proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+      os.killpg(proc.pid, 9)
+      proc.wait()
+    if result is None:
+      err.seek(0)
+      raise RuntimeError(f"benchmark child {args} failed:\n{err.read()[-3000:]}")
+  return result
 
 
 def extract_baseline(rev: str, into: str) -> str:
@@ -226,7 +246,7 @@ def main() -> None:
     return
   if args._throughput_child:
     files, model, seq, workers, warmup, need = args._throughput_child
-    print(json.dumps(throughput(files, model, int(seq), int(workers), int(warmup), int(need))))
+    throughput(files, model, int(seq), int(workers), int(warmup), int(need))
     return
   small, large, model = build_corpora(args.workdir)
   from benchmarks.common import cpu_model
