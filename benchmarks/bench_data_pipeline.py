@@ -1,7 +1,7 @@
 """Throughput and memory of the pretraining data pipeline (pretrain.data.make_pretraining_batches).
 
     PYTHONPATH=. python benchmarks/bench_data_pipeline.py [--workdir /tmp/bench_data] [--quick]
-        [--baseline REV] [--rounds N]
+        [--baseline REV] [--rounds N] [--seqs 128 512] [--workers 0 2] [--no_rss]
 
 Two implementations side by side: this tree's (`new`, grain) and the `pretrain` package of git
 revision `--baseline` (`old`; default: the hand-written pool before grain), extracted with
@@ -15,8 +15,11 @@ model of 8k pieces trained on it (the pipeline's cost barely depends on the voca
 
 Prints, for max_seq_length 128 and 512 (P = 20) and num_workers 0 and 2: examples/s (wall clock,
 median of the rounds) and examples per CPU-second (main process and workers: the figure that
-holds when the machine is shared), old and new and their ratio; where the CPU time goes for one
-window (tokenize / pairs + packing / masking). Then the peak RSS of a process that reads one full
+holds when the machine is shared), old and new and their ratio, and that CPU split between the
+main process and the workers, and the time to the first batch (worker start-up); where the CPU
+time goes for one window (tokenize / pairs + packing / masking). Each timed stretch is a whole
+number of windows' worth of examples (8 with --quick, else 24) after a warm-up in which every
+worker makes two windows. Then the peak RSS of a process that reads one full
 epoch of the small and of the 4x corpus with windows of 128 documents (it should not grow with
 the corpus), for both.
 """
@@ -82,27 +85,31 @@ def _descendants(pid: int) -> list[int]:
   return out
 
 
-def _cpu() -> float:
+def _cpu() -> tuple[float, float]:
   """CPU seconds of this process and of its live descendants (worker processes)."""
   s = resource.getrusage(resource.RUSAGE_SELF)
-  total = s.ru_utime + s.ru_stime
   tick = os.sysconf("SC_CLK_TCK")
+  workers = 0.0
   for pid in _descendants(os.getpid()):
     try:
       with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     except OSError:
       continue
-    total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
-  return total
+    workers += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+  return s.ru_utime + s.ru_stime, workers
 
 
-def throughput(files: str, model: str, seq: int, workers: int, min_examples: int) -> dict:
-  """Steady state: after worker start-up and `min_examples // 4` examples, over windows of 256
-  documents (~300k tokens each). Runs the `pretrain` first on sys.path."""
+def throughput(
+  files: str, model: str, seq: int, workers: int, warmup: int, min_examples: int
+) -> dict:
+  """Steady state over windows of 256 documents (~300k tokens each): `warmup` examples first
+  (worker start-up and the first windows, which every worker makes at once), then `min_examples`
+  timed. Runs the `pretrain` first on sys.path."""
   from albert_flax.tokenization import AlbertTokenizer
 
   tok = AlbertTokenizer(model)
+  t_start = time.perf_counter()
   it = data.make_pretraining_batches(
     files,
     tok,
@@ -116,14 +123,25 @@ def throughput(files: str, model: str, seq: int, workers: int, min_examples: int
     shuffle_buffer=256,
   )
   with it:
-    n = 0
-    while n < min_examples // 4:
+    n = len(next(it)["input_ids"])
+    first_batch_s = time.perf_counter() - t_start
+    while n < warmup:
       n += len(next(it)["input_ids"])
-    n, t0, c0 = 0, time.perf_counter(), _cpu()
+    n, t0, (main0, workers0) = 0, time.perf_counter(), _cpu()
     while n < min_examples:
       n += len(next(it)["input_ids"])
-    wall, cpu = time.perf_counter() - t0, _cpu() - c0
-  return {"examples": n, "examples_per_s": n / wall, "examples_per_cpu_s": n / cpu}
+    wall, (main1, workers1) = time.perf_counter() - t0, _cpu()
+    main, worker = main1 - main0, workers1 - workers0
+    result = {
+      "examples": n,
+      "examples_per_s": n / wall,
+      "examples_per_cpu_s": n / (main + worker),
+      "main_cpu_ms_per_1k": 1e6 * main / n,
+      "workers_cpu_ms_per_1k": 1e6 * worker / n,
+      "first_batch_s": first_batch_s,
+    }
+    print(json.dumps(result), flush=True)  # Before closing the workers (see `_child`).
+  return result
 
 
 def breakdown(files: str, model: str, seq: int) -> dict:
@@ -144,6 +162,7 @@ def breakdown(files: str, model: str, seq: int) -> dict:
   t3 = time.process_time()
   k = 1000 / len(ex["length"])
   return {
+    "documents": len(docs),
     "examples": len(ex["length"]),
     "tokens": len(t.tokens),
     "tokenize_s_per_1k": (t1 - t0) * k,
@@ -170,17 +189,35 @@ def _peak_rss_child(files: str, model: str, seq: int) -> None:
 
 
 def _child(root: str, *args: str) -> dict:
-  """Runs this script with `args` in a subprocess whose `pretrain` package is the one in `root`."""
+  """Runs this script with `args` in a subprocess whose `pretrain` package is the one in `root`;
+  returns the JSON line it prints."""
   env = dict(os.environ, PYTHONPATH=os.pathsep.join([root, os.path.abspath(REPO)]))
-  out = subprocess.run(
-    [sys.executable, os.path.abspath(__file__), *args],
-    check=True,
-    capture_output=True,
-    text=True,
-    env=env,
-    cwd=root,
-  ).stdout
-  return json.loads(out.strip().splitlines()[-1])
+  with tempfile.TemporaryFile("w+") as err:
+    proc = subprocess.Popen(
+      [sys.executable, os.path.abspath(__file__), *args],
+      stdout=subprocess.PIPE,
+      stderr=err,
+      text=True,
+      env=env,
+      cwd=root,
+      start_new_session=True,  # Its own process group: killed with its workers if it hangs.
+    )
+    result = None
+    for line in proc.stdout:
+      if line.startswith("{"):
+        result = json.loads(line)
+        break
+    try:
+      # The result is printed before the iterator closes: the old pool's `terminate` can hang
+      # (its task thread blocked on a full pipe), which must not stop the benchmark.
+      proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+      os.killpg(proc.pid, 9)
+      proc.wait()
+    if result is None:
+      err.seek(0)
+      raise RuntimeError(f"benchmark child {args} failed:\n{err.read()[-3000:]}")
+  return result
 
 
 def extract_baseline(rev: str, into: str) -> str:
@@ -198,15 +235,18 @@ def main() -> None:
   p.add_argument("--quick", action="store_true", help="fewer examples per measurement")
   p.add_argument("--baseline", default=BASELINE, help="git revision of the `old` pipeline")
   p.add_argument("--rounds", type=int, default=3, help="measurements of each side, alternating")
+  p.add_argument("--seqs", type=int, nargs="+", default=[128, 512], help="max_seq_lengths")
+  p.add_argument("--workers", type=int, nargs="+", default=[0, 2], help="num_workers values")
+  p.add_argument("--no_rss", action="store_true", help="skip the peak-RSS measurement")
   p.add_argument("--_rss_child", nargs=3, help=argparse.SUPPRESS)
-  p.add_argument("--_throughput_child", nargs=5, help=argparse.SUPPRESS)
+  p.add_argument("--_throughput_child", nargs=6, help=argparse.SUPPRESS)
   args = p.parse_args()
   if args._rss_child:
     _peak_rss_child(args._rss_child[0], args._rss_child[1], int(args._rss_child[2]))
     return
   if args._throughput_child:
-    files, model, seq, workers, need = args._throughput_child
-    print(json.dumps(throughput(files, model, int(seq), int(workers), int(need))))
+    files, model, seq, workers, warmup, need = args._throughput_child
+    throughput(files, model, int(seq), int(workers), int(warmup), int(need))
     return
   small, large, model = build_corpora(args.workdir)
   from benchmarks.common import cpu_model
@@ -216,26 +256,44 @@ def main() -> None:
     f"4x {os.path.getsize(large) / 2**20:.1f} MiB; {os.cpu_count()} CPUs ({cpu_model()}), "
     f"load average {os.getloadavg()[0]:.1f}"
   )
-  for seq in (128, 512):
+  per_window = {}
+  for seq in args.seqs:
     b = breakdown(small, model, seq)
+    # The throughput runs' windows hold 256 documents (of the 4x corpus: the same documents).
+    per_window[seq] = b["examples"] / b["documents"] * 256
     print(
-      f"S={seq}: one window of 1024 docs -> {b['examples']} examples ({b['tokens']} tokens); "
+      f"S={seq}: one window of {b['documents']} docs -> {b['examples']} examples "
+      f"({b['tokens']} tokens); "
       f"per 1000 examples: tokenize {b['tokenize_s_per_1k']:.3f}s, pairs+pack "
       f"{b['pairs_pack_s_per_1k']:.3f}s, masking {b['masking_s_per_1k']:.3f}s (CPU, 1 thread)"
     )
   with tempfile.TemporaryDirectory() as tmp:
     roots = {"old": extract_baseline(args.baseline, tmp), "new": os.path.abspath(REPO)}
-    for seq in (128, 512):
-      need = (2 if args.quick else 6) * (4000 if seq == 128 else 1500)
-      for workers in (0, 2):
+    for seq in args.seqs:
+      # Measured over whole windows' worth of examples, after every worker made two windows:
+      # a timed stretch of a few windows right after start-up measures how the first windows
+      # happen to fall between the workers, not the throughput.
+      need = int((8 if args.quick else 24) * per_window[seq])
+      for workers in args.workers:
+        warmup = int((2 * max(workers, 1) + 2) * per_window[seq])
         runs: dict[str, list[dict]] = {"old": [], "new": []}
         for r in range(args.rounds):
           for side in ("old", "new") if r % 2 == 0 else ("new", "old"):
-            child_args = ("--_throughput_child", large, model, str(seq), str(workers), str(need))
+            child_args = (
+              "--_throughput_child",
+              *(large, model, str(seq), str(workers), str(warmup), str(need)),
+            )
             runs[side].append(_child(roots[side], *child_args))
         med = {
           side: {
-            k: statistics.median(x[k] for x in rs) for k in ("examples_per_s", "examples_per_cpu_s")
+            k: statistics.median(x[k] for x in rs)
+            for k in (
+              "examples_per_s",
+              "examples_per_cpu_s",
+              "main_cpu_ms_per_1k",
+              "workers_cpu_ms_per_1k",
+              "first_batch_s",
+            )
           }
           for side, rs in runs.items()
         }
@@ -249,7 +307,17 @@ def main() -> None:
           f"{[round(x['examples_per_s']) for x in runs['old']]} new "
           f"{[round(x['examples_per_s']) for x in runs['new']]}"
         )
-    for side in ("old", "new"):
+        print(
+          "  CPU ms per 1000 examples, main process + workers: "
+          + ", ".join(
+            f"{side} {m['main_cpu_ms_per_1k']:.0f} + {m['workers_cpu_ms_per_1k']:.0f}"
+            for side, m in med.items()
+          )
+          + "; first batch after "
+          + ", ".join(f"{side} {m['first_batch_s']:.1f}s" for side, m in med.items())
+          + f"; load average {os.getloadavg()[0]:.1f}"
+        )
+    for side in () if args.no_rss else ("old", "new"):
       for name, path in (("small", small), ("4x", large)):
         r = _child(roots[side], "--_rss_child", path, model, "512")
         print(
