@@ -46,7 +46,8 @@ def _write_corpus(path, docs=120, seed=0):
 # Every `python -m pretrain` run of the small model below trains this many steps: the learning-rate
 # schedule (a function of num_train_steps) is compiled into the train step, so runs of one length
 # share one compiled step through the XLA cache and only the first run of the session compiles it
-# (~20 s of CPU each). 48 leaves tests/test_chaos.py room for four interrupted starts.
+# (a compile costs ~8 s of CPU, a whole cached run ~12 s). 48 leaves tests/test_chaos.py room for
+# four interrupted starts.
 RUN_STEPS = 48
 
 
@@ -140,7 +141,7 @@ def test_run_writes_its_workdir_and_continues_from_its_model(tmp_path):
   # Interruptions (SIGKILL, SIGTERM, SIGINT, one mid-save) and resuming to the uninterrupted
   # result are tests/test_chaos.py's; in a bucket, tests/test_gcs_programs.py's.
   corpus = _write_corpus(tmp_path / "corpus.txt")
-  # Evaluations and checkpoints every 12 steps (4 of each): no fewer than a 12-step run made.
+  # Evaluations and checkpoints every 12 steps: 4 of each over the RUN_STEPS (48) steps.
   flags = _small_overrides(corpus) + [
     "--config.eval_every_steps=12",
     "--config.checkpoint_every_steps=12",
