@@ -73,6 +73,45 @@ def pytest_configure(config):
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", size)
 
 
+# The test modules that take longest, longest first (seconds of a 2-core run, setup included,
+# from `pytest --durations=0`). The two xdist workers take whole modules (--dist loadscope) in
+# collection order (--no-loadscope-reorder: xdist would otherwise put the modules with the most
+# tests first, and a long one-test module such as test_chaos.py last, on one worker, while the
+# other sits idle); the longest first, the short ones fill in at the end, so both workers finish
+# together. Modules not listed keep their order, after these; the list only changes the order.
+# The figures: one run on a loaded machine (load average ~8); only their order matters.
+SLOWEST_MODULES = (
+  "test_modeling.py",  # 294 s
+  "test_pretrain_train.py",  # 294 s; first of the 48-step runs: compiles their train step
+  "test_finetune_train.py",  # 239 s
+  "test_gcs_programs.py",  # 224 s
+  "test_notebooks.py",  # 209 s
+  "test_reliability.py",  # 201 s
+  "test_tpu_compile.py",  # 162 s
+  "test_multiprocess.py",  # 156 s
+  "test_chaos.py",  # 116 s
+  "test_nnx.py",  # 109 s
+  "test_finetune_buckets.py",  # 105 s
+  "test_finetune_multiprocess.py",  # 95 s
+  "test_pipelines.py",  # 81 s
+  "test_pretrain_zh.py",  # 80 s
+  "test_sharding.py",  # 71 s
+  "test_attentions.py",  # 71 s
+  "test_bench_common.py",  # 67 s
+  "test_checkpoints.py",  # 47 s
+  "test_finetune_losses.py",  # 42 s
+  "test_bf16_hlo.py",  # 41 s
+  "test_gcs_library.py",  # 35 s
+  "test_pretrain_data.py",  # 34 s
+  "test_model_card.py",  # 30 s
+)
+
+
+def pytest_collection_modifyitems(config, items):
+  rank = {name: i for i, name in enumerate(SLOWEST_MODULES)}
+  items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: modules stay whole
+
+
 def make_inputs(choices: int | None = None, seed: int = 0):
   """input_ids, attention_mask (rows padded on the right), token_type_ids.
 

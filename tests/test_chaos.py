@@ -26,6 +26,7 @@ import jax
 import numpy as np
 import pytest
 from test_pretrain_train import (
+  RUN_STEPS,
   _comparable,
   _complete_steps,
   _env,
@@ -40,7 +41,7 @@ import albert_flax as af
 from albert_flax.train import program
 
 SEED = 14  # the moments of the interruptions; any seed must pass
-STEPS = 48  # room for four starts of up to ~12 steps each, whatever the speed
+STEPS = RUN_STEPS  # 48: room for four starts of up to ~12 steps each, whatever the speed
 EVERY = 4  # checkpoint_every_steps
 TMP_SUFFIX = ".orbax-checkpoint-tmp"  # orbax's folder for a step still being written
 
@@ -98,7 +99,7 @@ def _interrupt(proc, what, workdir, log_path, first, more_steps, pause) -> None:
 def test_runs_interrupted_at_random_moments_end_as_an_uninterrupted_run(tmp_path):
   rng = random.Random(SEED)
   corpus = _write_corpus(tmp_path / "corpus.txt", docs=60)
-  flags = _small_overrides(corpus, steps=STEPS) + [
+  flags = _small_overrides(corpus) + [
     f"--config.checkpoint_every_steps={EVERY}",
     "--config.eval_every_steps=8",
   ]

@@ -23,11 +23,22 @@ import numpy as np
 import pytest
 from etils import epath
 from multiprocess_launch import finish, free_port, start
-from test_pretrain_train import _comparable, _env, _launch, _run, _small_overrides, _write_corpus
+from test_pretrain_train import (
+  RUN_STEPS,
+  _comparable,
+  _env,
+  _launch,
+  _run,
+  _small_overrides,
+  _write_corpus,
+)
 
 import albert_flax as af
 
-STEPS = 10  # pretraining steps, a checkpoint every 2: the run is killed after the first
+# Pretraining steps (the other small runs' number: their compiled step serves these runs too), a
+# checkpoint every 8: the run is killed after the first.
+STEPS = RUN_STEPS
+EVERY = 8
 
 
 # ----------------------------------------------------------------------------- the bucket
@@ -135,8 +146,12 @@ def pretrained(bucket, tmp_path_factory):
   for part in range(2):  # a glob over two corpus files in the bucket
     local = _write_corpus(tmp / f"part-{part}.txt", docs=60, seed=part)
     epath.Path(local).copy(bucket / "corpus" / f"part-{part}.txt")
-  flags = _small_overrides(f"{bucket}/corpus/part-*.txt", steps=STEPS)
-  flags += [f"--config.eval_every_steps={STEPS}", "--config.log_every_steps=2"]
+  flags = _small_overrides(f"{bucket}/corpus/part-*.txt")
+  flags += [
+    f"--config.eval_every_steps={STEPS}",
+    "--config.log_every_steps=2",
+    f"--config.checkpoint_every_steps={EVERY}",
+  ]
   env = _env(tmp / "xla_cache")
   reference = bucket / "reference"
   _run(str(reference), flags, env, tmp / "reference.log")

@@ -43,7 +43,15 @@ def _write_corpus(path, docs=120, seed=0):
   return str(path)
 
 
-def _small_overrides(corpus, steps):
+# Every `python -m pretrain` run of the small model below trains this many steps: the learning-rate
+# schedule (a function of num_train_steps) is compiled into the train step, so runs of one length
+# share one compiled step through the XLA cache and only the first run of the session compiles it
+# (a compile costs ~8 s of CPU, a whole cached run ~12 s). 48 leaves tests/test_chaos.py room for
+# four interrupted starts.
+RUN_STEPS = 48
+
+
+def _small_overrides(corpus):
   """A small model and short run (flags for `python -m pretrain`)."""
   return [
     f"--config.data.train_files={corpus}",
@@ -53,7 +61,7 @@ def _small_overrides(corpus, steps):
     "--config.model_overrides.num_attention_heads=2",
     "--config.model_overrides.intermediate_size=64",
     "--config.model_overrides.num_hidden_layers=2",
-    f"--config.num_train_steps={steps}",
+    f"--config.num_train_steps={RUN_STEPS}",
     "--config.batch_size=8",
     "--config.max_seq_length=32",
     "--config.max_predictions_per_seq=5",
@@ -133,7 +141,11 @@ def test_run_writes_its_workdir_and_continues_from_its_model(tmp_path):
   # Interruptions (SIGKILL, SIGTERM, SIGINT, one mid-save) and resuming to the uninterrupted
   # result are tests/test_chaos.py's; in a bucket, tests/test_gcs_programs.py's.
   corpus = _write_corpus(tmp_path / "corpus.txt")
-  flags = _small_overrides(corpus, steps=12)
+  # Evaluations and checkpoints every 12 steps: 4 of each over the RUN_STEPS (48) steps.
+  flags = _small_overrides(corpus) + [
+    "--config.eval_every_steps=12",
+    "--config.checkpoint_every_steps=12",
+  ]
   env = _env(tmp_path / "xla_cache")
   log_path = tmp_path / "log.txt"
 
@@ -144,8 +156,8 @@ def test_run_writes_its_workdir_and_continues_from_its_model(tmp_path):
   # The workdir holds what the program promises, and the final model loads.
   train_rows = [r for r in ref_rows if "split" not in r]
   eval_rows = [r for r in ref_rows if r.get("split") == "eval"]
-  assert [r["step"] for r in train_rows] == list(range(1, 13))
-  assert [r["step"] for r in eval_rows] == [6, 12]
+  assert [r["step"] for r in train_rows] == list(range(1, RUN_STEPS + 1))
+  assert [r["step"] for r in eval_rows] == [12, 24, 36, 48]
   for key in (
     "loss",
     "masked_lm_loss",

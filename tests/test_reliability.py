@@ -24,6 +24,7 @@ import numpy as np
 import pytest
 from test_pretrain_train import (
   REPO,
+  RUN_STEPS,
   _complete_steps,
   _env,
   _launch,
@@ -52,7 +53,7 @@ def _finish(proc, log, log_path, timeout=600):
 def test_interrupted_run_locked_workdir_changed_config_and_finished_rerun(tmp_path):
   corpus = _write_corpus(tmp_path / "corpus.txt")
   # Long enough (in steps) that the signal comes before the end; the steps are fast once compiled.
-  flags = _small_overrides(corpus, steps=40) + ["--config.checkpoint_every_steps=4"]
+  flags = _small_overrides(corpus) + ["--config.checkpoint_every_steps=4"]
   env = _env(tmp_path / "xla_cache")
   workdir = tmp_path / "run"
 
@@ -92,7 +93,7 @@ def test_interrupted_run_locked_workdir_changed_config_and_finished_rerun(tmp_pa
   status = json.loads((workdir / "run_status.json").read_text())
   assert status["status"] == "interrupted" and status["signal"] == "SIGINT"
   stopped = status["step"]
-  assert 3 <= stopped < 40 and stopped in _complete_steps(workdir)
+  assert 3 <= stopped < RUN_STEPS and stopped in _complete_steps(workdir)
   assert f"Interrupted at step {stopped}" in output and "Resume with:" in output
   assert "-m pretrain" in output
   assert not os.path.exists(workdir / "LOCK")  # released on the way out
@@ -131,14 +132,18 @@ def test_interrupted_run_locked_workdir_changed_config_and_finished_rerun(tmp_pa
   proc, log = _launch(workdir, flags + ["--config.log_every_steps=2"], env, resume_log)
   code, output = _finish(proc, log, resume_log)
   assert code == 0, output[-4000:]
-  assert "Pretraining finished at step 40" in output and "model:" in output and "next:" in output
+  assert (
+    f"Pretraining finished at step {RUN_STEPS}" in output
+    and "model:" in output
+    and "next:" in output
+  )
   assert json.loads((workdir / "run_status.json").read_text())["status"] == "finished"
   assert len(os.listdir(workdir / "config_history")) == 2
   again_log = tmp_path / "again.txt"
   proc, log = _launch(workdir, flags, env, again_log)
   code, output = _finish(proc, log, again_log)
   assert code == 0, output[-4000:]
-  assert "finished already (step 40)" in output and "masked_lm_accuracy" in output
+  assert f"finished already (step {RUN_STEPS})" in output and "masked_lm_accuracy" in output
 
 
 def test_config_changes_lists_unsafe_keys_only():
