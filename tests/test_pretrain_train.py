@@ -109,14 +109,14 @@ def _run(workdir, flags, env, log_path, timeout=900):
   assert proc.returncode == 0, open(log_path).read()[-4000:]
 
 
-def _wait_for(predicate, proc, log_path, timeout=600):
+def _wait_for(predicate, proc, log_path, timeout=600, interval=0.2):
   deadline = time.time() + timeout
   while time.time() < deadline:
     if predicate():
       return
     if proc.poll() is not None:
       pytest.fail(f"run ended early (code {proc.returncode}):\n{open(log_path).read()[-4000:]}")
-    time.sleep(0.2)
+    time.sleep(interval)
   proc.kill()
   pytest.fail(f"timed out:\n{open(log_path).read()[-4000:]}")
 

@@ -421,14 +421,14 @@ def test_finetune_command_interrupted_by_sigint_and_sigterm_saves_says_so_and_re
   data = td.write_sentiment(str(tmp_path / "SST-2"), n_train=64, n_dev=8)
   workdir = tmp_path / "run"
   # Steps take milliseconds here: enough of them that a signal sent a few steps in (the log is
-  # polled every 0.2 s) always lands before the last one, even on a loaded machine.
-  steps = 800
+  # polled every 0.02 s) always lands well before the last one, even on a loaded machine.
+  steps = 240
   command = [
     sys.executable, "-m", "finetune", GLUE, f"--workdir={workdir}", "--config.task=sst2",
     f"--config.init_from={checkpoint}", f"--config.data_dir={data}",
     "--config.max_seq_length=16", "--config.batch_size=8", "--config.eval_batch_size=8",
     f"--config.train_steps={steps}", "--config.warmup_steps=1", "--config.learning_rate=1e-3",
-    "--config.eval_every_steps=400", "--config.log_every_steps=1", "--config.tensorboard=False",
+    "--config.eval_every_steps=120", "--config.log_every_steps=1", "--config.tensorboard=False",
   ]  # fmt: skip
   env = _env(tmp_path / "xla_cache")
   resumed_at = 0
@@ -449,7 +449,12 @@ def test_finetune_command_interrupted_by_sigint_and_sigterm_saves_says_so_and_re
       assert code == program.EXIT_OK, output[-4000:]
       break
     # Once training is under way (past the first step's compilation), the signal.
-    _wait_for(lambda: max(logged_steps(), default=0) >= resumed_at + 3, proc, log_path)  # noqa: B023
+    _wait_for(
+      lambda: max(logged_steps(), default=0) >= resumed_at + 3,  # noqa: B023
+      proc,
+      log_path,
+      interval=0.02,
+    )
     proc.send_signal(getattr(signal, name))
     code, output = _finish(proc, log, log_path)
     assert code == program.EXIT_INTERRUPTED, output[-4000:]
