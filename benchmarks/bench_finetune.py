@@ -93,7 +93,14 @@ def run_ours(args, kind, features, dtype, bucketed: bool) -> dict[str, float]:
   from finetune.data import train_batches
   from finetune.tasks import EvalSet
   from finetune.tasks.glue import GlueTask
-  from finetune.train import make_predict_fn, make_stats_fn, predict_set, resolve_config
+  from finetune.train import (
+    TrainBatchMaker,
+    compile_ahead,
+    make_predict_fn,
+    make_stats_fn,
+    predict_set,
+    resolve_config,
+  )
 
   config = glue.get_config()
   config.update(dict(init_from="unused", task=kind, max_seq_length=MAX_LENGTH))
@@ -132,37 +139,21 @@ def run_ours(args, kind, features, dtype, bucketed: bool) -> dict[str, float]:
   predict_fn = make_predict_fn(model, task, shardings.params, mesh)
   inputs = {k: v for k, v in features.items() if k != "labels"}
 
-  def device_batch(batch):
-    return sharding.global_batch(
-      dict(batch, weights=np.ones((args.batch_size,), np.float32)), mesh, args.batch_size
-    )
-
+  make_batch = TrainBatchMaker(features, args.batch_size, mesh)
   # As the program does (config.compile_ahead): every train and predict program the epoch and
   # the prediction need, compiled side by side before the first step; the time counts in the
   # epoch's.
   start = time.perf_counter()
-  lengths = buckets_lib.row_lengths(inputs)
-  if buckets:
-    widths = buckets_lib.train_widths(lengths, args.batch_size, buckets, 0, 0, steps)
-    plan = buckets_lib.eval_batch_plan(lengths, args.batch_size, buckets)
-  else:
-    widths = [MAX_LENGTH]
-    plan = buckets_lib.eval_batch_plan(lengths * 0, args.batch_size, (MAX_LENGTH,))
-  rows = np.arange(args.batch_size) % n
-  jobs = [
-    (step, (state, device_batch(buckets_lib.trim({k: v[rows] for k, v in features.items()}, w))))
-    for w in widths
-  ]
-  for w in sorted({p.width for p in plan}):
-    batch = buckets_lib.trim({k: v[rows] for k, v in inputs.items()}, w)
-    jobs.append((predict_fn, (state.params, sharding.global_batch(batch, mesh, args.batch_size))))
-  compiles = training.compile_concurrently(jobs)
+  compiles, widths, _ = compile_ahead(
+    step, predict_fn, state, features, [inputs], buckets, make_batch, args.batch_size, mesh, 0,
+    range(steps),
+  )  # fmt: skip
   compile_s = time.perf_counter() - start
   step_widths, durations = [], []
   for _ in range(timed):
     batch = next(batches)
     t = time.perf_counter()
-    state, metrics = step(state, device_batch(batch))
+    state, metrics = step(state, make_batch(batch))
     jax.block_until_ready(metrics)
     durations.append(time.perf_counter() - t)
     step_widths.append(batch["input_ids"].shape[-1])

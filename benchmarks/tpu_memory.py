@@ -71,6 +71,16 @@ def _search(entry: dict, shipped, topology: aot.Topology, report: dict, save) ->
   most recomputation (those below the shipped one first, then, when the shipped one does not fit,
   those above it), then larger fsdp axes under remat "full"; each one compiled."""
   config = ml_collections.ConfigDict(shipped.to_dict())
+
+  def fits(label: str) -> bool:  # compile `config` as it is now, record it, say if it fits
+    found = compile_row(config, topology)
+    print(f"  {label}: {_summary(found)}", flush=True)
+    entry.setdefault("tried", []).append(found)
+    save()
+    if found["fits"]:
+      entry["fits_with"] = found
+    return found["fits"]
+
   order = list(REMAT_BY_RECOMPUTE)
   for remat in order:
     if remat == shipped.remat:
@@ -80,22 +90,12 @@ def _search(entry: dict, shipped, topology: aot.Topology, report: dict, save) ->
       continue
     if order.index(remat) < order.index(shipped.remat) or not report["fits"]:
       config.remat = remat
-      found = compile_row(config, topology)
-      print(f"  remat {remat}: {_summary(found)}", flush=True)
-      entry.setdefault("tried", []).append(found)
-      save()
-      if found["fits"]:
-        entry["fits_with"] = found
+      if fits(f"remat {remat}"):
         return
   config.remat = "full"
   while config.mesh.fsdp * config.mesh.tensor * 2 <= report["num_devices"]:
     config.mesh.fsdp, config.mesh.data = config.mesh.fsdp * 2, -1
-    found = compile_row(config, topology)
-    print(f"  fsdp {config.mesh.fsdp}: {_summary(found)}", flush=True)
-    entry.setdefault("tried", []).append(found)
-    save()
-    if found["fits"]:
-      entry["fits_with"] = found
+    if fits(f"fsdp {config.mesh.fsdp}"):
       return
 
 

@@ -20,6 +20,7 @@ The machinery is the library's (`albert_flax.sharding`, `optim`, `training`); a 
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from typing import Any
 
@@ -195,60 +196,72 @@ def make_predict_fn(model, task: Task, params_shardings, mesh) -> training.MeshF
   return training.MeshFunction(jitted, mesh, sharding.LOGICAL_RULES)
 
 
-def _train_batch(batch: Features, config, mesh, seed_in_batch: bool) -> dict[str, jax.Array]:
-  """A training batch (every row, on every process) -> the train step's global batch: this
-  process's rows, the per-row weights, and the run's seed when runs share the step."""
-  batch = dict(batch, weights=np.ones((config.batch_size,), np.float32))
-  if seed_in_batch:
-    batch["dropout_seed"] = np.full((config.batch_size,), config.seed, np.int32)
-  return sharding.global_batch(_local_rows(batch, mesh, config.batch_size), mesh, config.batch_size)
-
-
-def _compile_ahead(config, steps, state, columns, dev_sets, buckets, start, mesh, seed_in_batch):
-  """Compiles, side by side, the train-step programs of every padded width the run's batches
-  will have (from the rows' lengths) and the prediction programs of the dev sets' widths, before
-  the first step: one compile after another at first use costs their sum, on a host's idle
-  cores they overlap (XLA compiles each program on one thread)."""
-  import time
-
-  n = num_rows(columns)
+def compile_ahead(
+  train_step: training.MeshFunction,
+  predict_step: training.MeshFunction,
+  state: training.TrainState,
+  columns: Features,
+  eval_inputs: list[Features],
+  buckets: tuple[int, ...] | None,
+  make_train_batch: TrainBatchMaker,
+  eval_batch_size: int,
+  mesh,
+  seed: int,
+  steps: range,
+) -> tuple[int, list[int], list[int]]:
+  """Compiles, side by side, the train-step programs of every padded width the batches of
+  `steps` will have (from the rows' lengths and `seed`) and the prediction programs of the
+  widths of `eval_inputs` (model inputs of each set), before the first step: one compile after
+  another at first use costs their sum, on a host's idle cores they overlap (XLA compiles each
+  program on one thread or two). make_train_batch: full-width training rows [batch, ...] -> the
+  train step's batch, as the loop makes it. Returns (programs compiled, train widths, predict
+  widths)."""
+  width = columns["input_ids"].shape[-1]
+  batch_size = make_train_batch.batch_size
   if buckets is None:
-    train_widths = [columns["input_ids"].shape[-1]]
+    train_widths = [width]
   else:
     lengths = buckets_lib.row_lengths(columns)
     train_widths = buckets_lib.train_widths(
-      lengths, config.batch_size, buckets, config.seed, start, config.train_steps
+      lengths, batch_size, buckets, seed, steps.start, steps.stop
     )
-  rows = np.arange(config.batch_size) % n
-  jobs = []
-  for width in train_widths:
-    batch = buckets_lib.trim({k: v[rows] for k, v in columns.items()}, width)
-    jobs.append((steps.train_step, (state, _train_batch(batch, config, mesh, seed_in_batch))))
+  jobs = [
+    (train_step, (state, make_train_batch(buckets_lib.trim(make_train_batch.example, w))))
+    for w in train_widths
+  ]
   predict_widths = set()
-  for eval_set in dev_sets:
-    inputs = {k: eval_set.features[k] for k in MODEL_INPUTS}
+  for inputs in eval_inputs:
     if not num_rows(inputs):
       continue
     lengths = buckets_lib.row_lengths(inputs)
     plan_buckets = buckets or (inputs["input_ids"].shape[-1],)
-    for planned in buckets_lib.eval_batch_plan(lengths, config.eval_batch_size, plan_buckets):
-      if planned.width in predict_widths:
-        continue
-      predict_widths.add(planned.width)
-      batch = buckets_lib.trim({k: v[planned.rows] for k, v in inputs.items()}, planned.width)
-      local = _local_rows(batch, mesh, config.eval_batch_size)
-      device_batch = sharding.global_batch(local, mesh, config.eval_batch_size)
-      jobs.append((steps.predict_step, (state.params, device_batch)))
-  began = time.perf_counter()
-  compiled = training.compile_concurrently(jobs)
-  if compiled:
-    log.info(
-      "compiled %d programs ahead in %.1f s (train_step widths %s, predict widths %s)",
-      compiled,
-      time.perf_counter() - began,
-      ", ".join(map(str, train_widths)),
-      ", ".join(map(str, sorted(predict_widths))) or "none",
-    )
+    for planned in buckets_lib.eval_batch_plan(lengths, eval_batch_size, plan_buckets):
+      if planned.width not in predict_widths:
+        predict_widths.add(planned.width)
+        batch = buckets_lib.trim({k: v[planned.rows] for k, v in inputs.items()}, planned.width)
+        local = _local_rows(batch, mesh, eval_batch_size)
+        jobs.append(
+          (predict_step, (state.params, sharding.global_batch(local, mesh, eval_batch_size)))
+        )
+  return training.compile_concurrently(jobs), train_widths, sorted(predict_widths)
+
+
+class TrainBatchMaker:
+  """Training rows (every row, on every process) -> the train step's global batch: this
+  process's rows, the per-row weights, and the run's seed when runs share the step.
+  `example`: the first `batch_size` rows of `columns`, the shapes compile_ahead compiles for."""
+
+  def __init__(self, columns: Features, batch_size: int, mesh, seed: int | None = None):
+    self.batch_size, self.mesh, self.seed = batch_size, mesh, seed
+    rows = np.arange(batch_size) % num_rows(columns)
+    self.example = {k: v[rows] for k, v in columns.items()}
+
+  def __call__(self, batch: Features) -> dict[str, jax.Array]:
+    batch = dict(batch, weights=np.ones((self.batch_size,), np.float32))
+    if self.seed is not None:
+      batch["dropout_seed"] = np.full((self.batch_size,), self.seed, np.int32)
+    local = _local_rows(batch, self.mesh, self.batch_size)
+    return sharding.global_batch(local, self.mesh, self.batch_size)
 
 
 def _local_rows(batch: Features, mesh, global_size: int) -> Features:
@@ -511,16 +524,30 @@ def _train(
     batches = buckets_lib.bucketed_train_batches(
       columns, config.batch_size, config.seed, buckets, start_step=start
     )
-  seed_in_batch = shared_steps is not None
+  # Runs that share the step (several seeds) send their seed with each batch.
+  make_batch = TrainBatchMaker(
+    columns, config.batch_size, mesh, config.seed if shared_steps is not None else None
+  )
   if config.compile_ahead and start < config.train_steps:
-    _compile_ahead(config, steps, state, columns, dev_sets, buckets, start, mesh, seed_in_batch)
+    began = time.perf_counter()
+    dev_inputs = [{k: s.features[k] for k in MODEL_INPUTS} for s in dev_sets]
+    compiled, train_widths, predict_widths = compile_ahead(
+      train_step, predict_fn, state, columns, dev_inputs, buckets, make_batch,
+      config.eval_batch_size, mesh, config.seed, range(start, config.train_steps),
+    )  # fmt: skip
+    if compiled:
+      log.info(
+        "compiled %d programs ahead in %.1f s (train_step widths %s, predict widths %s)",
+        compiled, time.perf_counter() - began, ", ".join(map(str, train_widths)),
+        ", ".join(map(str, predict_widths)) or "none",
+      )  # fmt: skip
   # The writer is closed on every exit, after the final evaluation's rows.
   loop = TrainLoop(run, start, config.train_steps, checkpoints=[latest, best], close=[writer])
   with loop:
     for step in loop:
       batch = next(batches)
       compiles.record("train_step", batch)
-      state, metrics = train_step(state, _train_batch(batch, config, mesh, seed_in_batch))
+      state, metrics = train_step(state, make_batch(batch))
       writer.advance(step)
       if loop.due(config.log_every_steps):
         metrics = jax.device_get(metrics)

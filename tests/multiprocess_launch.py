@@ -52,6 +52,18 @@ def finish(proc: subprocess.Popen, timeout: float) -> tuple[int, str]:
   return proc.returncode, output
 
 
+def run_processes(
+  helper: str, num_processes: int, local_devices: int, timeout: float, **flags
+) -> list[tuple[int, str]]:
+  """Runs `num_processes` processes of `helper` as one jax.distributed job (the same flags for
+  all) and joins them: [(exit code, combined output)] by process id."""
+  port = free_port()
+  procs = [
+    start(helper, num_processes, i, port, local_devices, **flags) for i in range(num_processes)
+  ]
+  return [finish(p, timeout=timeout) for p in procs]
+
+
 def add_process_flags(parser: argparse.ArgumentParser) -> None:
   """The flags `start` passes to every helper."""
   parser.add_argument("--num_processes", type=int, default=1)

@@ -7,15 +7,10 @@ on the other's arrival and commit a checkpoint that one process had not finished
 tests/checkpoint_multiprocess_helper.py is one process.
 """
 
-from multiprocess_launch import finish, free_port, start
+from multiprocess_launch import run_processes
 
 
 def test_two_managers_save_the_same_steps_over_two_processes(tmp_path):
-  port = free_port()
-  procs = [
-    start("checkpoint_multiprocess_helper.py", 2, i, port, 1, workdir=tmp_path, steps=8)
-    for i in range(2)
-  ]
-  results = [finish(p, timeout=300) for p in procs]
+  results = run_processes("checkpoint_multiprocess_helper.py", 2, 1, 300, workdir=tmp_path, steps=8)
   for code, output in results:
     assert code == 0 and output.rstrip().endswith("OK"), output[-4000:]

@@ -239,14 +239,9 @@ def test_two_processes_checkpoint_into_one_bucket(gcs_server, gcs_path):
   """jax.distributed over gloo: each process writes its shards of a sharded array into the bucket
   (through tensorstore), two managers at once; both restore what was saved
   (tests/checkpoint_multiprocess_helper.py)."""
-  from multiprocess_launch import finish, free_port, start
+  from multiprocess_launch import run_processes
 
-  port = free_port()
-  procs = [
-    start("checkpoint_multiprocess_helper.py", 2, i, port, 1, workdir=gcs_path, steps=3)
-    for i in range(2)
-  ]
-  results = [finish(p, timeout=300) for p in procs]
+  results = run_processes("checkpoint_multiprocess_helper.py", 2, 1, 300, workdir=gcs_path, steps=3)
   for code, output in results:
     assert code == 0 and output.rstrip().endswith("OK"), output[-4000:]
   names = _names(gcs_server, gcs_path)

@@ -22,7 +22,7 @@ import jax
 import numpy as np
 import pytest
 from etils import epath
-from multiprocess_launch import finish, free_port, start
+from multiprocess_launch import run_processes
 from test_pretrain_train import (
   RUN_STEPS,
   _comparable,
@@ -212,22 +212,17 @@ def test_two_processes_fine_tune_from_and_into_the_bucket(gcs_server, bucket, pr
   for name in ("train.tsv", "dev.tsv"):
     epath.Path(local, name).copy(data / name)
   workdir = bucket / "finetune"
-  port = free_port()
-  procs = [
-    start(
-      "finetune_multiprocess_helper.py",
-      2,
-      i,
-      port,
-      1,
-      checkpoint=pretrained["workdir"],
-      data=data,
-      workdir=workdir,
-      out=tmp_path,
-    )
-    for i in range(2)
-  ]
-  for code, output in [finish(p, timeout=600) for p in procs]:
+  processes = run_processes(
+    "finetune_multiprocess_helper.py",
+    2,
+    1,
+    600,
+    checkpoint=pretrained["workdir"],
+    data=data,
+    workdir=workdir,
+    out=tmp_path,
+  )
+  for code, output in processes:
     assert code == 0, output[-4000:]
   results = [json.loads((tmp_path / f"result_{i}.json").read_text()) for i in range(2)]
   assert results[0]["results"] == results[1]["results"]
