@@ -100,6 +100,7 @@ def resolve_config(
       "--config.init_from is required: a checkpoint to fine-tune (any path "
       "af.from_pretrained reads, or a Hugging Face Hub id)"
     )
+  _check_init_from(str(config.init_from))
   for field in ("batch_size", "train_steps", "eval_batch_size", "max_seq_length"):
     if int(config[field]) < 1:
       raise ConfigError(f"config.{field} must be positive, got {config[field]}")
@@ -114,6 +115,24 @@ def resolve_config(
   except ValueError as e:
     raise ConfigError(str(e)) from None
   return config
+
+
+def _check_init_from(init_from: str) -> None:
+  """A missing local or bucket path is a one-line usage error before any work. Names that may
+  be Hugging Face Hub ids ("albert/albert-base-v2": no scheme, at most one "/", not starting
+  with "/", "." or "~") are left to from_pretrained, which tries the Hub."""
+  looks_like_path = (
+    init_from.startswith(("/", ".", "~")) or "://" in init_from or init_from.count("/") > 1
+  )
+  if not looks_like_path:
+    return
+  where = paths.path(init_from)
+  tf_checkpoint = paths.path(init_from + ".index")  # an original TF checkpoint's prefix
+  if not where.exists() and not tf_checkpoint.exists():
+    raise ConfigError(
+      f"config.init_from {init_from!r}: no such file or directory (give a pretraining or "
+      "fine-tuning workdir, a saved model folder, an original TF checkpoint or a Hub id)"
+    )
 
 
 def checkpoint_hidden_size(init_from: str) -> int | None:

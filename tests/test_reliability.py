@@ -300,6 +300,10 @@ UNKNOWN_KEY = "unknown config key 'no_such_key' in --config.no_such_key=1"
     (["pretrain", "--config.model=basev2"], "model must be one of ['base-v1', "),
     (["pretrain", "--config.max_seq_length=1024"], "max_seq_length 1024 exceeds the model's"),
     (["finetune", GLUE, "--config.task=sst-2", "--config.init_from=x"], "unknown task 'sst-2'"),
+    (
+      ["finetune", GLUE, "--config.task=sst2", "--config.init_from=/no/such/run"],
+      "config.init_from '/no/such/run': no such file or directory",
+    ),
   ],
 )
 def test_bad_config_keys_and_values_are_one_line_before_any_work(tmp_path, command, message):
