@@ -8,7 +8,12 @@ from __future__ import annotations
 
 import os
 
-os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")  # before jax
+from multiprocess_launch import FAST_COMPILE_XLA_FLAGS  # imports no jax
+
+# Before jax: 8 CPU devices for the sharding tests, and compiles at a fraction of their cost.
+os.environ.setdefault(
+  "XLA_FLAGS", f"--xla_force_host_platform_device_count=8 {FAST_COMPILE_XLA_FLAGS}"
+)
 # The test extras install libtpu (for the TPU compiler's compile-only tests, which build their
 # devices from a topology and need no TPU backend). Without this every jax process, and every
 # process of a multi-process test, would first try to open a TPU and contend for libtpu's lock.

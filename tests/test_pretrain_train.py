@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from multiprocess_launch import FAST_COMPILE_XLA_FLAGS
 
 from albert_flax.train import training
 from albert_flax.train.checkpoints import TrainCheckpointManager
@@ -74,9 +75,13 @@ def _small_overrides(corpus):
   ]
 
 
-def _env(cache_dir):
+def _env(cache_dir, fast_compile=True):
+  """The environment of a `python -m pretrain|finetune` run: one CPU device, as a plain run, and
+  (`fast_compile`) the suite's compile-fast XLA flags (tests/multiprocess_launch.py)."""
   env = dict(os.environ)
-  env.pop("XLA_FLAGS", None)  # one CPU device, as a plain `python -m pretrain`
+  env.pop("XLA_FLAGS", None)
+  if fast_compile:
+    env["XLA_FLAGS"] = FAST_COMPILE_XLA_FLAGS
   env.update(
     # The session's cache (tests/conftest.py) where there is one: the runs of every test share it.
     JAX_COMPILATION_CACHE_DIR=os.environ.get("JAX_COMPILATION_CACHE_DIR", str(cache_dir)),
@@ -257,7 +262,9 @@ def test_default_command_learns_on_held_back_text(tmp_path):
   well above chance (1/V and 1/2)."""
   workdir = tmp_path / "tiny"
   log_path = tmp_path / "log.txt"
-  _run(workdir, LEARNING_RUN_FLAGS, _env(tmp_path / "xla_cache"), log_path, timeout=1200)
+  # 100 steps of batch 64: fully optimized code (a compile-fast step would run ~2x slower).
+  env = _env(tmp_path / "xla_cache", fast_compile=False)
+  _run(workdir, LEARNING_RUN_FLAGS, env, log_path, timeout=1200)
   eval_rows = [r for r in _rows(workdir) if r.get("split") == "eval"]
   assert [r["step"] for r in eval_rows] == [50, 100]
   first, final = eval_rows
