@@ -8,7 +8,12 @@ from __future__ import annotations
 
 import os
 
-os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")  # before jax
+from multiprocess_launch import FAST_COMPILE_XLA_FLAGS  # imports no jax
+
+# Before jax: 8 CPU devices for the sharding tests, and compiles at a fraction of their cost.
+os.environ.setdefault(
+  "XLA_FLAGS", f"--xla_force_host_platform_device_count=8 {FAST_COMPILE_XLA_FLAGS}"
+)
 # The test extras install libtpu (for the TPU compiler's compile-only tests, which build their
 # devices from a topology and need no TPU backend). Without this every jax process, and every
 # process of a multi-process test, would first try to open a TPU and contend for libtpu's lock.
@@ -79,31 +84,36 @@ def pytest_configure(config):
 # tests first, and a long one-test module such as test_chaos.py last, on one worker, while the
 # other sits idle); the longest first, the short ones fill in at the end, so both workers finish
 # together. Modules not listed keep their order, after these; the list only changes the order.
-# The figures: one run on a loaded machine (load average ~8); only their order matters.
+# The figures: one run on a loaded machine (load average ~5, another job busy on one core), with
+# the compile-fast XLA flags; only their order matters.
 SLOWEST_MODULES = (
-  "test_modeling.py",  # 294 s
-  "test_pretrain_train.py",  # 294 s; first of the 48-step runs: compiles their train step
-  "test_finetune_train.py",  # 239 s
-  "test_gcs_programs.py",  # 224 s
-  "test_notebooks.py",  # 209 s
-  "test_reliability.py",  # 201 s
-  "test_tpu_compile.py",  # 162 s
-  "test_multiprocess.py",  # 156 s
-  "test_chaos.py",  # 116 s
-  "test_nnx.py",  # 109 s
-  "test_finetune_buckets.py",  # 105 s
-  "test_finetune_multiprocess.py",  # 95 s
-  "test_pipelines.py",  # 81 s
-  "test_pretrain_zh.py",  # 80 s
-  "test_sharding.py",  # 71 s
-  "test_attentions.py",  # 71 s
-  "test_bench_common.py",  # 67 s
-  "test_checkpoints.py",  # 47 s
-  "test_finetune_losses.py",  # 42 s
-  "test_bf16_hlo.py",  # 41 s
-  "test_gcs_library.py",  # 35 s
+  "test_tpu_compile.py",  # 246 s (the TPU compiler: the fast-compile flags do not apply)
+  "test_pretrain_train.py",  # 174 s; the default command's learning run, fully optimized
+  "test_chaos.py",  # 164 s; first of the 48-step runs: compiles their train step
+  "test_gcs_programs.py",  # 140 s
+  "test_modeling.py",  # 128 s
+  "test_notebooks.py",  # 125 s
+  "test_finetune_train.py",  # 120 s
+  "test_reliability.py",  # 98 s
+  "test_multiprocess.py",  # 77 s
+  "test_finetune_buckets.py",  # 75 s
+  "test_checkpoints.py",  # 74 s
+  "test_pipelines.py",  # 57 s
+  "test_nnx.py",  # 56 s
+  "test_sharding.py",  # 56 s
+  "test_bench_common.py",  # 47 s
+  "test_pretrain_zh.py",  # 45 s
+  "test_attentions.py",  # 40 s
+  "test_finetune_multiprocess.py",  # 37 s
   "test_pretrain_data.py",  # 34 s
-  "test_model_card.py",  # 30 s
+  "test_bf16_hlo.py",  # 32 s
+  "test_finetune_losses.py",  # 28 s
+  "test_gcs_library.py",  # 23 s
+  "test_checkpoints_zh.py",  # 15 s
+  "test_wordpiece.py",  # 13 s
+  "test_pretrain_grain.py",  # 12 s
+  "test_model_card.py",  # 10 s
+  "test_checkpoint_multiprocess.py",  # 10 s
 )
 
 

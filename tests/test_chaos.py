@@ -1,4 +1,9 @@
-"""Chaos: a pretraining run interrupted again and again ends as if it had never been (issue 14).
+"""A pretraining run's workdir, and chaos: a run interrupted again and again ends as if it had
+never been (issue 14).
+
+One uninterrupted `python -m pretrain` run (the module's `reference` fixture) serves both: its
+workdir is checked for what the program promises and continued from, and it is the result the
+interrupted runs must reach (one run fewer than a reference per test: ~15-25 s of a 2-core run).
 
 `python -m pretrain` is stopped by SIGKILL, SIGTERM and SIGINT at moments drawn from a seeded
 random generator (a number of trained steps plus a fraction of a step), once by SIGKILL while a
@@ -32,6 +37,7 @@ from test_pretrain_train import (
   _env,
   _launch,
   _rows,
+  _run,
   _small_overrides,
   _write_corpus,
 )
@@ -43,6 +49,7 @@ from albert_flax.train import program
 SEED = 14  # the moments of the interruptions; any seed must pass
 STEPS = RUN_STEPS  # 48: room for four starts of up to ~12 steps each, whatever the speed
 EVERY = 4  # checkpoint_every_steps
+EVAL_EVERY = 8
 TMP_SUFFIX = ".orbax-checkpoint-tmp"  # orbax's folder for a step still being written
 
 
@@ -96,19 +103,64 @@ def _interrupt(proc, what, workdir, log_path, first, more_steps, pause) -> None:
     proc.send_signal(getattr(signal, what))
 
 
-def test_runs_interrupted_at_random_moments_end_as_an_uninterrupted_run(tmp_path):
-  rng = random.Random(SEED)
-  corpus = _write_corpus(tmp_path / "corpus.txt", docs=60)
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+  """(workdir, flags, env) of one uninterrupted run of the small model, RUN_STEPS (48) steps."""
+  tmp = tmp_path_factory.mktemp("reference")
+  corpus = _write_corpus(tmp / "corpus.txt", docs=60)
   flags = _small_overrides(corpus) + [
     f"--config.checkpoint_every_steps={EVERY}",
-    "--config.eval_every_steps=8",
+    f"--config.eval_every_steps={EVAL_EVERY}",
   ]
-  env = _env(tmp_path / "xla_cache")
+  env = _env(tmp / "xla_cache")
+  workdir = tmp / "reference"
+  _run(workdir, flags, env, tmp / "reference.log", timeout=600)
+  return workdir, flags, env
 
-  reference = tmp_path / "reference"
-  proc, log = _launch(reference, flags, env, tmp_path / "reference.log")
-  assert proc.wait(timeout=600) == 0, (tmp_path / "reference.log").read_text()[-4000:]
-  log.close()
+
+def test_run_writes_its_workdir_and_continues_from_its_model(reference, tmp_path):
+  # In a bucket: tests/test_gcs_programs.py.
+  reference, flags, env = reference
+  ref_rows = _rows(reference)
+
+  # The workdir holds what the program promises, and the final model loads.
+  train_rows = [r for r in ref_rows if "split" not in r]
+  eval_rows = [r for r in ref_rows if r.get("split") == "eval"]
+  assert [r["step"] for r in train_rows] == list(range(1, RUN_STEPS + 1))
+  assert [r["step"] for r in eval_rows] == list(range(EVAL_EVERY, RUN_STEPS + 1, EVAL_EVERY))
+  for key in (
+    "loss",
+    "masked_lm_loss",
+    "masked_lm_accuracy",
+    "sentence_order_loss",
+    "sentence_order_accuracy",
+    "learning_rate",
+    "examples_per_second",
+  ):
+    assert key in train_rows[-1]
+  for name in ("spiece.model", "config.json", "train_config.json", "params", "tensorboard"):
+    assert os.path.exists(os.path.join(reference, name)), name
+  assert any(f.startswith("events") for f in os.listdir(os.path.join(reference, "tensorboard")))
+  model, ref_params = af.from_pretrained(str(reference))
+  assert model.config.hidden_size == 32 and model.config.vocab_size <= 120
+
+  # Continuing pretraining from the final model: its tokenizer is taken along, and one step
+  # (learning rate 0 at step 0 of the warm-up) leaves exactly the loaded parameters.
+  continued = tmp_path / "continued"
+  _run(
+    continued,
+    flags + [f"--config.init_from={reference}", "--config.num_train_steps=1"],
+    env,
+    tmp_path / "continued.log",
+  )
+  assert (continued / "spiece.model").read_bytes() == (reference / "spiece.model").read_bytes()
+  _, continued_params = af.from_pretrained(str(continued))
+  jax.tree.map(np.testing.assert_array_equal, ref_params, continued_params)
+
+
+def test_runs_interrupted_at_random_moments_end_as_an_uninterrupted_run(reference, tmp_path):
+  rng = random.Random(SEED)
+  reference, flags, env = reference
 
   # Four interruptions in a seeded order; the last is followed by damage to the newest checkpoint.
   plan = ["SIGKILL during a save", "SIGKILL", "SIGTERM", "SIGINT"]

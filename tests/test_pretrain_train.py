@@ -1,5 +1,6 @@
-"""The pretraining program: outputs, resumption after SIGKILL and SIGTERM, checkpoint fallback,
-NaN detection, and (a shortened) default run learning on held-back text.
+"""The pretraining program: checkpoint fallback, NaN detection, and (a shortened) default run
+learning on held-back text; the helpers the other modules' `python -m pretrain` runs share (its
+workdir, continuing and resuming after interruptions: tests/test_chaos.py).
 
 Runs that must survive a kill are subprocesses of `python -m pretrain`; they share a persistent
 XLA compilation cache (in the test's tmp dir), so only the first one compiles.
@@ -16,8 +17,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from multiprocess_launch import FAST_COMPILE_XLA_FLAGS
 
-import albert_flax as af
 from albert_flax.train import training
 from albert_flax.train.checkpoints import TrainCheckpointManager
 from pretrain import train as pretrain_train
@@ -74,9 +75,13 @@ def _small_overrides(corpus):
   ]
 
 
-def _env(cache_dir):
+def _env(cache_dir, fast_compile=True):
+  """The environment of a `python -m pretrain|finetune` run: one CPU device, as a plain run, and
+  (`fast_compile`) the suite's compile-fast XLA flags (tests/multiprocess_launch.py)."""
   env = dict(os.environ)
-  env.pop("XLA_FLAGS", None)  # one CPU device, as a plain `python -m pretrain`
+  env.pop("XLA_FLAGS", None)
+  if fast_compile:
+    env["XLA_FLAGS"] = FAST_COMPILE_XLA_FLAGS
   env.update(
     # The session's cache (tests/conftest.py) where there is one: the runs of every test share it.
     JAX_COMPILATION_CACHE_DIR=os.environ.get("JAX_COMPILATION_CACHE_DIR", str(cache_dir)),
@@ -137,55 +142,9 @@ def _comparable(rows):
   return [{k: v for k, v in r.items() if k != "examples_per_second"} for r in rows]
 
 
-def test_run_writes_its_workdir_and_continues_from_its_model(tmp_path):
-  # Interruptions (SIGKILL, SIGTERM, SIGINT, one mid-save) and resuming to the uninterrupted
-  # result are tests/test_chaos.py's; in a bucket, tests/test_gcs_programs.py's.
-  corpus = _write_corpus(tmp_path / "corpus.txt")
-  # Evaluations and checkpoints every 12 steps: 4 of each over the RUN_STEPS (48) steps.
-  flags = _small_overrides(corpus) + [
-    "--config.eval_every_steps=12",
-    "--config.checkpoint_every_steps=12",
-  ]
-  env = _env(tmp_path / "xla_cache")
-  log_path = tmp_path / "log.txt"
-
-  reference = tmp_path / "reference"
-  _run(reference, flags, env, log_path)
-  ref_rows = _rows(reference)
-
-  # The workdir holds what the program promises, and the final model loads.
-  train_rows = [r for r in ref_rows if "split" not in r]
-  eval_rows = [r for r in ref_rows if r.get("split") == "eval"]
-  assert [r["step"] for r in train_rows] == list(range(1, RUN_STEPS + 1))
-  assert [r["step"] for r in eval_rows] == [12, 24, 36, 48]
-  for key in (
-    "loss",
-    "masked_lm_loss",
-    "masked_lm_accuracy",
-    "sentence_order_loss",
-    "sentence_order_accuracy",
-    "learning_rate",
-    "examples_per_second",
-  ):
-    assert key in train_rows[-1]
-  for name in ("spiece.model", "config.json", "train_config.json", "params", "tensorboard"):
-    assert os.path.exists(os.path.join(reference, name)), name
-  assert any(f.startswith("events") for f in os.listdir(os.path.join(reference, "tensorboard")))
-  model, ref_params = af.from_pretrained(str(reference))
-  assert model.config.hidden_size == 32 and model.config.vocab_size <= 120
-
-  # Continuing pretraining from the final model: its tokenizer is taken along, and one step
-  # (learning rate 0 at step 0 of the warm-up) leaves exactly the loaded parameters.
-  continued = tmp_path / "continued"
-  _run(
-    continued,
-    flags + [f"--config.init_from={reference}", "--config.num_train_steps=1"],
-    env,
-    log_path,
-  )
-  assert (continued / "spiece.model").read_bytes() == (reference / "spiece.model").read_bytes()
-  _, continued_params = af.from_pretrained(str(continued))
-  jax.tree.map(np.testing.assert_array_equal, ref_params, continued_params)
+# The program's workdir, continuing from its model, interruptions (SIGKILL, SIGTERM, SIGINT, one
+# mid-save) and resuming to the uninterrupted result: tests/test_chaos.py, which runs the one
+# reference run they share; in a bucket, tests/test_gcs_programs.py.
 
 
 # ------------------------------------------------------------------------------ checkpoints
@@ -303,7 +262,9 @@ def test_default_command_learns_on_held_back_text(tmp_path):
   well above chance (1/V and 1/2)."""
   workdir = tmp_path / "tiny"
   log_path = tmp_path / "log.txt"
-  _run(workdir, LEARNING_RUN_FLAGS, _env(tmp_path / "xla_cache"), log_path, timeout=1200)
+  # 100 steps of batch 64: fully optimized code (a compile-fast step would run ~2x slower).
+  env = _env(tmp_path / "xla_cache", fast_compile=False)
+  _run(workdir, LEARNING_RUN_FLAGS, env, log_path, timeout=1200)
   eval_rows = [r for r in _rows(workdir) if r.get("split") == "eval"]
   assert [r["step"] for r in eval_rows] == [50, 100]
   first, final = eval_rows
