@@ -73,8 +73,8 @@ def base_config() -> ml_collections.ConfigDict:
   # Batches padded to the smallest of these lengths that holds their longest example (see
   # finetune/buckets.py); None: powers of two from 32 up to max_seq_length; () pads every batch
   # to max_seq_length. Sets of short sentences (SST-2, CoLA: mean ~13 tokens) fill batches of 16
-  # tokens: on CPUs and GPUs `--config.length_buckets=16,32,64,128,256,512` runs their steps at
-  # about two thirds of the default's cost, for one more compile (benchmarks/RESULTS.md).
+  # tokens: on CPUs and GPUs `--config.length_buckets=16,32,64,128,256,512` runs their epoch in
+  # ~0.7x the default's time, for one more compile per step (benchmarks/RESULTS.md).
   c.length_buckets = config_dict.placeholder(tuple)
   # Compile the steps of every padded length the run will use before the first step, several at
   # once (XLA compiles a program on one thread): False compiles each at its first use.
