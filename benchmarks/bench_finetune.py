@@ -105,13 +105,16 @@ def run_ours(args, kind, features, dtype, bucket_spec) -> dict[str, float]:
     make_stats_fn,
     predict_set,
     resolve_config,
+    run_buckets,
   )
 
   config = glue.get_config()
   config.update(dict(init_from="unused", task=kind, max_seq_length=MAX_LENGTH))
   config.update(dict(length_buckets=bucket_spec))
-  bucketed = bucket_spec != ()
-  task = GlueTask(resolve_config(config), None)
+  config = resolve_config(config)
+  buckets = run_buckets(config)  # None: padded to 512
+  bucketed = buckets is not None
+  task = GlueTask(config, None)
   cfg = dataclasses.replace(
     af.AlbertConfig.preset(args.size), dtype=dtype, num_labels=3 if kind == "mnli" else 2
   )
@@ -136,7 +139,6 @@ def run_ours(args, kind, features, dtype, bucket_spec) -> dict[str, float]:
   step = training.make_train_step(
     make_stats_fn(model, task), task.loss_weights, optimizer, shardings, mesh
   )
-  buckets = buckets_lib.resolve_buckets(bucket_spec, MAX_LENGTH) if bucketed else None
   if buckets:
     batches = buckets_lib.bucketed_train_batches(features, args.batch_size, 0, buckets)
   else:

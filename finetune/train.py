@@ -250,18 +250,11 @@ def compile_ahead(
   ]
   predict_widths = set()
   for inputs in eval_inputs:
-    if not num_rows(inputs):
-      continue
-    lengths = buckets_lib.row_lengths(inputs)
-    plan_buckets = buckets or (inputs["input_ids"].shape[-1],)
-    for planned in buckets_lib.eval_batch_plan(lengths, eval_batch_size, plan_buckets):
+    for planned in _eval_plan(inputs, eval_batch_size, buckets):
       if planned.width not in predict_widths:
         predict_widths.add(planned.width)
         batch = buckets_lib.trim({k: v[planned.rows] for k, v in inputs.items()}, planned.width)
-        local = _local_rows(batch, mesh, eval_batch_size)
-        jobs.append(
-          (predict_step, (state.params, sharding.global_batch(local, mesh, eval_batch_size)))
-        )
+        jobs.append((predict_step, (state.params, _device_batch(batch, mesh, eval_batch_size))))
   return training.compile_concurrently(jobs), train_widths, sorted(predict_widths)
 
 
@@ -279,15 +272,27 @@ class TrainBatchMaker:
     batch = dict(batch, weights=np.ones((self.batch_size,), np.float32))
     if self.seed is not None:
       batch["dropout_seed"] = np.full((self.batch_size,), self.seed, np.int32)
-    local = _local_rows(batch, self.mesh, self.batch_size)
-    return sharding.global_batch(local, self.mesh, self.batch_size)
+    return _device_batch(batch, self.mesh, self.batch_size)
 
 
-def _local_rows(batch: Features, mesh, global_size: int) -> Features:
-  """This process's rows of a batch every process built in full."""
+def _device_batch(batch: Features, mesh, global_size: int) -> dict[str, jax.Array]:
+  """A batch every process built in full -> the step's global batch (this process's rows)."""
   index, count = sharding.process_batch_share(mesh, global_size)
   local = global_size // count
-  return {k: v[index * local : (index + 1) * local] for k, v in batch.items()}
+  rows = {k: v[index * local : (index + 1) * local] for k, v in batch.items()}
+  return sharding.global_batch(rows, mesh, global_size)
+
+
+def _eval_plan(
+  inputs: Features, batch_size: int, buckets: tuple[int, ...] | None
+) -> list[buckets_lib.EvalBatch]:
+  """The prediction batches of a set: rows sorted by length into their buckets' widths, or
+  (buckets None) in order at full length."""
+  n = num_rows(inputs)
+  if buckets:
+    return buckets_lib.eval_batch_plan(buckets_lib.row_lengths(inputs), batch_size, buckets)
+  full = (inputs["input_ids"].shape[-1],)
+  return buckets_lib.eval_batch_plan(np.zeros(n, np.int64), batch_size, full)
 
 
 def _to_host(tree) -> dict[str, np.ndarray]:
@@ -326,18 +331,12 @@ def predict_set(
   if n == 0:
     return {}
   full = inputs["input_ids"].shape[-1]
-  lengths = buckets_lib.row_lengths(inputs)
-  if buckets:
-    plan = buckets_lib.eval_batch_plan(lengths, batch_size, buckets)
-  else:
-    plan = buckets_lib.eval_batch_plan(np.zeros(n, np.int64), batch_size, (full,))
   merged: dict[str, np.ndarray] = {}
-  for rows, real, width in plan:
+  for rows, real, width in _eval_plan(inputs, batch_size, buckets):
     batch = buckets_lib.trim({k: v[rows] for k, v in inputs.items()}, width)
     if compiles is not None:
       compiles.record("predict", batch)
-    device_batch = sharding.global_batch(_local_rows(batch, mesh, batch_size), mesh, batch_size)
-    out = _to_host(predict_fn(params, device_batch))
+    out = _to_host(predict_fn(params, _device_batch(batch, mesh, batch_size)))
     out = buckets_lib.pad_outputs(out, sequence_outputs, full, PADDING_SCORE)
     for k, v in out.items():
       if k not in merged:
@@ -361,7 +360,7 @@ def evaluate(
 ) -> tuple[dict[str, float], dict[str, Any]]:
   """("<set>/<metric>" -> value, set name -> predictions)."""
   results, predictions = {}, {}
-  buckets = _buckets(config)
+  buckets = run_buckets(config)
   for eval_set in sets:
     outputs = predict_set(
       predict_fn,
@@ -378,7 +377,7 @@ def evaluate(
   return results, predictions
 
 
-def _buckets(config) -> tuple[int, ...] | None:
+def run_buckets(config) -> tuple[int, ...] | None:
   """The run's padded lengths; None when config.length_buckets is empty (today's padding)."""
   spec = config.get("length_buckets")
   if spec is not None and len(spec) == 0:
@@ -465,7 +464,7 @@ def _train(
     num_rows(train_features),
     {s.name: num_rows(s.features) for s in dev_sets},
   )
-  buckets = _buckets(config)
+  buckets = run_buckets(config)
   log.info(
     "hyper-parameters (%s defaults): learning_rate %g, batch_size %d, train_steps %d, "
     "warmup_steps %d, max_seq_length %d, hidden_dropout_prob %g, seed %d, length buckets %s",
