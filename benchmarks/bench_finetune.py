@@ -11,14 +11,17 @@ tail to ~200) distributions, drawn from gamma distributions fitted to those figu
 from random weights with the original fine-tuning optimizer (AdamW, weight decay 0.01,
 eps 1e-6, global-norm clipping 1.0, linear warm-up and decay), then predicts the same rows:
 
-  ours bucketed   finetune.buckets batches (length_buckets: powers of two from 32 to 512), the
-                  step of finetune.train (albert_flax.train.training.make_train_step); the time
+  ours bucketed   finetune.buckets batches with the program's default buckets (fitted to the
+                  rows' lengths: as many widths as the powers of two from 32 to 512, placed
+                  where the rows are; finetune.buckets.fit_buckets), the step of
+                  finetune.train (albert_flax.train.training.make_train_step); the time
                   counts every compilation (one per padded length, train and predict steps,
                   compiled side by side before the first step as the program does:
                   config.compile_ahead).
+  ours powers     the bucketed side with powers of two from 32 to 512
+                  (config.length_buckets=32,64,128,256,512; the default before session 8).
   ours finer      the bucketed side with the buckets of `--finer-buckets` (default 16, then
-                  powers of two from 32: a bucket for short sentences, set by
-                  config.length_buckets).
+                  powers of two from 32, set by config.length_buckets).
   ours rerun      the bucketed side again in the same process after jax.clear_caches(): its
                   programs come from the persistent compilation cache the first run wrote (the
                   programs' default, --compilation_cache_dir), as in a second run of the program
@@ -86,7 +89,7 @@ def synthetic_features(kind: str, n: int, vocab: int, seed: int) -> dict[str, np
 
 
 def run_ours(args, kind, features, dtype, bucket_spec) -> dict[str, float]:
-  """bucket_spec: config.length_buckets (None: the default buckets; (): padded to 512)."""
+  """bucket_spec: config.length_buckets (None: the default, fitted buckets; (): padded to 512)."""
   import jax
   import jax.numpy as jnp
 
@@ -112,7 +115,7 @@ def run_ours(args, kind, features, dtype, bucket_spec) -> dict[str, float]:
   config.update(dict(init_from="unused", task=kind, max_seq_length=MAX_LENGTH))
   config.update(dict(length_buckets=bucket_spec))
   config = resolve_config(config)
-  buckets = run_buckets(config)  # None: padded to 512
+  buckets = run_buckets(config, buckets_lib.row_lengths(features))  # None: padded to 512
   bucketed = buckets is not None
   task = GlueTask(config, None)
   cfg = dataclasses.replace(
@@ -186,6 +189,7 @@ def run_ours(args, kind, features, dtype, bucket_spec) -> dict[str, float]:
     "train_ex_s": steps * args.batch_size / (compile_s + steps_s),
     "eval_ex_s": n / eval_s,
     "compiles": compiles,
+    "buckets": list(buckets or (MAX_LENGTH,)),
     "extrapolated": timed < steps,
   }
 
@@ -262,7 +266,7 @@ def main(argv=None) -> dict:
   parser.add_argument("--padded-steps", type=int, default=2, help="timed steps at 512")
   parser.add_argument(
     "--sides",
-    default="bucketed,finer,rerun,padded,torch",
+    default="bucketed,powers,rerun,padded,torch",
     help="rerun: the bucketed side again after jax.clear_caches(), its steps loaded from the "
     "persistent compilation cache the first run wrote (as a second run of the program)",
   )
@@ -277,6 +281,8 @@ def main(argv=None) -> dict:
 
   import jax
   import torch
+
+  from finetune.buckets import default_buckets
 
   torch.set_num_threads(args.torch_threads)
   info = common.machine_info()
@@ -308,10 +314,14 @@ def main(argv=None) -> dict:
         else:
           if side == "rerun":
             jax.clear_caches()  # what a new process has: only the persistent cache
-          spec = {"padded": (), "finer": tuple(int(w) for w in args.finer_buckets.split(","))}
-          # The finer side shares programs with the bucketed one (same widths): it compiles
-          # them itself, as a first run would, rather than read the cache the other wrote.
-          jax.config.update("jax_enable_compilation_cache", side != "finer")
+          spec = {
+            "padded": (),
+            "powers": default_buckets(MAX_LENGTH),
+            "finer": tuple(int(w) for w in args.finer_buckets.split(",")),
+          }
+          # Sides that share widths with the bucketed one compile them themselves, as a first
+          # run would, rather than read the cache it wrote; only the rerun reads it.
+          jax.config.update("jax_enable_compilation_cache", side in ("bucketed", "rerun"))
           result[side] = run_ours(args, kind, features, dtype, spec.get(side))
           jax.config.update("jax_enable_compilation_cache", True)
         r = result[side]
@@ -319,7 +329,8 @@ def main(argv=None) -> dict:
           f"{kind:5s} {dtype:9s} {side:9s} train {r['train_ex_s']:8.2f} ex/s "
           f"{r['train_s']:8.1f} s/{args.epochs} epoch(s)"
           + (
-            f" (compile {r['compile_s']:.1f} s, {r['compiles']} programs; steps "
+            f" (buckets {','.join(map(str, r['buckets']))}; "
+            f"compile {r['compile_s']:.1f} s, {r['compiles']} programs; steps "
             f"{r['steps_s']:.1f} s; s/step by width "
             + ", ".join(f"{w}: {t:.3f}" for w, t in r["step_s_by_width"].items())
             + ")"
@@ -331,7 +342,7 @@ def main(argv=None) -> dict:
           flush=True,
         )
       ratios = {}
-      for ours in ("bucketed", "finer", "rerun"):
+      for ours in ("bucketed", "powers", "finer", "rerun"):
         for other in ("padded", "torch"):
           if ours in result and other in result:
             ratios[f"train {ours}/{other}"] = result[other]["train_s"] / result[ours]["train_s"]

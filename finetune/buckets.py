@@ -22,6 +22,14 @@ rows are doc-stride windows, which for contexts longer than max_seq_length are f
 bucket): only short contexts and the last window of a long one land in smaller buckets, so
 bucketing gains little on SQuAD and changes nothing there but the padding it skips.
 
+Default widths (`fit_buckets`, config.length_buckets None): as many as the powers of two from
+32 up to max_seq_length (5 for 512), placed where the training rows are: the multiples of 8 that
+make the fewest padded positions, so a set of short sentences gets 8, 16, 24, 32, 48 and one of
+sentence pairs 32, 40, 56, 72, 120 rather than 32, 64, 128 for both. Fixed powers of two pad a
+row by ~1.3x on average and more below the smallest (SST-2's rows: mean 13 tokens, most in
+batches of 32); the fitted widths compile the same number of programs. They are a function of
+the training rows only, so every process, every seed and a resumed run get the same.
+
 Evaluation (`eval_batch_plan`): rows sorted by length, cut in order into batches padded to
 their longest row's bucket; the caller writes the outputs back in the original order.
 """
@@ -36,6 +44,9 @@ import numpy as np
 from finetune.data import Features, num_rows
 
 SMALLEST_DEFAULT_BUCKET = 32
+# Fitted widths are multiples of this: the float32 vector width of AVX/AVX2 and a TPU vreg's
+# sublanes, so a width never leaves a vector part-filled.
+FITTED_WIDTH_MULTIPLE = 8
 
 
 def default_buckets(max_seq_length: int) -> tuple[int, ...]:
@@ -48,15 +59,73 @@ def default_buckets(max_seq_length: int) -> tuple[int, ...]:
   return (*buckets, max_seq_length)
 
 
-def resolve_buckets(spec: Sequence[int] | None, max_seq_length: int) -> tuple[int, ...]:
+def fit_buckets(
+  lengths: np.ndarray, count: int, max_seq_length: int, multiple: int = FITTED_WIDTH_MULTIPLE
+) -> tuple[int, ...]:
+  """At most `count` widths placed where the rows are, then `max_seq_length`.
+
+  The widths (multiples of `multiple`, the largest holding the longest row) minimize the padded
+  positions of the rows, each padded to the smallest width that holds it: what the training
+  step computes, since a bucketed batch's rows share their bucket. Exact, by dynamic
+  programming over the candidate widths (at most max_seq_length / multiple of them).
+  `max_seq_length` comes last for rows of other sets (evaluation) longer than any of these;
+  a run compiles it only if such a row comes.
+
+  Powers of two from 32 would put most of a set of short sentences (SST-2: mean 13 tokens) in
+  batches of 32, ~2.5x the positions of the rows; the same number of widths fitted to them
+  compute ~1.25x (benchmarks/RESULTS.md, session 8).
+  """
+  lengths = np.asarray(lengths, np.int64)
+  if lengths.size == 0:
+    raise ValueError("no rows to fit length buckets to")
+  longest = int(lengths.max())
+  if longest > max_seq_length:
+    raise ValueError(f"a row of {longest} tokens is longer than max_seq_length {max_seq_length}")
+  top = min(-(-longest // multiple) * multiple, max_seq_length)
+  candidates = [*range(multiple, top, multiple), top]
+  at_most = np.cumsum(np.bincount(lengths, minlength=top + 1))  # [top + 1] rows <= each length
+  rows_in = lambda low, high: int(at_most[high] - at_most[low])  # noqa: E731 rows in (low, high]
+  # best[j][i]: fewest positions for the rows <= candidates[i], with j + 1 widths, the last
+  # candidates[i]; then the previous width of that choice.
+  best = [[rows_in(0, c) * c for c in candidates]]
+  previous = [[-1] * len(candidates)]
+  for _ in range(1, max(1, count)):
+    costs, froms = [], []
+    for i, c in enumerate(candidates):
+      options = [(best[-1][p] + rows_in(candidates[p], c) * c, p) for p in range(i)]
+      cost, p = min(options, default=(best[-1][i], previous[-1][i]))
+      costs.append(cost)
+      froms.append(p if options else previous[-1][i])
+    best.append(costs)
+    previous.append(froms)
+  # Fewer widths when more save nothing (a width holding no row is not kept).
+  j = min(range(len(best)), key=lambda k: (best[k][-1], k))
+  widths, i = [], len(candidates) - 1
+  while i >= 0 and j >= 0:
+    widths.append(candidates[i])
+    i, j = previous[j][i], j - 1
+  kept: list[int] = []
+  for width in sorted(set(widths)):  # a width no row needs (none between it and the one below)
+    if rows_in(kept[-1] if kept else 0, width) > 0:
+      kept.append(width)
+  widths = kept
+  return (*widths, max_seq_length) if widths[-1] < max_seq_length else tuple(widths)
+
+
+def resolve_buckets(
+  spec: Sequence[int] | None, max_seq_length: int, lengths: np.ndarray | None = None
+) -> tuple[int, ...]:
   """The padded lengths a run uses, ascending and ending at `max_seq_length`.
 
-  spec None: `default_buckets`; empty: only `max_seq_length` (every row padded to it, the
-  behaviour without buckets); else the given lengths, `max_seq_length` added when missing so
-  every row fits.
+  spec None: fitted to the training rows' `lengths` (`fit_buckets`), as many widths as
+  `default_buckets` has, or without `lengths` `default_buckets`; empty: only `max_seq_length`
+  (every row padded to it, the behaviour without buckets); else the given lengths,
+  `max_seq_length` added when missing so every row fits.
   """
   if spec is None:
-    return default_buckets(max_seq_length)
+    if lengths is None:
+      return default_buckets(max_seq_length)
+    return fit_buckets(lengths, len(default_buckets(max_seq_length)), max_seq_length)
   try:
     widths = sorted({int(w) for w in spec})
   except (TypeError, ValueError):
@@ -69,6 +138,14 @@ def resolve_buckets(spec: Sequence[int] | None, max_seq_length: int) -> tuple[in
   if not widths or widths[-1] != max_seq_length:
     widths.append(max_seq_length)
   return tuple(widths)
+
+
+def padded_share(lengths: np.ndarray, buckets: Sequence[int]) -> float:
+  """Tokens / positions when each row is padded to its bucket: how much of the step's work is
+  real (1.0: no padding)."""
+  lengths = np.asarray(lengths, np.int64)
+  widths = np.asarray(buckets)[np.searchsorted(buckets, lengths, side="left")]
+  return float(lengths.sum() / max(1, widths.sum()))
 
 
 def row_lengths(features: Features) -> np.ndarray:

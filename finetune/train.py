@@ -356,11 +356,11 @@ def evaluate(
   sets: list[EvalSet],
   config,
   mesh,
+  buckets: tuple[int, ...] | None,
   compiles: buckets_lib.CompileCounter | None = None,
 ) -> tuple[dict[str, float], dict[str, Any]]:
-  """("<set>/<metric>" -> value, set name -> predictions)."""
+  """("<set>/<metric>" -> value, set name -> predictions). buckets: the run's (`run_buckets`)."""
   results, predictions = {}, {}
-  buckets = run_buckets(config)
   for eval_set in sets:
     outputs = predict_set(
       predict_fn,
@@ -377,12 +377,14 @@ def evaluate(
   return results, predictions
 
 
-def run_buckets(config) -> tuple[int, ...] | None:
-  """The run's padded lengths; None when config.length_buckets is empty (today's padding)."""
+def run_buckets(config, train_lengths: np.ndarray) -> tuple[int, ...] | None:
+  """The run's padded lengths: config.length_buckets, or by default fitted to the training
+  rows' lengths ([rows], `buckets.row_lengths`); None when config.length_buckets is empty
+  (every batch padded to max_seq_length)."""
   spec = config.get("length_buckets")
   if spec is not None and len(spec) == 0:
     return None
-  return buckets_lib.resolve_buckets(spec, config.max_seq_length)
+  return buckets_lib.resolve_buckets(spec, config.max_seq_length, train_lengths)
 
 
 # ============================================================================ the loop
@@ -464,7 +466,8 @@ def _train(
     num_rows(train_features),
     {s.name: num_rows(s.features) for s in dev_sets},
   )
-  buckets = run_buckets(config)
+  train_lengths = buckets_lib.row_lengths(train_features)
+  buckets = run_buckets(config, train_lengths)
   log.info(
     "hyper-parameters (%s defaults): learning_rate %g, batch_size %d, train_steps %d, "
     "warmup_steps %d, max_seq_length %d, hidden_dropout_prob %g, seed %d, length buckets %s",
@@ -476,7 +479,7 @@ def _train(
     config.max_seq_length,
     config.hidden_dropout_prob,
     config.seed,
-    list(buckets) if buckets else f"none (every batch padded to {config.max_seq_length})",
+    _describe_buckets(config, buckets, train_lengths),
   )
 
   # ---------------------------------------------------------------- state and steps
@@ -572,7 +575,9 @@ def _train(
         training.check_finite(metrics, step)
         writer.write(step, metrics)
       if loop.due(config.eval_every_steps):
-        results, _ = evaluate(task, predict_fn, state.params, dev_sets, config, mesh, compiles)
+        results, _ = evaluate(
+          task, predict_fn, state.params, dev_sets, config, mesh, buckets, compiles
+        )
         writer.write(step, results, split="eval")
         latest.save(step, state, {"next_batch": step})
         _offer_best(best, step, state.params, results)
@@ -582,14 +587,27 @@ def _train(
       return {"interrupted": True, "step": loop.step, "signal": loop.signal_name}
     best_params, best_step = _best_params(best, state.params, state_shardings.params)
     return _final_evaluation(
-      config, workdir, run, task, model, tokenizer, predict_fn, mesh, compiles, writer,
-      best_params, best_step,
+      config, workdir, run, task, model, tokenizer, predict_fn, mesh, buckets, compiles,
+      writer, best_params, best_step,
     )  # fmt: skip
 
 
+def _describe_buckets(config, buckets: tuple[int, ...] | None, lengths: np.ndarray) -> str:
+  """The log's words for the run's buckets, with the share of the training step's positions
+  that are tokens, and what it would be with every row at max_seq_length."""
+  unpadded = buckets_lib.padded_share(lengths, (config.max_seq_length,))
+  if not buckets:
+    return f"none (every batch padded to {config.max_seq_length}: {unpadded:.0%} tokens)"
+  how = "fitted to the training rows" if config.get("length_buckets") is None else "configured"
+  return (
+    f"{list(buckets)} ({how}: {buckets_lib.padded_share(lengths, buckets):.0%} of the "
+    f"training positions are tokens, {unpadded:.0%} at {config.max_seq_length})"
+  )
+
+
 def _final_evaluation(
-  config, workdir, run, task, model, tokenizer, predict_fn, mesh, compiles, writer, best_params,
-  best_step,
+  config, workdir, run, task, model, tokenizer, predict_fn, mesh, buckets, compiles, writer,
+  best_params, best_step,
 ) -> dict[str, float]:  # fmt: skip
   """The best parameters on the final evaluation sets: results, predictions, the model."""
   lead = jax.process_index() == 0
@@ -597,7 +615,9 @@ def _final_evaluation(
   final_sets = task.eval_sets(final=True)
   for s in final_sets:
     _check_features(s.features, model.config, s.name)
-  results, predictions = evaluate(task, predict_fn, best_params, final_sets, config, mesh, compiles)
+  results, predictions = evaluate(
+    task, predict_fn, best_params, final_sets, config, mesh, buckets, compiles
+  )
   results["best_step"] = float(best_step)
   # jit compiles once per shape: the distinct padded lengths are the run's compilations
   writer.write(config.train_steps, {**results, **compiles.counts()}, split="final")

@@ -1,6 +1,7 @@
 """Length-bucketed fine-tuning (finetune/buckets.py), small-model defaults and several seeds in
 one process (finetune/seeds.py)."""
 
+import itertools
 import json
 import os
 import random
@@ -16,7 +17,13 @@ from finetune import buckets, seeds
 from finetune.configs import glue, ner
 from finetune.tasks.glue import GlueTask
 from finetune.tasks.ner import NerTask
-from finetune.train import make_predict_fn, predict_set, resolve_config, train_and_evaluate
+from finetune.train import (
+  make_predict_fn,
+  predict_set,
+  resolve_config,
+  run_buckets,
+  train_and_evaluate,
+)
 
 
 @pytest.fixture(scope="module")
@@ -72,6 +79,56 @@ def test_bucket_lengths():
   assert buckets.row_lengths(features).tolist() == [20, 9]
   cut = buckets.trim(features, 32)
   assert cut["input_ids"].shape == (2, 4, 32) and cut["labels"].tolist() == [1, 2]
+
+
+def _positions(lengths, widths):
+  """Padded positions of rows each padded to the smallest of `widths` that holds it."""
+  widths = np.asarray(widths)
+  return int(widths[np.searchsorted(widths, lengths, side="left")].sum())
+
+
+def test_fitted_buckets_are_the_fewest_positions_for_their_count():
+  rng = np.random.default_rng(1)
+  for _ in range(60):
+    max_seq_length = int(rng.choice([16, 40, 100, 128]))
+    lengths = rng.integers(1, max_seq_length + 1, int(rng.integers(1, 30)))
+    count = int(rng.integers(1, 5))
+    fitted = buckets.fit_buckets(lengths, count, max_seq_length)
+    top = min(-(-int(lengths.max()) // 8) * 8, max_seq_length)  # holds the longest row
+    assert fitted[-1] == max_seq_length and top in fitted
+    assert all(w % 8 == 0 for w in fitted if w != max_seq_length)
+    assert len([w for w in fitted if w <= top]) <= count
+    candidates = [*range(8, top, 8), top]
+    fewest = min(
+      _positions(lengths, (*chosen, top))
+      for k in range(count)
+      for chosen in itertools.combinations(candidates[:-1], k)
+    )
+    assert _positions(lengths, fitted) == fewest, (lengths.tolist(), count, fitted)
+  # a width no row needs is not kept; every row fits
+  assert buckets.fit_buckets(np.array([3, 3, 3, 50]), 5, 512) == (8, 56, 512)
+  assert buckets.fit_buckets(np.array([512, 7]), 3, 512) == (8, 512)
+  with pytest.raises(ValueError, match="600 tokens is longer than max_seq_length 512"):
+    buckets.fit_buckets(np.array([600]), 3, 512)
+
+
+def test_default_buckets_fitted_to_the_training_rows():
+  """The default (config.length_buckets None): as many widths as powers of two from 32 would
+  be, placed where an SST-2-like set's rows are; far fewer positions than those powers."""
+  rng = np.random.default_rng(0)
+  lengths = np.clip(3 + rng.gamma(2.0, 5.0, 2000).astype(int), 4, 66)  # mean ~13 tokens
+  config = glue.get_config()
+  config.max_seq_length = 512
+  fitted = run_buckets(config, lengths)
+  assert fitted == buckets.resolve_buckets(None, 512, lengths)
+  assert fitted[-1] == 512 and len(fitted) <= len(buckets.default_buckets(512)) + 1
+  powers = buckets.default_buckets(512)
+  assert _positions(lengths, fitted) < 0.6 * _positions(lengths, powers)
+  assert buckets.padded_share(lengths, fitted) > 0.75
+  config.length_buckets = (64, 16)
+  assert run_buckets(config, lengths) == (16, 64, 512)
+  config.length_buckets = ()
+  assert run_buckets(config, lengths) is None
 
 
 def _features(lengths, width=64):

@@ -71,10 +71,13 @@ def base_config() -> ml_collections.ConfigDict:
   c.grad_clip_norm = 1.0
   c.grad_accum_steps = 1
   # Batches padded to the smallest of these lengths that holds their longest example (see
-  # finetune/buckets.py); None: powers of two from 32 up to max_seq_length; () pads every batch
-  # to max_seq_length. Sets of short sentences (SST-2, CoLA: mean ~13 tokens) fill batches of 16
-  # tokens: on CPUs and GPUs `--config.length_buckets=16,32,64,128,256,512` runs their epoch in
-  # ~0.7x the default's time, for one more compile per step (benchmarks/RESULTS.md).
+  # finetune/buckets.py); () pads every batch to max_seq_length. None (the default): fitted to
+  # the training rows' lengths, as many as the powers of two from 32 up to max_seq_length
+  # (5 for 512), placed where the rows are (multiples of 8; finetune.buckets.fit_buckets), then
+  # max_seq_length for longer evaluation rows. On a set of short sentences (SST-2: mean ~13
+  # tokens) that is 8, 16, 24, 32, 48 rather than 32, 64, ...: the epoch in ~0.6x the time of
+  # powers of two from 32 for the same number of buckets (benchmarks/RESULTS.md, session 8).
+  # `--config.length_buckets=32,64,128,256,512` gives those powers of two.
   c.length_buckets = config_dict.placeholder(tuple)
   # Compile the steps of every padded length the run will use before the first step, several at
   # once (XLA compiles a program on one thread): False compiles each at its first use.
