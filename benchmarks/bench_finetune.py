@@ -288,6 +288,11 @@ def main(argv=None) -> dict:
   info = common.machine_info()
   common.print_machine(info)
   sides = args.sides.split(",")
+  bucket_specs = {  # config.length_buckets of our sides; the bucketed one keeps the default
+    "padded": (),
+    "powers": default_buckets(MAX_LENGTH),
+    "finer": tuple(int(w) for w in args.finer_buckets.split(",")),
+  }
   # As the programs do (--compilation_cache_dir), in a fresh folder: the first bucketed run
   # writes the cache (its cost counts), the rerun reads it.
   import tempfile
@@ -314,15 +319,10 @@ def main(argv=None) -> dict:
         else:
           if side == "rerun":
             jax.clear_caches()  # what a new process has: only the persistent cache
-          spec = {
-            "padded": (),
-            "powers": default_buckets(MAX_LENGTH),
-            "finer": tuple(int(w) for w in args.finer_buckets.split(",")),
-          }
           # Sides that share widths with the bucketed one compile them themselves, as a first
           # run would, rather than read the cache it wrote; only the rerun reads it.
           jax.config.update("jax_enable_compilation_cache", side in ("bucketed", "rerun"))
-          result[side] = run_ours(args, kind, features, dtype, spec.get(side))
+          result[side] = run_ours(args, kind, features, dtype, bucket_specs.get(side))
           jax.config.update("jax_enable_compilation_cache", True)
         r = result[side]
         print(
