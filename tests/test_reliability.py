@@ -350,10 +350,13 @@ def test_workdir_lock_detects_stale_holders_and_is_released(tmp_path, caplog):
 
 
 def test_a_fallback_over_an_unreadable_checkpoint_is_one_log_line(tmp_path, caplog, monkeypatch):
-  """Missing array files make orbax abort its reads; tensorstore callbacks left behind may fire
-  after their event loop has closed, each an "Event loop is closed" error printed as a bare
-  traceback by Python's unraisable-exception hook (dozens; how many depends on timing). The
-  programs' start-up (program.start) drops those: the fallback's one warning line remains."""
+  """Missing array files make orbax abort its reads; what is left of them fails later, when it is
+  collected (dozens of tracebacks; how many, and of which kind, depends on timing): tensorstore
+  callbacks firing after their event loop has closed ("Event loop is closed", through Python's
+  unraisable-exception hook), reads of the other arrays failing after the restore did (asyncio's
+  "Task/Future exception was never retrieved"), orbax's read coroutines collected while suspended
+  (they turn the GeneratorExit of their closing into an error naming the array's file: unraisable).
+  The programs' start-up (program.start) drops those: the fallback's one warning line remains."""
   reached = []  # what gets past the programs' filter to the previous hook
   monkeypatch.setattr(sys, "unraisablehook", reached.append)
   monkeypatch.setattr(logging.getLogger("asyncio"), "filters", [])
@@ -379,32 +382,69 @@ def test_a_fallback_over_an_unreadable_checkpoint_is_one_log_line(tmp_path, capl
     gc.collect()
   fallback = [r for r in caplog.records if "cannot be restored" in r.getMessage()]
   assert len(fallback) == 1 and "step 4" in fallback[0].getMessage(), caplog.text
-  assert "Event loop is closed" not in caplog.text
-  # The timing decides whether the noise came this time; the path it takes is checked directly:
-  # a closed-loop error is dropped, any other unraisable error still reaches the previous hook.
+  assert "Event loop is closed" not in caplog.text and "never retrieved" not in caplog.text
+  assert reached == []
+
+  # The timing decides which noise came this time; each path is checked directly, each time
+  # with an error that is not noise beside it, which must still come through.
+  unreadable = os.path.join(directory, "4", "state", "d", "5f55a19a")  # as tensorstore names it
+  elsewhere = os.path.join(str(tmp_path), "other", "4", "state", "d", "5f55a19a")
+  # Unraisable: a closed-loop error, and orbax's way of closing a suspended read coroutine.
   closed, other = RuntimeError("Event loop is closed"), ValueError("something else")
   for error in (closed, other):
     _RaisesWhenCollected(error)  # collected at once: Python hands `error` to the hook
-  assert [u.exc_value for u in reached] == [other]
-  # The other arrays' reads fail after the restore did; asyncio reports each such task when it is
-  # collected ("Task exception was never retrieved"): dropped for orbax's reads, kept for others.
-  from orbax.checkpoint._src.serialization.serialization import async_deserialize
-
-  async def some_other_read():
-    raise ValueError("a real error")
-
+  for path in (unreadable, elsewhere):
+    _collect_suspended(_read_like_orbax(path))
+  assert [str(u.exc_value) for u in reached] == [str(other), f"error while reading {elsewhere}"]
+  # Never retrieved (a task's or a future's exception): dropped when it names the checkpoint.
   caplog.clear()
   with caplog.at_level(logging.ERROR, logger="asyncio"):
-    for read in (lambda: async_deserialize(None, {"driver": "zarr"}), some_other_read):
-      loop = asyncio.new_event_loop()
-      task = loop.create_task(read())
-      loop.run_until_complete(asyncio.sleep(0.01))
-      assert task.done()  # failed; its exception is never retrieved
-      del task
-      gc.collect()
-      loop.close()
-  unretrieved = [r for r in caplog.records if "never retrieved" in r.getMessage()]
-  assert len(unretrieved) == 1 and "some_other_read" in unretrieved[0].getMessage(), caplog.text
+    for path in (unreadable, elsewhere):
+      for make in (_failed_task, _failed_future):
+        make(ValueError(f'NOT_FOUND: Error reading local file "{path}"'))
+  unretrieved = [r.getMessage() for r in caplog.records if "never retrieved" in r.getMessage()]
+  assert len(unretrieved) == 2 and all(elsewhere in m for m in unretrieved), caplog.text
+
+
+async def _read_like_orbax(path: str) -> None:
+  """orbax's `_read_array_index_and_device_put`: any BaseException while reading, GeneratorExit
+  included, becomes an Exception naming the file."""
+  try:
+    await asyncio.sleep(3600)
+  except BaseException as e:
+    raise Exception(f"error while reading {path}") from e
+
+
+def _collect_suspended(coroutine) -> None:
+  """Start `coroutine` on a loop, leave it suspended, drop it: Python closes it when collected."""
+  loop = asyncio.new_event_loop()
+  task = loop.create_task(coroutine)
+  loop.run_until_complete(asyncio.sleep(0.01))
+  loop.close()  # the task stays pending with its suspended coroutine
+  del task, coroutine
+  gc.collect()
+
+
+def _failed_task(error: Exception) -> None:
+  async def read():
+    raise error
+
+  loop = asyncio.new_event_loop()
+  task = loop.create_task(read())
+  loop.run_until_complete(asyncio.sleep(0.01))
+  assert task.done()  # failed; its exception is never retrieved
+  del task
+  gc.collect()
+  loop.close()
+
+
+def _failed_future(error: Exception) -> None:
+  loop = asyncio.new_event_loop()
+  future = loop.create_future()
+  future.set_exception(error)
+  del future
+  gc.collect()
+  loop.close()
 
 
 class _RaisesWhenCollected:

@@ -70,6 +70,29 @@ def _all_processes_agree(ok: bool) -> bool:
   return bool(np.all(multihost_utils.process_allgather(np.array([ok], np.int32))))
 
 
+# The step directories this process found unreadable, as errors name them ("/w/checkpoints/20/";
+# in a bucket also without "gs://bucket/", as TensorStore's specs give the path).
+_unreadable_step_dirs: set[str] = set()
+
+
+def names_an_unreadable_checkpoint(text: str) -> bool:
+  """Whether an error's text is about a checkpoint this process already found unreadable.
+
+  orbax's reads of the other arrays of such a checkpoint go on after its restore failed and
+  fail later, when their tasks, futures and coroutines are collected; the programs drop those
+  reports (albert_flax.train.program): the fallback has said what happened, in one line.
+  """
+  return any(step_dir in text for step_dir in _unreadable_step_dirs)
+
+
+def _remember_unreadable(step_dir: Any) -> None:
+  name = str(step_dir).rstrip("/") + "/"
+  _unreadable_step_dirs.add(name)
+  scheme, sep, rest = name.partition("://")
+  if sep:  # "gs://bucket/w/checkpoints/20/" -> also "w/checkpoints/20/"
+    _unreadable_step_dirs.add(rest.partition("/")[2])
+
+
 _managers_created = 0
 
 
@@ -228,6 +251,7 @@ class TrainCheckpointManager:
         error = None
       except Exception as e:  # orbax raises many types for unreadable files
         error = f"{type(e).__name__}: {str(e)[:300]}"
+        _remember_unreadable(self.directory / str(step))
       if _all_processes_agree(error is None):
         if failures:
           self._set_aside(failures)

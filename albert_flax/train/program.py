@@ -176,40 +176,41 @@ def _is_closed_loop_noise(error: BaseException | None) -> bool:
   return isinstance(error, RuntimeError) and "Event loop is closed" in str(error)
 
 
-def _is_unretrieved_read(record: logging.LogRecord) -> bool:
-  """asyncio's report of an orbax array read that failed after its restore had already failed."""
-  message = record.getMessage()
-  return (
-    message.startswith("Task exception was never retrieved")
-    and "coro=<async_deserialize()" in message
-    and "orbax" in message
-  )
+_UNRETRIEVED = ("Task exception was never retrieved", "Future exception was never retrieved")
 
 
 def _quiet_asyncio_after_fallback() -> None:
-  """orbax's aborted reads of an unreadable checkpoint leave tensorstore callbacks that fire after
-  their event loop has closed; each "Event loop is closed" error reaches Python's unraisable-
-  exception hook (printed as a bare traceback) or asyncio's logger, dozens of them. The reads of
-  the other arrays fail too, after the first failure ended the restore: asyncio logs each as a
-  "Task exception was never retrieved" with a traceback when the task is collected. The fallback
-  to the previous checkpoint already logged one line saying what happened: those are noise, and
-  only those are dropped (every other unraisable error still goes to the previous hook, every
-  other asyncio record to the log)."""
+  """Drop the noise orbax's aborted reads of an unreadable checkpoint leave behind; the fallback
+  to the previous checkpoint already logged one line saying what happened.
 
-  class _DropClosedLoop(logging.Filter):
+  The noise, dozens of tracebacks whose number depends on timing: tensorstore callbacks firing
+  after their event loop has closed ("Event loop is closed" errors, reaching Python's
+  unraisable-exception hook or asyncio's logger); the reads of the other arrays failing after
+  the restore did (asyncio's "Task/Future exception was never retrieved" when collected); and
+  orbax's read coroutines collected while suspended, which turn the GeneratorExit of their
+  closing into an error naming the array's file (unraisable: "Exception ignored in: <coroutine
+  object _read_array_index_and_device_put ...>"). Only those are dropped: a never-retrieved or
+  unraisable error that does not name a checkpoint this process found unreadable
+  (`names_an_unreadable_checkpoint`) still goes to the log or the previous hook.
+  """
+  from albert_flax.train.checkpoints import names_an_unreadable_checkpoint
+
+  class _DropAbortedReads(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
+      message = record.getMessage()
       exc = record.exc_info[1] if record.exc_info else None
-      if _is_unretrieved_read(record):
+      if message.startswith(_UNRETRIEVED) and names_an_unreadable_checkpoint(f"{message} {exc}"):
         return False
-      return "Event loop is closed" not in record.getMessage() and not _is_closed_loop_noise(exc)
+      return "Event loop is closed" not in message and not _is_closed_loop_noise(exc)
 
   if getattr(sys.unraisablehook, "drops_closed_loop_noise", False):
     return  # installed already
-  logging.getLogger("asyncio").addFilter(_DropClosedLoop())
+  logging.getLogger("asyncio").addFilter(_DropAbortedReads())
   previous = sys.unraisablehook
 
   def unraisablehook(unraisable) -> None:
-    if not _is_closed_loop_noise(unraisable.exc_value):
+    error = unraisable.exc_value
+    if not _is_closed_loop_noise(error) and not names_an_unreadable_checkpoint(str(error)):
       previous(unraisable)
 
   unraisablehook.drops_closed_loop_noise = True
