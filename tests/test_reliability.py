@@ -171,9 +171,14 @@ def _tiny_model():
   return model, nn.meta.unbox(params)
 
 
-def _flip_bytes_in_largest_file(directory, count=64):
+def _flip_bytes_in_largest_data_file(directory, count=64):
+  """Flip `count` bytes in the middle of the largest array data file of an orbax checkpoint
+  (OCDBT keeps them in folders named `d`). Not the largest file of any kind: that is sometimes
+  the JSON `_METADATA`, which then fails to parse instead of failing the integrity check."""
   files = [os.path.join(r, n) for r, _, names in os.walk(directory) for n in names]
-  path = max(files, key=os.path.getsize)
+  data_files = [f for f in files if os.path.basename(os.path.dirname(f)) == "d"]
+  assert data_files, f"no array data files (in folders named d) under {directory}: {files}"
+  path = max(data_files, key=os.path.getsize)
   data = bytearray(open(path, "rb").read())
   middle = len(data) // 2
   for i in range(middle, middle + count):
@@ -185,7 +190,7 @@ def test_flipped_bytes_in_a_saved_model_are_an_error_naming_the_array(tmp_path):
   model, params = _tiny_model()
   af.save_pretrained(tmp_path, model, params, format="orbax")
   assert os.path.isfile(tmp_path / "integrity.json")
-  _flip_bytes_in_largest_file(tmp_path / "params")
+  _flip_bytes_in_largest_data_file(tmp_path / "params")
   with pytest.raises(ValueError, match=r"fails its integrity check.*albert/"):
     af.from_pretrained(tmp_path)
 
@@ -215,7 +220,7 @@ def test_training_resume_skips_a_checkpoint_failing_its_integrity_check(tmp_path
   with TrainCheckpointManager(directory, max_to_keep=3) as manager:
     for step in (2, 4):
       manager.save(step, state(step), {"at": step})
-  _flip_bytes_in_largest_file(os.path.join(directory, "4", "state"), count=16)
+  _flip_bytes_in_largest_data_file(os.path.join(directory, "4", "state"), count=16)
   with TrainCheckpointManager(directory) as manager, caplog.at_level(logging.WARNING):
     restored, data_state, step = manager.restore(abstract)
   assert step == 2 and data_state == {"at": 2}
