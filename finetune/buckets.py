@@ -140,12 +140,17 @@ def resolve_buckets(
   return tuple(widths)
 
 
-def padded_share(lengths: np.ndarray, buckets: Sequence[int]) -> float:
+def padded_positions(lengths: np.ndarray, buckets: Sequence[int]) -> int:
+  """Positions of the rows ([rows] lengths) each padded to the smallest bucket that holds it:
+  what the training step computes."""
+  widths = np.asarray(buckets)[np.searchsorted(buckets, lengths, side="left")]
+  return int(widths.sum())
+
+
+def token_share(lengths: np.ndarray, buckets: Sequence[int]) -> float:
   """Tokens / positions when each row is padded to its bucket: how much of the step's work is
   real (1.0: no padding)."""
-  lengths = np.asarray(lengths, np.int64)
-  widths = np.asarray(buckets)[np.searchsorted(buckets, lengths, side="left")]
-  return float(lengths.sum() / max(1, widths.sum()))
+  return float(np.sum(lengths) / max(1, padded_positions(lengths, buckets)))
 
 
 def row_lengths(features: Features) -> np.ndarray:

@@ -595,12 +595,12 @@ def _train(
 def _describe_buckets(config, buckets: tuple[int, ...] | None, lengths: np.ndarray) -> str:
   """The log's words for the run's buckets, with the share of the training step's positions
   that are tokens, and what it would be with every row at max_seq_length."""
-  unpadded = buckets_lib.padded_share(lengths, (config.max_seq_length,))
+  unpadded = buckets_lib.token_share(lengths, (config.max_seq_length,))
   if not buckets:
     return f"none (every batch padded to {config.max_seq_length}: {unpadded:.0%} tokens)"
   how = "fitted to the training rows" if config.get("length_buckets") is None else "configured"
   return (
-    f"{list(buckets)} ({how}: {buckets_lib.padded_share(lengths, buckets):.0%} of the "
+    f"{list(buckets)} ({how}: {buckets_lib.token_share(lengths, buckets):.0%} of the "
     f"training positions are tokens, {unpadded:.0%} at {config.max_seq_length})"
   )
 

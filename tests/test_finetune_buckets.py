@@ -81,12 +81,6 @@ def test_bucket_lengths():
   assert cut["input_ids"].shape == (2, 4, 32) and cut["labels"].tolist() == [1, 2]
 
 
-def _positions(lengths, widths):
-  """Padded positions of rows each padded to the smallest of `widths` that holds it."""
-  widths = np.asarray(widths)
-  return int(widths[np.searchsorted(widths, lengths, side="left")].sum())
-
-
 def test_fitted_buckets_are_the_fewest_positions_for_their_count():
   rng = np.random.default_rng(1)
   for _ in range(60):
@@ -100,11 +94,11 @@ def test_fitted_buckets_are_the_fewest_positions_for_their_count():
     assert len([w for w in fitted if w <= top]) <= count
     candidates = [*range(8, top, 8), top]
     fewest = min(
-      _positions(lengths, (*chosen, top))
+      buckets.padded_positions(lengths, (*chosen, top))
       for k in range(count)
       for chosen in itertools.combinations(candidates[:-1], k)
     )
-    assert _positions(lengths, fitted) == fewest, (lengths.tolist(), count, fitted)
+    assert buckets.padded_positions(lengths, fitted) == fewest, (lengths.tolist(), count, fitted)
   # a width no row needs is not kept; every row fits
   assert buckets.fit_buckets(np.array([3, 3, 3, 50]), 5, 512) == (8, 56, 512)
   assert buckets.fit_buckets(np.array([512, 7]), 3, 512) == (8, 512)
@@ -123,8 +117,8 @@ def test_default_buckets_fitted_to_the_training_rows():
   assert fitted == buckets.resolve_buckets(None, 512, lengths)
   assert fitted[-1] == 512 and len(fitted) <= len(buckets.default_buckets(512)) + 1
   powers = buckets.default_buckets(512)
-  assert _positions(lengths, fitted) < 0.6 * _positions(lengths, powers)
-  assert buckets.padded_share(lengths, fitted) > 0.75
+  assert buckets.padded_positions(lengths, fitted) < 0.6 * buckets.padded_positions(lengths, powers)
+  assert buckets.token_share(lengths, fitted) > 0.75
   config.length_buckets = (64, 16)
   assert run_buckets(config, lengths) == (16, 64, 512)
   config.length_buckets = ()

@@ -88,7 +88,7 @@ def names_an_unreadable_checkpoint(text: str) -> bool:
 def _remember_unreadable(step_dir: Any) -> None:
   name = str(step_dir).rstrip("/") + "/"
   _unreadable_step_dirs.add(name)
-  scheme, sep, rest = name.partition("://")
+  _, sep, rest = name.partition("://")
   if sep:  # "gs://bucket/w/checkpoints/20/" -> also "w/checkpoints/20/"
     _unreadable_step_dirs.add(rest.partition("/")[2])
 
