@@ -22,6 +22,9 @@ when they resume, and by users. Their names live here only; everything else impo
       checkpoints/<step>/integrity/   INTEGRITY_ITEM: each array's fingerprint
       metrics.jsonl, tensorboard/     METRICS_FILE, TENSORBOARD_DIR
       run_status.json                 RUN_STATUS_FILE: "running" | "interrupted" | "finished", step
+      goodput.json                    GOODPUT_FILE: where the wall time of every start went
+      tensorboard/plugins/profile/    PROFILE_DIR: jax.profiler traces (--config.profile_steps)
+      PROFILE_REQUEST                 PROFILE_REQUEST_FILE: create it to profile the next steps
       config_history/                 CONFIG_HISTORY_DIR: train_config.json of every start
       LOCK                            LOCK_FILE: held by the run working here (host, pid)
       params/                         the final model (when the run finished)
@@ -34,6 +37,7 @@ when they resume, and by users. Their names live here only; everything else impo
       model/                          MODEL_DIR: the fine-tuned model (a saved model, above)
       hf/                             HF_EXPORT_DIR: the same in transformers' format
       metrics.jsonl, tensorboard/
+      goodput.json, tensorboard/plugins/profile/, PROFILE_REQUEST   (as above)
       seed_<s>/, seeds_summary.json   SEED_RUN_DIR, SEEDS_SUMMARY_FILE: --config.seeds=N runs
 """
 
@@ -65,6 +69,11 @@ HF_EXPORT_DIR = "hf"
 SEEDS_SUMMARY_FILE = "seeds_summary.json"  # --config.seeds=N: mean, std, best over the runs
 SEED_RUN_DIR = "seed_{seed}"  # one fine-tuning workdir per seed
 RUN_STATUS_FILE = "run_status.json"
+GOODPUT_FILE = "goodput.json"  # albert_flax.train.goodput: every start's wall time, by part
+# Where jax.profiler.start_trace(workdir/tensorboard) writes its traces, and TensorBoard's profile
+# plugin looks for them.
+PROFILE_DIR = os.path.join(TENSORBOARD_DIR, "plugins", "profile")
+PROFILE_REQUEST_FILE = "PROFILE_REQUEST"  # holds a number of steps (or nothing): profile them
 CONFIG_HISTORY_DIR = "config_history"
 LOCK_FILE = "LOCK"
 

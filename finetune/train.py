@@ -19,6 +19,7 @@ The machinery is the library's (`albert_flax.sharding`, `optim`, `training`); a 
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 import uuid
@@ -30,11 +31,13 @@ import numpy as np
 from etils import epath
 
 import albert_flax as af
-from albert_flax import paths, sharding
+from albert_flax import flops, paths, sharding
 from albert_flax import workdir as layout
-from albert_flax.train import training
+from albert_flax.train import profiling, training
 from albert_flax.train.checkpoints import TrainCheckpointManager, same_on_all_processes
+from albert_flax.train.goodput import GoodputLedger
 from albert_flax.train.loop import TrainLoop
+from albert_flax.train.perf import StepRates
 from albert_flax.train.metric_writers import MetricWriter
 from albert_flax.train.program import ConfigError
 from albert_flax.train.run_control import COMMON_SAFE_KEYS, WorkdirRun
@@ -114,6 +117,8 @@ def resolve_config(
     buckets_lib.resolve_buckets(config.get("length_buckets"), config.max_seq_length)  # checks
   except ValueError as e:
     raise ConfigError(str(e)) from None
+  if profiling.config_problems(config):
+    raise ConfigError("; ".join(profiling.config_problems(config)))
   return config
 
 
@@ -428,6 +433,7 @@ def _train(
   shared_steps: dict[str, Any] | None,
 ) -> dict[str, Any]:
   """train_and_evaluate's work, inside the run's hold on the workdir."""
+  ledger = GoodputLedger(workdir)  # where this start's time goes (albert_flax.train.goodput)
   # ---------------------------------------------------------------- data, then the model
   tokenizer = load_tokenizer(config)
   task = get_task(config, tokenizer)
@@ -522,7 +528,8 @@ def _train(
   best = TrainCheckpointManager(
     workdir / layout.BEST_CHECKPOINTS, max_to_keep=1, best_metric=task.best_metric
   )
-  restored = latest.restore(training.abstract_with_shardings(state, state_shardings))
+  with ledger.phase("restore"):
+    restored = latest.restore(training.abstract_with_shardings(state, state_shardings))
   start = 0
   if restored is not None:
     state, _, start = restored
@@ -563,33 +570,44 @@ def _train(
         ", ".join(map(str, predict_widths)) or "none",
       )  # fmt: skip
   # The writer is closed on every exit, after the final evaluation's rows.
-  loop = TrainLoop(run, start, config.train_steps, checkpoints=[latest, best], close=[writer])
+  # Step time, tokens/s, TFLOP/s, MFU, input waits, memory, slow steps, profiles: see loop.py.
+  # The loop waits for the device at log steps only: slow steps are judged per logged interval.
+  rates = StepRates(functools.partial(flops.model_flops_per_step, model.config), config.batch_size)
+  loop = TrainLoop(
+    run, start, config.train_steps, checkpoints=[latest, best], close=[writer], goodput=ledger,
+    rates=rates, profiler=profiling.from_config(config, workdir),
+    slow_step_factor=config.slow_step_factor, steps_synced=False,
+  )  # fmt: skip
   with loop:
     for step in loop:
-      batch = next(batches)
+      batch = loop.next_batch(batches)
       compiles.record("train_step", batch)
       state, metrics = train_step(state, make_batch(batch))
       writer.advance(step)
       if loop.due(config.log_every_steps):
         metrics = jax.device_get(metrics)
         training.check_finite(metrics, step)
-        writer.write(step, metrics)
+        writer.write(step, {**metrics, **loop.rates_row()})
       if loop.due(config.eval_every_steps):
-        results, _ = evaluate(
-          task, predict_fn, state.params, dev_sets, config, mesh, buckets, compiles
-        )
+        with loop.phase("evaluation"):
+          results, _ = evaluate(
+            task, predict_fn, state.params, dev_sets, config, mesh, buckets, compiles
+          )
         writer.write(step, results, split="eval")
-        latest.save(step, state, {"next_batch": step})
-        _offer_best(best, step, state.params, results)
+        with loop.phase("checkpoint_save"):
+          latest.save(step, state, {"next_batch": step})
+          _offer_best(best, step, state.params, results)
       if loop.stopping:  # SIGTERM / SIGINT
-        latest.save(step, state, {"next_batch": step})  # a no-op if this step was just saved
+        with loop.phase("checkpoint_save"):
+          latest.save(step, state, {"next_batch": step})  # a no-op if this step was just saved
     if loop.interrupted:
       return {"interrupted": True, "step": loop.step, "signal": loop.signal_name}
     best_params, best_step = _best_params(best, state.params, state_shardings.params)
-    return _final_evaluation(
-      config, workdir, run, task, model, tokenizer, predict_fn, mesh, buckets, compiles,
-      writer, best_params, best_step,
-    )  # fmt: skip
+    with loop.phase("evaluation"):  # the final evaluation, its predictions and the model
+      return _final_evaluation(
+        config, workdir, run, task, model, tokenizer, predict_fn, mesh, buckets, compiles,
+        writer, best_params, best_step,
+      )  # fmt: skip
 
 
 def _describe_buckets(config, buckets: tuple[int, ...] | None, lengths: np.ndarray) -> str:

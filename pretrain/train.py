@@ -15,10 +15,10 @@ included, so an interrupted run ends with the metrics of an uninterrupted one.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import tempfile
-import time
 from typing import Any
 
 import jax
@@ -27,11 +27,13 @@ import numpy as np
 from etils import epath
 
 import albert_flax as af
-from albert_flax import paths, sharding
+from albert_flax import flops, paths, sharding
 from albert_flax import workdir as layout
-from albert_flax.train import losses, optim, training
+from albert_flax.train import losses, optim, profiling, training
 from albert_flax.train.checkpoints import TrainCheckpointManager
+from albert_flax.train.goodput import GoodputLedger
 from albert_flax.train.loop import TrainLoop
+from albert_flax.train.perf import StepRates
 from albert_flax.train.metric_writers import MetricWriter
 from albert_flax.train.program import ConfigError
 from albert_flax.train.run_control import COMMON_SAFE_KEYS, WorkdirRun
@@ -90,6 +92,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     tokenizer_kind(c)
   except ValueError as e:
     problems.append(str(e))
+  problems += profiling.config_problems(c)
   if not problems and not c.init_from:  # the model, as build_model makes it (any vocab_size)
     try:
       model_config = af.AlbertConfig.preset(c.model, **_model_overrides(c))
@@ -413,6 +416,7 @@ def _train(
   load_compiled: str | None,
 ) -> dict[str, Any]:
   """train_and_evaluate's work, inside the run's hold on the workdir."""
+  ledger = GoodputLedger(workdir)  # where this start's time goes (albert_flax.train.goodput)
   # ----------------------------------------------------------------- mesh, tokenizer, model
   mesh = sharding.make_mesh(config.mesh.data, config.mesh.fsdp, config.mesh.tensor)
   share_index, share_count, local_batch = _share_of_devices(config, mesh)
@@ -440,9 +444,10 @@ def _train(
   )
   restored = None
   if checkpoints.latest_step() is not None:
-    restored = checkpoints.restore(
-      training.abstract_with_shardings(steps.abstract_state, steps.state_shardings)
-    )
+    with ledger.phase("restore"):
+      restored = checkpoints.restore(
+        training.abstract_with_shardings(steps.abstract_state, steps.state_shardings)
+      )
   if restored is not None:
     state, data_state, step = restored
     log.info("resumed from the checkpoint at step %d", step)
@@ -459,8 +464,8 @@ def _train(
   )
   eval_batches: list | None = None
 
-  def next_global_batch(iterator) -> dict[str, jax.Array]:
-    host = next(iterator)
+  def next_global_batch(iterator, take=next) -> dict[str, jax.Array]:
+    host = take(iterator)
     validate_batch(
       model.config, host, local_batch, config.max_seq_length, config.max_predictions_per_seq
     )
@@ -472,46 +477,49 @@ def _train(
   )
   last_train, last_eval = {}, {}
   pending: list[tuple[int, dict]] = []  # (step, device metrics) since the last log
-  timer_start, timer_steps = None, 0
-  loop = TrainLoop(
-    run, step, config.num_train_steps, checkpoints=[checkpoints], close=[writer, train_batches]
+  # Step time, tokens/s, TFLOP/s, MFU, input waits, memory, slow steps, profiles: see loop.py.
+  rates = StepRates(
+    functools.partial(
+      flops.model_flops_per_step, model.config, num_predictions=config.max_predictions_per_seq
+    ),
+    config.batch_size,
   )
+  loop = TrainLoop(
+    run, step, config.num_train_steps, checkpoints=[checkpoints], close=[writer, train_batches],
+    goodput=ledger, rates=rates, profiler=profiling.from_config(config, workdir),
+    slow_step_factor=config.slow_step_factor,
+  )  # fmt: skip
   with loop:
     for step in loop:
-      batch = next_global_batch(train_batches)
+      batch = next_global_batch(train_batches, loop.next_batch)
       state, metrics = train_step(state, batch)
       pending.append((step, metrics))
       if len(pending) > 1:  # check the step before, while this one runs
         training.check_finite(jax.device_get(pending[-2][1]), pending[-2][0])
-      if timer_start is None:  # start timing after the first (compiling) step
+      if step == loop.start + 1:  # the first step (it compiled) runs within its own time
         jax.block_until_ready(metrics)
-        timer_start, timer_steps = time.perf_counter(), 0
-      else:
-        timer_steps += 1
       writer.advance(step)
 
       if loop.due(config.log_every_steps) or loop.stopping:
         training.check_finite(jax.device_get(metrics), step)
         last_train = _mean_metrics([m for _, m in pending])
-        elapsed = time.perf_counter() - timer_start
-        last_train["examples_per_second"] = (
-          config.batch_size * timer_steps / elapsed if timer_steps and elapsed > 0 else 0.0
-        )
+        last_train.update(loop.rates_row())
         writer.write(step, last_train)
-        pending, timer_start, timer_steps = [], time.perf_counter(), 0
+        pending = []
 
       if config.eval_steps and loop.due(config.eval_every_steps):
-        if eval_batches is None:
-          eval_batches = _load_eval_batches(
-            config, tokenizer, local_batch, (share_index, share_count), next_global_batch
-          )
-        last_eval = evaluate(eval_step, state.params, eval_batches)
+        with loop.phase("evaluation"):
+          if eval_batches is None:
+            eval_batches = _load_eval_batches(
+              config, tokenizer, local_batch, (share_index, share_count), next_global_batch
+            )
+          last_eval = evaluate(eval_step, state.params, eval_batches)
         writer.write(step, last_eval, split="eval")
-        timer_start = time.perf_counter()  # eval time is not training throughput
 
       if loop.due(config.checkpoint_every_steps) or loop.stopping:
         training.check_finite(jax.device_get(metrics), step)  # never save a diverged state
-        checkpoints.save(step, state, train_batches.get_state())
+        with loop.phase("checkpoint_save"):
+          checkpoints.save(step, state, train_batches.get_state())
     step = loop.step
     if not loop.interrupted and step == config.num_train_steps:  # every save is complete
       af.save_pretrained(workdir, model, state.params, format="orbax")
@@ -524,6 +532,7 @@ def _train(
     "preempted": loop.interrupted,
     "signal": loop.signal_name,
     "finished_before": False,
+    "goodput": loop.goodput_totals,
   }
 
 

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from multiprocess_launch import FAST_COMPILE_XLA_FLAGS
 
-from albert_flax.train import training
+from albert_flax.train import perf, training
 from albert_flax.train.checkpoints import TrainCheckpointManager
 from pretrain import train as pretrain_train
 from pretrain.configs import tiny
@@ -139,7 +139,9 @@ def _complete_steps(workdir):
 
 
 def _comparable(rows):
-  return [{k: v for k, v in r.items() if k != "examples_per_second"} for r in rows]
+  """The rows without their timings (albert_flax.train.perf.TIMING_KEYS), which differ between
+  two runs of the same computation."""
+  return [{k: v for k, v in r.items() if k not in perf.TIMING_KEYS} for r in rows]
 
 
 # The program's workdir, continuing from its model, interruptions (SIGKILL, SIGTERM, SIGINT, one

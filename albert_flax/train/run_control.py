@@ -39,6 +39,7 @@ import jax
 
 from albert_flax import paths
 from albert_flax import workdir as layout
+from albert_flax.train import profiling
 from albert_flax.train.checkpoints import same_on_all_processes
 from albert_flax.train.program import WorkdirBusyError
 
@@ -56,6 +57,7 @@ COMMON_SAFE_KEYS = (
   "eval_batch_size",
   "export_hf",
   "data.num_workers",
+  *profiling.CONFIG_KEYS,
 )
 
 

@@ -16,6 +16,8 @@ from __future__ import annotations
 import ml_collections
 from ml_collections import config_dict
 
+from albert_flax.train import profiling
+
 # The fields a row of `per_task` may fill.
 PER_TASK_FIELDS = (
   "learning_rate",
@@ -94,6 +96,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.log_every_steps = 50
   c.progress_bar = True  # tqdm on the first process
   c.tensorboard = True  # TensorBoard events in workdir/tensorboard (besides metrics.jsonl)
+  profiling.add_config_keys(c)  # profile_steps, slow_step_factor, ...
 
   # --- devices and numerics
   c.mesh = ml_collections.ConfigDict({"data": -1, "fsdp": 1, "tensor": 1})

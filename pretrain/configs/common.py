@@ -8,6 +8,8 @@ import dataclasses
 import ml_collections
 from ml_collections import config_dict
 
+from albert_flax.train import profiling
+
 # Set by the run itself (vocab_size from the tokenizer; dtype, param_dtype, remat are top-level
 # keys) or meaningless for pretraining (fine-tuning head settings).
 _NOT_OVERRIDABLE = (
@@ -122,6 +124,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.eval_steps = 10  # batches of batch_size held-back examples per evaluation
   # A tqdm bar on a terminal; without one (or with False) plain log lines every log_every_steps.
   c.progress_bar = True
+  profiling.add_config_keys(c)  # profile_steps, slow_step_factor, ...
 
   # --- device mesh: data x fsdp x tensor over all devices of all processes; -1 = the rest
   c.mesh = ml_collections.ConfigDict()
