@@ -37,8 +37,8 @@ from albert_flax.train import profiling, training
 from albert_flax.train.checkpoints import TrainCheckpointManager, same_on_all_processes
 from albert_flax.train.goodput import GoodputLedger
 from albert_flax.train.loop import TrainLoop
-from albert_flax.train.perf import StepRates
 from albert_flax.train.metric_writers import MetricWriter
+from albert_flax.train.perf import StepRates
 from albert_flax.train.program import ConfigError
 from albert_flax.train.run_control import COMMON_SAFE_KEYS, WorkdirRun
 from finetune import buckets as buckets_lib

@@ -33,8 +33,8 @@ from albert_flax.train import losses, optim, profiling, training
 from albert_flax.train.checkpoints import TrainCheckpointManager
 from albert_flax.train.goodput import GoodputLedger
 from albert_flax.train.loop import TrainLoop
-from albert_flax.train.perf import StepRates
 from albert_flax.train.metric_writers import MetricWriter
+from albert_flax.train.perf import StepRates
 from albert_flax.train.program import ConfigError
 from albert_flax.train.run_control import COMMON_SAFE_KEYS, WorkdirRun
 from pretrain import corpus

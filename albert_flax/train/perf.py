@@ -62,9 +62,9 @@ TIMING_KEYS = (
 # Cloud's TPU system architecture pages: v3 123 TFLOP/s per chip = 2 devices, v4 275, v5e 197,
 # v5p 459, v6e 918 per chip = 1 device), plus v2 (45 TFLOP/s per chip of 2 TensorCores, each a
 # device). NVIDIA: the A100 data sheet (bf16 Tensor Core 312 TFLOP/s, SXM and PCIe), H100 (SXM
-# 989, PCIe 756), H200 (SXM 989, NVL 835), L4 (121), L40 (181), L40S (362), B200 (2250, the HGX B200 data sheet's
-# 18 PFLOP/s dense over 8 GPUs). Matched against `device.device_kind` in this order (the first
-# substring found wins: "H100 PCIe" before "H100").
+# 989, PCIe 756), H200 (SXM 989, NVL 835), L4 (121), L40 (181), L40S (362), B200 (2250, the HGX
+# B200 data sheet's 18 PFLOP/s dense over 8 GPUs). Matched against `device.device_kind`, the
+# longest name first ("H100 PCIe" before "H100", "L40S" before "L4").
 _TPU_KINDS = (
   ("TPU v2", 45e12 / 2),
   ("TPU v3", tpu_topologies.CHIPS["v3"].peak_bf16_flops),
@@ -95,7 +95,7 @@ def device_peak_flops(device_kind: str) -> float | None:
   """The dense bf16 peak FLOP/s of one jax device of `device_kind` (`jax.Device.device_kind`,
   e.g. "TPU v4", "NVIDIA H100 80GB HBM3"), or None when it is not in the table (a CPU)."""
   kind = device_kind.strip()
-  for name, peak in sorted(PEAK_FLOPS_BY_KIND, key=lambda item: -len(item[0])):
+  for name, peak in sorted(PEAK_FLOPS_BY_KIND, key=lambda item: -len(item[0])):  # stable
     if name.lower() in kind.lower():
       return peak
   return None

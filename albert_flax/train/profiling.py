@@ -40,7 +40,7 @@ REQUEST_SIGNAL = signal.SIGUSR1
 
 
 def parse_profile_steps(text: str) -> tuple[int, int] | None:
-  """"START:END" -> (START, END) (steps to trace, both included); "" -> None. ValueError naming
+  """ "START:END" -> (START, END) (steps to trace, both included); "" -> None. ValueError naming
   the key for anything else."""
   text = (text or "").strip()
   if not text:
@@ -67,7 +67,12 @@ def add_config_keys(c) -> None:
 
 
 # The keys of `add_config_keys`: they change what is measured and logged, never what is computed.
-CONFIG_KEYS = ("profile_steps", "profile_all_processes", "profile_request_steps", "slow_step_factor")
+CONFIG_KEYS = (
+  "profile_steps",
+  "profile_all_processes",
+  "profile_request_steps",
+  "slow_step_factor",
+)
 
 
 def config_problems(config) -> list[str]:
@@ -99,8 +104,8 @@ def from_config(config, workdir: str | os.PathLike) -> StepProfiler:
 class StepProfiler:
   """Starts and stops `jax.profiler` traces around the loop's steps (module docstring).
 
-  Before a step's body the loop asks `due(step)` and calls `start` when it says so; after the body,
-`end(step)`; at the end, `close()`.
+    Before a step's body the loop asks `due(step)` and calls `start` when it says so; after the
+  body, `end(step)`; at the end, `close()`.
   """
 
   def __init__(
