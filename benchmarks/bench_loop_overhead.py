@@ -8,6 +8,9 @@ the steps after the first few, so two versions of the loop compare on the same y
     python benchmarks/bench_loop_overhead.py --repo /tmp/before  # another (git archive REV)
 
 Run them interleaved, several times each (benchmarks/RESULTS.md, "Seeing inside a run").
+`--bookkeeping` times the loop's own work alone instead: TrainLoop over steps whose body only
+takes a batch (`loop.next_batch`) and makes a log row every `--log_every` steps, with and
+without the goodput ledger, rates and profiler (microseconds per step, no model, no device).
 The model is the test suite's small one (hidden 32, 2 layers, batch 8 x 32): steps of ~10 ms, in
 which a bookkeeping cost of 0.1 ms would be 1%.
 """
@@ -30,7 +33,10 @@ def main(argv=None) -> dict:
   p.add_argument("--steps", type=int, default=80)
   p.add_argument("--log_every", type=int, default=10)
   p.add_argument("--skip", type=int, default=10, help="steps left out of the median at the start")
+  p.add_argument("--bookkeeping", action="store_true", help="the loop's own work alone")
   args = p.parse_args(argv)
+  if args.bookkeeping:
+    return bookkeeping(args.steps, args.log_every)
   sys.path.insert(0, os.path.abspath(args.repo))
   import logging
 
@@ -81,11 +87,57 @@ def main(argv=None) -> dict:
     train.train_and_evaluate(c, os.path.join(tmp, "run"))
   periods = [b - a for a, b in zip(calls[args.skip :], calls[args.skip + 1 :])]
   out = {
-    "repo": os.path.abspath(args.repo),
+    "repo": os.path.dirname(os.path.dirname(os.path.abspath(train.__file__))),
     "median_step_ms": statistics.median(periods) * 1e3,
     "mean_step_ms": statistics.mean(periods) * 1e3,
     "steps": len(periods),
   }
+  print(json.dumps(out))
+  return out
+
+
+def bookkeeping(steps: int, log_every: int, repeats: int = 5) -> dict:
+  """Microseconds per step of TrainLoop's bookkeeping, with and without the instrumentation
+  (the better of `repeats` interleaved runs of `steps` steps each)."""
+  import functools
+  import itertools
+
+  import ml_collections
+  import numpy as np
+
+  from albert_flax import flops
+  from albert_flax.config import AlbertConfig
+  from albert_flax.train.goodput import GoodputLedger
+  from albert_flax.train.loop import TrainLoop
+  from albert_flax.train.perf import StepRates
+  from albert_flax.train.profiling import StepProfiler
+  from albert_flax.train.run_control import WorkdirRun
+
+  batch = {"input_ids": np.ones((8, 128), np.int32), "attention_mask": np.ones((8, 128), np.int32)}
+  flops_fn = functools.partial(flops.model_flops_per_step, AlbertConfig.preset("base-v2"))
+  best = {"without": float("inf"), "with": float("inf")}
+  with tempfile.TemporaryDirectory() as tmp:
+    config = ml_collections.ConfigDict({"num_train_steps": steps})
+    for r, kind in itertools.product(range(repeats), ("without", "with")):
+      workdir = os.path.join(tmp, f"{kind}{r}")
+      with WorkdirRun(workdir, config) as run:
+        extra = {}
+        if kind == "with":
+          extra = dict(
+            goodput=GoodputLedger(workdir),
+            rates=StepRates(flops_fn, 8),
+            profiler=StepProfiler(workdir),
+          )
+        began = time.perf_counter()
+        with TrainLoop(run, 0, steps, **extra) as loop:
+          batches = itertools.repeat(batch)
+          for _ in loop:
+            loop.next_batch(batches)
+            if loop.due(log_every):
+              loop.rates_row()
+        best[kind] = min(best[kind], (time.perf_counter() - began) / steps)
+  out = {f"{k}_us_per_step": v * 1e6 for k, v in best.items()}
+  out["added_us_per_step"] = (best["with"] - best["without"]) * 1e6
   print(json.dumps(out))
   return out
 

@@ -102,6 +102,8 @@ def _listen() -> None:
 
 def _union_within(intervals: list[tuple[float, float]], a: float, b: float) -> float:
   """Length of the union of `intervals` clipped to [a, b]."""
+  if not intervals:
+    return 0.0
   total, reach = 0.0, a
   for start, end in sorted(intervals):
     start, end = max(start, reach), min(end, b)
@@ -149,7 +151,8 @@ class GoodputLedger:
   def _charge(self, now: float) -> None:
     a = self._since
     compiled = _union_within(self._compiles, a, now)
-    self._compiles = [c for c in self._compiles if c[1] > now]
+    if self._compiles:
+      self._compiles = [c for c in self._compiles if c[1] > now]
     self.parts["compile"] += compiled
     self.parts[self._current] += max(now - a - compiled, 0.0)
     self._since = now
