@@ -19,22 +19,14 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import pytest
-from test_pretrain_train import (
-  RUN_STEPS,
-  _complete_steps,
-  _env,
-  _launch,
-  _rows,
-  _small_overrides,
-  _wait_for,
-  _write_corpus,
-)
+import test_pretrain_train as small_run  # the suite's small pretraining runs
 
 from albert_flax import flops
 from albert_flax.train import goodput, perf, profiling
 from albert_flax.train.loop import TrainLoop
 from albert_flax.train.run_control import WorkdirRun
 
+STEPS = small_run.RUN_STEPS
 PROFILED = (30, 32)  # --config.profile_steps of the resumed start
 REQUESTED = 2  # steps the PROFILE_REQUEST file left before the first start asks for: 2..3
 
@@ -49,9 +41,9 @@ def _traced_steps(trace_dir) -> list[int]:
 
 
 def test_rates_goodput_and_profiles_of_a_run_stopped_by_sigterm_and_resumed(tmp_path):
-  corpus = _write_corpus(tmp_path / "corpus.txt")
-  flags = _small_overrides(corpus) + ["--config.checkpoint_every_steps=4"]
-  env = _env(tmp_path / "xla_cache")
+  corpus = small_run._write_corpus(tmp_path / "corpus.txt")
+  flags = small_run._small_overrides(corpus) + ["--config.checkpoint_every_steps=4"]
+  env = small_run._env(tmp_path / "xla_cache")
   workdir = tmp_path / "run"
   workdir.mkdir()
   (workdir / "PROFILE_REQUEST").write_text(f"{REQUESTED}\n")  # taken at the second step
@@ -59,12 +51,12 @@ def test_rates_goodput_and_profiles_of_a_run_stopped_by_sigterm_and_resumed(tmp_
   # 1) The first start: SIGTERM once a few steps are trained and checkpointed.
   first_log = tmp_path / "first.txt"
   began = time.time()
-  proc, log = _launch(workdir, flags, env, first_log)
-  _wait_for(
+  proc, log = small_run._launch(workdir, flags, env, first_log)
+  small_run._wait_for(
     lambda: (
       os.path.exists(workdir / "metrics.jsonl")
-      and any(r["step"] >= 6 for r in _rows(workdir))
-      and max(_complete_steps(workdir), default=0) >= 4
+      and any(r["step"] >= 6 for r in small_run._rows(workdir))
+      and max(small_run._complete_steps(workdir), default=0) >= 4
     ),
     proc,
     first_log,
@@ -78,7 +70,7 @@ def test_rates_goodput_and_profiles_of_a_run_stopped_by_sigterm_and_resumed(tmp_
   # 2) The resumed start, to the end, with a profile window.
   second_log = tmp_path / "second.txt"
   began = time.time()
-  proc, log = _launch(
+  proc, log = small_run._launch(
     workdir, flags + [f"--config.profile_steps={PROFILED[0]}:{PROFILED[1]}"], env, second_log
   )
   assert proc.wait(timeout=600) == 0, second_log.read_text()[-4000:]
@@ -98,8 +90,8 @@ def test_rates_goodput_and_profiles_of_a_run_stopped_by_sigterm_and_resumed(tmp_
     config["vocab_size"],
     5,
   )
-  train_rows = [r for r in _rows(workdir) if "split" not in r]
-  assert [r["step"] for r in train_rows] == list(range(1, RUN_STEPS + 1))
+  train_rows = [r for r in small_run._rows(workdir) if "split" not in r]
+  assert [r["step"] for r in train_rows] == list(range(1, STEPS + 1))
   for row in train_rows:
     for key in ("step_time", "examples_per_second", "tokens_per_second", "token_share"):
       assert row[key] > 0, row
@@ -115,7 +107,7 @@ def test_rates_goodput_and_profiles_of_a_run_stopped_by_sigterm_and_resumed(tmp_
   record = json.loads((workdir / "goodput.json").read_text())
   starts = record["starts"]
   assert [s["status"] for s in starts] == ["interrupted", "finished"]
-  assert [(s["from_step"], s["to_step"]) for s in starts] == [(0, stopped), (stopped, RUN_STEPS)]
+  assert [(s["from_step"], s["to_step"]) for s in starts] == [(0, stopped), (stopped, STEPS)]
   for start, duration in zip(starts, durations):
     parts = start["parts"]
     assert set(parts) == set(goodput.PARTS) and min(parts.values()) >= 0, parts
