@@ -103,7 +103,6 @@ class TrainLoop:
     self._step_excluded = False  # the step compiled, evaluated, saved or was profiled
     self._step_counted = False  # a row counted the step already (rates_row)
     self._interval_excluded = False  # (steps_synced=False) the interval had a compile, ...
-    self._failed = False
 
   def __enter__(self) -> TrainLoop:
     with self._stack as stack:
@@ -121,7 +120,7 @@ class TrainLoop:
       self._stack.close()
     finally:
       if self.goodput is not None:
-        if exc_type is not None or self._failed:
+        if exc_type is not None:
           status = "failed"
         elif self.interrupted:
           status = "interrupted"
@@ -143,15 +142,11 @@ class TrainLoop:
       self.step, self._stopping = step, None
       self._step_begins(step)
       annotation = self.profiler.annotation(step) if self.profiler is not None else None
-      try:
-        if annotation is None:
+      if annotation is None:
+        yield step
+      else:
+        with annotation:
           yield step
-        else:
-          with annotation:
-            yield step
-      except BaseException:
-        self._failed = True
-        raise
       self._step_ends(step)
       if self.stopping:
         self.interrupted = True
