@@ -215,3 +215,16 @@ def test_peak_table_and_profile_steps_key():
   for bad in ("5:3", "0:2", "3", "a:b"):
     with pytest.raises(ValueError, match="profile_steps must be START:END"):
       profiling.parse_profile_steps(bad)
+
+
+def test_sigusr1_asks_for_the_next_steps(tmp_path):
+  profiler = profiling.StepProfiler(tmp_path, request_steps=3)
+  try:
+    assert profiler.due(1) is None  # the first step is never traced on request
+    assert profiler.due(2) is None
+    os.kill(os.getpid(), signal.SIGUSR1)
+    assert profiler.due(3) == 5  # steps 3..5
+    assert profiler.due(4) is None  # once per signal
+  finally:
+    profiler.close()
+  assert signal.getsignal(signal.SIGUSR1) is not profiler._on_signal  # handler given back
