@@ -233,6 +233,7 @@ def test_two_processes_fine_tune_from_and_into_the_bucket(gcs_server, bucket, pr
     "checkpoints",
     "config_history",
     "eval_results.json",
+    "goodput.json",
     "metrics.jsonl",
     "model",
     "predictions",
