@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from albert_flax import paths
+from albert_flax.workdir import TOKENIZER_CONFIG_FILE
 
 _TRUNCATIONS = (True, False, "longest_first", "only_first", "only_second", "do_not_truncate")
 _PADDINGS = (True, False, "longest", "max_length", "do_not_pad")
@@ -386,3 +387,11 @@ class TokenizerBase:
     if owners is not None:
       out["overflow_to_sample_mapping"] = owners
     return BatchEncoding(out)
+
+
+def write_tokenizer_config(directory: str | os.PathLike, config: dict[str, Any]) -> str:
+  """Write `config` as <directory>/tokenizer_config.json (transformers' name; local or gs://...);
+  returns the path."""
+  path = paths.path(directory) / TOKENIZER_CONFIG_FILE
+  paths.write_json(path, config, indent=2, ensure_ascii=False)
+  return os.fspath(path)

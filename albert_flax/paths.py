@@ -13,18 +13,23 @@ holds only what epath does not say itself:
   there is a copy and a delete (two steps, not one), so the object is written in place.
 - `glob(pattern)`: a pattern with wildcards anywhere (epath globs below one folder only).
 - `open_text`, `read_text`: UTF-8 whatever the locale (fsspec's text mode uses the locale's).
-- No stale listings: gcsfs's listing cache is off (see below), so what another host wrote is
-  seen at once.
+- No stale listings once `configure_storage()` ran (see below): what another host wrote is seen
+  at once.
 - `create_new(p, data)`: create `p` only if it does not exist, atomically (the workdir lock).
   epath has no exclusive mode; fsspec's `pipe_file(mode="create")` is one: O_EXCL locally,
   `ifGenerationMatch=0` (a generation precondition, enforced by the server) in a bucket.
 
-The gs:// backend. With TensorFlow installed, epath reads gs:// through tf.io.gfile unless
-EPATH_USE_TF=false; tf.io.gfile's Cloud Storage endpoint is compiled in, so that route cannot be
-pointed at a local server and is not what our tests exercise. We default EPATH_USE_TF to false
-(fsspec + gcsfs, a dependency: tested against a local Cloud Storage server, see tests/gcs_server.py)
-for the whole process, orbax's paths included. Set EPATH_USE_TF=true before importing albert_flax
-to get tf.io.gfile back.
+The gs:// backend: `configure_storage()`, which the programs call at their start and a library
+user calls before reading or writing gs:// (importing albert_flax changes nothing in the process):
+- EPATH_USE_TF=false unless set: with TensorFlow installed, epath reads gs:// through tf.io.gfile
+  unless EPATH_USE_TF=false; tf.io.gfile's Cloud Storage endpoint is compiled in, so that route
+  cannot be pointed at a local server and is not what our tests exercise. false gives fsspec +
+  gcsfs (a dependency: tested against a local Cloud Storage server, see tests/gcs_server.py) for
+  the whole process, orbax's paths included. Set EPATH_USE_TF=true to keep tf.io.gfile.
+- No stale listings: gcsfs caches folder listings for ever, updating them on its own writes only,
+  so a file that another process (another host of a pod, or tensorstore writing orbax's arrays)
+  adds to a listed folder would stay invisible to exists(), iterdir() and glob. The cache is
+  turned off (fsspec's "gcs" config): every lookup asks the bucket.
 """
 
 from __future__ import annotations
@@ -36,18 +41,19 @@ import os
 import uuid
 from typing import Any
 
-os.environ.setdefault("EPATH_USE_TF", "false")  # see the module docstring; read at each call
-
-import fsspec  # noqa: E402
-import fsspec.config  # noqa: E402
-from etils import epath  # noqa: E402
+import fsspec
+import fsspec.config
+from etils import epath
 
 PathLike = str | os.PathLike
 
-# gcsfs caches folder listings for ever, updating them on its own writes only: a file that
-# another process (another host of a pod, or tensorstore writing orbax's arrays) adds to a listed
-# folder would stay invisible to exists(), iterdir() and glob. Every lookup asks the bucket.
-fsspec.config.conf.setdefault("gcs", {}).setdefault("use_listings_cache", False)
+
+def configure_storage() -> None:
+  """Set up the gs:// backend for this process (see the module docstring): fsspec + gcsfs unless
+  EPATH_USE_TF is set (epath reads it at each call), and no listing cache. Idempotent; settings
+  made before (EPATH_USE_TF, fsspec's "gcs" use_listings_cache) are kept."""
+  os.environ.setdefault("EPATH_USE_TF", "false")
+  fsspec.config.conf.setdefault("gcs", {}).setdefault("use_listings_cache", False)
 
 
 def is_local(p: PathLike) -> bool:

@@ -31,11 +31,12 @@ import numpy as np
 import sentencepiece as spm
 
 from albert_flax import paths
-from albert_flax.encoding import BatchEncoding, TokenizerBase
+from albert_flax.encoding import BatchEncoding, TokenizerBase, write_tokenizer_config
 from albert_flax.text_normalization import lower as _lower
 from albert_flax.text_normalization import lower_with_origin, normalize_text, normalize_with_origin
 from albert_flax.text_normalization import preprocess_text as _preprocess
 from albert_flax.tokenizer_training import SPECIAL_PIECES, train_tokenizer
+from albert_flax.workdir import TOKENIZER_FILE
 
 __all__ = [
   "AlbertTokenizer",
@@ -46,7 +47,6 @@ __all__ = [
 ]
 
 SPIECE_UNDERLINE = "▁"
-VOCAB_FILE_NAME = "spiece.model"
 # The original ALBERT vocabulary was trained with these user-defined symbols (always split off).
 ALBERT_USER_DEFINED_SYMBOLS = ("(", ")", '"', "-", ".", "–", "£", "€")
 
@@ -445,7 +445,7 @@ class AlbertTokenizer(TokenizerBase):
   ) -> tuple[str]:
     """Write the model we hold (the bytes of the file it was read from) as
     `<save_directory>/[prefix-]spiece.model`, local or gs://...; returns (path,)."""
-    out = self._vocabulary_path(save_directory, filename_prefix, VOCAB_FILE_NAME)
+    out = self._vocabulary_path(save_directory, filename_prefix, TOKENIZER_FILE)
     if paths.path(self.vocab_file) != paths.path(out):
       paths.write_bytes(out, self._proto)
     return (out,)
@@ -461,28 +461,3 @@ class AlbertTokenizer(TokenizerBase):
       "keep_accents": self.keep_accents,
     }
     return vocab, write_tokenizer_config(save_directory, config)
-
-
-TOKENIZER_CONFIG_FILE = "tokenizer_config.json"
-
-
-def write_tokenizer_config(directory: str | os.PathLike, config: dict[str, Any]) -> str:
-  """Write `config` as <directory>/tokenizer_config.json (transformers' name; local or gs://...);
-  returns the path."""
-  path = paths.path(directory) / TOKENIZER_CONFIG_FILE
-  paths.write_json(path, config, indent=2, ensure_ascii=False)
-  return os.fspath(path)
-
-
-def __getattr__(name: str) -> Any:
-  # The WordPiece tokenizer and load_tokenizer live in their own files (which import this one);
-  # resolved on first use so `from albert_flax.tokenization import WordPieceTokenizer` works.
-  if name == "WordPieceTokenizer":
-    from albert_flax.wordpiece import WordPieceTokenizer
-
-    return WordPieceTokenizer
-  if name == "load_tokenizer":
-    from albert_flax.tokenizer_loading import load_tokenizer
-
-    return load_tokenizer
-  raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -26,13 +26,15 @@ from typing import Any
 from etils import epath
 
 from albert_flax import paths
-from albert_flax.tokenization import TOKENIZER_CONFIG_FILE, AlbertTokenizer
+from albert_flax.tokenization import AlbertTokenizer
 from albert_flax.wordpiece import WordPieceTokenizer
+from albert_flax.workdir import TOKENIZER_CONFIG_FILE, TOKENIZER_FILE, WORDPIECE_VOCAB_FILE
 
 logger = logging.getLogger(__name__)
 
-SENTENCEPIECE_FILES = ("spiece.model", "30k-clean.model")
-WORDPIECE_FILES = ("vocab.txt", "vocab_chinese.txt")
+# Ours (transformers' names) first, then the original TF releases'.
+SENTENCEPIECE_FILES = (TOKENIZER_FILE, "30k-clean.model")
+WORDPIECE_FILES = (WORDPIECE_VOCAB_FILE, "vocab_chinese.txt")
 _CLASSES = {
   "AlbertTokenizer": AlbertTokenizer,
   "AlbertTokenizerFast": AlbertTokenizer,

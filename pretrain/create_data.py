@@ -25,7 +25,8 @@ import numpy as np
 from absl import flags
 from etils import epath
 
-from pretrain import data, pipeline, shards
+from albert_flax import upstream
+from pretrain import data, shards
 from pretrain.examples import (
   ExampleConfig,
   concat_examples,
@@ -102,7 +103,7 @@ def create_data(
   )
   windows = stream.windows().map(_AllVariants(tokenizer, config, dupe_factor, seed))
   if num_workers:
-    pipeline.allow_unparsed_absl_flags()
+    upstream.allow_unparsed_absl_flags()  # GRAIN_UNPARSED_ABSL_FLAGS
     windows = windows.mp_prefetch(grain.MultiprocessingOptions(num_workers))
   writer = shards.ShardWriter(output_dir, num_shards)
   start = last_log = time.time()

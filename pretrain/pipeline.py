@@ -36,6 +36,7 @@ from typing import Any
 import grain
 import numpy as np
 
+from albert_flax import upstream
 from pretrain import corpus, shards
 from pretrain import examples as examples_lib
 from pretrain.examples import ExampleConfig
@@ -335,7 +336,7 @@ class PretrainingIterator(grain.DatasetIterator):
     self._position, self._offset = state["position"], int(state["offset"])
     ds = self.stream.dataset(Start(self._epoch, self._window, self._position))
     if self.num_workers:
-      allow_unparsed_absl_flags()
+      upstream.allow_unparsed_absl_flags()  # GRAIN_UNPARSED_ABSL_FLAGS
       ds = ds.mp_prefetch(grain.MultiprocessingOptions(self.num_workers, per_worker_buffer_size=2))
     self._chunks = iter(ds)
     self._current: dict[str, np.ndarray] | None = None
@@ -410,16 +411,6 @@ class PretrainingIterator(grain.DatasetIterator):
 
   def __exit__(self, *exc) -> None:
     self.close()
-
-
-def allow_unparsed_absl_flags() -> None:
-  # grain's mp_prefetch reads one of its absl flags (worker profiling) without checking that
-  # flags were parsed, which fails in programs that do not use absl.app (notebooks, tests,
-  # scripts): mark them parsed, at their defaults. A later absl.app.run parses argv as usual.
-  from absl import flags
-
-  if not flags.FLAGS.is_parsed():
-    flags.FLAGS.mark_as_parsed()
 
 
 def to_batch(ex: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
