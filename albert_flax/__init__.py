@@ -69,23 +69,9 @@ __all__ = [
 ]
 
 
-# Modules that moved to `albert_flax.train` (the training machinery): old name -> new module, so
-# `from albert_flax import optim` and `af.task_losses.span_loss` keep working.
-_MOVED = {
-  "training": "train.training",
-  "optim": "train.optim",
-  "losses": "train.losses",
-  "task_losses": "train.losses",
-  "train_checkpoints": "train.checkpoints",
-  "metric_writers": "train.metric_writers",
-}
-
-
 def __getattr__(name):
   if name in _SUBMODULES:
     return importlib.import_module(f"albert_flax.{name}")
-  if name in _MOVED:
-    return importlib.import_module(f"albert_flax.{_MOVED[name]}")
   if name not in _LAZY:
     raise AttributeError(f"module 'albert_flax' has no attribute {name!r}")
   return getattr(importlib.import_module(f"albert_flax.{_LAZY[name]}"), name)

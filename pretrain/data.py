@@ -123,12 +123,6 @@ class TextStream:
       .map(pipeline.MaskTokens(self.tokenizer, self.config))
     )
 
-  def upgrade_state(self, state: dict) -> dict:
-    # A state of the pipeline before grain: the same windows of the same documents, but pairs
-    # and masks drawn from other random streams, so the examples after it are new ones.
-    log.warning("data state of an older pipeline: resuming at its window with new masks")
-    return state
-
   def close(self) -> None:
     pass
 
@@ -207,14 +201,6 @@ class StaticStream:
       self.num_epochs,
       start,
     )
-
-  def upgrade_state(self, state: dict) -> dict:
-    # Blocks of the pipeline before grain cannot be mapped onto the global shuffle: restart the
-    # saved epoch (its examples are seen again in a new order).
-    epoch = int(state["epoch"])
-    log.warning("static-shard data state of an older pipeline: restarting epoch %d", epoch)
-    first = -(-(epoch * len(self.source) - self.process_index) // self.process_count)
-    return {"epoch": epoch, "window": 0, "position": {"example": max(first, 0)}, "offset": 0}
 
   def close(self) -> None:
     pass

@@ -41,7 +41,6 @@ from pretrain import corpus, shards
 from pretrain import examples as examples_lib
 from pretrain.examples import ExampleConfig
 
-STATE_VERSION = 2
 BATCH_KEYS = (
   "input_ids",
   "attention_mask",
@@ -268,7 +267,7 @@ class PretrainingIterator(grain.DatasetIterator):
 
   Args:
     stream: makes the grain dataset of chunks from a `Start` (`dataset(start)`), and has `name`,
-      `seed`, `process_index`, `process_count`, `settings()`, `upgrade_state(state)`, `close()`.
+      `seed`, `process_index`, `process_count`, `settings()`, `close()`.
     batch_size: examples per batch.
     drop_remainder: drop the last incomplete batch of a finite stream.
     num_workers: grain `mp_prefetch` worker processes (0: in this process). The batches do not
@@ -293,16 +292,13 @@ class PretrainingIterator(grain.DatasetIterator):
     self.stream, self.batch_size = stream, batch_size
     self.drop_remainder, self.num_workers = drop_remainder, num_workers
     self._chunks: Any = None
-    self.set_state(
-      state or {"version": STATE_VERSION, "epoch": 0, "window": 0, "position": None, "offset": 0}
-    )
+    self.set_state(state or {"epoch": 0, "window": 0, "position": None, "offset": 0})
 
   # ---------------------------------------------------------------- state
   def get_state(self) -> dict:
     """The position after the last batch returned: small, JSON-serializable."""
     s = self.stream
     return {
-      "version": STATE_VERSION,
       "epoch": self._epoch,
       "window": self._window,
       "position": self._position,
@@ -323,9 +319,7 @@ class PretrainingIterator(grain.DatasetIterator):
           f"iterator state was saved with {k}={state[k]}, this iterator has "
           f"{k}={getattr(self.stream, k)}"
         )
-    if state.get("version", 1) < STATE_VERSION:
-      state = self.stream.upgrade_state(state)
-    elif state.get("settings", self.stream.settings()) != self.stream.settings():
+    if state.get("settings", self.stream.settings()) != self.stream.settings():
       raise ValueError(
         "iterator state was saved with other data settings (window size, "
         "max_seq_length, masking or split options): it would not resume the same "

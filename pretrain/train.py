@@ -400,7 +400,6 @@ def train_and_evaluate(
         "eval": results.get("eval", {}),
         "step": run.status["step"],
         "interrupted": False,
-        "preempted": False,
         "finished_before": True,
       }
     return _train(config, workdir, run, load_compiled)
@@ -521,7 +520,6 @@ def _train(
     "eval": last_eval,
     "step": step,
     "interrupted": loop.interrupted,
-    "preempted": loop.interrupted,
     "signal": loop.signal_name,
     "finished_before": False,
   }

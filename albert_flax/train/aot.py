@@ -80,26 +80,6 @@ def sharded_bytes(abstract_args: Any) -> int:
   return total
 
 
-def padded_bytes(abstract_args: Any, formats: Any) -> int:
-  """`sharded_bytes` with each shard rounded up to its device layout's tiles (what the compiler
-  counts: a TPU stores a [2000, 64] f32 shard in (8, 128) tiles, as [2000, 128]).
-
-  formats: the compiled step's `input_formats` for these arguments (same tree).
-  """
-  total = 0
-  for leaf, fmt in zip(jax.tree.leaves(abstract_args), jax.tree.leaves(formats), strict=True):
-    shard = leaf.sharding.shard_shape(leaf.shape)
-    layout = fmt.layout
-    dims = [shard[i] for i in layout.major_to_minor]
-    tile = tuple(layout.tiling[0]) if layout.tiling else ()
-    dims = [1] * (len(tile) - len(dims)) + dims
-    for k, size in enumerate(tile):
-      j = len(dims) - len(tile) + k
-      dims[j] = -(-dims[j] // size) * size
-    total += math.prod(dims) * np.dtype(leaf.dtype).itemsize
-  return total
-
-
 # ========================================================================== compiling
 
 
