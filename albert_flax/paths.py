@@ -7,10 +7,11 @@ holds only what epath does not say itself:
 
 - `path(p)`: an epath.Path; local paths made absolute (orbax requires that), URLs as they are
   (epath's absolute() would glue the working directory onto "gs://...").
-- Atomic writes (`write_text`, `write_bytes`, `write_json`): a reader sees the old content or
-  the new, never half. Locally that is a temporary file renamed over the target. In a bucket an
-  object upload is already atomic (the object appears when its upload completes), and a rename
-  there is a copy and a delete (two steps, not one), so the object is written in place.
+- Atomic writes (`replacing`, and on it `write_text`, `write_bytes`, `write_json`): a reader sees
+  the old content or the new, never half. Locally that is a temporary sibling renamed over the
+  target. In a bucket an object upload is already atomic (the object appears when its upload
+  completes), and a rename there is a copy and a delete (two steps, not one), so the object is
+  written in place.
 - `glob(pattern)`: a pattern with wildcards anywhere (epath globs below one folder only).
 - `open_text`, `read_text`: UTF-8 whatever the locale (fsspec's text mode uses the locale's).
 - No stale listings once `configure_storage()` ran (see below): what another host wrote is seen
@@ -34,11 +35,13 @@ user calls before reading or writing gs:// (importing albert_flax changes nothin
 
 from __future__ import annotations
 
+import contextlib
 import glob as glob_module
 import io
 import json
 import os
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import fsspec
@@ -67,16 +70,42 @@ def path(p: PathLike) -> epath.Path:
   return result.expanduser().absolute() if is_local(p) else result
 
 
-def write_bytes(p: PathLike, data: bytes) -> None:
-  """Replace the file `p` with `data` atomically (see the module docstring)."""
+@contextlib.contextmanager
+def replacing(p: PathLike, folder: bool = False) -> Iterator[epath.Path]:
+  """Where to write the file (or with `folder`, the folder) `p` so that no reader sees it half
+  written: `with paths.replacing(p) as tmp: write tmp`.
+
+  Locally: a temporary sibling, renamed over `p` (an old folder there removed first) when the
+  block succeeds, removed when it fails. In a bucket, where a rename is a copy and a delete:
+  `p` itself (an old folder there removed first). An object appears whole when its upload
+  completes, so write each file in one call (`write_bytes`); a folder's completeness is told by
+  a file written after it (a run status, eval_results.json).
+  """
   target = path(p)
   if not is_local(target):
-    target.write_bytes(data)
+    if folder and target.exists():
+      target.rmtree()
+    yield target
     return
   target.parent.mkdir(parents=True, exist_ok=True)  # as a bucket needs no folders
   tmp = target.parent / f".{target.name}.{uuid.uuid4().hex[:8]}.tmp"
-  tmp.write_bytes(data)
-  os.replace(tmp, target)
+  try:
+    yield tmp
+    if folder and target.exists():
+      target.rmtree()
+    os.replace(tmp, target)
+  except BaseException:
+    if tmp.is_dir():
+      tmp.rmtree()
+    else:
+      tmp.unlink(missing_ok=True)
+    raise
+
+
+def write_bytes(p: PathLike, data: bytes) -> None:
+  """Replace the file `p` with `data` atomically (`replacing`)."""
+  with replacing(p) as tmp:
+    tmp.write_bytes(data)
 
 
 def write_text(p: PathLike, text: str) -> None:

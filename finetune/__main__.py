@@ -27,7 +27,7 @@ def _summary(workdir: epath.Path, results: dict) -> str:
   lines += [f"  {k}: {v:.4g}" for k, v in sorted(results.items()) if isinstance(v, float)]
   lines += [
     f"  model:       {workdir / layout.MODEL_DIR} (af.from_pretrained({str(workdir)!r}))",
-    f"  metrics:     {workdir / layout.EVAL_RESULTS_FILE}, {workdir / 'metrics.jsonl'}",
+    f"  metrics:     {workdir / layout.EVAL_RESULTS_FILE}, {workdir / layout.METRICS_FILE}",
     f"  predictions: {workdir / layout.PREDICTIONS_DIR}",
   ]
   return "\n".join(lines)

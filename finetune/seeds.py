@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import uuid
 from collections.abc import Sequence
 from typing import Any
 
@@ -136,21 +135,8 @@ def _best_metric(config: ml_collections.ConfigDict) -> str:
 def _copy_tree(source: epath.Path, workdir: epath.Path) -> None:
   """The best run's model into workdir/model, replaced in one rename; in a bucket (where a
   folder's "rename" copies every object) copied in place."""
-  target = workdir / layout.MODEL_DIR
-  if not paths.is_local(target):
-    if target.exists():
-      target.rmtree()
-    _copy_files(source, target)
-    return
-  tmp = workdir / f".{layout.MODEL_DIR}.{uuid.uuid4().hex[:8]}"
-  try:
+  with paths.replacing(workdir / layout.MODEL_DIR, folder=True) as tmp:
     _copy_files(source, tmp)
-    if target.exists():
-      target.rmtree()
-    paths.move_tree(tmp, target)
-  except BaseException:
-    tmp.rmtree(missing_ok=True)
-    raise
 
 
 def _copy_files(source: epath.Path, target: epath.Path) -> None:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
 from typing import Any
 
 import jax
@@ -142,7 +141,8 @@ def checkpoint_hidden_size(init_from: str) -> int | None:
     return None
   checkpoint = epath.Path(init_from)
   directory = checkpoint if checkpoint.is_dir() else checkpoint.parent
-  for name in ("config.json", "albert_config.json"):  # saved checkpoints; Hub ids: released sizes
+  # saved checkpoints; Hub ids: released sizes
+  for name in (layout.CONFIG_FILE, "albert_config.json"):
     path = directory / name
     if path.is_file():
       try:
@@ -692,17 +692,5 @@ def _export(model, params, tokenizer, path: epath.Path, format: str) -> None:
   """save_pretrained into a temporary sibling, then one rename: no half-written model. In a
   bucket, where a folder's "rename" copies every object, the model is written in place
   (eval_results.json, written after it, says the run completed)."""
-  if not paths.is_local(path):
-    if path.exists():
-      path.rmtree()
-    af.save_pretrained(path, model, params, format=format, tokenizer=tokenizer)
-    return
-  tmp = path.parent / f".{path.name}.{uuid.uuid4().hex[:8]}"
-  try:
+  with paths.replacing(path, folder=True) as tmp:
     af.save_pretrained(tmp, model, params, format=format, tokenizer=tokenizer)
-    if path.exists():
-      path.rmtree()
-    paths.move_tree(tmp, path)
-  except BaseException:
-    tmp.rmtree(missing_ok=True)
-    raise

@@ -47,6 +47,7 @@ if __name__ == "__main__":
 
 from etils import epath  # noqa: E402
 
+from albert_flax import workdir as layout  # noqa: E402
 from albert_flax.train import program  # noqa: E402
 
 FLAGS = program.define_flags(
@@ -70,7 +71,7 @@ def _summary(workdir: epath.Path, result: dict) -> str:
     )
   lines += [
     f"  model:   {workdir} (af.from_pretrained({str(workdir)!r}))",
-    f"  metrics: {workdir / 'metrics.jsonl'}, tensorboard --logdir {workdir}",
+    f"  metrics: {workdir / layout.METRICS_FILE}, tensorboard --logdir {workdir}",
     "  next:    python -m finetune --config=finetune/configs/glue.py --workdir=DIR "
     f"--config.init_from={workdir}",
   ]

@@ -176,7 +176,7 @@ def prepare_tokenizer(
   wordpiece = tokenizer_kind(config) == "wordpiece"
   target = epath.Path(workdir) / (layout.WORDPIECE_VOCAB_FILE if wordpiece else TOKENIZER_FILE)
   source = config.tokenizer.get("vocab_file") if wordpiece else config.tokenizer.spm_model
-  names = ("vocab.txt", "vocab_chinese.txt") if wordpiece else (TOKENIZER_FILE,)
+  names = (layout.WORDPIECE_VOCAB_FILE, "vocab_chinese.txt") if wordpiece else (TOKENIZER_FILE,)
   if not source and config.init_from:
     found = [epath.Path(config.init_from) / n for n in names]
     source = next((str(f) for f in found if f.is_file()), "")
@@ -198,7 +198,7 @@ def prepare_tokenizer(
           model = af.train_wordpiece_vocab(
             corpus_file,
             config.tokenizer.vocab_size,
-            os.path.join(tmp, "vocab.txt"),
+            os.path.join(tmp, layout.WORDPIECE_VOCAB_FILE),
             do_lower_case=config.tokenizer.do_lower_case,
             seed=config.seed,
           )
