@@ -21,7 +21,8 @@ holds only what epath does not say itself:
   `ifGenerationMatch=0` (a generation precondition, enforced by the server) in a bucket.
 
 The gs:// backend: `configure_storage()`, which the programs call at their start and a library
-user calls before reading or writing gs:// (importing albert_flax changes nothing in the process):
+user calls before using any path (etils reads EPATH_USE_TF once, at its first path operation);
+importing albert_flax changes nothing in the process:
 - EPATH_USE_TF=false unless set: with TensorFlow installed, epath reads gs:// through tf.io.gfile
   unless EPATH_USE_TF=false; tf.io.gfile's Cloud Storage endpoint is compiled in, so that route
   cannot be pointed at a local server and is not what our tests exercise. false gives fsspec +
@@ -53,8 +54,9 @@ PathLike = str | os.PathLike
 
 def configure_storage() -> None:
   """Set up the gs:// backend for this process (see the module docstring): fsspec + gcsfs unless
-  EPATH_USE_TF is set (epath reads it at each call), and no listing cache. Idempotent; settings
-  made before (EPATH_USE_TF, fsspec's "gcs" use_listings_cache) are kept."""
+  EPATH_USE_TF is set, and no listing cache. Call it before any path is used: etils reads
+  EPATH_USE_TF once. Idempotent; settings made before (EPATH_USE_TF, fsspec's "gcs"
+  use_listings_cache) are kept."""
   os.environ.setdefault("EPATH_USE_TF", "false")
   fsspec.config.conf.setdefault("gcs", {}).setdefault("use_listings_cache", False)
 

@@ -28,6 +28,11 @@ import numpy as np
 import pytest
 from gcs_server import gcs_path, gcs_server  # noqa: F401  (fixtures: a local Cloud Storage server)
 
+from albert_flax import paths
+
+# What the programs' start does, before any path is used (etils reads EPATH_USE_TF once).
+paths.configure_storage()
+
 # L=4 steps over G=2 groups of 2 distinct layers, E != H. (transformers' AlbertLayerGroup slices
 # its head mask by L // G layers, so it needs L // G >= inner_group_num.) initializer_range 0.2
 # makes attention far from uniform, so a wrong mask or head split shows in the outputs.

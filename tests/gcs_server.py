@@ -19,7 +19,7 @@ subprocesses of a test inherit it):
 - EPATH_USE_TF=false: with TensorFlow installed, etils.epath would read gs:// through
   tf.io.gfile, whose Cloud Storage endpoint is compiled in (no emulator can be named); false
   makes it use fsspec/gcsfs (albert_flax.paths.configure_storage() sets the same default, and
-  turns gcsfs's listing cache off: the fixtures call it, as the programs do at their start).
+  turns gcsfs's listing cache off: conftest.py calls it, as the programs do at their start).
 - FSSPEC_GCS_TOKEN=anon, NO_GCE_CHECK=true: no credentials exist here; gcsfs connects
   anonymously instead of probing for default credentials and a metadata server.
 - GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT=false: gcsfs's default file system first asks the Storage
@@ -164,10 +164,7 @@ def _reset_clients() -> None:
   import fsspec
   import fsspec.config
 
-  from albert_flax import paths
-
   fsspec.config.conf.setdefault("gcs", {})["token"] = "anon"
-  paths.configure_storage()  # as the programs' start does: no stale listings
   fsspec.get_filesystem_class("gs").clear_instance_cache()
 
 

@@ -116,6 +116,7 @@ def start(program_flags: ProgramFlags, loggers: Sequence[str]) -> None:
   from absl import app
   from absl import logging as absl_logging
 
+  paths.configure_storage()  # before any path is used
   if not program_flags.workdir.value:
     raise app.UsageError("--workdir is required (unless --compile_only)")
   if program_flags.coordinator_address.value:
@@ -134,7 +135,6 @@ def start(program_flags: ProgramFlags, loggers: Sequence[str]) -> None:
   for name in (*loggers, "albert_flax"):
     logging.getLogger(name).setLevel(level)
   _quiet_asyncio_after_fallback()
-  paths.configure_storage()
   flag = program_flags.compilation_cache_dir
   use_compilation_cache(flag.value, explicit=flag.present)
 
