@@ -279,7 +279,7 @@ def global_batch(
   Args:
     local_batch: name -> [local_batch, ...] numpy arrays, this process's share
       (`process_batch_share`).
-    global_batch_size: the leading dim of the global arrays.
+    global_batch_size: the first dimension of the global arrays.
   """
   _, shares = process_batch_share(mesh, global_batch_size)
   out = {}

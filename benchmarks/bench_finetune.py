@@ -19,7 +19,7 @@ eps 1e-6, global-norm clipping 1.0, linear warm-up and decay), then predicts the
                   compiled side by side before the first step as the program does:
                   config.compile_ahead).
   ours powers     the bucketed side with powers of two from 32 to 512
-                  (config.length_buckets=32,64,128,256,512; the default before session 8).
+                  (config.length_buckets=32,64,128,256,512; the default before fitted buckets).
   ours finer      the bucketed side with the buckets of `--finer-buckets` (default 16, then
                   powers of two from 32, set by config.length_buckets).
   ours rerun      the bucketed side again in the same process after jax.clear_caches(): its

@@ -74,7 +74,7 @@ def fit_buckets(
 
   Powers of two from 32 would put most of a set of short sentences (SST-2: mean 13 tokens) in
   batches of 32, ~2.5x the positions of the rows; the same number of widths fitted to them
-  compute ~1.25x (benchmarks/RESULTS.md, session 8).
+  compute ~1.25x (benchmarks/RESULTS.md, fine-tuning with length buckets).
   """
   lengths = np.asarray(lengths, np.int64)
   if lengths.size == 0:

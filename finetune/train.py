@@ -645,7 +645,7 @@ def _final_evaluation(
       tokenizer=tokenizer,
     )
   if config.export_hf:
-    host_params = _gather(best_params)  # every process takes part; the lead writes
+    host_params = _gather(best_params)  # every process takes part; process 0 writes
     if lead:
       _export(model, host_params, tokenizer, workdir / layout.HF_EXPORT_DIR, "hf")
   if lead:  # last: its presence says the run completed
