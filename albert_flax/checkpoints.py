@@ -203,14 +203,8 @@ def _open_hf_path(directory: str) -> _Source:
 def _download(repo_id: str) -> str:
   """snapshot_download of config, weights and tokenizer; offline or failing -> clear OSError."""
   import huggingface_hub
-  from huggingface_hub import constants
 
-  offline = os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in {
-    "1",
-    "ON",
-    "YES",
-    "TRUE",
-  } or bool(constants.HF_HUB_OFFLINE)
+  offline = paths.hub_offline()
   try:
     directory = huggingface_hub.snapshot_download(
       repo_id,

@@ -266,12 +266,7 @@ def push_to_hub(
       f"{directory} is not a saved model (no {layout.CONFIG_FILE}): write it with "
       "af.save_pretrained first"
     )
-  offline = os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in {
-    "1",
-    "ON",
-    "YES",
-    "TRUE",
-  } or bool(constants.HF_HUB_OFFLINE)
+  offline = paths.hub_offline()
   if offline:
     raise OSError(
       f"Cannot push {directory} to {repo_id!r}: HF_HUB_OFFLINE is set. Unset it and make sure "

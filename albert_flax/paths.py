@@ -168,3 +168,12 @@ def move_tree(source: PathLike, target: PathLike) -> None:
     return
   fs, fs_source = fsspec.core.url_to_fs(os.fspath(source))
   fs.mv(fs_source, fsspec.core.url_to_fs(os.fspath(target))[1], recursive=True)
+
+
+def hub_offline() -> bool:
+  """Whether Hugging Face Hub ids must not be downloaded: HF_HUB_OFFLINE as it is now (set after
+  huggingface_hub was imported too; the library reads it once, at import)."""
+  from huggingface_hub import constants
+
+  value = os.environ.get("HF_HUB_OFFLINE", "").strip().upper()
+  return value in {"1", "ON", "YES", "TRUE"} or bool(constants.HF_HUB_OFFLINE)

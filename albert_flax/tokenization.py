@@ -31,7 +31,7 @@ import numpy as np
 import sentencepiece as spm
 
 from albert_flax import paths
-from albert_flax.encoding import BatchEncoding, TokenizerBase, write_tokenizer_config
+from albert_flax.encoding import BatchEncoding, TokenizerBase
 from albert_flax.text_normalization import lower as _lower
 from albert_flax.text_normalization import lower_with_origin, normalize_text, normalize_with_origin
 from albert_flax.text_normalization import preprocess_text as _preprocess
@@ -450,14 +450,11 @@ class AlbertTokenizer(TokenizerBase):
       paths.write_bytes(out, self._proto)
     return (out,)
 
-  def save_pretrained(self, save_directory: str | os.PathLike) -> tuple[str, str]:
-    """Write spiece.model and a tokenizer_config.json naming this tokenizer and its settings
-    (what `af.load_tokenizer` and transformers' AutoTokenizer read); returns both paths."""
-    (vocab,) = self.save_vocabulary(save_directory)
-    config = {
+  def tokenizer_config(self) -> dict[str, Any]:
+    """tokenizer_config.json's content (`save_pretrained`): AlbertTokenizer and its settings."""
+    return {
       "tokenizer_class": "AlbertTokenizer",
       "do_lower_case": self.do_lower_case,
       "remove_space": self.remove_space,
       "keep_accents": self.keep_accents,
     }
-    return vocab, write_tokenizer_config(save_directory, config)

@@ -112,11 +112,8 @@ def _first_file(directory: epath.Path, names: tuple[str, ...]) -> epath.Path | N
 def _download(repo_id: str) -> str:
   """The tokenizer files of a Hub repository (cached); offline or failing -> clear OSError."""
   import huggingface_hub
-  from huggingface_hub import constants
 
-  offline = bool(constants.HF_HUB_OFFLINE) or os.environ.get(
-    "HF_HUB_OFFLINE", ""
-  ).strip().upper() in {"1", "ON", "YES", "TRUE"}
+  offline = paths.hub_offline()
   try:
     return huggingface_hub.snapshot_download(
       repo_id,

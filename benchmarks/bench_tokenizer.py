@@ -87,6 +87,31 @@ def print_rows(rows: list[tuple[str, float, int]], n_texts: int) -> None:
     print(f"{name:44s} {n_texts / seconds:10.0f} {tokens / seconds:12.0f} {base / seconds:8.1f}x")
 
 
+class Timings:
+  """The table's rows, (name, best seconds, tokens), each timed by `run`."""
+
+  def __init__(self, texts: list[str]):
+    self.texts = texts
+    self.rows: list[tuple[str, float, int]] = []
+
+  def run(self, name: str, fn: Callable[[], list[list[int]]], times: int) -> list[list[int]]:
+    seconds, ids = best_time(fn, times)
+    self.rows.append((name, seconds, sum(map(len, ids))))
+    return ids
+
+  def reference(self, hf) -> tuple[list[list[int]], list[list[int]]]:
+    """transformers' slow tokenizer `hf`, per text and on the batch: the reference ids."""
+    texts = self.texts
+
+    def per_text() -> list[list[int]]:
+      return [hf.encode(t, add_special_tokens=False) for t in texts]
+
+    return (
+      self.run("transformers slow: encode per text", per_text, 1),
+      self.run("transformers slow: __call__(batch)", lambda: hf(texts)["input_ids"], 1),
+    )
+
+
 def bench_wordpiece(texts: list[str], vocab_file: str, repeat: int, label: str) -> None:
   """WordPieceTokenizer against transformers' BertTokenizer (slow: the reference) and
   BertTokenizerFast, with a parity count."""
@@ -94,19 +119,9 @@ def bench_wordpiece(texts: list[str], vocab_file: str, repeat: int, label: str) 
 
   ours, hf = WordPieceTokenizer(vocab_file), transformers.BertTokenizer(vocab_file)
   fast = transformers.BertTokenizerFast(vocab_file)
-  rows: list[tuple[str, float, int]] = []
-
-  def run(name: str, fn: Callable[[], list[list[int]]], times: int) -> list[list[int]]:
-    seconds, ids = best_time(fn, times)
-    rows.append((name, seconds, sum(map(len, ids))))
-    return ids
-
-  ref = run(
-    "transformers slow: encode per text",
-    lambda: [hf.encode(t, add_special_tokens=False) for t in texts],
-    1,
-  )
-  ref_call = run("transformers slow: __call__(batch)", lambda: hf(texts)["input_ids"], 1)
+  timings = Timings(texts)
+  rows, run = timings.rows, timings.run
+  ref, ref_call = timings.reference(hf)
   got = run("ours: encode_as_ids(batch)", lambda: ours.encode_as_ids(texts), repeat)
   got_call = run("ours: __call__(batch)", lambda: ours(texts)["input_ids"], repeat)
   seconds, enc = best_time(
@@ -169,19 +184,9 @@ def main() -> None:
     ours_1 = AlbertTokenizer(model, num_threads=1)
     hf = transformers.AlbertTokenizer(model)
 
-    rows: list[tuple[str, float, int]] = []
-
-    def run(name: str, fn: Callable[[], list[list[int]]], repeat: int) -> list[list[int]]:
-      seconds, ids = best_time(fn, repeat)
-      rows.append((name, seconds, sum(map(len, ids))))
-      return ids
-
-    ref = run(
-      "transformers slow: encode per text",
-      lambda: [hf.encode(t, add_special_tokens=False) for t in texts],
-      1,
-    )
-    ref_call = run("transformers slow: __call__(batch)", lambda: hf(texts)["input_ids"], 1)
+    timings = Timings(texts)
+    rows, run = timings.rows, timings.run
+    ref, ref_call = timings.reference(hf)
     got = run(
       "ours: encode_as_ids(batch), all cores", lambda: ours.encode_as_ids(texts), args.repeat
     )
