@@ -11,6 +11,8 @@ See README.md for the rest of the public API; the training machinery both progra
 
 import importlib
 
+__version__ = "0.1.0"  # first: modules that report it import it from here
+
 from albert_flax.config import AlbertConfig
 from albert_flax.heads import (
   MODEL_CLASSES,
@@ -75,6 +77,3 @@ def __getattr__(name):
   if name not in _LAZY:
     raise AttributeError(f"module 'albert_flax' has no attribute {name!r}")
   return getattr(importlib.import_module(f"albert_flax.{_LAZY[name]}"), name)
-
-
-__version__ = "0.1.0"

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 from etils import epath
 
-from albert_flax import paths
+from albert_flax import __version__, paths
 from albert_flax import workdir as layout
 from albert_flax.config import AlbertConfig
 
@@ -126,8 +126,6 @@ def build_model_card(
     shapes: {'/'-joined parameter path: shape} of the saved parameters.
     format: the save format ("orbax", "hf", "tf").
   """
-  from albert_flax import __version__
-
   directory = paths.path(directory)
   counts = parameter_counts(shapes)
   tag = _PIPELINE_TAGS.get(architecture, "feature-extraction")

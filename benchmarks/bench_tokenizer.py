@@ -111,6 +111,13 @@ class Timings:
       self.run("transformers slow: __call__(batch)", lambda: hf(texts)["input_ids"], 1),
     )
 
+  def report(self, title: str, ours: tuple, reference: tuple) -> None:
+    """Print how many rows of `ours` (ids per text, ids of __call__) differ from `reference`,
+    then the table."""
+    mismatches = sum(a != b for o, r in zip(ours, reference) for a, b in zip(o, r))
+    print(f"{title}: {mismatches} mismatching rows of {2 * len(self.texts)}")
+    print_rows(self.rows, len(self.texts))
+
 
 def bench_wordpiece(texts: list[str], vocab_file: str, repeat: int, label: str) -> None:
   """WordPieceTokenizer against transformers' BertTokenizer (slow: the reference) and
@@ -130,14 +137,8 @@ def bench_wordpiece(texts: list[str], vocab_file: str, repeat: int, label: str) 
   )
   rows.append(("ours: __call__(batch, pad to 512, np)", seconds, int(enc["attention_mask"].sum())))
   run("transformers fast (Rust): __call__(batch)", lambda: fast(texts)["input_ids"], repeat)
-  mismatches = sum(a != b for a, b in zip(got, ref)) + sum(
-    a != b for a, b in zip(got_call, ref_call)
-  )
-  print(
-    f"\nWordPiece, {label}: parity with transformers' slow BertTokenizer: {mismatches} "
-    f"mismatching rows of {2 * len(texts)}"
-  )
-  print_rows(rows, len(texts))
+  title = f"\nWordPiece, {label}: parity with transformers' slow BertTokenizer"
+  timings.report(title, (got, got_call), (ref, ref_call))
 
 
 def best_time(fn: Callable[[], object], repeat: int) -> tuple[float, object]:
@@ -208,14 +209,8 @@ def main() -> None:
     except Exception as e:  # noqa: BLE001 - conversion needs protobuf/tokenizers
       print(f"(transformers fast tokenizer unavailable: {type(e).__name__}: {e})")
 
-    mismatches = sum(a != b for a, b in zip(got, ref)) + sum(
-      a != b for a, b in zip(got_call, ref_call)
-    )
-    print(
-      f"SentencePiece: parity with transformers slow: {mismatches} mismatching rows of "
-      f"{2 * len(texts)}"
-    )
-    print_rows(rows, len(texts))
+    title = "SentencePiece: parity with transformers slow"
+    timings.report(title, (got, got_call), (ref, ref_call))
 
     chinese = chinese_lines(len(texts))
     corpus = os.path.join(tmp, "wordpiece_corpus.txt")

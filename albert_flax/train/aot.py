@@ -27,6 +27,7 @@ import ml_collections
 import numpy as np
 from jax.sharding import Mesh
 
+from albert_flax.train import compiled_steps
 from albert_flax.train.compiler_output import (
   LibtpuLog,
   captured_stderr,
@@ -343,8 +344,6 @@ def compile_only(
   report, results = compile_for_topology(config, lambda *_: program, slice_)
   print_fn(format_report(report))
   if save_path and report["fits"]:
-    from albert_flax.train import compiled_steps
-
     record = compiled_steps.metadata(
       config, program.mesh, program.keys_not_in_steps, slice_.description
     )

@@ -29,6 +29,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from albert_flax import paths, upstream
+from albert_flax.train import aot
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 EXIT_WORKDIR_BUSY = 73
@@ -68,8 +69,6 @@ def define_flags(
   unless --compile_only is given: `start` checks it."""
   from absl import flags
   from ml_collections import config_flags
-
-  from albert_flax.train import aot
 
   try:  # ml_collections applies the --config.KEY overrides of sys.argv here, at definition
     config = config_flags.DEFINE_config_file(
