@@ -39,17 +39,9 @@ import numpy as np
 from pretrain import corpus, shards
 from pretrain import examples as examples_lib
 from pretrain.examples import ExampleConfig
+from pretrain.spec import BATCH_KEYS  # the batch the step takes, in its order
 
 STATE_VERSION = 2
-BATCH_KEYS = (
-  "input_ids",
-  "attention_mask",
-  "token_type_ids",
-  "masked_lm_positions",
-  "masked_lm_ids",
-  "masked_lm_weights",
-  "sentence_order_label",
-)
 # Appended to a chunk's key: pairing and masking draw from streams of their own.
 PAIRS_STREAM, MASKS_STREAM = 0x5041, 0x4D41
 

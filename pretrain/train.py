@@ -29,14 +29,14 @@ from etils import epath
 import albert_flax as af
 from albert_flax import paths, sharding
 from albert_flax import workdir as layout
-from albert_flax.train import losses, optim, training
+from albert_flax.train import training
 from albert_flax.train.checkpoints import TrainCheckpointManager
 from albert_flax.train.loop import TrainLoop
 from albert_flax.train.metric_writers import MetricWriter
-from albert_flax.train.program import ConfigError
 from albert_flax.train.run_control import COMMON_SAFE_KEYS, WorkdirRun
-from pretrain import corpus
+from pretrain import corpus, spec
 from pretrain import data as data_lib
+from pretrain.spec import tokenizer_kind, validate_config
 from pretrain.steps import build_steps, use_saved_steps
 
 log = logging.getLogger(__name__)
@@ -51,68 +51,9 @@ CHECKPOINTS_DIR = layout.CHECKPOINTS_DIR
 SAFE_TO_CHANGE = COMMON_SAFE_KEYS + ("eval_steps",)
 
 
-def validate_config(config: ml_collections.ConfigDict) -> None:
-  """Raise ConfigError (a ValueError) naming every inconsistent setting."""
-  c = config
-  problems = []
-  for key in (
-    "num_train_steps",
-    "batch_size",
-    "max_seq_length",
-    "max_predictions_per_seq",
-    "grad_accum_steps",
-    "checkpoint_every_steps",
-    "eval_every_steps",
-    "log_every_steps",
-    "checkpoint_max_to_keep",
-  ):
-    if not isinstance(c[key], int) or c[key] < 1:
-      problems.append(f"{key} must be a positive int, got {c[key]!r}")
-  if not isinstance(c.eval_steps, int) or c.eval_steps < 0:
-    problems.append(f"eval_steps must be an int >= 0, got {c.eval_steps!r}")
-  if not c.init_from and c.model not in af.AlbertConfig.preset_names():
-    problems.append(f"model must be one of {af.AlbertConfig.preset_names()}, got {c.model!r}")
-  if c.optimizer not in optim.OPTIMIZERS:
-    problems.append(f"optimizer must be one of {optim.OPTIMIZERS}, got {c.optimizer!r}")
-  if not c.learning_rate > 0:
-    problems.append(f"learning_rate must be positive, got {c.learning_rate!r}")
-  if not isinstance(c.warmup_steps, int) or c.warmup_steps < 0:
-    problems.append(f"warmup_steps must be an int >= 0, got {c.warmup_steps!r}")
-  if not problems and c.max_predictions_per_seq > c.max_seq_length:
-    problems.append("max_predictions_per_seq exceeds max_seq_length")
-  if not problems and c.batch_size % c.grad_accum_steps:
-    problems.append(
-      f"batch_size {c.batch_size} is not divisible by grad_accum_steps {c.grad_accum_steps}"
-    )
-  if c.data.tfds_name and c.data.train_files not in ("", "builtin"):
-    problems.append("give data.train_files or data.tfds_name, not both")
-  try:
-    tokenizer_kind(c)
-  except ValueError as e:
-    problems.append(str(e))
-  if not problems and not c.init_from:  # the model, as build_model makes it (any vocab_size)
-    try:
-      model_config = af.AlbertConfig.preset(c.model, **_model_overrides(c))
-    except (ValueError, TypeError) as e:
-      problems.append(f"model_overrides: {e}")
-    else:
-      if c.max_seq_length > model_config.max_position_embeddings:
-        problems.append(
-          f"max_seq_length {c.max_seq_length} exceeds the model's max_position_embeddings "
-          f"{model_config.max_position_embeddings}"
-        )
-  if problems:  # before any work (tokenizer training, data reading): minutes, on a big corpus
-    raise ConfigError("Invalid pretraining config: " + "; ".join(problems))
-
-
 def _share_of_devices(config, mesh) -> tuple[int, int, int]:
   """(share index, share count, local batch size) of this process."""
-  split = sharding.batch_split(mesh) * config.grad_accum_steps
-  if config.batch_size % split:
-    raise ValueError(
-      f"batch_size {config.batch_size} must be divisible by grad_accum_steps x "
-      f"data x fsdp = {split} (mesh {dict(mesh.shape)})"
-    )
+  spec.check_mesh(config, mesh)
   index, count = sharding.process_batch_share(mesh, config.batch_size)
   return index, count, config.batch_size // count
 
@@ -147,23 +88,6 @@ def _training_documents_file(config, directory: str) -> str:
       f"{config.data.tfds_name or config.data.train_files}"
     )
   return path
-
-
-def tokenizer_kind(config) -> str:
-  """The tokenizer a run uses: tokenizer.kind ("sentencepiece" or "wordpiece"), or WordPiece
-  when tokenizer.vocab_file is set."""
-  kind = config.tokenizer.get("kind", "") or (
-    "wordpiece" if config.tokenizer.get("vocab_file") else "sentencepiece"
-  )
-  if kind not in ("sentencepiece", "wordpiece"):
-    raise ValueError(f"tokenizer.kind must be 'sentencepiece' or 'wordpiece', got {kind!r}")
-  if config.tokenizer.spm_model and config.tokenizer.get("vocab_file"):
-    raise ValueError("set tokenizer.spm_model (SentencePiece) or tokenizer.vocab_file (WordPiece)")
-  if kind == "wordpiece" and config.tokenizer.spm_model:
-    raise ValueError("tokenizer.kind='wordpiece' takes tokenizer.vocab_file, not spm_model")
-  if kind == "sentencepiece" and config.tokenizer.get("vocab_file"):
-    raise ValueError("tokenizer.vocab_file is a WordPiece vocabulary: tokenizer.kind='wordpiece'")
-  return kind
 
 
 def prepare_tokenizer(
@@ -227,16 +151,9 @@ def _barrier(name: str) -> None:
 # ================================================================================ model, data
 
 
-def _model_overrides(config) -> dict[str, Any]:
-  """The AlbertConfig fields the run sets: model_overrides given, dtypes, remat."""
-  overrides = {k: v for k, v in config.model_overrides.to_dict().items() if v is not None}
-  overrides.update(dtype=config.dtype, param_dtype=config.param_dtype, remat=config.remat)
-  return overrides
-
-
 def build_model(config, vocab_size: int):
   """(model, initial params or None): a preset with overrides, or the `init_from` checkpoint."""
-  overrides = _model_overrides(config)
+  overrides = spec.model_overrides(config)
   if config.init_from:
     step = str(config.get("init_from_step") or "")
     model, params = af.from_pretrained(
@@ -252,9 +169,7 @@ def build_model(config, vocab_size: int):
         "checkpoint's spiece.model (or vocab.txt)"
       )
   else:
-    model = af.AlbertForPreTraining(
-      af.AlbertConfig.preset(config.model, vocab_size=vocab_size, **overrides)
-    )
+    model = af.AlbertForPreTraining(spec.model_config(config, vocab_size))
     params = None
   if config.max_seq_length > model.config.max_position_embeddings:
     raise ValueError(
@@ -316,43 +231,6 @@ def make_batches(
   )
 
 
-def validate_batch(
-  model_config: af.AlbertConfig,
-  batch: dict[str, np.ndarray],
-  rows: int,
-  seq_len: int,
-  predictions: int,
-) -> None:
-  """Shapes and value ranges of a host batch (XLA would clamp bad gather indices silently)."""
-  expected = {
-    "input_ids": (rows, seq_len),
-    "attention_mask": (rows, seq_len),
-    "token_type_ids": (rows, seq_len),
-    "masked_lm_positions": (rows, predictions),
-    "masked_lm_ids": (rows, predictions),
-    "masked_lm_weights": (rows, predictions),
-    "sentence_order_label": (rows,),
-  }
-  for name, shape in expected.items():
-    if name not in batch:
-      raise ValueError(f"batch lacks {name!r}")
-    if tuple(batch[name].shape) != shape:
-      raise ValueError(
-        f"batch field {name!r} has shape {tuple(batch[name].shape)}, expected {shape}"
-      )
-  af.validate_inputs(
-    model_config, batch["input_ids"], batch["attention_mask"], batch["token_type_ids"]
-  )
-  for name, upper in (
-    ("masked_lm_positions", seq_len),
-    ("masked_lm_ids", model_config.vocab_size),
-    ("sentence_order_label", 2),
-  ):
-    values = batch[name]
-    if values.size and (values.min() < 0 or values.max() >= upper):
-      raise ValueError(f"batch field {name!r} holds values outside [0, {upper})")
-
-
 # ======================================================================================= loop
 
 
@@ -366,7 +244,7 @@ def evaluate(eval_step, params, eval_batches: list[dict[str, jax.Array]]) -> dic
   total = None
   for batch in eval_batches:
     total = training.add_stats(total, eval_step(params, batch))
-  return training.stats_to_metrics(total, losses.PRETRAINING_LOSSES)
+  return training.stats_to_metrics(total, spec.LOSS_NAMES)
 
 
 def train_and_evaluate(
@@ -461,7 +339,7 @@ def _train(
 
   def next_global_batch(iterator) -> dict[str, jax.Array]:
     host = next(iterator)
-    validate_batch(
+    spec.validate_batch(
       model.config, host, local_batch, config.max_seq_length, config.max_predictions_per_seq
     )
     return sharding.global_batch(host, mesh, config.batch_size)
