@@ -1,7 +1,7 @@
 """The pretraining steps, built by one function for the training run and for compile-only mode.
 
-`build_steps(config, model, mesh)` makes, from `pretrain.spec`'s model, batch and losses, the optimizer, the train state's shapes and shardings,
-and the jitted train and eval steps; `train.train_and_evaluate` runs them, and
+`build_steps(config, model, mesh)` makes the optimizer, the train state's shapes and shardings,
+and the jitted train and eval steps (the model, batch and losses are `pretrain.spec`'s); `train.train_and_evaluate` runs them, and
 `compile_program` (for `python -m pretrain --compile_only --topology=...`) hands the very same
 steps, with abstract arguments, to the TPU compiler (`albert_flax.train.aot`).
 """
