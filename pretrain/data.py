@@ -43,6 +43,7 @@ import grain
 import numpy as np
 from etils import epath
 
+import albert_flax as af
 from pretrain import builtin_corpus, corpus, pipeline, shards, word_segmentation
 from pretrain.examples import ExampleConfig
 from pretrain.pipeline import BATCH_KEYS, PretrainingIterator
@@ -231,9 +232,7 @@ def load_tokenizer(tokenizer: Any, do_lower_case: bool = True) -> Any:
   """The tokenizer of a path (a spiece.model or a WordPiece vocab.txt: `af.load_tokenizer`), or
   the tokenizer as given."""
   if isinstance(tokenizer, (str, os.PathLike)):
-    from albert_flax.tokenizer_loading import load_tokenizer
-
-    return load_tokenizer(tokenizer, do_lower_case=do_lower_case)
+    return af.load_tokenizer(tokenizer, do_lower_case=do_lower_case)
   return tokenizer
 
 

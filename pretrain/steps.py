@@ -1,9 +1,10 @@
 """The pretraining steps, built by one function for the training run and for compile-only mode.
 
 `build_steps(config, model, mesh)` makes the optimizer, the train state's shapes and shardings,
-and the jitted train and eval steps (the model, batch and losses are `pretrain.spec`'s); `train.train_and_evaluate` runs them, and
-`compile_program` (for `python -m pretrain --compile_only --topology=...`) hands the very same
-steps, with abstract arguments, to the TPU compiler (`albert_flax.train.aot`).
+and the jitted train and eval steps (of `pretrain.spec`'s model, batch and losses);
+`train.train_and_evaluate` runs them, and `compile_program` (for `python -m pretrain
+--compile_only --topology=...`) hands the very same steps, with abstract arguments, to the TPU
+compiler (`albert_flax.train.aot`).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from jax.sharding import Mesh
 
 from albert_flax import sharding
 from albert_flax.flops import model_flops_per_step
-from albert_flax.train import aot, batch_spec, optim, training
+from albert_flax.train import aot, batch_spec, compiled_steps, optim, training
 from pretrain import spec
 from pretrain.spec import model_for_shapes
 
@@ -136,8 +137,6 @@ def use_saved_steps(
   instead of jitted ones, so the run compiles neither. Raises
   compiled_steps.CompiledMismatchError naming what differs when they were compiled for another
   jax / libtpu, slice, mesh, config or argument shape."""
-  from albert_flax.train import compiled_steps
-
   running = compiled_steps.metadata(config, mesh, KEYS_NOT_IN_STEPS)
   loaded = compiled_steps.load(path, running, abstract_arguments(config, steps, mesh))
   return dataclasses.replace(

@@ -41,10 +41,6 @@ from pretrain.steps import build_steps, use_saved_steps
 
 log = logging.getLogger(__name__)
 
-TOKENIZER_FILE = layout.TOKENIZER_FILE
-TRAIN_CONFIG_FILE = layout.TRAIN_CONFIG_FILE
-CHECKPOINTS_DIR = layout.CHECKPOINTS_DIR
-
 # ====================================================================================== config
 
 # Keys a resumed run may change (num_train_steps may grow): see albert_flax.train.run_control.
@@ -98,9 +94,14 @@ def prepare_tokenizer(
   documents (by process 0; the others wait, then read it back from the workdir: a bucket when
   the processes are hosts of a pod)."""
   wordpiece = tokenizer_kind(config) == "wordpiece"
-  target = epath.Path(workdir) / (layout.WORDPIECE_VOCAB_FILE if wordpiece else TOKENIZER_FILE)
+  target = epath.Path(workdir) / (
+    layout.WORDPIECE_VOCAB_FILE if wordpiece else layout.TOKENIZER_FILE
+  )
   source = config.tokenizer.get("vocab_file") if wordpiece else config.tokenizer.spm_model
-  names = ("vocab.txt", "vocab_chinese.txt") if wordpiece else (TOKENIZER_FILE,)
+  # A checkpoint's vocabulary: ours, or brightmart albert_zh's vocab_chinese.txt.
+  names = (
+    (layout.WORDPIECE_VOCAB_FILE, "vocab_chinese.txt") if wordpiece else (layout.TOKENIZER_FILE,)
+  )
   if not source and config.init_from:
     found = [epath.Path(config.init_from) / n for n in names]
     source = next((str(f) for f in found if f.is_file()), "")
@@ -291,45 +292,14 @@ def _train(
   load_compiled: str | None,
 ) -> dict[str, Any]:
   """train_and_evaluate's work, inside the run's hold on the workdir."""
-  # ----------------------------------------------------------------- mesh, tokenizer, model
-  mesh = sharding.make_mesh(config.mesh.data, config.mesh.fsdp, config.mesh.tensor)
-  share_index, share_count, local_batch = _share_of_devices(config, mesh)
-  tokenizer = prepare_tokenizer(config, workdir)
-  model, init_params = build_model(config, tokenizer.vocab_size)
-  if jax.process_index() == 0:
-    model.config.to_json_file(workdir / layout.CONFIG_FILE, "AlbertForPreTraining")
-  log.info(
-    "mesh %s, %d processes, %d-row local batches; model %s",
-    dict(mesh.shape),
-    jax.process_count(),
-    local_batch,
-    model.config,
+  mesh, (share_index, share_count, local_batch), tokenizer, model, init_params = _setup(
+    config, workdir
   )
-
-  # ----------------------------------------------------------------- state and steps
-  # The same builder serves compile-only mode (pretrain.steps.compile_program).
-  steps = build_steps(config, model, mesh)
-  if load_compiled:
-    steps = use_saved_steps(steps, config, mesh, load_compiled)
-    log.info("train and eval steps loaded from %s (compiled ahead of time)", load_compiled)
-  train_step, eval_step = steps.train_step, steps.eval_step
-  checkpoints = TrainCheckpointManager(
-    workdir / CHECKPOINTS_DIR, max_to_keep=config.checkpoint_max_to_keep
+  steps, checkpoints, state, data_state, step = _steps_and_state(
+    config, workdir, mesh, model, init_params, load_compiled
   )
-  restored = None
-  if checkpoints.latest_step() is not None:
-    restored = checkpoints.restore(
-      training.abstract_with_shardings(steps.abstract_state, steps.state_shardings)
-    )
-  if restored is not None:
-    state, data_state, step = restored
-    log.info("resumed from the checkpoint at step %d", step)
-  else:
-    state, _ = training.init_train_state(
-      steps.init_params_fn, steps.optimizer, mesh, jax.random.key(config.seed), params=init_params
-    )
-    data_state, step = None, 0
   del init_params
+  train_step, eval_step = steps.train_step, steps.eval_step
 
   # ----------------------------------------------------------------- data
   train_batches = make_batches(
@@ -403,6 +373,54 @@ def _train(
     "signal": loop.signal_name,
     "finished_before": False,
   }
+
+
+def _setup(config: ml_collections.ConfigDict, workdir: epath.Path):
+  """(mesh, (share index, share count, local batch size), tokenizer, model, its initial params
+  or None) of the run; the model's config.json written to the workdir."""
+  # ----------------------------------------------------------------- mesh, tokenizer, model
+  mesh = sharding.make_mesh(config.mesh.data, config.mesh.fsdp, config.mesh.tensor)
+  share_index, share_count, local_batch = _share_of_devices(config, mesh)
+  tokenizer = prepare_tokenizer(config, workdir)
+  model, init_params = build_model(config, tokenizer.vocab_size)
+  if jax.process_index() == 0:
+    model.config.to_json_file(workdir / layout.CONFIG_FILE, "AlbertForPreTraining")
+  log.info(
+    "mesh %s, %d processes, %d-row local batches; model %s",
+    dict(mesh.shape),
+    jax.process_count(),
+    local_batch,
+    model.config,
+  )
+  return mesh, (share_index, share_count, local_batch), tokenizer, model, init_params
+
+
+def _steps_and_state(config, workdir, mesh, model, init_params, load_compiled: str | None):
+  """(steps, checkpoint manager, train state, data position, step): resumed from the newest
+  checkpoint, or fresh (from `init_params` when given)."""
+  # ----------------------------------------------------------------- state and steps
+  # The same builder serves compile-only mode (pretrain.steps.compile_program).
+  steps = build_steps(config, model, mesh)
+  if load_compiled:
+    steps = use_saved_steps(steps, config, mesh, load_compiled)
+    log.info("train and eval steps loaded from %s (compiled ahead of time)", load_compiled)
+  checkpoints = TrainCheckpointManager(
+    workdir / layout.CHECKPOINTS_DIR, max_to_keep=config.checkpoint_max_to_keep
+  )
+  restored = None
+  if checkpoints.latest_step() is not None:
+    restored = checkpoints.restore(
+      training.abstract_with_shardings(steps.abstract_state, steps.state_shardings)
+    )
+  if restored is not None:
+    state, data_state, step = restored
+    log.info("resumed from the checkpoint at step %d", step)
+  else:
+    state, _ = training.init_train_state(
+      steps.init_params_fn, steps.optimizer, mesh, jax.random.key(config.seed), params=init_params
+    )
+    data_state, step = None, 0
+  return steps, checkpoints, state, data_state, step
 
 
 def _load_eval_batches(config, tokenizer, local_batch, share, to_global) -> list:
