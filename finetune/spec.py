@@ -22,11 +22,11 @@ import albert_flax as af
 from albert_flax import paths
 from albert_flax import workdir as layout
 from albert_flax.train import training
-from albert_flax.train.batch_spec import BatchField, check_fits_mesh
+from albert_flax.train.batch_spec import BatchField, check_batch, check_fits_mesh
 from albert_flax.train.program import ConfigError
 from finetune import buckets as buckets_lib
 from finetune.configs.common import PER_TASK_FIELDS, SMALL_HIDDEN_SIZE, SMALL_MODEL_DEFAULTS
-from finetune.data import MODEL_INPUTS, Features
+from finetune.data import MODEL_INPUTS, Features, num_rows
 from finetune.tasks import Task
 
 log = logging.getLogger(__name__)
@@ -179,6 +179,17 @@ def batch_spec(
 ) -> dict[str, BatchField]:
   """The train step's batch of `batch_size` rows, as the task states it."""
   return task.batch_spec(batch_size, config.max_seq_length)
+
+
+def train_columns(config: ml_collections.ConfigDict, task: Task, features: Features) -> Features:
+  """The training features the train step takes: the fields of the task's batch spec ("weights"
+  aside: each batch adds them), checked against it."""
+  wanted = {k: f for k, f in batch_spec(config, task, num_rows(features)).items() if k != "weights"}
+  try:
+    check_batch(wanted, features)
+  except ValueError as e:
+    raise ValueError(f"training features do not match the task's batch: {e}") from None
+  return {k: features[k] for k in wanted}
 
 
 def check_features(features: Features, model_config, where: str) -> None:

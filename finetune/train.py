@@ -137,10 +137,11 @@ class Run:
 
 @dataclasses.dataclass
 class RunData:
-  """A run's data, read before the checkpoint: training features [N, ...], the dev sets, the
-  training rows' lengths and the padded lengths (buckets) fitted to them."""
+  """A run's data, read before the checkpoint: the training features the step takes [N, ...]
+  (`spec.train_columns`), the dev sets, the training rows' lengths and the padded lengths
+  (buckets) fitted to them."""
 
-  train_features: Features
+  train_columns: Features
   dev_sets: list[EvalSet]
   train_lengths: np.ndarray
   buckets: tuple[int, ...] | None
@@ -156,7 +157,7 @@ def _train(
   ctx, data, params = _load(config, workdir, run)
   mesh = sharding.make_mesh(config.mesh.data, config.mesh.fsdp, config.mesh.tensor)
   spec.check_mesh(config, mesh)
-  steps, compiles = _steps(ctx, mesh, data.train_features, shared_steps)
+  steps, compiles = _steps(ctx, mesh, data.train_columns, shared_steps)
   state, state_shardings = training.init_train_state(
     steps.init_params_fn, steps.optimizer, mesh, jax.random.key(config.seed), params=params
   )
@@ -190,10 +191,8 @@ def _train(
   )
 
   # ---------------------------------------------------------------- training
-  train_features = data.train_features
-  targets = [k for k in train_features if k not in MODEL_INPUTS]
+  columns = data.train_columns
   # The batches are a function of (seed, step): resuming at `start` replays the same sequence.
-  columns = {k: train_features[k] for k in list(MODEL_INPUTS) + targets}
   train = TrainBatches(columns, config.batch_size, config.seed, data.buckets)
   batches = train.iterate(start)
   # Runs that share the step (several seeds) send their seed with each batch.
@@ -237,6 +236,7 @@ def _load(
   # The data first: bad data fails in seconds, before the checkpoint is loaded.
   train_features = task.train_features()
   dev_sets = task.eval_sets(final=False)
+  columns = spec.train_columns(config, task, train_features)
   model, params = af.from_pretrained(
     config.init_from,
     task.model_class,
@@ -269,7 +269,7 @@ def _load(
     _describe_buckets(config, buckets, train_lengths),
   )
   ctx = Run(config, workdir, run, task, tokenizer, model)
-  return ctx, RunData(train_features, dev_sets, train_lengths, buckets), params
+  return ctx, RunData(columns, dev_sets, train_lengths, buckets), params
 
 
 def _steps(

@@ -15,6 +15,7 @@ included, so an interrupted run ends with the metrics of an uninterrupted one.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import tempfile
@@ -59,12 +60,9 @@ def _share_of_devices(config, mesh) -> tuple[int, int, int]:
 
 def _training_documents_file(config, directory: str) -> str:
   """The training documents (held-out ones excluded) as one sentence per line, for spm."""
+  tfds = _tfds_dataset(config.data)
   source, builtin_split = data_lib.make_source(
-    None if config.data.tfds_name else (config.data.train_files or "builtin"),
-    tfds_name=config.data.tfds_name or None,
-    tfds_split=config.data.tfds_split,
-    tfds_data_dir=config.data.tfds_data_dir or None,
-    tfds_field=config.data.tfds_field,
+    None if tfds else (config.data.train_files or "builtin"), tfds=tfds
   )
   split = builtin_split or ("all" if config.data.eval_files else "train")
   path = os.path.join(directory, "tokenizer_corpus.txt")
@@ -194,7 +192,7 @@ def make_batches(
   documents that the training stream then skips.
   """
   d = config.data
-  options = dict(
+  options = data_lib.DataOptions(
     masked_lm_prob=d.masked_lm_prob,
     short_seq_prob=d.short_seq_prob,
     max_ngram=d.max_ngram,
@@ -204,21 +202,16 @@ def make_batches(
     eval_fraction=d.eval_fraction,
     num_workers=d.num_workers,
     shuffle_buffer=d.shuffle_buffer or None,
-    state=state,
   )
   if evaluation and d.eval_files:
     files = d.eval_files
   else:
-    options["split"] = ("eval" if evaluation else "train") if not d.eval_files else None
+    split = ("eval" if evaluation else "train") if not d.eval_files else None
     files = d.train_files or "builtin"
-    if d.tfds_name:
+    tfds = _tfds_dataset(d)
+    if tfds:
       files = None
-      options.update(
-        tfds_name=d.tfds_name,
-        tfds_split=d.tfds_split,
-        tfds_data_dir=d.tfds_data_dir or None,
-        tfds_field=d.tfds_field,
-      )
+    options = dataclasses.replace(options, split=split, tfds=tfds)
   # The eval stream draws its own pairs and masks (repeating over the held-back documents).
   seed = config.seed + (1 if evaluation else 0)
   return data_lib.make_pretraining_batches(
@@ -228,8 +221,16 @@ def make_batches(
     config.max_seq_length,
     config.max_predictions_per_seq,
     seed,
-    **options,
+    options=options,
+    state=state,
   )
+
+
+def _tfds_dataset(d: ml_collections.ConfigDict) -> data_lib.TfdsDataset | None:
+  """config.data's tensorflow-datasets source, or None (data.tfds_name empty)."""
+  if not d.tfds_name:
+    return None
+  return data_lib.TfdsDataset(d.tfds_name, d.tfds_split, d.tfds_data_dir or None, d.tfds_field)
 
 
 # ======================================================================================= loop
@@ -364,6 +365,11 @@ def _train(
     if not loop.interrupted and step == config.num_train_steps:  # every save is complete
       af.save_pretrained(workdir, model, state.params, format="orbax")
       run.mark_finished(step, config.num_train_steps, {"train": last_train, "eval": last_eval})
+  return _result(last_train, last_eval, step, loop)
+
+
+def _result(last_train: dict, last_eval: dict, step: int, loop: TrainLoop) -> dict[str, Any]:
+  """train_and_evaluate's result of a run that trained (see there)."""
   return {
     "train": last_train,
     "eval": last_eval,
