@@ -11,6 +11,7 @@ batches fit the mesh (`check_mesh`). `finetune.train` runs them, `finetune.steps
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 import jax
@@ -215,17 +216,22 @@ def make_stats_fn(model, task: Task) -> training.StatsFn:
   def stats_fn(params, batch, rng, train):
     if "dropout_seed" in batch:  # runs of several seeds share one compiled step (seeds.py)
       rng = jax.random.fold_in(rng, batch["dropout_seed"][0])
-    outputs = model.apply(
-      {"params": params},
-      batch["input_ids"],
-      attention_mask=batch["attention_mask"],
-      token_type_ids=batch["token_type_ids"],
-      deterministic=not train,
-      rngs={"dropout": rng} if train else {},
-    )
+    outputs = apply_model(model, params, batch, rngs={"dropout": rng} if train else None)
     return task.stats(outputs, batch)
 
   return stats_fn
+
+
+def apply_model(model, params, batch: Mapping[str, jax.Array], rngs: dict | None = None) -> Any:
+  """The model on a batch's inputs: in training mode (dropout) when given `rngs`."""
+  return model.apply(
+    {"params": params},
+    batch["input_ids"],
+    attention_mask=batch["attention_mask"],
+    token_type_ids=batch["token_type_ids"],
+    deterministic=rngs is None,
+    rngs=rngs or {},
+  )
 
 
 # ============================================================================ mesh

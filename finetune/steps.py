@@ -92,17 +92,10 @@ def build_steps(
 
 def make_predict_fn(model, task: Task, params_shardings, mesh) -> training.MeshFunction:
   """Jitted (params, inputs [batch, ...]) -> task.head_outputs, inputs split over the batch
-  axes of the mesh (the outputs' layout is left to the compiler; `_to_host` gathers them)."""
+  axes of the mesh (the outputs' layout is left to the compiler; `predict_set` gathers them)."""
 
   def predict(params, batch):
-    outputs = model.apply(
-      {"params": params},
-      batch["input_ids"],
-      attention_mask=batch["attention_mask"],
-      token_type_ids=batch["token_type_ids"],
-      deterministic=True,
-    )
-    return task.head_outputs(outputs)
+    return task.head_outputs(spec.apply_model(model, params, batch))
 
   jitted = jax.jit(predict, in_shardings=(params_shardings, sharding.batch_sharding(mesh)))
   return training.MeshFunction(jitted, mesh, sharding.LOGICAL_RULES)

@@ -82,9 +82,11 @@ class Task(abc.ABC):
     return spec
 
   def target_spec(self, batch_size: int, seq_len: int) -> dict[str, BatchField]:
-    """The targets of a training batch: by default one int32 label [batch] a row."""
+    """The targets of a training batch: by default one label [batch] a row, int32 (a class) or
+    float32 (problem_type "regression")."""
     del seq_len
-    return {"labels": BatchField((batch_size,), np.int32, (ROWS,))}
+    regression = self.model_overrides().get("problem_type") == "regression"
+    return {"labels": BatchField((batch_size,), np.float32 if regression else np.int32, (ROWS,))}
 
   # ------------------------------------------------------------------ data
   @abc.abstractmethod

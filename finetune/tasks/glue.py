@@ -27,7 +27,6 @@ from etils import epath
 import albert_flax as af
 from albert_flax import paths
 from albert_flax.train import losses
-from albert_flax.train.batch_spec import ROWS, BatchField
 from finetune import metrics as metrics_lib
 from finetune.data import DataError, encode_pairs, read_text, write_tsv
 from finetune.tasks.base import EvalSet, Task, load_tfds, use_tfds
@@ -354,10 +353,6 @@ class GlueTask(Task):
       "problem_type": "single_label_classification",
       "label_names": tuple(self.spec.labels),
     }
-
-  def target_spec(self, batch_size, seq_len):
-    dtype = np.float32 if self.is_regression else np.int32
-    return {"labels": BatchField((batch_size,), dtype, (ROWS,))}
 
   def stats(self, outputs, batch):
     loss = losses.sequence_classification_loss(
