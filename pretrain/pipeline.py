@@ -252,7 +252,7 @@ def static_chunks(
 
 class ChunkStream(Protocol):
   """What `PretrainingIterator` reads: one process's share of a source as grain datasets of
-  chunks of examples (`pretrain.data.TextStream`, `pretrain.data.StaticStream`)."""
+  chunks of examples (`pretrain.streams.TextStream`, `StaticStream`)."""
 
   name: str  # for error messages
   seed: int
