@@ -37,16 +37,8 @@ class BatchField:
     if len(self.axes) != len(self.shape):
       raise ValueError(f"axes {self.axes} do not match shape {self.shape}")
 
-  def with_rows(self, rows: int) -> BatchField:
-    """The same field of a batch of `rows` rows (a process's share, a smaller eval batch)."""
-    return dataclasses.replace(self, shape=(rows, *self.shape[1:]))
-
 
 BatchSpec = Mapping[str, BatchField]
-
-
-def with_rows(spec: BatchSpec, rows: int) -> dict[str, BatchField]:
-  return {name: field.with_rows(rows) for name, field in spec.items()}
 
 
 def abstract_batch(spec: BatchSpec, mesh: Mesh) -> dict[str, jax.ShapeDtypeStruct]:
