@@ -1,9 +1,11 @@
 """The fine-tuning steps, built by one function for the training run and for compile-only mode.
 
 `build_steps(config, model, task, mesh, example)` makes the optimizer, the train state's shapes
-and shardings, the jitted train step and the jitted prediction step; `train.train_and_evaluate`
-runs them, and `compile_program` (`python -m finetune --compile_only --topology=...`) hands the
-very same steps, with abstract arguments, to the TPU compiler (`albert_flax.train.aot`).
+and shardings, the jitted train step and the jitted prediction step (`make_predict_fn`) of
+`finetune.spec`'s model, batch and losses; `train.run_one` runs them (runs of several seeds share
+them through `SharedSteps`), and `compile_program` (`python -m finetune --compile_only
+--topology=...`) hands the very same steps, with abstract arguments, to the TPU compiler
+(`albert_flax.train.aot`).
 """
 
 from __future__ import annotations
