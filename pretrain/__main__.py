@@ -47,8 +47,10 @@ if __name__ == "__main__":
 
 from etils import epath  # noqa: E402
 
+from albert_flax import paths  # noqa: E402
 from albert_flax import workdir as layout  # noqa: E402
 from albert_flax.train import program  # noqa: E402
+from pretrain import train  # noqa: E402
 
 FLAGS = program.define_flags(
   os.path.join(os.path.dirname(__file__), "configs", "tiny.py"),
@@ -82,9 +84,6 @@ def main(argv):
   del argv
   program.exit_if_compile_only(FLAGS, "pretrain.steps")
   program.start(FLAGS, loggers=("pretrain",))
-  from albert_flax import paths
-  from pretrain import train
-
   workdir = paths.path(FLAGS.workdir.value)  # local (made absolute), or a bucket: gs://...
   result = train.train_and_evaluate(
     FLAGS.config.value, workdir, load_compiled=FLAGS.aot.load_compiled.value

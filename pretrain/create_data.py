@@ -91,13 +91,8 @@ def create_data(
       "files; remove them or choose another directory"
     )
   tokenizer = data.load_tokenizer(spm_model, do_lower_case)
-  source, builtin_split = data.make_source(
-    input_files,
-    tfds_name=tfds_name,
-    tfds_split=tfds_split,
-    tfds_data_dir=tfds_data_dir,
-    cache_dir=cache_dir,
-  )
+  tfds = data.TfdsDataset(tfds_name, tfds_split, tfds_data_dir) if tfds_name is not None else None
+  source, builtin_split = data.make_source(input_files, tfds=tfds, cache_dir=cache_dir)
   stream = data.TextStream(
     source, tokenizer, config, shuffle_buffer, seed, 0, 1, split or builtin_split, num_epochs=1
   )

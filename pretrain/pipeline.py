@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Protocol
 
 import grain
 import numpy as np
@@ -40,16 +40,8 @@ from albert_flax import upstream
 from pretrain import corpus, shards
 from pretrain import examples as examples_lib
 from pretrain.examples import ExampleConfig
+from pretrain.spec import BATCH_KEYS  # the batch the step takes, in its order
 
-BATCH_KEYS = (
-  "input_ids",
-  "attention_mask",
-  "token_type_ids",
-  "masked_lm_positions",
-  "masked_lm_ids",
-  "masked_lm_weights",
-  "sentence_order_label",
-)
 # Appended to a chunk's key: pairing and masking draw from streams of their own.
 PAIRS_STREAM, MASKS_STREAM = 0x5041, 0x4D41
 
@@ -258,6 +250,26 @@ def static_chunks(
 # ----------------------------------------------------------------------------- batches
 
 
+class ChunkStream(Protocol):
+  """What `PretrainingIterator` reads: one process's share of a source as grain datasets of
+  chunks of examples (`pretrain.streams.TextStream`, `StaticStream`)."""
+
+  name: str  # for error messages
+  seed: int
+  process_index: int
+  process_count: int
+
+  def dataset(self, start: Start) -> grain.IterDataset:
+    """Chunks {"epoch", "window", "position", "next_position", "examples"} from `start` on."""
+    ...
+
+  def settings(self) -> str:
+    """A digest of the settings that shape the stream (a saved state must match it)."""
+    ...
+
+  def close(self) -> None: ...
+
+
 class PretrainingIterator(grain.DatasetIterator):
   """Iterator of batches (dicts of numpy arrays) with `get_state()` / `set_state(state)`.
 
@@ -266,8 +278,7 @@ class PretrainingIterator(grain.DatasetIterator):
   Use it as a context manager (or call `close()`) to stop the worker processes early.
 
   Args:
-    stream: makes the grain dataset of chunks from a `Start` (`dataset(start)`), and has `name`,
-      `seed`, `process_index`, `process_count`, `settings()`, `close()`.
+    stream: the chunks of examples to cut into batches (a `ChunkStream`).
     batch_size: examples per batch.
     drop_remainder: drop the last incomplete batch of a finite stream.
     num_workers: grain `mp_prefetch` worker processes (0: in this process). The batches do not
@@ -277,7 +288,7 @@ class PretrainingIterator(grain.DatasetIterator):
 
   def __init__(
     self,
-    stream: Any,
+    stream: ChunkStream,
     batch_size: int,
     *,
     drop_remainder: bool = True,
