@@ -24,9 +24,11 @@ is the same for every strategy.
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from typing import Any
 
 import flax.linen as nn
+import jax
 from flax import traverse_util
 from flax.core import unfreeze
 
@@ -70,6 +72,15 @@ def is_per_layer(config: AlbertConfig, path: tuple[str, ...]) -> bool:
     if part.startswith("albert_layer_groups_"):
       return len(path) > i + 2 and path[i + 2] in _per_layer_children(config)
   return False
+
+
+def is_stacked(path: Sequence[str], ndim: int) -> bool:
+  """Whether a parameter holds per-layer weights [L, ...], from its path and rank alone (for code
+  without the config, such as an optimizer): an encoder layer's kernels are [in, out] and its
+  other parameters vectors, stacked they have one dim more."""
+  if not any(name.startswith("albert_layers_") for name in path):
+    return False
+  return ndim == (3 if path[-1] == "kernel" else 2)
 
 
 def split_per_layer(variables: dict[str, Any], config: AlbertConfig) -> dict[str, Any]:
@@ -127,6 +138,12 @@ def split_view(scanned: type[nn.Module], config: AlbertConfig, cast: bool) -> ty
   def trans_in(variables):
     if cast:
       variables = precision.with_compute_copies(variables, dtype=config.compute_dtype)
+      # The copies take no gradient (`precision.dense_matmul` gives all of it to the master
+      # kernel). Said to JAX, the backward loop builds no (zero) cotangent for the stacked
+      # copies: otherwise an [L, ...] buffer per kernel, updated at every step.
+      variables[precision.COMPUTE_COPIES] = jax.lax.stop_gradient(
+        variables[precision.COMPUTE_COPIES]
+      )
     return split_per_layer(variables, config)
 
   return nn.map_variables(
