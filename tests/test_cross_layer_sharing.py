@@ -138,6 +138,50 @@ def test_copies_of_the_shared_layer_give_the_all_shared_model(sharing, all_share
   assert stacked > 0
 
 
+def test_none_applies_layer_l_at_step_l():
+  """Distinct per-layer weights: "none" computes what G = L groups of one layer each compute (the
+  original's unshared layout, checked against transformers elsewhere), slice l being group l;
+  each slice's gradient is its group's."""
+  groups = CONFIG.replace(num_hidden_groups=3, hidden_dropout_prob=0.0)
+  none = groups.replace(num_hidden_groups=1, cross_layer_sharing="none")
+  ids, mask, types = make_inputs()
+  model = af.AlbertForPreTraining(groups)
+  params = nn.meta.unbox(jax.jit(model.init)(jax.random.key(5), ids)["params"])
+  encoder = params["albert"]["encoder"]
+  stacked_layer = jax.tree.map(
+    lambda *layers: jnp.stack(layers), *(encoder[f"albert_layer_groups_{g}"] for g in range(3))
+  )
+  stacked = {
+    **params,
+    "albert": {
+      **params["albert"],
+      "encoder": {
+        "embedding_hidden_mapping_in": encoder["embedding_hidden_mapping_in"],
+        "albert_layer_groups_0": stacked_layer,
+      },
+    },
+  }
+
+  def run(config, p):
+    def loss(p):
+      out = af.AlbertForPreTraining(config).apply(
+        {"params": p}, ids, attention_mask=mask, token_type_ids=types
+      )
+      return jnp.sum(out.prediction_logits**2) + jnp.sum(out.sop_logits**2), out
+
+    return jax.jit(jax.value_and_grad(loss, has_aux=True))(p)
+
+  (_, want), want_grads = run(groups, params)
+  (_, got), grads = run(none, stacked)
+  np.testing.assert_allclose(got.prediction_logits, want.prediction_logits, rtol=1e-5, atol=1e-5)
+  want_layer = want_grads["albert"]["encoder"]
+  got_layer = _flat(grads["albert"]["encoder"]["albert_layer_groups_0"])
+  for g in range(3):
+    for path, value in _flat(want_layer[f"albert_layer_groups_{g}"]).items():
+      scale = float(np.abs(value).max())
+      np.testing.assert_allclose(got_layer[path][g], value, rtol=1e-4, atol=1e-5 * scale)
+
+
 # ------------------------------------------------------------------------------ refusals
 
 
