@@ -18,7 +18,8 @@ the FFN block `ffn`, `ffn_output` and `full_layer_layer_norm` of `albert_layers_
 the scan the per-layer parameters move into their own collections (`PER_LAYER`) and the scan
 stacks those (`variable_axes`); inside each step the layer sees one "params" tree again. Both
 moves are `nn.map_variables` with the functions below, inverse to each other, so the layer code
-is the same for every strategy.
+is the same for every strategy. Initializing, each step folds its index into the keys of its
+per-layer weights (`modeling._normal`): the layers start different, as separate layers would.
 """
 
 from __future__ import annotations
