@@ -164,20 +164,27 @@ def to_litert(
 ) -> str:
   """model.tflite converted from the SavedModel (made in a temporary folder unless given).
 
-  A quantized model (int8 weights) is converted with LiteRT's dynamic-range quantization: its
-  weights are already int8 times a per-output-channel scale (qwix's absmax), which the
-  converter's per-channel symmetric int8 reproduces exactly, and LiteRT's kernels then also
-  quantize the activations on the fly (int8 GEMMs).
+  A quantized model (int8 weights) is converted with LiteRT's dynamic-range quantization, from
+  its weights as int8 x scale: qwix's per-output-channel absmax int8, which LiteRT's per-channel
+  symmetric int8 reproduces, and LiteRT's kernels then also quantize the activations on the fly
+  (int8 GEMMs). (qwix's int8 tables in the SavedModel itself would be folded back to float32 by
+  the converter, and its dequantizing lookup is a dynamic gather LiteRT cannot take.)
   """
   tf = require("tensorflow", "format='litert'")
   import tempfile
+
+  quantized = is_quantized(params)
+  if quantized:  # LiteRT quantizes itself (below); it is given the numbers to reproduce
+    from albert_flax.quantize import dequantize
+
+    model, params = dequantize(model, params)
 
   with tempfile.TemporaryDirectory() as tmp:
     if saved_model is None:
       saved_model = to_saved_model(model, params, tmp, max_seq_length)
     converter = tf.lite.TFLiteConverter.from_saved_model(saved_model)
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
-    if is_quantized(params):
+    if quantized:
       converter.optimizations = [tf.lite.Optimize.DEFAULT]
     flatbuffer = converter.convert()
   path = os.path.join(out_dir, LITERT_FILE)

@@ -214,16 +214,14 @@ def _select_index(eqn, invals) -> jax.Array | None:
     if d != axis
   ):
     return None
-  if not isinstance(operand.shape[axis], int):
-    return None
-  index = int(np.asarray(indices).reshape(()))
-  one_hot = np.zeros(operand.shape[axis], np.dtype(operand.dtype))
-  one_hot[index] = 1
-  shape = [1] * operand.ndim
-  shape[axis] = operand.shape[axis]
-  picked = jnp.sum(operand * lax.convert_element_type(one_hot.reshape(shape), operand.dtype), axis)
   # The gather's output puts the kept (offset) dimensions where offset_dims says; with one
   # collapsed axis and no batch dimensions that is the operand's order without `axis`.
   if tuple(dims.offset_dims) != tuple(range(operand.ndim - 1)):
     return None
+  index = int(np.asarray(indices).reshape(()))
+  # A 1-D arange (symbolic length or not) is what LiteRT takes; a 2-D iota is not.
+  one_hot = (jnp.arange(operand.shape[axis], dtype=jnp.int32) == index).astype(operand.dtype)
+  shape = [1] * operand.ndim
+  shape[axis] = operand.shape[axis]
+  picked = jnp.sum(operand * one_hot.reshape(shape), axis)
   return picked
