@@ -14,6 +14,8 @@ A model from `af.quantize` exports with its int8 weights. The converters and run
 from __future__ import annotations
 
 import os
+import sys
+import types
 from typing import Any
 
 from albert_flax.export import artifacts, converters, serving
@@ -67,3 +69,14 @@ def export(
     out_dir, format, model, max_seq_length, converters.is_quantized(params), tokenizer
   )
   return path
+
+
+class _CallableModule(types.ModuleType):
+  """This package called as a function is `export`: importing `albert_flax.export` (as the
+  command does) binds the package itself to the name `af.export`, which must stay callable."""
+
+  def __call__(self, *args: Any, **kwargs: Any) -> str:
+    return export(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

@@ -1,11 +1,11 @@
 """What lies beside an exported model: its tokenizer, config, a manifest and a README.
 
-    <out_dir>/
-      model.stablehlo | model.onnx | saved_model/ | model.tflite   the artifact (converters.py)
-      spiece.model or vocab.txt, tokenizer_config.json            the tokenizer (when known)
-      config.json                                                 the model's config
-      export.json                                                 MANIFEST_FILE: inputs, outputs
-      README.md                                                   how to call it without albert_flax
+<out_dir>/
+  model.stablehlo | model.onnx | saved_model/ | model.tflite   the artifact (converters.py)
+  spiece.model or vocab.txt, tokenizer_config.json            the tokenizer (when known)
+  config.json                                                 the model's config
+  export.json                                                 MANIFEST_FILE: inputs, outputs
+  README.md                                                   how to call it without albert_flax
 """
 
 from __future__ import annotations
@@ -80,7 +80,9 @@ def _tokenizer_lines(tokenizer: Any) -> str:
   if tokenizer is None:
     return "No tokenizer was exported with this model: use the one it was trained with.\n"
   if os.path.basename(tokenizer.vocab_file).endswith(".model") or hasattr(tokenizer, "sp_model"):
-    make = 'tokenizer = AlbertTokenizer("spiece.model")  # lower-cases, as tokenizer_config.json says'
+    make = (
+      'tokenizer = AlbertTokenizer("spiece.model")  # lower-cases, as tokenizer_config.json says'
+    )
     cls = "AlbertTokenizer"
   else:
     make = 'tokenizer = BertTokenizer("vocab.txt")  # WordPiece, settings in tokenizer_config.json'

@@ -82,7 +82,9 @@ def to_stablehlo(model: nn.Module, params: Any, out_dir: str, max_seq_length: in
 # --------------------------------------------------------------------------- ONNX
 
 
-def to_onnx(model: nn.Module, params: Any, out_dir: str, max_seq_length: int | None, opset: int = 23) -> str:
+def to_onnx(
+  model: nn.Module, params: Any, out_dir: str, max_seq_length: int | None, opset: int = 23
+) -> str:
   """model.onnx with dynamic axes named after `serving.input_axes` and the parameters as
   initializers (each once: the shared layer's inside the Loop body are outer-graph values)."""
   jax2onnx = require("jax2onnx", "format='onnx'")
@@ -160,7 +162,11 @@ def to_saved_model(model: nn.Module, params: Any, out_dir: str, max_seq_length: 
 
 
 def to_litert(
-  model: nn.Module, params: Any, out_dir: str, max_seq_length: int | None, saved_model: str | None = None
+  model: nn.Module,
+  params: Any,
+  out_dir: str,
+  max_seq_length: int | None,
+  saved_model: str | None = None,
 ) -> str:
   """model.tflite converted from the SavedModel (made in a temporary folder unless given).
 
@@ -175,7 +181,7 @@ def to_litert(
 
   quantized = is_quantized(params)
   if quantized:  # LiteRT quantizes itself (below); it is given the numbers to reproduce
-    from albert_flax.quantize import dequantize
+    from albert_flax.quantize_int8 import dequantize
 
     model, params = dequantize(model, params)
 
