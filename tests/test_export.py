@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from finetune_testdata import make_tokenizer
+from onnx_sizes import tensor_bytes
 
 import albert_flax as af
 from albert_flax import export as af_export
@@ -157,18 +158,6 @@ def test_onnx_round_trip_and_dynamic_axes(workspace, onnx_paths):
   check_round_trip(workspace, run)
 
 
-def _tensor_bytes(graph) -> int:
-  """Bytes of every stored tensor: initializers and constants, in subgraphs (Loop bodies) too."""
-  total = sum(len(t.raw_data) or 4 * len(t.float_data) for t in graph.initializer)
-  for node in graph.node:
-    for attribute in node.attribute:
-      if attribute.HasField("g"):
-        total += _tensor_bytes(attribute.g)
-      if attribute.HasField("t"):
-        total += len(attribute.t.raw_data)
-  return total
-
-
 def test_onnx_stores_the_shared_layer_once(workspace, onnx_paths):
   """The weights in the file are the parameters once (a copy per layer step would be ~5x).
   At this size the graph's own structure (~100 KB, whatever the width) is as large as the
@@ -180,7 +169,7 @@ def test_onnx_stores_the_shared_layer_once(workspace, onnx_paths):
   for name, path in onnx_paths.items():
     _, params = models[name]
     float_bytes = 4 * sum(x.size for x in jax.tree.leaves(params))
-    stored = _tensor_bytes(onnx.load(path).graph)
+    stored = tensor_bytes(onnx.load(path).graph)
     assert float_bytes <= stored < 1.10 * float_bytes, (name, stored, float_bytes)
     assert os.path.getsize(path) < stored + 150_000, (name, os.path.getsize(path))
 
