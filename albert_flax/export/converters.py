@@ -44,6 +44,8 @@ ARTIFACT = {
 }
 _ONNX_SINGLE_FILE_LIMIT = 1_900_000_000
 INSTALL_HINT = "pip install -e '.[export]'"
+# jax2onnx goes in without its dependencies (setup.cfg's export extra says why).
+JAX2ONNX_HINT = f"{INSTALL_HINT} && pip install --no-deps jax2onnx==0.17.1"
 
 
 class MissingExtraError(ImportError):
@@ -55,8 +57,10 @@ def require(module: str, purpose: str) -> Any:
   try:
     return importlib.import_module(module)
   except ImportError:
+    package = module.split(".")[0]
+    hint = JAX2ONNX_HINT if package == "jax2onnx" else INSTALL_HINT
     raise MissingExtraError(
-      f"{purpose} needs the package {module.split('.')[0]!r} of the 'export' extra: {INSTALL_HINT}"
+      f"{purpose} needs the package {package!r} of the 'export' extra: {hint}"
     ) from None
 
 
