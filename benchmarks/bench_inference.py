@@ -155,6 +155,10 @@ def main() -> None:
           ratio = common.paired_ratios(timings.wall[name], timings.wall[best_torch])
           row["vs_best_torch"] = [ratio.median, ratio.low, ratio.high]
           line += f"  x{ratio.fmt()} vs {best_torch}"
+          # By this process's CPU time: threads spinning on a loaded machine count here too.
+          cpu = common.paired_ratios(timings.cpu[name], timings.cpu[best_torch])
+          row["vs_best_torch_cpu_time"] = [cpu.median, cpu.low, cpu.high]
+          line += f" (CPU time x{cpu.fmt()})"
         run[name] = row
         print(line, flush=True)
       results["runs"][str(batch_size)] = {"timings": run, "load": timings.load}
