@@ -30,7 +30,7 @@ outputs = exported.call(input_ids, attention_mask, token_type_ids)  # a dict, se
 import onnxruntime  # pip install onnxruntime
 session = onnxruntime.InferenceSession("model.onnx")
 outputs = session.run(None, {"input_ids": input_ids, "attention_mask": attention_mask,
-                             "token_type_ids": token_type_ids})  # a list, in the order of Outputs above""",
+                             "token_type_ids": token_type_ids})  # a list: the Outputs above""",
   "saved_model": """\
 import tensorflow as tf
 serve = tf.saved_model.load("saved_model").signatures["serving_default"]
