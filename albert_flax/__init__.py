@@ -44,6 +44,8 @@ _LAZY = {
   "save_pretrained": "checkpoints",
   "pipeline": "pipelines",
   "push_to_hub": "model_card",
+  "export": "export",
+  "quantize": "quantize_int8",
 }
 # Submodules reached as attributes (`af.nnx`), imported on first use.
 _SUBMODULES = ("nnx",)
