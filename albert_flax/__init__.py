@@ -11,6 +11,8 @@ See README.md for the rest of the public API; the training machinery both progra
 
 import importlib
 
+__version__ = "0.1.0"  # first: modules that report it import it from here
+
 from albert_flax.config import AlbertConfig
 from albert_flax.heads import (
   MODEL_CLASSES,
@@ -42,6 +44,8 @@ _LAZY = {
   "save_pretrained": "checkpoints",
   "pipeline": "pipelines",
   "push_to_hub": "model_card",
+  "export": "export",
+  "quantize": "quantize_int8",
 }
 # Submodules reached as attributes (`af.nnx`), imported on first use.
 _SUBMODULES = ("nnx",)
@@ -69,26 +73,9 @@ __all__ = [
 ]
 
 
-# Modules that moved to `albert_flax.train` (the training machinery): old name -> new module, so
-# `from albert_flax import optim` and `af.task_losses.span_loss` keep working.
-_MOVED = {
-  "training": "train.training",
-  "optim": "train.optim",
-  "losses": "train.losses",
-  "task_losses": "train.losses",
-  "train_checkpoints": "train.checkpoints",
-  "metric_writers": "train.metric_writers",
-}
-
-
 def __getattr__(name):
   if name in _SUBMODULES:
     return importlib.import_module(f"albert_flax.{name}")
-  if name in _MOVED:
-    return importlib.import_module(f"albert_flax.{_MOVED[name]}")
   if name not in _LAZY:
     raise AttributeError(f"module 'albert_flax' has no attribute {name!r}")
   return getattr(importlib.import_module(f"albert_flax.{_LAZY[name]}"), name)
-
-
-__version__ = "0.1.0"

@@ -58,13 +58,12 @@ from albert_flax.heads import MODEL_CLASSES, AlbertForPreTraining
 
 logger = logging.getLogger(__name__)
 
-CONFIG_NAME = workdir.CONFIG_FILE
-ORBAX_PARAMS_DIR = workdir.ORBAX_PARAMS_DIR  # save_pretrained(format="orbax"): path/params/
-WORKDIR_CHECKPOINTS = workdir.CHECKPOINTS_DIR  # pretraining workdir: path/checkpoints/<step>/state/
-STATE_ITEM = workdir.STATE_ITEM
-TOKENIZER_FILE = workdir.TOKENIZER_FILE
 # What a Hub repository's tokenizer may be: spiece.model, or a WordPiece vocab.txt (Chinese models).
-_HUB_TOKENIZER_FILES = [TOKENIZER_FILE, workdir.WORDPIECE_VOCAB_FILE, "tokenizer_config.json"]
+_HUB_TOKENIZER_FILES = [
+  workdir.TOKENIZER_FILE,
+  workdir.WORDPIECE_VOCAB_FILE,
+  workdir.TOKENIZER_CONFIG_FILE,
+]
 # Heads whose meaning depends on the task (architecture), not just on their name.
 _TASK_HEADS = ("classifier/",)
 # Models whose head size transformers takes from num_labels but ours fixes at 2.
@@ -147,19 +146,19 @@ def _open(path: str, step: int | str | None = None) -> _Source:
   """Find out which layout `path` (local or gs://...) is and read it."""
   directory = paths.path(path)
   if directory.is_dir():
-    has_config = (directory / CONFIG_NAME).is_file()
+    has_config = (directory / workdir.CONFIG_FILE).is_file()
     model_dir = directory / workdir.MODEL_DIR
-    if not has_config and (model_dir / CONFIG_NAME).is_file():
+    if not has_config and (model_dir / workdir.CONFIG_FILE).is_file():
       return _open(os.fspath(model_dir))  # a fine-tuning workdir: its model
-    has_checkpoints = (directory / WORKDIR_CHECKPOINTS).is_dir()
+    has_checkpoints = (directory / workdir.CHECKPOINTS_DIR).is_dir()
     if has_config and has_checkpoints and step is not None:
       return _open_workdir_step(directory, step)
     if step is not None:
       raise ValueError(f"step={step!r}: {path} is not a pretraining workdir with checkpoints/")
-    if has_config and (directory / ORBAX_PARAMS_DIR).is_dir():
-      return _open_orbax(directory, directory / ORBAX_PARAMS_DIR, subtree=None)
+    if has_config and (directory / workdir.ORBAX_PARAMS_DIR).is_dir():
+      return _open_orbax(directory, directory / workdir.ORBAX_PARAMS_DIR, subtree=None)
     if has_config and has_checkpoints:
-      steps = _workdir_steps(directory / WORKDIR_CHECKPOINTS)
+      steps = _workdir_steps(directory / workdir.CHECKPOINTS_DIR)
       status = workdir.read_run_status(path) or {}
       state = status.get("status", "no run status")
       total = status.get("total_steps")
@@ -173,15 +172,16 @@ def _open(path: str, step: int | str | None = None) -> _Source:
     files = convert_hf.weight_files(directory)
     if files:
       if not has_config:
-        raise FileNotFoundError(f"{path} holds weights {files} but no {CONFIG_NAME}")
+        raise FileNotFoundError(f"{path} holds weights {files} but no {workdir.CONFIG_FILE}")
       return _open_hf(directory, files)
   found = convert_tf.find_checkpoint(path)
   if found is not None:
     return _open_tf(*found)
   if directory.exists():
     raise FileNotFoundError(
-      f"No ALBERT checkpoint found at {path}: expected {CONFIG_NAME} with {ORBAX_PARAMS_DIR}/ "
-      f"(orbax), {WORKDIR_CHECKPOINTS}/<step>/{STATE_ITEM}/ (pretraining workdir), "
+      f"No ALBERT checkpoint found at {path}: expected {workdir.CONFIG_FILE} with "
+      f"{workdir.ORBAX_PARAMS_DIR}/ "
+      f"(orbax), {workdir.CHECKPOINTS_DIR}/<step>/{workdir.STATE_ITEM}/ (pretraining workdir), "
       "model.safetensors or pytorch_model.bin (transformers), or albert_config.json with "
       "model.ckpt-*.index (original TF)"
     )
@@ -192,9 +192,9 @@ def _open(path: str, step: int | str | None = None) -> _Source:
 
 def _open_hf_path(directory: str) -> _Source:
   files = convert_hf.weight_files(directory)
-  if not files or not (paths.path(directory) / CONFIG_NAME).is_file():
+  if not files or not (paths.path(directory) / workdir.CONFIG_FILE).is_file():
     raise FileNotFoundError(
-      f"{directory} has no {CONFIG_NAME} with model.safetensors or "
+      f"{directory} has no {workdir.CONFIG_FILE} with model.safetensors or "
       "pytorch_model.bin: not a transformers ALBERT checkpoint"
     )
   return _open_hf(directory, files)
@@ -203,24 +203,18 @@ def _open_hf_path(directory: str) -> _Source:
 def _download(repo_id: str) -> str:
   """snapshot_download of config, weights and tokenizer; offline or failing -> clear OSError."""
   import huggingface_hub
-  from huggingface_hub import constants
 
-  offline = os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in {
-    "1",
-    "ON",
-    "YES",
-    "TRUE",
-  } or bool(constants.HF_HUB_OFFLINE)
+  offline = paths.hub_offline()
   try:
     directory = huggingface_hub.snapshot_download(
       repo_id,
-      allow_patterns=[CONFIG_NAME, "model.safetensors*", *_HUB_TOKENIZER_FILES],
+      allow_patterns=[workdir.CONFIG_FILE, "model.safetensors*", *_HUB_TOKENIZER_FILES],
       local_files_only=offline,
     )
     if not convert_hf.weight_files(directory):  # an older repository: PyTorch pickles only
       directory = huggingface_hub.snapshot_download(
         repo_id,
-        allow_patterns=[CONFIG_NAME, "pytorch_model.bin*", *_HUB_TOKENIZER_FILES],
+        allow_patterns=[workdir.CONFIG_FILE, "pytorch_model.bin*", *_HUB_TOKENIZER_FILES],
         local_files_only=offline,
       )
   except Exception as e:  # offline, unknown repo, no network: all mean "could not get it"
@@ -242,7 +236,7 @@ def _download(repo_id: str) -> str:
 
 
 def _open_hf(directory: str | epath.Path, files: list[str]) -> _Source:
-  config_path = paths.path(directory) / CONFIG_NAME
+  config_path = paths.path(directory) / workdir.CONFIG_FILE
   config = AlbertConfig.from_json_file(config_path)
   architecture = _architecture(config_path)
   state = convert_hf.read_weight_files(files)
@@ -290,17 +284,19 @@ def _open_tf(prefix: str, config_path: str) -> _Source:
 def _workdir_steps(checkpoints_dir: epath.Path) -> list[int]:
   """The complete checkpoints' steps, ascending."""
   return sorted(
-    int(d.name) for d in checkpoints_dir.iterdir() if d.name.isdigit() and (d / STATE_ITEM).is_dir()
+    int(d.name)
+    for d in checkpoints_dir.iterdir()
+    if d.name.isdigit() and (d / workdir.STATE_ITEM).is_dir()
   )
 
 
 def _open_workdir_step(directory: epath.Path, step: int | str) -> _Source:
   """A pretraining workdir's checkpoint of `step`, or with "latest" the newest that reads back:
   an unreadable newest one is skipped with a warning, as a resuming run does."""
-  checkpoints_dir = directory / WORKDIR_CHECKPOINTS
+  checkpoints_dir = directory / workdir.CHECKPOINTS_DIR
   steps = _workdir_steps(checkpoints_dir)
   if not steps:
-    raise FileNotFoundError(f"{checkpoints_dir} holds no <step>/{STATE_ITEM}/ checkpoint")
+    raise FileNotFoundError(f"{checkpoints_dir} holds no <step>/{workdir.STATE_ITEM}/ checkpoint")
   if step != "latest":
     if not isinstance(step, int) or step not in steps:
       raise ValueError(f"step={step!r}: {checkpoints_dir} holds the steps {steps} (or 'latest')")
@@ -308,7 +304,7 @@ def _open_workdir_step(directory: epath.Path, step: int | str) -> _Source:
   else:
     candidates = steps[::-1]
   for i, candidate in enumerate(candidates):
-    item = checkpoints_dir / str(candidate) / STATE_ITEM
+    item = checkpoints_dir / str(candidate) / workdir.STATE_ITEM
     try:
       return _open_orbax(directory, item, subtree="params")
     except ValueError as e:
@@ -324,7 +320,7 @@ def _open_orbax(directory: epath.Path, item_dir: epath.Path, subtree: str | None
   """Our own parameter names: restore (only the params of a train state) as numpy arrays."""
   import orbax.checkpoint as ocp
 
-  config_path = directory / CONFIG_NAME
+  config_path = directory / workdir.CONFIG_FILE
   config = AlbertConfig.from_json_file(config_path)
   checkpointer = ocp.PyTreeCheckpointer()
   try:
@@ -470,6 +466,8 @@ def _assemble(source: _Source, model: nn.Module, rng, reinit_mismatched: bool) -
         " (a head of another size: pass num_labels= or ignore_mismatched_heads=True to "
         "re-initialize it)"
         if _is_head(path)
+        else " (cross_layer_sharing differs?)"
+        if len(array.shape) != len(want)  # per-layer weights carry a leading [layers] axis
         else ""
       )
       problems.append(f"{name}: expected shape {layout(want)}, found {layout(array.shape)}{hint}")
@@ -578,6 +576,12 @@ def save_pretrained(
   directory = paths.path(path)
   model_cls = _model_class(type(model))
   config: AlbertConfig = model.config
+  if format != "orbax" and config.cross_layer_sharing != "all":
+    raise ValueError(
+      f"format={format!r} cannot hold cross_layer_sharing={config.cross_layer_sharing!r} "
+      "(transformers' and the original TF layouts share all of a layer or nothing); save it "
+      'with format="orbax"'
+    )
   if isinstance(params, Mapping) and set(params) == {"params"}:  # a variables dict
     params = params["params"]
   flat = {
@@ -592,10 +596,10 @@ def save_pretrained(
     # The small files are written once, by the first process (every process of a multi-host
     # run saves: each writes its own shards of the arrays, one object per file in a bucket).
     if jax.process_index() == 0:
-      config.to_json_file(directory / CONFIG_NAME, architecture)
+      config.to_json_file(directory / workdir.CONFIG_FILE, architecture)
     checkpointer = ocp.StandardCheckpointer()
     unboxed = nn.meta.unbox(dict(params))
-    checkpointer.save(directory / ORBAX_PARAMS_DIR, unboxed, force=True)
+    checkpointer.save(directory / workdir.ORBAX_PARAMS_DIR, unboxed, force=True)
     checkpointer.wait_until_finished()
     # After the arrays: a record without its arrays is never left behind. Every process takes
     # part in fingerprinting (the arrays may be sharded over processes); the first one writes.
@@ -605,7 +609,7 @@ def save_pretrained(
   elif format == "hf":
     if architecture in _FIXED_TWO_LABELS:  # transformers sizes these heads by num_labels
       config = config.replace(num_labels=2, label_names=None, problem_type=None)
-    config.to_json_file(directory / CONFIG_NAME, architecture)
+    config.to_json_file(directory / workdir.CONFIG_FILE, architecture)
     bare = architecture == "AlbertModel"
     tensors = {}
     for our_path, value in flat.items():
@@ -653,7 +657,9 @@ def _save_tokenizer(tokenizer: Any, directory: epath.Path) -> None:
     source = paths.path(tokenizer)
     if not source.is_file():
       raise FileNotFoundError(f"tokenizer file {tokenizer} does not exist")
-    target = directory / (TOKENIZER_FILE if source.suffix == ".model" else "vocab.txt")
+    target = directory / (
+      workdir.TOKENIZER_FILE if source.suffix == ".model" else workdir.WORDPIECE_VOCAB_FILE
+    )
     if source != target:
       paths.write_bytes(target, source.read_bytes())
   elif hasattr(tokenizer, "save_pretrained"):

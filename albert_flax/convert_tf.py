@@ -76,13 +76,6 @@ def is_ignored(name: str) -> bool:
   return name == "global_step" or any(p in _OPTIMIZER_SLOTS for p in parts)
 
 
-def tf_name_to_path(name: str) -> tuple[str, bool] | None:
-  """Original variable name -> (our '/'-joined path, transpose?), or None if not ALBERT's."""
-  if name.startswith("module/"):  # exported through TF Hub
-    name = name[len("module/") :]
-  return GOOGLE_TF_NAMES.to_ours(name)
-
-
 def path_to_tf_name(path: str) -> tuple[str, bool]:
   """Our '/'-joined path -> (original variable name, transpose?)."""
   mapped = GOOGLE_TF_NAMES.to_theirs(path)

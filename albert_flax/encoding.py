@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from albert_flax import paths
+from albert_flax.workdir import TOKENIZER_CONFIG_FILE
 
 _TRUNCATIONS = (True, False, "longest_first", "only_first", "only_second", "do_not_truncate")
 _PADDINGS = (True, False, "longest", "max_length", "do_not_pad")
@@ -64,6 +65,15 @@ class TokenizerBase:
       )
     return os.fspath(directory / ((filename_prefix + "-" if filename_prefix else "") + file_name))
 
+  def save_pretrained(self, save_directory: str | os.PathLike) -> tuple[str, str]:
+    """Write the vocabulary (`save_vocabulary`) and a tokenizer_config.json naming this tokenizer
+    and its settings (`tokenizer_config()`: what `af.load_tokenizer` and transformers'
+    AutoTokenizer read), local or gs://...; returns both paths."""
+    (vocab,) = self.save_vocabulary(save_directory)
+    path = paths.path(save_directory) / TOKENIZER_CONFIG_FILE
+    paths.write_json(path, self.tokenizer_config(), indent=2, ensure_ascii=False)
+    return vocab, os.fspath(path)
+
   pad_token_id: int
   unk_token_id: int
   cls_token_id: int
@@ -83,6 +93,14 @@ class TokenizerBase:
     raise NotImplementedError
 
   def convert_tokens_to_string(self, tokens: Sequence[str]) -> str:
+    raise NotImplementedError
+
+  def save_vocabulary(
+    self, save_directory: str | os.PathLike, filename_prefix: str | None = None
+  ) -> tuple[str]:
+    raise NotImplementedError
+
+  def tokenizer_config(self) -> dict[str, Any]:
     raise NotImplementedError
 
   # ----------------------------------------------------------------- decoding

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 from etils import epath
 
-from albert_flax import paths
+from albert_flax import __version__, paths
 from albert_flax import workdir as layout
 from albert_flax.config import AlbertConfig
 
@@ -39,6 +39,18 @@ _PIPELINE_TAGS = {
   "AlbertForMultipleChoice": "multiple-choice",
   "AlbertForTokenClassification": "token-classification",
   "AlbertForQuestionAnswering": "question-answering",
+}
+
+# What the layers share (AlbertConfig.cross_layer_sharing), in the card's words.
+_SHARING = {
+  "all": "The layers are shared: one group of `inner_group_num` layer(s) per `num_hidden_groups`,"
+  " applied `num_hidden_layers` times, so depth costs compute, not parameters.",
+  "attention": "The attention block (and its LayerNorm) is shared by all `num_hidden_layers`"
+  " layers; each layer has its own FFN (the ALBERT paper's shared-attention variant).",
+  "ffn": "The FFN block (and its LayerNorm) is shared by all `num_hidden_layers` layers; each"
+  " layer has its own attention (the ALBERT paper's shared-FFN variant).",
+  "none": "Nothing is shared: each of the `num_hidden_layers` layers has its own weights (the"
+  " ALBERT paper's not-shared variant; with embedding_size = hidden_size, BERT's shape).",
 }
 
 
@@ -126,8 +138,6 @@ def build_model_card(
     shapes: {'/'-joined parameter path: shape} of the saved parameters.
     format: the save format ("orbax", "hf", "tf").
   """
-  from albert_flax import __version__
-
   directory = paths.path(directory)
   counts = parameter_counts(shapes)
   tag = _PIPELINE_TAGS.get(architecture, "feature-extraction")
@@ -159,17 +169,15 @@ def build_model_card(
     "hidden_act",
     "max_position_embeddings",
     "type_vocab_size",
+    "cross_layer_sharing",
     "param_dtype",
   ):
     lines.append(f"| {field} | {getattr(config, field)} |")
   if architecture in ("AlbertForSequenceClassification", "AlbertForTokenClassification"):
     names = config.label_names or tuple(f"LABEL_{i}" for i in range(config.num_labels))
     lines.append(f"| labels | {config.num_labels}: {', '.join(names)} |")
+  lines += ["", _SHARING[config.cross_layer_sharing], ""]
   lines += [
-    "",
-    "The layers are shared: one group of `inner_group_num` layer(s) per `num_hidden_groups`,"
-    " applied `num_hidden_layers` times, so depth costs compute, not parameters.",
-    "",
     "## Parameters",
     "",
     "| part | parameters |",
@@ -266,12 +274,7 @@ def push_to_hub(
       f"{directory} is not a saved model (no {layout.CONFIG_FILE}): write it with "
       "af.save_pretrained first"
     )
-  offline = os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in {
-    "1",
-    "ON",
-    "YES",
-    "TRUE",
-  } or bool(constants.HF_HUB_OFFLINE)
+  offline = paths.hub_offline()
   if offline:
     raise OSError(
       f"Cannot push {directory} to {repo_id!r}: HF_HUB_OFFLINE is set. Unset it and make sure "

@@ -109,8 +109,8 @@ def _einsum_bwd(spec, residuals, grad):
 def _einsum_in_output_order(x: tuple[str, Array], y: tuple[str, Array], out: str) -> Array:
   """einsum of two (spec, operand) pairs into `out`, float32 accumulation, with the operand that
   holds the first non-shared index of `out` on the left: the dot's natural [batch, lhs free, rhs
-  free] order then matches `out`. (XLA's CPU backend, jax 0.10.2, rejects some bf16 x bf16 -> f32
-  dots of the other order: "Unsupported element type for DotThunk".)"""
+  free] order then matches `out`: albert_flax.upstream.XLA_CPU_BF16_DOT_ORDER (XLA's CPU backend
+  rejects some bf16 x bf16 -> f32 dots of the other order)."""
   (spec_x, op_x), (spec_y, op_y) = x, y
   first_free = next(index for index in out if (index in spec_x) != (index in spec_y))
   if first_free not in spec_x:

@@ -52,6 +52,10 @@ LOGICAL_RULES: tuple[tuple[str, Any], ...] = (
   ("token_types", None),
   ("classes", None),
   ("norm", None),
+  # The leading axis of per-layer weights (`AlbertConfig.cross_layer_sharing` other than "all"):
+  # whole, since the scan over depth takes one layer's slice per step (split over a mesh axis,
+  # each step would gather it from other devices).
+  ("layers", None),
 )
 
 
@@ -279,7 +283,7 @@ def global_batch(
   Args:
     local_batch: name -> [local_batch, ...] numpy arrays, this process's share
       (`process_batch_share`).
-    global_batch_size: the leading dim of the global arrays.
+    global_batch_size: the first dimension of the global arrays.
   """
   _, shares = process_batch_share(mesh, global_batch_size)
   out = {}

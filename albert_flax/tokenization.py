@@ -36,6 +36,7 @@ from albert_flax.text_normalization import lower as _lower
 from albert_flax.text_normalization import lower_with_origin, normalize_text, normalize_with_origin
 from albert_flax.text_normalization import preprocess_text as _preprocess
 from albert_flax.tokenizer_training import SPECIAL_PIECES, train_tokenizer
+from albert_flax.workdir import TOKENIZER_FILE
 
 __all__ = [
   "AlbertTokenizer",
@@ -46,7 +47,6 @@ __all__ = [
 ]
 
 SPIECE_UNDERLINE = "▁"
-VOCAB_FILE_NAME = "spiece.model"
 # The original ALBERT vocabulary was trained with these user-defined symbols (always split off).
 ALBERT_USER_DEFINED_SYMBOLS = ("(", ")", '"', "-", ".", "–", "£", "€")
 
@@ -445,44 +445,16 @@ class AlbertTokenizer(TokenizerBase):
   ) -> tuple[str]:
     """Write the model we hold (the bytes of the file it was read from) as
     `<save_directory>/[prefix-]spiece.model`, local or gs://...; returns (path,)."""
-    out = self._vocabulary_path(save_directory, filename_prefix, VOCAB_FILE_NAME)
+    out = self._vocabulary_path(save_directory, filename_prefix, TOKENIZER_FILE)
     if paths.path(self.vocab_file) != paths.path(out):
       paths.write_bytes(out, self._proto)
     return (out,)
 
-  def save_pretrained(self, save_directory: str | os.PathLike) -> tuple[str, str]:
-    """Write spiece.model and a tokenizer_config.json naming this tokenizer and its settings
-    (what `af.load_tokenizer` and transformers' AutoTokenizer read); returns both paths."""
-    (vocab,) = self.save_vocabulary(save_directory)
-    config = {
+  def tokenizer_config(self) -> dict[str, Any]:
+    """tokenizer_config.json's content (`save_pretrained`): AlbertTokenizer and its settings."""
+    return {
       "tokenizer_class": "AlbertTokenizer",
       "do_lower_case": self.do_lower_case,
       "remove_space": self.remove_space,
       "keep_accents": self.keep_accents,
     }
-    return vocab, write_tokenizer_config(save_directory, config)
-
-
-TOKENIZER_CONFIG_FILE = "tokenizer_config.json"
-
-
-def write_tokenizer_config(directory: str | os.PathLike, config: dict[str, Any]) -> str:
-  """Write `config` as <directory>/tokenizer_config.json (transformers' name; local or gs://...);
-  returns the path."""
-  path = paths.path(directory) / TOKENIZER_CONFIG_FILE
-  paths.write_json(path, config, indent=2, ensure_ascii=False)
-  return os.fspath(path)
-
-
-def __getattr__(name: str) -> Any:
-  # The WordPiece tokenizer and load_tokenizer live in their own files (which import this one);
-  # resolved on first use so `from albert_flax.tokenization import WordPieceTokenizer` works.
-  if name == "WordPieceTokenizer":
-    from albert_flax.wordpiece import WordPieceTokenizer
-
-    return WordPieceTokenizer
-  if name == "load_tokenizer":
-    from albert_flax.tokenizer_loading import load_tokenizer
-
-    return load_tokenizer
-  raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -26,13 +26,15 @@ from typing import Any
 from etils import epath
 
 from albert_flax import paths
-from albert_flax.tokenization import TOKENIZER_CONFIG_FILE, AlbertTokenizer
+from albert_flax.tokenization import AlbertTokenizer
 from albert_flax.wordpiece import WordPieceTokenizer
+from albert_flax.workdir import TOKENIZER_CONFIG_FILE, TOKENIZER_FILE, WORDPIECE_VOCAB_FILE
 
 logger = logging.getLogger(__name__)
 
-SENTENCEPIECE_FILES = ("spiece.model", "30k-clean.model")
-WORDPIECE_FILES = ("vocab.txt", "vocab_chinese.txt")
+# Ours (transformers' names) first, then the original TF releases'.
+SENTENCEPIECE_FILES = (TOKENIZER_FILE, "30k-clean.model")
+WORDPIECE_FILES = (WORDPIECE_VOCAB_FILE, "vocab_chinese.txt")
 _CLASSES = {
   "AlbertTokenizer": AlbertTokenizer,
   "AlbertTokenizerFast": AlbertTokenizer,
@@ -110,11 +112,8 @@ def _first_file(directory: epath.Path, names: tuple[str, ...]) -> epath.Path | N
 def _download(repo_id: str) -> str:
   """The tokenizer files of a Hub repository (cached); offline or failing -> clear OSError."""
   import huggingface_hub
-  from huggingface_hub import constants
 
-  offline = bool(constants.HF_HUB_OFFLINE) or os.environ.get(
-    "HF_HUB_OFFLINE", ""
-  ).strip().upper() in {"1", "ON", "YES", "TRUE"}
+  offline = paths.hub_offline()
   try:
     return huggingface_hub.snapshot_download(
       repo_id,

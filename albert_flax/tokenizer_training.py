@@ -21,6 +21,7 @@ import sentencepiece as spm
 
 from albert_flax import paths
 from albert_flax.text_normalization import normalize_text
+from albert_flax.wordpiece import bert_normalizer
 
 # The special pieces and the ids the released ALBERT models (and train_tokenizer) give them.
 SPECIAL_PIECES = {"pad": "<pad>", "unk": "<unk>", "cls": "[CLS]", "sep": "[SEP]", "mask": "[MASK]"}
@@ -220,8 +221,6 @@ def train_wordpiece_vocab(
   0..4 are [PAD], [UNK], [CLS], [SEP], [MASK]. Files, sampling and `seed` as train_tokenizer.
   """
   from tokenizers import Tokenizer, models, pre_tokenizers, trainers
-
-  from albert_flax.wordpiece import bert_normalizer
 
   if not isinstance(vocab_size, int) or vocab_size <= len(WORDPIECE_SPECIAL_TOKENS):
     raise ValueError(

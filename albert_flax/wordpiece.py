@@ -34,8 +34,8 @@ import numpy as np
 from albert_flax import paths
 from albert_flax.encoding import TokenizerBase
 from albert_flax.text_normalization import bert_words
+from albert_flax.workdir import WORDPIECE_VOCAB_FILE
 
-VOCAB_FILE_NAME = "vocab.txt"
 # BERT's special tokens by name (the constructor takes others).
 SPECIAL_TOKENS = {"pad": "[PAD]", "unk": "[UNK]", "cls": "[CLS]", "sep": "[SEP]", "mask": "[MASK]"}
 CONTINUATION = "##"
@@ -347,21 +347,16 @@ class WordPieceTokenizer(TokenizerBase):
   ) -> tuple[str]:
     """Write the vocabulary as `<save_directory>/[prefix-]vocab.txt` (local or gs://...);
     returns (path,)."""
-    out = self._vocabulary_path(save_directory, filename_prefix, VOCAB_FILE_NAME)
+    out = self._vocabulary_path(save_directory, filename_prefix, WORDPIECE_VOCAB_FILE)
     paths.write_text(out, "".join(t + "\n" for t in self._tokens))
     return (out,)
 
-  def save_pretrained(self, save_directory: str | os.PathLike) -> tuple[str, str]:
-    """Write vocab.txt and a tokenizer_config.json naming BertTokenizer with these settings
-    (what `af.load_tokenizer` and transformers' AutoTokenizer read); returns both paths."""
-    from albert_flax.tokenization import write_tokenizer_config
-
-    (vocab,) = self.save_vocabulary(save_directory)
-    config = {
+  def tokenizer_config(self) -> dict[str, Any]:
+    """tokenizer_config.json's content (`save_pretrained`): BertTokenizer and these settings."""
+    return {
       "tokenizer_class": "BertTokenizer",
       "do_lower_case": self.do_lower_case,
       "strip_accents": self.strip_accents,
       "tokenize_chinese_chars": self.tokenize_chinese_chars,
       **{f"{name}_token": token for name, token in self.special_tokens.items()},
     }
-    return vocab, write_tokenizer_config(save_directory, config)

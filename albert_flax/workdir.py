@@ -9,7 +9,8 @@ when they resume, and by users. Their names live here only; everything else impo
       params/                         ORBAX_PARAMS_DIR (format="orbax")
       integrity.json                  INTEGRITY_FILE: each array's fingerprint
       spiece.model                    TOKENIZER_FILE (when a tokenizer was given), or
-      vocab.txt                       WORDPIECE_VOCAB_FILE, with tokenizer_config.json
+      vocab.txt                       WORDPIECE_VOCAB_FILE, with
+      tokenizer_config.json           TOKENIZER_CONFIG_FILE (transformers' name)
       README.md                       MODEL_CARD_FILE (albert_flax.model_card)
 
     <pretraining workdir>/
@@ -53,6 +54,7 @@ CONFIG_FILE = "config.json"
 ORBAX_PARAMS_DIR = "params"
 TOKENIZER_FILE = "spiece.model"
 WORDPIECE_VOCAB_FILE = "vocab.txt"  # the tokenizer when it is a WordPiece vocabulary (Chinese)
+TOKENIZER_CONFIG_FILE = "tokenizer_config.json"  # which tokenizer class, and its settings
 MODEL_CARD_FILE = "README.md"
 TRAIN_CONFIG_FILE = "train_config.json"
 CHECKPOINTS_DIR = "checkpoints"

@@ -19,7 +19,7 @@ eps 1e-6, global-norm clipping 1.0, linear warm-up and decay), then predicts the
                   compiled side by side before the first step as the program does:
                   config.compile_ahead).
   ours powers     the bucketed side with powers of two from 32 to 512
-                  (config.length_buckets=32,64,128,256,512; the default before session 8).
+                  (config.length_buckets=32,64,128,256,512; the default before fitted buckets).
   ours finer      the bucketed side with the buckets of `--finer-buckets` (default 16, then
                   powers of two from 32, set by config.length_buckets).
   ours rerun      the bucketed side again in the same process after jax.clear_caches(): its
@@ -97,8 +97,9 @@ def run_ours(args, kind, features, dtype, bucket_spec) -> dict[str, float]:
   from albert_flax import sharding
   from albert_flax.train import optim, training
   from finetune import buckets as buckets_lib
+  from finetune.batching import TrainBatches
   from finetune.configs import glue
-  from finetune.data import train_batches
+  from finetune.predict import Predictor
   from finetune.tasks import EvalSet
   from finetune.tasks.glue import GlueTask
   from finetune.train import (
@@ -142,10 +143,8 @@ def run_ours(args, kind, features, dtype, bucket_spec) -> dict[str, float]:
   step = training.make_train_step(
     make_stats_fn(model, task), task.loss_weights, optimizer, shardings, mesh
   )
-  if buckets:
-    batches = buckets_lib.bucketed_train_batches(features, args.batch_size, 0, buckets)
-  else:
-    batches = train_batches(features, args.batch_size, 0)
+  train = TrainBatches(features, args.batch_size, 0, buckets)
+  batches = train.iterate(0)
   timed = steps if bucketed else min(steps, args.padded_steps)
   predict_fn = make_predict_fn(model, task, shardings.params, mesh)
   inputs = {k: v for k, v in features.items() if k != "labels"}
@@ -156,9 +155,14 @@ def run_ours(args, kind, features, dtype, bucket_spec) -> dict[str, float]:
   # epoch's.
   start = time.perf_counter()
   compiles, widths, _ = compile_ahead(
-    step, predict_fn, state, features, [inputs], buckets, make_batch, args.batch_size, mesh, 0,
+    step,
+    state,
+    train,
+    make_batch,
+    Predictor(predict_fn, mesh, args.batch_size, buckets),
+    [inputs],
     range(steps),
-  )  # fmt: skip
+  )
   compile_s = time.perf_counter() - start
   step_widths, durations = [], []
   for _ in range(timed):

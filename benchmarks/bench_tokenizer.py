@@ -87,6 +87,38 @@ def print_rows(rows: list[tuple[str, float, int]], n_texts: int) -> None:
     print(f"{name:44s} {n_texts / seconds:10.0f} {tokens / seconds:12.0f} {base / seconds:8.1f}x")
 
 
+class Timings:
+  """The table's rows, (name, best seconds, tokens), each timed by `run`."""
+
+  def __init__(self, texts: list[str]):
+    self.texts = texts
+    self.rows: list[tuple[str, float, int]] = []
+
+  def run(self, name: str, fn: Callable[[], list[list[int]]], times: int) -> list[list[int]]:
+    seconds, ids = best_time(fn, times)
+    self.rows.append((name, seconds, sum(map(len, ids))))
+    return ids
+
+  def reference(self, hf) -> tuple[list[list[int]], list[list[int]]]:
+    """transformers' slow tokenizer `hf`, per text and on the batch: the reference ids."""
+    texts = self.texts
+
+    def per_text() -> list[list[int]]:
+      return [hf.encode(t, add_special_tokens=False) for t in texts]
+
+    return (
+      self.run("transformers slow: encode per text", per_text, 1),
+      self.run("transformers slow: __call__(batch)", lambda: hf(texts)["input_ids"], 1),
+    )
+
+  def report(self, title: str, ours: tuple, reference: tuple) -> None:
+    """Print how many rows of `ours` (ids per text, ids of __call__) differ from `reference`,
+    then the table."""
+    mismatches = sum(a != b for o, r in zip(ours, reference) for a, b in zip(o, r))
+    print(f"{title}: {mismatches} mismatching rows of {2 * len(self.texts)}")
+    print_rows(self.rows, len(self.texts))
+
+
 def bench_wordpiece(texts: list[str], vocab_file: str, repeat: int, label: str) -> None:
   """WordPieceTokenizer against transformers' BertTokenizer (slow: the reference) and
   BertTokenizerFast, with a parity count."""
@@ -94,19 +126,9 @@ def bench_wordpiece(texts: list[str], vocab_file: str, repeat: int, label: str) 
 
   ours, hf = WordPieceTokenizer(vocab_file), transformers.BertTokenizer(vocab_file)
   fast = transformers.BertTokenizerFast(vocab_file)
-  rows: list[tuple[str, float, int]] = []
-
-  def run(name: str, fn: Callable[[], list[list[int]]], times: int) -> list[list[int]]:
-    seconds, ids = best_time(fn, times)
-    rows.append((name, seconds, sum(map(len, ids))))
-    return ids
-
-  ref = run(
-    "transformers slow: encode per text",
-    lambda: [hf.encode(t, add_special_tokens=False) for t in texts],
-    1,
-  )
-  ref_call = run("transformers slow: __call__(batch)", lambda: hf(texts)["input_ids"], 1)
+  timings = Timings(texts)
+  rows, run = timings.rows, timings.run
+  ref, ref_call = timings.reference(hf)
   got = run("ours: encode_as_ids(batch)", lambda: ours.encode_as_ids(texts), repeat)
   got_call = run("ours: __call__(batch)", lambda: ours(texts)["input_ids"], repeat)
   seconds, enc = best_time(
@@ -115,14 +137,8 @@ def bench_wordpiece(texts: list[str], vocab_file: str, repeat: int, label: str) 
   )
   rows.append(("ours: __call__(batch, pad to 512, np)", seconds, int(enc["attention_mask"].sum())))
   run("transformers fast (Rust): __call__(batch)", lambda: fast(texts)["input_ids"], repeat)
-  mismatches = sum(a != b for a, b in zip(got, ref)) + sum(
-    a != b for a, b in zip(got_call, ref_call)
-  )
-  print(
-    f"\nWordPiece, {label}: parity with transformers' slow BertTokenizer: {mismatches} "
-    f"mismatching rows of {2 * len(texts)}"
-  )
-  print_rows(rows, len(texts))
+  title = f"\nWordPiece, {label}: parity with transformers' slow BertTokenizer"
+  timings.report(title, (got, got_call), (ref, ref_call))
 
 
 def best_time(fn: Callable[[], object], repeat: int) -> tuple[float, object]:
@@ -169,19 +185,9 @@ def main() -> None:
     ours_1 = AlbertTokenizer(model, num_threads=1)
     hf = transformers.AlbertTokenizer(model)
 
-    rows: list[tuple[str, float, int]] = []
-
-    def run(name: str, fn: Callable[[], list[list[int]]], repeat: int) -> list[list[int]]:
-      seconds, ids = best_time(fn, repeat)
-      rows.append((name, seconds, sum(map(len, ids))))
-      return ids
-
-    ref = run(
-      "transformers slow: encode per text",
-      lambda: [hf.encode(t, add_special_tokens=False) for t in texts],
-      1,
-    )
-    ref_call = run("transformers slow: __call__(batch)", lambda: hf(texts)["input_ids"], 1)
+    timings = Timings(texts)
+    rows, run = timings.rows, timings.run
+    ref, ref_call = timings.reference(hf)
     got = run(
       "ours: encode_as_ids(batch), all cores", lambda: ours.encode_as_ids(texts), args.repeat
     )
@@ -203,14 +209,8 @@ def main() -> None:
     except Exception as e:  # noqa: BLE001 - conversion needs protobuf/tokenizers
       print(f"(transformers fast tokenizer unavailable: {type(e).__name__}: {e})")
 
-    mismatches = sum(a != b for a, b in zip(got, ref)) + sum(
-      a != b for a, b in zip(got_call, ref_call)
-    )
-    print(
-      f"SentencePiece: parity with transformers slow: {mismatches} mismatching rows of "
-      f"{2 * len(texts)}"
-    )
-    print_rows(rows, len(texts))
+    title = "SentencePiece: parity with transformers slow"
+    timings.report(title, (got, got_call), (ref, ref_call))
 
     chinese = chinese_lines(len(texts))
     corpus = os.path.join(tmp, "wordpiece_corpus.txt")

@@ -18,6 +18,7 @@ from etils import epath
 from albert_flax import paths
 from albert_flax import workdir as layout
 from albert_flax.train import program
+from finetune.train import train_and_evaluate
 
 FLAGS = program.define_flags(None, None, "A finetune/configs/*.py file.")
 
@@ -27,7 +28,7 @@ def _summary(workdir: epath.Path, results: dict) -> str:
   lines += [f"  {k}: {v:.4g}" for k, v in sorted(results.items()) if isinstance(v, float)]
   lines += [
     f"  model:       {workdir / layout.MODEL_DIR} (af.from_pretrained({str(workdir)!r}))",
-    f"  metrics:     {workdir / layout.EVAL_RESULTS_FILE}, {workdir / 'metrics.jsonl'}",
+    f"  metrics:     {workdir / layout.EVAL_RESULTS_FILE}, {workdir / layout.METRICS_FILE}",
     f"  predictions: {workdir / layout.PREDICTIONS_DIR}",
   ]
   return "\n".join(lines)
@@ -41,8 +42,6 @@ def main(argv):
     raise app.UsageError("--save_compiled / --load_compiled are for pretraining runs only")
   program.exit_if_compile_only(FLAGS, "finetune.steps")
   program.start(FLAGS, loggers=("finetune",))
-  from finetune.train import train_and_evaluate  # after flag parsing: jax starts here
-
   workdir = paths.path(FLAGS.workdir.value)  # local (made absolute), or a bucket: gs://...
   results = train_and_evaluate(FLAGS.config.value, workdir)
   program.finish("finetune", results, lambda: _summary(workdir, results))

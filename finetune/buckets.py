@@ -42,7 +42,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from finetune.data import Features, num_rows
+from finetune.data import Features
 
 SMALLEST_DEFAULT_BUCKET = 32
 # Fitted widths are multiples of this: the float32 vector width of AVX/AVX2 and a TPU vreg's
@@ -74,7 +74,7 @@ def fit_buckets(
 
   Powers of two from 32 would put most of a set of short sentences (SST-2: mean 13 tokens) in
   batches of 32, ~2.5x the positions of the rows; the same number of widths fitted to them
-  compute ~1.25x (benchmarks/RESULTS.md, session 8).
+  compute ~1.25x (benchmarks/RESULTS.md, fine-tuning with length buckets).
   """
   lengths = np.asarray(lengths, np.int64)
   if lengths.size == 0:
@@ -314,9 +314,3 @@ class CompileCounter:
       f"{name} {len(s)} ({', '.join(str(shape[-1]) for shape in sorted(s))})"
       for name, s in sorted(self.shapes.items())
     )
-
-
-def check_lengths(features: Features, buckets: Sequence[int]) -> None:
-  """Every row fits the largest bucket (tasks pad to max_seq_length, the largest bucket)."""
-  if num_rows(features) and int(row_lengths(features).max()) > buckets[-1]:
-    raise ValueError(f"rows longer than the largest bucket {buckets[-1]}")

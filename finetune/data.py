@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-import uuid
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -64,22 +63,14 @@ def atomic_open(path: str | os.PathLike, mode: str = "w") -> Iterator[Any]:
   its upload completes; a rename there would be a copy and a delete, and closing a half-written
   upload would publish it).
   """
-  target = paths.path(path)
-  if not paths.is_local(target):
+  if not paths.is_local(path):
     buffer = io.BytesIO() if "b" in mode else io.StringIO()
     yield buffer
     data = buffer.getvalue()
-    paths.write_bytes(target, data if isinstance(data, bytes) else data.encode("utf-8"))
+    paths.write_bytes(path, data if isinstance(data, bytes) else data.encode("utf-8"))
     return
-  target.parent.mkdir(parents=True, exist_ok=True)
-  tmp = target.parent / f".{target.name}.{uuid.uuid4().hex[:8]}.tmp"
-  try:
-    with tmp.open(mode) as f:
-      yield f
-    os.replace(tmp, target)
-  except BaseException:
-    tmp.unlink(missing_ok=True)
-    raise
+  with paths.replacing(path) as tmp, tmp.open(mode) as f:
+    yield f
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:

@@ -18,8 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
@@ -30,10 +29,12 @@ from etils import epath
 from albert_flax import paths
 from albert_flax import workdir as layout
 from finetune.data import write_json
+from finetune.export import copy_model
+from finetune.spec import resolve_config
+from finetune.steps import SharedSteps
+from finetune.tasks import get_task
 
 log = logging.getLogger(__name__)
-
-SUMMARY_FILE = layout.SEEDS_SUMMARY_FILE
 
 
 def seed_list(seeds: int | Sequence[int], first: int = 0) -> list[int]:
@@ -79,14 +80,18 @@ def summarize(runs: dict[int, dict[str, float]], best_metric: str) -> dict[str, 
   }
 
 
-def train_seeds(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
-  """Run `train_and_evaluate` once per seed of `config.seeds`; returns the best run's results
-  ({} when a run stopped on request: rerun the command to resume)."""
-  from finetune.train import train_and_evaluate  # train.py calls this module
+# One fine-tuning run: (config, its workdir, the steps runs share) -> its results.
+RunOne = Callable[[ml_collections.ConfigDict, str, SharedSteps], dict[str, Any]]
 
+
+def train_seeds(
+  config: ml_collections.ConfigDict, workdir: str, run_one: RunOne
+) -> dict[str, float]:
+  """Call `run_one` (`finetune.train.run`) once per seed of `config.seeds`; returns the best
+  run's results ({} when a run stopped on request: rerun the command to resume)."""
   workdir = paths.path(workdir)  # local (made absolute), or a bucket: gs://...
   seeds = seed_list(config.seeds, int(config.seed))
-  steps: dict[str, Any] = {}  # the jitted steps, shared by the runs
+  steps = SharedSteps()  # the jitted steps, shared by the runs
   runs: dict[int, dict[str, float]] = {}
   for seed in seeds:
     directory = run_dir(workdir, seed)
@@ -99,18 +104,18 @@ def train_seeds(config: ml_collections.ConfigDict, workdir: str) -> dict[str, fl
     run_config.seed = seed
     run_config.seeds = None
     log.info("seed %d of %s -> %s", seed, seeds, directory)
-    results = train_and_evaluate(run_config, directory, shared_steps=steps)
+    results = run_one(run_config, directory, steps)
     if results.get("interrupted"):
       return results  # stopped on request: a rerun resumes this seed
     runs[seed] = results
-  best_metric = steps.get("best_metric") or _best_metric(config)
+  best_metric = steps.best_metric or _best_metric(config)
   summary = summarize(runs, best_metric)
-  if "compiles" in steps:
-    summary["compiles"] = steps["compiles"].counts()
+  if steps.steps is not None:
+    summary["compiles"] = steps.compiles.counts()
   best_seed = summary["best_seed"]
   if jax.process_index() == 0:
-    _copy_tree(epath.Path(run_dir(workdir, best_seed)) / layout.MODEL_DIR, workdir)
-    write_json(workdir / SUMMARY_FILE, summary)
+    copy_model(epath.Path(run_dir(workdir, best_seed)) / layout.MODEL_DIR, workdir)
+    write_json(workdir / layout.SEEDS_SUMMARY_FILE, summary)
   log.info(
     "%d seeds: best %s = %s (seed %d); %s",
     len(seeds),
@@ -127,38 +132,4 @@ def train_seeds(config: ml_collections.ConfigDict, workdir: str) -> dict[str, fl
 
 def _best_metric(config: ml_collections.ConfigDict) -> str:
   """The task's best-checkpoint metric, when every run was already finished."""
-  from finetune.tasks import get_task
-  from finetune.train import resolve_config
-
   return get_task(resolve_config(config), None).best_metric
-
-
-def _copy_tree(source: epath.Path, workdir: epath.Path) -> None:
-  """The best run's model into workdir/model, replaced in one rename; in a bucket (where a
-  folder's "rename" copies every object) copied in place."""
-  target = workdir / layout.MODEL_DIR
-  if not paths.is_local(target):
-    if target.exists():
-      target.rmtree()
-    _copy_files(source, target)
-    return
-  tmp = workdir / f".{layout.MODEL_DIR}.{uuid.uuid4().hex[:8]}"
-  try:
-    _copy_files(source, tmp)
-    if target.exists():
-      target.rmtree()
-    paths.move_tree(tmp, target)
-  except BaseException:
-    tmp.rmtree(missing_ok=True)
-    raise
-
-
-def _copy_files(source: epath.Path, target: epath.Path) -> None:
-  """Copy the folder `source` to `target`, file by file (epath has no copytree; a bucket has no
-  folders to copy, only objects)."""
-  target.mkdir(parents=True, exist_ok=True)
-  for item in source.iterdir():
-    if item.is_dir():
-      _copy_files(item, target / item.name)
-    else:
-      item.copy(target / item.name, overwrite=True)

@@ -1,9 +1,11 @@
 """The fine-tuning steps, built by one function for the training run and for compile-only mode.
 
 `build_steps(config, model, task, mesh, example)` makes the optimizer, the train state's shapes
-and shardings, the jitted train step and the jitted prediction step; `train.train_and_evaluate`
-runs them, and `compile_program` (`python -m finetune --compile_only --topology=...`) hands the
-very same steps, with abstract arguments, to the TPU compiler (`albert_flax.train.aot`).
+and shardings, the jitted train step and the jitted prediction step (`make_predict_fn`) of
+`finetune.spec`'s model, batch and losses; `train.run_one` runs them (runs of several seeds share
+them through `SharedSteps`), and `compile_program` (`python -m finetune --compile_only
+--topology=...`) hands the very same steps, with abstract arguments, to the TPU compiler
+(`albert_flax.train.aot`).
 """
 
 from __future__ import annotations
@@ -18,11 +20,14 @@ import ml_collections
 import numpy as np
 from jax.sharding import Mesh
 
-import albert_flax as af
 from albert_flax import sharding
 from albert_flax.flops import model_flops_per_step
 from albert_flax.train import aot, optim, training
+from albert_flax.train.batch_spec import abstract_batch
+from finetune import buckets as buckets_lib
+from finetune import spec
 from finetune.data import MODEL_INPUTS
+from finetune.tasks import Task, get_task
 
 
 @dataclasses.dataclass
@@ -46,8 +51,6 @@ def build_steps(
   nothing: the state's shapes come from `jax.eval_shape`. train_seed: the train step's dropout
   seed (default config.seed; multi-seed runs pass 0 and send each run's seed with its batches).
   """
-  from finetune.train import make_predict_fn, make_stats_fn  # the task glue lives there
-
   optimizer, schedule = optim.create_optimizer(
     config.optimizer,
     config.learning_rate,
@@ -74,7 +77,7 @@ def build_steps(
     init_params_fn, optimizer, mesh, jax.random.key(config.seed)
   )
   train_step = training.make_train_step(
-    make_stats_fn(model, task),
+    spec.make_stats_fn(model, task),
     task.loss_weights,
     optimizer,
     shardings,
@@ -89,52 +92,31 @@ def build_steps(
   )
 
 
-# ================================================================================ compile only
+def make_predict_fn(model, task: Task, params_shardings, mesh) -> training.MeshFunction:
+  """Jitted (params, inputs [batch, ...]) -> task.head_outputs, inputs split over the batch
+  axes of the mesh (the outputs' layout is left to the compiler; `predict_set` gathers them)."""
+
+  def predict(params, batch):
+    return task.head_outputs(spec.apply_model(model, params, batch))
+
+  jitted = jax.jit(predict, in_shardings=(params_shardings, sharding.batch_sharding(mesh)))
+  return training.MeshFunction(jitted, mesh, sharding.LOGICAL_RULES)
 
 
-def batch_shapes(
-  config: ml_collections.ConfigDict, model: Any, batch_size: int
-) -> dict[str, tuple[tuple[int, ...], Any]]:
-  """name -> (global shape, dtype) of a training batch of the task's head, as the tasks make
-  them (model inputs, targets, and the per-row "weights")."""
-  b, s = batch_size, config.max_seq_length
-  if isinstance(model, af.AlbertForMultipleChoice):
-    from finetune.tasks.race import NUM_CHOICES
+@dataclasses.dataclass
+class SharedSteps:
+  """The jitted steps that runs of one config differing only in seed share (finetune.seeds):
+  the first run builds them (its train step takes each run's dropout seed with the batch), the
+  others reuse them, so N seeds compile once per padded length."""
 
-    inputs = (b, NUM_CHOICES, s)
-  else:
-    inputs = (b, s)
-  shapes = {name: (inputs, np.int32) for name in MODEL_INPUTS}
-  if isinstance(model, af.AlbertForQuestionAnswering):
-    shapes.update(start_positions=((b,), np.int32), end_positions=((b,), np.int32))
-  elif isinstance(model, af.AlbertForTokenClassification):
-    shapes["labels"] = ((b, s), np.int32)
-  elif model.config.problem_type == "regression":
-    shapes["labels"] = ((b,), np.float32)
-  else:
-    shapes["labels"] = ((b,), np.int32)
-  shapes["weights"] = ((b,), np.float32)
-  return shapes
-
-
-def model_for_shapes(config: ml_collections.ConfigDict, task: Any) -> Any:
-  """The model the run would build, from config files only (no weights): `init_from` names a
-  preset ("base-v2") or a checkpoint whose config.json is read."""
-  dropout = float(config.hidden_dropout_prob)
-  overrides = dict(
-    dtype=config.dtype,
-    param_dtype=config.param_dtype,
-    hidden_dropout_prob=dropout,
-    attention_probs_dropout_prob=dropout,
-    classifier_dropout_prob=float(config.classifier_dropout_prob),
-    remat=config.remat,
-    **task.model_overrides(),
+  steps: FinetuningSteps | None = None
+  compiles: buckets_lib.CompileCounter = dataclasses.field(
+    default_factory=buckets_lib.CompileCounter
   )
-  if config.init_from in af.AlbertConfig.preset_names():
-    model_config = af.AlbertConfig.preset(config.init_from, **overrides)
-  else:
-    model_config = af.AlbertConfig.from_pretrained(config.init_from).replace(**overrides)
-  return task.model_class(model_config)
+  best_metric: str | None = None  # the task's, for the summary
+
+
+# ================================================================================ compile only
 
 
 def compile_program(
@@ -142,39 +124,20 @@ def compile_program(
 ) -> aot.Program:
   """The train and prediction steps of `config` over `devices`, with abstract arguments. The
   task is built without a tokenizer and reads no data."""
-  from finetune.tasks import get_task
-  from finetune.train import resolve_config
-
-  config = resolve_config(config)
+  config = spec.resolve_config(config)
   task = get_task(config, None)
-  model = model_for_shapes(config, task)
+  model = spec.model_for_shapes(config, task)
   mesh = sharding.make_mesh(config.mesh.data, config.mesh.fsdp, config.mesh.tensor, devices)
-  split = sharding.batch_split(mesh)
-  for key, multiple in (
-    ("batch_size", split * config.grad_accum_steps),
-    ("eval_batch_size", split),
-  ):
-    if config[key] % multiple:
-      raise ValueError(
-        f"{key} {config[key]} must be a multiple of {multiple} (mesh {dict(mesh.shape)}"
-        + (f", grad_accum_steps {config.grad_accum_steps})" if key == "batch_size" else ")")
-      )
-  shapes = batch_shapes(config, model, config.batch_size)
-  example = {k: np.zeros((1,) + shapes[k][0][1:], np.int32) for k in MODEL_INPUTS}
+  spec.check_mesh(config, mesh)
+  train_spec = spec.batch_spec(config, task, config.batch_size)
+  example = {k: np.zeros((1,) + train_spec[k].shape[1:], np.int32) for k in MODEL_INPUTS}
   steps = build_steps(config, model, task, mesh, example)
   state = training.abstract_with_shardings(steps.abstract_state, steps.state_shardings)
-
-  def abstract_batch(batch_size, names):
-    return {
-      name: jax.ShapeDtypeStruct(shape, dtype, sharding=sharding.batch_sharding(mesh, len(shape)))
-      for name, (shape, dtype) in batch_shapes(config, model, batch_size).items()
-      if name in names
-    }
-
-  train_batch = abstract_batch(config.batch_size, shapes)
-  eval_inputs = abstract_batch(config.eval_batch_size, MODEL_INPUTS)
+  train_batch = abstract_batch(train_spec, mesh)
+  eval_spec = spec.batch_spec(config, task, config.eval_batch_size)
+  eval_inputs = abstract_batch({k: eval_spec[k] for k in MODEL_INPUTS}, mesh)
   # Every sequence the encoder runs ([batch] or [batch x choices]); the heads' FLOPs are small.
-  sequences = int(np.prod(shapes["input_ids"][0][:-1]))
+  sequences = int(np.prod(train_spec["input_ids"].shape[:-1]))
   flops = model_flops_per_step(model.config, sequences, config.max_seq_length)
   return aot.Program(
     mesh,

@@ -65,8 +65,9 @@ import jax
 from etils import epath
 
 import albert_flax as af
-from albert_flax import sharding
+from albert_flax import paths, sharding
 
+paths.configure_storage()  # gs:// through gcsfs, no stale listings: what the programs do first
 logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", force=True)
 for noisy in ("absl", "jax", "orbax", "etils"):
   logging.getLogger(noisy).setLevel(logging.WARNING)

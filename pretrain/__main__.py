@@ -47,7 +47,10 @@ if __name__ == "__main__":
 
 from etils import epath  # noqa: E402
 
+from albert_flax import paths  # noqa: E402
+from albert_flax import workdir as layout  # noqa: E402
 from albert_flax.train import program  # noqa: E402
+from pretrain import train  # noqa: E402
 
 FLAGS = program.define_flags(
   os.path.join(os.path.dirname(__file__), "configs", "tiny.py"),
@@ -70,7 +73,7 @@ def _summary(workdir: epath.Path, result: dict) -> str:
     )
   lines += [
     f"  model:   {workdir} (af.from_pretrained({str(workdir)!r}))",
-    f"  metrics: {workdir / 'metrics.jsonl'}, tensorboard --logdir {workdir}",
+    f"  metrics: {workdir / layout.METRICS_FILE}, tensorboard --logdir {workdir}",
     "  next:    python -m finetune --config=finetune/configs/glue.py --workdir=DIR "
     f"--config.init_from={workdir}",
   ]
@@ -81,9 +84,6 @@ def main(argv):
   del argv
   program.exit_if_compile_only(FLAGS, "pretrain.steps")
   program.start(FLAGS, loggers=("pretrain",))
-  from albert_flax import paths
-  from pretrain import train
-
   workdir = paths.path(FLAGS.workdir.value)  # local (made absolute), or a bucket: gs://...
   result = train.train_and_evaluate(
     FLAGS.config.value, workdir, load_compiled=FLAGS.aot.load_compiled.value

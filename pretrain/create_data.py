@@ -25,7 +25,8 @@ import numpy as np
 from absl import flags
 from etils import epath
 
-from pretrain import data, pipeline, shards
+from albert_flax import upstream
+from pretrain import data, shards
 from pretrain.examples import (
   ExampleConfig,
   concat_examples,
@@ -90,19 +91,14 @@ def create_data(
       "files; remove them or choose another directory"
     )
   tokenizer = data.load_tokenizer(spm_model, do_lower_case)
-  source, builtin_split = data.make_source(
-    input_files,
-    tfds_name=tfds_name,
-    tfds_split=tfds_split,
-    tfds_data_dir=tfds_data_dir,
-    cache_dir=cache_dir,
-  )
+  tfds = data.TfdsDataset(tfds_name, tfds_split, tfds_data_dir) if tfds_name is not None else None
+  source, builtin_split = data.make_source(input_files, tfds=tfds, cache_dir=cache_dir)
   stream = data.TextStream(
     source, tokenizer, config, shuffle_buffer, seed, 0, 1, split or builtin_split, num_epochs=1
   )
   windows = stream.windows().map(_AllVariants(tokenizer, config, dupe_factor, seed))
   if num_workers:
-    pipeline.allow_unparsed_absl_flags()
+    upstream.allow_unparsed_absl_flags()  # GRAIN_UNPARSED_ABSL_FLAGS
     windows = windows.mp_prefetch(grain.MultiprocessingOptions(num_workers))
   writer = shards.ShardWriter(output_dir, num_shards)
   start = last_log = time.time()

@@ -33,24 +33,24 @@ sentence_order_label [B] int32 (1 = the two segments are swapped).
 
 from __future__ import annotations
 
-import logging
+import dataclasses
 import os
-import zlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-import grain
 import numpy as np
 from etils import epath
 
-from pretrain import builtin_corpus, corpus, pipeline, shards, word_segmentation
+import albert_flax as af
+from pretrain import builtin_corpus, corpus, word_segmentation
 from pretrain.examples import ExampleConfig
 from pretrain.pipeline import BATCH_KEYS, PretrainingIterator
-
-log = logging.getLogger(__name__)
+from pretrain.streams import StaticStream, TextStream
 
 __all__ = [
   "make_pretraining_batches",
+  "DataOptions",
+  "TfdsDataset",
   "PretrainingIterator",
   "ExampleConfig",
   "BATCH_KEYS",
@@ -64,166 +64,6 @@ __all__ = [
 DEFAULT_SHUFFLE_BUFFER_DOCS = 1024
 
 
-# ----------------------------------------------------------------------------- streams
-
-
-class TextStream:
-  """Windows of `window_docs` documents of a source -> dynamically masked chunks (grain)."""
-
-  def __init__(
-    self,
-    source: corpus.DocumentSource,
-    tokenizer: Any,
-    config: ExampleConfig,
-    window_docs: int,
-    seed: int,
-    process_index: int,
-    process_count: int,
-    split: str | None = None,
-    eval_fraction: float = corpus.DEFAULT_EVAL_FRACTION,
-    num_epochs: int | None = None,
-  ):
-    if window_docs < 1:
-      raise ValueError(f"shuffle_buffer must be >= 1 document, got {window_docs}")
-    corpus.check_split(split)
-    _check_vocab(tokenizer)
-    self.source, self.window_docs, self.num_epochs = source, window_docs, num_epochs
-    self.seed, self.process_index, self.process_count = seed, process_index, process_count
-    self.split, self.eval_fraction = split, eval_fraction
-    self.tokenizer, self.config = tokenizer, config
-    self.name = source.name + (f" (split {split})" if split not in (None, "all") else "")
-
-  def settings(self) -> str:
-    return _digest(
-      self.window_docs,
-      self.config,
-      self.split,
-      self.eval_fraction,
-      self.tokenizer.vocab_size,
-      type(self.source).__name__,
-    )
-
-  def windows(self, start: pipeline.Start = pipeline.Start()) -> pipeline.DocumentWindows:
-    return pipeline.DocumentWindows(
-      self.source,
-      self.window_docs,
-      self.seed,
-      self.process_index,
-      self.process_count,
-      self.num_epochs,
-      self.split,
-      self.eval_fraction,
-      start,
-    )
-
-  def dataset(self, start: pipeline.Start) -> grain.IterDataset:
-    return (
-      self.windows(start)
-      .map(pipeline.MakePairs(self.tokenizer, self.config))
-      .map(pipeline.MaskTokens(self.tokenizer, self.config))
-    )
-
-  def upgrade_state(self, state: dict) -> dict:
-    # A state of the pipeline before grain: the same windows of the same documents, but pairs
-    # and masks drawn from other random streams, so the examples after it are new ones.
-    log.warning("data state of an older pipeline: resuming at its window with new masks")
-    return state
-
-  def close(self) -> None:
-    pass
-
-
-def _check_vocab(tokenizer: Any) -> None:
-  missing = [
-    a
-    for a in (
-      "encode_as_ids",
-      "word_start_mask",
-      "vocab_size",
-      "pad_token_id",
-      "cls_token_id",
-      "sep_token_id",
-      "mask_token_id",
-    )
-    if not hasattr(tokenizer, a)
-  ]
-  if missing:
-    raise TypeError(
-      f"tokenizer {tokenizer!r} lacks {missing}: pass an albert_flax AlbertTokenizer "
-      "or the path of a SentencePiece model"
-    )
-  if len(tokenizer.word_start_mask) != tokenizer.vocab_size:
-    raise ValueError("tokenizer.word_start_mask must have vocab_size entries")
-
-
-class StaticStream:
-  """Examples of static shards, globally shuffled every epoch, in chunks of `chunk_size`.
-
-  Process p of n reads positions p, p + n, ... of each epoch's permutation of all records.
-  """
-
-  def __init__(
-    self,
-    files: str | Sequence[str],
-    max_seq_length: int,
-    max_predictions_per_seq: int,
-    chunk_size: int,
-    seed: int,
-    process_index: int,
-    process_count: int,
-    num_epochs: int | None = None,
-  ):
-    self.source = shards.open_shards(files)
-    self.name = shards.shards_name(self.source)
-    info = shards.read_info(corpus.expand_files(files))
-    if info is not None and info.get("max_seq_length", 0) > max_seq_length:
-      raise ValueError(
-        f"{self.name} were written with max_seq_length={info['max_seq_length']}, "
-        f"larger than the requested {max_seq_length}"
-      )
-    if len(self.source) < process_count:
-      raise ValueError(
-        f"{self.name}: {len(self.source)} examples cannot be shared among {process_count} processes"
-      )
-    self.max_seq_length, self.max_predictions_per_seq = max_seq_length, max_predictions_per_seq
-    self.chunk_size, self.num_epochs = chunk_size, num_epochs
-    self.seed, self.process_index, self.process_count = seed, process_index, process_count
-
-  def settings(self) -> str:
-    return _digest(
-      "global-shuffle", self.max_seq_length, self.max_predictions_per_seq, len(self.source)
-    )
-
-  def dataset(self, start: pipeline.Start) -> grain.IterDataset:
-    return pipeline.static_chunks(
-      self.source,
-      self.name,
-      self.max_seq_length,
-      self.max_predictions_per_seq,
-      self.chunk_size,
-      self.seed,
-      self.process_index,
-      self.process_count,
-      self.num_epochs,
-      start,
-    )
-
-  def upgrade_state(self, state: dict) -> dict:
-    # Blocks of the pipeline before grain cannot be mapped onto the global shuffle: restart the
-    # saved epoch (its examples are seen again in a new order).
-    epoch = int(state["epoch"])
-    log.warning("static-shard data state of an older pipeline: restarting epoch %d", epoch)
-    first = -(-(epoch * len(self.source) - self.process_index) // self.process_count)
-    return {"epoch": epoch, "window": 0, "position": {"example": max(first, 0)}, "offset": 0}
-
-  def close(self) -> None:
-    pass
-
-
-def _digest(*parts: Any) -> str:
-  return f"{zlib.crc32(repr(parts).encode()):08x}"
-
-
 # ----------------------------------------------------------------------------- entry points
 
 
@@ -231,28 +71,37 @@ def load_tokenizer(tokenizer: Any, do_lower_case: bool = True) -> Any:
   """The tokenizer of a path (a spiece.model or a WordPiece vocab.txt: `af.load_tokenizer`), or
   the tokenizer as given."""
   if isinstance(tokenizer, (str, os.PathLike)):
-    from albert_flax.tokenizer_loading import load_tokenizer
-
-    return load_tokenizer(tokenizer, do_lower_case=do_lower_case)
+    return af.load_tokenizer(tokenizer, do_lower_case=do_lower_case)
   return tokenizer
+
+
+@dataclasses.dataclass(frozen=True)
+class TfdsDataset:
+  """A tensorflow-datasets text data set as the documents: `field` of each example of `split`
+  (the data set must be prepared unless download=True)."""
+
+  name: str
+  split: str = "train"
+  data_dir: str | None = None
+  field: str = "text"
+  download: bool = False
+
+  def source(self) -> corpus.TfdsSource:
+    return corpus.TfdsSource(self.name, self.split, self.data_dir, self.field, self.download)
 
 
 def make_source(
   files: str | Sequence[str] | None,
   *,
-  tfds_name: str | None = None,
-  tfds_split: str = "train",
-  tfds_data_dir: str | None = None,
-  tfds_field: str = "text",
-  tfds_download: bool = False,
+  tfds: TfdsDataset | None = None,
   cache_dir: str | None = None,
   shard_by: str = "auto",
 ) -> tuple[corpus.DocumentSource, str | None]:
-  """The document source of `files` / `tfds_name`, and the split a "builtin:<split>" asks for."""
-  if tfds_name is not None:
+  """The document source of `files` / `tfds`, and the split a "builtin:<split>" asks for."""
+  if tfds is not None:
     if files not in (None, "", []):
       raise ValueError(f"give either files or tfds_name, not both (files={files!r})")
-    return corpus.TfdsSource(tfds_name, tfds_split, tfds_data_dir, tfds_field, tfds_download), None
+    return tfds.source(), None
   if files is None or (isinstance(files, str) and files.split(":")[0] == "builtin"):
     split = files.split(":", 1)[1] if isinstance(files, str) and ":" in files else None
     corpus.check_split(split)
@@ -267,6 +116,72 @@ def _is_static(files: Any) -> bool:
   )
 
 
+@dataclasses.dataclass(frozen=True)
+class DataOptions:
+  """How `make_pretraining_batches` reads documents and makes examples, beyond the batch's shape
+  and seed. Its keyword arguments are these fields by name, with `tfds_name`, `tfds_split`,
+  `tfds_data_dir`, `tfds_field`, `tfds_download` for `tfds` (`DataOptions.of`).
+
+  Fields:
+    masked_lm_prob, short_seq_prob, max_ngram: as the original flags (0.15, 0.1, 3).
+    num_epochs: passes over the data; None repeats forever. Each pass makes new pairs and masks.
+    shuffle_buffer: documents per window (text; default 1024): memory is proportional to it.
+      Static shards are shuffled globally and ignore it.
+    process_index, process_count: this process's share (default: jax.process_index()/count()).
+    num_workers: grain `mp_prefetch` worker processes making examples (0: in this process).
+      Results and states do not depend on it. Workers are spawned: call from under
+      `if __name__ == "__main__":` in scripts.
+    split: None/"all", "train" or "eval": keep all documents, or hold out the `eval_fraction`
+      of them chosen by a hash of their first sentence (for any text source). Static shards
+      accept None/"all"/"train" (all their examples).
+    tfds: read a tensorflow-datasets text data set instead of files (a `TfdsDataset`).
+    static_shards: glob/list of ArrayRecord shards written by `python -m pretrain.create_data`.
+    cache_dir: where the built-in corpus is cached.
+    shard_by: "auto", "file" or "document": how text files are shared among processes.
+    drop_remainder: drop the last incomplete batch (only happens with num_epochs set).
+    do_lower_case: used when `tokenizer` is a path.
+    word_segmenter: Chinese whole-word masking with a WordPiece tokenizer: "jieba" segments runs
+      of CJK characters into words, each masked whole; None: every CJK character is a word, as
+      the original (see `pretrain.word_segmentation`).
+    example_options: further fields of `ExampleConfig` (how examples are made).
+  """
+
+  masked_lm_prob: float = 0.15
+  short_seq_prob: float = 0.1
+  max_ngram: int = 3
+  num_epochs: int | None = None
+  shuffle_buffer: int | None = None
+  process_index: int | None = None
+  process_count: int | None = None
+  num_workers: int = 0
+  split: str | None = None
+  eval_fraction: float = corpus.DEFAULT_EVAL_FRACTION
+  tfds: TfdsDataset | None = None
+  static_shards: str | Sequence[str] | None = None
+  cache_dir: str | None = None
+  shard_by: str = "auto"
+  drop_remainder: bool = True
+  do_lower_case: bool = True
+  word_segmenter: str | None = None
+  example_options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+  @classmethod
+  def of(cls, options: DataOptions | None = None, **keywords: Any) -> DataOptions:
+    """`options` (default: the defaults) with `keywords` replacing fields: `tfds_<field>` ones
+    make `tfds` (with `tfds_name`), names that are no field are ExampleConfig fields."""
+    options = options or cls()
+    tfds = {k[len("tfds_") :]: keywords.pop(k) for k in list(keywords) if k.startswith("tfds_")}
+    if "name" in tfds:  # tfds_name=None: files, not tfds
+      keywords["tfds"] = TfdsDataset(**tfds) if tfds["name"] is not None else None
+    elif tfds and options.tfds is not None:
+      keywords["tfds"] = dataclasses.replace(options.tfds, **tfds)
+    fields = {f.name for f in dataclasses.fields(cls)}
+    extra = {k: keywords.pop(k) for k in list(keywords) if k not in fields}
+    if extra:
+      keywords["example_options"] = {**options.example_options, **extra}
+    return dataclasses.replace(options, **keywords)
+
+
 def make_pretraining_batches(
   files: str | Sequence[str] | None,
   tokenizer: Any,
@@ -275,29 +190,9 @@ def make_pretraining_batches(
   max_predictions_per_seq: int,
   seed: int = 0,
   *,
-  masked_lm_prob: float = 0.15,
-  short_seq_prob: float = 0.1,
-  max_ngram: int = 3,
-  num_epochs: int | None = None,
-  shuffle_buffer: int | None = None,
-  process_index: int | None = None,
-  process_count: int | None = None,
-  num_workers: int = 0,
-  split: str | None = None,
-  eval_fraction: float = corpus.DEFAULT_EVAL_FRACTION,
-  tfds_name: str | None = None,
-  tfds_split: str = "train",
-  tfds_data_dir: str | None = None,
-  tfds_field: str = "text",
-  tfds_download: bool = False,
-  static_shards: str | Sequence[str] | None = None,
-  cache_dir: str | None = None,
-  shard_by: str = "auto",
-  drop_remainder: bool = True,
-  do_lower_case: bool = True,
-  word_segmenter: str | None = None,
+  options: DataOptions | None = None,
   state: dict | None = None,
-  **example_options: Any,
+  **keywords: Any,
 ) -> PretrainingIterator:
   """Batches of ALBERT pretraining examples (SOP pairs, n-gram masking); see the module docstring.
 
@@ -310,33 +205,18 @@ def make_pretraining_batches(
     max_seq_length: S, the padded length, [CLS] and [SEP]s included.
     max_predictions_per_seq: P, masked positions per example (padded with weight 0).
     seed: the same seed and options give the same batches.
-    masked_lm_prob, short_seq_prob, max_ngram: as the original flags (0.15, 0.1, 3).
-    num_epochs: passes over the data; None repeats forever. Each pass makes new pairs and masks.
-    shuffle_buffer: documents per window (text; default 1024): memory is proportional to it.
-      Static shards are shuffled globally and ignore it.
-    process_index, process_count: this process's share (default: jax.process_index()/count()).
-    num_workers: grain `mp_prefetch` worker processes making examples (0: in this process).
-      Results and states do not depend on it. Workers are spawned: call from under
-      `if __name__ == "__main__":` in scripts.
-    split: None/"all", "train" or "eval": keep all documents, or hold out the `eval_fraction`
-      of them chosen by a hash of their first sentence (for any text source). Static shards
-      accept None/"all"/"train" (all their examples).
-    tfds_name, tfds_split, tfds_data_dir, tfds_field, tfds_download: read a tensorflow-datasets
-      text data set instead of files (it must be prepared unless tfds_download=True).
-    static_shards: glob/list of ArrayRecord shards written by `python -m pretrain.create_data`.
-    cache_dir: where the built-in corpus is cached.
-    shard_by: "auto", "file" or "document": how text files are shared among processes.
-    drop_remainder: drop the last incomplete batch (only happens with num_epochs set).
-    do_lower_case: used when `tokenizer` is a path.
-    word_segmenter: Chinese whole-word masking with a WordPiece tokenizer: "jieba" segments runs
-      of CJK characters into words, each masked whole; None: every CJK character is a word, as
-      the original (see `pretrain.word_segmentation`).
+    options: how documents are read and examples made (`DataOptions`: masking probabilities,
+      epochs, this process's share, workers, split, a tensorflow-datasets source, static
+      shards, ...).
     state: a `get_state()` result to resume from.
-    **example_options: further fields of `ExampleConfig` (how examples are made).
+    **keywords: `DataOptions` fields by name (tfds_name=..., num_workers=..., ...), replacing
+      those of `options`; further `ExampleConfig` fields.
 
   Returns:
     A `PretrainingIterator` (iterator of batch dicts with get_state/set_state/close).
   """
+  o = DataOptions.of(options, **keywords)
+  process_index, process_count = o.process_index, o.process_count
   if process_index is None or process_count is None:
     import jax  # Only for the default share; tests and tools pass both.
 
@@ -348,72 +228,85 @@ def make_pretraining_batches(
     )
   if not isinstance(seed, (int, np.integer)) or seed < 0:
     raise ValueError(f"seed must be a non-negative int, got {seed!r}")
-  if num_epochs is not None and (not isinstance(num_epochs, int) or num_epochs < 1):
-    raise ValueError(f"num_epochs must be None (repeat forever) or an int >= 1, got {num_epochs!r}")
+  if o.num_epochs is not None and (not isinstance(o.num_epochs, int) or o.num_epochs < 1):
+    raise ValueError(
+      f"num_epochs must be None (repeat forever) or an int >= 1, got {o.num_epochs!r}"
+    )
   config = ExampleConfig(
     max_seq_length,
     max_predictions_per_seq,
-    masked_lm_prob,
-    short_seq_prob,
-    max_ngram,
-    word_segmenter=word_segmenter or None,
-    **example_options,
+    o.masked_lm_prob,
+    o.short_seq_prob,
+    o.max_ngram,
+    word_segmenter=o.word_segmenter or None,
+    **o.example_options,
   )
   word_segmentation.check_segmenter(config.word_segmenter)
+  share = (int(seed), process_index, process_count)
+  static_shards = o.static_shards
   if static_shards is None and files is not None and _is_static(files):
     static_shards, files = files, None
   if static_shards is not None:
-    if files is not None or tfds_name is not None:
-      raise ValueError("static_shards replaces files/tfds_name: give only one source")
-    if split == "eval":
-      # Shards hold examples, not documents: nothing is held out in them (create_data --split
-      # writes train-only and eval-only shards). split="train" means all of their examples.
-      raise ValueError(
-        "split='eval' does not apply to static shards: write held-out shards "
-        "with `python -m pretrain.create_data --split=eval` and read those"
-      )
-    stream: TextStream | StaticStream = StaticStream(
-      static_shards,
-      max_seq_length,
-      max_predictions_per_seq,
-      batch_size,
-      int(seed),
-      process_index,
-      process_count,
-      num_epochs,
+    stream: TextStream | StaticStream = _static_stream(
+      static_shards, files, config, batch_size, share, o
     )
   else:
-    tokenizer = load_tokenizer(tokenizer, do_lower_case)
-    source, builtin_split = make_source(
-      files,
-      tfds_name=tfds_name,
-      tfds_split=tfds_split,
-      tfds_data_dir=tfds_data_dir,
-      tfds_field=tfds_field,
-      tfds_download=tfds_download,
-      cache_dir=cache_dir,
-      shard_by=shard_by,
-    )
-    if builtin_split is not None and split not in (None, builtin_split):
-      raise ValueError(f"files={files!r} asks for split {builtin_split!r}, but split={split!r}")
-    stream = TextStream(
-      source,
-      tokenizer,
-      config,
-      shuffle_buffer or DEFAULT_SHUFFLE_BUFFER_DOCS,
-      int(seed),
-      process_index,
-      process_count,
-      split or builtin_split,
-      eval_fraction,
-      num_epochs,
-    )
+    stream = _text_stream(files, tokenizer, config, share, o)
   return PretrainingIterator(
     stream,
     batch_size,
-    drop_remainder=drop_remainder,
-    num_workers=num_workers,
+    drop_remainder=o.drop_remainder,
+    num_workers=o.num_workers,
     state=state,
+  )
+
+
+def _static_stream(
+  static_shards, files, config: ExampleConfig, batch_size: int, share, o: DataOptions
+) -> StaticStream:
+  """The stream of static shards; `share`: (seed, process index, process count)."""
+  if files is not None or o.tfds is not None:
+    raise ValueError("static_shards replaces files/tfds_name: give only one source")
+  if o.split == "eval":
+    # Shards hold examples, not documents: nothing is held out in them (create_data --split
+    # writes train-only and eval-only shards). split="train" means all of their examples.
+    raise ValueError(
+      "split='eval' does not apply to static shards: write held-out shards "
+      "with `python -m pretrain.create_data --split=eval` and read those"
+    )
+  seed, process_index, process_count = share
+  return StaticStream(
+    static_shards,
+    config.max_seq_length,
+    config.max_predictions_per_seq,
+    batch_size,
+    seed,
+    process_index,
+    process_count,
+    o.num_epochs,
+  )
+
+
+def _text_stream(files, tokenizer, config: ExampleConfig, share, o: DataOptions) -> TextStream:
+  """The stream of text documents (files, the built-in corpus or tfds), masked as it goes."""
+  tokenizer = load_tokenizer(tokenizer, o.do_lower_case)
+  source, builtin_split = make_source(
+    files, tfds=o.tfds, cache_dir=o.cache_dir, shard_by=o.shard_by
+  )
+  if builtin_split is not None and o.split not in (None, builtin_split):
+    raise ValueError(f"files={files!r} asks for split {builtin_split!r}, but split={o.split!r}")
+  seed, process_index, process_count = share
+  return TextStream(
+    source,
+    tokenizer,
+    config,
+    o.shuffle_buffer or DEFAULT_SHUFFLE_BUFFER_DOCS,
+    seed,
+    process_index,
+    process_count,
+    o.split or builtin_split,
+    o.eval_fraction,
+    o.num_epochs,
   )
 
 

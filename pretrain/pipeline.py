@@ -31,25 +31,17 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Protocol
 
 import grain
 import numpy as np
 
+from albert_flax import upstream
 from pretrain import corpus, shards
 from pretrain import examples as examples_lib
 from pretrain.examples import ExampleConfig
+from pretrain.spec import BATCH_KEYS  # the batch the step takes, in its order
 
-STATE_VERSION = 2
-BATCH_KEYS = (
-  "input_ids",
-  "attention_mask",
-  "token_type_ids",
-  "masked_lm_positions",
-  "masked_lm_ids",
-  "masked_lm_weights",
-  "sentence_order_label",
-)
 # Appended to a chunk's key: pairing and masking draw from streams of their own.
 PAIRS_STREAM, MASKS_STREAM = 0x5041, 0x4D41
 
@@ -258,6 +250,26 @@ def static_chunks(
 # ----------------------------------------------------------------------------- batches
 
 
+class ChunkStream(Protocol):
+  """What `PretrainingIterator` reads: one process's share of a source as grain datasets of
+  chunks of examples (`pretrain.streams.TextStream`, `StaticStream`)."""
+
+  name: str  # for error messages
+  seed: int
+  process_index: int
+  process_count: int
+
+  def dataset(self, start: Start) -> grain.IterDataset:
+    """Chunks {"epoch", "window", "position", "next_position", "examples"} from `start` on."""
+    ...
+
+  def settings(self) -> str:
+    """A digest of the settings that shape the stream (a saved state must match it)."""
+    ...
+
+  def close(self) -> None: ...
+
+
 class PretrainingIterator(grain.DatasetIterator):
   """Iterator of batches (dicts of numpy arrays) with `get_state()` / `set_state(state)`.
 
@@ -266,8 +278,7 @@ class PretrainingIterator(grain.DatasetIterator):
   Use it as a context manager (or call `close()`) to stop the worker processes early.
 
   Args:
-    stream: makes the grain dataset of chunks from a `Start` (`dataset(start)`), and has `name`,
-      `seed`, `process_index`, `process_count`, `settings()`, `upgrade_state(state)`, `close()`.
+    stream: the chunks of examples to cut into batches (a `ChunkStream`).
     batch_size: examples per batch.
     drop_remainder: drop the last incomplete batch of a finite stream.
     num_workers: grain `mp_prefetch` worker processes (0: in this process). The batches do not
@@ -277,7 +288,7 @@ class PretrainingIterator(grain.DatasetIterator):
 
   def __init__(
     self,
-    stream: Any,
+    stream: ChunkStream,
     batch_size: int,
     *,
     drop_remainder: bool = True,
@@ -292,16 +303,13 @@ class PretrainingIterator(grain.DatasetIterator):
     self.stream, self.batch_size = stream, batch_size
     self.drop_remainder, self.num_workers = drop_remainder, num_workers
     self._chunks: Any = None
-    self.set_state(
-      state or {"version": STATE_VERSION, "epoch": 0, "window": 0, "position": None, "offset": 0}
-    )
+    self.set_state(state or {"epoch": 0, "window": 0, "position": None, "offset": 0})
 
   # ---------------------------------------------------------------- state
   def get_state(self) -> dict:
     """The position after the last batch returned: small, JSON-serializable."""
     s = self.stream
     return {
-      "version": STATE_VERSION,
       "epoch": self._epoch,
       "window": self._window,
       "position": self._position,
@@ -322,9 +330,7 @@ class PretrainingIterator(grain.DatasetIterator):
           f"iterator state was saved with {k}={state[k]}, this iterator has "
           f"{k}={getattr(self.stream, k)}"
         )
-    if state.get("version", 1) < STATE_VERSION:
-      state = self.stream.upgrade_state(state)
-    elif state.get("settings", self.stream.settings()) != self.stream.settings():
+    if state.get("settings", self.stream.settings()) != self.stream.settings():
       raise ValueError(
         "iterator state was saved with other data settings (window size, "
         "max_seq_length, masking or split options): it would not resume the same "
@@ -335,7 +341,7 @@ class PretrainingIterator(grain.DatasetIterator):
     self._position, self._offset = state["position"], int(state["offset"])
     ds = self.stream.dataset(Start(self._epoch, self._window, self._position))
     if self.num_workers:
-      allow_unparsed_absl_flags()
+      upstream.allow_unparsed_absl_flags()  # GRAIN_UNPARSED_ABSL_FLAGS
       ds = ds.mp_prefetch(grain.MultiprocessingOptions(self.num_workers, per_worker_buffer_size=2))
     self._chunks = iter(ds)
     self._current: dict[str, np.ndarray] | None = None
@@ -410,16 +416,6 @@ class PretrainingIterator(grain.DatasetIterator):
 
   def __exit__(self, *exc) -> None:
     self.close()
-
-
-def allow_unparsed_absl_flags() -> None:
-  # grain's mp_prefetch reads one of its absl flags (worker profiling) without checking that
-  # flags were parsed, which fails in programs that do not use absl.app (notebooks, tests,
-  # scripts): mark them parsed, at their defaults. A later absl.app.run parses argv as usual.
-  from absl import flags
-
-  if not flags.FLAGS.is_parsed():
-    flags.FLAGS.mark_as_parsed()
 
 
 def to_batch(ex: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

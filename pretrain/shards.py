@@ -214,22 +214,3 @@ def shards_name(source: Any) -> str:
   paths = [str(p) for p in source.paths] if not isinstance(source.paths, str) else [source.paths]
   more = f" (+{len(paths) - 1} more)" if len(paths) > 1 else ""
   return f"static shards {paths[0]!r}{more}"
-
-
-class ShardReader:
-  """Random access to the records of several ArrayRecord files, as one sequence."""
-
-  def __init__(self, files: str | Sequence[str]):
-    self.source = open_shards(files)
-    self.files = list(self.source.paths)
-    self.name = shards_name(self.source)
-
-  def __len__(self) -> int:
-    return len(self.source)
-
-  def read(self, start: int, end: int) -> list[bytes]:
-    """Records [start, end) of the concatenated files."""
-    return list(self.source.__getitems__(range(start, end)))
-
-  def close(self) -> None:
-    pass

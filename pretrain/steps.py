@@ -1,9 +1,10 @@
 """The pretraining steps, built by one function for the training run and for compile-only mode.
 
 `build_steps(config, model, mesh)` makes the optimizer, the train state's shapes and shardings,
-and the jitted train and eval steps; `train.train_and_evaluate` runs them, and
-`compile_program` (for `python -m pretrain --compile_only --topology=...`) hands the very same
-steps, with abstract arguments, to the TPU compiler (`albert_flax.train.aot`).
+and the jitted train and eval steps (of `pretrain.spec`'s model, batch and losses);
+`train.train_and_evaluate` runs them, and `compile_program` (for `python -m pretrain
+--compile_only --topology=...`) hands the very same steps, with abstract arguments, to the TPU
+compiler (`albert_flax.train.aot`).
 """
 
 from __future__ import annotations
@@ -15,13 +16,13 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import ml_collections
-import numpy as np
 from jax.sharding import Mesh
 
-import albert_flax as af
 from albert_flax import sharding
 from albert_flax.flops import model_flops_per_step
-from albert_flax.train import aot, losses, optim, training
+from albert_flax.train import aot, batch_spec, compiled_steps, optim, training
+from pretrain import spec
+from pretrain.spec import model_for_shapes
 
 
 @dataclasses.dataclass
@@ -29,20 +30,6 @@ class PretrainingSteps(training.ProgramSteps):
   """training.ProgramSteps and the evaluation step."""
 
   eval_step: training.MeshFunction  # (params, batch) -> stats
-
-
-def batch_shapes(config: ml_collections.ConfigDict) -> dict[str, tuple[tuple[int, ...], Any]]:
-  """name -> (global shape, dtype) of a training batch, as `pretrain.data` makes them."""
-  b, s, p = config.batch_size, config.max_seq_length, config.max_predictions_per_seq
-  return {
-    "input_ids": ((b, s), np.int32),
-    "attention_mask": ((b, s), np.int32),
-    "token_type_ids": ((b, s), np.int32),
-    "masked_lm_positions": ((b, p), np.int32),
-    "masked_lm_ids": ((b, p), np.int32),
-    "masked_lm_weights": ((b, p), np.float32),
-    "sentence_order_label": ((b,), np.int32),
-  }
 
 
 def build_steps(config: ml_collections.ConfigDict, model: Any, mesh: Mesh) -> PretrainingSteps:
@@ -68,10 +55,10 @@ def build_steps(config: ml_collections.ConfigDict, model: Any, mesh: Mesh) -> Pr
   abstract, shardings = training.abstract_train_state(
     init_params_fn, optimizer, mesh, jax.random.key(config.seed)
   )
-  stats_fn = losses.pretraining_stats_fn(model)
+  stats_fn = spec.stats_fn(model)
   train_step = training.make_train_step(
     stats_fn,
-    losses.pretraining_loss_weights,
+    spec.LOSS_WEIGHTS,
     optimizer,
     shardings,
     mesh,
@@ -108,40 +95,14 @@ KEYS_NOT_IN_STEPS = (
 )
 
 
-def model_for_shapes(config: ml_collections.ConfigDict) -> af.AlbertForPreTraining:
-  """The model the run would build, from config files only (no weights, no tokenizer).
-
-  `init_from` may name a preset ("base-v2") or a checkpoint (its config.json is read); without
-  it, `config.model` with the tokenizer's configured vocabulary size.
-  """
-  overrides = {k: v for k, v in config.model_overrides.to_dict().items() if v is not None}
-  overrides.update(dtype=config.dtype, param_dtype=config.param_dtype, remat=config.remat)
-  if config.init_from in af.AlbertConfig.preset_names():
-    model_config = af.AlbertConfig.preset(config.init_from, **overrides)
-  elif config.init_from:
-    model_config = af.AlbertConfig.from_pretrained(config.init_from).replace(**overrides)
-  else:
-    model_config = af.AlbertConfig.preset(
-      config.model, vocab_size=config.tokenizer.vocab_size, **overrides
-    )
-  return af.AlbertForPreTraining(model_config)
-
-
 def compile_program(
   config: ml_collections.ConfigDict, devices: Sequence[jax.Device]
 ) -> aot.Program:
   """The train and eval steps of `config` over `devices`, with abstract arguments."""
-  from pretrain.train import validate_config  # the run's own checks
-
-  validate_config(config)
+  spec.validate_config(config)  # the run's own checks
   model = model_for_shapes(config)
   mesh = sharding.make_mesh(config.mesh.data, config.mesh.fsdp, config.mesh.tensor, devices)
-  split = sharding.batch_split(mesh) * config.grad_accum_steps
-  if config.batch_size % split:
-    raise ValueError(
-      f"batch_size {config.batch_size} must be divisible by grad_accum_steps x data x fsdp = "
-      f"{split} (mesh {dict(mesh.shape)})"
-    )
+  spec.check_mesh(config, mesh)
   steps = build_steps(config, model, mesh)
   arguments = abstract_arguments(config, steps, mesh)
   flops = model_flops_per_step(
@@ -165,10 +126,7 @@ def abstract_arguments(
   """{step name: its arguments as ShapeDtypeStructs with shardings}: (state, batch) and
   (params, batch), the batch [batch_size, ...] split over the mesh's batch axes."""
   state = training.abstract_with_shardings(steps.abstract_state, steps.state_shardings)
-  batch = {
-    name: jax.ShapeDtypeStruct(shape, dtype, sharding=sharding.batch_sharding(mesh, len(shape)))
-    for name, (shape, dtype) in batch_shapes(config).items()
-  }
+  batch = batch_spec.abstract_batch(spec.config_batch_spec(config), mesh)
   return {"train_step": (state, batch), "eval_step": (state.params, batch)}
 
 
@@ -179,8 +137,6 @@ def use_saved_steps(
   instead of jitted ones, so the run compiles neither. Raises
   compiled_steps.CompiledMismatchError naming what differs when they were compiled for another
   jax / libtpu, slice, mesh, config or argument shape."""
-  from albert_flax.train import compiled_steps
-
   running = compiled_steps.metadata(config, mesh, KEYS_NOT_IN_STEPS)
   loaded = compiled_steps.load(path, running, abstract_arguments(config, steps, mesh))
   return dataclasses.replace(

@@ -15,6 +15,7 @@ included, so an interrupted run ends with the metrics of an uninterrupted one.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import os
@@ -29,23 +30,19 @@ from etils import epath
 import albert_flax as af
 from albert_flax import flops, paths, sharding
 from albert_flax import workdir as layout
-from albert_flax.train import losses, optim, profiling, training
+from albert_flax.train import profiling, training
 from albert_flax.train.checkpoints import TrainCheckpointManager
 from albert_flax.train.goodput import GoodputLedger
 from albert_flax.train.loop import TrainLoop
 from albert_flax.train.metric_writers import MetricWriter
 from albert_flax.train.perf import StepRates
-from albert_flax.train.program import ConfigError
 from albert_flax.train.run_control import COMMON_SAFE_KEYS, WorkdirRun
-from pretrain import corpus
+from pretrain import corpus, spec
 from pretrain import data as data_lib
+from pretrain.spec import tokenizer_kind, validate_config
 from pretrain.steps import build_steps, use_saved_steps
 
 log = logging.getLogger(__name__)
-
-TOKENIZER_FILE = layout.TOKENIZER_FILE
-TRAIN_CONFIG_FILE = layout.TRAIN_CONFIG_FILE
-CHECKPOINTS_DIR = layout.CHECKPOINTS_DIR
 
 # ====================================================================================== config
 
@@ -53,69 +50,9 @@ CHECKPOINTS_DIR = layout.CHECKPOINTS_DIR
 SAFE_TO_CHANGE = COMMON_SAFE_KEYS + ("eval_steps",)
 
 
-def validate_config(config: ml_collections.ConfigDict) -> None:
-  """Raise ConfigError (a ValueError) naming every inconsistent setting."""
-  c = config
-  problems = []
-  for key in (
-    "num_train_steps",
-    "batch_size",
-    "max_seq_length",
-    "max_predictions_per_seq",
-    "grad_accum_steps",
-    "checkpoint_every_steps",
-    "eval_every_steps",
-    "log_every_steps",
-    "checkpoint_max_to_keep",
-  ):
-    if not isinstance(c[key], int) or c[key] < 1:
-      problems.append(f"{key} must be a positive int, got {c[key]!r}")
-  if not isinstance(c.eval_steps, int) or c.eval_steps < 0:
-    problems.append(f"eval_steps must be an int >= 0, got {c.eval_steps!r}")
-  if not c.init_from and c.model not in af.AlbertConfig.preset_names():
-    problems.append(f"model must be one of {af.AlbertConfig.preset_names()}, got {c.model!r}")
-  if c.optimizer not in optim.OPTIMIZERS:
-    problems.append(f"optimizer must be one of {optim.OPTIMIZERS}, got {c.optimizer!r}")
-  if not c.learning_rate > 0:
-    problems.append(f"learning_rate must be positive, got {c.learning_rate!r}")
-  if not isinstance(c.warmup_steps, int) or c.warmup_steps < 0:
-    problems.append(f"warmup_steps must be an int >= 0, got {c.warmup_steps!r}")
-  if not problems and c.max_predictions_per_seq > c.max_seq_length:
-    problems.append("max_predictions_per_seq exceeds max_seq_length")
-  if not problems and c.batch_size % c.grad_accum_steps:
-    problems.append(
-      f"batch_size {c.batch_size} is not divisible by grad_accum_steps {c.grad_accum_steps}"
-    )
-  if c.data.tfds_name and c.data.train_files not in ("", "builtin"):
-    problems.append("give data.train_files or data.tfds_name, not both")
-  try:
-    tokenizer_kind(c)
-  except ValueError as e:
-    problems.append(str(e))
-  problems += profiling.config_problems(c)
-  if not problems and not c.init_from:  # the model, as build_model makes it (any vocab_size)
-    try:
-      model_config = af.AlbertConfig.preset(c.model, **_model_overrides(c))
-    except (ValueError, TypeError) as e:
-      problems.append(f"model_overrides: {e}")
-    else:
-      if c.max_seq_length > model_config.max_position_embeddings:
-        problems.append(
-          f"max_seq_length {c.max_seq_length} exceeds the model's max_position_embeddings "
-          f"{model_config.max_position_embeddings}"
-        )
-  if problems:  # before any work (tokenizer training, data reading): minutes, on a big corpus
-    raise ConfigError("Invalid pretraining config: " + "; ".join(problems))
-
-
 def _share_of_devices(config, mesh) -> tuple[int, int, int]:
   """(share index, share count, local batch size) of this process."""
-  split = sharding.batch_split(mesh) * config.grad_accum_steps
-  if config.batch_size % split:
-    raise ValueError(
-      f"batch_size {config.batch_size} must be divisible by grad_accum_steps x "
-      f"data x fsdp = {split} (mesh {dict(mesh.shape)})"
-    )
+  spec.check_mesh(config, mesh)
   index, count = sharding.process_batch_share(mesh, config.batch_size)
   return index, count, config.batch_size // count
 
@@ -125,12 +62,9 @@ def _share_of_devices(config, mesh) -> tuple[int, int, int]:
 
 def _training_documents_file(config, directory: str) -> str:
   """The training documents (held-out ones excluded) as one sentence per line, for spm."""
+  tfds = _tfds_dataset(config.data)
   source, builtin_split = data_lib.make_source(
-    None if config.data.tfds_name else (config.data.train_files or "builtin"),
-    tfds_name=config.data.tfds_name or None,
-    tfds_split=config.data.tfds_split,
-    tfds_data_dir=config.data.tfds_data_dir or None,
-    tfds_field=config.data.tfds_field,
+    None if tfds else (config.data.train_files or "builtin"), tfds=tfds
   )
   split = builtin_split or ("all" if config.data.eval_files else "train")
   path = os.path.join(directory, "tokenizer_corpus.txt")
@@ -152,23 +86,6 @@ def _training_documents_file(config, directory: str) -> str:
   return path
 
 
-def tokenizer_kind(config) -> str:
-  """The tokenizer a run uses: tokenizer.kind ("sentencepiece" or "wordpiece"), or WordPiece
-  when tokenizer.vocab_file is set."""
-  kind = config.tokenizer.get("kind", "") or (
-    "wordpiece" if config.tokenizer.get("vocab_file") else "sentencepiece"
-  )
-  if kind not in ("sentencepiece", "wordpiece"):
-    raise ValueError(f"tokenizer.kind must be 'sentencepiece' or 'wordpiece', got {kind!r}")
-  if config.tokenizer.spm_model and config.tokenizer.get("vocab_file"):
-    raise ValueError("set tokenizer.spm_model (SentencePiece) or tokenizer.vocab_file (WordPiece)")
-  if kind == "wordpiece" and config.tokenizer.spm_model:
-    raise ValueError("tokenizer.kind='wordpiece' takes tokenizer.vocab_file, not spm_model")
-  if kind == "sentencepiece" and config.tokenizer.get("vocab_file"):
-    raise ValueError("tokenizer.vocab_file is a WordPiece vocabulary: tokenizer.kind='wordpiece'")
-  return kind
-
-
 def prepare_tokenizer(
   config, workdir: str | os.PathLike
 ) -> af.AlbertTokenizer | af.WordPieceTokenizer:
@@ -177,9 +94,14 @@ def prepare_tokenizer(
   documents (by process 0; the others wait, then read it back from the workdir: a bucket when
   the processes are hosts of a pod)."""
   wordpiece = tokenizer_kind(config) == "wordpiece"
-  target = epath.Path(workdir) / (layout.WORDPIECE_VOCAB_FILE if wordpiece else TOKENIZER_FILE)
+  target = epath.Path(workdir) / (
+    layout.WORDPIECE_VOCAB_FILE if wordpiece else layout.TOKENIZER_FILE
+  )
   source = config.tokenizer.get("vocab_file") if wordpiece else config.tokenizer.spm_model
-  names = ("vocab.txt", "vocab_chinese.txt") if wordpiece else (TOKENIZER_FILE,)
+  # A checkpoint's vocabulary: ours, or brightmart albert_zh's vocab_chinese.txt.
+  names = (
+    (layout.WORDPIECE_VOCAB_FILE, "vocab_chinese.txt") if wordpiece else (layout.TOKENIZER_FILE,)
+  )
   if not source and config.init_from:
     found = [epath.Path(config.init_from) / n for n in names]
     source = next((str(f) for f in found if f.is_file()), "")
@@ -201,7 +123,7 @@ def prepare_tokenizer(
           model = af.train_wordpiece_vocab(
             corpus_file,
             config.tokenizer.vocab_size,
-            os.path.join(tmp, "vocab.txt"),
+            os.path.join(tmp, layout.WORDPIECE_VOCAB_FILE),
             do_lower_case=config.tokenizer.do_lower_case,
             seed=config.seed,
           )
@@ -230,16 +152,9 @@ def _barrier(name: str) -> None:
 # ================================================================================ model, data
 
 
-def _model_overrides(config) -> dict[str, Any]:
-  """The AlbertConfig fields the run sets: model_overrides given, dtypes, remat."""
-  overrides = {k: v for k, v in config.model_overrides.to_dict().items() if v is not None}
-  overrides.update(dtype=config.dtype, param_dtype=config.param_dtype, remat=config.remat)
-  return overrides
-
-
 def build_model(config, vocab_size: int):
   """(model, initial params or None): a preset with overrides, or the `init_from` checkpoint."""
-  overrides = _model_overrides(config)
+  overrides = spec.model_overrides(config)
   if config.init_from:
     step = str(config.get("init_from_step") or "")
     model, params = af.from_pretrained(
@@ -255,9 +170,7 @@ def build_model(config, vocab_size: int):
         "checkpoint's spiece.model (or vocab.txt)"
       )
   else:
-    model = af.AlbertForPreTraining(
-      af.AlbertConfig.preset(config.model, vocab_size=vocab_size, **overrides)
-    )
+    model = af.AlbertForPreTraining(spec.model_config(config, vocab_size))
     params = None
   if config.max_seq_length > model.config.max_position_embeddings:
     raise ValueError(
@@ -281,7 +194,7 @@ def make_batches(
   documents that the training stream then skips.
   """
   d = config.data
-  options = dict(
+  options = data_lib.DataOptions(
     masked_lm_prob=d.masked_lm_prob,
     short_seq_prob=d.short_seq_prob,
     max_ngram=d.max_ngram,
@@ -291,21 +204,16 @@ def make_batches(
     eval_fraction=d.eval_fraction,
     num_workers=d.num_workers,
     shuffle_buffer=d.shuffle_buffer or None,
-    state=state,
   )
   if evaluation and d.eval_files:
     files = d.eval_files
   else:
-    options["split"] = ("eval" if evaluation else "train") if not d.eval_files else None
+    split = ("eval" if evaluation else "train") if not d.eval_files else None
     files = d.train_files or "builtin"
-    if d.tfds_name:
+    tfds = _tfds_dataset(d)
+    if tfds:
       files = None
-      options.update(
-        tfds_name=d.tfds_name,
-        tfds_split=d.tfds_split,
-        tfds_data_dir=d.tfds_data_dir or None,
-        tfds_field=d.tfds_field,
-      )
+    options = dataclasses.replace(options, split=split, tfds=tfds)
   # The eval stream draws its own pairs and masks (repeating over the held-back documents).
   seed = config.seed + (1 if evaluation else 0)
   return data_lib.make_pretraining_batches(
@@ -315,45 +223,16 @@ def make_batches(
     config.max_seq_length,
     config.max_predictions_per_seq,
     seed,
-    **options,
+    options=options,
+    state=state,
   )
 
 
-def validate_batch(
-  model_config: af.AlbertConfig,
-  batch: dict[str, np.ndarray],
-  rows: int,
-  seq_len: int,
-  predictions: int,
-) -> None:
-  """Shapes and value ranges of a host batch (XLA would clamp bad gather indices silently)."""
-  expected = {
-    "input_ids": (rows, seq_len),
-    "attention_mask": (rows, seq_len),
-    "token_type_ids": (rows, seq_len),
-    "masked_lm_positions": (rows, predictions),
-    "masked_lm_ids": (rows, predictions),
-    "masked_lm_weights": (rows, predictions),
-    "sentence_order_label": (rows,),
-  }
-  for name, shape in expected.items():
-    if name not in batch:
-      raise ValueError(f"batch lacks {name!r}")
-    if tuple(batch[name].shape) != shape:
-      raise ValueError(
-        f"batch field {name!r} has shape {tuple(batch[name].shape)}, expected {shape}"
-      )
-  af.validate_inputs(
-    model_config, batch["input_ids"], batch["attention_mask"], batch["token_type_ids"]
-  )
-  for name, upper in (
-    ("masked_lm_positions", seq_len),
-    ("masked_lm_ids", model_config.vocab_size),
-    ("sentence_order_label", 2),
-  ):
-    values = batch[name]
-    if values.size and (values.min() < 0 or values.max() >= upper):
-      raise ValueError(f"batch field {name!r} holds values outside [0, {upper})")
+def _tfds_dataset(d: ml_collections.ConfigDict) -> data_lib.TfdsDataset | None:
+  """config.data's tensorflow-datasets source, or None (data.tfds_name empty)."""
+  if not d.tfds_name:
+    return None
+  return data_lib.TfdsDataset(d.tfds_name, d.tfds_split, d.tfds_data_dir or None, d.tfds_field)
 
 
 # ======================================================================================= loop
@@ -369,7 +248,7 @@ def evaluate(eval_step, params, eval_batches: list[dict[str, jax.Array]]) -> dic
   total = None
   for batch in eval_batches:
     total = training.add_stats(total, eval_step(params, batch))
-  return training.stats_to_metrics(total, losses.PRETRAINING_LOSSES)
+  return training.stats_to_metrics(total, spec.LOSS_NAMES)
 
 
 def train_and_evaluate(
@@ -403,7 +282,6 @@ def train_and_evaluate(
         "eval": results.get("eval", {}),
         "step": run.status["step"],
         "interrupted": False,
-        "preempted": False,
         "finished_before": True,
       }
     return _train(config, workdir, run, load_compiled)
@@ -417,46 +295,14 @@ def _train(
 ) -> dict[str, Any]:
   """train_and_evaluate's work, inside the run's hold on the workdir."""
   ledger = GoodputLedger(workdir)  # where this start's time goes (albert_flax.train.goodput)
-  # ----------------------------------------------------------------- mesh, tokenizer, model
-  mesh = sharding.make_mesh(config.mesh.data, config.mesh.fsdp, config.mesh.tensor)
-  share_index, share_count, local_batch = _share_of_devices(config, mesh)
-  tokenizer = prepare_tokenizer(config, workdir)
-  model, init_params = build_model(config, tokenizer.vocab_size)
-  if jax.process_index() == 0:
-    model.config.to_json_file(workdir / layout.CONFIG_FILE, "AlbertForPreTraining")
-  log.info(
-    "mesh %s, %d processes, %d-row local batches; model %s",
-    dict(mesh.shape),
-    jax.process_count(),
-    local_batch,
-    model.config,
+  mesh, (share_index, share_count, local_batch), tokenizer, model, init_params = _setup(
+    config, workdir
   )
-
-  # ----------------------------------------------------------------- state and steps
-  # The same builder serves compile-only mode (pretrain.steps.compile_program).
-  steps = build_steps(config, model, mesh)
-  if load_compiled:
-    steps = use_saved_steps(steps, config, mesh, load_compiled)
-    log.info("train and eval steps loaded from %s (compiled ahead of time)", load_compiled)
-  train_step, eval_step = steps.train_step, steps.eval_step
-  checkpoints = TrainCheckpointManager(
-    workdir / CHECKPOINTS_DIR, max_to_keep=config.checkpoint_max_to_keep
+  steps, checkpoints, state, data_state, step = _steps_and_state(
+    config, workdir, mesh, model, init_params, load_compiled, ledger
   )
-  restored = None
-  if checkpoints.latest_step() is not None:
-    with ledger.phase("restore"):
-      restored = checkpoints.restore(
-        training.abstract_with_shardings(steps.abstract_state, steps.state_shardings)
-      )
-  if restored is not None:
-    state, data_state, step = restored
-    log.info("resumed from the checkpoint at step %d", step)
-  else:
-    state, _ = training.init_train_state(
-      steps.init_params_fn, steps.optimizer, mesh, jax.random.key(config.seed), params=init_params
-    )
-    data_state, step = None, 0
   del init_params
+  train_step, eval_step = steps.train_step, steps.eval_step
 
   # ----------------------------------------------------------------- data
   train_batches = make_batches(
@@ -466,7 +312,7 @@ def _train(
 
   def next_global_batch(iterator, take=next) -> dict[str, jax.Array]:
     host = take(iterator)
-    validate_batch(
+    spec.validate_batch(
       model.config, host, local_batch, config.max_seq_length, config.max_predictions_per_seq
     )
     return sharding.global_batch(host, mesh, config.batch_size)
@@ -524,16 +370,72 @@ def _train(
     if not loop.interrupted and step == config.num_train_steps:  # every save is complete
       af.save_pretrained(workdir, model, state.params, format="orbax")
       run.mark_finished(step, config.num_train_steps, {"train": last_train, "eval": last_eval})
+  return _result(last_train, last_eval, step, loop)
+
+
+def _result(last_train: dict, last_eval: dict, step: int, loop: TrainLoop) -> dict[str, Any]:
+  """train_and_evaluate's result of a run that trained (see there)."""
   return {
     "train": last_train,
     "eval": last_eval,
     "step": step,
     "interrupted": loop.interrupted,
-    "preempted": loop.interrupted,
     "signal": loop.signal_name,
     "finished_before": False,
     "goodput": loop.goodput_totals,
   }
+
+
+def _setup(config: ml_collections.ConfigDict, workdir: epath.Path):
+  """(mesh, (share index, share count, local batch size), tokenizer, model, its initial params
+  or None) of the run; the model's config.json written to the workdir."""
+  # ----------------------------------------------------------------- mesh, tokenizer, model
+  mesh = sharding.make_mesh(config.mesh.data, config.mesh.fsdp, config.mesh.tensor)
+  share_index, share_count, local_batch = _share_of_devices(config, mesh)
+  tokenizer = prepare_tokenizer(config, workdir)
+  model, init_params = build_model(config, tokenizer.vocab_size)
+  if jax.process_index() == 0:
+    model.config.to_json_file(workdir / layout.CONFIG_FILE, "AlbertForPreTraining")
+  log.info(
+    "mesh %s, %d processes, %d-row local batches; model %s",
+    dict(mesh.shape),
+    jax.process_count(),
+    local_batch,
+    model.config,
+  )
+  return mesh, (share_index, share_count, local_batch), tokenizer, model, init_params
+
+
+def _steps_and_state(
+  config, workdir, mesh, model, init_params, load_compiled: str | None, ledger: GoodputLedger
+):
+  """(steps, checkpoint manager, train state, data position, step): resumed from the newest
+  checkpoint (its reading charged to the ledger's "restore"), or fresh (from `init_params` when
+  given)."""
+  # ----------------------------------------------------------------- state and steps
+  # The same builder serves compile-only mode (pretrain.steps.compile_program).
+  steps = build_steps(config, model, mesh)
+  if load_compiled:
+    steps = use_saved_steps(steps, config, mesh, load_compiled)
+    log.info("train and eval steps loaded from %s (compiled ahead of time)", load_compiled)
+  checkpoints = TrainCheckpointManager(
+    workdir / layout.CHECKPOINTS_DIR, max_to_keep=config.checkpoint_max_to_keep
+  )
+  restored = None
+  if checkpoints.latest_step() is not None:
+    with ledger.phase("restore"):
+      restored = checkpoints.restore(
+        training.abstract_with_shardings(steps.abstract_state, steps.state_shardings)
+      )
+  if restored is not None:
+    state, data_state, step = restored
+    log.info("resumed from the checkpoint at step %d", step)
+  else:
+    state, _ = training.init_train_state(
+      steps.init_params_fn, steps.optimizer, mesh, jax.random.key(config.seed), params=init_params
+    )
+    data_state, step = None, 0
+  return steps, checkpoints, state, data_state, step
 
 
 def _load_eval_batches(config, tokenizer, local_batch, share, to_global) -> list:

@@ -28,6 +28,11 @@ import numpy as np
 import pytest
 from gcs_server import gcs_path, gcs_server  # noqa: F401  (fixtures: a local Cloud Storage server)
 
+from albert_flax import paths
+
+# What the programs' start does, before any path is used (etils reads EPATH_USE_TF once).
+paths.configure_storage()
+
 # L=4 steps over G=2 groups of 2 distinct layers, E != H. (transformers' AlbertLayerGroup slices
 # its head mask by L // G layers, so it needs L // G >= inner_group_num.) initializer_range 0.2
 # makes attention far from uniform, so a wrong mask or head split shows in the outputs.
@@ -137,6 +142,24 @@ def make_inputs(choices: int | None = None, seed: int = 0):
   types[..., 3:] = 1
   types[mask == 0] = 0
   return ids, mask, types
+
+
+def dropout_loss(model, params, weights, seed: int = 2):
+  """(loss, outputs) of an AlbertForPreTraining on `make_inputs()` with dropout on (key `seed`):
+  sum(prediction_logits * weights) + sum(sop_logits ** 2), whose gradient reaches every
+  parameter. weights: [BATCH, SEQ, vocab_size]."""
+  import jax.numpy as jnp
+
+  ids, mask, types = make_inputs()
+  out = model.apply(
+    {"params": params},
+    ids,
+    attention_mask=mask,
+    token_type_ids=types,
+    deterministic=False,
+    rngs={"dropout": jax.random.key(seed)},
+  )
+  return jnp.sum(out.prediction_logits * weights) + jnp.sum(out.sop_logits**2), out
 
 
 def torch_reference(class_name: str, seed: int = 0, **overrides):

@@ -18,7 +18,8 @@ subprocesses of a test inherit it):
   its requests there, with that bearer token instead of looking for Google credentials.
 - EPATH_USE_TF=false: with TensorFlow installed, etils.epath would read gs:// through
   tf.io.gfile, whose Cloud Storage endpoint is compiled in (no emulator can be named); false
-  makes it use fsspec/gcsfs (albert_flax sets the same default, see albert_flax/paths.py).
+  makes it use fsspec/gcsfs (albert_flax.paths.configure_storage() sets the same default, and
+  turns gcsfs's listing cache off: conftest.py calls it, as the programs do at their start).
 - FSSPEC_GCS_TOKEN=anon, NO_GCE_CHECK=true: no credentials exist here; gcsfs connects
   anonymously instead of probing for default credentials and a metadata server.
 - GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT=false: gcsfs's default file system first asks the Storage

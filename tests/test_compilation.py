@@ -30,8 +30,6 @@ def test_compile_concurrently_runs_the_executables_it_compiled():
   jobs = [(f, abstract[8]), (f, abstract[16]), (f, args[16])]  # the repeat is compiled once
   assert training.compile_concurrently(jobs, max_threads=2) == 2
   assert training.compile_concurrently(jobs) == 0  # all compiled already
-  assert f.has_compiled(*args[8]) and f.has_compiled(*args[16])
-  assert not f.has_compiled(*args[24])
   jitted, through_jit = f._jitted, []
 
   def recording_jit(*a):

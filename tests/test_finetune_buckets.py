@@ -262,11 +262,19 @@ def test_resume_equals_uninterrupted_with_buckets(checkpoint, tmp_path, monkeypa
     patch.setattr(PreemptionGuard, "should_stop", lambda self, step: step == 3)
     stopped = train_and_evaluate(config, str(tmp_path / "split"))
     assert stopped["interrupted"] and stopped["step"] == 3, stopped
-  ahead = []  # per call of a step: did it run an executable compiled ahead?
+  ahead = []  # per call of a step: did it run an executable compiled ahead (not jit)?
   call = training.MeshFunction.__call__
-  monkeypatch.setattr(
-    training.MeshFunction, "__call__", lambda f, *a: ahead.append(f.has_compiled(*a)) or call(f, *a)
-  )
+
+  def recording_call(f, *a):
+    jitted, through_jit = f._jitted, []
+    f._jitted = lambda *x: through_jit.append(1) or jitted(*x)
+    try:
+      return call(f, *a)
+    finally:
+      f._jitted = jitted
+      ahead.append(not through_jit)
+
+  monkeypatch.setattr(training.MeshFunction, "__call__", recording_call)
   resumed = train_and_evaluate(config, str(tmp_path / "split"))
   assert len(ahead) >= 3 + 2 and all(ahead), ahead  # 3 steps, 2 evaluations of the dev set
   assert resumed == whole

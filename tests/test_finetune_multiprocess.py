@@ -3,7 +3,7 @@
 The same SST-2-format fine-tune runs once as 1 process x 2 devices and once as 2 processes x 1
 device (the same 2-device mesh): each process of the second run feeds its half of every global
 batch, the dev and test predictions are gathered across processes (the last eval batch is part
-padding, split over both), and only the lead process writes the files.
+padding, split over both), and only process 0 writes the files.
 tests/finetune_multiprocess_helper.py is one such process.
 """
 
@@ -95,7 +95,7 @@ def test_two_processes_equal_one_process(tmp_path):
     assert m["results"] == multi[0]["results"]  # every process returns the same metrics
   assert set(single["results"]) == set(multi[0]["results"]) == {"dev/accuracy", "best_step"}
 
-  # one copy of each file, by the lead: the same file set, no stray temporaries
+  # one copy of each file, by process 0: the same file set, no stray temporaries
   expected = [
     os.path.join("config_history", "0000.json"),
     "eval_results.json",
@@ -119,7 +119,7 @@ def test_two_processes_equal_one_process(tmp_path):
   assert a == pytest.approx(single["results"]) and b == pytest.approx(multi[0]["results"])
   assert set(a) == set(b) and all(_close(a[k], b[k]) for k in a), (a, b)
 
-  # metrics.jsonl: one row per log / evaluation (the lead only), the same numbers
+  # metrics.jsonl: one row per log / evaluation (process 0 only), the same numbers
   rows_a = [json.loads(line) for line in _read(single_work / "metrics.jsonl").splitlines()]
   rows_b = [json.loads(line) for line in _read(multi_work / "metrics.jsonl").splitlines()]
   keys = [(r["step"], r.get("split")) for r in rows_a]

@@ -228,7 +228,7 @@ def test_two_processes_fine_tune_from_and_into_the_bucket(gcs_server, bucket, pr
   assert results[0]["results"] == results[1]["results"]
   assert set(results[0]["results"]) == {"dev/accuracy", "best_step"}
 
-  # One copy of each file, written by the lead into the bucket; no temporaries left over.
+  # One copy of each file, written by process 0 into the bucket; no temporaries left over.
   assert _names(gcs_server, workdir) == [
     "checkpoints",
     "config_history",

@@ -473,9 +473,8 @@ def test_static_shards_round_trip(setup, tmp_path):
   one_epoch = sum(len(b["input_ids"]) for b in _batches(setup, num_epochs=1, drop_remainder=False))
   assert 1.8 < info["num_examples"] / one_epoch < 2.2
   # Read back: every record exactly once per epoch, as written (padded to a longer length too).
-  reader = shards.ShardReader(os.path.join(out, "*.array_record"))
-  written = shards.decode_records(reader.read(0, len(reader)), S, P)
-  reader.close()
+  source = shards.open_shards(os.path.join(out, "*.array_record"))
+  written = shards.decode_records([source[i] for i in range(len(source))], S, P)
   got = _cat(
     _batches(
       setup,

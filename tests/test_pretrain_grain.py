@@ -4,8 +4,6 @@ global shuffle of static shards, the source's own grain state, states of the pre
 The statistics, determinism, resume and share tests of the examples are in test_pretrain_data.py.
 """
 
-import logging
-
 import grain
 import jax
 import jax.numpy as jnp
@@ -171,23 +169,3 @@ def test_windows_are_a_grain_dataset_with_its_own_state(setup):
   is_masked[rows, positions] = True
   assert (masked["input_ids"][~is_masked] == ids[~is_masked]).all()
   assert (masked["input_ids"][is_masked] != ids[is_masked]).mean() > 0.8
-
-
-def test_states_of_the_pipeline_before_grain_resume(setup, caplog):
-  # What the hand-written pipeline saved (no version, its settings digest, static "block"s).
-  it = _make(setup)
-  for _ in range(3):
-    next(it)
-  old = {k: v for k, v in it.get_state().items() if k not in ("version", "settings")}
-  it.close()
-  with caplog.at_level(logging.WARNING):
-    resumed = _make(setup, state=old)
-  assert "older pipeline" in caplog.text
-  assert resumed.get_state()["window"] == old["window"]
-  assert next(resumed)["input_ids"].shape == (16, S)
-  resumed.close()
-  old_static = {"epoch": 1, "window": 2, "position": {"block": 2}, "offset": 5, "seed": 0}
-  it = _make(setup, static=True, state=old_static)
-  assert it.get_state()["position"] == {"example": setup["num_records"]}
-  assert next(it)["input_ids"].shape == (16, S)
-  it.close()

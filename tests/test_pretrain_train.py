@@ -1,5 +1,5 @@
 """The pretraining program: checkpoint fallback, NaN detection, and (a shortened) default run
-learning on held-back text; the helpers the other modules' `python -m pretrain` runs share (its
+learning on held-back text; the functions the other modules' `python -m pretrain` runs share (its
 workdir, continuing and resuming after interruptions: tests/test_chaos.py).
 
 Runs that must survive a kill are subprocesses of `python -m pretrain`; they share a persistent

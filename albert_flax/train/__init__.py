@@ -8,6 +8,7 @@
     program.py         the programs' shared entry point: flags, distributed start-up, exit codes
     run_control.py     one run per workdir (lock), run status, config changes on resume
     aot.py             compile-only mode: the exact steps through the TPU compiler, the report
+    compiler_output.py what the compiler says: collectives per step, warnings, refusals' figures
     compiled_steps.py  compiled steps saved (--save_compiled) and checked and loaded by a run
     tpu_topologies.py  TPU slices by name (jax's and gcloud's), their devices and HBM
 

@@ -15,22 +15,26 @@ FLOPs imply at the chip's peak. Nothing is initialised and no data is read: the 
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import math
-import os
-import re
-import sys
-import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
 import ml_collections
 import numpy as np
 from jax.sharding import Mesh
+
+from albert_flax.train import compiled_steps
+from albert_flax.train.compiler_output import (
+  LibtpuLog,
+  captured_stderr,
+  collectives_per_step,
+  compiler_warnings,
+  out_of_memory_figures,
+)
 
 # Slices by name live in their own module; re-exported here, the compile-only mode's home.
 from albert_flax.train.tpu_topologies import (  # noqa: F401
@@ -80,213 +84,7 @@ def sharded_bytes(abstract_args: Any) -> int:
   return total
 
 
-def padded_bytes(abstract_args: Any, formats: Any) -> int:
-  """`sharded_bytes` with each shard rounded up to its device layout's tiles (what the compiler
-  counts: a TPU stores a [2000, 64] f32 shard in (8, 128) tiles, as [2000, 128]).
-
-  formats: the compiled step's `input_formats` for these arguments (same tree).
-  """
-  total = 0
-  for leaf, fmt in zip(jax.tree.leaves(abstract_args), jax.tree.leaves(formats), strict=True):
-    shard = leaf.sharding.shard_shape(leaf.shape)
-    layout = fmt.layout
-    dims = [shard[i] for i in layout.major_to_minor]
-    tile = tuple(layout.tiling[0]) if layout.tiling else ()
-    dims = [1] * (len(tile) - len(dims)) + dims
-    for k, size in enumerate(tile):
-      j = len(dims) - len(tile) + k
-      dims[j] = -(-dims[j] // size) * size
-    total += math.prod(dims) * np.dtype(leaf.dtype).itemsize
-  return total
-
-
 # ========================================================================== compiling
-
-
-@contextlib.contextmanager
-def _captured_stderr() -> Iterator[list[str]]:
-  """Capture the compiler's C++ log (file descriptor 2), then echo it; yields its lines."""
-  lines: list[str] = []
-  sys.stderr.flush()
-  saved = os.dup(2)
-  with tempfile.TemporaryFile(mode="w+b") as tmp:
-    os.dup2(tmp.fileno(), 2)
-    try:
-      yield lines
-    finally:
-      sys.stderr.flush()
-      os.dup2(saved, 2)
-      os.close(saved)
-      tmp.seek(0)
-      text = tmp.read().decode("utf-8", "replace")
-      sys.stderr.write(text)
-      lines.extend(text.splitlines())
-
-
-class _LibtpuLog:
-  """What libtpu's compiler logged while in use: libtpu writes its warnings to log files
-  ($TPU_LOG_DIR, default /tmp/tpu_logs, named after the process id), not to stderr."""
-
-  def __init__(self):
-    self.directory = os.environ.get("TPU_LOG_DIR") or "/tmp/tpu_logs"
-    self.start = self._sizes()
-
-  def _sizes(self) -> dict[str, int]:
-    try:
-      names = os.listdir(self.directory)
-    except OSError:
-      return {}
-    suffix = f".{os.getpid()}"
-    paths = [
-      os.path.join(self.directory, n) for n in names if n.endswith(suffix) and ".WARNING." in n
-    ]
-    return {p: os.path.getsize(p) for p in paths if os.path.isfile(p)}
-
-  def new_lines(self) -> list[str]:
-    lines = []
-    for path, size in self._sizes().items():
-      with open(path, "rb") as f:
-        f.seek(self.start.get(path, 0) if self.start.get(path, 0) <= size else 0)
-        lines += f.read().decode("utf-8", "replace").splitlines()
-    return lines
-
-
-# Compiler messages that cost speed or memory at scale (XLA's log lines contain them).
-_WARNING_PATTERNS = (
-  "Involuntary full rematerialization",
-  "rematerializ",
-  "Can't reduce memory use below",
-  "exceeds available",
-)
-
-
-def _compiler_warnings(lines: Sequence[str]) -> list[str]:
-  found = []
-  for line in lines:
-    if any(p in line for p in _WARNING_PATTERNS):
-      message = line.split("] ", 1)[-1].strip()
-      message = message if len(message) <= 600 else message[:600] + "..."
-      if message not in found:
-        found.append(message)
-  return found
-
-
-_COLLECTIVES = (
-  "all-gather",
-  "all-reduce",
-  "reduce-scatter",
-  "all-to-all",
-  "collective-permute",
-  "ragged-all-to-all",
-)
-_DTYPE_BYTES = {
-  "pred": 1,
-  "s8": 1,
-  "u8": 1,
-  "s16": 2,
-  "u16": 2,
-  "bf16": 2,
-  "f16": 2,
-  "s32": 4,
-  "u32": 4,
-  "f32": 4,
-  "s64": 8,
-  "u64": 8,
-  "f64": 8,
-}
-_ARRAY = re.compile(r"\b([a-z]+\d*)\[([\d,]*)\]")
-_COMPUTATION = re.compile(r"^(?:ENTRY\s+)?%?([\w.\-]+)\s*(?:\(.*\))?\s*->.*\{\s*$")
-_INSTRUCTION = re.compile(r"^\s*(?:ROOT\s+)?%?[\w.\-]+\s*=\s*(.*?)\s([a-z][\w\-]*)\(")
-_CALLED = re.compile(
-  r"\b(body|condition|to_apply|calls|true_computation|false_computation)=%?([\w.\-]+)"
-)
-_BRANCHES = re.compile(r"branch_computations=\{([^}]*)\}")
-_TRIP_COUNT = re.compile(r'"known_trip_count":\{"n":"(\d+)"\}')
-
-
-def _result_bytes(result_type: str) -> int:
-  """Bytes of an HLO result type; of a tuple, its largest element (an async collective's
-  (operand, result) pair counts as its result)."""
-  sizes = [
-    math.prod(int(d) for d in dims.split(",") if d) * _DTYPE_BYTES.get(dtype, 4)
-    for dtype, dims in _ARRAY.findall(result_type)
-    if dtype in _DTYPE_BYTES
-  ]
-  return max(sizes, default=0)
-
-
-def collectives_per_step(hlo_text: str) -> dict[str, dict[str, int]]:
-  """{op: {"count", "bytes"}} of the collectives one execution of the compiled module runs.
-
-  An op inside a while loop (the scanned layers, gradient accumulation) counts once per
-  iteration, using the trip count XLA recorded; bytes are the result's, per device.
-  """
-  computations: dict[str, list[str]] = {}
-  entry, current = None, None
-  for line in hlo_text.splitlines():
-    match = _COMPUTATION.match(line)
-    if match and not line.startswith(" "):
-      current = match.group(1)
-      computations[current] = []
-      if line.startswith("ENTRY"):
-        entry = current
-    elif current is not None and line.strip() and line.strip() != "}":
-      computations[current].append(line)
-  if entry is None:
-    raise ValueError("no ENTRY computation in the HLO text")
-
-  totals: dict[str, dict[str, int]] = {}
-
-  def visit(name: str, times: int, depth: int = 0) -> None:
-    if depth > 64:
-      raise ValueError("HLO call graph deeper than 64 levels")
-    for line in computations.get(name, ()):
-      match = _INSTRUCTION.match(line)
-      if not match:
-        continue
-      result_type, opcode = match.groups()
-      op = opcode[: -len("-start")] if opcode.endswith("-start") else opcode
-      if op in _COLLECTIVES and not opcode.endswith("-done"):
-        entry_ = totals.setdefault(op, {"count": 0, "bytes": 0})
-        entry_["count"] += times
-        entry_["bytes"] += times * _result_bytes(result_type)
-      trips = 1
-      if opcode == "while":
-        found = _TRIP_COUNT.search(line)
-        trips = int(found.group(1)) if found else 1
-      for kind, callee in _CALLED.findall(line):
-        if kind == "to_apply" and op in _COLLECTIVES:
-          continue  # a reduction's combiner, not a computation that runs collectives
-        visit(callee, times * (trips if kind == "body" else 1), depth + 1)
-      for branches in _BRANCHES.findall(line):
-        for callee in branches.split(","):
-          visit(callee.strip().lstrip("%"), times, depth + 1)
-
-  visit(entry, 1)
-  return dict(sorted(totals.items()))
-
-
-_OOM_FIGURES = re.compile(r"([\d.]+)([KMGT]?)(?:i?B)?\)?")
-
-
-def _parse_size(text: str) -> int:
-  value, unit = re.fullmatch(r"([\d.]+)([KMGT]?)", text).groups()
-  return int(float(value) * 1024 ** " KMGT".index(unit or " "))
-
-
-def _out_of_memory_figures(message: str) -> dict[str, int]:
-  """The byte figures of XLA's "Ran out of memory" message, e.g. "the total memory required for
-  HLO temporaries (204.56G) exceeds available HBM (15.75G)"."""
-  figures = {}
-  for label, key in (
-    (r"HLO temporaries \(([\d.]+[KMGT]?)\)", "temporaries"),
-    (r"available HBM \(([\d.]+[KMGT]?)\)", "available_hbm"),
-    (r"total memory required[^(]*\(([\d.]+[KMGT]?)\)", "required"),
-  ):
-    found = re.search(label, message)
-    if found:
-      figures[key] = _parse_size(found.group(1))
-  return figures
 
 
 @dataclasses.dataclass
@@ -307,8 +105,8 @@ def compile_job(job: CompileJob, hbm_bytes: int) -> StepCompile:
   """AOT-compile one step; an out-of-memory refusal is a result (fits=False), not an error."""
   start = time.perf_counter()
   arguments = sharded_bytes(job.args)
-  libtpu_log = _LibtpuLog()
-  with _captured_stderr() as log_lines:
+  libtpu_log = LibtpuLog()
+  with captured_stderr() as log_lines:
     try:
       compiled = job.step.lower(*job.args).compile()
       error = None
@@ -317,9 +115,9 @@ def compile_job(job: CompileJob, hbm_bytes: int) -> StepCompile:
         raise
       compiled, error = None, str(e)
   seconds = time.perf_counter() - start
-  warnings = _compiler_warnings(log_lines + libtpu_log.new_lines())
+  warnings = compiler_warnings(log_lines + libtpu_log.new_lines())
   if compiled is None:
-    figures = _out_of_memory_figures(error)
+    figures = out_of_memory_figures(error)
     temporaries = figures.get("temporaries")
     one_line = " ".join(error.split())
     one_line = one_line[one_line.find("Ran out of memory") :] if "Ran out" in one_line else one_line
@@ -386,6 +184,7 @@ def build_report(
     "hbm_bytes_per_device": topology.chip.hbm_bytes,
     "fits": all(r.fits for r in results),
     "model_flops_per_step": program.model_flops_per_step,
+    # upstream.XLA_COST_ANALYSIS_LOOPS
     "model_flops_note": "analytic (albert_flax.flops); XLA's cost_analysis counts a scanned "
     "layer once, so it is not used",
     "peak_bf16_flops_per_device": topology.chip.peak_bf16_flops,
@@ -545,8 +344,6 @@ def compile_only(
   report, results = compile_for_topology(config, lambda *_: program, slice_)
   print_fn(format_report(report))
   if save_path and report["fits"]:
-    from albert_flax.train import compiled_steps
-
     record = compiled_steps.metadata(
       config, program.mesh, program.keys_not_in_steps, slice_.description
     )

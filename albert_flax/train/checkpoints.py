@@ -22,13 +22,13 @@ import json
 import logging
 import os
 import signal
-import zlib
+import uuid
 from typing import Any
 
 import jax
 import numpy as np
 
-from albert_flax import integrity, paths
+from albert_flax import integrity, paths, upstream
 from albert_flax.workdir import DATA_ITEM, INTEGRITY_ITEM, STATE_ITEM
 
 log = logging.getLogger(__name__)
@@ -55,7 +55,7 @@ def same_on_all_processes(obj: Any) -> Any:
   """Process 0's `obj` (JSON-serializable) on every process.
 
   A decision that starts a collective operation (whether to save a checkpoint) must be the same
-  on every process, or the processes wait at different barriers: take the lead's.
+  on every process, or the processes wait at different barriers: take process 0's.
   """
   if jax.process_count() == 1:
     return obj
@@ -70,48 +70,13 @@ def _all_processes_agree(ok: bool) -> bool:
   return bool(np.all(multihost_utils.process_allgather(np.array([ok], np.int32))))
 
 
-# The step directories this process found unreadable, as errors name them ("/w/checkpoints/20/";
-# in a bucket also without "gs://bucket/", as TensorStore's specs give the path).
-_unreadable_step_dirs: set[str] = set()
-
-
-def names_an_unreadable_checkpoint(text: str) -> bool:
-  """Whether an error's text is about a checkpoint this process already found unreadable.
-
-  orbax's reads of the other arrays of such a checkpoint go on after its restore failed and
-  fail later, when their tasks, futures and coroutines are collected; the programs drop those
-  reports (albert_flax.train.program): the fallback has said what happened, in one line.
-  """
-  return any(step_dir in text for step_dir in _unreadable_step_dirs)
-
-
-def _remember_unreadable(step_dir: Any) -> None:
-  name = str(step_dir).rstrip("/") + "/"
-  _unreadable_step_dirs.add(name)
-  _, sep, rest = name.partition("://")
-  if sep:  # "gs://bucket/w/checkpoints/20/" -> also "w/checkpoints/20/"
-    _unreadable_step_dirs.add(rest.partition("/")[2])
-
-
-_managers_created = 0
-
-
-def _barrier_prefix(directory: str | os.PathLike) -> str:
-  """A name for this manager's barriers that no other manager of the run shares.
-
-  Orbax names the barriers of an asynchronous save after the step directory only
-  (`async_write_complete.<step>...`), and a barrier name may be waited on once. Two managers
-  saving the same step (fine-tuning's checkpoints/latest and checkpoints/best) would share the
-  barrier: one process's `best` thread then passes it on the other's `latest` arrival and the
-  primary commits `best/<step>` before the other process has written its part ("ArrayMetadata
-  Store contains metadata from just one process"). Every process creates its managers in the
-  same order (they are collective), so the counter agrees across processes; the directory's
-  digest keeps names apart when runs share a coordinator.
-  """
-  global _managers_created
-  _managers_created += 1
-  digest = zlib.crc32(os.fspath(directory).encode("utf-8")) & 0xFFFFFFFF
-  return f"albert_ckpt{_managers_created}_{digest:08x}"
+def _barrier_prefix() -> str:
+  """A name for one manager's barriers that no other manager shares (upstream.ORBAX_BARRIER_NAMES:
+  orbax names an asynchronous save's barriers after the step only, and a barrier name may be
+  waited on once, so fine-tuning's checkpoints/latest and checkpoints/best saving the same step
+  would share one). Random, taken from process 0 so every process names the same barriers:
+  managers are created on every process together (they are collective)."""
+  return f"albert_ckpt_{same_on_all_processes(uuid.uuid4().hex[:16])}"
 
 
 class TrainCheckpointManager:
@@ -155,7 +120,7 @@ class TrainCheckpointManager:
       enable_async_checkpointing=async_save,
       cleanup_tmp_directories=True,
       multiprocessing_options=ocp.options.MultiprocessingOptions(
-        barrier_sync_key_prefix=_barrier_prefix(self.directory)
+        barrier_sync_key_prefix=_barrier_prefix()
       ),
     )
     self._manager = ocp.CheckpointManager(
@@ -176,9 +141,8 @@ class TrainCheckpointManager:
     if step is None:
       return None, -float("inf")
     if step in self._saved_metric:
-      # Not re-read: in a bucket, orbax's metadata() on a host other than the primary raises
-      # after that host's own save (its handler still holds the items' "temporary" paths,
-      # which in a bucket are the final names; only the primary's finalize clears them).
+      # Not re-read: upstream.ORBAX_BUCKET_METADATA (in a bucket, metadata() raises on a host
+      # other than the primary after that host's own save).
       return step, self._saved_metric[step]
     metrics = self._manager.metadata(step).metrics or {}
     return step, float(metrics.get(self.best_metric, -float("inf")))
@@ -251,7 +215,7 @@ class TrainCheckpointManager:
         error = None
       except Exception as e:  # orbax raises many types for unreadable files
         error = f"{type(e).__name__}: {str(e)[:300]}"
-        _remember_unreadable(self.directory / str(step))
+        upstream.remember_unreadable(self.directory / str(step))  # ORBAX_ABORTED_READS
       if _all_processes_agree(error is None):
         if failures:
           self._set_aside(failures)

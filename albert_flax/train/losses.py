@@ -66,7 +66,7 @@ def weighted_cross_entropy(logits: Array, labels: Array, weights: Array | None =
   """
   if logits.shape[:-1] != labels.shape:
     raise ValueError(
-      f"logits {logits.shape} and labels {labels.shape} disagree on the leading dims"
+      f"logits {logits.shape} and labels {labels.shape} disagree on their leading dims"
     )
   w = _weights(weights, labels.shape)
   losses = optax.softmax_cross_entropy_with_integer_labels(
@@ -79,7 +79,7 @@ def weighted_accuracy(logits: Array, labels: Array, weights: Array | None = None
   """(sum of weights where argmax == label, sum of weights). Shapes as weighted_cross_entropy."""
   if logits.shape[:-1] != labels.shape:
     raise ValueError(
-      f"logits {logits.shape} and labels {labels.shape} disagree on the leading dims"
+      f"logits {logits.shape} and labels {labels.shape} disagree on their leading dims"
     )
   w = _weights(weights, labels.shape)
   correct = (jnp.argmax(logits, axis=-1) == labels).astype(jnp.float32)

@@ -28,6 +28,9 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from albert_flax import paths, upstream
+from albert_flax.train import aot
+
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 EXIT_WORKDIR_BUSY = 73
 EXIT_INTERRUPTED = 75
@@ -66,8 +69,6 @@ def define_flags(
   unless --compile_only is given: `start` checks it."""
   from absl import flags
   from ml_collections import config_flags
-
-  from albert_flax.train import aot
 
   try:  # ml_collections applies the --config.KEY overrides of sys.argv here, at definition
     config = config_flags.DEFINE_config_file(
@@ -114,6 +115,7 @@ def start(program_flags: ProgramFlags, loggers: Sequence[str]) -> None:
   from absl import app
   from absl import logging as absl_logging
 
+  paths.configure_storage()  # before any path is used
   if not program_flags.workdir.value:
     raise app.UsageError("--workdir is required (unless --compile_only)")
   if program_flags.coordinator_address.value:
@@ -172,49 +174,10 @@ def exit_if_compile_only(program_flags: ProgramFlags, steps_module: str) -> None
     sys.exit(program_flags.aot.run(program_flags.config.value, build))
 
 
-def _is_closed_loop_noise(error: BaseException | None) -> bool:
-  return isinstance(error, RuntimeError) and "Event loop is closed" in str(error)
-
-
-_UNRETRIEVED = ("Task exception was never retrieved", "Future exception was never retrieved")
-
-
 def _quiet_asyncio_after_fallback() -> None:
-  """Drop the noise orbax's aborted reads of an unreadable checkpoint leave behind; the fallback
-  to the previous checkpoint already logged one line saying what happened.
-
-  The noise, dozens of tracebacks whose number depends on timing: tensorstore callbacks firing
-  after their event loop has closed ("Event loop is closed" errors, reaching Python's
-  unraisable-exception hook or asyncio's logger); the reads of the other arrays failing after
-  the restore did (asyncio's "Task/Future exception was never retrieved" when collected); and
-  orbax's read coroutines collected while suspended, which turn the GeneratorExit of their
-  closing into an error naming the array's file (unraisable: "Exception ignored in: <coroutine
-  object _read_array_index_and_device_put ...>"). Only those are dropped: a never-retrieved or
-  unraisable error that does not name a checkpoint this process found unreadable
-  (`names_an_unreadable_checkpoint`) still goes to the log or the previous hook.
-  """
-  from albert_flax.train.checkpoints import names_an_unreadable_checkpoint
-
-  class _DropAbortedReads(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-      message = record.getMessage()
-      exc = record.exc_info[1] if record.exc_info else None
-      if message.startswith(_UNRETRIEVED) and names_an_unreadable_checkpoint(f"{message} {exc}"):
-        return False
-      return "Event loop is closed" not in message and not _is_closed_loop_noise(exc)
-
-  if getattr(sys.unraisablehook, "drops_closed_loop_noise", False):
-    return  # installed already
-  logging.getLogger("asyncio").addFilter(_DropAbortedReads())
-  previous = sys.unraisablehook
-
-  def unraisablehook(unraisable) -> None:
-    error = unraisable.exc_value
-    if not _is_closed_loop_noise(error) and not names_an_unreadable_checkpoint(str(error)):
-      previous(unraisable)
-
-  unraisablehook.drops_closed_loop_noise = True
-  sys.unraisablehook = unraisablehook
+  """Drop the noise orbax's aborted reads of an unreadable checkpoint leave behind (the fallback
+  to the previous checkpoint already logged one line): `upstream.ORBAX_ABORTED_READS`."""
+  upstream.drop_aborted_read_noise()
 
 
 def resume_command(program: str) -> str:

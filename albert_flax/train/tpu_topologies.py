@@ -7,11 +7,12 @@ Used by `albert_flax.train.aot` (compile-only mode).
 from __future__ import annotations
 
 import dataclasses
-import os
 import re
 from typing import Any
 
 import jax
+
+from albert_flax import upstream
 
 GiB = 1024**3
 
@@ -63,9 +64,8 @@ class Topology:
 
   def devices(self) -> list[jax.Device]:
     """The compile-only devices of the slice(s) (needs libtpu; no TPU)."""
-    # The compiler never opens a chip, so it need not hold libtpu's machine-wide lock file
-    # (/tmp/libtpu_lockfile), which any other jax process on the machine may hold.
-    os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")
+    # The compiler never opens a chip: another jax process may hold libtpu's lock file.
+    upstream.allow_multiple_libtpu_load()  # LIBTPU_LOCKFILE
     try:
       import libtpu  # noqa: F401
     except ImportError as e:

@@ -177,10 +177,6 @@ class MeshFunction:
     with jax.set_mesh(self.mesh), nn.logical_axis_rules(self.rules):
       return self._jitted.lower(*args)
 
-  def has_compiled(self, *args) -> bool:
-    """Whether a call with arguments shaped like `args` runs an executable compiled ahead."""
-    return _signature(args) in self._compiled
-
 
 def _signature(args: tuple) -> tuple:
   """What an executable is compiled for: the arguments' tree, shapes and dtypes."""

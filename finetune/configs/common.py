@@ -78,7 +78,7 @@ def base_config() -> ml_collections.ConfigDict:
   # (5 for 512), placed where the rows are (multiples of 8; finetune.buckets.fit_buckets), then
   # max_seq_length for longer evaluation rows. On a set of short sentences (SST-2: mean ~13
   # tokens) that is 8, 16, 24, 32, 48 rather than 32, 64, ...: the epoch in ~0.6x the time of
-  # powers of two from 32 for the same number of buckets (benchmarks/RESULTS.md, session 8).
+  # powers of two from 32 for the same number of buckets (benchmarks/RESULTS.md, fine-tuning).
   # `--config.length_buckets=32,64,128,256,512` gives those powers of two.
   c.length_buckets = config_dict.placeholder(tuple)
   # Compile the steps of every padded length the run will use before the first step, several at

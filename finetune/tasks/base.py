@@ -18,8 +18,9 @@ import ml_collections
 import numpy as np
 from etils import epath
 
+from albert_flax.train.batch_spec import LENGTH, ROWS, BatchField
 from albert_flax.train.losses import Stat
-from finetune.data import Features
+from finetune.data import MODEL_INPUTS, Features
 
 
 @dataclasses.dataclass
@@ -45,6 +46,8 @@ class Task(abc.ABC):
   # `head_outputs` with one value per position ([batch, seq, ...]): length-bucketed prediction
   # pads them back to max_seq_length (padding positions get a very low score).
   sequence_outputs: tuple[str, ...] = ()
+  # Model inputs are [batch, *input_dims, seq]: one sequence a row, or (RACE) (choices,).
+  input_dims: tuple[int, ...] = ()
 
   def __init__(self, config: ml_collections.ConfigDict, tokenizer: Any):
     self.config = config
@@ -67,6 +70,23 @@ class Task(abc.ABC):
   @abc.abstractmethod
   def head_outputs(self, outputs: Any) -> dict[str, jax.Array]:
     """The model outputs `score` needs, each [batch, ...] (e.g. {"logits": ...})."""
+
+  def batch_spec(self, batch_size: int, seq_len: int) -> dict[str, BatchField]:
+    """The train step's batch: model inputs [batch, *input_dims, seq] int32, the targets
+    (`target_spec`) and "weights" [batch] float32 (0 on padding rows)."""
+    dims = (batch_size, *self.input_dims, seq_len)
+    inputs = BatchField(dims, np.int32, (ROWS, *[None] * len(self.input_dims), LENGTH))
+    spec = {name: inputs for name in MODEL_INPUTS}
+    spec.update(self.target_spec(batch_size, seq_len))
+    spec["weights"] = BatchField((batch_size,), np.float32, (ROWS,))
+    return spec
+
+  def target_spec(self, batch_size: int, seq_len: int) -> dict[str, BatchField]:
+    """The targets of a training batch: by default one label [batch] a row, int32 (a class) or
+    float32 (problem_type "regression")."""
+    del seq_len
+    regression = self.model_overrides().get("problem_type") == "regression"
+    return {"labels": BatchField((batch_size,), np.float32 if regression else np.int32, (ROWS,))}
 
   # ------------------------------------------------------------------ data
   @abc.abstractmethod

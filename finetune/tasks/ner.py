@@ -21,6 +21,7 @@ from etils import epath
 
 import albert_flax as af
 from albert_flax.train import losses
+from albert_flax.train.batch_spec import LENGTH, ROWS, BatchField
 from finetune import metrics as metrics_lib
 from finetune.data import DataError, atomic_open, pad_sequences, read_text, text_lines
 from finetune.tasks.base import EvalSet, Task, load_tfds, tfds_label_names, use_tfds
@@ -137,6 +138,9 @@ class NerTask(Task):
 
   def model_overrides(self):
     return {"num_labels": len(self.labels), "label_names": self.labels}
+
+  def target_spec(self, batch_size, seq_len):
+    return {"labels": BatchField((batch_size, seq_len), np.int32, (ROWS, LENGTH))}  # per token
 
   def stats(self, outputs, batch):
     return {

@@ -132,6 +132,7 @@ class RaceTask(Task):
   """RACE middle / high; AlbertForMultipleChoice."""
 
   model_class = af.AlbertForMultipleChoice
+  input_dims = (NUM_CHOICES,)
 
   def __init__(self, config, tokenizer):
     super().__init__(config, tokenizer)

@@ -24,6 +24,7 @@ from etils import epath
 
 import albert_flax as af
 from albert_flax.train import losses
+from albert_flax.train.batch_spec import ROWS, BatchField
 from finetune import metrics as metrics_lib
 from finetune import squad_metrics
 from finetune.data import MODEL_INPUTS, write_json
@@ -113,6 +114,10 @@ class SquadTask(Task):
   # ------------------------------------------------------------------ model and loss
   def model_overrides(self):
     return {}
+
+  def target_spec(self, batch_size, seq_len):
+    positions = BatchField((batch_size,), np.int32, (ROWS,))  # token index of the answer's ends
+    return {"start_positions": positions, "end_positions": positions}
 
   def stats(self, outputs, batch):
     start, end = losses.span_loss(

@@ -8,6 +8,7 @@ import dataclasses
 import ml_collections
 from ml_collections import config_dict
 
+from albert_flax.config import AlbertConfig
 from albert_flax.train import profiling
 
 # Set by the run itself (vocab_size from the tokenizer; dtype, param_dtype, remat are top-level
@@ -34,8 +35,6 @@ _TYPES = {
 def model_overrides() -> ml_collections.ConfigDict:
   """Every AlbertConfig field as an unset placeholder, so `--config.model_overrides.X=V` works
   for any of them; unset ones keep the preset's value."""
-  from albert_flax.config import AlbertConfig
-
   c = ml_collections.ConfigDict()
   for field in dataclasses.fields(AlbertConfig):
     if field.name not in _NOT_OVERRIDABLE and field.type in _TYPES:

@@ -1,0 +1,160 @@
+"""The two streams of chunks of examples `pretrain.data.make_pretraining_batches` reads (a
+`pipeline.ChunkStream` each): text documents masked as they are read (`TextStream`), and
+examples written once by `python -m pretrain.create_data` (`StaticStream`)."""
+
+from __future__ import annotations
+
+import logging
+import zlib
+from collections.abc import Sequence
+from typing import Any
+
+import grain
+
+from pretrain import corpus, pipeline, shards
+from pretrain.examples import ExampleConfig
+
+log = logging.getLogger(__name__)
+
+
+class TextStream:
+  """Windows of `window_docs` documents of a source -> dynamically masked chunks (grain)."""
+
+  def __init__(
+    self,
+    source: corpus.DocumentSource,
+    tokenizer: Any,
+    config: ExampleConfig,
+    window_docs: int,
+    seed: int,
+    process_index: int,
+    process_count: int,
+    split: str | None = None,
+    eval_fraction: float = corpus.DEFAULT_EVAL_FRACTION,
+    num_epochs: int | None = None,
+  ):
+    if window_docs < 1:
+      raise ValueError(f"shuffle_buffer must be >= 1 document, got {window_docs}")
+    corpus.check_split(split)
+    _check_vocab(tokenizer)
+    self.source, self.window_docs, self.num_epochs = source, window_docs, num_epochs
+    self.seed, self.process_index, self.process_count = seed, process_index, process_count
+    self.split, self.eval_fraction = split, eval_fraction
+    self.tokenizer, self.config = tokenizer, config
+    self.name = source.name + (f" (split {split})" if split not in (None, "all") else "")
+
+  def settings(self) -> str:
+    return _digest(
+      self.window_docs,
+      self.config,
+      self.split,
+      self.eval_fraction,
+      self.tokenizer.vocab_size,
+      type(self.source).__name__,
+    )
+
+  def windows(self, start: pipeline.Start = pipeline.Start()) -> pipeline.DocumentWindows:
+    return pipeline.DocumentWindows(
+      self.source,
+      self.window_docs,
+      self.seed,
+      self.process_index,
+      self.process_count,
+      self.num_epochs,
+      self.split,
+      self.eval_fraction,
+      start,
+    )
+
+  def dataset(self, start: pipeline.Start) -> grain.IterDataset:
+    return (
+      self.windows(start)
+      .map(pipeline.MakePairs(self.tokenizer, self.config))
+      .map(pipeline.MaskTokens(self.tokenizer, self.config))
+    )
+
+  def close(self) -> None:
+    pass
+
+
+def _check_vocab(tokenizer: Any) -> None:
+  missing = [
+    a
+    for a in (
+      "encode_as_ids",
+      "word_start_mask",
+      "vocab_size",
+      "pad_token_id",
+      "cls_token_id",
+      "sep_token_id",
+      "mask_token_id",
+    )
+    if not hasattr(tokenizer, a)
+  ]
+  if missing:
+    raise TypeError(
+      f"tokenizer {tokenizer!r} lacks {missing}: pass an albert_flax AlbertTokenizer "
+      "or the path of a SentencePiece model"
+    )
+  if len(tokenizer.word_start_mask) != tokenizer.vocab_size:
+    raise ValueError("tokenizer.word_start_mask must have vocab_size entries")
+
+
+class StaticStream:
+  """Examples of static shards, globally shuffled every epoch, in chunks of `chunk_size`.
+
+  Process p of n reads positions p, p + n, ... of each epoch's permutation of all records.
+  """
+
+  def __init__(
+    self,
+    files: str | Sequence[str],
+    max_seq_length: int,
+    max_predictions_per_seq: int,
+    chunk_size: int,
+    seed: int,
+    process_index: int,
+    process_count: int,
+    num_epochs: int | None = None,
+  ):
+    self.source = shards.open_shards(files)
+    self.name = shards.shards_name(self.source)
+    info = shards.read_info(corpus.expand_files(files))
+    if info is not None and info.get("max_seq_length", 0) > max_seq_length:
+      raise ValueError(
+        f"{self.name} were written with max_seq_length={info['max_seq_length']}, "
+        f"larger than the requested {max_seq_length}"
+      )
+    if len(self.source) < process_count:
+      raise ValueError(
+        f"{self.name}: {len(self.source)} examples cannot be shared among {process_count} processes"
+      )
+    self.max_seq_length, self.max_predictions_per_seq = max_seq_length, max_predictions_per_seq
+    self.chunk_size, self.num_epochs = chunk_size, num_epochs
+    self.seed, self.process_index, self.process_count = seed, process_index, process_count
+
+  def settings(self) -> str:
+    return _digest(
+      "global-shuffle", self.max_seq_length, self.max_predictions_per_seq, len(self.source)
+    )
+
+  def dataset(self, start: pipeline.Start) -> grain.IterDataset:
+    return pipeline.static_chunks(
+      self.source,
+      self.name,
+      self.max_seq_length,
+      self.max_predictions_per_seq,
+      self.chunk_size,
+      self.seed,
+      self.process_index,
+      self.process_count,
+      self.num_epochs,
+      start,
+    )
+
+  def close(self) -> None:
+    pass
+
+
+def _digest(*parts: Any) -> str:
+  return f"{zlib.crc32(repr(parts).encode()):08x}"
