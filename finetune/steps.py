@@ -143,9 +143,9 @@ def compile_program(
   """The train and prediction steps of `config` over `devices`, with abstract arguments. The
   task is built without a tokenizer and reads no data."""
   from finetune.tasks import get_task
-  from finetune.train import resolve_config
+  from finetune.train import checkpoint_config, resolve_config
 
-  config = resolve_config(config)
+  config = resolve_config(config, model_config=checkpoint_config(config.init_from))
   task = get_task(config, None)
   model = model_for_shapes(config, task)
   mesh = sharding.make_mesh(config.mesh.data, config.mesh.fsdp, config.mesh.tensor, devices)

@@ -32,7 +32,7 @@ from etils import epath
 import albert_flax as af
 from albert_flax import paths, sharding
 from albert_flax import workdir as layout
-from albert_flax.train import training
+from albert_flax.train import settings, training
 from albert_flax.train.checkpoints import TrainCheckpointManager, same_on_all_processes
 from albert_flax.train.loop import TrainLoop
 from albert_flax.train.metric_writers import MetricWriter
@@ -59,14 +59,20 @@ SAFE_TO_CHANGE = (*COMMON_SAFE_KEYS, "compile_ahead")
 
 
 def resolve_config(
-  config: ml_collections.ConfigDict, hidden_size: int | None = None
+  config: ml_collections.ConfigDict,
+  hidden_size: int | None = None,
+  model_config: af.AlbertConfig | None = None,
 ) -> ml_collections.ConfigDict:
   """A copy with the per-task defaults filled in (fields still None) and the settings checked.
 
-  hidden_size: the checkpoint's; below SMALL_HIDDEN_SIZE the small-model defaults replace the
-  published learning rate and length. `config.hyperparameter_defaults` says which were used.
-  Raises ConfigError (a ValueError) naming a setting that cannot work, before any work starts.
+  hidden_size: the checkpoint's (default: model_config's); below SMALL_HIDDEN_SIZE the
+  small-model defaults replace the published learning rate and length.
+  `config.hyperparameter_defaults` says which were used. model_config: the checkpoint's, when
+  known, to check max_seq_length against its position table.
+  Raises ConfigError (a ValueError) naming the settings that cannot work, before any work starts.
   """
+  if hidden_size is None and model_config is not None:
+    hidden_size = model_config.hidden_size
   config = ml_collections.ConfigDict(config.to_dict())
   key = str(config.get(config.get("per_task_key") or "", "")).replace(".", "_")
   row = config.per_task.get(key) if config.get("per_task") else None
@@ -101,13 +107,13 @@ def resolve_config(
       "af.from_pretrained reads, or a Hugging Face Hub id)"
     )
   _check_init_from(str(config.init_from))
-  for field in ("batch_size", "train_steps", "eval_batch_size", "max_seq_length"):
-    if int(config[field]) < 1:
-      raise ConfigError(f"config.{field} must be positive, got {config[field]}")
-  if not 0 <= config.warmup_steps <= config.train_steps:
-    raise ConfigError(
-      f"warmup_steps {config.warmup_steps} must be in [0, train_steps {config.train_steps}]"
-    )
+  # The checks pretraining shares (a negative learning rate, ...), then fine-tuning's own.
+  problems = settings.problems(config, "train_steps", zero_means_default=("eval_every_steps",))
+  if not isinstance(config.eval_batch_size, int) or config.eval_batch_size < 1:
+    problems.append(f"eval_batch_size must be a positive int, got {config.eval_batch_size!r}")
+  if model_config is not None:
+    problems += settings.model_problems(config, model_config)
+  settings.check(problems, "fine-tuning")
   if config.eval_every_steps <= 0:
     config.eval_every_steps = max(1, config.train_steps // 10)
   try:
@@ -135,21 +141,18 @@ def _check_init_from(init_from: str) -> None:
     )
 
 
-def checkpoint_hidden_size(init_from: str) -> int | None:
-  """The hidden size in the checkpoint's config (None when it cannot be read: the load that
-  follows reports the problem)."""
+def checkpoint_config(init_from: str) -> af.AlbertConfig | None:
+  """The checkpoint's model config, read without its weights (None when it cannot be read: the
+  load that follows reports the problem)."""
   if not init_from:
     return None
-  checkpoint = epath.Path(init_from)
-  directory = checkpoint if checkpoint.is_dir() else checkpoint.parent
-  for name in ("config.json", "albert_config.json"):  # saved checkpoints; Hub ids: released sizes
-    path = directory / name
-    if path.is_file():
-      try:
-        return int(af.AlbertConfig.from_json_file(path).hidden_size)
-      except (ValueError, KeyError, TypeError) as e:  # the checkpoint load names it better
-        log.warning("could not read the hidden size from %s (%s): published defaults", path, e)
-  return None
+  if init_from in af.AlbertConfig.preset_names():  # compile-only's shapes of a released size
+    return af.AlbertConfig.preset(init_from)
+  try:
+    return af.AlbertConfig.from_pretrained(init_from)
+  except (OSError, ValueError, KeyError, TypeError) as e:  # the checkpoint load names it better
+    log.warning("could not read the model config of %s (%s): published defaults", init_from, e)
+    return None
 
 
 def load_tokenizer(config: ml_collections.ConfigDict) -> Any:
@@ -407,7 +410,7 @@ def train_and_evaluate(
     from finetune.seeds import train_seeds  # one process, several seeds
 
     return train_seeds(config, workdir)
-  config = resolve_config(config, checkpoint_hidden_size(config.get("init_from", "")))
+  config = resolve_config(config, model_config=checkpoint_config(config.get("init_from", "")))
   workdir = paths.path(workdir)  # local (made absolute), or a bucket: gs://...
   with WorkdirRun(workdir, config, SAFE_TO_CHANGE, steps_key="train_steps") as run:
     if run.finished(config.train_steps):
@@ -451,11 +454,6 @@ def _train(
     raise ValueError(
       f"the tokenizer has {tokenizer.vocab_size} pieces but the model only "
       f"{model.config.vocab_size} embeddings: wrong spiece.model?"
-    )
-  if config.max_seq_length > model.config.max_position_embeddings:
-    raise ValueError(
-      f"max_seq_length {config.max_seq_length} exceeds the model's "
-      f"max_position_embeddings {model.config.max_position_embeddings}"
     )
   _check_features(train_features, model.config, "training")
   for s in dev_sets:
