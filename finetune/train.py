@@ -106,9 +106,9 @@ def resolve_config(
       "--config.init_from is required: a checkpoint to fine-tune (any path "
       "af.from_pretrained reads, or a Hugging Face Hub id)"
     )
-  _check_init_from(str(config.init_from))
   # The checks pretraining shares (a negative learning rate, ...), then fine-tuning's own.
   problems = settings.problems(config, "train_steps", zero_means_default=("eval_every_steps",))
+  problems += settings.init_from_problems(str(config.init_from))
   if not isinstance(config.eval_batch_size, int) or config.eval_batch_size < 1:
     problems.append(f"eval_batch_size must be a positive int, got {config.eval_batch_size!r}")
   if model_config is not None:
@@ -121,24 +121,6 @@ def resolve_config(
   except ValueError as e:
     raise ConfigError(str(e)) from None
   return config
-
-
-def _check_init_from(init_from: str) -> None:
-  """A missing local or bucket path is a one-line usage error before any work. Names that may
-  be Hugging Face Hub ids ("albert/albert-base-v2": no scheme, at most one "/", not starting
-  with "/", "." or "~") are left to from_pretrained, which tries the Hub."""
-  looks_like_path = (
-    init_from.startswith(("/", ".", "~")) or "://" in init_from or init_from.count("/") > 1
-  )
-  if not looks_like_path:
-    return
-  where = paths.path(init_from)
-  tf_checkpoint = paths.path(init_from + ".index")  # an original TF checkpoint's prefix
-  if not where.exists() and not tf_checkpoint.exists():
-    raise ConfigError(
-      f"config.init_from {init_from!r}: no such file or directory (give a pretraining or "
-      "fine-tuning workdir, a saved model folder, an original TF checkpoint or a Hub id)"
-    )
 
 
 def checkpoint_config(init_from: str) -> af.AlbertConfig | None:

@@ -59,6 +59,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
       problems.append(f"{key} must be a positive int, got {c[key]!r}")
   if not isinstance(c.eval_steps, int) or c.eval_steps < 0:
     problems.append(f"eval_steps must be an int >= 0, got {c.eval_steps!r}")
+  problems += settings.init_from_problems(c.init_from)
   if not c.init_from and c.model not in af.AlbertConfig.preset_names():
     problems.append(f"model must be one of {af.AlbertConfig.preset_names()}, got {c.model!r}")
   if not problems and c.max_predictions_per_seq > c.max_seq_length:
@@ -162,9 +163,14 @@ def prepare_tokenizer(
     source = next((str(f) for f in found if f.is_file()), "")
   if jax.process_index() == 0 and not target.is_file():
     if source:
+      key = "vocab_file" if wordpiece else "spm_model"
       if not epath.Path(source).is_file():
-        key = "vocab_file" if wordpiece else "spm_model"
         raise FileNotFoundError(f"tokenizer.{key} {source!r} does not exist")
+      try:  # read the user's file first: a bad one is named as given, never copied
+        (af.WordPieceTokenizer if wordpiece else af.AlbertTokenizer)(source)
+      except Exception as e:  # sentencepiece raises RuntimeError / OSError on a non-model
+        kind = "WordPiece vocabulary" if wordpiece else "SentencePiece model"
+        raise ValueError(f"tokenizer.{key} {source!r} is not a {kind}: {e}") from None
       paths.write_bytes(target, epath.Path(source).read_bytes())
     else:
       log.info(

@@ -4,7 +4,10 @@ compile-only mode builds its model from."""
 
 from __future__ import annotations
 
+import os
+
 import jax
+import numpy as np
 import pytest
 from conftest import TINY
 
@@ -93,3 +96,17 @@ def test_fine_tuning_checks_the_length_against_the_model_before_loading_it(saved
   model_config = af.AlbertConfig.from_pretrained(saved["orbax"])  # 24 positions, no weights
   with pytest.raises(ConfigError, match="max_seq_length 64 exceeds the model's"):
     resolve_config(f, model_config=model_config)
+
+
+def test_a_fine_tuning_workdir_is_a_model_for_every_loader(tmp_path):
+  # The run's summary says af.from_pretrained(workdir); the tokenizer and pipelines take it too.
+  import finetune_testdata as td
+
+  workdir = tmp_path / "sst2"
+  saved = td.tiny_checkpoint(tmp_path)  # config.json, params/, spiece.model
+  (workdir).mkdir()
+  os.replace(saved, workdir / "model")
+  tokenizer = af.load_tokenizer(workdir)
+  assert tokenizer.vocab_size == af.AlbertTokenizer(workdir / "model" / "spiece.model").vocab_size
+  features = af.pipeline("feature-extraction", model=str(workdir))(["yes the film"])
+  assert np.asarray(features[0]).shape[-1] == 32  # the tiny checkpoint's hidden size

@@ -199,6 +199,7 @@ def start(program_flags: ProgramFlags, loggers: Sequence[str]) -> None:
 
   if not program_flags.workdir.value:
     raise app.UsageError("--workdir is required (unless --compile_only)")
+  _check_workdir(program_flags.workdir.value)
   if program_flags.coordinator_address.value:
     # CPU processes need a collectives backend; harmless on accelerators.
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
@@ -217,6 +218,23 @@ def start(program_flags: ProgramFlags, loggers: Sequence[str]) -> None:
   _quiet_asyncio_after_fallback()
   flag = program_flags.compilation_cache_dir
   use_compilation_cache(flag.value, explicit=flag.present)
+
+
+def _check_workdir(workdir: str) -> None:
+  """A local --workdir that is a file, or a folder this process cannot write, is a usage error
+  before any work (a bucket's permissions show at the first write)."""
+  from absl import app
+
+  if "://" in workdir:
+    return
+  path = os.path.abspath(os.path.expanduser(workdir))
+  if os.path.exists(path) and not os.path.isdir(path):
+    raise app.UsageError(f"--workdir {workdir!r} is a file, not a folder")
+  existing = path
+  while not os.path.exists(existing):
+    existing = os.path.dirname(existing)
+  if not os.access(existing, os.W_OK | os.X_OK):
+    raise app.UsageError(f"--workdir {workdir!r}: {existing} is not writable by this user")
 
 
 # MaxText keeps its cache in ~/jax_cache; ours sits with the other per-user caches.

@@ -81,6 +81,27 @@ def problems(config: Any, steps_key: str, zero_means_default: Iterable[str] = ()
   return found
 
 
+def init_from_problems(init_from: str) -> list[str]:
+  """A checkpoint path that does not exist (local or in a bucket). Names that may be Hugging
+  Face Hub ids ("albert/albert-base-v2": no scheme, at most one "/", not starting with "/", "."
+  or "~") and preset names are left to the loader, which tries the Hub."""
+  from albert_flax import paths
+
+  looks_like_path = (
+    init_from.startswith(("/", ".", "~")) or "://" in init_from or init_from.count("/") > 1
+  )
+  if not init_from or not looks_like_path:
+    return []
+  where = paths.path(init_from)
+  tf_checkpoint = paths.path(init_from + ".index")  # an original TF checkpoint's prefix
+  if where.exists() or tf_checkpoint.exists():
+    return []
+  return [
+    f"init_from {init_from!r}: no such file or directory (give a pretraining or fine-tuning "
+    "workdir, a saved model folder, an original TF checkpoint or a Hub id)"
+  ]
+
+
 def model_problems(config: Any, model_config: AlbertConfig) -> list[str]:
   """The settings that do not fit the model (its position table)."""
   length = config.get("max_seq_length")
