@@ -584,6 +584,9 @@ def save_pretrained(
     "/".join(k): v for k, v in traverse_util.flatten_dict(nn.meta.unbox(dict(params))).items()
   }
   _check_tree(flat, expected_shapes(model), model_cls.__name__)
+  if format == "tf":  # what can fail, before any file: a failed export leaves nothing behind
+    convert_tf.require_tensorflow()
+    original_config = convert_tf.original_config_dict(config)
   directory.mkdir(parents=True, exist_ok=True)
   architecture = model_cls.__name__
   if format == "orbax":
@@ -617,14 +620,14 @@ def save_pretrained(
       tensors[convert_hf.TIED_DECODER_BIAS] = tensors["predictions.bias"]
     convert_hf.write_safetensors(directory / "model.safetensors", tensors)
   else:
-    original_config = convert_tf.original_config_dict(config)
-    paths.write_json(directory / "albert_config.json", original_config, indent=2)
     tensors = {}
     for our_path, value in flat.items():
       name, transpose = convert_tf.path_to_tf_name(our_path)
       array = np.asarray(jax.device_get(value), dtype=np.float32)  # the original reads float32
       tensors[name] = array.T if transpose else array
     convert_tf.write_checkpoint(directory, tensors)
+    # Last: the config is what marks the folder as a TF checkpoint (convert_tf.find_checkpoint).
+    paths.write_json(directory / "albert_config.json", original_config, indent=2)
   if tokenizer is not None and jax.process_index() == 0:
     _save_tokenizer(tokenizer, directory)
   if jax.process_index() == 0:  # README.md: architecture, parameter counts, training, limits

@@ -256,3 +256,23 @@ def test_a_tokenizer_smaller_than_asked_is_said_in_one_line(tmp_path, caplog):
   said = [r.getMessage() for r in caplog.records if "asked" in r.getMessage()]
   assert size < 2000 and len(said) == 1
   assert f"has {size} pieces, not the 2000 asked" in said[0] and "larger corpus" in said[0]
+
+
+def test_install_hints_work_as_printed_and_a_failed_export_leaves_nothing(tmp_path, monkeypatch):
+  import jax
+  import jax.numpy as jnp
+  from conftest import TINY
+
+  import albert_flax as af
+  from albert_flax import install_hints
+
+  # This checkout is where albert_flax comes from: the hint installs its extra, not a
+  # distribution the package index does not have.
+  hint = install_hints.pip_install("tf")
+  assert hint == f"pip install -e '{REPO}[tf]'"
+  model = af.AlbertModel(af.AlbertConfig(**TINY))
+  params = jax.jit(model.init)(jax.random.key(0), jnp.ones((1, 4), jnp.int32))["params"]
+  monkeypatch.setitem(sys.modules, "tensorflow", None)  # TensorFlow not installed
+  with pytest.raises(ImportError, match=f"needs TensorFlow: `{hint}`".replace("[", r"\[")):
+    af.save_pretrained(tmp_path / "tf", model, params, format="tf")
+  assert not (tmp_path / "tf").exists()
