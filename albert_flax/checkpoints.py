@@ -129,6 +129,26 @@ def from_pretrained(
   return model, params
 
 
+def short_reason(error: BaseException, limit: int = 200) -> str:
+  """An error in one short line for a log: its type and first line, with the long JSON specs
+  orbax and TensorStore put in their messages cut to "{...}"."""
+  text = (str(error).strip().splitlines() or [""])[0]
+  kept, depth = [], 0
+  for char in text:  # every outermost {...} becomes "{...}"
+    if char == "{":
+      depth += 1
+      if depth == 1:
+        kept.append("{...}")
+    elif char == "}" and depth:
+      depth -= 1
+    elif not depth:
+      kept.append(char)
+  text = "".join(kept).strip()
+  if len(text) > limit:
+    text = text[: limit - 3].rstrip() + "..."
+  return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
 def _model_class(model_class) -> type[nn.Module]:
   if isinstance(model_class, str):
     if model_class not in MODEL_CLASSES:
@@ -315,7 +335,9 @@ def _open_workdir_step(directory: epath.Path, step: int | str) -> _Source:
       if i + 1 == len(candidates):
         raise
       logger.warning(
-        "checkpoint at step %d cannot be read (%s); loading the previous one", candidate, e
+        "checkpoint at step %d cannot be read (%s); loading the previous one",
+        candidate,
+        short_reason(e),
       )
   raise AssertionError("unreachable")
 

@@ -80,6 +80,9 @@ def _cases(d: dict[str, str]) -> list[tuple[str, str, list[str], dict, int, list
       "--config.per_task.TASK.KEY", "sst2: batch_size=32", "clue, cmrc, ner, race, squad"]),
     ("f-help-squad", "finetune", ["--config=squad", "--help"], {}, program.EXIT_OK,
      ["--config.doc_stride=128", "--config.version=1.1"]),
+    # The repository-relative path the docs print works from any directory (cwd: a tmp dir).
+    ("f-help-from-elsewhere", "finetune", ["--config=finetune/configs/ner.py", "--help"], {},
+     program.EXIT_OK, ["--config.entity_types=PER,ORG,LOC,MISC"]),
     ("f-positional", "finetune", ["--config=glue", "runs/x"], {}, USAGE,
      ["unexpected argument 'runs/x'"]),
     ("f-unknown-config-name", "finetune", [run, "--config=sst2"], {}, USAGE,
@@ -178,7 +181,7 @@ def test_a_mistake_is_one_line_without_a_traceback(inputs, results, case):
     f"status {got['status']}\nstdout: {got['stdout'][-1500:]}\nstderr: {got['stderr'][-3000:]}"
   )
   assert got["status"] == status, shown
-  if case.endswith("help") or case == "f-help-squad":  # the help on stdout, nothing else
+  if "-help" in case:  # the help on stdout, nothing else
     for word in words:
       assert word in got["stdout"], f"{word!r} not in the help\n{shown}"
     assert "error" not in got["stderr"], shown
@@ -276,3 +279,16 @@ def test_install_hints_work_as_printed_and_a_failed_export_leaves_nothing(tmp_pa
   with pytest.raises(ImportError, match=f"needs TensorFlow: `{hint}`".replace("[", r"\[")):
     af.save_pretrained(tmp_path / "tf", model, params, format="tf")
   assert not (tmp_path / "tf").exists()
+
+
+def test_log_lines_name_a_checkpoint_problem_briefly_and_cards_the_builtin_corpus():
+  from albert_flax import model_card
+  from albert_flax.checkpoints import short_reason
+
+  spec = '{"driver":"zarr","kvstore":{"driver":"ocdbt","base":{"driver":"file","path":"/w/"}}}'
+  error = ValueError(f"Error opening driver: reading /w/checkpoints/20/state: {spec} [at x]\nmore")
+  assert short_reason(error) == (
+    "ValueError: Error opening driver: reading /w/checkpoints/20/state: {...} [at x]"
+  )
+  data = model_card._training_data({"data": {"train_files": "builtin"}})
+  assert data == ["the built-in corpus (the Python standard library's docstrings)"]

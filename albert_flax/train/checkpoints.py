@@ -29,6 +29,7 @@ import jax
 import numpy as np
 
 from albert_flax import integrity, paths
+from albert_flax.checkpoints import short_reason
 from albert_flax.workdir import DATA_ITEM, INTEGRITY_ITEM, STATE_ITEM
 
 log = logging.getLogger(__name__)
@@ -250,7 +251,7 @@ class TrainCheckpointManager:
           )
         error = None
       except Exception as e:  # orbax raises many types for unreadable files
-        error = f"{type(e).__name__}: {str(e)[:300]}"
+        error = short_reason(e)
         _remember_unreadable(self.directory / str(step))
       if _all_processes_agree(error is None):
         if failures:
