@@ -39,7 +39,12 @@ from albert_flax.train.metric_writers import MetricWriter
 from albert_flax.train.program import ConfigError
 from albert_flax.train.run_control import COMMON_SAFE_KEYS, WorkdirRun
 from finetune import buckets as buckets_lib
-from finetune.configs.common import PER_TASK_FIELDS, SMALL_HIDDEN_SIZE, SMALL_MODEL_DEFAULTS
+from finetune.configs.common import (
+  PER_TASK_FIELDS,
+  SMALL_HIDDEN_SIZE,
+  SMALL_MODEL_BIAS_CORRECTION,
+  SMALL_MODEL_DEFAULTS,
+)
 from finetune.data import (
   MODEL_INPUTS,
   Features,
@@ -77,12 +82,15 @@ def resolve_config(
   key = str(config.get(config.get("per_task_key") or "", "")).replace(".", "_")
   row = config.per_task.get(key) if config.get("per_task") else None
   config.hyperparameter_defaults = "published per-task"
-  if row is not None and hidden_size is not None and hidden_size < SMALL_HIDDEN_SIZE:
+  small = hidden_size is not None and hidden_size < SMALL_HIDDEN_SIZE
+  if config.get("adam_bias_correction") is None:
+    config.adam_bias_correction = SMALL_MODEL_BIAS_CORRECTION if small else False
+  if row is not None and small:
     row = ml_collections.ConfigDict({**row.to_dict(), **SMALL_MODEL_DEFAULTS})
     config.hyperparameter_defaults = (
       f"small-model (hidden size {hidden_size} < {SMALL_HIDDEN_SIZE}: "
       + ", ".join(f"{k} {v}" for k, v in SMALL_MODEL_DEFAULTS.items())
-      + ", the rest published per-task)"
+      + f", adam_bias_correction {config.adam_bias_correction}, the rest published per-task)"
     )
   if config.get("warmup_steps") is None and config.get("train_steps") is not None and row:
     # Steps given, warm-up not: keep the published warm-up fraction of training.
@@ -107,7 +115,9 @@ def resolve_config(
       "af.from_pretrained reads, or a Hugging Face Hub id)"
     )
   # The checks pretraining shares (a negative learning rate, ...), then fine-tuning's own.
-  problems = settings.problems(config, "train_steps", zero_means_default=("eval_every_steps",))
+  problems = settings.problems(
+    config, "train_steps", zero_means_default=("eval_every_steps", "log_every_steps")
+  )
   problems += settings.init_from_problems(str(config.init_from))
   if not isinstance(config.eval_batch_size, int) or config.eval_batch_size < 1:
     problems.append(f"eval_batch_size must be a positive int, got {config.eval_batch_size!r}")
@@ -116,6 +126,8 @@ def resolve_config(
   settings.check(problems, "fine-tuning")
   if config.eval_every_steps <= 0:
     config.eval_every_steps = max(1, config.train_steps // 10)
+  if config.log_every_steps <= 0:
+    config.log_every_steps = max(1, min(50, config.train_steps // 20))
   try:
     buckets_lib.resolve_buckets(config.get("length_buckets"), config.max_seq_length)  # checks
   except ValueError as e:
