@@ -269,6 +269,8 @@ def exit_if_compile_only(program_flags: ProgramFlags, steps_module: str) -> None
   if program_flags.aot.compile_only.value:
     import importlib
 
+    quiet_libtpu_without_tpu()
+
     build = importlib.import_module(steps_module).compile_program
     sys.exit(program_flags.aot.run(program_flags.config.value, build))
 
@@ -589,6 +591,30 @@ def _accelerator_plugins() -> bool:
   return bool(importlib.metadata.entry_points(group="jax_plugins")) or (
     importlib.util.find_spec("jax_plugins") is not None
   )
+
+
+# What libtpu's runtime would ask the TPU VM's metadata server for. Without a chip, compile-only
+# mode loads libtpu only for its compiler, and the runtime's failed lookups print a screen of
+# errors (no worker hostnames, no host bounds); given these, it asks nothing. The compiled
+# program comes from --topology alone: a v5e:2x2 compile reports the same figures with and
+# without them.
+_NO_TPU_RUNTIME = {
+  "TPU_SKIP_MDS_QUERY": "1",
+  "TPU_WORKER_HOSTNAMES": "localhost",
+  "TPU_WORKER_ID": "0",
+  "TPU_ACCELERATOR_TYPE": "v4-8",
+}
+
+
+def quiet_libtpu_without_tpu() -> None:
+  """Before libtpu loads for compile-only mode on a machine without a TPU chip: keep its runtime
+  from looking for TPU hosts (each variable only when unset), and jax from logging that it
+  found no TPU backend."""
+  if _has_tpu_chips():
+    return
+  for name, value in _NO_TPU_RUNTIME.items():
+    os.environ.setdefault(name, value)
+  logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)
 
 
 def use_cpu_without_accelerator() -> None:
