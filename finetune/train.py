@@ -116,7 +116,10 @@ def resolve_config(
     )
   # The checks pretraining shares (a negative learning rate, ...), then fine-tuning's own.
   problems = settings.problems(
-    config, "train_steps", zero_means_default=("eval_every_steps", "log_every_steps")
+    config,
+    "train_steps",
+    zero_means_default=("eval_every_steps", "log_every_steps"),
+    warmup_within_steps=True,
   )
   problems += settings.init_from_problems(str(config.init_from))
   if not isinstance(config.eval_batch_size, int) or config.eval_batch_size < 1:
