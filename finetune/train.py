@@ -39,12 +39,7 @@ from albert_flax.train.metric_writers import MetricWriter
 from albert_flax.train.program import ConfigError
 from albert_flax.train.run_control import COMMON_SAFE_KEYS, WorkdirRun
 from finetune import buckets as buckets_lib
-from finetune.configs.common import (
-  PER_TASK_FIELDS,
-  SMALL_HIDDEN_SIZE,
-  SMALL_MODEL_BIAS_CORRECTION,
-  SMALL_MODEL_DEFAULTS,
-)
+from finetune.configs.common import PER_TASK_FIELDS, SMALL_HIDDEN_SIZE, SMALL_MODEL_DEFAULTS
 from finetune.data import (
   MODEL_INPUTS,
   Features,
@@ -82,15 +77,12 @@ def resolve_config(
   key = str(config.get(config.get("per_task_key") or "", "")).replace(".", "_")
   row = config.per_task.get(key) if config.get("per_task") else None
   config.hyperparameter_defaults = "published per-task"
-  small = hidden_size is not None and hidden_size < SMALL_HIDDEN_SIZE
-  if config.get("adam_bias_correction") is None:
-    config.adam_bias_correction = SMALL_MODEL_BIAS_CORRECTION if small else False
-  if row is not None and small:
+  if row is not None and hidden_size is not None and hidden_size < SMALL_HIDDEN_SIZE:
     row = ml_collections.ConfigDict({**row.to_dict(), **SMALL_MODEL_DEFAULTS})
     config.hyperparameter_defaults = (
       f"small-model (hidden size {hidden_size} < {SMALL_HIDDEN_SIZE}: "
       + ", ".join(f"{k} {v}" for k, v in SMALL_MODEL_DEFAULTS.items())
-      + f", adam_bias_correction {config.adam_bias_correction}, the rest published per-task)"
+      + ", the rest published per-task)"
     )
   if config.get("warmup_steps") is None and config.get("train_steps") is not None and row:
     # Steps given, warm-up not: keep the published warm-up fraction of training.

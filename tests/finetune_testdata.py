@@ -269,7 +269,6 @@ def run_config(module, checkpoint: str, data_dir: str, **fields):
       train_steps=4,
       warmup_steps=1,
       learning_rate=1e-3,
-      adam_bias_correction=False,  # what these few-step runs were tuned with
       eval_batch_size=8,
       log_every_steps=2,
       eval_every_steps=2,

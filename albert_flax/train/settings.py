@@ -31,11 +31,18 @@ def _is_number(value: Any) -> bool:
   return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def problems(config: Any, steps_key: str, zero_means_default: Iterable[str] = ()) -> list[str]:
+def problems(
+  config: Any,
+  steps_key: str,
+  zero_means_default: Iterable[str] = (),
+  warmup_within_steps: bool = False,
+) -> list[str]:
   """Every shared setting of `config` (a ConfigDict) that cannot work, one phrase each.
 
   steps_key: the program's number of training steps ("num_train_steps" or "train_steps").
   zero_means_default: keys whose 0 picks a default (fine-tuning's eval_every_steps).
+  warmup_within_steps: refuse a warm-up longer than the run (fine-tuning; a short pretraining
+  run of a config with a long warm-up is a legitimate smoke test).
   """
   found = []
   zero_ok = set(zero_means_default)
@@ -54,7 +61,7 @@ def problems(config: Any, steps_key: str, zero_means_default: Iterable[str] = ()
   warmup = config.get("warmup_steps")
   if warmup is not None and (not _is_int(warmup) or warmup < 0):
     found.append(f"warmup_steps must be an int >= 0, got {warmup!r}")
-  elif warmup is not None and _is_int(config.get(steps_key)) and warmup > config[steps_key]:
+  elif warmup_within_steps and _is_int(config.get(steps_key)) and warmup > config[steps_key]:
     found.append(f"warmup_steps {warmup} exceeds {steps_key} {config[steps_key]}")
   for key in ("weight_decay", "grad_clip_norm"):  # grad_clip_norm 0 turns clipping off
     if key in config and not (_is_number(config[key]) and config[key] >= 0):
