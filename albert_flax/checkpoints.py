@@ -128,6 +128,26 @@ def from_pretrained(
   return model, params
 
 
+def short_reason(error: BaseException, limit: int = 200) -> str:
+  """An error in one short line for a log: its type and first line, with the long JSON specs
+  orbax and TensorStore put in their messages cut to "{...}"."""
+  text = (str(error).strip().splitlines() or [""])[0]
+  kept, depth = [], 0
+  for char in text:  # every outermost {...} becomes "{...}"
+    if char == "{":
+      depth += 1
+      if depth == 1:
+        kept.append("{...}")
+    elif char == "}" and depth:
+      depth -= 1
+    elif not depth:
+      kept.append(char)
+  text = "".join(kept).strip()
+  if len(text) > limit:
+    text = text[: limit - 3].rstrip() + "..."
+  return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
 def _model_class(model_class) -> type[nn.Module]:
   if isinstance(model_class, str):
     if model_class not in MODEL_CLASSES:
@@ -311,7 +331,9 @@ def _open_workdir_step(directory: epath.Path, step: int | str) -> _Source:
       if i + 1 == len(candidates):
         raise
       logger.warning(
-        "checkpoint at step %d cannot be read (%s); loading the previous one", candidate, e
+        "checkpoint at step %d cannot be read (%s); loading the previous one",
+        candidate,
+        short_reason(e),
       )
   raise AssertionError("unreachable")
 
@@ -588,6 +610,9 @@ def save_pretrained(
     "/".join(k): v for k, v in traverse_util.flatten_dict(nn.meta.unbox(dict(params))).items()
   }
   _check_tree(flat, expected_shapes(model), model_cls.__name__)
+  if format == "tf":  # what can fail, before any file: a failed export leaves nothing behind
+    convert_tf.require_tensorflow()
+    original_config = convert_tf.original_config_dict(config)
   directory.mkdir(parents=True, exist_ok=True)
   architecture = model_cls.__name__
   if format == "orbax":
@@ -621,14 +646,14 @@ def save_pretrained(
       tensors[convert_hf.TIED_DECODER_BIAS] = tensors["predictions.bias"]
     convert_hf.write_safetensors(directory / "model.safetensors", tensors)
   else:
-    original_config = convert_tf.original_config_dict(config)
-    paths.write_json(directory / "albert_config.json", original_config, indent=2)
     tensors = {}
     for our_path, value in flat.items():
       name, transpose = convert_tf.path_to_tf_name(our_path)
       array = np.asarray(jax.device_get(value), dtype=np.float32)  # the original reads float32
       tensors[name] = array.T if transpose else array
     convert_tf.write_checkpoint(directory, tensors)
+    # Last: the config is what marks the folder as a TF checkpoint (convert_tf.find_checkpoint).
+    paths.write_json(directory / "albert_config.json", original_config, indent=2)
   if tokenizer is not None and jax.process_index() == 0:
     _save_tokenizer(tokenizer, directory)
   if jax.process_index() == 0:  # README.md: architecture, parameter counts, training, limits

@@ -33,7 +33,7 @@ h (W P)^T = (h P^T) W^T, as theirs): `read_original` builds that, at the cost of
 Their pre-LN variant (`"ln_type": "preln"`, their xxlarge) is another architecture and is refused.
 
 Optimizer slots (`*/adam_m`, `*/lamb_v`, ...) and `global_step` are not model weights: skipped.
-TensorFlow is imported only here, lazily: `pip install albert-flax[tf]`.
+TensorFlow is imported only here, lazily (the `tf` extra: `install_hints.pip_install("tf")`).
 """
 
 from __future__ import annotations
@@ -91,11 +91,19 @@ def _tf():
   try:
     import tensorflow as tf
   except ImportError:
+    from albert_flax.install_hints import pip_install
+
     raise ImportError(
       "Reading or writing original (TF1) ALBERT checkpoints needs TensorFlow: "
-      "`pip install albert-flax[tf]`"
+      f"`{pip_install('tf')}`"
     ) from None
   return tf
+
+
+def require_tensorflow() -> None:
+  """Raise the ImportError (with the install command) when TensorFlow is missing: callers check
+  before they write anything, so a failed export leaves no files behind."""
+  _tf()
 
 
 def _checkpoint_step(prefix: str) -> float:

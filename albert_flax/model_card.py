@@ -92,6 +92,8 @@ def _training_data(train_config: Mapping[str, Any]) -> list[str]:
   lines = []
   if data.get("tfds_name"):
     lines.append(f"tensorflow-datasets `{data['tfds_name']}` split `{data.get('tfds_split')}`")
+  elif data.get("train_files") == "builtin":
+    lines.append("the built-in corpus (the Python standard library's docstrings)")
   elif data.get("train_files"):
     lines.append(f"text files `{data['train_files']}`")
   for key in ("family", "task", "data_dir"):

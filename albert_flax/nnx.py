@@ -174,25 +174,32 @@ def from_linen(
 
 def from_pretrained(
   path: str | os.PathLike,
-  model_class: Any = "AlbertForPreTraining",
+  ModelClass: Any = None,
   *,
   rngs: nnx.Rngs | None = None,
+  model_class: Any = None,
   **kwargs: Any,
 ) -> _BridgedModel:
   """Load a checkpoint as an NNX model: `af.from_pretrained` (every layout it reads), then wrap.
 
   Args:
     path: a directory, TF checkpoint prefix or Hub id, as for `af.from_pretrained`.
-    model_class: an NNX class (af.nnx.AlbertFor...), its linen twin (af.AlbertFor...) or the
-      class name.
+    ModelClass: an NNX class (af.nnx.AlbertFor...), its linen twin (af.AlbertFor...) or the
+      class name; None: the class the checkpoint was saved as, else AlbertForPreTraining (the
+      rule of `af.from_pretrained`, so a fine-tuned head is never replaced by random ones).
     rngs: the model's nnx.Rngs (dropout stream); None = nnx.Rngs(0).
+    model_class: the former name of `ModelClass`, still accepted.
     **kwargs: passed to `af.from_pretrained` (num_labels=, dtype=, rng=, ...).
   Returns:
     The NNX model holding the checkpoint's weights.
   """
-  cls = _nnx_class(model_class)
-  linen_model, params = checkpoints.from_pretrained(path, cls._linen_class, **kwargs)
-  return cls(linen_model.config, rngs=rngs, params=params)
+  if model_class is not None:
+    if ModelClass is not None:
+      raise TypeError("pass ModelClass or its former name model_class, not both")
+    ModelClass = model_class
+  linen_class = None if ModelClass is None else _nnx_class(ModelClass)._linen_class
+  linen_model, params = checkpoints.from_pretrained(path, linen_class, **kwargs)
+  return from_linen(linen_model, params, rngs=rngs)
 
 
 def save_pretrained(

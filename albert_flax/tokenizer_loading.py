@@ -1,8 +1,8 @@
 """`load_tokenizer(path_or_hub_id)`: the tokenizer a checkpoint goes with.
 
-Looked for in the checkpoint's directory (a saved model, a pretraining workdir, a transformers
-directory, an original TF release; for a TF prefix such as `dir/model.ckpt-0`, its directory), or
-in a Hugging Face Hub repository:
+Looked for in the checkpoint's directory (a saved model, a pretraining workdir, a fine-tuning
+workdir's model/, a transformers directory, an original TF release; for a TF prefix such as
+`dir/model.ckpt-0`, its directory), or in a Hugging Face Hub repository:
 
   tokenizer_config.json   its "tokenizer_class" decides: AlbertTokenizer(Fast) -> SentencePiece,
                           BertTokenizer(Fast) -> WordPiece; its do_lower_case, keep_accents,
@@ -25,7 +25,7 @@ from typing import Any
 
 from etils import epath
 
-from albert_flax import paths
+from albert_flax import paths, workdir
 from albert_flax.tokenization import AlbertTokenizer
 from albert_flax.wordpiece import WordPieceTokenizer
 from albert_flax.workdir import TOKENIZER_CONFIG_FILE, TOKENIZER_FILE, WORDPIECE_VOCAB_FILE
@@ -61,6 +61,9 @@ def load_tokenizer(
     cls = AlbertTokenizer if given.suffix == ".model" else WordPieceTokenizer
     return cls(given, **kwargs)
   if given.is_dir():
+    model_dir = given / workdir.MODEL_DIR
+    if model_dir.is_dir() and not _has_tokenizer(given):  # a fine-tuning workdir: its model's
+      return _from_directory(model_dir, kwargs)
     return _from_directory(given, kwargs)
   if given.with_name(given.name + ".index").is_file():  # a TF checkpoint prefix (dir/model.ckpt-0)
     return _from_directory(given.parent, kwargs)
@@ -100,6 +103,10 @@ def _from_directory(directory: epath.Path, overrides: dict[str, Any]) -> Any:
   settings = {k: config[k] for k in _SETTINGS[cls] if k in config}
   settings.update(overrides)
   return cls(found[cls], **settings)
+
+
+def _has_tokenizer(directory: epath.Path) -> bool:
+  return _first_file(directory, SENTENCEPIECE_FILES + WORDPIECE_FILES) is not None
 
 
 def _first_file(directory: epath.Path, names: tuple[str, ...]) -> epath.Path | None:

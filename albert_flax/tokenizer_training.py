@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import glob
 import itertools
+import logging
 import os
 import random
 import tempfile
@@ -22,6 +23,8 @@ import sentencepiece as spm
 from albert_flax import paths
 from albert_flax.text_normalization import normalize_text
 from albert_flax.wordpiece import bert_normalizer
+
+log = logging.getLogger(__name__)
 
 # The special pieces and the ids the released ALBERT models (and train_tokenizer) give them.
 SPECIAL_PIECES = {"pad": "<pad>", "unk": "<unk>", "cls": "[CLS]", "sep": "[SEP]", "mask": "[MASK]"}
@@ -195,7 +198,18 @@ def train_tokenizer(
   got = [sp.IdToPiece(i) for i in range(len(expected))]
   if got != expected:
     raise RuntimeError(f"trained model {path!r} has ids 0..4 = {got}, expected {expected}")
+  _say_if_smaller(sp.GetPieceSize(), vocab_size, "SentencePiece model")
   return path
+
+
+def _say_if_smaller(size: int, asked: int, kind: str) -> None:
+  """One log line when a trainer gave fewer pieces than asked (a small corpus)."""
+  if size < asked:
+    log.warning(
+      "the trained %s has %d pieces, not the %d asked: the training text holds no more pieces "
+      "worth keeping (a larger corpus gives more); the model's vocab_size is %d",
+      kind, size, asked, size,
+    )  # fmt: skip
 
 
 # BERT's special tokens, as train_wordpiece_vocab lays them out (ids 0..4, ALBERT's order).
@@ -245,4 +259,5 @@ def train_wordpiece_vocab(
   if paths.is_local(path) and os.path.dirname(path):
     os.makedirs(os.path.dirname(path), exist_ok=True)
   paths.write_text(path, "".join(token + "\n" for token, _ in tokens))  # local or gs://...
+  _say_if_smaller(len(tokens), vocab_size, "WordPiece vocabulary")
   return path

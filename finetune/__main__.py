@@ -12,6 +12,8 @@ Several processes: `--jax_distributed`, or `--coordinator_address=HOST:PORT --nu
 75 (rerun the same command to resume); the exit codes are listed in albert_flax/train/program.py.
 """
 
+import os
+
 from absl import app
 from etils import epath
 
@@ -20,7 +22,15 @@ from albert_flax import workdir as layout
 from albert_flax.train import program
 from finetune.train import train_and_evaluate
 
-FLAGS = program.define_flags(None, None, "A finetune/configs/*.py file.")
+CONFIGS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")
+FLAGS = program.define_flags(
+  None,
+  None,
+  "Fine-tuning config: a file, or the name of one in finetune/configs (glue, squad, race, ner, "
+  "clue, cmrc).",
+  configs_dir=CONFIGS,
+  help_config=os.path.join(CONFIGS, "glue.py"),
+)
 
 
 def _summary(workdir: epath.Path, results: dict) -> str:
@@ -35,8 +45,7 @@ def _summary(workdir: epath.Path, results: dict) -> str:
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  del argv  # program.run refuses positional arguments
   if FLAGS.aot.save_compiled.value or FLAGS.aot.load_compiled.value:
     # A fine-tuning run compiles a step per length bucket and seed layout, not one program.
     raise app.UsageError("--save_compiled / --load_compiled are for pretraining runs only")

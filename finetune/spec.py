@@ -16,13 +16,10 @@ from typing import Any
 
 import jax
 import ml_collections
-from etils import epath
 from jax.sharding import Mesh
 
 import albert_flax as af
-from albert_flax import paths
-from albert_flax import workdir as layout
-from albert_flax.train import profiling, training
+from albert_flax.train import profiling, settings, training
 from albert_flax.train.batch_spec import BatchField, check_batch, check_fits_mesh
 from albert_flax.train.program import ConfigError
 from finetune import buckets as buckets_lib
@@ -36,14 +33,20 @@ log = logging.getLogger(__name__)
 
 
 def resolve_config(
-  config: ml_collections.ConfigDict, hidden_size: int | None = None
+  config: ml_collections.ConfigDict,
+  hidden_size: int | None = None,
+  model_config: af.AlbertConfig | None = None,
 ) -> ml_collections.ConfigDict:
   """A copy with the per-task defaults filled in (fields still None) and the settings checked.
 
-  hidden_size: the checkpoint's; below SMALL_HIDDEN_SIZE the small-model defaults replace the
-  published learning rate and length. `config.hyperparameter_defaults` says which were used.
-  Raises ConfigError (a ValueError) naming a setting that cannot work, before any work starts.
+  hidden_size: the checkpoint's (default: model_config's); below SMALL_HIDDEN_SIZE the
+  small-model defaults replace the published learning rate and length.
+  `config.hyperparameter_defaults` says which were used. model_config: the checkpoint's, when
+  known, to check max_seq_length against its position table.
+  Raises ConfigError (a ValueError) naming the settings that cannot work, before any work starts.
   """
+  if hidden_size is None and model_config is not None:
+    hidden_size = model_config.hidden_size
   config = ml_collections.ConfigDict(config.to_dict())
   key = str(config.get(config.get("per_task_key") or "", "")).replace(".", "_")
   row = config.per_task.get(key) if config.get("per_task") else None
@@ -77,61 +80,43 @@ def resolve_config(
       "--config.init_from is required: a checkpoint to fine-tune (any path "
       "af.from_pretrained reads, or a Hugging Face Hub id)"
     )
-  _check_init_from(str(config.init_from))
-  for field in ("batch_size", "train_steps", "eval_batch_size", "max_seq_length"):
-    if int(config[field]) < 1:
-      raise ConfigError(f"config.{field} must be positive, got {config[field]}")
-  if not 0 <= config.warmup_steps <= config.train_steps:
-    raise ConfigError(
-      f"warmup_steps {config.warmup_steps} must be in [0, train_steps {config.train_steps}]"
-    )
+  # The checks pretraining shares (a negative learning rate, ...), then fine-tuning's own.
+  problems = settings.problems(
+    config,
+    "train_steps",
+    zero_means_default=("eval_every_steps", "log_every_steps"),
+    warmup_within_steps=True,
+  )
+  problems += settings.init_from_problems(str(config.init_from))
+  if not isinstance(config.eval_batch_size, int) or config.eval_batch_size < 1:
+    problems.append(f"eval_batch_size must be a positive int, got {config.eval_batch_size!r}")
+  if model_config is not None:
+    problems += settings.model_problems(config, model_config)
+  problems += profiling.config_problems(config)
+  settings.check(problems, "fine-tuning")
   if config.eval_every_steps <= 0:
     config.eval_every_steps = max(1, config.train_steps // 10)
+  if config.log_every_steps <= 0:
+    config.log_every_steps = max(1, min(50, config.train_steps // 20))
   try:
     buckets_lib.resolve_buckets(config.get("length_buckets"), config.max_seq_length)  # checks
   except ValueError as e:
     raise ConfigError(str(e)) from None
-  if profiling.config_problems(config):
-    raise ConfigError("; ".join(profiling.config_problems(config)))
   return config
 
 
-def _check_init_from(init_from: str) -> None:
-  """A missing local or bucket path is a one-line usage error before any work. Names that may
-  be Hugging Face Hub ids ("albert/albert-base-v2": no scheme, at most one "/", not starting
-  with "/", "." or "~") are left to from_pretrained, which tries the Hub."""
-  looks_like_path = (
-    init_from.startswith(("/", ".", "~")) or "://" in init_from or init_from.count("/") > 1
-  )
-  if not looks_like_path:
-    return
-  where = paths.path(init_from)
-  tf_checkpoint = paths.path(init_from + ".index")  # an original TF checkpoint's prefix
-  if not where.exists() and not tf_checkpoint.exists():
-    raise ConfigError(
-      f"config.init_from {init_from!r}: no such file or directory (give a pretraining or "
-      "fine-tuning workdir, a saved model folder, an original TF checkpoint or a Hub id)"
-    )
-
-
-def checkpoint_hidden_size(init_from: str) -> int | None:
-  """The hidden size in the checkpoint's config (None when it cannot be read: the load that
-  follows reports the problem)."""
+def checkpoint_config(init_from: str) -> af.AlbertConfig | None:
+  """The checkpoint's model config, read without its weights (None when it cannot be read: the
+  load that follows reports the problem)."""
   if not init_from:
     return None
-  checkpoint = epath.Path(init_from)
-  directory = checkpoint if checkpoint.is_dir() else checkpoint.parent
-  for name in (layout.CONFIG_FILE, "albert_config.json"):  # saved; original TF; Hub ids: released
-    path = directory / name
-    if path.is_file():
-      try:
-        return int(af.AlbertConfig.from_json_file(path).hidden_size)
-      except (ValueError, KeyError, TypeError) as e:  # the checkpoint load names it better
-        log.warning("could not read the hidden size from %s (%s): published defaults", path, e)
-  return None
-
-
-# ============================================================================ model
+  if init_from in af.AlbertConfig.preset_names():  # compile-only's shapes of a released size
+    return af.AlbertConfig.preset(init_from)
+  try:
+    return af.AlbertConfig.from_pretrained(init_from)
+  except (OSError, ValueError, KeyError, TypeError) as e:  # the checkpoint load names it better
+    log.warning("could not read the model config of %s (%s): published defaults", init_from, e)
+    return None
 
 
 def model_overrides(config: ml_collections.ConfigDict, task: Task) -> dict[str, Any]:

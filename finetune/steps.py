@@ -124,7 +124,7 @@ def compile_program(
 ) -> aot.Program:
   """The train and prediction steps of `config` over `devices`, with abstract arguments. The
   task is built without a tokenizer and reads no data."""
-  config = spec.resolve_config(config)
+  config = spec.resolve_config(config, model_config=spec.checkpoint_config(config.init_from))
   task = get_task(config, None)
   model = spec.model_for_shapes(config, task)
   mesh = sharding.make_mesh(config.mesh.data, config.mesh.fsdp, config.mesh.tensor, devices)

@@ -50,7 +50,7 @@ from finetune.compile_ahead import compile_ahead
 from finetune.data import MODEL_INPUTS, Features, num_rows, write_json
 from finetune.export import save_models
 from finetune.predict import Predictor, evaluate, predict_set
-from finetune.spec import checkpoint_hidden_size, make_stats_fn, resolve_config
+from finetune.spec import checkpoint_config, make_stats_fn, resolve_config
 from finetune.steps import SharedSteps, build_steps, make_predict_fn
 from finetune.tasks import EvalSet, Task, get_task
 
@@ -108,7 +108,7 @@ def run_one(
   a rerun of a finished run returns its results without training ("finished_before" in them is
   not set: they are the stored eval_results).
   """
-  config = resolve_config(config, checkpoint_hidden_size(config.get("init_from", "")))
+  config = resolve_config(config, model_config=checkpoint_config(config.get("init_from", "")))
   workdir = paths.path(workdir)  # local (made absolute), or a bucket: gs://...
   with WorkdirRun(workdir, config, SAFE_TO_CHANGE, steps_key="train_steps") as run:
     if run.finished(config.train_steps):

@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -30,13 +30,18 @@
 
 # %%
 # Installs albert-flax where it is missing (Colab, a fresh TPU VM); does nothing where it is
-# already importable. PIP_SPEC: this repository's URL ("git+https://...") or a local checkout.
+# already importable. albert-flax is not on the package index: PIP_SPEC is this checkout (the
+# folder above notebooks/) when the notebook runs from one; elsewhere set it to the repository's
+# URL ("git+https://...") or the path of a checkout.
 import importlib.util
+import os
 import subprocess
 import sys
 
-PIP_SPEC = "albert-flax"
+PIP_SPEC = os.path.abspath("..") if os.path.isfile("../setup.cfg") else ""
 if importlib.util.find_spec("albert_flax") is None:
+  if not PIP_SPEC:
+    raise SystemExit("albert_flax is not installed: set PIP_SPEC to the repository's URL or path")
   subprocess.check_call(
     [sys.executable, "-m", "pip", "install", "-q", PIP_SPEC, "transformers<5", "torch"]
   )

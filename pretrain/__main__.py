@@ -51,11 +51,16 @@ from albert_flax import paths  # noqa: E402
 from albert_flax import workdir as layout  # noqa: E402
 from albert_flax.train import program  # noqa: E402
 from pretrain import train  # noqa: E402
+from pretrain.configs.common import NOT_OVERRIDABLE  # noqa: E402
 
+CONFIGS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")
 FLAGS = program.define_flags(
-  os.path.join(os.path.dirname(__file__), "configs", "tiny.py"),
+  os.path.join(CONFIGS, "tiny.py"),
   "./runs/tiny",
-  "Pretraining config file.",
+  "Pretraining config: a file, or the name of one in pretrain/configs (tiny, base, large, "
+  "xlarge, xxlarge).",
+  configs_dir=CONFIGS,
+  key_notes={f"model_overrides.{k}": why for k, why in NOT_OVERRIDABLE.items()},
 )
 
 
@@ -74,14 +79,14 @@ def _summary(workdir: epath.Path, result: dict) -> str:
   lines += [
     f"  model:   {workdir} (af.from_pretrained({str(workdir)!r}))",
     f"  metrics: {workdir / layout.METRICS_FILE}, tensorboard --logdir {workdir}",
-    "  next:    python -m finetune --config=finetune/configs/glue.py --workdir=DIR "
-    f"--config.init_from={workdir}",
+    "  next:    python -m finetune --config=glue --workdir=DIR "
+    f"--config.init_from={workdir} --config.task=TASK --config.data_dir=GLUE_DATA/TASK",
   ]
   return "\n".join(lines)
 
 
 def main(argv):
-  del argv
+  del argv  # program.run refuses positional arguments
   program.exit_if_compile_only(FLAGS, "pretrain.steps")
   program.start(FLAGS, loggers=("pretrain",))
   workdir = paths.path(FLAGS.workdir.value)  # local (made absolute), or a bucket: gs://...

@@ -163,7 +163,11 @@ def expand_files(files: str | Sequence[str]) -> list[str]:
       continue
     matched = [str(m) for m in _glob(epath.Path(pattern).expanduser()) if not m.is_dir()]
     if not matched:
-      raise FileNotFoundError(f"no input file matches {pattern!r}")
+      folder = epath.Path(pattern).expanduser()
+      hint = (
+        f" (a folder: give its files, e.g. {pattern.rstrip('/')}/*.txt)" if folder.is_dir() else ""
+      )
+      raise FileNotFoundError(f"no input file matches {pattern!r}{hint}")
     out.extend(matched)
   if not out:
     raise ValueError(f"no input files given: {files!r}")

@@ -16,9 +16,8 @@ import numpy as np
 from jax.sharding import Mesh
 
 import albert_flax as af
-from albert_flax.train import losses, optim, profiling
+from albert_flax.train import losses, profiling, settings
 from albert_flax.train.batch_spec import LENGTH, ROWS, BatchField, check_batch, check_fits_mesh
-from albert_flax.train.program import ConfigError
 from albert_flax.train.training import StatsFn
 
 # ====================================================================================== config
@@ -27,36 +26,17 @@ from albert_flax.train.training import StatsFn
 def validate_config(config: ml_collections.ConfigDict) -> None:
   """Raise ConfigError (a ValueError) naming every inconsistent setting."""
   c = config
-  problems = []
-  for key in (
-    "num_train_steps",
-    "batch_size",
-    "max_seq_length",
-    "max_predictions_per_seq",
-    "grad_accum_steps",
-    "checkpoint_every_steps",
-    "eval_every_steps",
-    "log_every_steps",
-    "checkpoint_max_to_keep",
-  ):
+  problems = settings.problems(c, "num_train_steps")  # the checks fine-tuning shares
+  for key in ("max_predictions_per_seq", "checkpoint_every_steps", "checkpoint_max_to_keep"):
     if not isinstance(c[key], int) or c[key] < 1:
       problems.append(f"{key} must be a positive int, got {c[key]!r}")
   if not isinstance(c.eval_steps, int) or c.eval_steps < 0:
     problems.append(f"eval_steps must be an int >= 0, got {c.eval_steps!r}")
+  problems += settings.init_from_problems(c.init_from)
   if not c.init_from and c.model not in af.AlbertConfig.preset_names():
     problems.append(f"model must be one of {af.AlbertConfig.preset_names()}, got {c.model!r}")
-  if c.optimizer not in optim.OPTIMIZERS:
-    problems.append(f"optimizer must be one of {optim.OPTIMIZERS}, got {c.optimizer!r}")
-  if not c.learning_rate > 0:
-    problems.append(f"learning_rate must be positive, got {c.learning_rate!r}")
-  if not isinstance(c.warmup_steps, int) or c.warmup_steps < 0:
-    problems.append(f"warmup_steps must be an int >= 0, got {c.warmup_steps!r}")
   if not problems and c.max_predictions_per_seq > c.max_seq_length:
     problems.append("max_predictions_per_seq exceeds max_seq_length")
-  if not problems and c.batch_size % c.grad_accum_steps:
-    problems.append(
-      f"batch_size {c.batch_size} is not divisible by grad_accum_steps {c.grad_accum_steps}"
-    )
   if c.data.tfds_name and c.data.train_files not in ("", "builtin"):
     problems.append("give data.train_files or data.tfds_name, not both")
   try:
@@ -70,13 +50,14 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     except (ValueError, TypeError) as e:
       problems.append(f"model_overrides: {e}")
     else:
-      if c.max_seq_length > model_config.max_position_embeddings:
-        problems.append(
-          f"max_seq_length {c.max_seq_length} exceeds the model's max_position_embeddings "
-          f"{model_config.max_position_embeddings}"
-        )
-  if problems:  # before any work (tokenizer training, data reading): minutes, on a big corpus
-    raise ConfigError("Invalid pretraining config: " + "; ".join(problems))
+      problems += settings.model_problems(c, model_config)
+  elif not problems and c.init_from not in af.AlbertConfig.preset_names():
+    try:  # the checkpoint's config only; a checkpoint that cannot be read is named by the load
+      problems += settings.model_problems(c, af.AlbertConfig.from_pretrained(c.init_from))
+    except (OSError, ValueError):
+      pass
+  # Before any work (tokenizer training, data reading): minutes, on a big corpus.
+  settings.check(problems, "pretraining")
 
 
 def tokenizer_kind(config) -> str:

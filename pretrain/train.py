@@ -107,9 +107,14 @@ def prepare_tokenizer(
     source = next((str(f) for f in found if f.is_file()), "")
   if jax.process_index() == 0 and not target.is_file():
     if source:
+      key = "vocab_file" if wordpiece else "spm_model"
       if not epath.Path(source).is_file():
-        key = "vocab_file" if wordpiece else "spm_model"
         raise FileNotFoundError(f"tokenizer.{key} {source!r} does not exist")
+      try:  # read the user's file first: a bad one is named as given, never copied
+        (af.WordPieceTokenizer if wordpiece else af.AlbertTokenizer)(source)
+      except Exception as e:  # sentencepiece raises RuntimeError / OSError on a non-model
+        kind = "WordPiece vocabulary" if wordpiece else "SentencePiece model"
+        raise ValueError(f"tokenizer.{key} {source!r} is not a {kind}: {e}") from None
       paths.write_bytes(target, epath.Path(source).read_bytes())
     else:
       log.info(

@@ -11,8 +11,8 @@ English and other pieces inside Chinese text keep WordPiece's "##" rule (the voc
 `word_start_mask`); punctuation, [UNK] and non-CJK tokens end a run.
 
 Segmenters are named (`SEGMENTERS`) so a config can carry them and worker processes rebuild them:
-"jieba" (`pip install albert-flax[zh]`; its default dictionary and HMM for unknown words, which
-is deterministic).
+"jieba" (the `zh` extra, or `pip install jieba`; its default dictionary and HMM for unknown
+words, which is deterministic).
 """
 
 from __future__ import annotations
@@ -52,8 +52,10 @@ def get_segmenter(name: str) -> Segmenter:
   try:
     import jieba
   except ImportError:
+    from albert_flax.install_hints import pip_install
+
     raise ImportError(
-      "word_segmenter='jieba' needs jieba: `pip install albert-flax[zh]` (or `pip install jieba`)"
+      f"word_segmenter='jieba' needs jieba: `{pip_install('zh')}` (or `pip install jieba`)"
     ) from None
   jieba.setLogLevel(logging.WARNING)  # it logs its dictionary loading at INFO
   jieba.initialize()

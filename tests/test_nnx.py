@@ -65,6 +65,21 @@ def test_nnx_from_pretrained_equals_linen_and_transformers(classifier_dir):
   np.testing.assert_allclose(ours.logits, expected, rtol=1e-5, atol=1e-5)
 
 
+def test_nnx_from_pretrained_without_a_class_keeps_the_saved_head(classifier_dir):
+  # The rule of af.from_pretrained: the saved architecture, its trained head included.
+  model = af.nnx.from_pretrained(classifier_dir)
+  assert type(model) is af.nnx.AlbertForSequenceClassification and model.config.num_labels == 3
+  _, params = af.from_pretrained(classifier_dir)
+  np.testing.assert_array_equal(
+    model.linen_params()["classifier"]["kernel"], params["classifier"]["kernel"]
+  )
+  # One parameter name in both (ModelClass); the former spelling still works.
+  by_keyword = af.nnx.from_pretrained(classifier_dir, ModelClass=af.AlbertModel)
+  assert type(by_keyword) is af.nnx.AlbertModel
+  former = af.nnx.from_pretrained(classifier_dir, model_class="AlbertModel")
+  assert type(former) is af.nnx.AlbertModel
+
+
 def test_one_nnx_training_step_equals_the_linen_step(classifier_dir):
   ids, mask, types = make_inputs()
   labels = jnp.array([0, 2, 1])

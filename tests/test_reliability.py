@@ -307,7 +307,7 @@ UNKNOWN_KEY = "unknown config key 'no_such_key' in --config.no_such_key=1"
     (["finetune", GLUE, "--config.task=sst-2", "--config.init_from=x"], "unknown task 'sst-2'"),
     (
       ["finetune", GLUE, "--config.task=sst2", "--config.init_from=/no/such/run"],
-      "config.init_from '/no/such/run': no such file or directory",
+      "init_from '/no/such/run': no such file or directory",
     ),
   ],
 )

@@ -29,6 +29,7 @@ import jax
 import numpy as np
 
 from albert_flax import integrity, paths, upstream
+from albert_flax.checkpoints import short_reason
 from albert_flax.workdir import DATA_ITEM, INTEGRITY_ITEM, STATE_ITEM
 
 log = logging.getLogger(__name__)
@@ -214,7 +215,7 @@ class TrainCheckpointManager:
           )
         error = None
       except Exception as e:  # orbax raises many types for unreadable files
-        error = f"{type(e).__name__}: {str(e)[:300]}"
+        error = short_reason(e)
         upstream.remember_unreadable(self.directory / str(step))  # ORBAX_ABORTED_READS
       if _all_processes_agree(error is None):
         if failures:

@@ -41,7 +41,7 @@ PER_TASK["cluewsc2020"] = PER_TASK["wsc"]
 def get_config():
   c = base_config()
   c.family = "clue"
-  c.task = "afqmc"
+  c.task = "afqmc"  # afqmc | tnews | iflytek | cmnli | ocnli | csl | wsc
   c.per_task_key = "task"
   c.per_task = PER_TASK
   return c

@@ -27,7 +27,7 @@ PER_TASK = {
 def get_config():
   c = base_config()
   c.family = "cmrc"
-  c.task = "cmrc2018"
+  c.task = "cmrc2018"  # the row of per_task (one: cmrc2018)
   c.update(squad.WINDOWS)
   c.per_task_key = "task"
   c.per_task = PER_TASK

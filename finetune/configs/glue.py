@@ -41,7 +41,7 @@ PER_TASK = {
 def get_config():
   c = base_config()
   c.family = "glue"
-  c.task = "mnli"
+  c.task = "mnli"  # cola | sst2 | mrpc | qqp | stsb | mnli | qnli | rte | wnli
   c.ax_file = ""  # AX diagnostic.tsv; default: data_dir/diagnostic.tsv or ../diagnostic/
   # Rows with missing columns or labels outside the task's set are errors (naming file and
   # line); True drops them with a count in the log instead (QQP's few broken rows).

@@ -28,8 +28,8 @@ PER_TASK = {
 def get_config():
   c = base_config()
   c.family = "ner"
-  c.name = "conll2003"
-  c.entity_types = "PER,ORG,LOC,MISC"
+  c.name = "conll2003"  # the row of per_task (one: conll2003)
+  c.entity_types = "PER,ORG,LOC,MISC"  # the entity types of the data (labels B-/I-TYPE and O)
   c.train_file = ""  # default: train.txt or eng.train in data_dir
   c.dev_file = ""  # default: valid.txt, dev.txt or eng.testa
   c.test_file = ""  # default: test.txt or eng.testb (optional)

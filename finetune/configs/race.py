@@ -27,9 +27,9 @@ PER_TASK = {
 def get_config():
   c = base_config()
   c.family = "race"
-  c.name = "race"
-  c.levels = "middle,high"
-  c.max_qa_length = 128
+  c.name = "race"  # the row of per_task (one: race)
+  c.levels = "middle,high"  # middle, high or both (comma-separated)
+  c.max_qa_length = 128  # tokens of question and option together, at most
   c.eval_batch_size = 8
   c.per_task_key = "name"
   c.per_task = PER_TASK

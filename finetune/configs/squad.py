@@ -42,8 +42,11 @@ WINDOWS = {"doc_stride": 128, "max_query_length": 64, "n_best_size": 20, "max_an
 def get_config():
   c = base_config()
   c.family = "squad"
-  c.version = "1.1"
-  c.update(WINDOWS)
+  c.version = "1.1"  # "1.1" or "2.0" (unanswerable questions)
+  c.doc_stride = WINDOWS["doc_stride"]  # tokens between the starts of a context's windows
+  c.max_query_length = WINDOWS["max_query_length"]  # question tokens kept, at most
+  c.n_best_size = WINDOWS["n_best_size"]  # start and end candidates scored per window
+  c.max_answer_length = WINDOWS["max_answer_length"]  # answer tokens, at most
   # v2.0: answer "" when null score - best span score > this; None: the official best_f1_thresh
   # found on dev.
   c.null_score_diff_threshold = config_dict.placeholder(float)

@@ -20,7 +20,7 @@ from etils import epath
 
 from albert_flax.train.batch_spec import LENGTH, ROWS, BatchField
 from albert_flax.train.losses import Stat
-from finetune.data import MODEL_INPUTS, Features
+from finetune.data import MODEL_INPUTS, DataError, Features
 
 
 @dataclasses.dataclass
@@ -149,7 +149,19 @@ def load_tfds(name: str, split: str, config: ml_collections.ConfigDict) -> list[
   kwargs = {}
   if config.get("tfds_data_dir"):
     kwargs["data_dir"] = config.tfds_data_dir
-  dataset = tfds.load(name, split=split, download=bool(config.get("tfds_download", True)), **kwargs)
+  download = bool(config.get("tfds_download", True))
+  try:
+    dataset = tfds.load(name, split=split, download=download, **kwargs)
+  except Exception as e:  # not prepared and not downloadable (offline), an unknown name, ...
+    first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+    raise DataError(
+      None,
+      None,
+      f"no data: --config.data_dir is empty, and tensorflow-datasets could not give "
+      f"{name}[{split}] ({type(e).__name__}: {first}). Pass --config.data_dir with the task's "
+      "original files (finetune/README.md lists the formats)"
+      + ("" if download else ", or allow --config.tfds_download=True (needs the network)"),
+    ) from e
   return [_decode(example) for example in tfds.as_numpy(dataset)]
 
 

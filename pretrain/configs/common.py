@@ -11,17 +11,18 @@ from ml_collections import config_dict
 from albert_flax.config import AlbertConfig
 from albert_flax.train import profiling
 
-# Set by the run itself (vocab_size from the tokenizer; dtype, param_dtype, remat are top-level
-# keys) or meaningless for pretraining (fine-tuning head settings).
-_NOT_OVERRIDABLE = (
-  "vocab_size",
-  "dtype",
-  "param_dtype",
-  "remat",
-  "num_labels",
-  "problem_type",
-  "label_names",
-)
+# AlbertConfig fields that are not model_overrides: set by the run itself (vocab_size from the
+# tokenizer; dtype, param_dtype, remat are top-level keys) or meaningless for pretraining
+# (fine-tuning head settings). Field -> why, for the message a command line naming one gets.
+NOT_OVERRIDABLE = {
+  "vocab_size": "it comes from the tokenizer (--config.tokenizer.vocab_size for a trained one)",
+  "dtype": "it is the top-level key --config.dtype",
+  "param_dtype": "it is the top-level key --config.param_dtype",
+  "remat": "it is the top-level key --config.remat",
+  "num_labels": "a fine-tuning head setting (the fine-tuning configs set it per task)",
+  "problem_type": "a fine-tuning head setting (the fine-tuning configs set it per task)",
+  "label_names": "a fine-tuning head setting (the fine-tuning configs set it per task)",
+}
 _TYPES = {
   "int": int,
   "float": float,
@@ -37,7 +38,7 @@ def model_overrides() -> ml_collections.ConfigDict:
   for any of them; unset ones keep the preset's value."""
   c = ml_collections.ConfigDict()
   for field in dataclasses.fields(AlbertConfig):
-    if field.name not in _NOT_OVERRIDABLE and field.type in _TYPES:
+    if field.name not in NOT_OVERRIDABLE and field.type in _TYPES:
       c[field.name] = config_dict.placeholder(_TYPES[field.type])
   return c
 
@@ -50,7 +51,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.model = "base-v2"
   c.model_overrides = model_overrides()
   c.dtype = "bfloat16"  # compute dtype of the matmuls; params, LayerNorm, softmax, losses: float32
-  c.param_dtype = "float32"
+  c.param_dtype = "float32"  # dtype of the stored parameters and optimizer state
   # "none" | "full" | "dots" | "dots_with_no_batch_dims". "dots" (save the GEMM outputs, recompute
   # the rest) by measurement (benchmarks/RESULTS.md, issue 15): base train step on a 2-core AVX2
   # EPYC, dots / none 1.06x in f32 and 1.07x in bf16 (6.29 vs 6.76 s), 1.4x on a bf16 Xeon
@@ -71,14 +72,14 @@ def get_config() -> ml_collections.ConfigDict:
   # Held-back text for evaluation. Empty: the `eval_fraction` of the training documents that the
   # training stream skips (chosen by a hash of each document's first sentence).
   c.data.eval_files = ""
-  c.data.eval_fraction = 0.02
+  c.data.eval_fraction = 0.02  # share of the documents held back when eval_files is empty
   c.data.tfds_name = ""  # a tensorflow-datasets text data set instead of train_files
-  c.data.tfds_split = "train"
-  c.data.tfds_data_dir = ""
-  c.data.tfds_field = "text"
-  c.data.masked_lm_prob = 0.15
-  c.data.short_seq_prob = 0.1
-  c.data.max_ngram = 3
+  c.data.tfds_split = "train"  # the tensorflow-datasets split to read
+  c.data.tfds_data_dir = ""  # tensorflow-datasets' data_dir (empty: its default)
+  c.data.tfds_field = "text"  # the text field of each tensorflow-datasets record
+  c.data.masked_lm_prob = 0.15  # share of the tokens masked (at most max_predictions_per_seq)
+  c.data.short_seq_prob = 0.1  # share of examples cut shorter than max_seq_length, as BERT's data
+  c.data.max_ngram = 3  # masked spans of 1..max_ngram whole words, p(n) ~ 1/n
   # Chinese whole-word masking (a WordPiece vocabulary): "jieba" masks segmented words whole;
   # "" masks each CJK character as a word, as the original.
   c.data.word_segmenter = ""
@@ -95,31 +96,32 @@ def get_config() -> ml_collections.ConfigDict:
   # vocab_file is set, else SentencePiece.
   c.tokenizer.vocab_file = ""
   c.tokenizer.kind = ""  # "", "sentencepiece" or "wordpiece"
-  c.tokenizer.vocab_size = 30000
-  c.tokenizer.do_lower_case = True
+  c.tokenizer.vocab_size = 30000  # pieces of a trained tokenizer (it may come out smaller: logged)
+  c.tokenizer.do_lower_case = True  # lower-case the text (and strip accents), as the English models
   c.tokenizer.max_training_sentences = 5_000_000  # lines streamed to the tokenizer trainer
 
   # --- optimization (Lan et al., section 4.1)
-  c.num_train_steps = 125_000
+  c.num_train_steps = 125_000  # optimizer steps of the whole run
   c.batch_size = 4096  # global: all processes together
-  c.max_seq_length = 512
-  c.max_predictions_per_seq = 20
+  c.max_seq_length = 512  # tokens per example (the model's max_position_embeddings at most)
+  c.max_predictions_per_seq = 20  # masked positions per example, at most
   c.optimizer = "lamb"  # "lamb" | "adamw"
   # AdamW only: bias-corrected moments (optax.adamw), which the tiny config's AdamW was tuned
   # with. LAMB (the paper's recipe) ignores it: the original LAMB never bias-corrects.
   c.adam_bias_correction = True
-  c.learning_rate = 0.00176
-  c.warmup_steps = 3125
-  c.weight_decay = 0.01
-  c.grad_clip_norm = 1.0
+  c.learning_rate = 0.00176  # peak learning rate, after the warm-up
+  c.warmup_steps = 3125  # linear warm-up steps, then polynomial (linear) decay to 0
+  c.weight_decay = 0.01  # decoupled weight decay (LayerNorm and biases excluded)
+  c.grad_clip_norm = 1.0  # gradients clipped to this global norm (0: no clipping)
   c.grad_accum_steps = 1  # micro-batches per step (the result equals one big batch)
-  c.seed = 0
+  c.seed = 0  # parameter initialization, data order and masking
 
   # --- loop
-  c.log_every_steps = 100
+  c.log_every_steps = 100  # train metrics (loss, accuracy, grad_norm) logged every N steps
+  # a checkpoint of the train state (and data position) every N steps
   c.checkpoint_every_steps = 5000
-  c.checkpoint_max_to_keep = 3
-  c.eval_every_steps = 5000
+  c.checkpoint_max_to_keep = 3  # the newest N checkpoints are kept
+  c.eval_every_steps = 5000  # evaluation on held-back examples every N steps
   c.eval_steps = 10  # batches of batch_size held-back examples per evaluation
   # A tqdm bar on a terminal; without one (or with False) plain log lines every log_every_steps.
   c.progress_bar = True
