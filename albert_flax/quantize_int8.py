@@ -7,11 +7,17 @@
 qwix (google/qwix) is the maintained JAX quantization library (AQT's successor in Google's
 stack; AQT is in maintenance): post-training quantization of a linen model by intercepting its
 dot_general / einsum calls, with no change to the model code. That is what lets `quantize` know
-nothing of the parameter layout: every Dense kernel the model's apply multiplies by is found by
-qwix whatever the sharing strategy. Weights are int8 with one float32 scale per output channel
-(absmax). qwix leaves embedding lookups alone; ALBERT-base's word table is a third of its
-parameters, so `_EmbeddingPtq` also quantizes tables read with `jnp.take` (one scale per row),
-the lookup dequantizing only the rows it reads.
+little of the parameter layout (only which kernels are stacked per layer, below): every Dense
+kernel the model's apply multiplies by is found by qwix whatever the sharing strategy. Weights
+are int8 with one float32 scale per output channel (absmax). qwix leaves embedding lookups
+alone; ALBERT-base's word table is a third of its parameters, so `_EmbeddingPtq` also quantizes
+tables read with `jnp.take` (one scale per row), the lookup dequantizing only the rows it reads.
+
+Under a `cross_layer_sharing` other than "all" the per-layer kernels are stacked [L, in, out]
+and the encoder's `nn.scan` hands each step its [in, out] slice. qwix decides how to quantize a
+kernel where the model multiplies by it, inside the step: per output channel of [in, out]. The
+stacked kernels are quantized per layer and output channel instead (scales [L, 1, out]), so the
+scan slices the scales like the kernels (`_per_layer`).
 
 `activations=True` adds dynamic-range int8 activations (each GEMM's input quantized on the fly,
 per token): integer GEMMs where the backend has them.
@@ -19,12 +25,16 @@ per token): integer GEMMs where the backend has them.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from flax import traverse_util
 
+from albert_flax import layer_sharing
+from albert_flax.config import AlbertConfig
 from albert_flax.export.converters import require
 
 
@@ -93,8 +103,33 @@ def quantize(
   # The quantized tree's structure, from an abstract init (nothing is computed or allocated).
   dummy = jnp.zeros((1, 1, 8) if _is_multiple_choice(model) else (1, 8), jnp.int32)
   abstract = jax.eval_shape(qmodel.init, jax.random.key(0), dummy)["params"]
-  qparams = qwix.quantize_params(params, abstract)
+  qparams = qwix.quantize_params(params, _per_layer(abstract, model.config))
   return qmodel, nn.meta.unbox(qparams)
+
+
+def _per_layer(abstract: Any, config: AlbertConfig) -> Any:
+  """`abstract` with each stacked kernel's quantization recipe moved one axis out, the layer
+  axis added: channel c of a step's [in, out] slice is channel c + 1 of the stacked [L, in, out]
+  array, and each layer keeps its own scales.
+
+  The recipe (`WithAux.how`) is what qwix chose inside the scan step, for the slice; its
+  `quantize_params` applies it to the whole stacked array, where it would put one scale per
+  input row, shared by every layer ([1, in, 1]), which the scan cannot slice.
+  """
+  from qwix._src.providers import ptq
+
+  flat = traverse_util.flatten_dict(abstract)
+  for path, leaf in flat.items():
+    if isinstance(leaf, ptq.WithAux) and layer_sharing.is_per_layer(config, path):
+      how = leaf.how
+      flat[path] = leaf.replace(
+        how=dataclasses.replace(
+          how,
+          channelwise_axes=(0, *(a + 1 for a in how.channelwise_axes)),
+          tiled_axes={a + 1: t for a, t in how.tiled_axes.items()},
+        )
+      )
+  return traverse_util.unflatten_dict(flat)
 
 
 def _is_multiple_choice(model: nn.Module) -> bool:
