@@ -33,6 +33,7 @@ sentence_order_label [B] int32 (1 = the two segments are swapped).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import zlib
@@ -96,7 +97,7 @@ class TextStream:
   def settings(self) -> str:
     return _digest(
       self.window_docs,
-      self.config,
+      _ConfigRepr(self.config),
       self.split,
       self.eval_fraction,
       self.tokenizer.vocab_size,
@@ -172,10 +173,17 @@ class StaticStream:
     process_index: int,
     process_count: int,
     num_epochs: int | None = None,
+    sentence_pairs: str = "sop",
   ):
     self.source = shards.open_shards(files)
     self.name = shards.shards_name(self.source)
     info = shards.read_info(corpus.expand_files(files))
+    written = (info or {}).get("sentence_pairs", "sop")  # shards before NSP hold SOP pairs
+    if info is not None and written != sentence_pairs:
+      raise ValueError(
+        f"{self.name} hold {written!r} sentence pairs, but {sentence_pairs!r} pairs were asked "
+        f"for: write shards with `python -m pretrain.create_data --sentence_pairs={sentence_pairs}`"
+      )
     if info is not None and info.get("max_seq_length", 0) > max_seq_length:
       raise ValueError(
         f"{self.name} were written with max_seq_length={info['max_seq_length']}, "
@@ -220,6 +228,21 @@ class StaticStream:
     pass
 
 
+class _ConfigRepr:
+  """An ExampleConfig's repr without `sentence_pairs` when it is the default "sop": the digest of
+  a sentence-order stream stays the one saved before NSP pairs existed, so those runs resume."""
+
+  def __init__(self, config: ExampleConfig):
+    self.config = config
+
+  def __repr__(self) -> str:
+    c = self.config
+    if c.sentence_pairs != "sop":
+      return repr(c)
+    fields = (f.name for f in dataclasses.fields(c) if f.name != "sentence_pairs")
+    return f"{type(c).__qualname__}({', '.join(f'{n}={getattr(c, n)!r}' for n in fields)})"
+
+
 def _digest(*parts: Any) -> str:
   return f"{zlib.crc32(repr(parts).encode()):08x}"
 
@@ -260,7 +283,8 @@ def make_source(
   return corpus.TextFileSource(files, shard_by=shard_by), None
 
 
-def _is_static(files: Any) -> bool:
+def is_static(files: Any) -> bool:
+  """Whether `files` names static shards (.array_record) rather than text."""
   names = [files] if isinstance(files, str) else list(files or [])
   return bool(names) and all(
     str(n).endswith(".array_record") or str(n).endswith(".array_record*") for n in names
@@ -332,7 +356,9 @@ def make_pretraining_batches(
       of CJK characters into words, each masked whole; None: every CJK character is a word, as
       the original (see `pretrain.word_segmentation`).
     state: a `get_state()` result to resume from.
-    **example_options: further fields of `ExampleConfig` (how examples are made).
+    **example_options: further fields of `ExampleConfig` (how examples are made), e.g.
+      sentence_pairs="nsp" for BERT's next-sentence pairs (static shards must have been written
+      with the same kind).
 
   Returns:
     A `PretrainingIterator` (iterator of batch dicts with get_state/set_state/close).
@@ -360,7 +386,7 @@ def make_pretraining_batches(
     **example_options,
   )
   word_segmentation.check_segmenter(config.word_segmenter)
-  if static_shards is None and files is not None and _is_static(files):
+  if static_shards is None and files is not None and is_static(files):
     static_shards, files = files, None
   if static_shards is not None:
     if files is not None or tfds_name is not None:
@@ -381,6 +407,7 @@ def make_pretraining_batches(
       process_index,
       process_count,
       num_epochs,
+      config.sentence_pairs,
     )
   else:
     tokenizer = load_tokenizer(tokenizer, do_lower_case)

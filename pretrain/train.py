@@ -1,4 +1,5 @@
-"""ALBERT pretraining: MLM + sentence-order prediction, one jitted step, resumable.
+"""ALBERT pretraining: MLM + sentence-order prediction (or NSP, or none: `config.sentence_loss`,
+see pretrain.sentence_loss), one jitted step, resumable.
 
     from pretrain import train
     from pretrain.configs import tiny
@@ -29,14 +30,15 @@ from etils import epath
 import albert_flax as af
 from albert_flax import paths, sharding
 from albert_flax import workdir as layout
-from albert_flax.train import losses, optim, training
+from albert_flax.train import optim, training
 from albert_flax.train.checkpoints import TrainCheckpointManager
 from albert_flax.train.loop import TrainLoop
 from albert_flax.train.metric_writers import MetricWriter
 from albert_flax.train.program import ConfigError
 from albert_flax.train.run_control import COMMON_SAFE_KEYS, WorkdirRun
-from pretrain import corpus
+from pretrain import corpus, evaluation
 from pretrain import data as data_lib
+from pretrain.sentence_loss import SENTENCE_LOSSES, training_pairs
 from pretrain.steps import build_steps, use_saved_steps
 
 log = logging.getLogger(__name__)
@@ -76,6 +78,8 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     problems.append(f"optimizer must be one of {optim.OPTIMIZERS}, got {c.optimizer!r}")
   if not c.learning_rate > 0:
     problems.append(f"learning_rate must be positive, got {c.learning_rate!r}")
+  if c.get("sentence_loss", "sop") not in SENTENCE_LOSSES:
+    problems.append(f"sentence_loss must be one of {SENTENCE_LOSSES}, got {c.sentence_loss!r}")
   if not isinstance(c.warmup_steps, int) or c.warmup_steps < 0:
     problems.append(f"warmup_steps must be an int >= 0, got {c.warmup_steps!r}")
   if not problems and c.max_predictions_per_seq > c.max_seq_length:
@@ -271,11 +275,13 @@ def make_batches(
   share: tuple[int, int],
   evaluation: bool,
   state: dict | None = None,
+  sentence_pairs: str | None = None,
 ) -> data_lib.PretrainingIterator:
   """The training stream, or the held-back evaluation stream, of this process's share.
 
   Held-back text is data.eval_files when given, else the `eval_fraction` of the training
-  documents that the training stream then skips.
+  documents that the training stream then skips. `sentence_pairs` ("sop" / "nsp"): the kind of
+  pairs, by default the one `config.sentence_loss` trains on.
   """
   d = config.data
   options = dict(
@@ -289,6 +295,7 @@ def make_batches(
     num_workers=d.num_workers,
     shuffle_buffer=d.shuffle_buffer or None,
     state=state,
+    sentence_pairs=sentence_pairs or training_pairs(config.sentence_loss),
   )
   if evaluation and d.eval_files:
     files = d.eval_files
@@ -359,14 +366,6 @@ def validate_batch(
 def _mean_metrics(rows: list[dict[str, Any]]) -> dict[str, float]:
   fetched = jax.device_get(rows)
   return {k: float(np.mean([r[k] for r in fetched])) for k in fetched[0]}
-
-
-def evaluate(eval_step, params, eval_batches: list[dict[str, jax.Array]]) -> dict[str, float]:
-  """Metrics over all eval batches (global sums, then one division)."""
-  total = None
-  for batch in eval_batches:
-    total = training.add_stats(total, eval_step(params, batch))
-  return training.stats_to_metrics(total, losses.PRETRAINING_LOSSES)
 
 
 def train_and_evaluate(
@@ -457,7 +456,7 @@ def _train(
   train_batches = make_batches(
     config, tokenizer, local_batch, (share_index, share_count), evaluation=False, state=data_state
   )
-  eval_batches: list | None = None
+  eval_batches: dict | None = None  # pair kind -> held-back batches (pretrain.evaluation)
 
   def next_global_batch(iterator) -> dict[str, jax.Array]:
     host = next(iterator)
@@ -502,10 +501,14 @@ def _train(
 
       if config.eval_steps and loop.due(config.eval_every_steps):
         if eval_batches is None:
-          eval_batches = _load_eval_batches(
-            config, tokenizer, local_batch, (share_index, share_count), next_global_batch
+          eval_batches = evaluation.load_eval_sets(
+            config,
+            lambda kind: make_batches(
+              config, tokenizer, local_batch, (share_index, share_count), True, None, kind
+            ),
+            next_global_batch,
           )
-        last_eval = evaluate(eval_step, state.params, eval_batches)
+        last_eval = evaluation.evaluate(eval_step, state.params, eval_batches, config.sentence_loss)
         writer.write(step, last_eval, split="eval")
         timer_start = time.perf_counter()  # eval time is not training throughput
 
@@ -525,9 +528,3 @@ def _train(
     "signal": loop.signal_name,
     "finished_before": False,
   }
-
-
-def _load_eval_batches(config, tokenizer, local_batch, share, to_global) -> list:
-  """`eval_steps` held-back batches, made once and kept (the same examples at every eval)."""
-  with make_batches(config, tokenizer, local_batch, share, evaluation=True) as it:
-    return [to_global(it) for _ in range(config.eval_steps)]

@@ -113,6 +113,10 @@ def get_config() -> ml_collections.ConfigDict:
   c.grad_clip_norm = 1.0
   c.grad_accum_steps = 1  # micro-batches per step (the result equals one big batch)
   c.seed = 0
+  # The inter-sentence loss (pretrain.sentence_loss): "sop" (ALBERT), "nsp" (BERT: half of the
+  # pairs take segment B from another document) or "none" (masked LM only). Evaluation scores the
+  # sentence head on both kinds of pairs whatever is trained (pretrain.evaluation).
+  c.sentence_loss = "sop"
 
   # --- loop
   c.log_every_steps = 100
