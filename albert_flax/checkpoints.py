@@ -470,6 +470,8 @@ def _assemble(source: _Source, model: nn.Module, rng, reinit_mismatched: bool) -
         " (a head of another size: pass num_labels= or ignore_mismatched_heads=True to "
         "re-initialize it)"
         if _is_head(path)
+        else " (cross_layer_sharing differs?)"
+        if len(array.shape) != len(want)  # per-layer weights carry a leading [layers] axis
         else ""
       )
       problems.append(f"{name}: expected shape {layout(want)}, found {layout(array.shape)}{hint}")
@@ -578,6 +580,12 @@ def save_pretrained(
   directory = paths.path(path)
   model_cls = _model_class(type(model))
   config: AlbertConfig = model.config
+  if format != "orbax" and config.cross_layer_sharing != "all":
+    raise ValueError(
+      f"format={format!r} cannot hold cross_layer_sharing={config.cross_layer_sharing!r} "
+      "(transformers' and the original TF layouts share all of a layer or nothing); save it "
+      'with format="orbax"'
+    )
   if isinstance(params, Mapping) and set(params) == {"params"}:  # a variables dict
     params = params["params"]
   flat = {

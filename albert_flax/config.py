@@ -41,6 +41,10 @@ ACTIVATIONS = (
 REMAT_POLICIES = ("none", "full", "dots", "dots_with_no_batch_dims")
 ATTENTION_IMPLEMENTATIONS = ("auto", "einsum", "xla", "cudnn")
 DTYPES = ("float32", "bfloat16", "float16")
+# What the L layer steps share (the paper's Table 4): "all" (ALBERT: one layer applied L times),
+# "attention" (the attention block and its LayerNorm shared, the FFN and its LayerNorm one per
+# layer), "ffn" (the reverse), "none" (every layer its own; with E = H, BERT).
+CROSS_LAYER_SHARING = ("all", "attention", "ffn", "none")
 
 # The fields of transformers' AlbertConfig.__init__, in its order.
 TRANSFORMERS_FIELDS = (
@@ -119,6 +123,10 @@ class AlbertConfig:
   # Scan the shared layer over depth (one compiled body, compile time flat in depth). False unrolls
   # in Python, which only exists for comparison in benchmarks.
   scan_layers: bool = True
+  # One of CROSS_LAYER_SHARING. Unshared parts are stacked: one array per parameter with a
+  # leading [num_hidden_layers] axis, at the path "all" gives it (see modeling.py). Only "all"
+  # exports to transformers' and the original TF formats, which cannot express partial sharing.
+  cross_layer_sharing: str = "all"
 
   def __post_init__(self):
     self.validate()
@@ -178,6 +186,7 @@ class AlbertConfig:
         f"attention_implementation {self.attention_implementation!r} is not one "
         f"of {ATTENTION_IMPLEMENTATIONS}"
       )
+    problems += self._sharing_problems()
     if self.problem_type not in (
       None,
       "regression",
@@ -191,6 +200,25 @@ class AlbertConfig:
       )
     if problems:
       raise ValueError("Invalid AlbertConfig: " + "; ".join(problems))
+
+  def _sharing_problems(self) -> list[str]:
+    sharing = self.cross_layer_sharing
+    if sharing not in CROSS_LAYER_SHARING:
+      return [f"cross_layer_sharing {sharing!r} is not one of {CROSS_LAYER_SHARING}"]
+    if sharing == "all":
+      return []
+    # Groups are the original's other way of unsharing layers (G = L: one layer per group);
+    # stacking within a group as well would be a third layout nothing else can read.
+    return [
+      f"cross_layer_sharing={sharing!r} needs {name}={needed!r}, got {name}="
+      f"{getattr(self, name)!r}{reason}"
+      for name, needed, reason in (
+        ("num_hidden_groups", 1, " (groups share layers themselves)"),
+        ("inner_group_num", 1, " (one layer per step)"),
+        ("scan_layers", True, " (per-layer weights are stacked for the scan)"),
+      )
+      if getattr(self, name) != needed
+    ]
 
   # ------------------------------------------------------------- derived
   @property
@@ -347,6 +375,7 @@ class AlbertConfig:
       "param_dtype": self.param_dtype,
       "remat": self.remat,
       "attention_implementation": self.attention_implementation,
+      "cross_layer_sharing": self.cross_layer_sharing,
     }
     return out
 

@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from albert_flax import precision
+from albert_flax import layer_sharing, precision
 from albert_flax.config import AlbertConfig
 
 Array = jax.Array
@@ -87,8 +87,19 @@ def activation_fn(name: str) -> Callable[[Array], Array]:
   return table[name]
 
 
-def _normal(config: AlbertConfig, axes: tuple[str | None, ...]):
-  return nn.with_logical_partitioning(nn.initializers.normal(config.initializer_range), axes)
+def _normal(config: AlbertConfig, axes: tuple[str | None, ...], layer_index: Array | None = None):
+  """ALBERT's normal init with logical axis names. `layer_index` (a traced step number inside the
+  scan over depth) folds into the key, so that per-layer weights differ between layers: the scan
+  cannot split the "params" stream for them without making the shared weights' init depend on
+  the loop, which a broadcast variable must not."""
+  init = nn.initializers.normal(config.initializer_range)
+  if layer_index is not None:
+    normal = init
+
+    def init(key, shape, dtype=jnp.float32):
+      return normal(jax.random.fold_in(key, layer_index), shape, dtype)
+
+  return nn.with_logical_partitioning(init, axes)
 
 
 def _zeros(axes: tuple[str | None, ...]):
@@ -124,14 +135,19 @@ class Dense(nn.Module):
 
 
 def dense(
-  config: AlbertConfig, features: int, axes: tuple[str | None, str | None], name: str
+  config: AlbertConfig,
+  features: int,
+  axes: tuple[str | None, str | None],
+  name: str,
+  layer_index: Array | None = None,
 ) -> Dense:
-  """A Dense layer with ALBERT's init, the config's dtypes and logical axis names [in, out]."""
+  """A Dense layer with ALBERT's init, the config's dtypes and logical axis names [in, out];
+  `layer_index`: see `_normal` (per-layer weights only)."""
   return Dense(
     features,
     dtype=config.compute_dtype,
     param_dtype=config.parameter_dtype,
-    kernel_init=_normal(config, axes),
+    kernel_init=_normal(config, axes, layer_index),
     bias_init=_zeros((axes[1],)),
     name=name,
   )
@@ -282,9 +298,13 @@ class AlbertEmbeddings(nn.Module):
 
 
 class AlbertAttention(nn.Module):
-  """Multi-head self-attention, output projection, dropout, residual and post-LayerNorm."""
+  """Multi-head self-attention, output projection, dropout, residual and post-LayerNorm.
+
+  `layer_index`: the scan step, given only while initializing per-layer (stacked) weights.
+  """
 
   config: AlbertConfig
+  layer_index: Array | None = None
 
   @nn.compact
   def __call__(
@@ -298,7 +318,7 @@ class AlbertAttention(nn.Module):
     heads, head_dim = cfg.num_attention_heads, cfg.head_dim
 
     def project(name):
-      y = dense(cfg, cfg.hidden_size, ("hidden", "joined_kv"), name)(hidden)
+      y = dense(cfg, cfg.hidden_size, ("hidden", "joined_kv"), name, self.layer_index)(hidden)
       return y.reshape(batch, seq, heads, head_dim)
 
     query, key, value = project("query"), project("key"), project("value")
@@ -338,7 +358,9 @@ class AlbertAttention(nn.Module):
         query, key, value, mask=mask, implementation=None if impl in ("auto", "xla") else impl
       )
     context = context.reshape(batch, seq, cfg.hidden_size)
-    projected = dense(cfg, cfg.hidden_size, ("joined_kv", "hidden"), "dense")(context)
+    projected = dense(cfg, cfg.hidden_size, ("joined_kv", "hidden"), "dense", self.layer_index)(
+      context
+    )
     projected = nn.Dropout(cfg.hidden_dropout_prob)(projected, deterministic=deterministic)
     # Float32 out: the FFN's residual. Rounding it to bf16 as well moved the bf16 model's logits
     # further from float32's (relative error 0.0065 against 0.0060 before issue 15; 0.0056 so).
@@ -381,19 +403,28 @@ class AlbertLayer(nn.Module):
 
   @nn.compact
   def __call__(
-    self, hidden: Array, mask: Array, deterministic: bool, output_attentions: bool = False
+    self,
+    hidden: Array,
+    mask: Array,
+    deterministic: bool,
+    output_attentions: bool = False,
+    layer_index: Array | None = None,
   ) -> tuple[Array, Array | None]:
     """[batch, seq, H] (compute dtype) -> ([batch, seq, H] (compute dtype), attention
-    probabilities [batch, heads, seq, seq] or None)."""
+    probabilities [batch, heads, seq, seq] or None). `layer_index`: the scan step, given while
+    initializing per-layer weights (see `_normal`)."""
     cfg = self.config
-    attention_out, probs = AlbertAttention(cfg, name="attention")(
+    per_layer = layer_sharing.per_layer_blocks(cfg)
+    attention_index = layer_index if "attention" in per_layer else None
+    ffn_index = layer_index if "ffn" in per_layer else None
+    attention_out, probs = AlbertAttention(cfg, attention_index, name="attention")(
       hidden, mask, deterministic, output_attentions
     )
-    x = dense(cfg, cfg.intermediate_size, ("hidden", "mlp"), "ffn")(attention_out)
+    x = dense(cfg, cfg.intermediate_size, ("hidden", "mlp"), "ffn", ffn_index)(attention_out)
     x = constrain(
       _activation_in_float32(cfg, x), ("activation_batch", "activation_length", "activation_mlp")
     )
-    x = dense(cfg, cfg.hidden_size, ("mlp", "hidden"), "ffn_output")(x)
+    x = dense(cfg, cfg.hidden_size, ("mlp", "hidden"), "ffn_output", ffn_index)(x)
     x = nn.Dropout(cfg.hidden_dropout_prob)(x, deterministic=deterministic)
     return add_and_norm(self, cfg, "full_layer_layer_norm", attention_out, x), probs
 
@@ -423,11 +454,13 @@ class AlbertLayerGroup(nn.Module):
   emit_attentions: bool = False
 
   @nn.compact
-  def __call__(self, hidden: Array, mask: Array, deterministic: bool):
+  def __call__(
+    self, hidden: Array, mask: Array, deterministic: bool, layer_index: Array | None = None
+  ):
     attentions = []
     for i in range(self.config.inner_group_num):
       hidden, probs = AlbertLayer(self.config, name=f"albert_layers_{i}")(
-        hidden, mask, deterministic, self.emit_attentions
+        hidden, mask, deterministic, self.emit_attentions, layer_index
       )
       attentions.append(probs)
     hidden = constrain(hidden, ("activation_batch", "activation_length", "activation_hidden"))
@@ -477,26 +510,39 @@ class AlbertTransformer(nn.Module):
     all_hidden = [hidden] if output_hidden_states else None
     all_attentions = [] if output_attentions else None
 
+    per_layer = layer_sharing.per_layer_blocks(cfg)
     group_cls = AlbertLayerGroup
+    if per_layer:  # each step sees its slice of the per-layer weights beside the shared ones
+      group_cls = layer_sharing.merged_view(group_cls, cfg)
     if cfg.remat != "none":
       # static_argnums counts `self`: (self, hidden, mask, deterministic) -> deterministic is 3.
       group_cls = nn.remat(
-        AlbertLayerGroup,
+        group_cls,
         prevent_cse=not cfg.scan_layers,
         static_argnums=(3,),
         policy=remat_policy(cfg.remat),
       )
+    cast = cfg.compute_dtype != cfg.parameter_dtype and not self.is_initializing()
     for group, steps in cfg.group_runs():
       name = f"albert_layer_groups_{group}"
       if cfg.scan_layers:
+        # Initializing per-layer weights, each step also gets its index (`_normal`).
+        step_index = (jnp.arange(steps),) if per_layer and self.is_initializing() else ()
         scanned = nn.scan(
           group_cls,
           variable_broadcast=("params", precision.COMPUTE_COPIES),
+          # The per-layer weights (if any) are stacked, a leading [steps] axis named "layers".
+          variable_axes={stacked: 0 for stacked in layer_sharing.PER_LAYER.values()}
+          if per_layer
+          else {},
           split_rngs={"params": False, "dropout": True},
-          in_axes=(nn.broadcast, nn.broadcast),
+          in_axes=(nn.broadcast, nn.broadcast) + (0,) * len(step_index),
           length=steps,
+          metadata_params={nn.PARTITION_NAME: layer_sharing.LAYERS_AXIS},
         )
-        if cfg.compute_dtype != cfg.parameter_dtype and not self.is_initializing():
+        if per_layer:
+          scanned = layer_sharing.split_view(scanned, cfg, cast)
+        elif cast:
           # Loop-invariant work out of the loop: the group's kernels are cast to the compute
           # dtype here, once per call, and broadcast into every step beside the parameters.
           scanned = nn.map_variables(
@@ -506,7 +552,7 @@ class AlbertTransformer(nn.Module):
           )
         hidden, (step_hidden, step_attentions) = scanned(
           cfg, output_hidden_states, output_attentions, name=name
-        )(hidden, mask, deterministic)
+        )(hidden, mask, deterministic, *step_index)
         if output_hidden_states:
           all_hidden.extend(step_hidden[i] for i in range(steps))
         if output_attentions:  # [steps, inner, batch, heads, seq, seq], in application order

@@ -52,6 +52,10 @@ LOGICAL_RULES: tuple[tuple[str, Any], ...] = (
   ("token_types", None),
   ("classes", None),
   ("norm", None),
+  # The leading axis of per-layer weights (`AlbertConfig.cross_layer_sharing` other than "all"):
+  # whole, since the scan over depth takes one layer's slice per step (split over a mesh axis,
+  # each step would gather it from other devices).
+  ("layers", None),
 )
 
 
