@@ -43,26 +43,40 @@ class Variant:
 
 def table_variants(
   table: str, embedding_sizes: Sequence[int] = PAPER_EMBEDDING_SIZES
-) -> list[tuple[str, Variant]]:
-  """(row label, variant) of one table, in the paper's row order. `embedding_sizes` replaces the
-  paper's E values of Table 3 (in order); Table 4 takes its largest and the paper's 128 (or the
-  second smallest given), Table 5 the latter."""
+) -> list[tuple[str, Variant, Variant | None]]:
+  """(row label, our variant, the paper's variant it stands for or None), in the paper's row order.
+
+  `embedding_sizes` replaces the paper's E values of Table 3 (the i-th given E stands for the
+  paper's i-th when four are given); Table 4 takes the largest and 128 (else the second
+  smallest) given, standing for the paper's 768 and 128; Table 5 the latter.
+  """
   sizes = tuple(embedding_sizes)
   small = 128 if 128 in sizes else sorted(sizes)[min(1, len(sizes) - 1)]
   large = max(sizes)
+  as_paper = dict(zip(sizes, PAPER_EMBEDDING_SIZES)) if len(sizes) == 4 else {}
+  as_paper.update({large: 768, small: 128})
   if table == "3":
     return [
-      (f"{SHARING_NAMES[s]} E={e}", Variant(s, e, "sop")) for s in ("none", "all") for e in sizes
+      (f"{SHARING_NAMES[s]} E={e}", Variant(s, e, "sop"), _paper(s, as_paper.get(e), "sop"))
+      for s in ("none", "all")
+      for e in sizes
     ]
   if table == "4":
     return [
-      (f"E={e} {SHARING_NAMES[s]}", Variant(s, e, "sop"))
+      (f"E={e} {SHARING_NAMES[s]}", Variant(s, e, "sop"), _paper(s, as_paper[e], "sop"))
       for e in (large, small)
       for s in ("all", "attention", "ffn", "none")
     ]
   if table == "5":
-    return [(LOSS_NAMES[loss], Variant("all", small, loss)) for loss in ("none", "nsp", "sop")]
+    return [
+      (LOSS_NAMES[loss], Variant("all", small, loss), Variant("all", 128, loss))
+      for loss in ("none", "nsp", "sop")
+    ]
   raise ValueError(f"table must be one of {TABLES}, got {table!r}")
+
+
+def _paper(sharing: str, embedding_size: int | None, loss: str) -> Variant | None:
+  return None if embedding_size is None else Variant(sharing, embedding_size, loss)
 
 
 # ------------------------------------------------------------------------------ the paper
@@ -111,7 +125,10 @@ PAPER: dict[tuple[str, str, int, str], PaperRow] = {
 }
 
 
-def paper_row(table: str, variant: Variant) -> PaperRow | None:
+def paper_row(table: str, variant: Variant | None) -> PaperRow | None:
+  """The paper's row of `variant` (one of its own) in `table`, if it has one."""
+  if variant is None:
+    return None
   return PAPER.get((table, variant.sharing, variant.embedding_size, variant.sentence_loss))
 
 
@@ -134,23 +151,22 @@ def _params(n: int | None) -> str:
 
 def format_table(
   table: str,
-  rows: Sequence[tuple[str, Variant, Mapping[str, Any]]],
+  rows: Sequence[tuple[str, Variant | None, Mapping[str, Any]]],
   task_columns: Sequence[str],
-  paper_params: Mapping[tuple[str, int], float] | None = None,
 ) -> str:
   """A markdown table: for each variant our row, then the paper's row beneath it.
 
   Args:
-    rows: (label, variant, result); result holds "params" (int), "mlm", "nsp", "sop"
-      (percent), "tasks" {column: percent or "F1/EM" string}, "avg" (percent).
+    rows: (label, the paper's variant the row stands for, our result); the result holds
+      "params" (int), "mlm", "nsp", "sop" (percent), "tasks" {column: percent or "F1/EM"
+      string}, "avg" (percent).
     task_columns: our downstream columns (the paper's when its data was given, else the
       built-in tasks); the paper's rows fill the paper's columns only.
-    paper_params: (sharing, E) -> the paper's parameter count in millions, when known.
   """
   columns = list(task_columns) + [c for c in PAPER_TASKS if c not in task_columns]
   header = ["Model", "", "Parameters", "MLM", "NSP", "SOP", *columns, "Avg"]
   lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-  for label, variant, result in rows:
+  for label, paper_variant, result in rows:
     tasks = result.get("tasks", {})
     lines.append(
       "| "
@@ -168,9 +184,9 @@ def format_table(
       )
       + " |"
     )
-    paper = paper_row(table, variant)
+    paper = paper_row(table, paper_variant)
     if paper is not None:
-      millions = (paper_params or {}).get((variant.sharing, variant.embedding_size))
+      millions = paper_millions(table, paper_variant)
       lines.append(
         "| "
         + " | ".join(
@@ -188,6 +204,15 @@ def format_table(
         + " |"
       )
   return "\n".join(lines)
+
+
+def paper_millions(table: str, variant: Variant) -> int | None:
+  """The paper's parameter count (millions) of its variant: Tables 3 and 4 print one
+  (albert_flax.paper); Table 5's model is ALBERT-base, all-shared, E=128 (Table 3's 12M)."""
+  from albert_flax.paper import PAPER_PARAMETERS
+
+  key_table = 3 if table == "5" else int(table)
+  return PAPER_PARAMETERS.get((key_table, variant.embedding_size, variant.sharing))
 
 
 def plot_mlm_curves(

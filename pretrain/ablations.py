@@ -33,7 +33,6 @@ import importlib
 import importlib.util
 import json
 import logging
-import math
 import os
 import sys
 from collections.abc import Sequence
@@ -144,15 +143,10 @@ def pretraining_config(base: ml_collections.ConfigDict, variant: Variant, budget
 
 def count_params(model_config: Any) -> int:
   """Parameters of the encoder (AlbertModel: embeddings, layers, pooler), as the paper counts
-  them; computed from shapes (jax.eval_shape), nothing allocated."""
-  import jax
-  import jax.numpy as jnp
+  them (albert_flax.paper); from shapes, nothing allocated."""
+  from albert_flax import paper
 
-  import albert_flax as af
-
-  model = af.AlbertModel(model_config)
-  shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, 8), jnp.int32)))
-  return int(sum(math.prod(x.shape) for x in jax.tree.leaves(shapes["params"])))
+  return paper.backbone_parameter_count(model_config)
 
 
 def _done(path: epath.Path) -> dict | None:
@@ -237,33 +231,25 @@ _PRETRAINING_METRICS = {
 }
 
 
-def paper_parameter_figures() -> dict[tuple[str, int], float]:
-  """(sharing, E) -> the paper's parameter count in millions (ALBERT-base), from the model
-  library when it records them (Tables 3 and 4); empty otherwise."""
-  try:
-    from albert_flax import paper_params  # noqa: PLC0415
-  except ImportError:
-    return {}
-  return paper_params.paper_figures()
-
-
 # =================================================================================== the command
 
 
 def plan(
   tables: Sequence[str], embedding_sizes: Sequence[int], only: Sequence[str] = ()
 ) -> dict[str, list]:
-  """{table: [(row label, variant)]} of the requested tables (`only`: just these variants)."""
+  """{table: [(row label, variant, the paper's variant)]} of the requested tables (`only`:
+  just these variants)."""
   out = {}
   for t in tables:
     rows = report.table_variants(t, embedding_sizes)
-    out[t] = [(label, v) for label, v in rows if not only or v.name in only]
-  names = {v.name for rows in out.values() for _, v in rows}
+    out[t] = [(label, v, p) for label, v, p in rows if not only or v.name in only]
+  names = {v.name for rows in out.values() for _, v, _ in rows}
   unknown = sorted(set(only) - names)
   if unknown or not names:
+    known = [v.name for t in tables for _, v, _ in report.table_variants(t, embedding_sizes)]
     raise ValueError(
       f"--variants {unknown or list(only)} not in tables {', '.join(tables)} (their variants: "
-      f"{', '.join(v.name for t in tables for _, v in report.table_variants(t, embedding_sizes))})"
+      f"{', '.join(dict.fromkeys(known))})"
     )
   return {t: rows for t, rows in out.items() if rows}
 
@@ -288,7 +274,7 @@ def run(
   root = epath.Path(workdir)
   root.mkdir(parents=True, exist_ok=True)
   tables_plan = plan(tables, embedding_sizes, only)
-  variants = list(dict.fromkeys(v for rows in tables_plan.values() for _, v in rows))
+  variants = list(dict.fromkeys(v for rows in tables_plan.values() for _, v, _ in rows))
   print_fn(
     f"ablations: tables {', '.join(tables)}: {len(variants)} variants "
     f"({', '.join(v.name for v in variants)})"
@@ -329,14 +315,13 @@ def run(
     )
     (vdir / "result.json").write_text(json.dumps(results[variant.name], indent=1))
 
-  paper_params = paper_parameter_figures()
   columns = [t.column for t in tasks]
   markdown, curves = {}, {}
   for table, rows in tables_plan.items():
     markdown[table] = report.format_table(
-      table, [(label, v, results[v.name]) for label, v in rows], columns, paper_params
+      table, [(label, p, results[v.name]) for label, v, p in rows], columns
     )
-    curves[table] = {label: results[v.name]["mlm_curve"] for label, v in rows}
+    curves[table] = {label: results[v.name]["mlm_curve"] for label, v, _ in rows}
   text = _document(markdown, budget, finetuning, tasks)
   (root / "ablations.md").write_text(text)
   (root / "ablations.json").write_text(json.dumps(results, indent=1))
@@ -377,7 +362,7 @@ def compile_plan(
   from pretrain import steps
 
   planned = plan(tables, embedding_sizes, only)
-  variants = list(dict.fromkeys(v for rows in planned.values() for _, v in rows))
+  variants = list(dict.fromkeys(v for rows in planned.values() for _, v, _ in rows))
   status = 0
   for variant in variants:
     print_fn(f"ablations: {variant.name} on {topology}")
