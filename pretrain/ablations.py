@@ -65,9 +65,14 @@ class Downstream:
   metrics: tuple[str, ...]  # "accuracy", or ("f1", "exact...") shown as F1/EM
 
 
-def downstream_tasks(glue_dir: str, squad_dir: str, race_dir: str, builtin_dir: str):
-  """The paper's tasks whose folders are given; the two built-in tasks when none is."""
+def downstream_tasks(
+  glue_dir: str, squad_dir: str, race_dir: str, builtin_dir: str, finetune: bool = True
+) -> list[Downstream]:
+  """The paper's tasks whose folders are given; the two built-in tasks when none is; none
+  without `finetune`."""
   tasks = []
+  if not finetune:
+    return tasks
   if squad_dir:
     tasks += [
       Downstream("SQuAD1.1", "squad", {"version": "1.1", "data_dir": squad_dir}, ("f1", "exact")),
@@ -285,7 +290,9 @@ def run(
   tokenizer = train.prepare_tokenizer(first, root)
   budget = {**budget, "tokenizer.spm_model": str(root / layout.TOKENIZER_FILE)}
   builtin_dir = root / "builtin_tasks"
-  tasks = downstream_tasks(glue_dir, squad_dir, race_dir, str(builtin_dir))
+  tasks = downstream_tasks(
+    glue_dir, squad_dir, race_dir, str(builtin_dir), finetune=finetuning["steps"] > 0
+  )
   if (
     any(t.column in ("docstring_kind", "next_sentence") for t in tasks)
     and not (builtin_dir / "next_sentence" / "dev.tsv").exists()
@@ -342,8 +349,12 @@ def _document(markdown: dict[str, str], budget: dict, finetuning: dict, tasks) -
     "",
     "Pretraining: "
     + ", ".join(f"{k}={v}" for k, v in budget.items() if k != "tokenizer.spm_model")
-    + f". Fine-tuning ({', '.join(t.column for t in tasks)}): "
-    + ", ".join(f"{k}={v}" for k, v in finetuning.items())
+    + (
+      f". Fine-tuning ({', '.join(t.column for t in tasks)}): "
+      + ", ".join(f"{k}={v}" for k, v in finetuning.items())
+      if tasks
+      else ". No fine-tuning"
+    )
     + ". MLM / NSP / SOP: held-back accuracy (%); tasks: dev accuracy (%), SQuAD F1/EM. The "
     "paper's rows are ALBERT-base (L=12, H=768) after 125k steps of batch 4096; its Avg is over "
     "SQuAD1.1 F1, SQuAD2.0 F1, MNLI, SST-2 and RACE, ours over our task columns.",
@@ -404,7 +415,9 @@ _VARIANTS = flags.DEFINE_list(
   flag_values=FLAGS,
 )  # fmt: skip
 _SEED = flags.DEFINE_integer("seed", 0, "pretraining and fine-tuning seed", flag_values=FLAGS)
-_FT_STEPS = flags.DEFINE_integer("finetune_steps", 300, "fine-tuning steps", flag_values=FLAGS)
+_FT_STEPS = flags.DEFINE_integer(
+  "finetune_steps", 300, "fine-tuning steps (0: no fine-tuning)", flag_values=FLAGS
+)
 _FT_BATCH = flags.DEFINE_integer("finetune_batch", 32, "fine-tuning batch", flag_values=FLAGS)
 _FT_SEQ = flags.DEFINE_integer(
   "finetune_seq", 128, "fine-tuning sequence length", flag_values=FLAGS
