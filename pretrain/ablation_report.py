@@ -168,6 +168,8 @@ def format_table(
   lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
   for label, paper_variant, result in rows:
     tasks = result.get("tasks", {})
+    if result.get("not_run"):
+      label += " (not run)"
     lines.append(
       "| "
       + " | ".join(

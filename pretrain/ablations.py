@@ -270,10 +270,12 @@ def run(
   squad_dir: str = "",
   race_dir: str = "",
   only: Sequence[str] = (),
+  report_only: bool = False,
   print_fn=print,
 ) -> dict[str, Any]:
   """Everything the command does but parse flags; returns {"tables": {table: markdown},
-  "results": {variant name: our row}}."""
+  "results": {variant name: our row}}. `report_only`: train nothing, tabulate what is finished
+  (the rest shows as not run)."""
   from pretrain import train
 
   root = epath.Path(workdir)
@@ -286,34 +288,41 @@ def run(
   )
 
   # One tokenizer for every variant (trained once on the training documents).
-  first = pretraining_config(base_config, variants[0], budget)
-  tokenizer = train.prepare_tokenizer(first, root)
+  if not report_only:
+    train.prepare_tokenizer(pretraining_config(base_config, variants[0], budget), root)
   budget = {**budget, "tokenizer.spm_model": str(root / layout.TOKENIZER_FILE)}
   builtin_dir = root / "builtin_tasks"
   tasks = downstream_tasks(
     glue_dir, squad_dir, race_dir, str(builtin_dir), finetune=finetuning["steps"] > 0
   )
   if (
-    any(t.column in ("docstring_kind", "next_sentence") for t in tasks)
+    not report_only
+    and any(t.column in ("docstring_kind", "next_sentence") for t in tasks)
     and not (builtin_dir / "next_sentence" / "dev.tsv").exists()
   ):
     from finetune import builtin_tasks
 
     builtin_tasks.write(str(builtin_dir), seed=finetuning["seed"])
-  del tokenizer
 
   results = {}
   for i, variant in enumerate(variants):
-    print_fn(f"ablations: [{i + 1}/{len(variants)}] {variant.name}: pretraining")
-    config = pretraining_config(base_config, variant, budget)
     vdir = root / "variants" / variant.name
-    pretrained = run_pretraining(config, vdir / "pretrain")
-    finetuned = {}
-    for task in tasks:
-      print_fn(f"ablations: [{i + 1}/{len(variants)}] {variant.name}: fine-tuning {task.column}")
-      finetuned[task.column] = run_finetuning(
-        task, vdir / "pretrain", vdir / "finetune" / task.column, finetuning
-      )
+    if report_only:
+      if _done(vdir / "pretrain") is None:
+        results[variant.name] = {"variant": variant.name, "not_run": True, "mlm_curve": []}
+        continue
+      pretrained = run_pretraining(None, vdir / "pretrain")
+      finetuned = {t.column: _done(vdir / "finetune" / t.column) or {} for t in tasks}
+    else:
+      print_fn(f"ablations: [{i + 1}/{len(variants)}] {variant.name}: pretraining")
+      config = pretraining_config(base_config, variant, budget)
+      pretrained = run_pretraining(config, vdir / "pretrain")
+      finetuned = {}
+      for task in tasks:
+        print_fn(f"ablations: [{i + 1}/{len(variants)}] {variant.name}: fine-tuning {task.column}")
+        finetuned[task.column] = run_finetuning(
+          task, vdir / "pretrain", vdir / "finetune" / task.column, finetuning
+        )
     from albert_flax import config as config_lib
 
     model_config = config_lib.AlbertConfig.from_json_file(str(vdir / "pretrain" / "config.json"))
@@ -430,6 +439,9 @@ _SQUAD_DIR = flags.DEFINE_string(
   "squad_dir", "", "SQuAD folder (train-v1.1.json, dev-v2.0.json, ...)", flag_values=FLAGS
 )
 _RACE_DIR = flags.DEFINE_string("race_dir", "", "RACE folder", flag_values=FLAGS)
+_REPORT_ONLY = flags.DEFINE_bool(
+  "report_only", False, "train nothing: tabulate the finished variants", flag_values=FLAGS
+)
 _COMPILE_ONLY = flags.DEFINE_bool(
   "compile_only", False, "compile every variant's steps for --topology, run nothing",
   flag_values=FLAGS,
@@ -510,7 +522,7 @@ def main(argv: Sequence[str] | None = None) -> int:
       "seed": _SEED.value,
     }
     run(tables, _WORKDIR.value, base, budget, finetuning, sizes, _GLUE_DIR.value,
-        _SQUAD_DIR.value, _RACE_DIR.value, _VARIANTS.value)  # fmt: skip
+        _SQUAD_DIR.value, _RACE_DIR.value, _VARIANTS.value, _REPORT_ONLY.value)  # fmt: skip
   except ValueError as e:  # a config value the programs refuse (ConfigError and the like)
     print(f"error: {e}", file=sys.stderr, flush=True)
     return 2

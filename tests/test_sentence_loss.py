@@ -251,3 +251,99 @@ def test_none_has_no_head_gradient():
     values = [v for v in jax.tree.leaves(head) if v is not None]
     assert len(values) == 4
     assert (max(values) == 0.0) == head_grad_zero, (loss, values)
+
+
+# ------------------------------------------------------------------------------ the ablations
+
+_ABLATION_CONFIG = """
+from pretrain.configs import tiny
+
+
+def get_config():
+  c = tiny.get_config()
+  c.tokenizer.vocab_size = 120
+  c.model_overrides.hidden_size = 32
+  c.model_overrides.num_attention_heads = 2
+  c.model_overrides.intermediate_size = 64
+  c.data.eval_fraction = 0.2
+  c.eval_steps = 1
+  return c
+"""
+
+
+def _tiny_tasks(directory, rows=16):
+  """Stand-ins for the two built-in tasks' folders (their GLUE layouts, a few made-up rows):
+  writing the real ones takes longer than this whole test may."""
+  words = "the value of a list returns when this module is called with one argument".split()
+  rng = np.random.default_rng(0)
+  sentence = lambda: " ".join(rng.choice(words, 6))  # noqa: E731
+  for name, header, row in (
+    ("docstring_kind", "sentence\tlabel", lambda i: f"{sentence()}\t{i % 2}"),
+    (
+      "next_sentence",
+      "Quality\t#1 ID\t#2 ID\t#1 String\t#2 String",
+      lambda i: f"{i % 2}\t{i}\t{i + rows}\t{sentence()}\t{sentence()}",
+    ),
+  ):
+    (directory / name).mkdir(parents=True)
+    for split in ("train", "dev"):
+      lines = [header] + [row(i) for i in range(rows)]
+      (directory / name / f"{split}.tsv").write_text("\n".join(lines) + "\n")
+
+
+def test_ablations_end_to_end(tmp_path, capsys):
+  """Two variants of Table 3 (E=16, not-shared and all-shared) pretrained a few steps, evaluated
+  on MLM / NSP / SOP, fine-tuned on two tiny tasks; the table, JSON and plot; a rerun skips."""
+  from pretrain import ablations
+
+  corpus = _write_corpus(tmp_path / "corpus.txt")
+  config_file = tmp_path / "ablation_config.py"
+  config_file.write_text(_ABLATION_CONFIG)
+  workdir = tmp_path / "abl"
+  _tiny_tasks(workdir / "builtin_tasks")
+  argv = [
+    "--table=3",
+    f"--workdir={workdir}",
+    f"--config={config_file}",
+    f"--corpus={corpus}",
+    "--embedding_sizes=16",
+    "--layers=2",
+    "--steps=3",
+    "--batch=8",
+    "--seq=32",
+    "--evals=1",
+    "--finetune_steps=2",
+    "--finetune_batch=8",
+    "--finetune_seq=32",
+  ]
+  assert ablations.main(argv) == 0
+  results = json.loads((workdir / "ablations.json").read_text())
+  assert sorted(results) == ["all-E16-sop", "none-E16-sop"]
+  for r in results.values():
+    assert all(0 <= r[k] <= 100 for k in ("mlm", "nsp", "sop")), r
+    assert sorted(r["tasks"]) == ["docstring_kind", "next_sentence"] and r["avg"] is not None
+    assert [step for step, _ in r["mlm_curve"]] == [3]
+  # Not-shared holds one more layer than all-shared: its exact count from the shapes.
+  layer = 4 * (32 * 32 + 32) + 2 * 32 * 64 + 64 + 32 + 4 * 32
+  assert results["none-E16-sop"]["params"] - results["all-E16-sop"]["params"] == layer
+  table = (workdir / "ablations.md").read_text()
+  assert "| not-shared E=16 | ours |" in table and "| all-shared E=16 | ours |" in table
+  # Beside each, the paper's row of the E it stands for (ALBERT's E=128): 89M and 12M.
+  assert "|  | paper | 89M |" in table and "|  | paper | 12M |" in table
+  assert (workdir / "mlm_accuracy.png").read_bytes()[:4] == b"\x89PNG"
+  assert table in capsys.readouterr().out
+  for v in results:
+    assert (workdir / "variants" / v / "finetune" / "next_sentence" / "eval_results.json").exists()
+
+  # A rerun trains nothing (each finished run is skipped) and writes the same table.
+  metrics = workdir / "variants" / "all-E16-sop" / "pretrain" / "metrics.jsonl"
+  before = metrics.read_text()
+  assert ablations.main(argv) == 0
+  assert metrics.read_text() == before
+  assert (workdir / "ablations.md").read_text() == table
+
+  # Bad input: one line, status 2.
+  assert ablations.main([*argv, "--variants=all-E99-sop"]) == 2
+  assert ablations.main(["--table=7", f"--workdir={workdir}"]) == 2
+  err = capsys.readouterr().err
+  assert "--variants ['all-E99-sop'] not in tables 3" in err and "Traceback" not in err
