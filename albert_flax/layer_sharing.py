@@ -18,15 +18,18 @@ the FFN block `ffn`, `ffn_output` and `full_layer_layer_norm` of `albert_layers_
 the scan the per-layer parameters move into their own collections (`PER_LAYER`) and the scan
 stacks those (`variable_axes`); inside each step the layer sees one "params" tree again. Both
 moves are `nn.map_variables` with the functions below, inverse to each other, so the layer code
-is the same for every strategy.
+is the same for every strategy. Initializing, each step folds its index into the keys of its
+per-layer weights (`modeling._normal`): the layers start different, as separate layers would.
 """
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from typing import Any
 
 import flax.linen as nn
+import jax
 from flax import traverse_util
 from flax.core import unfreeze
 
@@ -70,6 +73,15 @@ def is_per_layer(config: AlbertConfig, path: tuple[str, ...]) -> bool:
     if part.startswith("albert_layer_groups_"):
       return len(path) > i + 2 and path[i + 2] in _per_layer_children(config)
   return False
+
+
+def is_stacked(path: Sequence[str], ndim: int) -> bool:
+  """Whether a parameter holds per-layer weights [L, ...], from its path and rank alone (for code
+  without the config, such as an optimizer): an encoder layer's kernels are [in, out] and its
+  other parameters vectors, stacked they have one dim more."""
+  if not any(name.startswith("albert_layers_") for name in path):
+    return False
+  return ndim == (3 if path[-1] == "kernel" else 2)
 
 
 def split_per_layer(variables: dict[str, Any], config: AlbertConfig) -> dict[str, Any]:
@@ -127,6 +139,12 @@ def split_view(scanned: type[nn.Module], config: AlbertConfig, cast: bool) -> ty
   def trans_in(variables):
     if cast:
       variables = precision.with_compute_copies(variables, dtype=config.compute_dtype)
+      # The copies take no gradient (`precision.dense_matmul` gives all of it to the master
+      # kernel). Said to JAX, the backward loop builds no (zero) cotangent for the stacked
+      # copies: otherwise an [L, ...] buffer per kernel, updated at every step.
+      variables[precision.COMPUTE_COPIES] = jax.lax.stop_gradient(
+        variables[precision.COMPUTE_COPIES]
+      )
     return split_per_layer(variables, config)
 
   return nn.map_variables(

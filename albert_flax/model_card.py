@@ -41,6 +41,18 @@ _PIPELINE_TAGS = {
   "AlbertForQuestionAnswering": "question-answering",
 }
 
+# What the layers share (AlbertConfig.cross_layer_sharing), in the card's words.
+_SHARING = {
+  "all": "The layers are shared: one group of `inner_group_num` layer(s) per `num_hidden_groups`,"
+  " applied `num_hidden_layers` times, so depth costs compute, not parameters.",
+  "attention": "The attention block (and its LayerNorm) is shared by all `num_hidden_layers`"
+  " layers; each layer has its own FFN (the ALBERT paper's shared-attention variant).",
+  "ffn": "The FFN block (and its LayerNorm) is shared by all `num_hidden_layers` layers; each"
+  " layer has its own attention (the ALBERT paper's shared-FFN variant).",
+  "none": "Nothing is shared: each of the `num_hidden_layers` layers has its own weights (the"
+  " ALBERT paper's not-shared variant; with embedding_size = hidden_size, BERT's shape).",
+}
+
 
 def parameter_counts(shapes: Mapping[str, tuple[int, ...]]) -> dict[str, int]:
   """{"total", "embeddings", "encoder", "pooler", "heads"} element counts of a flat
@@ -159,17 +171,15 @@ def build_model_card(
     "hidden_act",
     "max_position_embeddings",
     "type_vocab_size",
+    "cross_layer_sharing",
     "param_dtype",
   ):
     lines.append(f"| {field} | {getattr(config, field)} |")
   if architecture in ("AlbertForSequenceClassification", "AlbertForTokenClassification"):
     names = config.label_names or tuple(f"LABEL_{i}" for i in range(config.num_labels))
     lines.append(f"| labels | {config.num_labels}: {', '.join(names)} |")
+  lines += ["", _SHARING[config.cross_layer_sharing], ""]
   lines += [
-    "",
-    "The layers are shared: one group of `inner_group_num` layer(s) per `num_hidden_groups`,"
-    " applied `num_hidden_layers` times, so depth costs compute, not parameters.",
-    "",
     "## Parameters",
     "",
     "| part | parameters |",

@@ -26,6 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from albert_flax.config import AlbertConfig
+from albert_flax.modeling import AlbertModule
 
 # (table, embedding size E, cross_layer_sharing) -> the paper's parameter count, millions.
 PAPER_PARAMETERS: dict[tuple[int, int, str], int] = {
@@ -78,8 +79,6 @@ def paper_config(embedding_size: int, cross_layer_sharing: str) -> AlbertConfig:
 @functools.lru_cache(maxsize=64)
 def backbone_parameter_count(config: AlbertConfig) -> int:
   """Parameters of `AlbertModel(config)` (with pooler), from shapes alone (`jax.eval_shape`)."""
-  from albert_flax.modeling import AlbertModule
-
   shapes = jax.eval_shape(
     AlbertModule(config).init, jax.random.key(0), jnp.zeros((1, 8), jnp.int32)
   )

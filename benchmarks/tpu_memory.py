@@ -3,6 +3,7 @@ compiler itself (compile-only: libtpu on this CPU machine, no TPU; see docs/tpu.
 
     python benchmarks/tpu_memory.py --rows=base:512:v4-64,xxlarge:512:v4-512 [--search]
         [--max-batch] [--json=out.json] [--embedding-rule=fsdp] [--batch=N] [--mesh=D,F,T]
+        [--model=embedding_size=768,cross_layer_sharing=none]
 
 A row is SIZE:SEQ:SLICE (SIZE = a pretrain/configs/ file: base, large, xlarge, xxlarge), at the
 paper's batch 4096 with 20 predictions. Each row compiles the config's train step as shipped and
@@ -12,7 +13,9 @@ collectives per step, and examples/s at 50% of the chip's peak bf16 FLOP/s (anal
 (then larger fsdp axes), each compiled, until one fits. --max-batch: the largest global batch
 (powers of two) that fits without accumulation, reported per chip.
 --embedding-rule=fsdp measures the old sharding rule (the word table's E split over fsdp) for a
-before/after comparison of the collectives.
+before/after comparison of the collectives. --model sets AlbertConfig fields as
+`--config.model_overrides.KEY=VALUE` does (e.g. the paper's not-shared E=768 baseline, BERT-base's
+shape); each row reports the model's parameter count.
 
 Each compile of a big preset takes tens of seconds to minutes on a small machine.
 """
@@ -31,7 +34,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402  (benchmarks/common.py)
 import ml_collections  # noqa: E402
 
-from albert_flax import sharding  # noqa: E402
+from albert_flax import paper, sharding  # noqa: E402
 from albert_flax.train import aot, training  # noqa: E402
 from pretrain import steps  # noqa: E402
 
@@ -55,13 +58,27 @@ def config_for(size: str, seq: int, batch: int = 4096):
   return config
 
 
+def set_model_overrides(config, overrides: str) -> None:
+  """'KEY=VALUE,...' -> config.model_overrides (integers where the field is one)."""
+  for item in overrides.split(","):
+    key, _, value = item.partition("=")
+    if key not in config.model_overrides:
+      raise SystemExit(f"--model: AlbertConfig has no overridable field {key!r}")
+    config.model_overrides[key] = int(value) if value.lstrip("-").isdigit() else value
+
+
 def compile_row(config, topology: aot.Topology) -> dict:
+  model_config = steps.model_for_shapes(config).config
+  parameters = paper.backbone_parameter_count(model_config)
   start, cpu_start = time.perf_counter(), time.process_time()
   report, _ = aot.compile_for_topology(config, steps.compile_program, topology, train_only=True)
   report["wall_seconds"] = round(time.perf_counter() - start, 1)
   # CPU seconds of this process (all threads): what the compile costs, whatever the load.
   report["cpu_seconds"] = round(time.process_time() - cpu_start, 1)
   report["remat"] = config.remat
+  report["backbone_parameters"] = parameters  # AlbertModel's, the paper's convention
+  report["cross_layer_sharing"] = model_config.cross_layer_sharing
+  report["embedding_size"] = model_config.embedding_size
   report["load_average"] = common.load_average()  # the machine may be shared: say how busy
   return report
 
@@ -105,6 +122,8 @@ def _summary(report: dict) -> str:
   mesh = "x".join(str(v) for v in report["mesh"].values())
   coll = ", ".join(f"{k} {v['count']}" for k, v in report["collectives"].items())
   return (
+    f"{report['backbone_parameters'] / 1e6:.1f}M parameters "
+    f"({report['cross_layer_sharing']}, E={report['embedding_size']}), "
     f"{'fits' if report['fits'] else 'NO'} {gib:.1f} GiB, mesh {mesh}, remat {report['remat']}, "
     f"{report['examples_per_second_at_50pct']:.0f} ex/s at 50%, collectives: {coll or '-'}, "
     f"compile {report['compile_seconds'].get('train_step', 0)} s ({report['cpu_seconds']} CPU s), "
@@ -123,6 +142,7 @@ def main() -> None:
   p.add_argument(
     "--remat", default=None, choices=REMAT_BY_RECOMPUTE, help="instead of the config's"
   )
+  p.add_argument("--model", default=None, help="KEY=VALUE,... AlbertConfig fields")
   p.add_argument("--json", default=None)
   args = p.parse_args()
   if args.embedding_rule:
@@ -139,6 +159,8 @@ def main() -> None:
     size, seq, name = row.split(":")
     topology = aot.parse_topology(name)
     config = config_for(size, int(seq), args.batch)
+    if args.model:
+      set_model_overrides(config, args.model)
     if args.remat:
       config.remat = args.remat
     if args.mesh:
@@ -165,6 +187,7 @@ def main() -> None:
       while best is not None:
         trial = config_for(size, int(seq), batch)
         trial.remat, trial.mesh = config.remat, config.mesh
+        trial.model_overrides = config.model_overrides
         found = compile_row(trial, topology)
         print(f"  batch {batch}: {_summary(found)}", flush=True)
         entry.setdefault("batches", []).append(found)

@@ -139,6 +139,24 @@ def make_inputs(choices: int | None = None, seed: int = 0):
   return ids, mask, types
 
 
+def dropout_loss(model, params, weights, seed: int = 2):
+  """(loss, outputs) of an AlbertForPreTraining on `make_inputs()` with dropout on (key `seed`):
+  sum(prediction_logits * weights) + sum(sop_logits ** 2), whose gradient reaches every
+  parameter. weights: [BATCH, SEQ, vocab_size]."""
+  import jax.numpy as jnp
+
+  ids, mask, types = make_inputs()
+  out = model.apply(
+    {"params": params},
+    ids,
+    attention_mask=mask,
+    token_type_ids=types,
+    deterministic=False,
+    rngs={"dropout": jax.random.key(seed)},
+  )
+  return jnp.sum(out.prediction_logits * weights) + jnp.sum(out.sop_logits**2), out
+
+
 def torch_reference(class_name: str, seed: int = 0, **overrides):
   """transformers' AlbertFor* (eager attention, eval mode) with every bias and LayerNorm
   parameter perturbed, so no zero bias or unit scale can hide a mix-up."""

@@ -10,7 +10,9 @@ LAMB exactly as google-research/albert's `lamb_optimizer.py`, for each parameter
     w <- w - lr * r * u
 
 with LayerNorm parameters and biases excluded from both decay and the trust ratio (names
-containing "LayerNorm", "layer_norm" or "bias", as the original's exclude lists).
+containing "LayerNorm", "layer_norm" or "bias", as the original's exclude lists). A parameter
+stacked over layers (the unshared blocks of `AlbertConfig.cross_layer_sharing`, [L, ...]) gets
+one trust ratio per layer, as the original's separate per-layer variables do.
 
 `optax.lamb` differs: its Adam moments are bias-corrected and it applies the trust ratio to every
 parameter, so only its pieces that match are used here (global-norm clipping, decoupled decay,
@@ -38,6 +40,8 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import optax
+
+from albert_flax import layer_sharing
 
 Schedule = Callable[[jax.Array], jax.Array]
 
@@ -126,6 +130,26 @@ def scale_by_lamb_moments(
   return optax.GradientTransformation(init_fn, update_fn)
 
 
+def scale_by_trust_ratio_per_layer() -> optax.GradientTransformation:
+  """`optax.scale_by_trust_ratio`, with each layer of a stacked [L, ...] parameter (an unshared
+  block of `AlbertConfig.cross_layer_sharing`) scaled by its own ||w_l|| / ||u_l||, as L separate
+  parameters would be (the original's not-shared BERT has one per layer). Same state as optax's,
+  so optimizer checkpoints are unchanged."""
+  base = optax.scale_by_trust_ratio()
+
+  def update_fn(updates, state, params=None):
+    def scale(path, update, param):
+      one = lambda u, w: base.update(u, state, w)[0]  # noqa: E731
+      names = [n for n in map(_key_name, path) if n is not None]
+      if layer_sharing.is_stacked(names, param.ndim):
+        return jax.vmap(one)(update, param)
+      return one(update, param)
+
+    return jax.tree_util.tree_map_with_path(scale, updates, params), state
+
+  return optax.GradientTransformation(base.init, update_fn)
+
+
 def lamb(
   learning_rate: float | Schedule,
   b1: float = 0.9,
@@ -140,7 +164,7 @@ def lamb(
     scale_by_lamb_moments(b1, b2, eps),
     optax.add_decayed_weights(weight_decay, mask=mask),
     # ||w|| / ||u||, 1 when either is zero: optax's trust ratio matches the original here.
-    optax.masked(optax.scale_by_trust_ratio(), mask),
+    optax.masked(scale_by_trust_ratio_per_layer(), mask),
     optax.scale_by_learning_rate(learning_rate),
   )
 
