@@ -224,7 +224,9 @@ def test_none_has_no_head_gradient():
   """With "none" the objective does not reach the sentence head: its gradient is exactly 0."""
   from albert_flax.train import losses
 
-  model = af.AlbertForPreTraining(af.AlbertConfig.preset("tiny", num_hidden_layers=1))
+  model = af.AlbertForPreTraining(
+    af.AlbertConfig.preset("tiny", num_hidden_layers=1, vocab_size=100, hidden_size=32)
+  )
   ids = jnp.arange(2 * 16, dtype=jnp.int32).reshape(2, 16) % 50 + 5
   params = model.init(jax.random.key(0), ids)["params"]
   batch = {
@@ -244,7 +246,7 @@ def test_none_has_no_head_gradient():
       stats = stats_fn(p, batch, jax.random.key(0), False)
       return sum(stats[k][0] / totals[k] for k in totals)
 
-    grads = jax.grad(objective)(sharding.unbox(params))
+    grads = jax.jit(jax.grad(objective))(sharding.unbox(params))
     head = jax.tree_util.tree_map_with_path(
       lambda path, g: float(jnp.abs(g).max()) if is_head_path(path) else None, grads
     )
