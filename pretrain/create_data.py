@@ -4,7 +4,8 @@ r"""Writes statically masked ALBERT pretraining examples to ArrayRecord shards.
         --output_dir=/data/albert_512 --max_seq_length=512 --dupe_factor=10
 
 As the original create_pretraining_data.py: every document is used `dupe_factor` times, each time
-with new sentence-order pairs and new masks. Unlike it, the corpus is streamed in windows of
+with new sentence-order pairs and new masks (`--sentence_pairs=nsp`: BERT's next-sentence pairs,
+for `--config.sentence_loss=nsp` runs). Unlike it, the corpus is streamed in windows of
 `--shuffle_buffer` documents (examples are shuffled within a window), so memory does not grow
 with the corpus. The output (`pretrain-XXXXX-of-YYYYY.array_record` and `pretraining_data.json`) is
 read back with `make_pretraining_batches(static_shards="DIR/*.array_record", ...)`. The same
@@ -64,6 +65,7 @@ def create_data(
   masked_lm_prob: float = 0.15,
   short_seq_prob: float = 0.1,
   max_ngram: int = 3,
+  sentence_pairs: str = "sop",
   dupe_factor: int = 10,
   seed: int = 12345,
   num_shards: int = 8,
@@ -81,7 +83,12 @@ def create_data(
   if dupe_factor < 1:
     raise ValueError(f"dupe_factor must be >= 1, got {dupe_factor}")
   config = ExampleConfig(
-    max_seq_length, max_predictions_per_seq, masked_lm_prob, short_seq_prob, max_ngram
+    max_seq_length,
+    max_predictions_per_seq,
+    masked_lm_prob,
+    short_seq_prob,
+    max_ngram,
+    sentence_pairs=sentence_pairs,
   )
   stale = list(epath.Path(output_dir).glob("*.array_record"))
   if stale:
@@ -129,6 +136,7 @@ def create_data(
     "masked_lm_prob": masked_lm_prob,
     "short_seq_prob": short_seq_prob,
     "max_ngram": max_ngram,
+    "sentence_pairs": sentence_pairs,
     "dupe_factor": dupe_factor,
     "seed": seed,
     "split": split or builtin_split,
@@ -184,6 +192,13 @@ _SHORT_SEQ_PROB = flags.DEFINE_float(
   "short_seq_prob", 0.1, "probability of a shorter example", flag_values=FLAGS
 )
 _MAX_NGRAM = flags.DEFINE_integer("max_ngram", 3, "longest masked n-gram", flag_values=FLAGS)
+_SENTENCE_PAIRS = flags.DEFINE_enum(
+  "sentence_pairs",
+  "sop",
+  ["sop", "nsp"],
+  "sentence-order pairs (ALBERT) or next-sentence pairs (BERT)",
+  flag_values=FLAGS,
+)
 _DUPE_FACTOR = flags.DEFINE_integer(
   "dupe_factor", 10, "times each document is used (new pairs and masks)", flag_values=FLAGS
 )
@@ -241,6 +256,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     masked_lm_prob=_MASKED_LM_PROB.value,
     short_seq_prob=_SHORT_SEQ_PROB.value,
     max_ngram=_MAX_NGRAM.value,
+    sentence_pairs=_SENTENCE_PAIRS.value,
     dupe_factor=_DUPE_FACTOR.value,
     seed=_RANDOM_SEED.value,
     num_shards=_NUM_SHARDS.value,

@@ -109,7 +109,8 @@ def make_source(
   return corpus.TextFileSource(files, shard_by=shard_by), None
 
 
-def _is_static(files: Any) -> bool:
+def is_static(files: Any) -> bool:
+  """Whether `files` names static shards (.array_record) rather than text."""
   names = [files] if isinstance(files, str) else list(files or [])
   return bool(names) and all(
     str(n).endswith(".array_record") or str(n).endswith(".array_record*") for n in names
@@ -210,7 +211,8 @@ def make_pretraining_batches(
       shards, ...).
     state: a `get_state()` result to resume from.
     **keywords: `DataOptions` fields by name (tfds_name=..., num_workers=..., ...), replacing
-      those of `options`; further `ExampleConfig` fields.
+      those of `options`; further `ExampleConfig` fields, e.g. sentence_pairs="nsp" for BERT's
+      next-sentence pairs (static shards must have been written with the same kind).
 
   Returns:
     A `PretrainingIterator` (iterator of batch dicts with get_state/set_state/close).
@@ -244,7 +246,7 @@ def make_pretraining_batches(
   word_segmentation.check_segmenter(config.word_segmenter)
   share = (int(seed), process_index, process_count)
   static_shards = o.static_shards
-  if static_shards is None and files is not None and _is_static(files):
+  if static_shards is None and files is not None and is_static(files):
     static_shards, files = files, None
   if static_shards is not None:
     stream: TextStream | StaticStream = _static_stream(
@@ -284,6 +286,7 @@ def _static_stream(
     process_index,
     process_count,
     o.num_epochs,
+    config.sentence_pairs,
   )
 
 

@@ -1,14 +1,18 @@
 """From a window of documents to packed, masked pretraining examples (pure, picklable work).
 
 `tokenize_documents` turns documents (lists of sentences) into one flat token array;
-`make_examples` makes the sentence-order pairs, shuffles them, packs them and masks them. Both are
+`make_examples` makes the sentence pairs (sentence-order pairs, `pretrain.sop`, or BERT's
+next-sentence pairs, `pretrain.nsp`: `ExampleConfig.sentence_pairs`), shuffles them, packs them
+and masks them. Both are
 deterministic functions of their inputs and a key, which is what makes the pipeline reproducible
 and resumable regardless of how many worker processes run them.
 
 Examples are dicts of numpy arrays over N examples:
   input_ids [N, S] int32, token_type_ids [N, S] int32, length [N] int32 (non-padding tokens),
   masked_lm_positions [N, P] int32, masked_lm_ids [N, P] int32, masked_lm_weights [N, P] float32,
-  sentence_order_label [N] int32.
+  sentence_order_label [N] int32: the pair's label, whichever the kind; 0 = in order / B is the
+    next segment, 1 = swapped / B is from another document (transformers' `sentence_order_label`
+    and `next_sentence_label`).
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from pretrain import masking, sop
+from pretrain import masking, nsp, sop
 from pretrain.word_segmentation import SEGMENTERS, continuation_flags
 
 EXAMPLE_KEYS = (
@@ -33,6 +37,9 @@ EXAMPLE_KEYS = (
   "sentence_order_label",
 )
 
+
+# ExampleConfig.sentence_pairs -> the function making that kind of pair.
+PAIR_MAKERS = {"sop": sop.create_pairs, "nsp": nsp.create_pairs}
 
 # pair_examples' per-token word flags for the masking step (not a batch field).
 CONTINUES_WORD = "continues_word"
@@ -50,8 +57,14 @@ class ExampleConfig:
   # Chinese whole-word masking: a name in word_segmentation.SEGMENTERS, or None (every CJK
   # character its own word, as the original).
   word_segmenter: str | None = None
+  # "sop": sentence-order pairs (ALBERT); "nsp": next-sentence pairs (BERT), see PAIR_MAKERS.
+  sentence_pairs: str = "sop"
 
   def __post_init__(self):
+    if self.sentence_pairs not in PAIR_MAKERS:
+      raise ValueError(
+        f"sentence_pairs must be one of {sorted(PAIR_MAKERS)}, got {self.sentence_pairs!r}"
+      )
     if not isinstance(self.max_seq_length, int) or self.max_seq_length < 5:
       raise ValueError(f"max_seq_length must be an int >= 5, got {self.max_seq_length!r}")
     if not isinstance(self.max_predictions_per_seq, int) or self.max_predictions_per_seq < 1:
@@ -98,7 +111,7 @@ def tokenize_documents(docs: Sequence[Sequence[str]], tokenizer: Any) -> Tokeniz
 def make_examples(
   tok: Tokenized, cfg: ExampleConfig, tokenizer: Any, key: Sequence[int], mask: bool = True
 ) -> dict[str, np.ndarray]:
-  """Sentence-order pairs of the tokenized documents, shuffled, packed and (if `mask`) masked.
+  """Sentence pairs of the tokenized documents, shuffled, packed and (if `mask`) masked.
 
   Args:
     tok: the tokenized documents.
@@ -134,14 +147,15 @@ def make_examples(
 def pair_examples(
   tok: Tokenized, cfg: ExampleConfig, tokenizer: Any, rng: np.random.Generator
 ) -> dict[str, np.ndarray]:
-  """Sentence-order pairs of the tokenized documents, shuffled and packed, not masked.
+  """Sentence pairs (`cfg.sentence_pairs`) of the tokenized documents, shuffled and packed, not
+  masked.
 
   Returns:
     input_ids, token_type_ids [N, S] int32, length [N] int32, sentence_order_label [N] int32;
     with `cfg.word_segmenter`, also CONTINUES_WORD [N, S] bool (the token continues a segmented
     word: the masking step takes it, see `pretrain.word_segmentation`).
   """
-  pairs = sop.create_pairs(
+  pairs = PAIR_MAKERS[cfg.sentence_pairs](
     tok.sentence_lengths, tok.doc_num_sentences, cfg.max_seq_length, cfg.short_seq_prob, rng
   )
   pairs = pairs.take(rng.permutation(len(pairs)))

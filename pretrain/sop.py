@@ -9,7 +9,12 @@ to one for single-sentence chunks, which are dropped here instead.
 
 Segments are contiguous runs of one tokenized document, so a pair is four integers (start and
 length of both segments in a flat token array) plus its label; `pack_pairs` turns them into the
-`[CLS] A [SEP] B [SEP]` layout with right padding, vectorized over the whole window.
+`[CLS] A [SEP] B [SEP]` layout with right padding, vectorized over the whole window. BERT's
+next-sentence pairs (`pretrain.nsp`) are Pairs too, and are packed by the same function.
+
+Label convention (both kinds, as transformers' `AlbertForPreTraining(sentence_order_label=...)`
+and `BertForPreTraining(next_sentence_label=...)`): 0 = the segments are in their order / B is A's
+true continuation, 1 = swapped / B is a random segment of another document.
 """
 
 from __future__ import annotations
@@ -60,24 +65,13 @@ def create_pairs(
   Returns:
     Pairs, truncated so that first_len + second_len <= max_seq_length - 3, both lengths >= 1.
   """
-  if max_seq_length < 5:
-    raise ValueError(f"max_seq_length must be >= 5 ([CLS] a [SEP] b [SEP]), got {max_seq_length}")
-  sentence_lengths = np.asarray(sentence_lengths, np.int64)
-  if sentence_lengths.size and sentence_lengths.min() < 1:
-    raise ValueError("sentence_lengths must all be >= 1 (drop empty sentences first)")
+  sentence_lengths = check_lengths(max_seq_length, sentence_lengths)
   max_num_tokens = max_seq_length - 3
-  # Token offset of every sentence start, plus the end.
-  offsets = np.zeros(len(sentence_lengths) + 1, np.int64)
-  np.cumsum(sentence_lengths, out=offsets[1:])
   a_start, a_end, b_end = [], [], []
-  first_sentence = 0
-  for n in np.asarray(doc_num_sentences).tolist():
-    doc = offsets[first_sentence : first_sentence + n + 1]  # [n + 1] token offsets of this doc.
-    first_sentence += n
-    # As the original: one target per document.
-    target = max_num_tokens
-    if rng.random() < short_seq_prob:
-      target = int(rng.integers(2, max_num_tokens + 1))
+  for doc, target in document_targets(
+    sentence_offsets(sentence_lengths), doc_num_sentences, max_num_tokens, short_seq_prob, rng
+  ):
+    n = len(doc) - 1
     s = 0
     while s < n:
       # The chunk closes at the first sentence that brings it to the target, or at the doc's end.
@@ -102,6 +96,42 @@ def create_pairs(
     first_start, first_len, second_start, second_len, max_num_tokens, rng
   )
   return Pairs(first_start, first_len, second_start, second_len, label)
+
+
+def sentence_offsets(sentence_lengths: np.ndarray) -> np.ndarray:
+  """[num_sentences + 1] token offset of every sentence start in the flat array, plus the end."""
+  offsets = np.zeros(len(sentence_lengths) + 1, np.int64)
+  np.cumsum(sentence_lengths, out=offsets[1:])
+  return offsets
+
+
+def document_targets(
+  offsets: np.ndarray,
+  doc_num_sentences: np.ndarray,
+  max_num_tokens: int,
+  short_seq_prob: float,
+  rng: np.random.Generator,
+):
+  """Yields (the [n + 1] token offsets of each document's sentences, its target length): as the
+  original, one target per document, random in [2, max] with probability `short_seq_prob`."""
+  first_sentence = 0
+  for n in np.asarray(doc_num_sentences).tolist():
+    doc = offsets[first_sentence : first_sentence + n + 1]
+    first_sentence += n
+    target = max_num_tokens
+    if rng.random() < short_seq_prob:
+      target = int(rng.integers(2, max_num_tokens + 1))
+    yield doc, target
+
+
+def check_lengths(max_seq_length: int, sentence_lengths: np.ndarray) -> np.ndarray:
+  """`sentence_lengths` as int64, after checking them and `max_seq_length` (both pair kinds)."""
+  if max_seq_length < 5:
+    raise ValueError(f"max_seq_length must be >= 5 ([CLS] a [SEP] b [SEP]), got {max_seq_length}")
+  sentence_lengths = np.asarray(sentence_lengths, np.int64)
+  if sentence_lengths.size and sentence_lengths.min() < 1:
+    raise ValueError("sentence_lengths must all be >= 1 (drop empty sentences first)")
+  return sentence_lengths
 
 
 def truncate_pairs(

@@ -19,6 +19,7 @@ import albert_flax as af
 from albert_flax.train import losses, profiling, settings
 from albert_flax.train.batch_spec import LENGTH, ROWS, BatchField, check_batch, check_fits_mesh
 from albert_flax.train.training import StatsFn
+from pretrain.sentence_loss import SENTENCE_LOSSES
 
 # ====================================================================================== config
 
@@ -43,6 +44,8 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     tokenizer_kind(c)
   except ValueError as e:
     problems.append(str(e))
+  if c.get("sentence_loss", "sop") not in SENTENCE_LOSSES:
+    problems.append(f"sentence_loss must be one of {SENTENCE_LOSSES}, got {c.sentence_loss!r}")
   problems += profiling.config_problems(c)
   if not problems and not c.init_from:  # the model, as build_model makes it (any vocab_size)
     try:
@@ -153,13 +156,20 @@ def validate_batch(
       raise ValueError(f"batch field {name!r} holds values outside [0, {upper})")
 
 
-def stats_fn(model: Any) -> StatsFn:
-  """(params, batch, rng, train) -> the MLM and sentence losses as (sum, weight) stats."""
-  return losses.pretraining_stats_fn(model)
+def stats_fn(model: Any, sentence_loss: str = "sop") -> StatsFn:
+  """(params, batch, rng, train) -> the MLM and sentence losses as (sum, weight) stats: the
+  sentence head's as `sentence_loss` names them (`pretrain.sentence_loss`; "none": no head)."""
+  return losses.pretraining_stats_fn(model, sentence_loss)
 
 
-LOSS_WEIGHTS = losses.pretraining_loss_weights
-LOSS_NAMES = losses.PRETRAINING_LOSSES
+def loss_weights_fn(sentence_loss: str = "sop") -> Any:
+  """batch -> the weight of each term of the objective `sentence_loss` trains."""
+  return losses.pretraining_loss_weights_fn(sentence_loss)
+
+
+def loss_names(sentence_loss: str = "sop") -> tuple[str, ...]:
+  """The objective's terms: masked_lm_loss, and the sentence loss's unless "none"."""
+  return losses.pretraining_loss_names(sentence_loss)
 
 
 # ======================================================================================== mesh

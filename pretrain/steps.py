@@ -22,6 +22,7 @@ from albert_flax import sharding
 from albert_flax.flops import model_flops_per_step
 from albert_flax.train import aot, batch_spec, compiled_steps, optim, training
 from pretrain import spec
+from pretrain.sentence_loss import freeze_sentence_head
 from pretrain.spec import model_for_shapes
 
 
@@ -46,6 +47,7 @@ def build_steps(config: ml_collections.ConfigDict, model: Any, mesh: Mesh) -> Pr
     config.grad_clip_norm,
     bias_correction=config.adam_bias_correction,
   )
+  optimizer = freeze_sentence_head(optimizer, config.sentence_loss)
   dummy = jnp.zeros((1, config.max_seq_length), jnp.int32)
   dummy_positions = jnp.zeros((1, config.max_predictions_per_seq), jnp.int32)
 
@@ -55,10 +57,9 @@ def build_steps(config: ml_collections.ConfigDict, model: Any, mesh: Mesh) -> Pr
   abstract, shardings = training.abstract_train_state(
     init_params_fn, optimizer, mesh, jax.random.key(config.seed)
   )
-  stats_fn = spec.stats_fn(model)
   train_step = training.make_train_step(
-    stats_fn,
-    spec.LOSS_WEIGHTS,
+    spec.stats_fn(model, config.sentence_loss),
+    spec.loss_weights_fn(config.sentence_loss),
     optimizer,
     shardings,
     mesh,
@@ -66,7 +67,8 @@ def build_steps(config: ml_collections.ConfigDict, model: Any, mesh: Mesh) -> Pr
     seed=config.seed,
     learning_rate_fn=schedule,
   )
-  eval_step = training.make_eval_step(stats_fn, shardings.params, mesh)
+  # One eval step for every kind of pair: its head stats are renamed by pretrain.evaluation.
+  eval_step = training.make_eval_step(spec.stats_fn(model, "sop"), shardings.params, mesh)
   return PretrainingSteps(
     optimizer, schedule, init_params_fn, abstract, shardings, train_step, eval_step
   )

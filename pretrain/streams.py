@@ -4,6 +4,7 @@ examples written once by `python -m pretrain.create_data` (`StaticStream`)."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import zlib
 from collections.abc import Sequence
@@ -46,7 +47,7 @@ class TextStream:
   def settings(self) -> str:
     return _digest(
       self.window_docs,
-      self.config,
+      _ConfigRepr(self.config),
       self.split,
       self.eval_fraction,
       self.tokenizer.vocab_size,
@@ -116,10 +117,17 @@ class StaticStream:
     process_index: int,
     process_count: int,
     num_epochs: int | None = None,
+    sentence_pairs: str = "sop",
   ):
     self.source = shards.open_shards(files)
     self.name = shards.shards_name(self.source)
     info = shards.read_info(corpus.expand_files(files))
+    written = (info or {}).get("sentence_pairs", "sop")  # shards before NSP hold SOP pairs
+    if info is not None and written != sentence_pairs:
+      raise ValueError(
+        f"{self.name} hold {written!r} sentence pairs, but {sentence_pairs!r} pairs were asked "
+        f"for: write shards with `python -m pretrain.create_data --sentence_pairs={sentence_pairs}`"
+      )
     if info is not None and info.get("max_seq_length", 0) > max_seq_length:
       raise ValueError(
         f"{self.name} were written with max_seq_length={info['max_seq_length']}, "
@@ -154,6 +162,21 @@ class StaticStream:
 
   def close(self) -> None:
     pass
+
+
+class _ConfigRepr:
+  """An ExampleConfig's repr without `sentence_pairs` when it is the default "sop": the digest of
+  a sentence-order stream stays the one saved before NSP pairs existed, so those runs resume."""
+
+  def __init__(self, config: ExampleConfig):
+    self.config = config
+
+  def __repr__(self) -> str:
+    c = self.config
+    if c.sentence_pairs != "sop":
+      return repr(c)
+    fields = (f.name for f in dataclasses.fields(c) if f.name != "sentence_pairs")
+    return f"{type(c).__qualname__}({', '.join(f'{n}={getattr(c, n)!r}' for n in fields)})"
 
 
 def _digest(*parts: Any) -> str:

@@ -1,4 +1,5 @@
-"""ALBERT pretraining: MLM + sentence-order prediction, one jitted step, resumable.
+"""ALBERT pretraining: MLM + sentence-order prediction (or NSP, or none: `config.sentence_loss`,
+see pretrain.sentence_loss), one jitted step, resumable.
 
     from pretrain import train
     from pretrain.configs import tiny
@@ -37,8 +38,9 @@ from albert_flax.train.loop import TrainLoop
 from albert_flax.train.metric_writers import MetricWriter
 from albert_flax.train.perf import StepRates
 from albert_flax.train.run_control import COMMON_SAFE_KEYS, WorkdirRun
-from pretrain import corpus, spec
+from pretrain import corpus, evaluation, spec
 from pretrain import data as data_lib
+from pretrain.sentence_loss import training_pairs
 from pretrain.spec import tokenizer_kind, validate_config
 from pretrain.steps import build_steps, use_saved_steps
 
@@ -192,11 +194,13 @@ def make_batches(
   share: tuple[int, int],
   evaluation: bool,
   state: dict | None = None,
+  sentence_pairs: str | None = None,
 ) -> data_lib.PretrainingIterator:
   """The training stream, or the held-back evaluation stream, of this process's share.
 
   Held-back text is data.eval_files when given, else the `eval_fraction` of the training
-  documents that the training stream then skips.
+  documents that the training stream then skips. `sentence_pairs` ("sop" / "nsp"): the kind of
+  pairs, by default the one `config.sentence_loss` trains on.
   """
   d = config.data
   options = data_lib.DataOptions(
@@ -209,6 +213,7 @@ def make_batches(
     eval_fraction=d.eval_fraction,
     num_workers=d.num_workers,
     shuffle_buffer=d.shuffle_buffer or None,
+    example_options={"sentence_pairs": sentence_pairs or training_pairs(config.sentence_loss)},
   )
   if evaluation and d.eval_files:
     files = d.eval_files
@@ -246,14 +251,6 @@ def _tfds_dataset(d: ml_collections.ConfigDict) -> data_lib.TfdsDataset | None:
 def _mean_metrics(rows: list[dict[str, Any]]) -> dict[str, float]:
   fetched = jax.device_get(rows)
   return {k: float(np.mean([r[k] for r in fetched])) for k in fetched[0]}
-
-
-def evaluate(eval_step, params, eval_batches: list[dict[str, jax.Array]]) -> dict[str, float]:
-  """Metrics over all eval batches (global sums, then one division)."""
-  total = None
-  for batch in eval_batches:
-    total = training.add_stats(total, eval_step(params, batch))
-  return training.stats_to_metrics(total, spec.LOSS_NAMES)
 
 
 def train_and_evaluate(
@@ -313,7 +310,7 @@ def _train(
   train_batches = make_batches(
     config, tokenizer, local_batch, (share_index, share_count), evaluation=False, state=data_state
   )
-  eval_batches: list | None = None
+  eval_batches: dict | None = None  # pair kind -> held-back batches (pretrain.evaluation)
 
   def next_global_batch(iterator, take=next) -> dict[str, jax.Array]:
     host = take(iterator)
@@ -361,10 +358,16 @@ def _train(
       if config.eval_steps and loop.due(config.eval_every_steps):
         with loop.phase("evaluation"):
           if eval_batches is None:
-            eval_batches = _load_eval_batches(
-              config, tokenizer, local_batch, (share_index, share_count), next_global_batch
+            eval_batches = evaluation.load_eval_sets(
+              config,
+              lambda kind: make_batches(
+                config, tokenizer, local_batch, (share_index, share_count), True, None, kind
+              ),
+              next_global_batch,
             )
-          last_eval = evaluate(eval_step, state.params, eval_batches)
+          last_eval = evaluation.evaluate(
+            eval_step, state.params, eval_batches, config.sentence_loss
+          )
         writer.write(step, last_eval, split="eval")
 
       if loop.due(config.checkpoint_every_steps) or loop.stopping:
@@ -441,9 +444,3 @@ def _steps_and_state(
     )
     data_state, step = None, 0
   return steps, checkpoints, state, data_state, step
-
-
-def _load_eval_batches(config, tokenizer, local_batch, share, to_global) -> list:
-  """`eval_steps` held-back batches, made once and kept (the same examples at every eval)."""
-  with make_batches(config, tokenizer, local_batch, share, evaluation=True) as it:
-    return [to_global(it) for _ in range(config.eval_steps)]

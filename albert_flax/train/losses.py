@@ -9,8 +9,11 @@ padding never counts; with all weights 1 the mean is transformers' loss exactly.
 
 The pretraining objective is ALBERT's: masked-LM cross-entropy averaged over the real masked
 positions (`masked_lm_weights` = 1, padding = 0; the original divides by sum(weights) + 1e-5), plus
-sentence-order cross-entropy averaged over the examples (`pretraining_stats`,
-`pretraining_stats_fn`).
+the sentence loss averaged over the examples (`pretraining_stats`, `pretraining_stats_fn`): the
+binary head on the pooled [CLS] scores sentence order ("sop", ALBERT: `sentence_order_*` metrics)
+or next sentence ("nsp", BERT: `next_sentence_*`); "none" trains MLM only. The label is the
+batch's `sentence_order_label` either way: 0 = in order / B is the next segment, 1 = swapped / B is
+random (transformers' `sentence_order_label`, `next_sentence_label`).
 
 The task heads' losses are computed as transformers' PyTorch `AlbertFor*` models compute them:
 
@@ -96,29 +99,53 @@ def ratio(total: Array, weight: Array) -> Array:
 # ------------------------------------------------------------------------------- pretraining
 
 PRETRAINING_LOSSES = ("masked_lm_loss", "sentence_order_loss")
+SENTENCE_LOSSES = ("sop", "nsp", "none")
+# The metric prefix of each sentence loss's term (and of the pair kind it is evaluated on).
+SENTENCE_METRIC = {"sop": "sentence_order", "nsp": "next_sentence"}
+
+
+def check_sentence_loss(sentence_loss: str) -> None:
+  if sentence_loss not in SENTENCE_LOSSES:
+    raise ValueError(f"sentence_loss must be one of {SENTENCE_LOSSES}, got {sentence_loss!r}")
+
+
+def pretraining_loss_names(sentence_loss: str = "sop") -> tuple[str, ...]:
+  """The objective's terms: masked_lm_loss, and the sentence loss's term unless "none"."""
+  check_sentence_loss(sentence_loss)
+  if sentence_loss == "none":
+    return ("masked_lm_loss",)
+  return ("masked_lm_loss", f"{SENTENCE_METRIC[sentence_loss]}_loss")
 
 
 def pretraining_stats(
-  prediction_logits: Array, sop_logits: Array, batch: Mapping[str, Array]
+  prediction_logits: Array,
+  sop_logits: Array,
+  batch: Mapping[str, Array],
+  sentence_loss: str = "sop",
 ) -> dict[str, Stat]:
-  """MLM and SOP losses and accuracies of one (micro-)batch as (sum, weight) pairs.
+  """MLM and sentence-head losses and accuracies of one (micro-)batch as (sum, weight) pairs.
 
   Args:
     prediction_logits: [batch, P, V] logits at `masked_lm_positions`.
-    sop_logits: [batch, 2].
+    sop_logits: [batch, 2], the binary sentence head.
     batch: masked_lm_ids, masked_lm_weights [batch, P]; sentence_order_label [batch]
-      (1 = swapped).
+      (1 = swapped / random next segment).
+    sentence_loss: names the head's stats: "sop" sentence_order_*, "nsp" next_sentence_*, "none"
+      none (the head is left out of the graph, so it gets no gradient).
   Returns:
-    {"masked_lm_loss", "masked_lm_accuracy", "sentence_order_loss", "sentence_order_accuracy"}.
+    {"masked_lm_loss", "masked_lm_accuracy", "<prefix>_loss", "<prefix>_accuracy"}.
   """
+  check_sentence_loss(sentence_loss)
   ids, weights = batch["masked_lm_ids"], batch["masked_lm_weights"]
-  sop = batch["sentence_order_label"]
-  return {
+  stats = {
     "masked_lm_loss": weighted_cross_entropy(prediction_logits, ids, weights),
     "masked_lm_accuracy": weighted_accuracy(prediction_logits, ids, weights),
-    "sentence_order_loss": weighted_cross_entropy(sop_logits, sop),
-    "sentence_order_accuracy": weighted_accuracy(sop_logits, sop),
   }
+  if sentence_loss != "none":
+    label, prefix = batch["sentence_order_label"], SENTENCE_METRIC[sentence_loss]
+    stats[f"{prefix}_loss"] = weighted_cross_entropy(sop_logits, label)
+    stats[f"{prefix}_accuracy"] = weighted_accuracy(sop_logits, label)
+  return stats
 
 
 def pretraining_loss_weights(batch: Mapping[str, Any]) -> dict[str, Array]:
@@ -126,16 +153,28 @@ def pretraining_loss_weights(batch: Mapping[str, Any]) -> dict[str, Array]:
 
   masked_lm_loss: sum of masked_lm_weights; sentence_order_loss: number of examples.
   """
-  return {
-    "masked_lm_loss": jnp.sum(jnp.asarray(batch["masked_lm_weights"], jnp.float32)),
-    "sentence_order_loss": jnp.asarray(jnp.shape(batch["sentence_order_label"])[0], jnp.float32),
-  }
+  return pretraining_loss_weights_fn("sop")(batch)
 
 
-def pretraining_stats_fn(model: Any) -> Callable[..., dict[str, Stat]]:
+def pretraining_loss_weights_fn(sentence_loss: str = "sop") -> Callable[..., dict[str, Array]]:
+  """loss_weights_fn(batch) of `sentence_loss` for `make_train_step`: masked_lm_loss over the sum
+  of masked_lm_weights, the sentence term (absent for "none") over the number of examples."""
+  names = pretraining_loss_names(sentence_loss)
+
+  def loss_weights(batch):
+    totals = {"masked_lm_loss": jnp.sum(jnp.asarray(batch["masked_lm_weights"], jnp.float32))}
+    for name in names[1:]:
+      totals[name] = jnp.asarray(jnp.shape(batch["sentence_order_label"])[0], jnp.float32)
+    return totals
+
+  return loss_weights
+
+
+def pretraining_stats_fn(model: Any, sentence_loss: str = "sop") -> Callable[..., dict[str, Stat]]:
   """stats_fn(params, batch, rng, train) of an `AlbertForPreTraining` for
   `albert_flax.train.training.make_train_step` / `make_eval_step`: the model on the batch's
   `masked_lm_positions` (dropout on when `train`), then `pretraining_stats`."""
+  check_sentence_loss(sentence_loss)
 
   def stats_fn(params, batch, rng, train):
     out = model.apply(
@@ -147,7 +186,7 @@ def pretraining_stats_fn(model: Any) -> Callable[..., dict[str, Stat]]:
       deterministic=not train,
       rngs={"dropout": rng} if train else None,
     )
-    return pretraining_stats(out.prediction_logits, out.sop_logits, batch)
+    return pretraining_stats(out.prediction_logits, out.sop_logits, batch, sentence_loss)
 
   return stats_fn
 

@@ -115,6 +115,10 @@ def get_config() -> ml_collections.ConfigDict:
   c.grad_clip_norm = 1.0  # gradients clipped to this global norm (0: no clipping)
   c.grad_accum_steps = 1  # micro-batches per step (the result equals one big batch)
   c.seed = 0  # parameter initialization, data order and masking
+  # The inter-sentence loss (pretrain.sentence_loss): "sop" (ALBERT), "nsp" (BERT: half of the
+  # pairs take segment B from another document) or "none" (masked LM only). Evaluation scores the
+  # sentence head on both kinds of pairs whatever is trained (pretrain.evaluation).
+  c.sentence_loss = "sop"
 
   # --- loop
   c.log_every_steps = 100  # train metrics (loss, accuracy, grad_norm) logged every N steps
