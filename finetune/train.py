@@ -47,6 +47,7 @@ from finetune import buckets as buckets_lib
 from finetune import seeds, spec
 from finetune.batching import TrainBatches, TrainBatchMaker, run_buckets
 from finetune.compile_ahead import compile_ahead
+from finetune.configs import common as configs_common
 from finetune.data import MODEL_INPUTS, Features, num_rows, write_json
 from finetune.export import save_models
 from finetune.predict import Predictor, evaluate, predict_set
@@ -110,7 +111,9 @@ def run_one(
   """
   config = resolve_config(config, model_config=checkpoint_config(config.get("init_from", "")))
   workdir = paths.path(workdir)  # local (made absolute), or a bucket: gs://...
-  with WorkdirRun(workdir, config, SAFE_TO_CHANGE, steps_key="train_steps") as run:
+  with WorkdirRun(
+    workdir, config, SAFE_TO_CHANGE, steps_key="train_steps", defaults=configs_common.base_config()
+  ) as run:
     if run.finished(config.train_steps):
       log.warning(
         "%s holds this run, finished at step %d: nothing to do (results in %s)",

@@ -40,6 +40,7 @@ from albert_flax.train.perf import StepRates
 from albert_flax.train.run_control import COMMON_SAFE_KEYS, WorkdirRun
 from pretrain import corpus, evaluation, spec
 from pretrain import data as data_lib
+from pretrain.configs import common as configs_common
 from pretrain.sentence_loss import training_pairs
 from pretrain.spec import tokenizer_kind, validate_config
 from pretrain.steps import build_steps, use_saved_steps
@@ -269,7 +270,7 @@ def train_and_evaluate(
   """
   validate_config(config)
   workdir = paths.path(workdir)  # local (made absolute), or a bucket: gs://...
-  with WorkdirRun(workdir, config, SAFE_TO_CHANGE) as run:
+  with WorkdirRun(workdir, config, SAFE_TO_CHANGE, defaults=configs_common.get_config()) as run:
     if run.finished(config.num_train_steps):
       log.warning(
         "%s holds this run, finished at step %d: nothing to do (the model is in %s; pass a "

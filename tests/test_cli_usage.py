@@ -63,7 +63,7 @@ def _cases(d: dict[str, str]) -> list[tuple[str, str, list[str], dict, int, list
      [run, f"--config.init_from={d['empty']}", *small], {}, USAGE,
      ["No ALBERT", d["empty"]]),
     ("p-batch-vs-devices", "pretrain", [run, *small, "--config.batch_size=8"], three, USAGE,
-     ["batch_size 8", "divisible"]),
+     ["batch_size 8", "multiple"]),
     ("p-mesh-too-big", "pretrain", [run, *small, "--config.mesh.data=4"], {}, USAGE,
      ["mesh", "devices"]),
     ("p-unknown-topology", "pretrain", ["--compile_only", "--topology=v9:2x2"], {}, USAGE,

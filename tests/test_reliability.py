@@ -158,6 +158,26 @@ def test_config_changes_lists_unsafe_keys_only():
   assert config_changes(old, fewer, (), "num_train_steps") == ["num_train_steps: 10 -> 5"]
 
 
+def test_a_key_added_since_the_run_started_is_no_change_at_its_default():
+  # A run started before sentence_loss and cross_layer_sharing existed resumes with their
+  # defaults (which do what the package did before); a non-default value is a change.
+  old = {"num_train_steps": 10, "model_overrides": {"hidden_size": None}}
+  defaults = {
+    "num_train_steps": 10,
+    "sentence_loss": "sop",
+    "model_overrides": {"hidden_size": None, "cross_layer_sharing": None},
+  }
+  assert config_changes(old, defaults, (), "num_train_steps", defaults) == []
+  nsp = dict(defaults, sentence_loss="nsp")
+  assert config_changes(old, nsp, (), "num_train_steps", defaults) == [
+    "sentence_loss: '<absent>' -> 'nsp'"
+  ]
+  assert config_changes(old, defaults, (), "num_train_steps") == [
+    "model_overrides.cross_layer_sharing: '<absent>' -> None",
+    "sentence_loss: '<absent>' -> 'sop'",
+  ]
+
+
 # ------------------------------------------------------------------------------ integrity
 
 

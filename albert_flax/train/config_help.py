@@ -11,6 +11,7 @@ module that introduces it (a later file's comment on the same key says why it ch
 from __future__ import annotations
 
 import ast
+import importlib.util
 import io
 import os
 import re
@@ -65,7 +66,8 @@ def file_meanings(path: str) -> dict[str, str]:
 
 
 def _imported_config_modules(path: str) -> list[str]:
-  """The files of the modules `path` imports from its own folder (its package's configs)."""
+  """The files of the modules `path` imports from its own folder (its package's configs) and
+  from the library (albert_flax modules whose functions add keys)."""
   folder = os.path.dirname(os.path.abspath(path))
   package = os.path.basename(folder)
   with open(path, encoding="utf-8") as f:
@@ -83,6 +85,15 @@ def _imported_config_modules(path: str) -> list[str]:
       candidate = os.path.join(folder, f"{name}.py")
       if os.path.isfile(candidate) and candidate not in found:
         found.append(candidate)
+    if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("albert_flax."):
+      # Library modules that add keys of their own (albert_flax.train.profiling.add_config_keys)
+      for alias in node.names:
+        try:  # `from albert_flax.config import AlbertConfig` names a class, not a module
+          spec = importlib.util.find_spec(f"{node.module}.{alias.name}")
+        except ModuleNotFoundError:
+          continue
+        if spec is not None and spec.origin and spec.origin not in found:
+          found.append(spec.origin)
   return found
 
 

@@ -71,13 +71,25 @@ def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def config_changes(
-  old: Mapping[str, Any], new: Mapping[str, Any], safe_keys: Sequence[str], steps_key: str
+  old: Mapping[str, Any],
+  new: Mapping[str, Any],
+  safe_keys: Sequence[str],
+  steps_key: str,
+  defaults: Mapping[str, Any] | None = None,
 ) -> list[str]:
-  """'key: old -> new' for every changed key that is not safe to change (sorted)."""
+  """'key: old -> new' for every changed key that is not safe to change (sorted).
+
+  defaults: the program's default config. A key absent from `old` (added to the package after
+  that run started) at its default value is no change: every new key's default keeps what the
+  package did before it existed (e.g. sentence_loss "sop").
+  """
   a, b = _flatten(old), _flatten(new)
+  default = _flatten(defaults or {})
   changes = []
   for key in sorted(set(a) | set(b)):
     if a.get(key, "<absent>") == b.get(key, "<absent>") or key in safe_keys:
+      continue
+    if key not in a and key in default and b.get(key) == default[key]:
       continue
     if key == steps_key and isinstance(a.get(key), int) and isinstance(b.get(key), int):
       if b[key] >= a[key]:
@@ -105,9 +117,14 @@ class WorkdirRun:
     config: Any,
     safe_keys: Sequence[str] = COMMON_SAFE_KEYS,
     steps_key: str = "num_train_steps",
+    defaults: Any = None,
   ):
     self.workdir = paths.path(workdir)  # local or gs://...
     self.config_json = json.loads(config.to_json_best_effort(sort_keys=True))
+    # The program's default config (a ConfigDict): keys added since a run started (config_changes)
+    self.defaults_json = (
+      json.loads(defaults.to_json_best_effort(sort_keys=True)) if defaults is not None else None
+    )
     self.safe_keys = tuple(safe_keys) + (steps_key,)
     self.steps_key = steps_key
     self.lead = jax.process_index() == 0
@@ -188,7 +205,7 @@ class WorkdirRun:
     if self.status is None or not path.is_file():
       return []  # nothing to resume: a fresh start
     old = paths.read_json(path)
-    return config_changes(old, self.config_json, self.safe_keys, self.steps_key)
+    return config_changes(old, self.config_json, self.safe_keys, self.steps_key, self.defaults_json)
 
   def _record_config(self) -> None:
     text = json.dumps(self.config_json, indent=2, sort_keys=True) + "\n"
