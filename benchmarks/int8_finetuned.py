@@ -10,6 +10,8 @@ weights + dynamic int8 activations).
 
     python benchmarks/int8_finetuned.py                 # ~5 min on 2 cores
     python benchmarks/int8_finetuned.py --train-steps 300 --workdir /tmp/int8run
+    python benchmarks/int8_finetuned.py --finetuned RUN --data DIR   # score a fine-tuning
+        # workdir RUN on DIR/dev.tsv (single sentences: finetune.builtin_tasks' docstring_kind)
 """
 
 from __future__ import annotations
@@ -88,7 +90,14 @@ def main() -> None:
   p.add_argument("--n-train", type=int, default=2048)
   p.add_argument("--n-dev", type=int, default=1024)
   p.add_argument("--seq", type=int, default=64)
+  p.add_argument("--finetuned", default=None, help="a fine-tuning workdir to score instead")
+  p.add_argument("--data", default=None, help="with --finetuned: the folder of its dev.tsv")
   args = p.parse_args()
+  if args.finetuned:
+    if not args.data:
+      p.error("--finetuned needs --data (the folder holding dev.tsv)")
+    common.print_machine(common.machine_info())
+    return score(args.finetuned, args.data, args.seq)
   root = args.workdir or tempfile.mkdtemp(prefix="int8_")
   os.makedirs(root, exist_ok=True)
   info = common.machine_info()

@@ -123,7 +123,7 @@ def test_interrupted_run_locked_workdir_changed_config_and_finished_rerun(tmp_pa
     text=True,
     timeout=300,
   )
-  assert changed.returncode == program.EXIT_FAILED
+  assert changed.returncode == program.EXIT_USAGE  # a user's mistake: one line, status 2
   assert "learning_rate: 0.001 -> 0.5" in changed.stderr or "learning_rate" in changed.stderr
   assert "max_seq_length: 32 -> 16" in changed.stderr
 
