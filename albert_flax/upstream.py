@@ -95,6 +95,17 @@ LIBTPU_LOCKFILE = Workaround(
 )
 
 
+LIBTPU_RUNTIME_WITHOUT_CHIP = Workaround(
+  behaviour="libtpu, loaded only for its compiler (compile-only mode on a machine without a TPU "
+  "chip), still starts its runtime, which asks the TPU VM's metadata server for worker hostnames "
+  "and host bounds and prints a screen of errors when there is none.",
+  reported="no upstream report found; the messages are libtpu's 'unexpected worker hostname' and "
+  "'Failed to find host bounds'",
+  until="a libtpu whose compile-only (described topology) path does not start the runtime",
+  test="tests/test_cli_usage.py (compile-only cases: no libtpu line in the output)",
+)
+
+
 # ------------------------------------------------------------------- ORBAX_ABORTED_READS
 
 _UNRETRIEVED = ("Task exception was never retrieved", "Future exception was never retrieved")
@@ -178,3 +189,24 @@ def allow_multiple_libtpu_load() -> None:
   """Let this process load libtpu while another holds its lock file (LIBTPU_LOCKFILE); only for
   compiling against a described topology, which never opens a chip. Read when libtpu loads."""
   os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")
+
+
+# ------------------------------------------------------------ LIBTPU_RUNTIME_WITHOUT_CHIP
+
+# What libtpu's runtime would ask the metadata server for; given these it asks nothing. The
+# compiled program comes from --topology alone: a v5e:2x2 compile reports the same figures with
+# and without them.
+_NO_TPU_RUNTIME = {
+  "TPU_SKIP_MDS_QUERY": "1",
+  "TPU_WORKER_HOSTNAMES": "localhost",
+  "TPU_WORKER_ID": "0",
+  "TPU_ACCELERATOR_TYPE": "v4-8",
+}
+
+
+def quiet_libtpu_runtime() -> None:
+  """Before libtpu loads, on a machine without a TPU chip: keep its runtime from looking for TPU
+  hosts (each variable only when unset), and jax from logging that it found no TPU backend."""
+  for name, value in _NO_TPU_RUNTIME.items():
+    os.environ.setdefault(name, value)
+  logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)

@@ -167,11 +167,6 @@ def loss_weights_fn(sentence_loss: str = "sop") -> Any:
   return losses.pretraining_loss_weights_fn(sentence_loss)
 
 
-def loss_names(sentence_loss: str = "sop") -> tuple[str, ...]:
-  """The objective's terms: masked_lm_loss, and the sentence loss's unless "none"."""
-  return losses.pretraining_loss_names(sentence_loss)
-
-
 # ======================================================================================== mesh
 
 

@@ -9,8 +9,9 @@ that matter there stay.
 
 from __future__ import annotations
 
-import logging
 import os
+
+from albert_flax import upstream
 
 
 def _has_tpu_chips() -> bool:
@@ -37,28 +38,11 @@ def _accelerator_plugins() -> bool:
   )
 
 
-# What libtpu's runtime would ask the TPU VM's metadata server for. Without a chip, compile-only
-# mode loads libtpu only for its compiler, and the runtime's failed lookups print a screen of
-# errors (no worker hostnames, no host bounds); given these, it asks nothing. The compiled
-# program comes from --topology alone: a v5e:2x2 compile reports the same figures with and
-# without them.
-_NO_TPU_RUNTIME = {
-  "TPU_SKIP_MDS_QUERY": "1",
-  "TPU_WORKER_HOSTNAMES": "localhost",
-  "TPU_WORKER_ID": "0",
-  "TPU_ACCELERATOR_TYPE": "v4-8",
-}
-
-
 def quiet_libtpu_without_tpu() -> None:
-  """Before libtpu loads for compile-only mode on a machine without a TPU chip: keep its runtime
-  from looking for TPU hosts (each variable only when unset), and jax from logging that it
-  found no TPU backend."""
-  if _has_tpu_chips():
-    return
-  for name, value in _NO_TPU_RUNTIME.items():
-    os.environ.setdefault(name, value)
-  logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)
+  """Before libtpu loads for compile-only mode: on a machine without a TPU chip, quiet its runtime
+  (`upstream.LIBTPU_RUNTIME_WITHOUT_CHIP`); on a TPU VM nothing changes."""
+  if not _has_tpu_chips():
+    upstream.quiet_libtpu_runtime()
 
 
 def use_cpu_without_accelerator() -> None:
