@@ -36,14 +36,14 @@ from albert_flax.modeling import AlbertModelOutput, AlbertModule, validate_input
 # name -> the albert_flax submodule that defines it.
 _LAZY = {
   "AlbertTokenizer": "tokenization",
-  "WordPieceTokenizer": "wordpiece",
-  "load_tokenizer": "tokenizer_loading",
-  "train_tokenizer": "tokenizer_training",
-  "train_wordpiece_vocab": "tokenizer_training",
+  "WordPieceTokenizer": "tokenization",
+  "load_tokenizer": "tokenization",
+  "train_tokenizer": "tokenization",
+  "train_wordpiece_vocab": "tokenization",
   "from_pretrained": "checkpoints",
   "save_pretrained": "checkpoints",
   "pipeline": "pipelines",
-  "push_to_hub": "model_card",
+  "push_to_hub": "checkpoints",
   "export": "export",
   "quantize": "quantize_int8",
 }

@@ -18,7 +18,7 @@ from typing import Any
 
 import jax.numpy as jnp
 
-from albert_flax import paths
+from albert_flax import paths, workdir
 
 # Activations accepted in `hidden_act` (transformers' names). The original TF code's "gelu" is the
 # tanh approximation, which transformers calls "gelu_new": see `from_original_dict`.
@@ -135,19 +135,10 @@ class AlbertConfig:
   def validate(self) -> None:
     """Raise ValueError naming every inconsistent field."""
     problems = []
-    for name in (
-      "vocab_size",
-      "embedding_size",
-      "hidden_size",
-      "num_hidden_layers",
-      "num_hidden_groups",
-      "num_attention_heads",
-      "intermediate_size",
-      "inner_group_num",
-      "max_position_embeddings",
-      "type_vocab_size",
-      "num_labels",
-    ):
+    # Sizes and counts (the token ids, also int fields, may be 0).
+    for name in (f.name for f in dataclasses.fields(self) if f.type == "int"):
+      if name.endswith("_token_id"):
+        continue
       value = getattr(self, name)
       if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         problems.append(f"{name} must be a positive integer, got {value!r}")
@@ -366,9 +357,6 @@ class AlbertConfig:
     A TF checkpoint's albert_config.json has no num_labels: a fine-tuned one reads as 2 here
     (af.from_pretrained takes it from the classifier's shape).
     """
-    # Imported here: checkpoint formats and paths build on this module.
-    from albert_flax import convert_tf, workdir
-
     name = os.fspath(path)
     directory = paths.path(name)
     for candidate in (
@@ -377,7 +365,7 @@ class AlbertConfig:
     ):
       if candidate.is_file():
         return cls.from_json_file(candidate, **overrides)
-    found = convert_tf.find_checkpoint(name)
+    found = workdir.find_tf_checkpoint(name)
     if found is not None:
       return cls.from_json_file(found[1], **overrides)
     if directory.exists() or "://" in name or name.startswith(("/", ".", "~")):

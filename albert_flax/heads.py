@@ -13,6 +13,10 @@ Head parameters:
     sop_classifier/classifier [H, 2]                       sentence-order head on the pooler
     classifier [H, num_labels]   (sequence / token classification; [H, 1] for multiple choice)
     qa_outputs [H, 2]                                      span start / end
+
+Every task model is here (about 500 lines), as in transformers' modeling_albert.py: each one is a
+short head on the same backbone call, and each keeps the full signature so that help() and an
+editor show a user its arguments.
 """
 
 from __future__ import annotations

@@ -8,8 +8,10 @@ gets that URL with the extra; anything else gets the extra's packages themselves
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
+from typing import Any
 
 DISTRIBUTION = "albert-flax"
 # setup.cfg's [options.extras_require], for installs that cannot name the extra.
@@ -54,3 +56,25 @@ def pip_install(extra: str) -> str:
   if url:
     return f"pip install '{DISTRIBUTION}[{extra}] @ {url}'"
   return f"pip install {EXTRA_PACKAGES.get(extra, extra)}"
+
+
+# ------------------------------------------------------------ the export extra's packages
+EXPORT_INSTALL_HINT = "pip install -e '.[export]'"
+# jax2onnx goes in without its dependencies (setup.cfg's export extra says why).
+JAX2ONNX_HINT = f"{EXPORT_INSTALL_HINT} && pip install --no-deps jax2onnx==0.17.1"
+
+
+class MissingExtraError(ImportError):
+  """A converter or runtime of the `export` extra is not installed."""
+
+
+def require(module: str, purpose: str) -> Any:
+  """Import `module` or raise a one-line MissingExtraError naming the extra."""
+  try:
+    return importlib.import_module(module)
+  except ImportError:
+    package = module.split(".")[0]
+    hint = JAX2ONNX_HINT if package == "jax2onnx" else EXPORT_INSTALL_HINT
+    raise MissingExtraError(
+      f"{purpose} needs the package {package!r} of the 'export' extra: {hint}"
+    ) from None

@@ -18,6 +18,10 @@ layers exists whatever `num_hidden_layers` is: the group is applied with `nn.sca
 `cross_layer_sharing` other than "all" (the paper's Table 4), the unshared block's parameters
 carry a leading [num_hidden_layers] axis at the same paths, stacked by the same scan
 (`albert_flax.layer_sharing`).
+
+One file, about 600 lines: the backbone is read top to bottom (embeddings, attention, the layer,
+the scan over depth, the pooler) and its parts share private helpers; what stands apart lives
+beside it (layer_sharing.py, precision.py, inputs.py, heads.py).
 """
 
 from __future__ import annotations
@@ -189,27 +193,19 @@ class AlbertEmbeddings(nn.Module):
 
   def setup(self):
     cfg = self.config
-    self.word_embeddings = nn.Embed(
-      cfg.vocab_size,
-      cfg.embedding_size,
-      dtype=jnp.float32,
-      param_dtype=cfg.parameter_dtype,
-      embedding_init=_normal(cfg, ("vocab", "embedding")),
-    )
-    self.position_embeddings = nn.Embed(
-      cfg.max_position_embeddings,
-      cfg.embedding_size,
-      dtype=jnp.float32,
-      param_dtype=cfg.parameter_dtype,
-      embedding_init=_normal(cfg, ("positions", "embedding")),
-    )
-    self.token_type_embeddings = nn.Embed(
-      cfg.type_vocab_size,
-      cfg.embedding_size,
-      dtype=jnp.float32,
-      param_dtype=cfg.parameter_dtype,
-      embedding_init=_normal(cfg, ("token_types", "embedding")),
-    )
+
+    def table(rows: int, rows_axis: str) -> nn.Embed:  # [rows, embedding], float32 lookups
+      return nn.Embed(
+        rows,
+        cfg.embedding_size,
+        dtype=jnp.float32,
+        param_dtype=cfg.parameter_dtype,
+        embedding_init=_normal(cfg, (rows_axis, "embedding")),
+      )
+
+    self.word_embeddings = table(cfg.vocab_size, "vocab")
+    self.position_embeddings = table(cfg.max_position_embeddings, "positions")
+    self.token_type_embeddings = table(cfg.type_vocab_size, "token_types")
     self.LayerNorm = layer_norm(cfg, "LayerNorm")
     self.dropout = nn.Dropout(cfg.hidden_dropout_prob)
 

@@ -32,7 +32,7 @@ from typing import Any
 
 import flax.linen as nn
 import jax
-from flax import nnx, traverse_util
+from flax import nnx
 from flax.nnx import bridge
 from flax.nnx.bridge import variables as bridge_variables
 
@@ -43,7 +43,7 @@ from albert_flax.config import AlbertConfig
 @functools.lru_cache(maxsize=16)
 def _boxed_init(linen_model: nn.Module):
   """A jitted key -> the linen model's variables (with their logical-axis boxes)."""
-  dummy = checkpoints._dummy_inputs(linen_model)
+  dummy = checkpoints.dummy_inputs(linen_model)
   return jax.jit(lambda key: linen_model.init(key, dummy))
 
 
@@ -86,12 +86,10 @@ class _BridgedModel(bridge.ToNNX):
     if params is None:
       variables = _boxed_init(linen_model)(_key(rngs, "params"))
     else:
-      if isinstance(params, Mapping) and set(params) == {"params"}:
+      if isinstance(params, Mapping) and set(params) == {"params"}:  # a variables dict
         params = params["params"]
-      flat = {
-        "/".join(k): v for k, v in traverse_util.flatten_dict(nn.meta.unbox(dict(params))).items()
-      }
-      checkpoints._check_tree(
+      flat = checkpoints.flat_parameters(params)
+      checkpoints.check_parameters(
         flat, checkpoints.expected_shapes(linen_model), self._linen_class.__name__
       )
       # Put the arrays in the init's boxes so the logical axis names come along.

@@ -22,7 +22,7 @@ import jax
 import numpy as np
 
 from albert_flax import checkpoints, heads
-from albert_flax.tokenizer_loading import load_tokenizer
+from albert_flax.tokenization.loading import load_tokenizer
 
 _TASK_MODELS = {
   "fill-mask": heads.AlbertForMaskedLM,

@@ -35,7 +35,7 @@ from flax import traverse_util
 
 from albert_flax import layer_sharing
 from albert_flax.config import AlbertConfig
-from albert_flax.export.converters import require
+from albert_flax.install_hints import require
 
 
 def _providers():

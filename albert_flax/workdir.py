@@ -11,7 +11,7 @@ when they resume, and by users. Their names live here only; everything else impo
       spiece.model                    TOKENIZER_FILE (when a tokenizer was given), or
       vocab.txt                       WORDPIECE_VOCAB_FILE, with
       tokenizer_config.json           TOKENIZER_CONFIG_FILE (transformers' name)
-      README.md                       MODEL_CARD_FILE (albert_flax.model_card)
+      README.md                       MODEL_CARD_FILE (albert_flax.checkpoints.model_card)
 
     <pretraining workdir>/
       config.json                     the model's config (AlbertForPreTraining)
@@ -46,7 +46,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from typing import Any
+
+from etils import epath
 
 from albert_flax import paths
 
@@ -98,3 +101,61 @@ def write_run_status(directory: str | os.PathLike, status: str, step: int, **fie
   record = {"status": status, "step": int(step), **fields}
   path = paths.path(directory) / RUN_STATUS_FILE
   paths.write_json(path, record, indent=2, sort_keys=True, default=str)
+
+
+# ---------------------------------------------------- google-research/albert's TF1 layout
+
+
+def _checkpoint_step(prefix: str) -> float:
+  m = re.search(r"-(\d+)$", prefix)
+  return int(m.group(1)) if m else -1
+
+
+def find_tf_checkpoint(path: str) -> tuple[str, str] | None:
+  """(checkpoint prefix, albert_config.json path) if `path` is an original checkpoint, else None.
+
+  `path` (local or gs://...) is a directory holding albert_config.json and model.ckpt-*.index (the
+  newest step wins; a `checkpoint` state file, if present, names the one to use), or a prefix
+  `dir/model.ckpt-N`.
+  """
+  given = paths.path(path)
+  index = given.parent / (given.name + ".index")
+  if index.is_file():
+    directory, prefix = given.parent, os.fspath(given)
+  elif given.is_dir():
+    directory = given
+    prefixes = [os.fspath(f)[: -len(".index")] for f in given.glob("*.index")]
+    if not prefixes:
+      return None
+    state_file = given / "checkpoint"
+    named = None
+    if state_file.is_file():
+      m = re.search(r'^model_checkpoint_path:\s*"(.*)"', state_file.read_text(), re.M)
+      if m:
+        named = os.fspath(given / m.group(1))  # a relative name is joined, an absolute kept
+    if named is not None and named in prefixes:
+      prefix = named
+    else:
+      prefix = max(prefixes, key=lambda p: (_checkpoint_step(p), p.endswith("best"), p))
+  else:
+    return None
+  return prefix, _tf_config_file(directory, prefix)
+
+
+def _tf_config_file(directory: epath.Path, prefix: str) -> str:
+  """albert_config.json, else the one albert_config_<size>.json albert_zh ships."""
+  config = directory / "albert_config.json"
+  if config.is_file():
+    return os.fspath(config)
+  sized = sorted(os.fspath(c) for c in directory.glob("albert_config_*.json"))
+  if len(sized) == 1:
+    return sized[0]
+  if sized:
+    raise ValueError(
+      f"Found the TF checkpoint {prefix} and several configs next to it, "
+      f"{[paths.path(c).name for c in sized]}: keep the one that goes with it, or name it "
+      "albert_config.json"
+    )
+  raise FileNotFoundError(
+    f"Found the TF checkpoint {prefix} but no albert_config.json next to it in {directory}"
+  )

@@ -29,8 +29,8 @@ import time
 from collections.abc import Callable
 
 from albert_flax.tokenization import AlbertTokenizer, train_tokenizer
-from albert_flax.tokenizer_training import train_wordpiece_vocab
-from albert_flax.wordpiece import WordPieceTokenizer
+from albert_flax.tokenization.training import train_wordpiece_vocab
+from albert_flax.tokenization.wordpiece import WordPieceTokenizer
 
 
 def stdlib_paragraphs(limit: int) -> list[str]:

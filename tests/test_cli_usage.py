@@ -282,8 +282,7 @@ def test_install_hints_work_as_printed_and_a_failed_export_leaves_nothing(tmp_pa
 
 
 def test_log_lines_name_a_checkpoint_problem_briefly_and_cards_the_builtin_corpus():
-  from albert_flax import model_card
-  from albert_flax.checkpoints import short_reason
+  from albert_flax.checkpoints import model_card, short_reason
 
   spec = '{"driver":"zarr","kvstore":{"driver":"ocdbt","base":{"driver":"file","path":"/w/"}}}'
   error = ValueError(f"Error opening driver: reading /w/checkpoints/20/state: {spec} [at x]\nmore")

@@ -13,8 +13,8 @@ import pytest
 
 import albert_flax as af
 from albert_flax.tokenization import AlbertTokenizer, train_tokenizer
-from albert_flax.tokenizer_training import train_wordpiece_vocab
-from albert_flax.wordpiece import WordPieceTokenizer
+from albert_flax.tokenization.training import train_wordpiece_vocab
+from albert_flax.tokenization.wordpiece import WordPieceTokenizer
 
 WORDS = (
   "北京 大学 的 学生 在 中国 上海 天气 很好 我们 喜欢 机器 学习 模型 。 ， 、 ！ 《 书 》 "

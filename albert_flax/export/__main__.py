@@ -15,11 +15,14 @@ import argparse
 import os
 import sys
 
+import albert_flax as af
+from albert_flax import workdir
+from albert_flax.export import FORMATS, MissingExtraError, export
+from albert_flax.export.serving import OUTPUT_NAMES
+from albert_flax.tokenization.loading import load_tokenizer
+
 
 def _parser() -> argparse.ArgumentParser:
-  from albert_flax.export import FORMATS
-  from albert_flax.export.serving import OUTPUT_NAMES
-
   p = argparse.ArgumentParser(
     prog="python -m albert_flax.export", description=__doc__.split("\n")[2]
   )
@@ -35,9 +38,6 @@ def _parser() -> argparse.ArgumentParser:
 
 def _tokenizer(path: str):
   """The checkpoint's tokenizer (a fine-tuning workdir keeps it in model/), or None."""
-  from albert_flax import workdir
-  from albert_flax.tokenizer_loading import load_tokenizer
-
   for candidate in (path, os.path.join(path, workdir.MODEL_DIR)):
     try:
       return load_tokenizer(candidate)
@@ -48,9 +48,6 @@ def _tokenizer(path: str):
 
 def main(argv: list[str] | None = None) -> int:
   args = _parser().parse_args(argv)
-  import albert_flax as af
-  from albert_flax.export import MissingExtraError, export
-
   if not os.path.exists(args.model):
     print(f"error: --model {args.model}: no such file or directory", file=sys.stderr)
     return 2

@@ -21,7 +21,6 @@ Heavy packages are imported here, inside the converters, only when one runs.
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 from typing import Any
@@ -30,7 +29,9 @@ import jax
 import numpy as np
 from flax import linen as nn
 
+from albert_flax import quantize_int8
 from albert_flax.export import serving
+from albert_flax.install_hints import MissingExtraError, require  # noqa: F401 (converters' API)
 
 ONNX_FILE = "model.onnx"
 STABLEHLO_FILE = "model.stablehlo"
@@ -43,27 +44,6 @@ ARTIFACT = {
   "litert": LITERT_FILE,
 }
 _ONNX_SINGLE_FILE_LIMIT = 1_900_000_000
-INSTALL_HINT = "pip install -e '.[export]'"
-# jax2onnx goes in without its dependencies (setup.cfg's export extra says why).
-JAX2ONNX_HINT = f"{INSTALL_HINT} && pip install --no-deps jax2onnx==0.17.1"
-
-
-class MissingExtraError(ImportError):
-  """A converter or runtime of the `export` extra is not installed."""
-
-
-def require(module: str, purpose: str) -> Any:
-  """Import `module` or raise a one-line MissingExtraError naming the extra."""
-  try:
-    return importlib.import_module(module)
-  except ImportError:
-    package = module.split(".")[0]
-    hint = JAX2ONNX_HINT if package == "jax2onnx" else INSTALL_HINT
-    raise MissingExtraError(
-      f"{purpose} needs the package {package!r} of the 'export' extra: {hint}"
-    ) from None
-
-
 # --------------------------------------------------------------------------- StableHLO
 
 
@@ -185,9 +165,7 @@ def to_litert(
 
   quantized = is_quantized(params)
   if quantized:  # LiteRT quantizes itself (below); it is given the numbers to reproduce
-    from albert_flax.quantize_int8 import dequantize
-
-    model, params = dequantize(model, params)
+    model, params = quantize_int8.dequantize(model, params)
 
   with tempfile.TemporaryDirectory() as tmp:
     if saved_model is None:

@@ -3,9 +3,9 @@
 `TrainCheckpointManager` keeps the last `max_to_keep` checkpoints of a run under one directory;
 each holds the train state (sharded arrays, written by every process in parallel, asynchronously)
 and, as JSON, the data iterator state of every process, so a resumed run sees the batches the
-interrupted one would have seen, and each array's fingerprint (albert_flax.integrity), checked on
-restore. Restoring takes the newest checkpoint that reads back and passes that check; a corrupt
-newest one is moved aside with a warning and the previous one is used.
+interrupted one would have seen, and each array's fingerprint (albert_flax.checkpoints.integrity),
+checked on restore. Restoring takes the newest checkpoint that reads back and passes that check; a
+corrupt newest one is moved aside with a warning and the previous one is used.
 
 A checkpoint cut short (the process killed while writing) is never taken for a complete one:
 orbax writes into a temporary directory and renames it only once everything is written (on
@@ -28,8 +28,8 @@ from typing import Any
 import jax
 import numpy as np
 
-from albert_flax import integrity, paths, upstream
-from albert_flax.checkpoints import short_reason
+from albert_flax import paths, upstream
+from albert_flax.checkpoints import integrity, short_reason
 from albert_flax.workdir import DATA_ITEM, INTEGRITY_ITEM, STATE_ITEM
 
 log = logging.getLogger(__name__)

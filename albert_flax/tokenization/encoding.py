@@ -52,6 +52,11 @@ def _windows(length: int, room: int, stride: int) -> list[tuple[int, int]]:
 class TokenizerBase:
   """Model inputs from a subclass's token ids: special tokens, truncation, padding, offsets."""
 
+  vocab_size: int  # a subclass's property
+
+  def __len__(self) -> int:
+    return self.vocab_size
+
   @staticmethod
   def _vocabulary_path(
     save_directory: str | os.PathLike, filename_prefix: str | None, file_name: str
@@ -266,40 +271,20 @@ class TokenizerBase:
 
     texts_a = [text] if single else list(text)
     texts_b = None if text_pair is None else ([text_pair] if single else list(text_pair))
-    if return_offsets_mapping:
-      enc_a = self._encode_with_offsets(texts_a)
-      enc_b = [None] * len(enc_a) if texts_b is None else self._encode_with_offsets(texts_b)
-    else:
-      enc_a = [(ids, None) for ids in self.encode_as_ids(texts_a)]
-      enc_b = (
-        [None] * len(enc_a)
-        if texts_b is None
-        else [(ids, None) for ids in self.encode_as_ids(texts_b)]
-      )
-
+    sides_a = self._tokens_with_spans(texts_a, return_offsets_mapping)
+    sides_b = (
+      [None] * len(sides_a)
+      if texts_b is None
+      else self._tokens_with_spans(texts_b, return_offsets_mapping)
+    )
     input_ids, token_type_ids, offsets, owners = [], [], [], []
-    for index, (a, b) in enumerate(zip(enc_a, enc_b)):
-      # Each side as a list of (id, span) so that truncation keeps ids and spans together.
-      a = list(zip(a[0], a[1].tolist() if a[1] is not None else itertools.repeat(None)))
-      if b is not None:
-        b = list(zip(b[0], b[1].tolist() if b[1] is not None else itertools.repeat(None)))
+    for index, (a, b) in enumerate(zip(sides_a, sides_b)):
       for a_part, b_part in self._truncations(
         a, b, n_special, max_length, truncation, return_overflowing_tokens, stride
       ):
-        ids_a = [t for t, _ in a_part]
-        ids_b = None if b_part is None else [t for t, _ in b_part]
-        spans_a = [tuple(s) for _, s in a_part] if return_offsets_mapping else []
-        spans_b = [tuple(s) for _, s in b_part or ()] if return_offsets_mapping else []
-        if add_special_tokens:
-          input_ids.append(self.build_inputs_with_special_tokens(ids_a, ids_b))
-          token_type_ids.append(self.create_token_type_ids_from_sequences(ids_a, ids_b))
-          spans = [_NO_SPAN, *spans_a, _NO_SPAN]
-          if b_part is not None:
-            spans += [*spans_b, _NO_SPAN]
-        else:  # transformers gives type 0 to both sequences when no special tokens are added
-          input_ids.append(ids_a + (ids_b or []))
-          token_type_ids.append([0] * len(input_ids[-1]))
-          spans = spans_a + spans_b
+        ids, types, spans = self._row(a_part, b_part, add_special_tokens, return_offsets_mapping)
+        input_ids.append(ids)
+        token_type_ids.append(types)
         offsets.append(spans)
         owners.append(index)
     return self._pack(
@@ -311,6 +296,33 @@ class TokenizerBase:
       max_length,
       padding,
       return_tensors,
+    )
+
+  def _tokens_with_spans(self, texts: list[str], with_offsets: bool) -> list[list[tuple]]:
+    """Each text as a list of (id, (start, end) or None), so that truncation keeps ids and spans
+    together."""
+    if not with_offsets:
+      return [[(t, None) for t in ids] for ids in self.encode_as_ids(texts)]
+    return [list(zip(ids, spans.tolist())) for ids, spans in self._encode_with_offsets(texts)]
+
+  def _row(
+    self, a: list[tuple], b: list[tuple] | None, add_special_tokens: bool, with_offsets: bool
+  ) -> tuple:
+    """(input_ids, token_type_ids, spans or []) of one row from its (id, span) sides."""
+    ids_a = [t for t, _ in a]
+    ids_b = None if b is None else [t for t, _ in b]
+    spans_a = [tuple(s) for _, s in a] if with_offsets else []
+    spans_b = [tuple(s) for _, s in b or ()] if with_offsets else []
+    if not add_special_tokens:  # transformers gives type 0 to both sequences then
+      ids = ids_a + (ids_b or [])
+      return ids, [0] * len(ids), spans_a + spans_b
+    spans = [_NO_SPAN, *spans_a, _NO_SPAN]
+    if b is not None:
+      spans += [*spans_b, _NO_SPAN]
+    return (
+      self.build_inputs_with_special_tokens(ids_a, ids_b),
+      self.create_token_type_ids_from_sequences(ids_a, ids_b),
+      spans,
     )
 
   def _truncations(self, a, b, n_special, max_length, truncation, overflow, stride):

@@ -1,4 +1,4 @@
-"""ALBERT's SentencePiece tokenizer (its vocabulary is trained in `tokenizer_training.py`).
+"""ALBERT's SentencePiece tokenizer (its vocabulary is trained in `training.py`).
 
 `AlbertTokenizer` gives the same pieces and ids as the slow (sentencepiece)
 `transformers.AlbertTokenizer` of transformers 4.x on the same model file, without depending on
@@ -16,7 +16,7 @@ for the whole batch; only the rows that hold a piece needing the digit-comma spl
 Python. Offsets (`return_offsets_mapping=True`) come from sentencepiece's piece spans in the
 normalized text, mapped back to raw characters through `text_normalization.normalize_with_origin`.
 The calling convention (pairs, truncation, padding, overflow windows) is `encoding.TokenizerBase`.
-`train_tokenizer` (in `tokenizer_training.py`, re-exported here) trains a unigram model with ids
+`train_tokenizer` (in `training.py`, re-exported here) trains a unigram model with ids
 0..4 = <pad>, <unk>, [CLS], [SEP], [MASK] on text normalized the same way, streaming the files.
 """
 
@@ -31,11 +31,15 @@ import numpy as np
 import sentencepiece as spm
 
 from albert_flax import paths
-from albert_flax.encoding import BatchEncoding, TokenizerBase
-from albert_flax.text_normalization import lower as _lower
-from albert_flax.text_normalization import lower_with_origin, normalize_text, normalize_with_origin
-from albert_flax.text_normalization import preprocess_text as _preprocess
-from albert_flax.tokenizer_training import SPECIAL_PIECES, train_tokenizer
+from albert_flax.tokenization.encoding import BatchEncoding, TokenizerBase
+from albert_flax.tokenization.text_normalization import lower as _lower
+from albert_flax.tokenization.text_normalization import (
+  lower_with_origin,
+  normalize_text,
+  normalize_with_origin,
+)
+from albert_flax.tokenization.text_normalization import preprocess_text as _preprocess
+from albert_flax.tokenization.training import SPECIAL_PIECES, train_tokenizer
 from albert_flax.workdir import TOKENIZER_FILE
 
 __all__ = [
@@ -171,9 +175,6 @@ class AlbertTokenizer(TokenizerBase):
   @property
   def vocab_size(self) -> int:
     """Number of pieces in the SentencePiece model."""
-    return len(self.sp_model)
-
-  def __len__(self) -> int:
     return len(self.sp_model)
 
   def get_vocab(self) -> dict[str, int]:

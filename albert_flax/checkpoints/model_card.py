@@ -159,25 +159,7 @@ def build_model_card(
     "| field | value |",
     "| --- | --- |",
   ]
-  for field in (
-    "vocab_size",
-    "embedding_size",
-    "hidden_size",
-    "num_hidden_layers",
-    "num_hidden_groups",
-    "inner_group_num",
-    "num_attention_heads",
-    "intermediate_size",
-    "hidden_act",
-    "max_position_embeddings",
-    "type_vocab_size",
-    "cross_layer_sharing",
-    "param_dtype",
-  ):
-    lines.append(f"| {field} | {getattr(config, field)} |")
-  if architecture in ("AlbertForSequenceClassification", "AlbertForTokenClassification"):
-    names = config.label_names or tuple(f"LABEL_{i}" for i in range(config.num_labels))
-    lines.append(f"| labels | {config.num_labels}: {', '.join(names)} |")
+  lines += _architecture_rows(config, architecture)
   lines += ["", _SHARING[config.cross_layer_sharing], ""]
   lines += [
     "## Parameters",
@@ -189,17 +171,7 @@ def build_model_card(
     lines.append(f"| {part} | {counts[part]:,} |")
   lines += ["", "## Vocabulary", "", _vocabulary(directory, config), ""]
 
-  training = _training_dir(directory)
-  if training is not None:
-    lines += ["## Training", ""]
-    train_config_file = training / layout.TRAIN_CONFIG_FILE
-    if train_config_file.is_file():
-      data = _training_data(paths.read_json(train_config_file))
-      lines += [f"Training data: {', '.join(data)}." if data else "", ""]
-    for split, row in final_metrics(training / layout.METRICS_FILE).items():
-      metrics = ", ".join(f"{k} = {v}" for k, v in row.items() if k != "step")
-      lines.append(f"- {split} (step {row.get('step')}): {metrics}")
-    lines.append("")
+  lines += _training_section(directory)
 
   lines += [
     "## Intended use and limits",
@@ -220,6 +192,50 @@ def build_model_card(
     "",
   ]
   return "\n".join(lines)
+
+
+# The config fields the card's architecture table shows, in its order.
+_CARD_FIELDS = (
+  "vocab_size",
+  "embedding_size",
+  "hidden_size",
+  "num_hidden_layers",
+  "num_hidden_groups",
+  "inner_group_num",
+  "num_attention_heads",
+  "intermediate_size",
+  "hidden_act",
+  "max_position_embeddings",
+  "type_vocab_size",
+  "cross_layer_sharing",
+  "param_dtype",
+)
+
+
+def _architecture_rows(config: AlbertConfig, architecture: str) -> list[str]:
+  """The architecture table's rows: the config fields, and a classifier's labels."""
+  rows = [f"| {field} | {getattr(config, field)} |" for field in _CARD_FIELDS]
+  if architecture in ("AlbertForSequenceClassification", "AlbertForTokenClassification"):
+    names = config.label_names or tuple(f"LABEL_{i}" for i in range(config.num_labels))
+    rows.append(f"| labels | {config.num_labels}: {', '.join(names)} |")
+  return rows
+
+
+def _training_section(directory: epath.Path) -> list[str]:
+  """'## Training' (data, final metrics) when the model sits in a workdir, else nothing."""
+  training = _training_dir(directory)
+  if training is None:
+    return []
+  lines = ["## Training", ""]
+  train_config_file = training / layout.TRAIN_CONFIG_FILE
+  if train_config_file.is_file():
+    data = _training_data(paths.read_json(train_config_file))
+    lines += [f"Training data: {', '.join(data)}." if data else "", ""]
+  for split, row in final_metrics(training / layout.METRICS_FILE).items():
+    metrics = ", ".join(f"{k} = {v}" for k, v in row.items() if k != "step")
+    lines.append(f"- {split} (step {row.get('step')}): {metrics}")
+  lines.append("")
+  return lines
 
 
 def write_model_card(

@@ -32,8 +32,8 @@ from typing import Any
 import numpy as np
 
 from albert_flax import paths
-from albert_flax.encoding import TokenizerBase
-from albert_flax.text_normalization import bert_words
+from albert_flax.tokenization.encoding import TokenizerBase
+from albert_flax.tokenization.text_normalization import bert_words
 from albert_flax.workdir import WORDPIECE_VOCAB_FILE
 
 # BERT's special tokens by name (the constructor takes others).
@@ -202,9 +202,6 @@ class WordPieceTokenizer(TokenizerBase):
   @property
   def vocab_size(self) -> int:
     """Number of tokens (lines) in the vocabulary."""
-    return len(self._tokens)
-
-  def __len__(self) -> int:
     return len(self._tokens)
 
   def get_vocab(self) -> dict[str, int]:

@@ -48,8 +48,13 @@ import numpy as np
 from etils import epath
 
 from albert_flax import paths
+from albert_flax.checkpoints.name_maps import (
+  BRIGHTMART_PROJECTION,
+  BRIGHTMART_TF_NAMES,
+  GOOGLE_TF_NAMES,
+)
 from albert_flax.config import AlbertConfig
-from albert_flax.name_maps import BRIGHTMART_PROJECTION, BRIGHTMART_TF_NAMES, GOOGLE_TF_NAMES
+from albert_flax.install_hints import pip_install
 
 # Adam's / albert_zh's LAMB's slots (`<variable>/adam_m`, `<variable>/lamb_m`, ...).
 _OPTIMIZER_SLOTS = (
@@ -91,8 +96,6 @@ def _tf():
   try:
     import tensorflow as tf
   except ImportError:
-    from albert_flax.install_hints import pip_install
-
     raise ImportError(
       "Reading or writing original (TF1) ALBERT checkpoints needs TensorFlow: "
       f"`{pip_install('tf')}`"
@@ -104,61 +107,6 @@ def require_tensorflow() -> None:
   """Raise the ImportError (with the install command) when TensorFlow is missing: callers check
   before they write anything, so a failed export leaves no files behind."""
   _tf()
-
-
-def _checkpoint_step(prefix: str) -> float:
-  m = re.search(r"-(\d+)$", prefix)
-  return int(m.group(1)) if m else -1
-
-
-def find_checkpoint(path: str) -> tuple[str, str] | None:
-  """(checkpoint prefix, albert_config.json path) if `path` is an original checkpoint, else None.
-
-  `path` (local or gs://...) is a directory holding albert_config.json and model.ckpt-*.index (the
-  newest step wins; a `checkpoint` state file, if present, names the one to use), or a prefix
-  `dir/model.ckpt-N`.
-  """
-  given = paths.path(path)
-  index = given.parent / (given.name + ".index")
-  if index.is_file():
-    directory, prefix = given.parent, os.fspath(given)
-  elif given.is_dir():
-    directory = given
-    prefixes = [os.fspath(f)[: -len(".index")] for f in given.glob("*.index")]
-    if not prefixes:
-      return None
-    state_file = given / "checkpoint"
-    named = None
-    if state_file.is_file():
-      m = re.search(r'^model_checkpoint_path:\s*"(.*)"', state_file.read_text(), re.M)
-      if m:
-        named = os.fspath(given / m.group(1))  # a relative name is joined, an absolute kept
-    if named is not None and named in prefixes:
-      prefix = named
-    else:
-      prefix = max(prefixes, key=lambda p: (_checkpoint_step(p), p.endswith("best"), p))
-  else:
-    return None
-  return prefix, _config_file(directory, prefix)
-
-
-def _config_file(directory: epath.Path, prefix: str) -> str:
-  """albert_config.json, else the one albert_config_<size>.json albert_zh ships."""
-  config = directory / "albert_config.json"
-  if config.is_file():
-    return os.fspath(config)
-  sized = sorted(os.fspath(c) for c in directory.glob("albert_config_*.json"))
-  if len(sized) == 1:
-    return sized[0]
-  if sized:
-    raise ValueError(
-      f"Found the TF checkpoint {prefix} and several configs next to it, "
-      f"{[paths.path(c).name for c in sized]}: keep the one that goes with it, or name it "
-      "albert_config.json"
-    )
-  raise FileNotFoundError(
-    f"Found the TF checkpoint {prefix} but no albert_config.json next to it in {directory}"
-  )
 
 
 @contextlib.contextmanager

@@ -108,6 +108,28 @@ _EMBEDDINGS = (
   "albert/embeddings/LayerNorm",
 )
 
+# One layer's modules in our names, with their kind of leaves (every layout has them all).
+_LAYER_MODULES = {
+  "attention/query": "dense",
+  "attention/key": "dense",
+  "attention/value": "dense",
+  "attention/dense": "dense",
+  "attention/LayerNorm": "ln",
+  "ffn": "dense",
+  "ffn_output": "dense",
+  "full_layer_layer_norm": "ln",
+}
+
+
+def _layer_rows(ours: str, theirs: str, names: tuple[str, ...]) -> tuple[Row, ...]:
+  """The rows of one layer: our module under `ours` -> their `names` (in _LAYER_MODULES' order)
+  under `theirs`."""
+  return tuple(
+    (ours + module, theirs + name, kind)
+    for (module, kind), name in zip(_LAYER_MODULES.items(), names, strict=True)
+  )
+
+
 # ------------------------------------------------------------------------- transformers
 _HF_LAYER = "albert.encoder.albert_layer_groups.{g}.albert_layers.{i}."
 HF_NAMES = NameMap(
@@ -121,14 +143,9 @@ HF_NAMES = NameMap(
       "albert.encoder.embedding_hidden_mapping_in",
       "dense",
     ),
-    (_OURS_LAYER + "attention/query", _HF_LAYER + "attention.query", "dense"),
-    (_OURS_LAYER + "attention/key", _HF_LAYER + "attention.key", "dense"),
-    (_OURS_LAYER + "attention/value", _HF_LAYER + "attention.value", "dense"),
-    (_OURS_LAYER + "attention/dense", _HF_LAYER + "attention.dense", "dense"),
-    (_OURS_LAYER + "attention/LayerNorm", _HF_LAYER + "attention.LayerNorm", "ln"),
-    (_OURS_LAYER + "ffn", _HF_LAYER + "ffn", "dense"),
-    (_OURS_LAYER + "ffn_output", _HF_LAYER + "ffn_output", "dense"),
-    (_OURS_LAYER + "full_layer_layer_norm", _HF_LAYER + "full_layer_layer_norm", "ln"),
+  )
+  + _layer_rows(_OURS_LAYER, _HF_LAYER, tuple(m.replace("/", ".") for m in _LAYER_MODULES))
+  + (
     ("albert/pooler", "albert.pooler", "dense"),
     ("predictions/dense", "predictions.dense", "dense"),
     ("predictions/LayerNorm", "predictions.LayerNorm", "ln"),
@@ -180,14 +197,22 @@ GOOGLE_TF_NAMES = NameMap(
       "bert/encoder/embedding_hidden_mapping_in",
       "dense",
     ),
-    (_OURS_LAYER + "attention/query", _GOOGLE_LAYER + "attention_1/self/query", "dense"),
-    (_OURS_LAYER + "attention/key", _GOOGLE_LAYER + "attention_1/self/key", "dense"),
-    (_OURS_LAYER + "attention/value", _GOOGLE_LAYER + "attention_1/self/value", "dense"),
-    (_OURS_LAYER + "attention/dense", _GOOGLE_LAYER + "attention_1/output/dense", "dense"),
-    (_OURS_LAYER + "attention/LayerNorm", _GOOGLE_LAYER + "LayerNorm", "ln"),
-    (_OURS_LAYER + "ffn", _GOOGLE_LAYER + "ffn_1/intermediate/dense", "dense"),
-    (_OURS_LAYER + "ffn_output", _GOOGLE_LAYER + "ffn_1/intermediate/output/dense", "dense"),
-    (_OURS_LAYER + "full_layer_layer_norm", _GOOGLE_LAYER + "LayerNorm_1", "ln"),
+  )
+  + _layer_rows(
+    _OURS_LAYER,
+    _GOOGLE_LAYER,
+    (
+      "attention_1/self/query",
+      "attention_1/self/key",
+      "attention_1/self/value",
+      "attention_1/output/dense",
+      "LayerNorm",
+      "ffn_1/intermediate/dense",
+      "ffn_1/intermediate/output/dense",
+      "LayerNorm_1",
+    ),
+  )
+  + (
     ("qa_outputs", "cls/squad", "output"),  # squad_utils.py's v1 head
   ),
   leaves=_TF_LEAVES,
@@ -197,15 +222,19 @@ GOOGLE_TF_NAMES = NameMap(
 
 def _brightmart_layer_rows(ours: str, theirs: str) -> tuple[Row, ...]:
   """albert_zh's transformer_model (BERT's post-LN layer names) under the scope `theirs`."""
-  return (
-    (ours + "attention/query", theirs + "attention/self/query", "dense"),
-    (ours + "attention/key", theirs + "attention/self/key", "dense"),
-    (ours + "attention/value", theirs + "attention/self/value", "dense"),
-    (ours + "attention/dense", theirs + "attention/output/dense", "dense"),
-    (ours + "attention/LayerNorm", theirs + "attention/output/LayerNorm", "ln"),
-    (ours + "ffn", theirs + "intermediate/dense", "dense"),
-    (ours + "ffn_output", theirs + "output/dense", "dense"),
-    (ours + "full_layer_layer_norm", theirs + "output/LayerNorm", "ln"),
+  return _layer_rows(
+    ours,
+    theirs,
+    (
+      "attention/self/query",
+      "attention/self/key",
+      "attention/self/value",
+      "attention/output/dense",
+      "attention/output/LayerNorm",
+      "intermediate/dense",
+      "output/dense",
+      "output/LayerNorm",
+    ),
   )
 
 

@@ -23,7 +23,7 @@ from collections.abc import Iterable
 import numpy as np
 
 from albert_flax import paths
-from albert_flax.name_maps import HF_NAMES
+from albert_flax.checkpoints.name_maps import HF_NAMES
 
 # Names transformers writes that carry nothing of ours: buffers, and the decoder tied to the word
 # table and to predictions.bias (checked against them on load, see `split_tied`).

@@ -26,8 +26,8 @@ from typing import Any
 from etils import epath
 
 from albert_flax import paths, workdir
-from albert_flax.tokenization import AlbertTokenizer
-from albert_flax.wordpiece import WordPieceTokenizer
+from albert_flax.tokenization.sentencepiece_tokenizer import AlbertTokenizer
+from albert_flax.tokenization.wordpiece import WordPieceTokenizer
 from albert_flax.workdir import TOKENIZER_CONFIG_FILE, TOKENIZER_FILE, WORDPIECE_VOCAB_FILE
 
 logger = logging.getLogger(__name__)

@@ -21,8 +21,8 @@ from collections.abc import Iterator, Sequence
 import sentencepiece as spm
 
 from albert_flax import paths
-from albert_flax.text_normalization import normalize_text
-from albert_flax.wordpiece import bert_normalizer
+from albert_flax.tokenization.text_normalization import normalize_text
+from albert_flax.tokenization.wordpiece import bert_normalizer
 
 log = logging.getLogger(__name__)
 
@@ -133,27 +133,22 @@ def train_tokenizer(
   `seed` makes the sample, hence the model, reproducible (for the same num_threads);
   hard_vocab_limit=False lets a small corpus give fewer than `vocab_size` pieces instead of failing.
   """
-  if not isinstance(vocab_size, int) or vocab_size <= len(SPECIAL_PIECES) + len(
-    user_defined_symbols
-  ):
-    raise ValueError(
-      f"vocab_size must be an int above the {len(SPECIAL_PIECES)} special pieces "
-      f"and user-defined symbols, got {vocab_size!r}"
-    )
-  if not isinstance(input_sentence_size, int) or input_sentence_size < 0:
-    raise ValueError(
-      f"input_sentence_size must be an int >= 0 (0: all lines), got {input_sentence_size!r}"
-    )
+  _check_sizes(vocab_size, user_defined_symbols, input_sentence_size)
   inputs = _expand_files(files)
+  options = dict(
+    input_sentence_size=input_sentence_size,
+    shuffle_input_sentence=shuffle_input_sentence,
+    character_coverage=character_coverage,
+    num_threads=num_threads,
+    do_lower_case=do_lower_case,
+    keep_accents=keep_accents,
+    user_defined_symbols=user_defined_symbols,
+    seed=seed,
+    hard_vocab_limit=hard_vocab_limit,
+  )
   if not paths.is_local(model_prefix):
     with tempfile.TemporaryDirectory() as tmp:
-      local = train_tokenizer(
-        inputs, vocab_size, os.path.join(tmp, "spiece"),
-        input_sentence_size=input_sentence_size, shuffle_input_sentence=shuffle_input_sentence,
-        character_coverage=character_coverage, num_threads=num_threads,
-        do_lower_case=do_lower_case, keep_accents=keep_accents,
-        user_defined_symbols=user_defined_symbols, seed=seed, hard_vocab_limit=hard_vocab_limit,
-      )  # fmt: skip
+      local = train_tokenizer(inputs, vocab_size, os.path.join(tmp, "spiece"), **options)
       remote = paths.path(model_prefix)
       for suffix in (".vocab", ".model"):  # the model last: its presence means both are there
         with open(local[: -len(".model")] + suffix, "rb") as f:
@@ -162,6 +157,37 @@ def train_tokenizer(
   prefix = os.fspath(model_prefix)
   if os.path.dirname(prefix):
     os.makedirs(os.path.dirname(prefix), exist_ok=True)
+  return _train_unigram(inputs, vocab_size, prefix, **options)
+
+
+def _check_sizes(vocab_size: int, user_defined_symbols: Sequence[str], sample_size: int) -> None:
+  if not isinstance(vocab_size, int) or vocab_size <= len(SPECIAL_PIECES) + len(
+    user_defined_symbols
+  ):
+    raise ValueError(
+      f"vocab_size must be an int above the {len(SPECIAL_PIECES)} special pieces "
+      f"and user-defined symbols, got {vocab_size!r}"
+    )
+  if not isinstance(sample_size, int) or sample_size < 0:
+    raise ValueError(f"input_sentence_size must be an int >= 0 (0: all lines), got {sample_size!r}")
+
+
+def _train_unigram(
+  inputs: list[str],
+  vocab_size: int,
+  prefix: str,
+  *,
+  input_sentence_size: int,
+  shuffle_input_sentence: bool,
+  character_coverage: float,
+  num_threads: int,
+  do_lower_case: bool,
+  keep_accents: bool,
+  user_defined_symbols: Sequence[str],
+  seed: int,
+  hard_vocab_limit: bool,
+) -> str:
+  """sentencepiece's trainer on the sampled, normalized lines; `<prefix>.model`, its ids checked."""
   # A process-wide setting of sentencepiece, for whatever randomness its trainer has left.
   spm.set_random_generator_seed(int(seed))
   control = [SPECIAL_PIECES["cls"], SPECIAL_PIECES["sep"], SPECIAL_PIECES["mask"]]
