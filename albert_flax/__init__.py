@@ -5,8 +5,15 @@
     model = af.AlbertForPreTraining(cfg)
     variables = model.init(jax.random.key(0), input_ids)
 
-See README.md for the rest of the public API; the training machinery both programs share is
-`albert_flax.train`.
+See README.md for the rest of the public API. Where things are:
+
+    config, modeling, heads      the model: AlbertConfig, the scanned backbone, every task model
+    (layer_sharing, inputs, precision, sharding, flops, paper: its parts and figures)
+    tokenization/                AlbertTokenizer, WordPieceTokenizer, load_tokenizer, training
+    checkpoints/                 from_pretrained / save_pretrained in every format, model cards
+    nnx, pipelines, export/      af.nnx models, af.pipeline, af.export and af.quantize
+    workdir, paths               file names of workdirs and saved models; local or gs:// files
+    train/                       the training machinery both programs share
 """
 
 import importlib
