@@ -141,8 +141,9 @@ def run_ours(args, kind, features, dtype, bucket_spec) -> dict[str, float]:
 
   state, shardings = training.init_train_state(init, optimizer, mesh, jax.random.key(0))
   step = training.make_train_step(
-    make_stats_fn(model, task), task.loss_weights, optimizer, shardings, mesh
+    make_stats_fn(model, task), task.loss_weights, optimizer, shardings, mesh, seed=None
   )
+  seed = training.step_seed(0)  # the step's argument, as the program passes it
   train = TrainBatches(features, args.batch_size, 0, buckets)
   batches = train.iterate(0)
   timed = steps if bucketed else min(steps, args.padded_steps)
@@ -162,13 +163,14 @@ def run_ours(args, kind, features, dtype, bucket_spec) -> dict[str, float]:
     Predictor(predict_fn, mesh, args.batch_size, buckets),
     [inputs],
     range(steps),
+    seed,
   )
   compile_s = time.perf_counter() - start
   step_widths, durations = [], []
   for _ in range(timed):
     batch = next(batches)
     t = time.perf_counter()
-    state, metrics = step(state, make_batch(batch))
+    state, metrics = step(state, make_batch(batch), seed)
     jax.block_until_ready(metrics)
     durations.append(time.perf_counter() - t)
     step_widths.append(batch["input_ids"].shape[-1])

@@ -201,8 +201,6 @@ def make_stats_fn(model, task: Task) -> training.StatsFn:
   (dropout on) or inference mode, then the task's loss terms as (sum, weight) pairs."""
 
   def stats_fn(params, batch, rng, train):
-    if "dropout_seed" in batch:  # runs of several seeds share one compiled step (seeds.py)
-      rng = jax.random.fold_in(rng, batch["dropout_seed"][0])
     outputs = apply_model(model, params, batch, rngs={"dropout": rng} if train else None)
     return task.stats(outputs, batch)
 

@@ -203,12 +203,12 @@ def _train(
   # The batches are a function of (seed, step): resuming at `start` replays the same sequence.
   train = TrainBatches(columns, config.batch_size, config.seed, data.buckets)
   batches = train.iterate(start)
-  # Runs that share the step (several seeds) send their seed with each batch.
-  make_batch = TrainBatchMaker(
-    columns, config.batch_size, mesh, config.seed if shared_steps is not None else None
-  )
+  make_batch = TrainBatchMaker(columns, config.batch_size, mesh)
+  seed = training.step_seed(config.seed)  # the step's dropout seed: runs of several seeds share it
   if config.compile_ahead and start < config.train_steps:
-    _compile_ahead(config, train_step, state, train, make_batch, predictor, data.dev_sets, start)
+    _compile_ahead(
+      config, train_step, (state, seed), train, make_batch, predictor, data.dev_sets, start
+    )
   # The writer is closed on every exit, after the final evaluation's rows.
   # Step time, tokens/s, TFLOP/s, MFU, input waits, memory, slow steps, profiles: see loop.py.
   # The loop waits for the device at log steps only: slow steps are judged per logged interval.
@@ -224,7 +224,7 @@ def _train(
     for step in loop:
       batch = loop.next_batch(batches)
       compiles.record("train_step", batch)
-      state, metrics = train_step(state, make_batch(batch))
+      state, metrics = train_step(state, make_batch(batch), seed)
       writer.advance(step)
       if loop.due(config.log_every_steps):
         metrics = jax.device_get(metrics)
@@ -300,8 +300,8 @@ def _steps(
   the ones an earlier run of the same config built."""
   config = ctx.config
   # The same builder serves compile-only mode (finetune.steps.compile_program). Runs that differ
-  # only in seed (finetune/seeds.py) share one build through `shared_steps`: the seed then comes
-  # with each batch (dropout_seed), so N seeds compile once.
+  # only in seed (finetune/seeds.py) share one build through `shared_steps`: the seed is the
+  # train step's argument, so N seeds compile once.
   if shared_steps is not None and shared_steps.steps is not None:
     return shared_steps.steps, shared_steps.compiles
   steps = build_steps(
@@ -310,7 +310,6 @@ def _steps(
     ctx.task,
     mesh,
     {k: v[:1] for k, v in train_features.items()},
-    train_seed=0 if shared_steps is not None else config.seed,
   )
   if shared_steps is None:
     return steps, buckets_lib.CompileCounter()
@@ -319,14 +318,17 @@ def _steps(
 
 
 def _compile_ahead(
-  config, train_step, state, train: TrainBatches, make_batch, predictor, dev_sets, start: int
+  config, train_step, state_seed, train: TrainBatches, make_batch, predictor, dev_sets, start: int
 ) -> None:
-  """compile_ahead for the steps from `start` and the dev sets, and a log line of what it did."""
+  """compile_ahead for the steps from `start` and the dev sets, and a log line of what it did.
+  state_seed: the train step's state and seed arguments."""
   began = time.perf_counter()
+  state, seed = state_seed
   dev_inputs = [{k: s.features[k] for k in MODEL_INPUTS} for s in dev_sets]
   compiled, train_widths, predict_widths = compile_ahead(
-    train_step, state, train, make_batch, predictor, dev_inputs, range(start, config.train_steps)
-  )
+    train_step, state, train, make_batch, predictor, dev_inputs, range(start, config.train_steps),
+    seed,
+  )  # fmt: skip
   if compiled:
     log.info(
       "compiled %d programs ahead in %.1f s (train_step widths %s, predict widths %s)",

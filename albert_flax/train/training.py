@@ -242,7 +242,7 @@ def make_train_step(
   mesh: Mesh,
   *,
   grad_accum_steps: int = 1,
-  seed: int = 0,
+  seed: int | None = 0,
   learning_rate_fn: Callable[[Array], Array] | None = None,
   rules: Sequence[tuple[str, Any]] = sharding.LOGICAL_RULES,
 ) -> MeshFunction:
@@ -254,7 +254,10 @@ def make_train_step(
     grad_accum_steps: micro-batches per step; the batch's leading dim must be divisible by
       grad_accum_steps * (data * fsdp) so every micro-batch is split evenly over devices.
     seed: base of the dropout RNG, folded with the step (and the micro-batch) so a resumed run
-      draws the same masks.
+      draws the same masks. None: the step takes it as its own third argument,
+      `(state, batch, seed) -> (state, metrics)` with `seed` an int32 scalar (`step_seed`), so
+      runs that differ only in seed share one compiled step; the masks are those the same seed
+      given here would draw.
     learning_rate_fn: optional schedule, to report "learning_rate".
   Returns:
     A MeshFunction; metrics (replicated float32 scalars) hold every stat as sum / weight,
@@ -262,9 +265,9 @@ def make_train_step(
   """
   if grad_accum_steps < 1:
     raise ValueError(f"grad_accum_steps must be >= 1, got {grad_accum_steps}")
-  base_key = jax.random.key(seed)
 
-  def step(state: TrainState, batch: Batch):
+  def step(state: TrainState, batch: Batch, run_seed: Array | None = None):
+    base_key = jax.random.key(seed if run_seed is None else run_seed)
     rng = jax.random.fold_in(base_key, state.step)
     totals = loss_weights_fn(batch)
 
@@ -323,13 +326,25 @@ def make_train_step(
     return new_state, metrics
 
   replicated = NamedSharding(mesh, PartitionSpec())
+  in_shardings = (state_shardings, sharding.batch_sharding(mesh))
   jitted = jax.jit(
     step,
-    in_shardings=(state_shardings, sharding.batch_sharding(mesh)),
+    in_shardings=in_shardings if seed is not None else in_shardings + (replicated,),
     out_shardings=(state_shardings, replicated),
     donate_argnums=0,
   )
   return MeshFunction(jitted, mesh, rules)
+
+
+def step_seed(seed: int) -> np.ndarray:
+  """The `seed` argument of a train step built with `seed=None`: an int32 scalar (one dtype
+  for every run, so they share the compiled step)."""
+  return np.asarray(seed, np.int32)
+
+
+def abstract_step_seed(mesh: Mesh) -> jax.ShapeDtypeStruct:
+  """`step_seed`'s shape, dtype and sharding (replicated), for compiling ahead of time."""
+  return jax.ShapeDtypeStruct((), jnp.int32, sharding=NamedSharding(mesh, PartitionSpec()))
 
 
 def make_eval_step(
@@ -391,4 +406,4 @@ class ProgramSteps:
   init_params_fn: Callable[[jax.Array], Any]  # rng -> boxed params (for shapes and axis names)
   abstract_state: TrainState  # ShapeDtypeStructs
   state_shardings: TrainState
-  train_step: MeshFunction  # (state, batch) -> (state, metrics)
+  train_step: MeshFunction  # (state, batch[, seed]) -> (state, metrics): see make_train_step
