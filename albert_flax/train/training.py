@@ -221,6 +221,12 @@ def _split_micro_batches(batch: Batch, num: int, mesh: Mesh) -> Batch:
   Interleaving (not contiguous chunks) keeps every micro-batch spread over all batch shards:
   each device's own rows split into `num` parts, so no data moves between devices.
   """
+  batch_rows = jax.tree.leaves(batch)[0].shape[0]
+  if batch_rows % (num * sharding.batch_split(mesh)):
+    raise ValueError(
+      f"batch of {batch_rows} rows cannot be split into {num} "
+      f"micro-batches over {sharding.batch_split(mesh)} batch shards"
+    )
 
   def split(x):
     y = x.reshape((x.shape[0] // num, num) + x.shape[1:]).swapaxes(0, 1)
@@ -228,6 +234,39 @@ def _split_micro_batches(batch: Batch, num: int, mesh: Mesh) -> Batch:
     return jax.lax.with_sharding_constraint(y, NamedSharding(mesh, spec))
 
   return {k: split(v) for k, v in batch.items()}
+
+
+def _accumulate(
+  micro_loss: Callable, params: Any, micro_batches: Batch, state_shardings: TrainState
+) -> tuple[tuple[Array, Stats], Any]:
+  """((loss, stats), grads) of micro_loss(params, micro, k) -> (loss, stats) summed over the
+  micro-batches [num, rows, ...] in a `lax.scan`: the gradient of the whole batch, since each
+  micro-batch's loss is already scaled by the whole batch's denominators."""
+  grad_fn = jax.value_and_grad(micro_loss, has_aux=True)
+  zero_grads = jax.lax.with_sharding_constraint(
+    jax.tree.map(lambda p: jnp.zeros(p.shape, jnp.float32), params), state_shardings.params
+  )
+  first = jax.tree.map(lambda x: x[0], micro_batches)
+  zero_stats = jax.tree.map(
+    lambda s: jnp.zeros(s.shape, jnp.float32),
+    jax.eval_shape(lambda: micro_loss(params, first, 0)[1]),
+  )
+
+  def body(carry, xs):
+    grads_acc, loss_acc, stats_acc = carry
+    micro, k = xs
+    (loss_k, stats_k), grads_k = grad_fn(params, micro, k)
+    return (
+      jax.tree.map(jnp.add, grads_acc, grads_k),
+      loss_acc + loss_k,
+      jax.tree.map(jnp.add, stats_acc, stats_k),
+    ), None
+
+  num = jax.tree.leaves(micro_batches)[0].shape[0]
+  (grads, loss, stats), _ = jax.lax.scan(
+    body, (zero_grads, jnp.zeros((), jnp.float32), zero_stats), (micro_batches, jnp.arange(num))
+  )
+  return (loss, stats), grads
 
 
 def _objective(stats: Stats, totals: Mapping[str, Array]) -> Array:
@@ -278,42 +317,12 @@ def make_train_step(
         raise ValueError(f"stats_fn returned no {sorted(missing)} named by loss_weights_fn")
       return _objective(stats, totals), stats
 
-    grad_fn = jax.value_and_grad(micro_loss, has_aux=True)
     if grad_accum_steps == 1:
+      grad_fn = jax.value_and_grad(micro_loss, has_aux=True)
       (loss, stats), grads = grad_fn(state.params, batch, 0)
     else:
-      batch_rows = jax.tree.leaves(batch)[0].shape[0]
-      if batch_rows % (grad_accum_steps * sharding.batch_split(mesh)):
-        raise ValueError(
-          f"batch of {batch_rows} rows cannot be split into {grad_accum_steps} "
-          f"micro-batches over {sharding.batch_split(mesh)} batch shards"
-        )
       micro_batches = _split_micro_batches(batch, grad_accum_steps, mesh)
-      zero_grads = jax.lax.with_sharding_constraint(
-        jax.tree.map(lambda p: jnp.zeros(p.shape, jnp.float32), state.params),
-        state_shardings.params,
-      )
-      first = jax.tree.map(lambda x: x[0], micro_batches)
-      zero_stats = jax.tree.map(
-        lambda s: jnp.zeros(s.shape, jnp.float32),
-        jax.eval_shape(lambda: micro_loss(state.params, first, 0)[1]),
-      )
-
-      def body(carry, xs):
-        grads_acc, loss_acc, stats_acc = carry
-        micro, k = xs
-        (loss_k, stats_k), grads_k = grad_fn(state.params, micro, k)
-        return (
-          jax.tree.map(jnp.add, grads_acc, grads_k),
-          loss_acc + loss_k,
-          jax.tree.map(jnp.add, stats_acc, stats_k),
-        ), None
-
-      (grads, loss, stats), _ = jax.lax.scan(
-        body,
-        (zero_grads, jnp.zeros((), jnp.float32), zero_stats),
-        (micro_batches, jnp.arange(grad_accum_steps)),
-      )
+      (loss, stats), grads = _accumulate(micro_loss, state.params, micro_batches, state_shardings)
 
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
