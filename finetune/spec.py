@@ -21,7 +21,7 @@ from jax.sharding import Mesh
 import albert_flax as af
 from albert_flax.train import profiling, settings, training
 from albert_flax.train.batch_spec import BatchField, check_batch, check_fits_mesh
-from albert_flax.train.program import ConfigError
+from albert_flax.train.mistakes import ConfigError
 from finetune import buckets as buckets_lib
 from finetune.configs.common import PER_TASK_FIELDS, SMALL_HIDDEN_SIZE, SMALL_MODEL_DEFAULTS
 from finetune.data import MODEL_INPUTS, Features, num_rows
