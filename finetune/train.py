@@ -189,7 +189,9 @@ def _train(
   make_batch = TrainBatchMaker(columns, config.batch_size, devices.mesh)
   seed = training.step_seed(config.seed)  # the step's dropout seed: runs of several seeds share it
   if config.compile_ahead and start < config.train_steps:
-    _compile_ahead(config, devices, (state, seed), train, make_batch, data.dev_sets, start)
+    _compile_ahead(
+      config, devices, train, make_batch, data.dev_sets, state=state, seed=seed, start=start
+    )
   # The writer is closed on every exit, after the final evaluation's rows.
   # Step time, tokens/s, TFLOP/s, MFU, input waits, memory, slow steps, profiles: see loop.py.
   # The loop waits for the device at log steps only: slow steps are judged per logged interval.
@@ -346,12 +348,11 @@ def _steps(
 
 
 def _compile_ahead(
-  config, devices: OnDevices, state_seed, train: TrainBatches, make_batch, dev_sets, start: int
+  config, devices: OnDevices, train: TrainBatches, make_batch, dev_sets, *, state, seed, start
 ) -> None:
   """compile_ahead for the steps from `start` and the dev sets, and a log line of what it did.
-  state_seed: the train step's state and seed arguments."""
+  state, seed: the train step's arguments."""
   began = time.perf_counter()
-  state, seed = state_seed
   dev_inputs = [{k: s.features[k] for k in MODEL_INPUTS} for s in dev_sets]
   compiled, train_widths, predict_widths = compile_ahead(
     devices.train_step, state, train, make_batch, devices.predictor, dev_inputs,
