@@ -275,48 +275,7 @@ def main() -> None:
       # happen to fall between the workers, not the throughput.
       need = int((8 if args.quick else 24) * per_window[seq])
       for workers in args.workers:
-        warmup = int((2 * max(workers, 1) + 2) * per_window[seq])
-        runs: dict[str, list[dict]] = {"old": [], "new": []}
-        for r in range(args.rounds):
-          for side in ("old", "new") if r % 2 == 0 else ("new", "old"):
-            child_args = (
-              "--_throughput_child",
-              *(large, model, str(seq), str(workers), str(warmup), str(need)),
-            )
-            runs[side].append(_child(roots[side], *child_args))
-        med = {
-          side: {
-            k: statistics.median(x[k] for x in rs)
-            for k in (
-              "examples_per_s",
-              "examples_per_cpu_s",
-              "main_cpu_ms_per_1k",
-              "workers_cpu_ms_per_1k",
-              "first_batch_s",
-            )
-          }
-          for side, rs in runs.items()
-        }
-        print(
-          f"S={seq} num_workers={workers}: examples/s wall old {med['old']['examples_per_s']:.0f}"
-          f" new {med['new']['examples_per_s']:.0f} (new/old "
-          f"{med['new']['examples_per_s'] / med['old']['examples_per_s']:.2f}); per CPU-second "
-          f"old {med['old']['examples_per_cpu_s']:.0f} new {med['new']['examples_per_cpu_s']:.0f}"
-          f" (new/old {med['new']['examples_per_cpu_s'] / med['old']['examples_per_cpu_s']:.2f});"
-          f" {args.rounds} rounds, walls old "
-          f"{[round(x['examples_per_s']) for x in runs['old']]} new "
-          f"{[round(x['examples_per_s']) for x in runs['new']]}"
-        )
-        print(
-          "  CPU ms per 1000 examples, main process + workers: "
-          + ", ".join(
-            f"{side} {m['main_cpu_ms_per_1k']:.0f} + {m['workers_cpu_ms_per_1k']:.0f}"
-            for side, m in med.items()
-          )
-          + "; first batch after "
-          + ", ".join(f"{side} {m['first_batch_s']:.1f}s" for side, m in med.items())
-          + f"; load average {os.getloadavg()[0]:.1f}"
-        )
+        _compare_throughput(args, roots, large, model, seq, workers, per_window[seq], need)
     for side in () if args.no_rss else ("old", "new"):
       for name, path in (("small", small), ("4x", large)):
         r = _child(roots[side], "--_rss_child", path, model, "512")
@@ -324,6 +283,53 @@ def main() -> None:
           f"{side}: peak RSS, one epoch of the {name} corpus at S=512: "
           f"{r['peak_rss_mib']:.0f} MiB ({r['examples']} examples)"
         )
+
+
+def _compare_throughput(args, roots, large, model, seq, workers, per_window, need) -> None:
+  """The old and the new pipeline's throughput on the 4x corpus, `args.rounds` rounds each in
+  alternating order, each in a child process; their medians printed."""
+  warmup = int((2 * max(workers, 1) + 2) * per_window)
+  runs: dict[str, list[dict]] = {"old": [], "new": []}
+  for r in range(args.rounds):
+    for side in ("old", "new") if r % 2 == 0 else ("new", "old"):
+      child_args = (
+        "--_throughput_child",
+        *(large, model, str(seq), str(workers), str(warmup), str(need)),
+      )
+      runs[side].append(_child(roots[side], *child_args))
+  med = {
+    side: {
+      k: statistics.median(x[k] for x in rs)
+      for k in (
+        "examples_per_s",
+        "examples_per_cpu_s",
+        "main_cpu_ms_per_1k",
+        "workers_cpu_ms_per_1k",
+        "first_batch_s",
+      )
+    }
+    for side, rs in runs.items()
+  }
+  print(
+    f"S={seq} num_workers={workers}: examples/s wall old {med['old']['examples_per_s']:.0f}"
+    f" new {med['new']['examples_per_s']:.0f} (new/old "
+    f"{med['new']['examples_per_s'] / med['old']['examples_per_s']:.2f}); per CPU-second "
+    f"old {med['old']['examples_per_cpu_s']:.0f} new {med['new']['examples_per_cpu_s']:.0f}"
+    f" (new/old {med['new']['examples_per_cpu_s'] / med['old']['examples_per_cpu_s']:.2f});"
+    f" {args.rounds} rounds, walls old "
+    f"{[round(x['examples_per_s']) for x in runs['old']]} new "
+    f"{[round(x['examples_per_s']) for x in runs['new']]}"
+  )
+  print(
+    "  CPU ms per 1000 examples, main process + workers: "
+    + ", ".join(
+      f"{side} {m['main_cpu_ms_per_1k']:.0f} + {m['workers_cpu_ms_per_1k']:.0f}"
+      for side, m in med.items()
+    )
+    + "; first batch after "
+    + ", ".join(f"{side} {m['first_batch_s']:.1f}s" for side, m in med.items())
+    + f"; load average {os.getloadavg()[0]:.1f}"
+  )
 
 
 if __name__ == "__main__":

@@ -88,44 +88,20 @@ def synthetic_features(kind: str, n: int, vocab: int, seed: int) -> dict[str, np
 # --------------------------------------------------------------------------- ours
 
 
-def run_ours(args, kind, features, dtype, bucket_spec) -> dict[str, float]:
-  """bucket_spec: config.length_buckets (None: the default, fitted buckets; (): padded to 512)."""
+def _our_steps(size: str, kind: str, dtype: str, task, steps: int, mesh):
+  """(train state, jitted train step, jitted prediction step) of our side: the preset with the
+  task's head, from random weights, the original fine-tuning optimizer over `steps` steps."""
   import jax
   import jax.numpy as jnp
 
   import albert_flax as af
-  from albert_flax import sharding
   from albert_flax.train import optim, training
-  from finetune import buckets as buckets_lib
-  from finetune.batching import TrainBatches
-  from finetune.configs import glue
-  from finetune.predict import Predictor
-  from finetune.tasks import EvalSet
-  from finetune.tasks.glue import GlueTask
-  from finetune.train import (
-    TrainBatchMaker,
-    compile_ahead,
-    make_predict_fn,
-    make_stats_fn,
-    predict_set,
-    resolve_config,
-    run_buckets,
-  )
+  from finetune.train import make_predict_fn, make_stats_fn
 
-  config = glue.get_config()
-  config.update(dict(init_from="unused", task=kind, max_seq_length=MAX_LENGTH))
-  config.update(dict(length_buckets=bucket_spec))
-  config = resolve_config(config)
-  buckets = run_buckets(config, buckets_lib.row_lengths(features))  # None: padded to 512
-  bucketed = buckets is not None
-  task = GlueTask(config, None)
   cfg = dataclasses.replace(
-    af.AlbertConfig.preset(args.size), dtype=dtype, num_labels=3 if kind == "mnli" else 2
+    af.AlbertConfig.preset(size), dtype=dtype, num_labels=3 if kind == "mnli" else 2
   )
   model = task.model_class(cfg)
-  n = len(features["labels"])
-  steps = args.epochs * n // args.batch_size
-  mesh = sharding.make_mesh(-1, 1, 1)
   optimizer, _ = optim.create_optimizer(
     "adamw",
     LEARNING_RATE,
@@ -141,12 +117,60 @@ def run_ours(args, kind, features, dtype, bucket_spec) -> dict[str, float]:
 
   state, shardings = training.init_train_state(init, optimizer, mesh, jax.random.key(0))
   step = training.make_train_step(
-    make_stats_fn(model, task), task.loss_weights, optimizer, shardings, mesh
+    make_stats_fn(model, task), task.loss_weights, optimizer, shardings, mesh, seed=None
   )
+  return state, step, make_predict_fn(model, task, shardings.params, mesh)
+
+
+def _time_steps(step, state, batches, make_batch, seed, timed: int):
+  """`timed` train steps, each timed to its result: (state, each batch's width, durations)."""
+  import jax
+
+  step_widths, durations = [], []
+  for _ in range(timed):
+    batch = next(batches)
+    t = time.perf_counter()
+    state, metrics = step(state, make_batch(batch), seed)
+    jax.block_until_ready(metrics)
+    durations.append(time.perf_counter() - t)
+    step_widths.append(batch["input_ids"].shape[-1])
+  return state, step_widths, durations
+
+
+def run_ours(args, kind, features, dtype, bucket_spec) -> dict[str, float]:
+  """bucket_spec: config.length_buckets (None: the default, fitted buckets; (): padded to 512)."""
+
+  from albert_flax import sharding
+  from albert_flax.train import training
+  from finetune import buckets as buckets_lib
+  from finetune.batching import TrainBatches
+  from finetune.configs import glue
+  from finetune.predict import Predictor
+  from finetune.tasks import EvalSet
+  from finetune.tasks.glue import GlueTask
+  from finetune.train import (
+    TrainBatchMaker,
+    compile_ahead,
+    predict_set,
+    resolve_config,
+    run_buckets,
+  )
+
+  config = glue.get_config()
+  config.update(dict(init_from="unused", task=kind, max_seq_length=MAX_LENGTH))
+  config.update(dict(length_buckets=bucket_spec))
+  config = resolve_config(config)
+  buckets = run_buckets(config, buckets_lib.row_lengths(features))  # None: padded to 512
+  bucketed = buckets is not None
+  task = GlueTask(config, None)
+  n = len(features["labels"])
+  steps = args.epochs * n // args.batch_size
+  mesh = sharding.make_mesh(-1, 1, 1)
+  state, step, predict_fn = _our_steps(args.size, kind, dtype, task, steps, mesh)
+  seed = training.step_seed(0)  # the step's argument, as the program passes it
   train = TrainBatches(features, args.batch_size, 0, buckets)
   batches = train.iterate(0)
   timed = steps if bucketed else min(steps, args.padded_steps)
-  predict_fn = make_predict_fn(model, task, shardings.params, mesh)
   inputs = {k: v for k, v in features.items() if k != "labels"}
 
   make_batch = TrainBatchMaker(features, args.batch_size, mesh)
@@ -162,16 +186,10 @@ def run_ours(args, kind, features, dtype, bucket_spec) -> dict[str, float]:
     Predictor(predict_fn, mesh, args.batch_size, buckets),
     [inputs],
     range(steps),
+    seed,
   )
   compile_s = time.perf_counter() - start
-  step_widths, durations = [], []
-  for _ in range(timed):
-    batch = next(batches)
-    t = time.perf_counter()
-    state, metrics = step(state, make_batch(batch))
-    jax.block_until_ready(metrics)
-    durations.append(time.perf_counter() - t)
-    step_widths.append(batch["input_ids"].shape[-1])
+  state, step_widths, durations = _time_steps(step, state, batches, make_batch, seed, timed)
   assert len(set(step_widths) - set(widths)) == 0, (step_widths, widths)
   steps_s = float(np.sum(durations)) * steps / timed  # extrapolated when timed < steps (padded)
   # Padded, every batch costs the same: its prediction is timed on `--padded-steps` batches and
@@ -259,7 +277,7 @@ def run_torch(args, kind, features, dtype) -> dict[str, float]:
   return {"train_s": total, "train_ex_s": steps * args.batch_size / total, "eval_ex_s": n / eval_s}
 
 
-def main(argv=None) -> dict:
+def parse_args(argv=None) -> argparse.Namespace:
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--size", default="base-v2", help="preset: tiny, base-v2, large-v2, ...")
   parser.add_argument("--sets", default="sst2,mnli")
@@ -281,7 +299,11 @@ def main(argv=None) -> dict:
   )
   parser.add_argument("--torch-threads", type=int, default=os.cpu_count())
   parser.add_argument("--json", default=None)
-  args = parser.parse_args(argv)
+  return parser.parse_args(argv)
+
+
+def main(argv=None) -> dict:
+  args = parse_args(argv)
 
   import jax
   import torch
@@ -328,34 +350,43 @@ def main(argv=None) -> dict:
           jax.config.update("jax_enable_compilation_cache", side in ("bucketed", "rerun"))
           result[side] = run_ours(args, kind, features, dtype, bucket_specs.get(side))
           jax.config.update("jax_enable_compilation_cache", True)
-        r = result[side]
-        print(
-          f"{kind:5s} {dtype:9s} {side:9s} train {r['train_ex_s']:8.2f} ex/s "
-          f"{r['train_s']:8.1f} s/{args.epochs} epoch(s)"
-          + (
-            f" (buckets {','.join(map(str, r['buckets']))}; "
-            f"compile {r['compile_s']:.1f} s, {r['compiles']} programs; steps "
-            f"{r['steps_s']:.1f} s; s/step by width "
-            + ", ".join(f"{w}: {t:.3f}" for w, t in r["step_s_by_width"].items())
-            + ")"
-            if "compiles" in r
-            else ""
-          )
-          + (" [extrapolated]" if r.get("extrapolated") else "")
-          + f"   eval {r['eval_ex_s']:8.2f} ex/s",
-          flush=True,
-        )
-      ratios = {}
-      for ours in ("bucketed", "powers", "finer", "rerun"):
-        for other in ("padded", "torch"):
-          if ours in result and other in result:
-            ratios[f"train {ours}/{other}"] = result[other]["train_s"] / result[ours]["train_s"]
-            ratios[f"eval {ours}/{other}"] = result[ours]["eval_ex_s"] / result[other]["eval_ex_s"]
+        print(f"{kind:5s} {dtype:9s} {side:9s} " + _describe(result[side], args.epochs), flush=True)
+      ratios = _ratios(result)
       print(f"{kind:5s} {dtype:9s} ratios " + ", ".join(f"{k} {v:.2f}x" for k, v in ratios.items()))
       rows.append({"set": kind, "dtype": dtype, "sides": result, "ratios": ratios})
   payload = {"machine": info, "args": vars(args), "rows": rows}
   common.write_json(args.json, payload)
   return payload
+
+
+def _describe(r: dict, epochs: int) -> str:
+  """One side's result line: training and evaluation speed, and for our sides the buckets,
+  compilations and step time by width."""
+  return (
+    f"train {r['train_ex_s']:8.2f} ex/s {r['train_s']:8.1f} s/{epochs} epoch(s)"
+    + (
+      f" (buckets {','.join(map(str, r['buckets']))}; "
+      f"compile {r['compile_s']:.1f} s, {r['compiles']} programs; steps "
+      f"{r['steps_s']:.1f} s; s/step by width "
+      + ", ".join(f"{w}: {t:.3f}" for w, t in r["step_s_by_width"].items())
+      + ")"
+      if "compiles" in r
+      else ""
+    )
+    + (" [extrapolated]" if r.get("extrapolated") else "")
+    + f"   eval {r['eval_ex_s']:8.2f} ex/s"
+  )
+
+
+def _ratios(result: dict) -> dict[str, float]:
+  """Our sides' speed over the padded and transformers' sides, training and evaluation."""
+  ratios = {}
+  for ours in ("bucketed", "powers", "finer", "rerun"):
+    for other in ("padded", "torch"):
+      if ours in result and other in result:
+        ratios[f"train {ours}/{other}"] = result[other]["train_s"] / result[ours]["train_s"]
+        ratios[f"eval {ours}/{other}"] = result[ours]["eval_ex_s"] / result[other]["eval_ex_s"]
+  return ratios
 
 
 if __name__ == "__main__":

@@ -56,7 +56,6 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> dict:
   args = parse_args(argv)
-  import impls
   import jax
 
   import albert_flax as af
@@ -92,73 +91,21 @@ def main(argv=None) -> dict:
           cfg = af.AlbertConfig.preset(
             size, dtype=dtype, attention_implementation=attention, remat=remat
           )
-          batch = common.pretraining_batch(batch_size, seq, cfg.vocab_size, args.predictions)
-          side = impls.OursJax(cfg, batch)
-          side.train_step()  # compile
-          side.train_step()
-          times, cpu_times = [], []
-          for _ in range(args.steps):
-            wall, cpu = common.time_call(side.train_step)
-            times.append(wall)
-            cpu_times.append(cpu)
-          step_s = common.Spread.of(times)
-          step_cpu_s = common.Spread.of(cpu_times)
-          flops = (
-            common.model_flops_per_token(
-              cfg.num_hidden_layers,
-              cfg.hidden_size,
-              cfg.intermediate_size,
-              seq,
-              cfg.embedding_size,
-              cfg.vocab_size,
-              args.predictions,
-            )
-            * batch_size
-            * seq
+          key = dict(
+            size=size, batch=batch_size, seq=seq, dtype=dtype, attention=attention, remat=remat
           )
-          row = {
-            "size": size,
-            "batch": batch_size,
-            "seq": seq,
-            "dtype": dtype,
-            "attention": attention,
-            "remat": remat,
-            "step_s": step_s.__dict__,
-            "model_tflop_per_step": flops / 1e12,
-            "achieved_gflops": flops / step_s.median / 1e9,
-            "peak_gflops": peaks[dtype] / 1e9,
-            "mfu": flops / step_s.median / peaks[dtype],
-            "step_cpu_s": step_cpu_s.__dict__,
-            # The same ratio with CPU seconds on both sides: robust to other processes.
-            "mfu_by_cpu_time": flops / step_cpu_s.median / cpu_peaks[dtype],
-            "tokens_per_s": batch_size * seq / step_s.median,
-            "load": common.load_average()[0],
-          }
+          row = _measure(cfg, key, args, peaks[dtype], cpu_peaks[dtype])
           rows.append(row)
           print(
             f"{size:10s} B={batch_size:<3d} S={seq:<4d} {dtype:8s} attn={attention:5s} "
-            f"remat={remat:5s} step {step_s.fmt(3)} s  {row['tokens_per_s']:8.0f} tok/s  "
+            f"remat={remat:5s} step {common.Spread(**row['step_s']).fmt(3)} s  "
+            f"{row['tokens_per_s']:8.0f} tok/s  "
             f"{row['achieved_gflops']:8.1f} GFLOP/s  MFU {row['mfu']:.3f} "
             f"(by CPU time {row['mfu_by_cpu_time']:.3f})  "
             f"load {row['load']:.1f}",
             flush=True,
           )
-          del side
-  # The peak again: a machine that got quieter since the start must not inflate the MFU.
-  for d in dtypes:
-    again, again_cpu = common.matmul_peak(d, peak_n)
-    for name, table, value, key in (
-      ("wall", peaks, again, "mfu"),
-      ("CPU-time", cpu_peaks, again_cpu, "mfu_by_cpu_time"),
-    ):
-      if value > table[d]:
-        print(f"# {d} {name} peak measured again higher: {value / 1e9:.1f} GFLOP/s; MFU rescaled")
-        for row in rows:
-          if row["dtype"] == d:
-            row[key] *= table[d] / value
-            if key == "mfu":
-              row["peak_gflops"] = value / 1e9
-        table[d] = value
+  _rescale_to_peaks_measured_again(rows, dtypes, peak_n, peaks, cpu_peaks)
   for row in rows:
     print(
       f"MFU {row['size']} {row['dtype']} attn={row['attention']} remat={row['remat']}: "
@@ -174,6 +121,71 @@ def main(argv=None) -> dict:
   }
   common.write_json(args.json, out)
   return out
+
+
+def _measure(cfg, key: dict, args, peak: float, cpu_peak: float) -> dict:
+  """One configuration's train step (`key`: size, batch, seq, dtype, attention, remat), timed
+  `args.steps` times after two untimed calls, and its model FLOPs against the matmul peaks."""
+  import impls
+
+  batch_size, seq = key["batch"], key["seq"]
+
+  batch = common.pretraining_batch(batch_size, seq, cfg.vocab_size, args.predictions)
+  side = impls.OursJax(cfg, batch)
+  side.train_step()  # compile
+  side.train_step()
+  times, cpu_times = [], []
+  for _ in range(args.steps):
+    wall, cpu = common.time_call(side.train_step)
+    times.append(wall)
+    cpu_times.append(cpu)
+  del side
+  step_s = common.Spread.of(times)
+  step_cpu_s = common.Spread.of(cpu_times)
+  flops = (
+    common.model_flops_per_token(
+      cfg.num_hidden_layers,
+      cfg.hidden_size,
+      cfg.intermediate_size,
+      seq,
+      cfg.embedding_size,
+      cfg.vocab_size,
+      args.predictions,
+    )
+    * batch_size
+    * seq
+  )
+  return {
+    **key,
+    "step_s": step_s.__dict__,
+    "model_tflop_per_step": flops / 1e12,
+    "achieved_gflops": flops / step_s.median / 1e9,
+    "peak_gflops": peak / 1e9,
+    "mfu": flops / step_s.median / peak,
+    "step_cpu_s": step_cpu_s.__dict__,
+    # The same ratio with CPU seconds on both sides: robust to other processes.
+    "mfu_by_cpu_time": flops / step_cpu_s.median / cpu_peak,
+    "tokens_per_s": batch_size * seq / step_s.median,
+    "load": common.load_average()[0],
+  }
+
+
+def _rescale_to_peaks_measured_again(rows, dtypes, peak_n, peaks, cpu_peaks) -> None:
+  """The peaks again: a machine that got quieter since the start must not inflate the MFU."""
+  for d in dtypes:
+    again, again_cpu = common.matmul_peak(d, peak_n)
+    for name, table, value, key in (
+      ("wall", peaks, again, "mfu"),
+      ("CPU-time", cpu_peaks, again_cpu, "mfu_by_cpu_time"),
+    ):
+      if value > table[d]:
+        print(f"# {d} {name} peak measured again higher: {value / 1e9:.1f} GFLOP/s; MFU rescaled")
+        for row in rows:
+          if row["dtype"] == d:
+            row[key] *= table[d] / value
+            if key == "mfu":
+              row["peak_gflops"] = value / 1e9
+        table[d] = value
 
 
 if __name__ == "__main__":

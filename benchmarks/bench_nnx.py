@@ -37,7 +37,6 @@ def main() -> None:
   import jax
   import numpy as np
   import optax
-  from flax import nnx
 
   import albert_flax as af
   from albert_flax import sharding
@@ -54,10 +53,28 @@ def main() -> None:
   def loss_of(logits):
     return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
 
-  # --- linen
   linen = af.AlbertForSequenceClassification(config)
   params = sharding.unbox(jax.jit(linen.init)(jax.random.key(0), ids[:1])["params"])
-  opt_state = tx.init(params)
+  runners = {
+    "linen": _linen_runner(linen, params, tx, loss_of, ids),
+    "nnx.jit": _nnx_runner(af.nnx.from_linen(linen, params), tx, loss_of, ids),
+    "nnx split": _split_runner(af.nnx.from_linen(linen, params), tx, loss_of, ids),
+  }
+  timings = common.interleave(runners, args.repeats, args.calls)
+  print(f"\n{args.preset} L={config.num_hidden_layers} batch {args.batch} x {args.seq}:")
+  result = {}
+  for name in runners:
+    wall = common.Spread.of(timings.wall[name])
+    ratio = common.paired_ratios(timings.wall[name], timings.wall["linen"])
+    print(f"  {name:10s} {wall.median * 1e3:8.1f} ms/step   speed vs linen {ratio.fmt()}")
+    result[name] = {"wall_s": timings.wall[name], "speed_vs_linen": ratio.median}
+  common.write_json(args.json, {"machine": info, "args": vars(args), "results": result})
+
+
+def _linen_runner(linen, params, tx, loss_of, ids):
+  """One AdamW step of the linen model under jax.jit, as a call that blocks on its loss."""
+  import jax
+  import optax
 
   @jax.jit
   def linen_step(params, opt_state, ids):
@@ -67,15 +84,20 @@ def main() -> None:
     updates, opt_state = tx.update(grads, opt_state, params)
     return optax.apply_updates(params, updates), opt_state, loss
 
-  state = {"linen": (params, opt_state)}
+  state = {"linen": (params, tx.init(params))}
 
   def run_linen():
     p, o, loss = linen_step(*state["linen"], ids)
     state["linen"] = (p, o)
     return common.block(loss)
 
-  # --- nnx.jit
-  model = af.nnx.from_linen(linen, params)
+  return run_linen
+
+
+def _nnx_runner(model, tx, loss_of, ids):
+  """The same step of the nnx model under nnx.jit."""
+  from flax import nnx
+
   optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
 
   @nnx.jit
@@ -87,10 +109,16 @@ def main() -> None:
   def run_nnx():
     return common.block(nnx_step(model, optimizer, ids))
 
-  # --- jax.jit over split state
-  model2 = af.nnx.from_linen(linen, params)
-  optimizer2 = nnx.Optimizer(model2, tx, wrt=nnx.Param)
-  graphdef, split_state = nnx.split((model2, optimizer2))
+  return run_nnx
+
+
+def _split_runner(model, tx, loss_of, ids):
+  """The same step under jax.jit over the nnx model's split state."""
+  import jax
+  from flax import nnx
+
+  optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
+  graphdef, split_state = nnx.split((model, optimizer))
 
   @jax.jit
   def split_step(split_state, ids):
@@ -105,16 +133,7 @@ def main() -> None:
     holder["state"], loss = split_step(holder["state"], ids)
     return common.block(loss)
 
-  runners = {"linen": run_linen, "nnx.jit": run_nnx, "nnx split": run_split}
-  timings = common.interleave(runners, args.repeats, args.calls)
-  print(f"\n{args.preset} L={config.num_hidden_layers} batch {args.batch} x {args.seq}:")
-  result = {}
-  for name in runners:
-    wall = common.Spread.of(timings.wall[name])
-    ratio = common.paired_ratios(timings.wall[name], timings.wall["linen"])
-    print(f"  {name:10s} {wall.median * 1e3:8.1f} ms/step   speed vs linen {ratio.fmt()}")
-    result[name] = {"wall_s": timings.wall[name], "speed_vs_linen": ratio.median}
-  common.write_json(args.json, {"machine": info, "args": vars(args), "results": result})
+  return run_split
 
 
 if __name__ == "__main__":

@@ -112,7 +112,6 @@ def main(argv=None) -> dict:
     )
   info = common.machine_info()
   common.print_machine(info)
-  tokens = args.batch * args.seq
   results = {"machine": info, "args": vars(args), "rows": []}
   for dtype in args.dtypes:
     overrides = {
@@ -141,60 +140,69 @@ def main(argv=None) -> dict:
         else f"# hf_torch attention: {sides['hf_torch'].attn_implementation}"
       )
     for mode in args.modes:
-      calls = args.forward_calls if mode == "forward" else 1
-      print(
-        f"## {args.size} L={cfg.num_hidden_layers} {dtype} {mode} B={args.batch} "
-        f"S={args.seq}: warm-up (compiles) then {args.repeats} interleaved repeats",
-        flush=True,
-      )
-      runners = {
-        n: getattr(s, "forward" if mode == "forward" else "train_step") for n, s in sides.items()
-      }
-      slow = {}
-      for name, run in runners.items():
-        seconds, _ = common.time_call(run)  # warm-up, and compilation for the JAX sides
-        if seconds > args.slow_seconds and sides[name].compiles:
-          seconds, _ = common.time_call(run)  # that included compiling: time a warm call
-        if seconds > args.slow_seconds:
-          slow[name] = args.slow_repeats
-          print(f"  {name}: {seconds:.0f}s per call, timed in {args.slow_repeats} repeat(s) only")
-      timings = common.interleave(runners, args.repeats, calls=calls, warmup=0, repeats_for=slow)
-      for name in sides:
-        rate = common.Spread.of([tokens / t for t in timings.wall[name]])
-        row = {
-          "size": args.size,
-          "layers": cfg.num_hidden_layers,
-          "dtype": dtype,
-          "mode": mode,
-          "side": name,
-          "batch": args.batch,
-          "seq": args.seq,
-          "ours_config": {
-            "remat": configs[name].remat,
-            "attention": args.ours_attention,
-            "scan_layers": not args.ours_unrolled,
-          },
-          "ms": common.Spread.of([t * 1e3 for t in timings.wall[name]]).__dict__,
-          "cpu_ms": common.Spread.of([t * 1e3 for t in timings.cpu[name]]).__dict__,
-          "tokens_per_s": rate.__dict__,
-          "load": timings.load,
-        }
-        line = f"  {name:9s} {rate.fmt(0):>26s} tokens/s"
-        if name != "ours" and "ours" in timings.wall:
-          ratio = common.paired_ratios(timings.wall["ours"], timings.wall[name])
-          cpu_ratio = common.paired_ratios(timings.cpu["ours"], timings.cpu[name])
-          row["ratio_ours_over"] = ratio.__dict__
-          row["cpu_time_ratio_ours_over"] = cpu_ratio.__dict__
-          goal = GOALS.get((mode, dtype, name))
-          line += f"   ours/{name} = {ratio.fmt()} (by CPU time {cpu_ratio.fmt()})"
-          if goal:
-            line += f"  goal >= {goal}: {'met' if ratio.median >= goal else 'NOT met'}"
-        print(line, flush=True)
-        results["rows"].append(row)
-      print(f"  load during the repeats: {min(timings.load):.2f} .. {max(timings.load):.2f}")
+      results["rows"] += _measure_mode(args, mode, dtype, sides, configs, cfg.num_hidden_layers)
     del sides
   common.write_json(args.json, results)
   return results
+
+
+def _measure_mode(args, mode: str, dtype: str, sides: dict, configs: dict, layers: int) -> list:
+  """Every side's `mode` ("forward" or "train") timed in interleaved repeats after a warm-up
+  call (slow sides in fewer repeats); one printed line and one row per side."""
+  tokens = args.batch * args.seq
+  rows = []
+  calls = args.forward_calls if mode == "forward" else 1
+  print(
+    f"## {args.size} L={layers} {dtype} {mode} B={args.batch} "
+    f"S={args.seq}: warm-up (compiles) then {args.repeats} interleaved repeats",
+    flush=True,
+  )
+  runners = {
+    n: getattr(s, "forward" if mode == "forward" else "train_step") for n, s in sides.items()
+  }
+  slow = {}
+  for name, run in runners.items():
+    seconds, _ = common.time_call(run)  # warm-up, and compilation for the JAX sides
+    if seconds > args.slow_seconds and sides[name].compiles:
+      seconds, _ = common.time_call(run)  # that included compiling: time a warm call
+    if seconds > args.slow_seconds:
+      slow[name] = args.slow_repeats
+      print(f"  {name}: {seconds:.0f}s per call, timed in {args.slow_repeats} repeat(s) only")
+  timings = common.interleave(runners, args.repeats, calls=calls, warmup=0, repeats_for=slow)
+  for name in sides:
+    rate = common.Spread.of([tokens / t for t in timings.wall[name]])
+    row = {
+      "size": args.size,
+      "layers": layers,
+      "dtype": dtype,
+      "mode": mode,
+      "side": name,
+      "batch": args.batch,
+      "seq": args.seq,
+      "ours_config": {
+        "remat": configs[name].remat,
+        "attention": args.ours_attention,
+        "scan_layers": not args.ours_unrolled,
+      },
+      "ms": common.Spread.of([t * 1e3 for t in timings.wall[name]]).__dict__,
+      "cpu_ms": common.Spread.of([t * 1e3 for t in timings.cpu[name]]).__dict__,
+      "tokens_per_s": rate.__dict__,
+      "load": timings.load,
+    }
+    line = f"  {name:9s} {rate.fmt(0):>26s} tokens/s"
+    if name != "ours" and "ours" in timings.wall:
+      ratio = common.paired_ratios(timings.wall["ours"], timings.wall[name])
+      cpu_ratio = common.paired_ratios(timings.cpu["ours"], timings.cpu[name])
+      row["ratio_ours_over"] = ratio.__dict__
+      row["cpu_time_ratio_ours_over"] = cpu_ratio.__dict__
+      goal = GOALS.get((mode, dtype, name))
+      line += f"   ours/{name} = {ratio.fmt()} (by CPU time {cpu_ratio.fmt()})"
+      if goal:
+        line += f"  goal >= {goal}: {'met' if ratio.median >= goal else 'NOT met'}"
+    print(line, flush=True)
+    rows.append(row)
+  print(f"  load during the repeats: {min(timings.load):.2f} .. {max(timings.load):.2f}")
+  return rows
 
 
 if __name__ == "__main__":

@@ -214,13 +214,7 @@ class OursJax(_JaxSide):
     stats_fn = losses.pretraining_stats_fn(model)
 
     def forward_fn(params, b):
-      out = model.apply(
-        {"params": params},
-        b["input_ids"],
-        b["attention_mask"],
-        b["token_type_ids"],
-        masked_positions=b["masked_lm_positions"],
-      )
+      out = losses.apply_pretraining(model, params, b)
       return out.prediction_logits, out.sop_logits
 
     self._setup(init_params_fn, stats_fn, forward_fn, batch, abstract)

@@ -56,18 +56,16 @@ class TrainBatches:
 
 class TrainBatchMaker:
   """Training rows (every row, on every process) -> the train step's global batch: this
-  process's rows, the per-row weights, and the run's seed when runs share the step.
-  `example`: the first `batch_size` rows of `columns`, the shapes compile_ahead compiles for."""
+  process's rows and the per-row weights. `example`: the first `batch_size` rows of `columns`,
+  the shapes compile_ahead compiles for."""
 
-  def __init__(self, columns: Features, batch_size: int, mesh, seed: int | None = None):
-    self.batch_size, self.mesh, self.seed = batch_size, mesh, seed
+  def __init__(self, columns: Features, batch_size: int, mesh):
+    self.batch_size, self.mesh = batch_size, mesh
     rows = np.arange(batch_size) % num_rows(columns)
     self.example = {k: v[rows] for k, v in columns.items()}
 
   def __call__(self, batch: Features) -> dict[str, jax.Array]:
     batch = dict(batch, weights=np.ones((self.batch_size,), np.float32))
-    if self.seed is not None:
-      batch["dropout_seed"] = np.full((self.batch_size,), self.seed, np.int32)
     return device_batch(batch, self.mesh, self.batch_size)
 
 

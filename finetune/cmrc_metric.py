@@ -24,6 +24,8 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 
+from finetune import squad_metrics
+
 # The official script's list. "……" is one two-character entry, so a lone "…" never matches it,
 # as in the official script.
 PUNCTUATION = (
@@ -104,15 +106,9 @@ def evaluate(
 ) -> dict[str, float]:
   """Official scores in percent: {"f1", "em", "average"}; question id -> answers / prediction.
   A question without a prediction scores 0 (and is counted)."""
-  if not golds:
-    raise ValueError("no questions to score")
-  f1 = em = 0.0
-  for qid, answers in golds.items():
-    if not answers:
-      raise ValueError(f"question {qid!r} has no gold answer")
-    if qid not in predictions:
-      continue
-    f1 += f1_score(answers, str(predictions[qid]))
-    em += exact_match(answers, str(predictions[qid]))
-  f1, em = 100.0 * f1 / len(golds), 100.0 * em / len(golds)
+
+  def score(answers, prediction):
+    return exact_match(answers, prediction), f1_score(answers, prediction)
+
+  em, f1 = squad_metrics.percent_scores(golds, predictions, score, "CMRC 2018")
   return {"f1": f1, "em": em, "average": (f1 + em) / 2}

@@ -21,7 +21,7 @@ from jax.sharding import Mesh
 import albert_flax as af
 from albert_flax.train import profiling, settings, training
 from albert_flax.train.batch_spec import BatchField, check_batch, check_fits_mesh
-from albert_flax.train.program import ConfigError
+from albert_flax.train.mistakes import ConfigError
 from finetune import buckets as buckets_lib
 from finetune.configs.common import PER_TASK_FIELDS, SMALL_HIDDEN_SIZE, SMALL_MODEL_DEFAULTS
 from finetune.data import MODEL_INPUTS, Features, num_rows
@@ -201,8 +201,6 @@ def make_stats_fn(model, task: Task) -> training.StatsFn:
   (dropout on) or inference mode, then the task's loss terms as (sum, weight) pairs."""
 
   def stats_fn(params, batch, rng, train):
-    if "dropout_seed" in batch:  # runs of several seeds share one compiled step (seeds.py)
-      rng = jax.random.fold_in(rng, batch["dropout_seed"][0])
     outputs = apply_model(model, params, batch, rngs={"dropout": rng} if train else None)
     return task.stats(outputs, batch)
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import collections
 import re
 import string
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b", re.UNICODE)
 _PUNCTUATION = frozenset(string.punctuation)
@@ -66,6 +66,26 @@ def _check_golds(golds: Mapping[str, Sequence[str]]) -> None:
     raise ValueError("no questions to score")
 
 
+def percent_scores(
+  golds: Mapping[str, Sequence[str]],
+  predictions: Mapping[str, str],
+  score: Callable[[Sequence[str], str], tuple[float, float]],
+  dataset: str,
+) -> tuple[float, float]:
+  """(exact, f1) in percent of all questions, from `score(answers, prediction)` -> (exact, f1)
+  of each answered question: an unanswered one scores 0, as in the official scripts (SQuAD v1.1,
+  CMRC 2018). A question without a gold answer is an error (`dataset` names the data set)."""
+  _check_golds(golds)
+  exact = f1 = 0.0
+  for qid, answers in golds.items():
+    if not answers:
+      raise ValueError(f"question {qid!r} has no gold answer ({dataset} needs one)")
+    if qid in predictions:
+      e, f = score(answers, str(predictions[qid]))
+      exact, f1 = exact + e, f1 + f
+  return 100.0 * exact / len(golds), 100.0 * f1 / len(golds)
+
+
 def evaluate_v1(
   golds: Mapping[str, Sequence[str]], predictions: Mapping[str, str]
 ) -> dict[str, float]:
@@ -74,17 +94,12 @@ def evaluate_v1(
   golds: question id -> gold answer texts (at least one each); predictions: id -> text. A
   question without a prediction scores 0, as in the official script.
   """
-  _check_golds(golds)
-  em = f1 = 0.0
-  for qid, answers in golds.items():
-    if not answers:
-      raise ValueError(f"question {qid!r} has no gold answer (SQuAD v1.1 needs one)")
-    if qid not in predictions:
-      continue
-    pred = predictions[qid]
-    em += max(exact_match(pred, a) for a in answers)
-    f1 += max(f1_v1(pred, a) for a in answers)
-  return {"exact_match": 100.0 * em / len(golds), "f1": 100.0 * f1 / len(golds)}
+
+  def score(answers, pred):
+    return max(exact_match(pred, a) for a in answers), max(f1_v1(pred, a) for a in answers)
+
+  em, f1 = percent_scores(golds, predictions, score, "SQuAD v1.1")
+  return {"exact_match": em, "f1": f1}
 
 
 def _raw_scores_v2(golds, predictions):

@@ -43,13 +43,13 @@ def build_steps(
   task: Any,
   mesh: Mesh,
   example: Mapping[str, Any],
-  train_seed: int | None = None,
 ) -> FinetuningSteps:
   """The optimizer, state layout and jitted steps of `config` for `model` and `task` on `mesh`.
 
   example: model inputs of one row ([1, ...] arrays), for the parameters' shapes. Computes
-  nothing: the state's shapes come from `jax.eval_shape`. train_seed: the train step's dropout
-  seed (default config.seed; multi-seed runs pass 0 and send each run's seed with its batches).
+  nothing: the state's shapes come from `jax.eval_shape`. The train step takes the run's dropout
+  seed as its own argument, `(state, batch, training.step_seed(config.seed))`, so runs of
+  several seeds share it.
   """
   optimizer, schedule = optim.create_optimizer(
     config.optimizer,
@@ -83,7 +83,7 @@ def build_steps(
     shardings,
     mesh,
     grad_accum_steps=config.grad_accum_steps,
-    seed=config.seed if train_seed is None else train_seed,
+    seed=None,  # the step's argument
     learning_rate_fn=schedule,
   )
   predict_step = make_predict_fn(model, task, shardings.params, mesh)
@@ -106,7 +106,7 @@ def make_predict_fn(model, task: Task, params_shardings, mesh) -> training.MeshF
 @dataclasses.dataclass
 class SharedSteps:
   """The jitted steps that runs of one config differing only in seed share (finetune.seeds):
-  the first run builds them (its train step takes each run's dropout seed with the batch), the
+  the first run builds them (the train step takes each run's dropout seed as its argument), the
   others reuse them, so N seeds compile once per padded length."""
 
   steps: FinetuningSteps | None = None
@@ -142,7 +142,9 @@ def compile_program(
   return aot.Program(
     mesh,
     [
-      aot.CompileJob("train_step", steps.train_step, (state, train_batch)),
+      aot.CompileJob(
+        "train_step", steps.train_step, (state, train_batch, training.abstract_step_seed(mesh))
+      ),
       aot.CompileJob("predict_step", steps.predict_step, (state.params, eval_inputs)),
     ],
     config.batch_size,

@@ -32,6 +32,7 @@ import jax
 import ml_collections
 import numpy as np
 from etils import epath
+from jax.sharding import Mesh
 
 import albert_flax as af
 from albert_flax import flops, paths, sharding
@@ -103,8 +104,8 @@ def run_one(
 
   Rerunning with the same workdir resumes from checkpoints/latest (the same batches follow).
   shared_steps: shared by runs of one config that differ only in seed (finetune/seeds.py):
-  the first run puts its jitted steps there, the others reuse them, so they compile once; the
-  seed then reaches the dropout RNG through the batch.
+  the first run puts its jitted steps there, the others reuse them, so they compile once (the
+  seed is the train step's argument).
   After a SIGTERM / SIGINT stop the result is {"interrupted": True, "step": N, "signal": name};
   a rerun of a finished run returns its results without training ("finished_before" in them is
   not set: they are the stored eval_results).
@@ -162,30 +163,12 @@ def _train(
   """run_one's work, inside the run's hold on the workdir."""
   ledger = GoodputLedger(workdir)  # where this start's time goes (albert_flax.train.goodput)
   ctx, data, params = _load(config, workdir, run)
-  mesh = sharding.make_mesh(config.mesh.data, config.mesh.fsdp, config.mesh.tensor)
-  spec.check_mesh(config, mesh)
-  steps, compiles = _steps(ctx, mesh, data.train_columns, shared_steps)
-  state, state_shardings = training.init_train_state(
-    steps.init_params_fn, steps.optimizer, mesh, jax.random.key(config.seed), params=params
-  )
+  devices, state = _on_devices(ctx, data, params, shared_steps)
   del params
-  train_step = steps.train_step
-  predictor = Predictor(
-    steps.predict_step,
-    mesh,
-    config.eval_batch_size,
-    data.buckets,
-    ctx.task.sequence_outputs,
-    compiles,
-  )
-
-  latest = TrainCheckpointManager(workdir / layout.LATEST_CHECKPOINTS, max_to_keep=1)
-  # The best parameters so far: orbax keeps the checkpoint of the highest task.best_metric.
-  best = TrainCheckpointManager(
-    workdir / layout.BEST_CHECKPOINTS, max_to_keep=1, best_metric=ctx.task.best_metric
-  )
+  train_step, predictor, compiles = devices.train_step, devices.predictor, devices.compiles
+  latest, best = _checkpoint_managers(workdir, ctx.task)
   with ledger.phase("restore"):
-    restored = latest.restore(training.abstract_with_shardings(state, state_shardings))
+    restored = latest.restore(training.abstract_with_shardings(state, devices.state_shardings))
   start = 0
   if restored is not None:
     state, _, start = restored
@@ -203,12 +186,12 @@ def _train(
   # The batches are a function of (seed, step): resuming at `start` replays the same sequence.
   train = TrainBatches(columns, config.batch_size, config.seed, data.buckets)
   batches = train.iterate(start)
-  # Runs that share the step (several seeds) send their seed with each batch.
-  make_batch = TrainBatchMaker(
-    columns, config.batch_size, mesh, config.seed if shared_steps is not None else None
-  )
+  make_batch = TrainBatchMaker(columns, config.batch_size, devices.mesh)
+  seed = training.step_seed(config.seed)  # the step's dropout seed: runs of several seeds share it
   if config.compile_ahead and start < config.train_steps:
-    _compile_ahead(config, train_step, state, train, make_batch, predictor, data.dev_sets, start)
+    _compile_ahead(
+      config, devices, train, make_batch, data.dev_sets, state=state, seed=seed, start=start
+    )
   # The writer is closed on every exit, after the final evaluation's rows.
   # Step time, tokens/s, TFLOP/s, MFU, input waits, memory, slow steps, profiles: see loop.py.
   # The loop waits for the device at log steps only: slow steps are judged per logged interval.
@@ -224,7 +207,7 @@ def _train(
     for step in loop:
       batch = loop.next_batch(batches)
       compiles.record("train_step", batch)
-      state, metrics = train_step(state, make_batch(batch))
+      state, metrics = train_step(state, make_batch(batch), seed)
       writer.advance(step)
       if loop.due(config.log_every_steps):
         metrics = jax.device_get(metrics)
@@ -242,9 +225,56 @@ def _train(
           latest.save(step, state, {"next_batch": step})  # a no-op if this step was just saved
     if loop.interrupted:
       return {"interrupted": True, "step": loop.step, "signal": loop.signal_name}
-    best_params, best_step = _best_params(best, state.params, state_shardings.params)
+    best_params, best_step = _best_params(best, state.params, devices.state_shardings.params)
     with loop.phase("evaluation"):  # the final evaluation, its predictions and the model
       return _final_evaluation(ctx, predictor, writer, best_params, best_step)
+
+
+@dataclasses.dataclass
+class OnDevices:
+  """The run's jitted steps on its mesh: the train step, the predictor, the train state's
+  layout and the count of the steps' compilations (one per padded length)."""
+
+  mesh: Mesh
+  state_shardings: training.TrainState
+  train_step: training.MeshFunction  # (state, batch, seed) -> (state, metrics)
+  predictor: Predictor
+  compiles: buckets_lib.CompileCounter
+
+
+def _on_devices(
+  ctx: Run, data: RunData, params: Any, shared_steps: SharedSteps | None
+) -> tuple[OnDevices, training.TrainState]:
+  """The mesh, the jitted steps (built here, or shared by runs of several seeds) and the train
+  state, created in its shardings from the checkpoint's `params`."""
+  config = ctx.config
+  mesh = sharding.make_mesh(config.mesh.data, config.mesh.fsdp, config.mesh.tensor)
+  spec.check_mesh(config, mesh)
+  steps, compiles = _steps(ctx, mesh, data.train_columns, shared_steps)
+  state, state_shardings = training.init_train_state(
+    steps.init_params_fn, steps.optimizer, mesh, jax.random.key(config.seed), params=params
+  )
+  predictor = Predictor(
+    steps.predict_step,
+    mesh,
+    config.eval_batch_size,
+    data.buckets,
+    ctx.task.sequence_outputs,
+    compiles,
+  )
+  return OnDevices(mesh, state_shardings, steps.train_step, predictor, compiles), state
+
+
+def _checkpoint_managers(
+  workdir: epath.Path, task: Task
+) -> tuple[TrainCheckpointManager, TrainCheckpointManager]:
+  """(latest: the full train state at the last evaluation, best: the parameters of the highest
+  task.best_metric so far, which orbax keeps)."""
+  latest = TrainCheckpointManager(workdir / layout.LATEST_CHECKPOINTS, max_to_keep=1)
+  best = TrainCheckpointManager(
+    workdir / layout.BEST_CHECKPOINTS, max_to_keep=1, best_metric=task.best_metric
+  )
+  return latest, best
 
 
 def _load(
@@ -300,8 +330,8 @@ def _steps(
   the ones an earlier run of the same config built."""
   config = ctx.config
   # The same builder serves compile-only mode (finetune.steps.compile_program). Runs that differ
-  # only in seed (finetune/seeds.py) share one build through `shared_steps`: the seed then comes
-  # with each batch (dropout_seed), so N seeds compile once.
+  # only in seed (finetune/seeds.py) share one build through `shared_steps`: the seed is the
+  # train step's argument, so N seeds compile once.
   if shared_steps is not None and shared_steps.steps is not None:
     return shared_steps.steps, shared_steps.compiles
   steps = build_steps(
@@ -310,7 +340,6 @@ def _steps(
     ctx.task,
     mesh,
     {k: v[:1] for k, v in train_features.items()},
-    train_seed=0 if shared_steps is not None else config.seed,
   )
   if shared_steps is None:
     return steps, buckets_lib.CompileCounter()
@@ -319,14 +348,16 @@ def _steps(
 
 
 def _compile_ahead(
-  config, train_step, state, train: TrainBatches, make_batch, predictor, dev_sets, start: int
+  config, devices: OnDevices, train: TrainBatches, make_batch, dev_sets, *, state, seed, start
 ) -> None:
-  """compile_ahead for the steps from `start` and the dev sets, and a log line of what it did."""
+  """compile_ahead for the steps from `start` and the dev sets, and a log line of what it did.
+  state, seed: the train step's arguments."""
   began = time.perf_counter()
   dev_inputs = [{k: s.features[k] for k in MODEL_INPUTS} for s in dev_sets]
   compiled, train_widths, predict_widths = compile_ahead(
-    train_step, state, train, make_batch, predictor, dev_inputs, range(start, config.train_steps)
-  )
+    devices.train_step, state, train, make_batch, devices.predictor, dev_inputs,
+    range(start, config.train_steps), seed,
+  )  # fmt: skip
   if compiled:
     log.info(
       "compiled %d programs ahead in %.1f s (train_step widths %s, predict widths %s)",

@@ -16,6 +16,8 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from albert_flax.paper import PAPER_PARAMETERS
+
 TABLES = ("3", "4", "5")
 PAPER_EMBEDDING_SIZES = (64, 128, 256, 768)
 SHARING_NAMES = {
@@ -211,8 +213,6 @@ def format_table(
 def paper_millions(table: str, variant: Variant) -> int | None:
   """The paper's parameter count (millions) of its variant: Tables 3 and 4 print one
   (albert_flax.paper); Table 5's model is ALBERT-base, all-shared, E=128 (Table 3's 12M)."""
-  from albert_flax.paper import PAPER_PARAMETERS
-
   key_table = 3 if table == "5" else int(table)
   return PAPER_PARAMETERS.get((key_table, variant.embedding_size, variant.sharing))
 
@@ -222,6 +222,7 @@ def plot_mlm_curves(
 ) -> None:
   """A PNG of held-back MLM accuracy against the step: one panel per table, one line per
   variant ({table: {variant label: [(step, accuracy percent)]}})."""
+  # matplotlib only here: an optional dependency of this one figure.
   import matplotlib
 
   matplotlib.use("Agg")  # files only: no display

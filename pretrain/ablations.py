@@ -28,7 +28,6 @@ WORKDIR/ablations.json, and WORKDIR/mlm_accuracy.png (the variants' MLM accuracy
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import importlib
 import importlib.util
 import json
@@ -43,75 +42,16 @@ from absl import flags
 from etils import epath
 
 from albert_flax import workdir as layout
+from albert_flax.config import AlbertConfig
+from albert_flax.train import aot
+from finetune import builtin_tasks
 from pretrain import ablation_report as report
-from pretrain.ablation_report import Variant
+from pretrain import ablation_runs as runs
+from pretrain import steps, train
 
 log = logging.getLogger(__name__)
 
 DEFAULT_CONFIG = os.path.join(os.path.dirname(__file__), "configs", "tiny.py")
-DONE_FILE = "done.json"
-
-
-# ============================================================================== downstream tasks
-
-
-@dataclasses.dataclass(frozen=True)
-class Downstream:
-  """A fine-tuning run per variant: its column, config file, settings and the dev metric(s)."""
-
-  column: str
-  config: str  # finetune/configs/<config>.py
-  settings: dict
-  metrics: tuple[str, ...]  # "accuracy", or ("f1", "exact...") shown as F1/EM
-
-
-def downstream_tasks(
-  glue_dir: str, squad_dir: str, race_dir: str, builtin_dir: str, finetune: bool = True
-) -> list[Downstream]:
-  """The paper's tasks whose folders are given; the two built-in tasks when none is; none
-  without `finetune`."""
-  tasks = []
-  if not finetune:
-    return tasks
-  if squad_dir:
-    tasks += [
-      Downstream("SQuAD1.1", "squad", {"version": "1.1", "data_dir": squad_dir}, ("f1", "exact")),
-      Downstream("SQuAD2.0", "squad", {"version": "2.0", "data_dir": squad_dir}, ("f1", "exact")),
-    ]
-  if glue_dir:
-    tasks += [
-      Downstream("MNLI", "glue", {"task": "mnli", "data_dir": f"{glue_dir}/MNLI"}, ("accuracy",)),
-      Downstream("SST-2", "glue", {"task": "sst2", "data_dir": f"{glue_dir}/SST-2"}, ("accuracy",)),
-    ]
-  if race_dir:
-    tasks.append(Downstream("RACE", "race", {"data_dir": race_dir}, ("accuracy",)))
-  if not tasks:
-    tasks = [
-      Downstream(
-        "docstring_kind",
-        "glue",
-        {"task": "sst2", "data_dir": f"{builtin_dir}/docstring_kind"},
-        ("accuracy",),
-      ),
-      Downstream(
-        "next_sentence",
-        "glue",
-        {"task": "mrpc", "data_dir": f"{builtin_dir}/next_sentence"},
-        ("accuracy",),
-      ),
-    ]
-  return tasks
-
-
-def dev_metric(results: dict[str, float], name: str) -> float | None:
-  """The dev value of `name` in fine-tuning results ("<set>/<metric>"): the first dev set's
-  (MNLI: matched), in percent; SQuAD's exact match is "exact_match" (v1.1) or "exact" (v2.0)."""
-  for key in sorted(results):
-    evaluated, _, metric = key.partition("/")
-    if evaluated.startswith("dev") and (metric == name or metric == f"{name}_match"):
-      value = float(results[key])
-      return value if metric != "accuracy" and value > 1.0 else 100.0 * value
-  return None
 
 
 # =================================================================================== the runs
@@ -125,115 +65,6 @@ def load_config_file(path: str) -> ml_collections.ConfigDict:
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   return module.get_config()
-
-
-def pretraining_config(base: ml_collections.ConfigDict, variant: Variant, budget: dict):
-  """The pretraining config of `variant`: `base` with the budget and the variant's settings."""
-  c = ml_collections.ConfigDict(base.to_dict())
-  c.model_overrides.embedding_size = variant.embedding_size
-  if variant.sharing != "all" or "cross_layer_sharing" in c.model_overrides:
-    if "cross_layer_sharing" not in c.model_overrides:
-      raise ValueError(
-        f"variant {variant.name}: this albert_flax has no AlbertConfig.cross_layer_sharing"
-      )
-    c.model_overrides.cross_layer_sharing = variant.sharing
-  c.sentence_loss = variant.sentence_loss
-  for key, value in budget.items():
-    target, *parents, leaf = [c, *key.split(".")]
-    for p in parents:
-      target = target[p]
-    target[leaf] = value
-  return c
-
-
-def count_params(model_config: Any) -> int:
-  """Parameters of the encoder (AlbertModel: embeddings, layers, pooler), as the paper counts
-  them (albert_flax.paper); from shapes, nothing allocated."""
-  from albert_flax import paper
-
-  return paper.backbone_parameter_count(model_config)
-
-
-def _done(path: epath.Path) -> dict | None:
-  f = path / DONE_FILE
-  return json.loads(f.read_text()) if f.exists() else None
-
-
-def run_pretraining(config, directory: epath.Path) -> dict:
-  """Pretrain (or resume) in `directory`; its eval rows. Skipped when done.json is there."""
-  from pretrain import train
-
-  done = _done(directory)
-  if done is None:
-    result = train.train_and_evaluate(config, str(directory))
-    if result.get("interrupted"):
-      raise KeyboardInterrupt(f"pretraining in {directory} interrupted: rerun to resume")
-    done = {"step": result["step"]}
-    (directory / DONE_FILE).write_text(json.dumps(done))
-  rows = [json.loads(line) for line in (directory / layout.METRICS_FILE).read_text().splitlines()]
-  return {"eval_rows": [r for r in rows if r.get("split") == "eval"], **done}
-
-
-def run_finetuning(task: Downstream, init_from: epath.Path, directory: epath.Path, ft: dict):
-  """Fine-tune the pretrained model on `task` through the fine-tuning program; dev results."""
-  from finetune import train as finetune_train
-
-  done = _done(directory)
-  if done is not None:
-    return done
-  c = importlib.import_module(f"finetune.configs.{task.config}").get_config()
-  for key, value in task.settings.items():
-    c[key] = value
-  c.init_from = str(init_from)
-  c.train_steps = ft["steps"]
-  c.batch_size = ft["batch"]
-  c.max_seq_length = ft["seq"]
-  c.eval_every_steps = ft["steps"]  # one evaluation, at the end
-  c.max_train_examples = ft["max_examples"]
-  c.seed = ft["seed"]
-  c.progress_bar = False
-  c.tensorboard = False
-  results = finetune_train.train_and_evaluate(c, str(directory))
-  if results.get("interrupted"):
-    raise KeyboardInterrupt(f"fine-tuning in {directory} interrupted: rerun to resume")
-  (directory / DONE_FILE).write_text(json.dumps(results))
-  return results
-
-
-def variant_result(
-  variant: Variant, pretrained: dict, finetuned: dict[str, dict], tasks, params: int
-) -> dict:
-  """Our row of a variant: parameters, MLM / NSP / SOP accuracy (%), task scores, average."""
-  final = pretrained["eval_rows"][-1] if pretrained["eval_rows"] else {}
-  scores, values = {}, []
-  for task in tasks:
-    found = [dev_metric(finetuned.get(task.column, {}), m) for m in task.metrics]
-    if found[0] is None:
-      continue
-    values.append(found[0])
-    scores[task.column] = "/".join(f"{v:.1f}" for v in found if v is not None)
-    if len(found) == 1:
-      scores[task.column] = found[0]
-  percent = {k: 100.0 * final[m] for k, m in _PRETRAINING_METRICS.items() if m in final}
-  return {
-    "variant": variant.name,
-    "params": params,
-    **percent,
-    "tasks": scores,
-    "avg": sum(values) / len(values) if len(values) == len(tasks) and values else None,
-    "mlm_curve": [
-      (r["step"], 100.0 * r["masked_lm_accuracy"])
-      for r in pretrained["eval_rows"]
-      if "masked_lm_accuracy" in r
-    ],
-  }
-
-
-_PRETRAINING_METRICS = {
-  "mlm": "masked_lm_accuracy",
-  "nsp": "next_sentence_accuracy",
-  "sop": "sentence_order_accuracy",
-}
 
 
 # =================================================================================== the command
@@ -276,8 +107,6 @@ def run(
   """Everything the command does but parse flags; returns {"tables": {table: markdown},
   "results": {variant name: our row}}. `report_only`: train nothing, tabulate what is finished
   (the rest shows as not run)."""
-  from pretrain import train
-
   root = epath.Path(workdir)
   root.mkdir(parents=True, exist_ok=True)
   tables_plan = plan(tables, embedding_sizes, only)
@@ -286,13 +115,38 @@ def run(
     f"ablations: tables {', '.join(tables)}: {len(variants)} variants "
     f"({', '.join(v.name for v in variants)})"
   )
-
   # One tokenizer for every variant (trained once on the training documents).
   if not report_only:
-    train.prepare_tokenizer(pretraining_config(base_config, variants[0], budget), root)
+    train.prepare_tokenizer(runs.pretraining_config(base_config, variants[0], budget), root)
   budget = {**budget, "tokenizer.spm_model": str(root / layout.TOKENIZER_FILE)}
+  tasks = _downstream(root, finetuning, glue_dir, squad_dir, race_dir, report_only)
+  results = {}
+  for i, variant in enumerate(variants):
+    vdir = root / "variants" / variant.name
+    if report_only:
+      results[variant.name] = _finished_row(variant, vdir, tasks)
+      continue
+    progress = f"ablations: [{i + 1}/{len(variants)}] {variant.name}"
+    print_fn(f"{progress}: pretraining")
+    config = runs.pretraining_config(base_config, variant, budget)
+    results[variant.name] = _variant_row(
+      variant, config, vdir, tasks, finetuning, progress, print_fn
+    )
+  return _write_report(root, tables_plan, results, budget, finetuning, tasks, print_fn)
+
+
+def _downstream(
+  root: epath.Path,
+  finetuning: dict,
+  glue_dir: str,
+  squad_dir: str,
+  race_dir: str,
+  report_only: bool,
+) -> list[runs.Downstream]:
+  """The fine-tuning tasks; the built-in ones written to root/builtin_tasks when they are used
+  and not written yet."""
   builtin_dir = root / "builtin_tasks"
-  tasks = downstream_tasks(
+  tasks = runs.downstream_tasks(
     glue_dir, squad_dir, race_dir, str(builtin_dir), finetune=finetuning["steps"] > 0
   )
   if (
@@ -300,37 +154,41 @@ def run(
     and any(t.column in ("docstring_kind", "next_sentence") for t in tasks)
     and not (builtin_dir / "next_sentence" / "dev.tsv").exists()
   ):
-    from finetune import builtin_tasks
-
     builtin_tasks.write(str(builtin_dir), seed=finetuning["seed"])
+  return tasks
 
-  results = {}
-  for i, variant in enumerate(variants):
-    vdir = root / "variants" / variant.name
-    if report_only:
-      if _done(vdir / "pretrain") is None:
-        results[variant.name] = {"variant": variant.name, "not_run": True, "mlm_curve": []}
-        continue
-      pretrained = run_pretraining(None, vdir / "pretrain")
-      finetuned = {t.column: _done(vdir / "finetune" / t.column) or {} for t in tasks}
-    else:
-      print_fn(f"ablations: [{i + 1}/{len(variants)}] {variant.name}: pretraining")
-      config = pretraining_config(base_config, variant, budget)
-      pretrained = run_pretraining(config, vdir / "pretrain")
-      finetuned = {}
-      for task in tasks:
-        print_fn(f"ablations: [{i + 1}/{len(variants)}] {variant.name}: fine-tuning {task.column}")
-        finetuned[task.column] = run_finetuning(
-          task, vdir / "pretrain", vdir / "finetune" / task.column, finetuning
-        )
-    from albert_flax import config as config_lib
 
-    model_config = config_lib.AlbertConfig.from_json_file(str(vdir / "pretrain" / "config.json"))
-    results[variant.name] = variant_result(
-      variant, pretrained, finetuned, tasks, count_params(model_config)
+def _variant_row(variant, config, vdir: epath.Path, tasks, finetuning: dict, progress, print_fn):
+  """Pretrain the variant (or resume), fine-tune it on every task; its row, kept in
+  vdir/result.json."""
+  pretrained = runs.run_pretraining(config, vdir / "pretrain")
+  finetuned = {}
+  for task in tasks:
+    print_fn(f"{progress}: fine-tuning {task.column}")
+    finetuned[task.column] = runs.run_finetuning(
+      task, vdir / "pretrain", vdir / "finetune" / task.column, finetuning
     )
-    (vdir / "result.json").write_text(json.dumps(results[variant.name], indent=1))
+  return _row(variant, vdir, pretrained, finetuned, tasks)
 
+
+def _finished_row(variant, vdir: epath.Path, tasks) -> dict:
+  """--report_only: the row of what the variant finished; "not_run" without its pretraining."""
+  if runs.done_results(vdir / "pretrain") is None:
+    return {"variant": variant.name, "not_run": True, "mlm_curve": []}
+  pretrained = runs.run_pretraining(None, vdir / "pretrain")
+  finetuned = {t.column: runs.done_results(vdir / "finetune" / t.column) or {} for t in tasks}
+  return _row(variant, vdir, pretrained, finetuned, tasks)
+
+
+def _row(variant, vdir: epath.Path, pretrained: dict, finetuned: dict, tasks) -> dict:
+  model_config = AlbertConfig.from_json_file(str(vdir / "pretrain" / "config.json"))
+  row = runs.variant_result(variant, pretrained, finetuned, tasks, runs.count_params(model_config))
+  (vdir / "result.json").write_text(json.dumps(row, indent=1))
+  return row
+
+
+def _write_report(root, tables_plan, results, budget, finetuning, tasks, print_fn) -> dict:
+  """ablations.md, ablations.json and mlm_accuracy.png in `root`; the tables printed."""
   columns = [t.column for t in tasks]
   markdown, curves = {}, {}
   for table, rows in tables_plan.items():
@@ -378,15 +236,12 @@ def compile_plan(
   print_fn=print,
 ) -> int:  # fmt: skip
   """--compile_only: each variant's pretraining steps compiled for the slice; 0 when all fit."""
-  from albert_flax.train import aot
-  from pretrain import steps
-
   planned = plan(tables, embedding_sizes, only)
   variants = list(dict.fromkeys(v for rows in planned.values() for _, v, _ in rows))
   status = 0
   for variant in variants:
     print_fn(f"ablations: {variant.name} on {topology}")
-    config = pretraining_config(base_config, variant, budget)
+    config = runs.pretraining_config(base_config, variant, budget)
     status |= aot.compile_only(
       config, steps.compile_program, topology, num_slices, print_fn=print_fn
     )

@@ -90,13 +90,7 @@ def create_data(
     max_ngram,
     sentence_pairs=sentence_pairs,
   )
-  stale = list(epath.Path(output_dir).glob("*.array_record"))
-  if stale:
-    # Readers glob the directory: old shards would silently join the new ones.
-    raise FileExistsError(
-      f"output_dir {output_dir!r} already holds {len(stale)} .array_record "
-      "files; remove them or choose another directory"
-    )
+  _check_no_shards(output_dir)
   tokenizer = data.load_tokenizer(spm_model, do_lower_case)
   tfds = data.TfdsDataset(tfds_name, tfds_split, tfds_data_dir) if tfds_name is not None else None
   source, builtin_split = data.make_source(input_files, tfds=tfds, cache_dir=cache_dir)
@@ -108,19 +102,7 @@ def create_data(
     upstream.allow_unparsed_absl_flags()  # GRAIN_UNPARSED_ABSL_FLAGS
     windows = windows.mp_prefetch(grain.MultiprocessingOptions(num_workers))
   writer = shards.ShardWriter(output_dir, num_shards)
-  start = last_log = time.time()
-  total = 0
-  examples = iter(windows)
-  try:
-    for ex in examples:
-      writer.write(ex)
-      total += num_examples(ex)
-      if time.time() - last_log > log_every:
-        last_log = time.time()
-        print(f"create_data: {total} examples, {total / (last_log - start):.0f}/s", flush=True)
-  finally:
-    writer.close()
-    getattr(examples, "close", lambda: None)()  # Stops mp_prefetch workers.
+  total = _write_all(windows, writer, log_every)
   if total == 0:
     raise ValueError(
       f"{stream.name}: no pretraining examples (a pair needs a document chunk of "
@@ -147,6 +129,35 @@ def create_data(
   }
   shards.write_info(output_dir, info)
   return info
+
+
+def _check_no_shards(output_dir: str) -> None:
+  """Readers glob the directory: old shards would silently join the new ones."""
+  stale = list(epath.Path(output_dir).glob("*.array_record"))
+  if stale:
+    raise FileExistsError(
+      f"output_dir {output_dir!r} already holds {len(stale)} .array_record "
+      "files; remove them or choose another directory"
+    )
+
+
+def _write_all(windows: grain.IterDataset, writer: shards.ShardWriter, log_every: float) -> int:
+  """Every window's examples into the shards, with a progress line every `log_every` seconds;
+  closes the writer. Returns how many examples were written."""
+  start = last_log = time.time()
+  total = 0
+  examples = iter(windows)
+  try:
+    for ex in examples:
+      writer.write(ex)
+      total += num_examples(ex)
+      if time.time() - last_log > log_every:
+        last_log = time.time()
+        print(f"create_data: {total} examples, {total / (last_log - start):.0f}/s", flush=True)
+  finally:
+    writer.close()
+    getattr(examples, "close", lambda: None)()  # Stops mp_prefetch workers.
+  return total
 
 
 # absl flags, as the programs (`python -m pretrain|finetune`), on a FlagValues of their own: `main`

@@ -86,7 +86,32 @@ def mask_examples(
     MaskedExamples; `input_ids` is a new array.
   """
   input_ids = np.asarray(input_ids)
-  n_ex, seq_len = input_ids.shape
+  _check_arguments(input_ids, word_start_mask, masked_lm_prob, max_ngram, num_special_tokens)
+  words = _words(input_ids, word_start_mask, special_ids, continues_word, max_ngram)
+  budget = np.minimum(
+    max_predictions_per_seq, np.maximum(1, np.rint(np.asarray(lengths) * masked_lm_prob))
+  ).astype(np.int64)
+  budget = np.where(words.num_words > 0, budget, 0)
+  covered, spans = _choose_spans(words, budget, max_ngram, rng)
+  rows, cols, positions, ids, weights = _predictions(
+    input_ids, words, covered, max_predictions_per_seq
+  )
+
+  # --- 80% [MASK], 10% random token, 10% unchanged.
+  out = input_ids.copy()
+  u = rng.random(len(rows))
+  random_ids = rng.integers(num_special_tokens, len(word_start_mask), len(rows))
+  out[rows, cols] = np.where(u < 0.8, mask_id, np.where(u < 0.9, random_ids, input_ids[rows, cols]))
+  return MaskedExamples(out, positions, ids, weights, spans)
+
+
+def _check_arguments(
+  input_ids: np.ndarray,
+  word_start_mask: np.ndarray,
+  masked_lm_prob: float,
+  max_ngram: int,
+  num_special_tokens: int,
+) -> None:
   vocab_size = len(word_start_mask)
   if max_ngram < 1:
     raise ValueError(f"max_ngram must be >= 1, got {max_ngram}")
@@ -97,8 +122,31 @@ def mask_examples(
   if vocab_size <= num_special_tokens:
     raise ValueError(f"vocab_size {vocab_size} leaves no non-special token for random replacement")
 
-  # --- words: candidates are the non-special tokens; a word starts at a word-start piece or
-  # right after a non-candidate. One table lookup gives both (0 special, 1 start, 2 continuation).
+
+@dataclasses.dataclass
+class _Words:
+  """The whole words of N examples of length S (W: the most words of an example)."""
+
+  candidate: np.ndarray  # [N, S] bool: a token that may be masked (not special)
+  starts: np.ndarray  # [N, S] bool: a token that begins a word
+  num_words: np.ndarray  # [N] int
+  # [N, W + max_ngram + 1] int32: the candidate tokens before each word (the row's total past
+  # its last word), so words [w, w + n) hold word_cum[w + n] - word_cum[w] tokens.
+  word_cum: np.ndarray
+  max_words: int  # W
+
+
+def _words(
+  input_ids: np.ndarray,
+  word_start_mask: np.ndarray,
+  special_ids: tuple[int, ...],
+  continues_word: np.ndarray | None,
+  max_ngram: int,
+) -> _Words:
+  """Candidates are the non-special tokens; a word starts at a word-start piece (unless
+  `continues_word` says otherwise) or right after a non-candidate."""
+  n_ex = input_ids.shape[0]
+  # One table lookup gives both (0 special, 1 start, 2 continuation).
   code = np.where(word_start_mask, 1, 2).astype(np.int8)
   code[np.asarray(special_ids)] = 0
   code = code[input_ids]
@@ -116,8 +164,7 @@ def mask_examples(
   num_words = starts.sum(axis=1)  # [N]
   max_words = int(num_words.max()) if n_ex else 0
   # cand_before[r, j]: candidate tokens before position j. Words partition the candidates in
-  # order, so the tokens of words [w, w + n) number word_cum[w + n] - word_cum[w], with word_cum[w]
-  # the candidates before word w's start (and the row's total past its last word).
+  # order, so word_cum[r, w] is cand_before at word w's start.
   cand_before = np.cumsum(cand, axis=1, dtype=np.int32) - cand
   word_cum = np.repeat(cand.sum(axis=1, dtype=np.int32)[:, None], max_words + max_ngram + 1, axis=1)
   s_rows, s_cols = np.nonzero(starts)
@@ -125,11 +172,17 @@ def mask_examples(
   np.cumsum(num_words, out=row_first[1:])
   s_rank = np.arange(len(s_rows)) - row_first[s_rows]
   word_cum[s_rows, s_rank] = cand_before[s_rows, s_cols]
+  return _Words(cand, starts, num_words, word_cum, max_words)
 
-  budget = np.minimum(
-    max_predictions_per_seq, np.maximum(1, np.rint(np.asarray(lengths) * masked_lm_prob))
-  ).astype(np.int64)
-  budget = np.where(num_words > 0, budget, 0)
+
+def _choose_spans(
+  words: _Words, budget: np.ndarray, max_ngram: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+  """The original's visit of the start words in random order, each drawing an n-gram length,
+  for every example at once. Returns (covered [N, W + max_ngram] bool: the chosen words, spans
+  [num_spans, 3]: (example, first word, words) in the order chosen)."""
+  num_words, word_cum, max_words = words.num_words, words.word_cum, words.max_words
+  n_ex = len(num_words)
   # Start words are visited in a random order: a Fisher-Yates shuffle run lazily, one step per
   # visit, so only the visited prefix of each example's permutation is ever drawn.
   perm = np.repeat(np.arange(max_words, dtype=np.int32)[None, :], n_ex, axis=0)
@@ -167,10 +220,17 @@ def mask_examples(
       covered[r[sel], w[sel] + i] = True
     count[r] += word_cum[r, w + n] - word_cum[r, w]
     spans.append(np.stack([r, w, n], axis=1))
+  return covered, np.concatenate(spans) if spans else np.zeros((0, 3), np.int64)
 
-  # --- tokens of the chosen words, in position order.
-  word_of_token = np.cumsum(starts, axis=1, dtype=np.int32) - 1
-  chosen = cand & np.take_along_axis(covered, np.maximum(word_of_token, 0), axis=1)
+
+def _predictions(
+  input_ids: np.ndarray, words: _Words, covered: np.ndarray, max_predictions_per_seq: int
+) -> tuple[np.ndarray, ...]:
+  """The tokens of the chosen words, in position order: (rows, cols) of each, and the
+  masked_lm_positions, masked_lm_ids, masked_lm_weights [N, P]."""
+  n_ex = input_ids.shape[0]
+  word_of_token = np.cumsum(words.starts, axis=1, dtype=np.int32) - 1
+  chosen = words.candidate & np.take_along_axis(covered, np.maximum(word_of_token, 0), axis=1)
   rows, cols = np.nonzero(chosen)
   row_first = np.zeros(n_ex + 1, np.int64)
   np.cumsum(np.bincount(rows, minlength=n_ex), out=row_first[1:])
@@ -181,11 +241,4 @@ def mask_examples(
   positions[rows, slot] = cols
   ids[rows, slot] = input_ids[rows, cols]
   weights[rows, slot] = 1.0
-
-  # --- 80% [MASK], 10% random token, 10% unchanged.
-  out = input_ids.copy()
-  u = rng.random(len(rows))
-  random_ids = rng.integers(num_special_tokens, vocab_size, len(rows))
-  out[rows, cols] = np.where(u < 0.8, mask_id, np.where(u < 0.9, random_ids, input_ids[rows, cols]))
-  spans = np.concatenate(spans) if spans else np.zeros((0, 3), np.int64)
-  return MaskedExamples(out, positions, ids, weights, spans)
+  return rows, cols, positions, ids, weights

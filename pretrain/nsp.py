@@ -55,7 +55,7 @@ def create_pairs(
   for d, (doc, target) in enumerate(targets):
     n, s = len(doc) - 1, 0
     while s < n:
-      e = min(max(int(np.searchsorted(doc, doc[s] + target, side="left")), s + 1), n)
+      e = sop.chunk_end(doc, s, target, n)
       if e - s < 2:
         s = e
         continue
@@ -68,11 +68,7 @@ def create_pairs(
         o = int(others[j])
         other = offsets[doc_first[o] : doc_first[o] + doc_num[o] + 1]
         first = int(rng.integers(doc_num[o]))
-        want = max(target - a_len, 1)
-        end = min(
-          max(int(np.searchsorted(other, other[first] + want, side="left")), first + 1),
-          int(doc_num[o]),
-        )
+        end = sop.chunk_end(other, first, max(target - a_len, 1), int(doc_num[o]))
         rows.append((a_start, a_len, int(other[first]), int(other[end] - other[first]), 1))
         s += k  # BERT puts the unused segments back: they start the next chunk.
       else:

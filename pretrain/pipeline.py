@@ -6,7 +6,7 @@ Text (dynamic masking):
     .map(MakePairs)   tokenize, sentence-order pairs, shuffle, pack   (rng: key + PAIRS)
     .map(MaskTokens)  n-gram whole-word masking                      (rng: key + MASKS)
     .mp_prefetch(num_workers)
-Static shards (masked once by `python -m pretrain.create_data`):
+Static shards (masked once by `python -m pretrain.create_data`; `streams.StaticStream.dataset`):
     MapDataset.source(ArrayRecordDataSource).shuffle(seed).repeat(num_epochs)[p::n]
     .batch(batch_size, decode)   a global shuffle, reseeded every epoch (grain's index shuffle:
     no permutation array, memory flat in the number of records)
@@ -37,7 +37,7 @@ import grain
 import numpy as np
 
 from albert_flax import upstream
-from pretrain import corpus, shards
+from pretrain import corpus
 from pretrain import examples as examples_lib
 from pretrain.examples import ExampleConfig
 from pretrain.spec import BATCH_KEYS  # the batch the step takes, in its order
@@ -184,67 +184,6 @@ class MaskTokens(grain.transforms.Map):
       masked_lm_weights=m.masked_lm_weights,
     )
     return chunk
-
-
-# ----------------------------------------------------------------------------- static shards
-
-
-class _DecodeRecords:
-  """A list of records -> padded examples dict (grain's batch_fn)."""
-
-  def __init__(self, max_seq_length: int, max_predictions_per_seq: int, name: str):
-    self.args = (max_seq_length, max_predictions_per_seq, name)
-
-  def __call__(self, records: list[bytes]) -> dict[str, np.ndarray]:
-    return shards.decode_records(records, *self.args)
-
-
-class _AddChunkPosition:
-  """(index, examples) -> chunk: the example index it starts at is its input position."""
-
-  def __init__(self, first: int, window: int, chunk_size: int, per_epoch: float):
-    self.first, self.window, self.chunk_size, self.per_epoch = first, window, chunk_size, per_epoch
-
-  def __call__(self, index: int, examples: dict[str, np.ndarray]) -> dict[str, Any]:
-    start = self.first + index * self.chunk_size
-    return {
-      "epoch": int(start / self.per_epoch),
-      "window": self.window + index,
-      "position": {"example": start},
-      "next_position": {"example": start + examples_lib.num_examples(examples)},
-      "examples": examples,
-    }
-
-
-def static_chunks(
-  source: grain.sources.ArrayRecordDataSource,
-  name: str,
-  max_seq_length: int,
-  max_predictions_per_seq: int,
-  chunk_size: int,
-  seed: int,
-  process_index: int,
-  process_count: int,
-  num_epochs: int | None,
-  start: Start,
-) -> grain.IterDataset:
-  """Chunks of `chunk_size` examples of this process's share of the globally shuffled records.
-
-  Every epoch is a new permutation of all records (the same on every process); process p takes
-  its positions p, p + n, p + 2n, ... (n processes): shares are disjoint, and every process gets
-  as many examples (a finite stream is cut to a multiple of n).
-  """
-  num_records = len(source)
-  records = grain.MapDataset.source(source).shuffle(seed=seed % 2**32).repeat(num_epochs)
-  if num_epochs is not None:
-    records = records[: num_records * num_epochs // process_count * process_count]
-  first = (start.position or {"example": 0})["example"]
-  mine = records[process_index::process_count][first:]
-  chunks = mine.batch(
-    chunk_size, batch_fn=_DecodeRecords(max_seq_length, max_predictions_per_seq, name)
-  ).map_with_index(_AddChunkPosition(first, start.window, chunk_size, num_records / process_count))
-  # A few chunks read ahead by grain's threads (its default, 500 elements, is ~GBs of batches).
-  return chunks.to_iter_dataset(grain.ReadOptions(num_threads=2, prefetch_buffer_size=2))
 
 
 # ----------------------------------------------------------------------------- batches

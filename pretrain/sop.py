@@ -74,8 +74,7 @@ def create_pairs(
     n = len(doc) - 1
     s = 0
     while s < n:
-      # The chunk closes at the first sentence that brings it to the target, or at the doc's end.
-      e = min(max(int(np.searchsorted(doc, doc[s] + target, side="left")), s + 1), n)
+      e = chunk_end(doc, s, target, n)
       if e - s >= 2:
         k = int(rng.integers(1, e - s))  # A = k sentences, k in [1, len - 1].
         a_start.append(doc[s])
@@ -122,6 +121,14 @@ def document_targets(
     if rng.random() < short_seq_prob:
       target = int(rng.integers(2, max_num_tokens + 1))
     yield doc, target
+
+
+def chunk_end(offsets: np.ndarray, start: int, target: int, last: int) -> int:
+  """The end (a sentence index) of a chunk of a document's sentences from sentence `start`: the
+  first sentence that brings it to `target` tokens, at least one sentence, at most `last`.
+  offsets: the document's [n + 1] sentence offsets."""
+  reach = int(np.searchsorted(offsets, offsets[start] + target, side="left"))
+  return min(max(reach, start + 1), last)
 
 
 def check_lengths(max_seq_length: int, sentence_lengths: np.ndarray) -> np.ndarray:

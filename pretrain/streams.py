@@ -11,8 +11,10 @@ from collections.abc import Sequence
 from typing import Any
 
 import grain
+import numpy as np
 
 from pretrain import corpus, pipeline, shards
+from pretrain import examples as examples_lib
 from pretrain.examples import ExampleConfig
 
 log = logging.getLogger(__name__)
@@ -147,21 +149,55 @@ class StaticStream:
     )
 
   def dataset(self, start: pipeline.Start) -> grain.IterDataset:
-    return pipeline.static_chunks(
-      self.source,
-      self.name,
-      self.max_seq_length,
-      self.max_predictions_per_seq,
-      self.chunk_size,
-      self.seed,
-      self.process_index,
-      self.process_count,
-      self.num_epochs,
-      start,
+    """Chunks of `chunk_size` examples of this process's share of the globally shuffled records.
+
+    Every epoch is a new permutation of all records (the same on every process); process p takes
+    its positions p, p + n, p + 2n, ... (n processes): shares are disjoint, and every process
+    gets as many examples (a finite stream is cut to a multiple of n).
+    """
+    num_records, count = len(self.source), self.process_count
+    records = grain.MapDataset.source(self.source).shuffle(seed=self.seed % 2**32)
+    records = records.repeat(self.num_epochs)
+    if self.num_epochs is not None:
+      records = records[: num_records * self.num_epochs // count * count]
+    first = (start.position or {"example": 0})["example"]
+    mine = records[self.process_index :: count][first:]
+    decode = _DecodeRecords(self.max_seq_length, self.max_predictions_per_seq, self.name)
+    chunks = mine.batch(self.chunk_size, batch_fn=decode).map_with_index(
+      _AddChunkPosition(first, start.window, self.chunk_size, num_records / count)
     )
+    # A few chunks read ahead by grain's threads (its default, 500 elements, is ~GBs of batches).
+    return chunks.to_iter_dataset(grain.ReadOptions(num_threads=2, prefetch_buffer_size=2))
 
   def close(self) -> None:
     pass
+
+
+class _DecodeRecords:
+  """A list of records -> padded examples dict (grain's batch_fn)."""
+
+  def __init__(self, max_seq_length: int, max_predictions_per_seq: int, name: str):
+    self.args = (max_seq_length, max_predictions_per_seq, name)
+
+  def __call__(self, records: list[bytes]) -> dict[str, np.ndarray]:
+    return shards.decode_records(records, *self.args)
+
+
+class _AddChunkPosition:
+  """(index, examples) -> chunk: the example index it starts at is its input position."""
+
+  def __init__(self, first: int, window: int, chunk_size: int, per_epoch: float):
+    self.first, self.window, self.chunk_size, self.per_epoch = first, window, chunk_size, per_epoch
+
+  def __call__(self, index: int, examples: dict[str, np.ndarray]) -> dict[str, Any]:
+    start = self.first + index * self.chunk_size
+    return {
+      "epoch": int(start / self.per_epoch),
+      "window": self.window + index,
+      "position": {"example": start},
+      "next_position": {"example": start + examples_lib.num_examples(examples)},
+      "examples": examples,
+    }
 
 
 class _ConfigRepr:

@@ -298,27 +298,14 @@ def _train(
 ) -> dict[str, Any]:
   """train_and_evaluate's work, inside the run's hold on the workdir."""
   ledger = GoodputLedger(workdir)  # where this start's time goes (albert_flax.train.goodput)
-  mesh, (share_index, share_count, local_batch), tokenizer, model, init_params = _setup(
-    config, workdir
-  )
+  mesh, share, tokenizer, model, init_params = _setup(config, workdir)
   steps, checkpoints, state, data_state, step = _steps_and_state(
     config, workdir, mesh, model, init_params, load_compiled, ledger
   )
   del init_params
   train_step, eval_step = steps.train_step, steps.eval_step
-
-  # ----------------------------------------------------------------- data
-  train_batches = make_batches(
-    config, tokenizer, local_batch, (share_index, share_count), evaluation=False, state=data_state
-  )
-  eval_batches: dict | None = None  # pair kind -> held-back batches (pretrain.evaluation)
-
-  def next_global_batch(iterator, take=next) -> dict[str, jax.Array]:
-    host = take(iterator)
-    spec.validate_batch(
-      model.config, host, local_batch, config.max_seq_length, config.max_predictions_per_seq
-    )
-    return sharding.global_batch(host, mesh, config.batch_size)
+  batches = _RunBatches(config, tokenizer, model.config, mesh, share, data_state)
+  train_batches = batches.train
 
   # ----------------------------------------------------------------- loop
   writer = MetricWriter(
@@ -340,7 +327,7 @@ def _train(
   )  # fmt: skip
   with loop:
     for step in loop:
-      batch = next_global_batch(train_batches, loop.next_batch)
+      batch = batches.global_batch(train_batches, loop.next_batch)
       state, metrics = train_step(state, batch)
       pending.append((step, metrics))
       if len(pending) > 1:  # check the step before, while this one runs
@@ -358,16 +345,8 @@ def _train(
 
       if config.eval_steps and loop.due(config.eval_every_steps):
         with loop.phase("evaluation"):
-          if eval_batches is None:
-            eval_batches = evaluation.load_eval_sets(
-              config,
-              lambda kind: make_batches(
-                config, tokenizer, local_batch, (share_index, share_count), True, None, kind
-              ),
-              next_global_batch,
-            )
           last_eval = evaluation.evaluate(
-            eval_step, state.params, eval_batches, config.sentence_loss
+            eval_step, state.params, batches.eval_sets(), config.sentence_loss
           )
         writer.write(step, last_eval, split="eval")
 
@@ -380,6 +359,40 @@ def _train(
       af.save_pretrained(workdir, model, state.params, format="orbax")
       run.mark_finished(step, config.num_train_steps, {"train": last_train, "eval": last_eval})
   return _result(last_train, last_eval, step, loop)
+
+
+class _RunBatches:
+  """The run's batches: this process's share of the training stream (`train`), its rows made
+  the step's global batch (`global_batch`, checked against the spec first), and the held-back
+  evaluation sets, read at the first evaluation (`eval_sets`)."""
+
+  def __init__(self, config, tokenizer, model_config, mesh, share, data_state: dict | None):
+    self.config, self.tokenizer, self.mesh = config, tokenizer, mesh
+    self.model_config = model_config
+    self.share_index, self.share_count, self.local_batch = share
+    self.train = self._stream(False, data_state)
+    self._eval: dict | None = None  # pair kind -> held-back batches (pretrain.evaluation)
+
+  def _stream(self, evaluation: bool, state=None, kind: str | None = None):
+    return make_batches(
+      self.config, self.tokenizer, self.local_batch, (self.share_index, self.share_count),
+      evaluation, state, kind,
+    )  # fmt: skip
+
+  def global_batch(self, iterator, take=next) -> dict[str, jax.Array]:
+    c = self.config
+    host = take(iterator)
+    spec.validate_batch(
+      self.model_config, host, self.local_batch, c.max_seq_length, c.max_predictions_per_seq
+    )
+    return sharding.global_batch(host, self.mesh, c.batch_size)
+
+  def eval_sets(self) -> dict:
+    if self._eval is None:
+      self._eval = evaluation.load_eval_sets(
+        self.config, lambda kind: self._stream(True, None, kind), self.global_batch
+      )
+    return self._eval
 
 
 def _result(last_train: dict, last_eval: dict, step: int, loop: TrainLoop) -> dict[str, Any]:

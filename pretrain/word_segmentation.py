@@ -25,6 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from albert_flax.install_hints import pip_install
+
 Segmenter = Callable[[str], Sequence[str]]
 SEGMENTERS = ("jieba",)
 
@@ -52,8 +54,6 @@ def get_segmenter(name: str) -> Segmenter:
   try:
     import jieba
   except ImportError:
-    from albert_flax.install_hints import pip_install
-
     raise ImportError(
       f"word_segmenter='jieba' needs jieba: `{pip_install('zh')}` (or `pip install jieba`)"
     ) from None

@@ -7,7 +7,7 @@ import os
 import pytest
 
 from finetune import builtin_tasks
-from finetune.tasks import glue
+from finetune.tasks import glue_data
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +23,9 @@ def tasks_dir(tmp_path_factory):
 def test_tasks_read_as_glue_balanced_disjoint(tasks_dir, task, glue_task, columns):
   folder = os.path.join(tasks_dir, task)
   sets = {
-    name: glue.read_glue_file(glue.TASKS[glue_task], os.path.join(folder, f"{name}.tsv"), True)
+    name: glue_data.read_glue_file(
+      glue_data.TASKS[glue_task], os.path.join(folder, f"{name}.tsv"), True
+    )
     for name in ("train", "dev")
   }
   assert len(sets["train"].ids) > 3000 and len(sets["dev"].ids) > 500

@@ -12,7 +12,7 @@ import pytest
 
 from albert_flax.tokenization import AlbertTokenizer
 from finetune.data import DataError, encode_pairs, eval_batches, train_batches, write_json
-from finetune.tasks import glue, ner, race, squad, squad_data
+from finetune.tasks import glue, glue_data, ner, race, squad, squad_data
 
 
 @pytest.fixture(scope="module")
@@ -50,18 +50,18 @@ def test_atomic_write_leaves_nothing_on_failure(tmp_path):
 
 
 def _spec(name):
-  return glue.TASKS[name]
+  return glue_data.TASKS[name]
 
 
 def test_glue_mnli_formats(tmp_path):
   d = td.write_mnli(str(tmp_path / "MNLI"))
-  train = glue.read_glue_file(_spec("mnli"), os.path.join(d, "train.tsv"), labeled=True)
+  train = glue_data.read_glue_file(_spec("mnli"), os.path.join(d, "train.tsv"), labeled=True)
   assert len(train.ids) == 24 and train.labels.dtype == np.int32
-  labels = [glue._NLI3[i] for i in train.labels[:3]]
+  labels = [glue_data._NLI3[i] for i in train.labels[:3]]
   assert labels == ["entailment", "contradiction", "neutral"]
-  dev = glue.read_glue_file(_spec("mnli"), os.path.join(d, "dev_matched.tsv"), labeled=True)
+  dev = glue_data.read_glue_file(_spec("mnli"), os.path.join(d, "dev_matched.tsv"), labeled=True)
   assert len(dev.texts[0]) == 9
-  test = glue.read_glue_file(
+  test = glue_data.read_glue_file(
     _spec("mnli"), os.path.join(d, "test_matched.tsv"), labeled=False, index_column="index"
   )
   assert test.labels is None and test.ids == ["0", "1", "2", "3", "4"]
@@ -128,16 +128,16 @@ def test_glue_mnli_formats(tmp_path):
 )
 def test_glue_headers_as_distributed(tmp_path, task, header, row, expected):
   path = td.write(str(tmp_path / "train.tsv"), "\ufeff" * (task == "mrpc") + td.tsv(header, row))
-  examples = glue.read_glue_file(_spec(task), path, labeled=True)
+  examples = glue_data.read_glue_file(_spec(task), path, labeled=True)
   assert tuple(t[0] for t in examples.texts) == expected[0]
   assert examples.labels[0] == pytest.approx(expected[1])
 
 
 def test_glue_cola_headerless(tmp_path):
   d = td.write_cola(str(tmp_path / "CoLA"))
-  train = glue.read_glue_file(_spec("cola"), os.path.join(d, "train.tsv"), labeled=True)
+  train = glue_data.read_glue_file(_spec("cola"), os.path.join(d, "train.tsv"), labeled=True)
   assert train.labels.tolist() == [0, 1] * 6
-  test = glue.read_glue_file(
+  test = glue_data.read_glue_file(
     _spec("cola"), os.path.join(d, "test.tsv"), labeled=False, index_column="index"
   )
   assert len(test.ids) == 3 and test.labels is None
@@ -153,23 +153,23 @@ def test_glue_bad_data_names_file_and_line(tmp_path):
     ),
   )
   with pytest.raises(DataError, match=r"dev\.tsv:3: label 'maybe' is not one of"):
-    glue.read_glue_file(_spec("rte"), path, labeled=True)
+    glue_data.read_glue_file(_spec("rte"), path, labeled=True)
   path = td.write(
     str(tmp_path / "train.tsv"),
     td.tsv(["index", "sentence1", "sentence2", "label"], ["0", "a", "b", "entailment"], ["1", "a"]),
   )
   with pytest.raises(DataError, match=r"train\.tsv:3: 2 columns"):
-    glue.read_glue_file(_spec("rte"), path, labeled=True)
-  kept = glue.read_glue_file(_spec("rte"), path, labeled=True, skip_malformed=True)
+    glue_data.read_glue_file(_spec("rte"), path, labeled=True)
+  kept = glue_data.read_glue_file(_spec("rte"), path, labeled=True, skip_malformed=True)
   assert kept.ids == ["0"] and kept.labels.tolist() == [0]
   path = td.write(str(tmp_path / "x.tsv"), td.tsv(["index", "sentence"], ["0", "a"]))
   with pytest.raises(DataError, match=r"x\.tsv:1: no column \['sentence1', 'sentence2'"):
-    glue.read_glue_file(_spec("rte"), path, labeled=False)
+    glue_data.read_glue_file(_spec("rte"), path, labeled=False)
   path = td.write(
     str(tmp_path / "s.tsv"), td.tsv(["sentence1", "sentence2", "score"], ["a", "b", "7.5"])
   )
   with pytest.raises(DataError, match=r"s\.tsv:2: score 7\.5 is outside"):
-    glue.read_glue_file(_spec("stsb"), path, labeled=True)
+    glue_data.read_glue_file(_spec("stsb"), path, labeled=True)
 
 
 # --------------------------------------------------------------------- SQuAD
@@ -329,10 +329,10 @@ def test_glue_from_tensorflow_datasets(tok):
   task = glue.GlueTask(resolve_config(config), tok)
   with tfds.testing.mock_data(num_examples=6):
     train = task.train_features()
-    rows = glue.load_tfds("glue/mnli", "train", task.config)
+    rows = glue_data.load_tfds("glue/mnli", "train", task.config)
     sets = task.eval_sets(final=True)
   tfds_names = ("entailment", "neutral", "contradiction")  # tfds' ClassLabel order
-  expected = [glue._NLI3.index(tfds_names[r["label"]]) for r in rows]
+  expected = [glue_data._NLI3.index(tfds_names[r["label"]]) for r in rows]
   assert train["labels"].tolist() == expected
   assert [s.name for s in sets] == [
     "dev_matched",
@@ -376,12 +376,12 @@ def test_glue_scores_and_submission_files(tmp_path):
     "dev",
     {"labels": labels},
     True,
-    (glue.TASKS["stsb"].dev[0], glue.GlueExamples((), labels, list("abcd"), "x")),
+    (glue_data.TASKS["stsb"].dev[0], glue_data.GlueExamples((), labels, list("abcd"), "x")),
   )
   scores, predictions = stsb.score(dev, {"logits": np.array([[0.1], [0.9], [3.0], [4.0]])})
   assert scores["spearman"] == pytest.approx(1.0) and 0.9 < scores["pearson"] < 1.0
-  split = glue.TASKS["stsb"].test[0]
-  test = EvalSet("test", {}, False, (split, glue.GlueExamples((), None, ["7", "8"], "x")))
+  split = glue_data.TASKS["stsb"].test[0]
+  test = EvalSet("test", {}, False, (split, glue_data.GlueExamples((), None, ["7", "8"], "x")))
   _, predictions = stsb.score(test, {"logits": np.array([[1.23456], [4.0]])})
   (path,) = stsb.write_predictions(test, predictions, str(tmp_path))
   assert os.path.basename(path) == "STS-B.tsv"
@@ -397,7 +397,7 @@ def test_glue_scores_and_submission_files(tmp_path):
     "dev",
     {"labels": gold[:3]},
     True,
-    (glue.TASKS["cola"].dev[0], glue.GlueExamples((), gold[:3], ["4", "5", "6"], "x")),
+    (glue_data.TASKS["cola"].dev[0], glue_data.GlueExamples((), gold[:3], ["4", "5", "6"], "x")),
   )
   _, predictions = cola.score(dev, {"logits": np.array([[0.0, 2.0], [1.0, 1.0], [3.0, -1.0]])})
   (path,) = cola.write_predictions(dev, predictions, str(tmp_path))

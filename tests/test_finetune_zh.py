@@ -18,7 +18,7 @@ from finetune.configs import cmrc as cmrc_config
 from finetune.data import DataError
 from finetune.tasks import get_task
 from finetune.tasks.clue import TASKS, mark_wsc_spans
-from finetune.tasks.glue import Split
+from finetune.tasks.glue_data import Split
 
 TRAIN = Split("train", "train.json", "")
 

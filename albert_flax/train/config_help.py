@@ -20,6 +20,8 @@ import tokenize
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from albert_flax import config as config_module
+
 _ASSIGNED_KEY = re.compile(r"^c((?:\.\w+)+)$")
 _WIDTH = 100
 _KEY_COLUMN = 46
@@ -99,8 +101,6 @@ def _imported_config_modules(path: str) -> list[str]:
 
 def field_meanings() -> dict[str, str]:
   """AlbertConfig field -> the comment on its line in albert_flax/config.py."""
-  from albert_flax import config as config_module
-
   with open(config_module.__file__, encoding="utf-8") as f:
     source = f.read()
   comments = _comments_by_line(source)

@@ -177,18 +177,27 @@ def pretraining_stats_fn(model: Any, sentence_loss: str = "sop") -> Callable[...
   check_sentence_loss(sentence_loss)
 
   def stats_fn(params, batch, rng, train):
-    out = model.apply(
-      {"params": params},
-      batch["input_ids"],
-      batch["attention_mask"],
-      batch["token_type_ids"],
-      masked_positions=batch["masked_lm_positions"],
-      deterministic=not train,
-      rngs={"dropout": rng} if train else None,
-    )
+    out = apply_pretraining(model, params, batch, rng if train else None)
     return pretraining_stats(out.prediction_logits, out.sop_logits, batch, sentence_loss)
 
   return stats_fn
+
+
+def apply_pretraining(
+  model: Any, params: Any, batch: Mapping[str, Array], rng: Array | None = None
+):
+  """An `AlbertForPreTraining` on a pretraining batch's inputs, its MLM head at the batch's
+  `masked_lm_positions` [B, P]: prediction_logits [B, P, V], sop_logits [B, 2]. Dropout on
+  (training mode) when given `rng`."""
+  return model.apply(
+    {"params": params},
+    batch["input_ids"],
+    batch["attention_mask"],
+    batch["token_type_ids"],
+    masked_positions=batch["masked_lm_positions"],
+    deterministic=rng is None,
+    rngs={"dropout": rng} if rng is not None else None,
+  )
 
 
 # ------------------------------------------------------------------------------- task heads

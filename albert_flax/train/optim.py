@@ -159,14 +159,7 @@ def lamb(
   exclude_from_decay: Sequence[str] = EXCLUDE_FROM_DECAY,
 ) -> optax.GradientTransformation:
   """The original ALBERT LAMB (see the module docstring); excluded leaves get trust ratio 1."""
-  mask = lambda params: decay_mask(params, exclude_from_decay)
-  return optax.chain(
-    scale_by_lamb_moments(b1, b2, eps),
-    optax.add_decayed_weights(weight_decay, mask=mask),
-    # ||w|| / ||u||, 1 when either is zero: optax's trust ratio matches the original here.
-    optax.masked(scale_by_trust_ratio_per_layer(), mask),
-    optax.scale_by_learning_rate(learning_rate),
-  )
+  return _original_update(learning_rate, b1, b2, eps, weight_decay, exclude_from_decay, True)
 
 
 def adamw(
@@ -185,15 +178,31 @@ def adamw(
   states differ in structure (optax's ScaleByAdamState vs LambMomentsState), so a checkpoint's
   optimizer state only restores into the same choice.
   """
-  mask = lambda params: decay_mask(params, exclude_from_decay)
   if bias_correction:
+    mask = lambda params: decay_mask(params, exclude_from_decay)
     return optax.adamw(learning_rate, b1=b1, b2=b2, eps=eps, weight_decay=weight_decay, mask=mask)
-  return optax.chain(
-    # LAMB's moments are exactly the original Adam's: m / (sqrt(v) + eps), no correction.
-    scale_by_lamb_moments(b1, b2, eps),
-    optax.add_decayed_weights(weight_decay, mask=mask),
-    optax.scale_by_learning_rate(learning_rate),
-  )
+  # LAMB's moments are exactly the original Adam's: m / (sqrt(v) + eps), no correction.
+  return _original_update(learning_rate, b1, b2, eps, weight_decay, exclude_from_decay, False)
+
+
+def _original_update(
+  learning_rate: float | Schedule,
+  b1: float,
+  b2: float,
+  eps: float,
+  weight_decay: float,
+  exclude_from_decay: Sequence[str],
+  trust_ratio: bool,
+) -> optax.GradientTransformation:
+  """The original's update, LAMB's (trust_ratio) or AdamWeightDecayOptimizer's: moments without
+  bias correction, decoupled decay, then the per-layer trust ratio (LAMB only), both where
+  `decay_mask` allows, then the learning rate."""
+  mask = lambda params: decay_mask(params, exclude_from_decay)
+  parts = [scale_by_lamb_moments(b1, b2, eps), optax.add_decayed_weights(weight_decay, mask=mask)]
+  if trust_ratio:
+    # ||w|| / ||u||, 1 when either is zero: optax's trust ratio matches the original here.
+    parts.append(optax.masked(scale_by_trust_ratio_per_layer(), mask))
+  return optax.chain(*parts, optax.scale_by_learning_rate(learning_rate))
 
 
 def create_optimizer(

@@ -41,7 +41,7 @@ from albert_flax import paths
 from albert_flax import workdir as layout
 from albert_flax.train import profiling
 from albert_flax.train.checkpoints import same_on_all_processes
-from albert_flax.train.program import WorkdirBusyError
+from albert_flax.train.mistakes import WorkdirBusyError
 
 log = logging.getLogger(__name__)
 

@@ -15,9 +15,10 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
+from albert_flax import paths
 from albert_flax.config import REMAT_POLICIES, AlbertConfig
+from albert_flax.train.mistakes import ConfigError
 from albert_flax.train.optim import OPTIMIZERS
-from albert_flax.train.program import ConfigError
 
 DTYPES = ("float32", "bfloat16", "float16")
 MESH_AXES = ("data", "fsdp", "tensor")
@@ -92,8 +93,6 @@ def init_from_problems(init_from: str) -> list[str]:
   """A checkpoint path that does not exist (local or in a bucket). Names that may be Hugging
   Face Hub ids ("albert/albert-base-v2": no scheme, at most one "/", not starting with "/", "."
   or "~") and preset names are left to the loader, which tries the Hub."""
-  from albert_flax import paths
-
   looks_like_path = (
     init_from.startswith(("/", ".", "~")) or "://" in init_from or init_from.count("/") > 1
   )

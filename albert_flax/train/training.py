@@ -221,6 +221,12 @@ def _split_micro_batches(batch: Batch, num: int, mesh: Mesh) -> Batch:
   Interleaving (not contiguous chunks) keeps every micro-batch spread over all batch shards:
   each device's own rows split into `num` parts, so no data moves between devices.
   """
+  batch_rows = jax.tree.leaves(batch)[0].shape[0]
+  if batch_rows % (num * sharding.batch_split(mesh)):
+    raise ValueError(
+      f"batch of {batch_rows} rows cannot be split into {num} "
+      f"micro-batches over {sharding.batch_split(mesh)} batch shards"
+    )
 
   def split(x):
     y = x.reshape((x.shape[0] // num, num) + x.shape[1:]).swapaxes(0, 1)
@@ -228,6 +234,39 @@ def _split_micro_batches(batch: Batch, num: int, mesh: Mesh) -> Batch:
     return jax.lax.with_sharding_constraint(y, NamedSharding(mesh, spec))
 
   return {k: split(v) for k, v in batch.items()}
+
+
+def _accumulate(
+  micro_loss: Callable, params: Any, micro_batches: Batch, state_shardings: TrainState
+) -> tuple[tuple[Array, Stats], Any]:
+  """((loss, stats), grads) of micro_loss(params, micro, k) -> (loss, stats) summed over the
+  micro-batches [num, rows, ...] in a `lax.scan`: the gradient of the whole batch, since each
+  micro-batch's loss is already scaled by the whole batch's denominators."""
+  grad_fn = jax.value_and_grad(micro_loss, has_aux=True)
+  zero_grads = jax.lax.with_sharding_constraint(
+    jax.tree.map(lambda p: jnp.zeros(p.shape, jnp.float32), params), state_shardings.params
+  )
+  first = jax.tree.map(lambda x: x[0], micro_batches)
+  zero_stats = jax.tree.map(
+    lambda s: jnp.zeros(s.shape, jnp.float32),
+    jax.eval_shape(lambda: micro_loss(params, first, 0)[1]),
+  )
+
+  def body(carry, xs):
+    grads_acc, loss_acc, stats_acc = carry
+    micro, k = xs
+    (loss_k, stats_k), grads_k = grad_fn(params, micro, k)
+    return (
+      jax.tree.map(jnp.add, grads_acc, grads_k),
+      loss_acc + loss_k,
+      jax.tree.map(jnp.add, stats_acc, stats_k),
+    ), None
+
+  num = jax.tree.leaves(micro_batches)[0].shape[0]
+  (grads, loss, stats), _ = jax.lax.scan(
+    body, (zero_grads, jnp.zeros((), jnp.float32), zero_stats), (micro_batches, jnp.arange(num))
+  )
+  return (loss, stats), grads
 
 
 def _objective(stats: Stats, totals: Mapping[str, Array]) -> Array:
@@ -242,7 +281,7 @@ def make_train_step(
   mesh: Mesh,
   *,
   grad_accum_steps: int = 1,
-  seed: int = 0,
+  seed: int | None = 0,
   learning_rate_fn: Callable[[Array], Array] | None = None,
   rules: Sequence[tuple[str, Any]] = sharding.LOGICAL_RULES,
 ) -> MeshFunction:
@@ -254,7 +293,10 @@ def make_train_step(
     grad_accum_steps: micro-batches per step; the batch's leading dim must be divisible by
       grad_accum_steps * (data * fsdp) so every micro-batch is split evenly over devices.
     seed: base of the dropout RNG, folded with the step (and the micro-batch) so a resumed run
-      draws the same masks.
+      draws the same masks. None: the step takes it as its own third argument,
+      `(state, batch, seed) -> (state, metrics)` with `seed` an int32 scalar (`step_seed`), so
+      runs that differ only in seed share one compiled step; the masks are those the same seed
+      given here would draw.
     learning_rate_fn: optional schedule, to report "learning_rate".
   Returns:
     A MeshFunction; metrics (replicated float32 scalars) hold every stat as sum / weight,
@@ -262,9 +304,9 @@ def make_train_step(
   """
   if grad_accum_steps < 1:
     raise ValueError(f"grad_accum_steps must be >= 1, got {grad_accum_steps}")
-  base_key = jax.random.key(seed)
 
-  def step(state: TrainState, batch: Batch):
+  def step(state: TrainState, batch: Batch, run_seed: Array | None = None):
+    base_key = jax.random.key(seed if run_seed is None else run_seed)
     rng = jax.random.fold_in(base_key, state.step)
     totals = loss_weights_fn(batch)
 
@@ -275,42 +317,12 @@ def make_train_step(
         raise ValueError(f"stats_fn returned no {sorted(missing)} named by loss_weights_fn")
       return _objective(stats, totals), stats
 
-    grad_fn = jax.value_and_grad(micro_loss, has_aux=True)
     if grad_accum_steps == 1:
+      grad_fn = jax.value_and_grad(micro_loss, has_aux=True)
       (loss, stats), grads = grad_fn(state.params, batch, 0)
     else:
-      batch_rows = jax.tree.leaves(batch)[0].shape[0]
-      if batch_rows % (grad_accum_steps * sharding.batch_split(mesh)):
-        raise ValueError(
-          f"batch of {batch_rows} rows cannot be split into {grad_accum_steps} "
-          f"micro-batches over {sharding.batch_split(mesh)} batch shards"
-        )
       micro_batches = _split_micro_batches(batch, grad_accum_steps, mesh)
-      zero_grads = jax.lax.with_sharding_constraint(
-        jax.tree.map(lambda p: jnp.zeros(p.shape, jnp.float32), state.params),
-        state_shardings.params,
-      )
-      first = jax.tree.map(lambda x: x[0], micro_batches)
-      zero_stats = jax.tree.map(
-        lambda s: jnp.zeros(s.shape, jnp.float32),
-        jax.eval_shape(lambda: micro_loss(state.params, first, 0)[1]),
-      )
-
-      def body(carry, xs):
-        grads_acc, loss_acc, stats_acc = carry
-        micro, k = xs
-        (loss_k, stats_k), grads_k = grad_fn(state.params, micro, k)
-        return (
-          jax.tree.map(jnp.add, grads_acc, grads_k),
-          loss_acc + loss_k,
-          jax.tree.map(jnp.add, stats_acc, stats_k),
-        ), None
-
-      (grads, loss, stats), _ = jax.lax.scan(
-        body,
-        (zero_grads, jnp.zeros((), jnp.float32), zero_stats),
-        (micro_batches, jnp.arange(grad_accum_steps)),
-      )
+      (loss, stats), grads = _accumulate(micro_loss, state.params, micro_batches, state_shardings)
 
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
@@ -323,13 +335,25 @@ def make_train_step(
     return new_state, metrics
 
   replicated = NamedSharding(mesh, PartitionSpec())
+  in_shardings = (state_shardings, sharding.batch_sharding(mesh))
   jitted = jax.jit(
     step,
-    in_shardings=(state_shardings, sharding.batch_sharding(mesh)),
+    in_shardings=in_shardings if seed is not None else in_shardings + (replicated,),
     out_shardings=(state_shardings, replicated),
     donate_argnums=0,
   )
   return MeshFunction(jitted, mesh, rules)
+
+
+def step_seed(seed: int) -> np.ndarray:
+  """The `seed` argument of a train step built with `seed=None`: an int32 scalar (one dtype
+  for every run, so they share the compiled step)."""
+  return np.asarray(seed, np.int32)
+
+
+def abstract_step_seed(mesh: Mesh) -> jax.ShapeDtypeStruct:
+  """`step_seed`'s shape, dtype and sharding (replicated), for compiling ahead of time."""
+  return jax.ShapeDtypeStruct((), jnp.int32, sharding=NamedSharding(mesh, PartitionSpec()))
 
 
 def make_eval_step(
@@ -391,4 +415,4 @@ class ProgramSteps:
   init_params_fn: Callable[[jax.Array], Any]  # rng -> boxed params (for shapes and axis names)
   abstract_state: TrainState  # ShapeDtypeStructs
   state_shardings: TrainState
-  train_step: MeshFunction  # (state, batch) -> (state, metrics)
+  train_step: MeshFunction  # (state, batch[, seed]) -> (state, metrics): see make_train_step

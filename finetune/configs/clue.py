@@ -8,7 +8,7 @@ folder as CLUE distributes it (train.json, dev.json, test.json); test prediction
 <task>_predict.json for CLUE's leaderboard.
 """
 
-from finetune.configs.common import base_config
+from finetune.configs.common import base_config, task_row
 
 
 def _row(train_examples: int):
@@ -16,14 +16,7 @@ def _row(train_examples: int):
   # max_seq_length 128, batch 16, lr 3e-5, 2 epochs, warm-up 10% (run_classifier's default);
   # steps = 2 epochs of the training set (sizes from the CLUE paper, table 1).
   steps = 2 * train_examples // 16
-  return {
-    "learning_rate": 3e-5,
-    "batch_size": 16,
-    "train_steps": steps,
-    "warmup_steps": steps // 10,
-    "hidden_dropout_prob": 0.0,
-    "max_seq_length": 128,
-  }
+  return task_row(3e-5, 16, steps, steps // 10, 0.0, 128)
 
 
 PER_TASK = {

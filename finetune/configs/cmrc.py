@@ -8,20 +8,12 @@ cmrc2018_dev.json. Scores: CMRC's official F1, EM and their average (finetune/cm
 """
 
 from finetune.configs import squad
-from finetune.configs.common import base_config
+from finetune.configs.common import base_config, task_row
 
 # CLUE's CMRC 2018 baseline (baselines/models_pytorch/mrc_pytorch/run_mrc_cmrc2018.sh): 2 epochs,
 # batch 32, lr 3e-5, warm-up 10%, max_seq_length 512; 2 epochs of its 10,142 training questions.
-PER_TASK = {
-  "cmrc2018": {
-    "learning_rate": 3e-5,
-    "batch_size": 32,
-    "train_steps": 634,
-    "warmup_steps": 63,
-    "hidden_dropout_prob": 0.0,
-    "max_seq_length": 512,
-  },
-}
+#                             LR    BSZ  TS   WS  ALBERT DR  MSL
+PER_TASK = {"cmrc2018": task_row(3e-5, 32, 634, 63, 0.0, 512)}
 
 
 def get_config():

@@ -1,4 +1,6 @@
-"""Fields every fine-tuning config shares (imported by glue.py, squad.py, race.py, ner.py).
+"""Fields every fine-tuning config shares (imported by glue.py, squad.py, race.py, ner.py, ...).
+
+`base_config` is one list of assignments, each key beside its meaning: it stays one function.
 
 Fields set to a typed placeholder (None) take the task's published value from
 `config.per_task[<value of config.per_task_key>]` at start-up, unless given on the command line:
@@ -27,6 +29,26 @@ PER_TASK_FIELDS = (
   "hidden_dropout_prob",
   "max_seq_length",
 )
+
+
+def task_row(
+  learning_rate: float,
+  batch_size: int,
+  train_steps: int,
+  warmup_steps: int,
+  hidden_dropout_prob: float,
+  max_seq_length: int,
+) -> dict[str, float | int]:
+  """One row of a config's `per_task`: a value for each of PER_TASK_FIELDS."""
+  return {
+    "learning_rate": learning_rate,
+    "batch_size": batch_size,
+    "train_steps": train_steps,
+    "warmup_steps": warmup_steps,
+    "hidden_dropout_prob": hidden_dropout_prob,
+    "max_seq_length": max_seq_length,
+  }
+
 
 SMALL_HIDDEN_SIZE = 256
 # A tiny model pretrained on the built-in corpus, fine-tuned on the built-in real-text tasks

@@ -7,18 +7,11 @@ task: cola | sst2 | mrpc | qqp | stsb | mnli | qnli | rte | wnli (MNLI also pred
 Without data_dir the data comes from tensorflow-datasets glue/<task>.
 """
 
-from finetune.configs.common import base_config
+from finetune.configs.common import base_config, task_row
 
 
 def _row(lr, batch, steps, warmup, dropout):
-  return {
-    "learning_rate": lr,
-    "batch_size": batch,
-    "train_steps": steps,
-    "warmup_steps": warmup,
-    "hidden_dropout_prob": dropout,
-    "max_seq_length": 512,
-  }
+  return task_row(lr, batch, steps, warmup, dropout, max_seq_length=512)
 
 
 # Lan et al. (2019), ALBERT, appendix A.4, table 15 ("hyperparameters for ALBERT in downstream

@@ -7,22 +7,14 @@ data_dir holds train.txt, valid.txt, test.txt (or eng.train, eng.testa, eng.test
 tensorflow-datasets conll2003.
 """
 
-from finetune.configs.common import base_config
+from finetune.configs.common import base_config, task_row
 
 # ALBERT's paper and code have no NER run. These follow transformers' token-classification
 # example (run_ner: lr 5e-5, 3 epochs) with ALBERT's fine-tuning conventions: batch 32, so 3
 # epochs of CoNLL-2003's 14,041 training sentences are ~1,320 steps, 10% warm-up (as the
 # original run_squad), sequence 128, ALBERT dropout 0, classifier dropout 0.1.
-PER_TASK = {
-  "conll2003": {
-    "learning_rate": 5e-5,
-    "batch_size": 32,
-    "train_steps": 1320,
-    "warmup_steps": 132,
-    "hidden_dropout_prob": 0.0,
-    "max_seq_length": 128,
-  },
-}
+#                              LR    BSZ  TS    WS   ALBERT DR  MSL
+PER_TASK = {"conll2003": task_row(5e-5, 32, 1320, 132, 0.0, 128)}
 
 
 def get_config():

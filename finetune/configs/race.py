@@ -7,21 +7,13 @@ data_dir holds train|dev|test/high|middle/*.txt; without it, tensorflow-datasets
 race/middle.
 """
 
-from finetune.configs.common import base_config
+from finetune.configs.common import base_config, task_row
 
 # google-research/albert README, run_race: --learning_rate=1e-5 --train_batch_size=32
 # --train_step=12000 --warmup_step=1000 --max_seq_length=512 --max_qa_length=128. (The paper's
 # table 15 lists LR 2e-5 with the same batch, steps and warm-up, ALBERT dropout 0.1.)
-PER_TASK = {
-  "race": {
-    "learning_rate": 1e-5,
-    "batch_size": 32,
-    "train_steps": 12000,
-    "warmup_steps": 1000,
-    "hidden_dropout_prob": 0.1,
-    "max_seq_length": 512,
-  },
-}
+#                         LR    BSZ  TS     WS    ALBERT DR  MSL
+PER_TASK = {"race": task_row(1e-5, 32, 12000, 1000, 0.1, 512)}
 
 
 def get_config():

@@ -9,29 +9,16 @@ squad/v1.1 or squad/v2.0.
 
 from ml_collections import config_dict
 
-from finetune.configs.common import base_config
+from finetune.configs.common import base_config, task_row
 
 # Lan et al. (2019), table 15: SQuAD v1.1 LR 5e-5, BSZ 48, 3649 steps, 365 warm-up, MSL 384;
 # SQuAD v2.0 LR 3e-5, BSZ 48, 8144 steps, 814 warm-up, MSL 512; ALBERT dropout 0, classifier 0.1.
 # (google-research/albert's README runs run_squad_v1/v2 with lr 5e-5, batch 48, 2 epochs,
 # warm-up 10%, doc_stride 128, max_query_length 64, n_best_size 20, max_answer_length 30.)
+#                  LR    BSZ  TS    WS   ALBERT DR  MSL
 PER_TASK = {
-  "1_1": {
-    "learning_rate": 5e-5,
-    "batch_size": 48,
-    "train_steps": 3649,
-    "warmup_steps": 365,
-    "hidden_dropout_prob": 0.0,
-    "max_seq_length": 384,
-  },
-  "2_0": {
-    "learning_rate": 3e-5,
-    "batch_size": 48,
-    "train_steps": 8144,
-    "warmup_steps": 814,
-    "hidden_dropout_prob": 0.0,
-    "max_seq_length": 512,
-  },
+  "1_1": task_row(5e-5, 48, 3649, 365, 0.0, 384),
+  "2_0": task_row(3e-5, 48, 8144, 814, 0.0, 512),
 }
 
 

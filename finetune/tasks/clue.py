@@ -29,7 +29,8 @@ import numpy as np
 from etils import epath
 
 from finetune.data import DataError, atomic_open, read_text, text_lines
-from finetune.tasks.glue import GlueExamples, GlueSpec, GlueTask, Split
+from finetune.tasks.glue import GlueTask
+from finetune.tasks.glue_data import GlueExamples, GlueSpec, Split
 
 _NLI = ("contradiction", "entailment", "neutral")  # CLUE's label order for CMNLI / OCNLI
 

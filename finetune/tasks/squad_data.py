@@ -170,6 +170,32 @@ def _max_context(windows: list[tuple[int, int]], w: int, position: int) -> bool:
   return best == w
 
 
+def _windows(num_tokens: int, room: int, doc_stride: int) -> list[tuple[int, int]]:
+  """(start, length) of the windows over a context of `num_tokens` tokens: `room` tokens each,
+  the next starting `doc_stride` tokens on, the last reaching the context's end."""
+  windows, start = [], 0
+  while True:
+    length = min(num_tokens - start, room)
+    windows.append((start, length))
+    if start + length >= num_tokens:
+      return windows
+    start += min(length, doc_stride)
+
+
+def _answer_tokens(example: SquadExample, doc_spans: np.ndarray) -> tuple[int, int]:
+  """The first and last context tokens covering the example's first answer (training)."""
+  text, char_start = example.answers[0]
+  char_end = char_start + len(text)
+  inside = np.nonzero(
+    (doc_spans[:, 1] > char_start)
+    & (doc_spans[:, 0] < char_end)
+    & (doc_spans[:, 1] > doc_spans[:, 0])
+  )[0]
+  if len(inside) == 0:
+    raise ValueError(f"question {example.qid!r}: no token covers answer {text!r}")
+  return int(inside[0]), int(inside[-1])
+
+
 def squad_features(
   examples: list[SquadExample],
   tokenizer,
@@ -204,25 +230,8 @@ def squad_features(
         f"max_seq_length {max_seq_length} leaves no room for the context after a "
         f"{len(q_ids)}-token question; raise it or lower max_query_length"
       )
-    windows, start = [], 0
-    while True:
-      length = min(len(doc_ids) - start, room)
-      windows.append((start, length))
-      if start + length >= len(doc_ids):
-        break
-      start += min(length, doc_stride)
-    answer_tokens = None
-    if training and example.answers:
-      text, char_start = example.answers[0]
-      char_end = char_start + len(text)
-      inside = np.nonzero(
-        (doc_spans[:, 1] > char_start)
-        & (doc_spans[:, 0] < char_end)
-        & (doc_spans[:, 1] > doc_spans[:, 0])
-      )[0]
-      if len(inside) == 0:
-        raise ValueError(f"question {example.qid!r}: no token covers answer {text!r}")
-      answer_tokens = (int(inside[0]), int(inside[-1]))
+    windows = _windows(len(doc_ids), room, doc_stride)
+    answer_tokens = _answer_tokens(example, doc_spans) if training and example.answers else None
     offset = len(q_ids) + 2  # [CLS] question [SEP]
     for w, (start, length) in enumerate(windows):
       ids = (

@@ -1,6 +1,9 @@
 """Every key of a pretraining config, with the paper's recipe as defaults (see base.py etc.).
 
-Not meant to be run directly; the per-size files start from `get_config()` here.
+Not meant to be run directly; the per-size files start from `get_config()` (tiny.py) or from
+`pod_config()` (the released sizes, base.py .. xxlarge.py), and state what differs.
+
+`get_config` is one list of assignments, each key beside its meaning: it stays one function.
 """
 
 import dataclasses
@@ -136,4 +139,19 @@ def get_config() -> ml_collections.ConfigDict:
   c.mesh.data = -1
   c.mesh.fsdp = 1
   c.mesh.tensor = 1
+  return c
+
+
+def pod_config(model: str, fsdp: int = 1, tensor: int = 1) -> ml_collections.ConfigDict:
+  """The paper's recipe for a released size on a TPU pod slice: batch 4096 x 512, 20 predictions,
+  LAMB lr 0.00176, 3125 warm-up, 125k steps, bf16 compute with float32 parameters, and remat
+  "full" (the shared layer recomputed in the backward pass; each size's docstring has the TPU
+  compiler's memory figures). Parameters and LAMB moments split over `fsdp` devices within each
+  data replica, the FFN/attention width over `tensor`. Commands for a pod slice: docs/tpu.md.
+  """
+  c = get_config()
+  c.model = model
+  c.remat = "full"
+  c.mesh.fsdp = fsdp
+  c.mesh.tensor = tensor
   return c
