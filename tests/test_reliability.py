@@ -67,14 +67,20 @@ def test_interrupted_run_locked_workdir_changed_config_and_finished_rerun(tmp_pa
     proc,
     first_log,
   )
-  second = subprocess.run(
-    [sys.executable, "-m", "pretrain", f"--workdir={workdir}", *flags],
-    cwd=REPO,
-    env=env,
-    capture_output=True,
-    text=True,
-    timeout=300,
-  )
+  # The first run is held (SIGSTOP) while the second starts, so on a loaded machine it cannot
+  # reach its last step before the SIGINT below; its LOCK names a live process all the while.
+  proc.send_signal(signal.SIGSTOP)
+  try:
+    second = subprocess.run(
+      [sys.executable, "-m", "pretrain", f"--workdir={workdir}", *flags],
+      cwd=REPO,
+      env=env,
+      capture_output=True,
+      text=True,
+      timeout=300,
+    )
+  finally:
+    proc.send_signal(signal.SIGCONT)
   assert second.returncode == program.EXIT_WORKDIR_BUSY, second.stderr[-3000:]
   assert f"process {proc.pid}" in second.stderr and "in use by another run" in second.stderr
 
