@@ -43,7 +43,7 @@ from etils import epath
 
 from albert_flax import workdir as layout
 from albert_flax.config import AlbertConfig
-from albert_flax.train import aot
+from albert_flax.train import aot, platforms
 from finetune import builtin_tasks
 from pretrain import ablation_report as report
 from pretrain import ablation_runs as runs
@@ -364,6 +364,12 @@ def main(argv: Sequence[str] | None = None) -> int:
   logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
   tables = report.TABLES if _TABLE.value == "all" else (_TABLE.value,)
   budget = _with_cadence(base, _budget())
+  # As the programs start: the CPU alone where there is no accelerator, libtpu quiet where it
+  # compiles for a TPU slice without one (no screen of libtpu errors either way).
+  if _COMPILE_ONLY.value:
+    platforms.quiet_libtpu_without_tpu()
+  else:
+    platforms.use_cpu_without_accelerator()
   try:
     if _COMPILE_ONLY.value:
       return compile_plan(
