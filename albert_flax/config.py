@@ -135,8 +135,9 @@ class AlbertConfig:
   def validate(self) -> None:
     """Raise ValueError naming every inconsistent field."""
     problems = []
-    # Sizes and counts (the token ids, also int fields, may be 0).
-    for name in (f.name for f in dataclasses.fields(self) if f.type == "int"):
+    # Sizes and counts: every int field but the token ids (which may be 0). A field's type is
+    # the string "int" under `from __future__ import annotations`, the class int without it.
+    for name in (f.name for f in dataclasses.fields(self) if f.type in ("int", int)):
       if name.endswith("_token_id"):
         continue
       value = getattr(self, name)

@@ -256,3 +256,25 @@ def test_bad_inputs_raise(case, pretraining_checkpoint):
     kwargs["masked_positions"], match = np.array([[0, 1], [2, SEQ], [0, 0]]), "masked_positions"
   with pytest.raises(ValueError, match=match):
     model.apply({"params": params}, ids, **kwargs)
+
+
+@pytest.mark.parametrize(
+  "field",
+  [
+    "vocab_size",
+    "embedding_size",
+    "hidden_size",
+    "num_hidden_layers",
+    "num_hidden_groups",
+    "num_attention_heads",
+    "intermediate_size",
+    "inner_group_num",
+    "max_position_embeddings",
+    "type_vocab_size",
+    "num_labels",
+  ],
+)
+def test_config_refuses_a_size_that_is_not_positive(field):
+  with pytest.raises(ValueError, match=f"{field} must be a positive integer, got 0"):
+    af.AlbertConfig(**{**TINY, field: 0})
+  assert af.AlbertConfig(**{**TINY, "pad_token_id": 0}).pad_token_id == 0  # ids may be 0
